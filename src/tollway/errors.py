@@ -1,0 +1,138 @@
+"""The one error tree. Every failure a client can see is a TollwayError that knows its HTTP status,
+OpenAI error ``type``, string ``code`` and whether a retry against the upstream could help (SPEC §3).
+
+    TollwayError
+    ├── AuthenticationError        401 invalid_api_key
+    ├── WrongKeyType               403 wrong_key_type
+    ├── Forbidden                  403 forbidden
+    ├── NotFound                   404 not_found
+    │   └── ModelNotFound          404 model_not_found
+    ├── InvalidRequest             400 invalid_request
+    │   └── UnsupportedParameter   400 unsupported_parameter
+    ├── BelowMinValue              422 integer_below_min_value
+    ├── RequestTooLarge            413 request_too_large
+    ├── IdempotencyKeyMismatch     422 idempotency_key_mismatch
+    ├── IdempotencyInProgress      409 idempotency_in_progress
+    ├── BillingError               402 (budget_suspended, budget_exhausted, wallet_insufficient)
+    ├── RateLimited                429 rate_limit_exceeded
+    ├── UpstreamError              502 upstream_error
+    │   └── UpstreamTimeout        504 upstream_timeout
+    ├── ServiceUnavailable         503 service_unavailable
+    └── InternalError              500 internal_error
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TollwayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, param: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers: dict[str, str] = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI error envelope; ``code`` is always a string."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+
+class AuthenticationError(TollwayError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+    def __init__(self, message: str = "Invalid or missing API key.") -> None:
+        super().__init__(message)
+
+
+class WrongKeyType(TollwayError):
+    status, type, code = 403, "permission_error", "wrong_key_type"
+
+
+class Forbidden(TollwayError):
+    status, type, code = 403, "permission_error", "forbidden"
+
+
+class NotFound(TollwayError):
+    status, type, code = 404, "not_found_error", "not_found"
+
+    def __init__(self, message: str = "The requested resource was not found.", param: str | None = None) -> None:
+        super().__init__(message, param)
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class InvalidRequest(TollwayError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class BelowMinValue(TollwayError):
+    status, type, code = 422, "invalid_request_error", "integer_below_min_value"
+
+
+class RequestTooLarge(TollwayError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class IdempotencyKeyMismatch(TollwayError):
+    status, type, code = 422, "idempotency_error", "idempotency_key_mismatch"
+
+
+class IdempotencyInProgress(TollwayError):
+    status, type, code = 409, "idempotency_error", "idempotency_in_progress"
+
+
+class BillingError(TollwayError):
+    status, type = 402, "billing_error"
+
+
+class BudgetSuspended(BillingError):
+    code = "budget_suspended"
+
+
+class BudgetExhausted(BillingError):
+    code = "budget_exhausted"
+
+
+class WalletInsufficient(BillingError):
+    code = "wallet_insufficient"
+
+
+class RateLimited(TollwayError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: int, *, headers: dict[str, str] | None = None) -> None:
+        merged = dict(headers or {})
+        merged["retry-after"] = str(max(1, retry_after_s))
+        super().__init__(message, None, headers=merged)
+
+
+class UpstreamError(TollwayError):
+    status, type, code, retryable = 502, "upstream_error", "upstream_error", True
+
+
+class UpstreamTimeout(UpstreamError):
+    status, code = 504, "upstream_timeout"
+
+
+class ServiceUnavailable(TollwayError):
+    status, type, code, retryable = 503, "server_error", "service_unavailable", True
+
+    def __init__(self, message: str = "The service is temporarily unavailable.", retry_after_s: int = 1) -> None:
+        super().__init__(message, None, headers={"retry-after": str(max(1, retry_after_s))})
+
+
+class InternalError(TollwayError):
+    def __init__(self, message: str = "An internal error occurred.") -> None:
+        super().__init__(message)
