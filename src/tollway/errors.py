@@ -119,7 +119,23 @@ class RateLimited(TollwayError):
 
 
 class UpstreamError(TollwayError):
+    """The provider failed. ``upstream_status`` is its HTTP status (None for transport failures); ``retry_after_s``
+    its Retry-After; ``quota_exhausted`` marks a 429 that retrying cannot fix (SPEC §14.2)."""
+
     status, type, code, retryable = 502, "upstream_error", "upstream_error", True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        retry_after_s: float | None = None,
+        quota_exhausted: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        self.retry_after_s = retry_after_s
+        self.quota_exhausted = quota_exhausted
 
 
 class UpstreamTimeout(UpstreamError):

@@ -1,0 +1,33 @@
+# The commands the README shows. Everything installs itself into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test check bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: embedded gateway (SQLite) + fake upstream + seeded demo platform; prints keys and examples
+run: $(BIN)/.installed
+	$(BIN)/tollway demo
+
+## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end with the openai SDK)
+test: $(BIN)/.installed
+	$(BIN)/pytest
+
+## check: lint, format check and strict typing
+check: $(BIN)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## bench: added latency and throughput of Tollway against direct-to-upstream; writes docs/performance.md
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

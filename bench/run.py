@@ -1,0 +1,223 @@
+"""``make bench``: Tollway's added latency and throughput against direct-to-upstream, measured in the same run.
+
+Layout on a 2-core machine: the gateway (one worker) pinned to core 0; the fake upstream, the latency client and
+wrk pinned to core 1. Latency is measured at concurrency 1 with interleaved blocks (direct, gateway, direct, ...)
+so drift hits both sides alike; throughput at concurrency 32 with wrk. Results go to bench/results/latest.json and
+the table in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 64}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int, argv: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(core), *argv]
+    return argv
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) -> str:
+    async with aiohttp.ClientSession() as s:
+
+        async def call(method: str, path: str, key: str, body: Any) -> Any:
+            async with s.request(method, base + path, json=body, headers={"Authorization": f"Bearer {key}"}) as r:
+                data = await r.json()
+                assert r.status < 300, data
+                return data
+
+        provider = await call(
+            "POST", "/v1/admin/providers", admin_key,
+            {"slug": "fake", "name": "Fake", "kind": "openai_compatible", "base_url": upstream},
+        )
+        await call(
+            "POST", "/v1/admin/models", admin_key,
+            {"slug": "bench", "provider_id": provider["id"], "upstream_model": upstream_model,
+             "input_price_per_mtok": "0.15", "output_price_per_mtok": "0.6", "max_output_tokens": 256},
+        )
+        created = await call("POST", "/v1/admin/platforms", admin_key, {"name": "Bench"})
+        pid, key = created["platform"]["id"], created["api_key"]["raw_key"]
+        await call("POST", f"/v1/platforms/{pid}/llm-configs", key, {"provider_id": provider["id"], "api_key": "sk-x"})
+        await call("POST", f"/v1/admin/platforms/{pid}/wallet/topup", admin_key, {"amount_usd": "100000"})
+        return key
+
+
+async def latency_block(session: aiohttp.ClientSession, url: str, key: str, body: bytes, n: int) -> list[float]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.read()
+            assert response.status == 200, response.status
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+async def measure_latency(direct: str, gateway: str, key: str, blocks: int, per_block: int) -> dict[str, float]:
+    body_direct = json.dumps({**BODY, "model": "fake/default"}).encode()
+    body_gateway = json.dumps(BODY).encode()
+    direct_s: list[float] = []
+    gateway_s: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        await latency_block(session, direct, "sk-x", body_direct, 200)  # warm-up both paths
+        await latency_block(session, gateway, key, body_gateway, 200)
+        for _ in range(blocks):
+            direct_s += await latency_block(session, direct, "sk-x", body_direct, per_block)
+            gateway_s += await latency_block(session, gateway, key, body_gateway, per_block)
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "direct_p50_ms": pct(direct_s, 0.50),
+        "direct_p99_ms": pct(direct_s, 0.99),
+        "gateway_p50_ms": pct(gateway_s, 0.50),
+        "gateway_p99_ms": pct(gateway_s, 0.99),
+        "added_p50_ms": pct(gateway_s, 0.50) - pct(direct_s, 0.50),
+        "added_p99_ms": pct(gateway_s, 0.99) - pct(direct_s, 0.99),
+        "added_mean_ms": statistics.fmean(gateway_s) - statistics.fmean(direct_s),
+        "samples": len(gateway_s),
+    }
+
+
+def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int, core: int) -> float:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    )
+    out = subprocess.run(
+        pinned(core, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]),
+        capture_output=True, text=True, check=True,
+    ).stdout
+    script.unlink()
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"wrk saw {non2xx.group(1)} failed responses:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def write_report(results: dict[str, Any]) -> None:
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    lat, thr = results["latency"], results["throughput"]
+    table = f"""<!-- bench:start -->
+Last run: {results["when"]} on {results["machine"]} ({results["cpus"]} cores), {results["store"]}, one worker,
+platform-key path, `{results["upstream_model"]}` upstream.
+
+| Measure | Direct to upstream | Through Tollway | Added / ratio | Target |
+|---|---|---|---|---|
+| p50 latency, concurrency 1 | {lat["direct_p50_ms"]:.3f} ms | {lat["gateway_p50_ms"]:.3f} ms | **+{lat["added_p50_ms"]:.3f} ms** | ≤ 1.0 ms |
+| p99 latency, concurrency 1 | {lat["direct_p99_ms"]:.3f} ms | {lat["gateway_p99_ms"]:.3f} ms | **+{lat["added_p99_ms"]:.3f} ms** | ≤ 2.0 ms |
+| throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
+<!-- bench:end -->"""
+    doc = ROOT / "docs" / "performance.md"
+    text = doc.read_text() if doc.exists() else "<!-- bench:start -->\n<!-- bench:end -->\n"
+    text = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _m: table, text, flags=re.S)
+    doc.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--per-block", type=int, default=300)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--upstream-model", default="fake/default")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench needs wrk: apt-get install -y wrk")
+    tollway = str(Path(sys.executable).with_name("tollway"))
+    work = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
+    upstream_port, gateway_port = free_port(), free_port()
+    admin_key = "sk-admin_" + secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "TOLLWAY_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
+        "TOLLWAY_ADMIN_KEY": admin_key,
+        "TOLLWAY_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "TOLLWAY_DATA_DIR": str(work),
+        "TOLLWAY_PORT": str(gateway_port),
+        "TOLLWAY_LOG_LEVEL": "warning",
+    }
+    procs = [
+        subprocess.Popen(pinned(1, [tollway, "fake-upstream", "--port", str(upstream_port)]), stdout=subprocess.DEVNULL),
+        subprocess.Popen(pinned(0, [tollway, "serve"]), env=env),
+    ]
+    try:
+        wait_port(upstream_port)
+        wait_port(gateway_port)
+        upstream = f"http://127.0.0.1:{upstream_port}/v1"
+        gateway = f"http://127.0.0.1:{gateway_port}/v1"
+        key = asyncio.run(seed(gateway.removesuffix("/v1"), admin_key, upstream, args.upstream_model))
+        latency = asyncio.run(
+            measure_latency(upstream + "/chat/completions", gateway + "/chat/completions", key, args.blocks,
+                            args.per_block)
+        )
+        direct_body = {**BODY, "model": args.upstream_model}
+        direct_rps = wrk(upstream + "/chat/completions", "sk-x", direct_body, args.seconds, 32, 1)
+        gateway_rps = wrk(gateway + "/chat/completions", key, BODY, args.seconds, 32, 1)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
+    results = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "store": "SQLite",
+        "upstream_model": args.upstream_model,
+        "latency": latency,
+        "throughput": {"direct_rps": direct_rps, "gateway_rps": gateway_rps, "ratio": gateway_rps / direct_rps},
+    }
+    write_report(results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

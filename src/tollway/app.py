@@ -1,0 +1,141 @@
+"""The composition root: ``create_app(settings)`` builds the ASGI app and wires every concrete class in lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.domain.sealing import Sealer
+from tollway.errors import NotFound
+from tollway.http.middleware import RequestContextMiddleware
+from tollway.http.responses import error_response
+from tollway.http.routes import build_routes
+from tollway.services.auth import Authenticator
+from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
+from tollway.services.inference import InferenceService
+from tollway.services.routing import CandidateRouter
+from tollway.settings import Settings
+from tollway.storage.catalog import CatalogStore
+from tollway.storage.db import create_engine
+from tollway.storage.keystore import KeyStore
+from tollway.storage.usage import UsageRecorder
+from tollway.providers.registry import AdapterRegistry
+
+log = logging.getLogger("tollway")
+
+
+@dataclass
+class Services:
+    """Everything the HTTP layer may call, built once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    keys: KeyStore
+    sealer: Sealer
+    authenticator: Authenticator
+    router: CandidateRouter
+    recorder: UsageRecorder
+    inference: InferenceService
+    http: aiohttp.ClientSession
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def invalidate_caches(self) -> None:
+        """Called after this instance changes keys, configs, providers or models."""
+        self.authenticator.invalidate()
+        self.router.invalidate()
+
+
+async def _not_found(_request: Request, _exc: Exception) -> Response:
+    return error_response(NotFound("Unknown route."))
+
+
+def _http_exception(_request: Request, exc: Exception) -> Response:
+    # 405 included: a route exists only as method and path (SPEC §2.3 step 1).
+    assert isinstance(exc, HTTPException)
+    return error_response(NotFound("Unknown route."))
+
+
+def _upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(
+        total=settings.total_timeout_s, sock_connect=settings.connect_timeout_s, sock_read=settings.idle_timeout_s
+    )
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
+    )
+
+
+async def _touch_keys_loop(services: Services) -> None:
+    """Writes ``last_used_at`` off the hot path, at most once per minute per key."""
+    while True:
+        await asyncio.sleep(5)
+        pending = list(services.authenticator.pending_touches)
+        services.authenticator.pending_touches.clear()
+        for key_id in pending:
+            try:
+                await services.keys.touch(key_id)
+            except Exception:  # a lost touch is harmless; never let the loop die
+                log.warning("could not update last_used_at", exc_info=True)
+
+
+async def build_services(settings: Settings) -> Services:
+    engine = create_engine(settings)
+    keys = KeyStore(engine)
+    await ensure_operator_key(settings, keys)
+    sealer = await load_sealer(settings, keys)
+    digest_source: Callable[[], Awaitable[bytes | None]] = operator_digest_source(settings, keys)
+    authenticator = Authenticator(keys, digest_source, settings.auth_failure_limit)
+    router = CandidateRouter(CatalogStore(engine), sealer)
+    recorder = UsageRecorder(engine)
+    http = _upstream_session(settings)
+    inference = InferenceService(settings, router, recorder, AdapterRegistry(http, settings))
+    return Services(settings, engine, keys, sealer, authenticator, router, recorder, inference, http)
+
+
+def create_app(settings: Settings) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        services.recorder.start()
+        services.background.append(asyncio.create_task(_touch_keys_loop(services)))
+        try:
+            yield
+        finally:
+            for task in services.background:
+                task.cancel()
+            await services.recorder.stop()
+            await services.http.close()
+            await services.engine.dispose()
+
+    middleware = []
+    if settings.cors_origin_list:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origin_list),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-session-id", "idempotency-key"],
+                expose_headers=["x-request-id"],
+            )
+        )
+    app = Starlette(
+        routes=build_routes(),
+        middleware=middleware,
+        exception_handlers={HTTPException: _http_exception, 404: _not_found},
+        lifespan=lifespan,
+    )
+    return RequestContextMiddleware(app)

@@ -1,0 +1,151 @@
+"""``tollway serve | migrate | rotate-admin-key | fake-upstream | demo``: thin wrappers; settings are read once here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from tollway.settings import Settings, SettingsError, load_settings
+
+
+def _fail(message: str) -> None:
+    print(f"tollway: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    try:
+        return load_settings(getattr(args, "config", None), **overrides)
+    except SettingsError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+def _check_scale_out(settings: Settings) -> None:
+    if settings.workers > 1:
+        missing = []
+        if settings.redis_url is None:
+            missing.append("Redis (TOLLWAY_REDIS_URL)")
+        if settings.is_sqlite:
+            missing.append("PostgreSQL (TOLLWAY_DATABASE_URL)")
+        if missing:
+            _fail(f"TOLLWAY_WORKERS={settings.workers} needs " + " and ".join(missing))
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return
+    uvloop.install()
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from tollway.storage.migrate import upgrade
+
+    settings = _settings(args)
+    asyncio.run(upgrade(settings))
+    print("migrations applied", flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tollway.app import create_app
+    from tollway.storage.migrate import upgrade
+
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+    _check_scale_out(settings)
+    asyncio.run(upgrade(settings))
+    _install_uvloop()
+    try:
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="on",
+        )
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def cmd_rotate_admin_key(args: argparse.Namespace) -> None:
+    from tollway.services.bootstrap import rotate_operator_key
+    from tollway.storage.db import create_engine
+    from tollway.storage.keystore import KeyStore
+    from tollway.storage.migrate import upgrade
+
+    settings = _settings(args)
+
+    async def run() -> str:
+        await upgrade(settings)
+        engine = create_engine(settings)
+        try:
+            return await rotate_operator_key(settings, KeyStore(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        raw = asyncio.run(run())
+    except SettingsError as exc:
+        _fail(str(exc))
+        return
+    print(f"Tollway operator key (shown once): {raw}", file=sys.stderr, flush=True)
+
+
+def cmd_fake_upstream(args: argparse.Namespace) -> None:
+    from tollway.testing.fake_upstream import main as fake_main
+
+    fake_main(["--host", args.host, "--port", str(args.port)])
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from tollway.testing.demo import run_demo
+
+    _install_uvloop()
+    asyncio.run(run_demo(args.port, args.upstream_port, args.data_dir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollway", description="Tollway, the self-hosted LLM gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="apply pending migrations, then serve the API")
+    serve.add_argument("--config", help="TOML settings file (same keys as the TOLLWAY_ variables, lower-cased)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate.add_argument("--config")
+    migrate.set_defaults(func=cmd_migrate)
+
+    rotate = sub.add_parser("rotate-admin-key", help="print a new operator key once; the old one stops working")
+    rotate.add_argument("--config")
+    rotate.set_defaults(func=cmd_rotate_admin_key)
+
+    fake = sub.add_parser("fake-upstream", help="run the built-in scripted OpenAI-compatible provider")
+    fake.add_argument("--config")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9090)
+    fake.set_defaults(func=cmd_fake_upstream)
+
+    demo = sub.add_parser("demo", help="embedded gateway + fake upstream + a seeded demo platform (make run)")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--upstream-port", type=int, default=9090)
+    demo.add_argument("--data-dir", default=".demo")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,60 @@
+"""What one upstream call cost and how it ended: the record that settlement turns into ledger and log rows (§12)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from tollway.domain.pricing import Usage
+
+
+class CallStatus(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    request_id: str
+    platform_id: str
+    end_user_id: str | None
+    request_type: str
+    provider_id: str | None
+    model: str
+    provider_model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_ms: int
+    ttft_ms: int | None
+    cost_nanos: int
+    charged_nanos: int | None
+    status: CallStatus
+    finish_reason: str | None
+    error_code: str | None
+    token_count_method: str
+    session_id: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def ledger_description(self) -> str:
+        return f"{self.model}: {self.prompt_tokens} in / {self.completion_tokens} out"
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """The OpenAI ``usage`` object (the hub format) for billed counts."""
+    body: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+    if usage.reasoning_tokens is not None:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return body

@@ -1,0 +1,50 @@
+"""Reading request bodies: Content-Type check, the size limit enforced while reading (SPEC §14.1), strict JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from tollway.errors import InvalidRequest, RequestTooLarge
+from tollway.http.jsonbody import parse_json_body, parse_json_body_exact
+
+
+async def read_raw(request: Request, limit: int) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise InvalidRequest("Requests with a body must send Content-Type: application/json.", "Content-Type")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """Inference bodies: fast strict parse (numbers as int/float)."""
+    return parse_json_body(await read_raw(request, limit))
+
+
+async def read_json_exact(request: Request, limit: int) -> dict[str, Any]:
+    """Management bodies: numbers with a fraction or exponent become Decimal, so money is never a binary float."""
+    return parse_json_body_exact(await read_raw(request, limit))
+
+
+async def read_optional_json_exact(request: Request, limit: int) -> dict[str, Any]:
+    """For action routes whose body is optional (an empty body is an empty object)."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    if len(raw) > limit:
+        raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise InvalidRequest("Requests with a body must send Content-Type: application/json.", "Content-Type")
+    return parse_json_body_exact(raw)

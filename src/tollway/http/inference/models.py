@@ -1,0 +1,22 @@
+"""``GET /v1/models`` and ``GET /v1/models/{slug}`` in the OpenAI list format."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.http.guards import require_inference
+from tollway.http.responses import json_response
+
+
+async def list_models(request: Request) -> Response:
+    principal = await require_inference(request)
+    assert principal.platform_id is not None
+    return json_response(await request.app.state.services.inference.models.list(principal.platform_id))
+
+
+async def get_model(request: Request) -> Response:
+    principal = await require_inference(request)
+    assert principal.platform_id is not None
+    slug = request.path_params["slug"]
+    return json_response(await request.app.state.services.inference.models.get(principal.platform_id, slug))

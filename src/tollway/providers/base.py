@@ -1,0 +1,58 @@
+"""The provider plug-in contract: a small Protocol every adapter implements, and the values it exchanges.
+
+The hub format is OpenAI's chat shape: adapters take a validated ``ChatRequest`` and give back chat.completion
+and chat.completion.chunk dicts plus the usage the provider reported (``None`` when it reported none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.chat_request import ChatRequest
+from tollway.domain.pricing import Usage
+from tollway.errors import UnsupportedParameter
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    request: ChatRequest
+    candidate: Candidate
+    output_limit: int
+    request_id: str
+    session_id: str | None
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    body: dict[str, Any]
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    chunk: dict[str, Any]
+    usage: Usage | None
+
+
+class ChatStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[StreamChunk]: ...
+
+    def close(self) -> None:
+        """Close the upstream connection; synchronous so that it also works inside a cancelled ``finally``."""
+        ...
+
+
+class ChatAdapter(Protocol):
+    def refusal(self, request: ChatRequest, candidate: Candidate) -> UnsupportedParameter | None:
+        """The parameter this provider cannot honour or translate (SPEC §7.4), or None."""
+        ...
+
+    async def chat(self, call: UpstreamCall) -> ChatResult: ...
+
+    async def chat_stream(self, call: UpstreamCall) -> ChatStream:
+        """Open the stream; returns once the upstream answered with a success status."""
+        ...

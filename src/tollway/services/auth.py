@@ -1,0 +1,150 @@
+"""Authentication (SPEC §2.2, §2.3): bearer key -> Principal, with a ≤ 1 s positive cache and the failure throttle.
+
+Unknown keys, the operator key and platform/end-user keys all go through one digest lookup; failures are never
+cached, so a revoked key stops working on every instance within the cache lifetime.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from tollway.domain.clock import utcnow
+from tollway.domain.keys import END_USER_SCOPES, PLATFORM_SCOPES, KeyKind, key_digest
+from tollway.domain.ports import KeyLookup
+from tollway.domain.tenancy import Principal
+from tollway.errors import AuthenticationError, RateLimited
+
+POSITIVE_CACHE_S = 0.9
+_TOUCH_EVERY_S = 60.0
+_FAILURE_WINDOW_S = 60.0
+_OPERATOR_REFRESH_S = 0.9
+_DUMMY_DIGEST = b"\x00" * 32
+
+
+class Authenticator:
+    def __init__(
+        self,
+        keys: KeyLookup,
+        operator_digest: Callable[[], Awaitable[bytes | None]],
+        failure_limit: int,
+    ) -> None:
+        self._keys = keys
+        self._operator_digest_source = operator_digest
+        self._operator_digest: bytes | None = None
+        self._operator_checked_at = float("-inf")
+        self._failure_limit = failure_limit
+        self._cache: dict[bytes, tuple[float, Principal, float | None]] = {}
+        self._touched: dict[str, float] = {}
+        self._failures: dict[str, deque[float]] = {}
+        self.pending_touches: set[str] = set()
+
+    def invalidate(self) -> None:
+        """Drop every cached lookup (called after this instance revokes or deletes something)."""
+        self._cache.clear()
+        self._operator_checked_at = float("-inf")
+
+    async def authenticate(self, authorization: str | None, client_ip: str) -> Principal:
+        now = time.monotonic()
+        raw = _bearer(authorization)
+        if raw is None:
+            self._record_failure(client_ip, now)
+            raise AuthenticationError()
+        digest = key_digest(raw)
+        cached = self._cache.get(digest)
+        if cached is not None:
+            cached_at, principal, expires_mono = cached
+            if now - cached_at < POSITIVE_CACHE_S and (expires_mono is None or now < expires_mono):
+                self._note_use(principal, now)
+                return principal
+            del self._cache[digest]
+        found, expires_mono = await self._lookup(raw, digest, now)
+        if found is None:
+            self._record_failure(client_ip, now)
+            raise AuthenticationError()
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[digest] = (now, found, expires_mono)
+        self._note_use(found, now)
+        return found
+
+    async def _lookup(self, raw: str, digest: bytes, now: float) -> tuple[Principal | None, float | None]:
+        operator = await self._current_operator_digest(now)
+        # Same code path for every key: the operator comparison runs for all of them, in constant time.
+        is_operator = hmac.compare_digest(digest, operator or _DUMMY_DIGEST) and operator is not None
+        record = await self._keys.find_active(digest)
+        if is_operator and raw.startswith("sk-admin_"):
+            return Principal(kind=KeyKind.OPERATOR, key_id=None), None
+        if record is None:
+            return None, None
+        expires_mono: float | None = None
+        if record.expires_at is not None:
+            remaining = (record.expires_at - utcnow()).total_seconds()
+            if remaining <= 0:
+                return None, None
+            expires_mono = now + remaining
+        kind = KeyKind.PLATFORM if record.type == "platform" else KeyKind.END_USER
+        allowed = PLATFORM_SCOPES if kind is KeyKind.PLATFORM else END_USER_SCOPES
+        principal = Principal(
+            kind=kind,
+            key_id=record.id,
+            platform_id=record.platform_id,
+            end_user_id=record.end_user_id,
+            scopes=frozenset(record.scopes) & allowed,
+        )
+        if record.last_used_at is not None:
+            self._touched.setdefault(record.id, now)
+        return principal, expires_mono
+
+    async def _current_operator_digest(self, now: float) -> bytes | None:
+        if now - self._operator_checked_at >= _OPERATOR_REFRESH_S:
+            self._operator_digest = await self._operator_digest_source()
+            self._operator_checked_at = now
+        return self._operator_digest
+
+    def _note_use(self, principal: Principal, now: float) -> None:
+        key_id = principal.key_id
+        if key_id is None:
+            return
+        last = self._touched.get(key_id)
+        if last is None or now - last >= _TOUCH_EVERY_S:
+            self._touched[key_id] = now
+            self.pending_touches.add(key_id)
+
+    def check_throttle(self, client_ip: str) -> None:
+        """Before authenticating: an IP over the failure limit in the window gets 429 (valid keys included
+        would be wrong, so callers invoke this only after a failed lookup)."""
+        if self._failure_limit <= 0:
+            return
+        window = self._failures.get(client_ip)
+        if window is None:
+            return
+        now = time.monotonic()
+        while window and now - window[0] >= _FAILURE_WINDOW_S:
+            window.popleft()
+        if len(window) > self._failure_limit:
+            retry = int(_FAILURE_WINDOW_S - (now - window[0])) + 1
+            raise RateLimited("Too many failed authentication attempts from this address; retry later.", retry)
+
+    def _record_failure(self, client_ip: str, now: float) -> None:
+        if self._failure_limit <= 0:
+            return
+        window = self._failures.setdefault(client_ip, deque())
+        window.append(now)
+        if len(window) > self._failure_limit + 1:
+            window.popleft()
+        if len(self._failures) > 50_000:
+            self._failures.clear()
+        self.check_throttle(client_ip)
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 512:
+        return None
+    return token

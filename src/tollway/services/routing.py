@@ -1,0 +1,80 @@
+"""Candidate lists per (platform, slug), cached for under a second per instance (SPEC §7.1, §8 steps 3b-4).
+
+A candidate whose sealed provider key does not open for its platform is skipped and logged, never used (§5.3).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tollway.domain.catalog import Candidate, ModelRow, Provider
+from tollway.domain.sealing import Sealer, SealError
+
+log = logging.getLogger("tollway.routing")
+
+CACHE_S = 0.9
+
+
+class SealedRow(Protocol):
+    @property
+    def model(self) -> ModelRow: ...
+    @property
+    def provider(self) -> Provider: ...
+    @property
+    def config_id(self) -> str: ...
+    @property
+    def sealed_key(self) -> bytes: ...
+
+
+class CatalogSource(Protocol):
+    async def usable_rows(self, platform_id: str) -> Sequence[SealedRow]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformCatalog:
+    by_slug: dict[str, tuple[Candidate, ...]]
+
+    def candidates(self, slug: str) -> tuple[Candidate, ...]:
+        return self.by_slug.get(slug, ())
+
+
+class CandidateRouter:
+    def __init__(self, source: CatalogSource, sealer: Sealer) -> None:
+        self._source = source
+        self._sealer = sealer
+        self._cache: dict[str, tuple[float, PlatformCatalog]] = {}
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def catalog(self, platform_id: str) -> PlatformCatalog:
+        now = time.monotonic()
+        hit = self._cache.get(platform_id)
+        if hit is not None and now - hit[0] < CACHE_S:
+            return hit[1]
+        built = await self._build(platform_id)
+        self._cache[platform_id] = (now, built)
+        return built
+
+    async def _build(self, platform_id: str) -> PlatformCatalog:
+        grouped: dict[str, list[Candidate]] = {}
+        for row in await self._source.usable_rows(platform_id):
+            try:
+                api_key = self._sealer.open(row.sealed_key, platform_id)
+            except SealError:
+                log.error(
+                    "llm config %s does not decrypt for platform %s; candidate skipped",
+                    row.config_id,
+                    platform_id,
+                )
+                continue
+            grouped.setdefault(row.model.slug, []).append(Candidate(row.model, row.provider, api_key))
+        ordered = {
+            slug: tuple(sorted(rows, key=lambda c: (c.model.priority, c.model.created_at, c.model.id)))
+            for slug, rows in grouped.items()
+        }
+        return PlatformCatalog(ordered)

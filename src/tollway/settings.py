@@ -1,0 +1,175 @@
+"""Settings: the only place that reads the environment (SPEC §13.1).
+
+Environment (``TOLLWAY_*``) beats the TOML file named by ``TOLLWAY_CONFIG`` / ``--config`` beats the defaults.
+Built once by the CLI and passed in; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ADMIN_KEY_PATTERN = re.compile(r"^sk-admin_[A-Za-z0-9_-]{32,}$")
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the environment variable."""
+
+
+def decode_secret_key(value: str) -> bytes:
+    """32 bytes given as base64 (standard or url-safe, padding optional) or as 64 hex digits."""
+    text = value.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text)
+    padded = text + "=" * (-len(text) % 4)
+    for decoder in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            raw = decoder(padded.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            continue
+        if len(raw) == 32:
+            return raw
+    raise SettingsError("TOLLWAY_SECRET_KEY must be 32 bytes as base64 or 64 hex digits")
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by TOLLWAY_CONFIG (keys are the variable names lower-cased without TOLLWAY_)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path:
+            try:
+                with Path(path).open("rb") as fh:
+                    self._data = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise SettingsError(f"TOLLWAY_CONFIG: cannot read {path}: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLLWAY_", frozen=True, extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///./tollway.db"
+    redis_url: str | None = None
+    admin_key: str | None = None
+    secret_key: str | None = None
+    data_dir: Path = Path("./tollway-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    expected_instances: int = Field(default=1, ge=1, le=10_000)
+    allow_private_urls: bool = False
+    max_body_bytes: int = Field(default=10_485_760, ge=1024)
+    upstream_max_body_bytes: int = Field(default=33_554_432, ge=1024)
+    connect_timeout_s: float = Field(default=5, gt=0)
+    first_byte_timeout_s: float = Field(default=60, gt=0)
+    idle_timeout_s: float = Field(default=60, gt=0)
+    total_timeout_s: float = Field(default=600, gt=0)
+    image_token_allowance: int = Field(default=3000, ge=0)
+    auth_failure_limit: int = Field(default=300, ge=0)
+    response_retention_days: int = Field(default=30, ge=1)
+    drain_s: float = Field(default=30, ge=0)
+    webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
+    cors_origins: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("admin_key")
+    @classmethod
+    def _check_admin_key(cls, value: str | None) -> str | None:
+        if value is not None and not ADMIN_KEY_PATTERN.match(value):
+            raise ValueError("must match ^sk-admin_[A-Za-z0-9_-]{32,}$")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                decode_secret_key(value)
+            except SettingsError as exc:
+                raise ValueError("must be 32 bytes as base64 or 64 hex digits") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgresql+asyncpg://"))):
+            raise ValueError("must be sqlite:///<path> or postgresql://...")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_delays(self) -> Settings:
+        _ = self.webhook_retry_delays
+        return self
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        try:
+            delays = tuple(float(part) for part in self.webhook_retry_delays_s.split(",") if part.strip())
+        except ValueError as exc:
+            raise ValueError("TOLLWAY_WEBHOOK_RETRY_DELAYS_S must be comma-separated seconds") from exc
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("TOLLWAY_WEBHOOK_RETRY_DELAYS_S must be comma-separated non-negative seconds")
+        return delays
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async driver URL SQLAlchemy needs (aiosqlite or asyncpg)."""
+        if self.is_sqlite:
+            return "sqlite+aiosqlite:///" + self.database_url.removeprefix("sqlite:///")
+        return "postgresql+asyncpg://" + self.database_url.split("://", 1)[1]
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        if not self.cors_origins:
+            return ()
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _TomlSource(settings_cls, os.environ.get("TOLLWAY_CONFIG"))
+        return (init_settings, env_settings, toml)
+
+
+def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
+    """Build the one Settings object; errors name the environment variable that is wrong."""
+    from pydantic import ValidationError
+
+    if config_path:
+        os.environ["TOLLWAY_CONFIG"] = config_path
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "TOLLWAY_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"{name}: {first['msg']}") from exc

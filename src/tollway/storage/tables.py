@@ -1,0 +1,180 @@
+"""The schema as SQLAlchemy Core tables: one definition for SQLite and PostgreSQL, migrated by Alembic.
+
+Money columns are BIGINT nano-dollars; CHECK constraints are the last line of defence for SPEC §9.6.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_ID = sa.String(36)
+
+
+def _ts(name: str, *, nullable: bool = False) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+system_meta = sa.Table(
+    "system_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+providers = sa.Table(
+    "providers",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("base_url", sa.String(2048), nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("slug", sa.String(128), nullable=False, index=True),
+    sa.Column("provider_id", _ID, sa.ForeignKey("providers.id"), nullable=False, index=True),
+    sa.Column("upstream_model", sa.String(256), nullable=False),
+    sa.Column("input_price_nanos", sa.BigInteger, nullable=False),
+    sa.Column("output_price_nanos", sa.BigInteger, nullable=False),
+    sa.Column("cached_input_price_nanos", sa.BigInteger, nullable=True),
+    sa.Column("price_per_image_nanos", sa.BigInteger, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("min_output_tokens", sa.Integer, nullable=True),
+    sa.Column("max_output_tokens", sa.Integer, nullable=False),
+    sa.Column("context_window", sa.Integer, nullable=True),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.UniqueConstraint("slug", "provider_id", name="uq_models_slug_provider"),
+    sa.CheckConstraint("input_price_nanos >= 0 AND output_price_nanos >= 0", name="prices_non_negative"),
+)
+
+platforms = sa.Table(
+    "platforms",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("settings", sa.JSON, nullable=False),
+    _ts("deleted_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+wallets = sa.Table(
+    "wallets",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False, unique=True),
+    sa.Column("balance_nanos", sa.BigInteger, nullable=False),
+    sa.Column("held_nanos", sa.BigInteger, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.CheckConstraint("balance_nanos >= 0", name="balance_non_negative"),
+    sa.CheckConstraint("held_nanos >= 0 AND held_nanos <= balance_nanos", name="held_within_balance"),
+)
+
+wallet_transactions = sa.Table(
+    "wallet_transactions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("wallet_id", _ID, sa.ForeignKey("wallets.id"), nullable=False),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("amount_nanos", sa.BigInteger, nullable=False),
+    sa.Column("balance_after_nanos", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("request_id", sa.String(40), nullable=True),
+    _ts("created_at"),
+    sa.CheckConstraint("balance_after_nanos >= 0", name="balance_after_non_negative"),
+    sa.Index("ix_wallet_transactions_wallet_created", "wallet_id", "created_at"),
+    # SPEC §9.6 invariant 3: at most one wallet usage row per request id.
+    sa.Index(
+        "uq_wallet_transactions_usage_request",
+        "request_id",
+        unique=True,
+        sqlite_where=sa.text("type = 'usage'"),
+        postgresql_where=sa.text("type = 'usage'"),
+    ),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False, index=True),
+    sa.Column("end_user_id", _ID, nullable=True, index=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("key_prefix", sa.String(12), nullable=False),
+    sa.Column("key_hash", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("expires_at", nullable=True),
+    _ts("last_used_at", nullable=True),
+    _ts("revoked_at", nullable=True),
+    _ts("created_at"),
+)
+
+llm_configs = sa.Table(
+    "llm_configs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False, index=True),
+    sa.Column("provider_id", _ID, sa.ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("api_key_ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+usage_logs = sa.Table(
+    "usage_logs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("end_user_id", _ID, nullable=True),
+    sa.Column("request_type", sa.String(32), nullable=False),
+    sa.Column("provider_id", _ID, nullable=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("provider_model", sa.String(256), nullable=True),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("total_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("ttft_ms", sa.Integer, nullable=True),
+    sa.Column("cost_nanos", sa.BigInteger, nullable=False),
+    sa.Column("charged_nanos", sa.BigInteger, nullable=True),
+    sa.Column("uncollected_nanos", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("finish_reason", sa.String(32), nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("token_count_method", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    _ts("created_at"),
+    sa.Index("ix_usage_logs_platform_created", "platform_id", "created_at"),
+    sa.Index("ix_usage_logs_request_id", "request_id"),
+    sa.CheckConstraint("cost_nanos >= 0 AND uncollected_nanos >= 0", name="cost_non_negative"),
+)
