@@ -97,10 +97,14 @@ Press Ctrl+C to stop.
 """
 
 
-async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
-    root = Path(data_dir)
+def _fresh_dir(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+
+
+async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
+    root = Path(data_dir)
+    await asyncio.to_thread(_fresh_dir, root)
     admin_key = "sk-admin_" + secrets.token_urlsafe(32)
     settings = Settings(
         database_url=f"sqlite:///{root / 'tollway.db'}",

@@ -1,0 +1,219 @@
+"""Routes of the fake upstream: ``/v1/chat/completions``, ``/v1/models`` and the ``/_fake/`` control endpoints.
+
+Every request outside ``/_fake/`` is recorded (the last 1000; the count keeps counting).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from tollway.testing.fake_http import Reply, Request
+from tollway.testing.fake_responses import (
+    DONE_EVENT,
+    GARBAGE,
+    Envelope,
+    build_completion,
+    error_fields,
+    render_completion,
+    render_error,
+    render_error_event,
+    render_models,
+    render_stream,
+)
+from tollway.testing.fake_scenarios import Scenario, ScenarioError, parse_model
+
+MAX_RECORDED = 1000
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_JSON = ("content-type", "application/json")
+_SSE = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
+_SCENARIO_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """A request as the fake saw it; ``body`` is the parsed JSON, or None when empty or not JSON."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLog:
+    """Thread-safe state shared with test threads: recorded requests and the ``times=K`` failure counters."""
+
+    def __init__(self, max_recorded: int = MAX_RECORDED) -> None:
+        self._lock = threading.Lock()
+        self._recorded: deque[RecordedRequest] = deque(maxlen=max_recorded)
+        self._count = 0
+        self._failures: dict[str, int] = {}
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._recorded.append(request)
+            self._count += 1
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._recorded)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def reset(self) -> None:
+        with self._lock:
+            self._recorded.clear()
+            self._count = 0
+            self._failures.clear()
+
+    def should_fail(self, model: str, times: int | None) -> bool:
+        """True while ``model`` has failed fewer than ``times`` times (always True when times is None)."""
+        if times is None:
+            return True
+        with self._lock:
+            failed = self._failures.get(model, 0)
+            if failed >= times:
+                return False
+            self._failures[model] = failed + 1
+            return True
+
+
+class FakeRoutes:
+    """The request handler: ``Request -> Reply``, no I/O of its own."""
+
+    def __init__(self, log: RequestLog, clock: Callable[[], float] = time.time) -> None:
+        self._log = log
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._scenarios: dict[str, Scenario | ScenarioError] = {}
+
+    def __call__(self, request: Request) -> Reply:
+        path, _, query = request.target.partition("?")
+        if path.startswith("/_fake/"):
+            return self._control(request.method, path)
+        body = _parse_json(request.body)
+        self._log.record(RecordedRequest(request.method, path, query, request.headers, body))
+        if request.method == "POST" and path in _CHAT_PATHS:
+            return _unauthorized() if _missing_key(request) else self._chat(body)
+        if request.method == "GET" and path in _MODELS_PATHS:
+            return _unauthorized() if _missing_key(request) else _json(200, render_models(int(self._clock())))
+        message = f"Invalid URL ({request.method} {path})"
+        return _json(404, render_error(message, "invalid_request_error", "unknown_url"))
+
+    def _control(self, method: str, path: str) -> Reply:
+        if method == "GET" and path == "/_fake/requests":
+            recorded = [r.to_json() for r in self._log.requests]
+            return _json(200, orjson.dumps({"count": self._log.count, "requests": recorded}))
+        if method == "POST" and path == "/_fake/reset":
+            self._log.reset()
+            return _json(200, b'{"reset":true}')
+        return _json(404, render_error(f"Invalid URL ({method} {path})", "invalid_request_error", "unknown_url"))
+
+    def _chat(self, body: Any) -> Reply:
+        if not isinstance(body, dict):
+            return _bad_request("We could not parse the JSON body of your request.", "invalid_json", None)
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(model, str) or not model:
+            return _bad_request("you must provide a model parameter", "missing_required_parameter", "model")
+        if not isinstance(messages, list):
+            return _bad_request("'messages' is a required property", "missing_required_parameter", "messages")
+        scenario = self._scenario(model)
+        if isinstance(scenario, ScenarioError):
+            return _bad_request(str(scenario), "invalid_fake_model", "model")
+        delay_s = scenario.delay_ms / 1000
+        stream = body.get("stream") is True
+        if scenario.kind == "error" and self._log.should_fail(model, scenario.times):
+            return _error_reply(scenario, delay_s)
+        if scenario.kind == "stream-error" and not stream:
+            return _error_reply(scenario, delay_s)
+        n = next(self._ids)
+        headers = (("x-request-id", f"req_fake_{n}"),)
+        if scenario.kind == "garbage":
+            if stream:
+                return Reply(200, _SSE + headers, events=(b"data: " + GARBAGE + b"\n\n", DONE_EVENT), delay_s=delay_s)
+            return Reply(200, (_JSON, *headers), GARBAGE, delay_s=delay_s)
+        if scenario.kind == "stream-cut" and not stream:
+            return Reply(None, delay_s=delay_s)
+        completion = build_completion(scenario, body)
+        envelope = Envelope(f"chatcmpl-fake{n:012d}", int(self._clock()), model)
+        if not stream:
+            return Reply(200, (_JSON, *headers), render_completion(completion, envelope), delay_s=delay_s)
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True and not scenario.no_usage
+        events = render_stream(completion, envelope, include_usage=include_usage, cut_after=scenario.cut_after)
+        if scenario.kind == "stream-error":
+            error_type, code = error_fields(scenario.status, scenario.error_type)
+            events.append(render_error_event("fake upstream: simulated mid-stream error", error_type, code))
+        return Reply(
+            200,
+            _SSE + headers,
+            events=tuple(events),
+            delay_s=delay_s,
+            event_delay_s=scenario.event_delay_ms / 1000,
+            cut=scenario.kind == "stream-cut",
+        )
+
+    def _scenario(self, model: str) -> Scenario | ScenarioError:
+        cached = self._scenarios.get(model)
+        if cached is None:
+            try:
+                cached = parse_model(model)
+            except ScenarioError as error:
+                cached = error
+            if len(self._scenarios) >= _SCENARIO_CACHE_SIZE:
+                self._scenarios.clear()
+            self._scenarios[model] = cached
+        return cached
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _missing_key(request: Request) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() != "bearer" or not token.strip()
+
+
+def _json(status: int, body: bytes) -> Reply:
+    return Reply(status, (_JSON,), body)
+
+
+def _unauthorized() -> Reply:
+    message = "You didn't provide an API key. You need to provide your API key in an Authorization header."
+    return _json(401, render_error(message, "invalid_request_error", "invalid_api_key"))
+
+
+def _bad_request(message: str, code: str, param: str | None) -> Reply:
+    return _json(400, render_error(message, "invalid_request_error", code, param))
+
+
+def _error_reply(scenario: Scenario, delay_s: float) -> Reply:
+    error_type, code = error_fields(scenario.status, scenario.error_type)
+    headers = [_JSON]
+    if scenario.retry_after is not None:
+        headers.append(("retry-after", scenario.retry_after))
+    if scenario.retry_after_ms is not None:
+        headers.append(("retry-after-ms", scenario.retry_after_ms))
+    body = render_error(f"fake upstream: simulated HTTP {scenario.status}", error_type, code)
+    return Reply(scenario.status, tuple(headers), body, delay_s=delay_s)

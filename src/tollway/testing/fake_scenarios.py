@@ -1,0 +1,168 @@
+"""The fake upstream's model strings (``fake/echo?ms=50``) parsed into scenarios, and its token counting; no I/O.
+
+The behaviour is the last ``/`` segment of the part before ``?`` (so ``fake/echo`` and ``echo`` both echo);
+the query holds url-encoded parameters, which combine freely. An unknown name gives the default answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+DEFAULT_CONTENT = "Hello! I am a fake model."
+DEFAULT_WORDS = 16
+# default: DEFAULT_CONTENT (or n words); echo: the last user message's text; error: an HTTP error status;
+# stream-cut: the stream stops after `after` pieces with no [DONE] (non-stream: the connection closes, no reply);
+# stream-error: a `data: {"error": ...}` event after `after` pieces (non-stream: the HTTP error); tool-call: one
+# function call; length: finish_reason "length"; words: "w1 ... wN"; garbage: a 200 whose body/event is not JSON.
+KINDS = ("default", "echo", "error", "stream-cut", "stream-error", "tool-call", "length", "words", "garbage")
+
+# Tool-call arguments are streamed, and counted as completion tokens, in fragments of this many characters.
+TOOL_ARGS_FRAGMENT = 4
+
+_PARAMS = frozenset(
+    {
+        "ms",  # sleep before answering (before the status line; for streams, before the first event)
+        "delay_ms",  # sleep between stream events
+        "n",  # content is "w1 w2 ... wN"
+        "status",  # error: the HTTP status (400-599, default 500)
+        "retry_after",  # error: the Retry-After header (seconds)
+        "retry_after_ms",  # error: the retry-after-ms header the openai SDK prefers (fast retry tests)
+        "type",  # error: the error type and code (e.g. insufficient_quota)
+        "times",  # error: fail only the first K calls with this exact model string
+        "after",  # stream-cut / stream-error: content pieces sent before the cut or the error event
+        "in",  # usage.prompt_tokens
+        "out",  # usage.completion_tokens
+        "cached",  # usage.prompt_tokens_details.cached_tokens
+        "reasoning",  # usage.completion_tokens_details.reasoning_tokens
+        "no_usage",  # 1: never report usage
+        "name",  # tool-call: the function name
+        "args",  # tool-call: the function arguments (a JSON string)
+    }
+)
+_PIECE = re.compile(r"\s*\S+(?:\s+\Z)?")
+
+
+class ScenarioError(ValueError):
+    """A model string has an unknown or malformed parameter (the fake answers 400, so typos surface)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """What one model string asks the fake upstream to do."""
+
+    kind: str = "default"
+    delay_ms: int = 0
+    event_delay_ms: int = 0
+    words: int | None = None
+    status: int = 500
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+    error_type: str | None = None
+    times: int | None = None
+    cut_after: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    no_usage: bool = False
+    tool_name: str = "fake_tool"
+    tool_args: str = "{}"
+
+
+def parse_model(model: str) -> Scenario:
+    """Parse ``name?key=value&...``; raises ScenarioError on an unknown key or a bad value."""
+    name, _, query = model.partition("?")
+    kind = name.rsplit("/", 1)[-1]
+    if kind not in KINDS:
+        kind = "default"
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(params.keys() - _PARAMS)
+    if unknown:
+        raise ScenarioError(f"fake upstream: unknown model parameter(s) {', '.join(unknown)} in {model!r}")
+    status = _int(params, "status", 500)
+    if not 400 <= status <= 599:
+        raise ScenarioError(f"fake upstream: status must be 400-599, got {status}")
+    error_type = params.get("type") or None
+    cut_after = _opt_int(params, "after")
+    if kind in ("stream-cut", "stream-error") and cut_after is None:
+        cut_after = 0
+    words = _opt_int(params, "n")
+    if kind == "words" and words is None:
+        words = DEFAULT_WORDS
+    return Scenario(
+        kind=kind,
+        delay_ms=_int(params, "ms", 0),
+        event_delay_ms=_int(params, "delay_ms", 0),
+        words=words,
+        status=status,
+        retry_after=params.get("retry_after"),
+        retry_after_ms=params.get("retry_after_ms"),
+        error_type=error_type,
+        times=_opt_int(params, "times"),
+        cut_after=cut_after,
+        prompt_tokens=_opt_int(params, "in"),
+        completion_tokens=_opt_int(params, "out"),
+        cached_tokens=_int(params, "cached", 0),
+        reasoning_tokens=_int(params, "reasoning", 0),
+        no_usage=_int(params, "no_usage", 0) != 0,
+        tool_name=params.get("name") or "fake_tool",
+        tool_args=params.get("args", "{}"),
+    )
+
+
+def _opt_int(params: Mapping[str, str], key: str) -> int | None:
+    raw = params.get(key)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ScenarioError(f"fake upstream: model parameter {key}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ScenarioError(f"fake upstream: model parameter {key}={raw!r} is negative")
+    return value
+
+
+def _int(params: Mapping[str, str], key: str, default: int) -> int:
+    value = _opt_int(params, key)
+    return default if value is None else value
+
+
+def message_text(content: object) -> str:
+    """The text of a message's content: the string itself, or its text parts joined with no separator."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return ""
+
+
+def count_prompt_tokens(messages: list[Any]) -> int:
+    """ceil(UTF-8 bytes of all message texts / 4) + 3 per message: deterministic, roughly tiktoken-sized."""
+    total_bytes = sum(len(message_text(m.get("content")).encode()) for m in messages if isinstance(m, dict))
+    return (total_bytes + 3) // 4 + 3 * len(messages)
+
+
+def last_user_text(messages: list[Any]) -> str:
+    """The text of the last message with role "user", or "" when there is none."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message.get("content"))
+    return ""
+
+
+def split_pieces(text: str) -> list[str]:
+    """Split into stream pieces, each word with the whitespace before it: "a b" -> ["a", " b"]; joins back to text."""
+    pieces = _PIECE.findall(text)
+    if not pieces and text:
+        return [text]  # whitespace only
+    return pieces
+
+
+def split_fragments(arguments: str) -> list[str]:
+    """Split tool-call arguments into fixed-size fragments, as they are streamed."""
+    return [arguments[i : i + TOOL_ARGS_FRAGMENT] for i in range(0, len(arguments), TOOL_ARGS_FRAGMENT)]
