@@ -65,13 +65,23 @@ async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) ->
                 return data
 
         provider = await call(
-            "POST", "/v1/admin/providers", admin_key,
+            "POST",
+            "/v1/admin/providers",
+            admin_key,
             {"slug": "fake", "name": "Fake", "kind": "openai_compatible", "base_url": upstream},
         )
         await call(
-            "POST", "/v1/admin/models", admin_key,
-            {"slug": "bench", "provider_id": provider["id"], "upstream_model": upstream_model,
-             "input_price_per_mtok": "0.15", "output_price_per_mtok": "0.6", "max_output_tokens": 256},
+            "POST",
+            "/v1/admin/models",
+            admin_key,
+            {
+                "slug": "bench",
+                "provider_id": provider["id"],
+                "upstream_model": upstream_model,
+                "input_price_per_mtok": "0.15",
+                "output_price_per_mtok": "0.6",
+                "max_output_tokens": 256,
+            },
         )
         created = await call("POST", "/v1/admin/platforms", admin_key, {"name": "Bench"})
         pid, key = created["platform"]["id"], created["api_key"]["raw_key"]
@@ -130,7 +140,9 @@ def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int
     )
     out = subprocess.run(
         pinned(core, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]),
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     script.unlink()
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -184,7 +196,9 @@ def main() -> None:
         "TOLLWAY_LOG_LEVEL": "warning",
     }
     procs = [
-        subprocess.Popen(pinned(1, [tollway, "fake-upstream", "--port", str(upstream_port)]), stdout=subprocess.DEVNULL),
+        subprocess.Popen(
+            pinned(1, [tollway, "fake-upstream", "--port", str(upstream_port)]), stdout=subprocess.DEVNULL
+        ),
         subprocess.Popen(pinned(0, [tollway, "serve"]), env=env),
     ]
     try:
@@ -194,8 +208,9 @@ def main() -> None:
         gateway = f"http://127.0.0.1:{gateway_port}/v1"
         key = asyncio.run(seed(gateway.removesuffix("/v1"), admin_key, upstream, args.upstream_model))
         latency = asyncio.run(
-            measure_latency(upstream + "/chat/completions", gateway + "/chat/completions", key, args.blocks,
-                            args.per_block)
+            measure_latency(
+                upstream + "/chat/completions", gateway + "/chat/completions", key, args.blocks, args.per_block
+            )
         )
         direct_body = {**BODY, "model": args.upstream_model}
         direct_rps = wrk(upstream + "/chat/completions", "sk-x", direct_body, args.seconds, 32, 1)

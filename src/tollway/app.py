@@ -19,20 +19,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.domain.sealing import Sealer
-from tollway.errors import NotFound
+from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http.middleware import RequestContextMiddleware
 from tollway.http.responses import error_response
 from tollway.http.routes import build_routes
+from tollway.providers.registry import AdapterRegistry
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.inference import InferenceService
 from tollway.services.routing import CandidateRouter
+from tollway.services.wallets import WalletGate
 from tollway.settings import Settings
 from tollway.storage.catalog import CatalogStore
 from tollway.storage.db import create_engine
 from tollway.storage.keystore import KeyStore
-from tollway.storage.usage import UsageRecorder
-from tollway.providers.registry import AdapterRegistry
+from tollway.storage.usage import UsageRecorder, WalletBalances
 
 log = logging.getLogger("tollway")
 
@@ -48,6 +49,7 @@ class Services:
     authenticator: Authenticator
     router: CandidateRouter
     recorder: UsageRecorder
+    wallets: WalletGate
     inference: InferenceService
     http: aiohttp.ClientSession
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,10 +58,21 @@ class Services:
         """Called after this instance changes keys, configs, providers or models."""
         self.authenticator.invalidate()
         self.router.invalidate()
+        self.wallets.invalidate()
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
     return error_response(NotFound("Unknown route."))
+
+
+def _tollway_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TollwayError)
+    return error_response(exc)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request.scope.get("state", {}).get("request_id")})
+    return error_response(InternalError())
 
 
 def _http_exception(_request: Request, exc: Exception) -> Response:
@@ -99,10 +112,11 @@ async def build_services(settings: Settings) -> Services:
     digest_source: Callable[[], Awaitable[bytes | None]] = operator_digest_source(settings, keys)
     authenticator = Authenticator(keys, digest_source, settings.auth_failure_limit)
     router = CandidateRouter(CatalogStore(engine), sealer)
-    recorder = UsageRecorder(engine)
+    wallets = WalletGate(WalletBalances(engine))
+    recorder = UsageRecorder(engine, on_committed=wallets.committed)
     http = _upstream_session(settings)
-    inference = InferenceService(settings, router, recorder, AdapterRegistry(http, settings))
-    return Services(settings, engine, keys, sealer, authenticator, router, recorder, inference, http)
+    inference = InferenceService(settings, router, recorder, wallets, AdapterRegistry(http, settings))
+    return Services(settings, engine, keys, sealer, authenticator, router, recorder, wallets, inference, http)
 
 
 def create_app(settings: Settings) -> Any:
@@ -135,7 +149,12 @@ def create_app(settings: Settings) -> Any:
     app = Starlette(
         routes=build_routes(),
         middleware=middleware,
-        exception_handlers={HTTPException: _http_exception, 404: _not_found},
+        exception_handlers={
+            HTTPException: _http_exception,
+            404: _not_found,
+            TollwayError: _tollway_error,
+            Exception: _unexpected,
+        },
         lifespan=lifespan,
     )
     return RequestContextMiddleware(app)

@@ -31,7 +31,8 @@ MODELS = {
 def tenant(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstreamThread) -> Iterator[Tenant]:
     provider = create_provider(admin, fake_upstream.base_url)
     for slug, upstream in MODELS.items():
-        create_model(admin, provider["id"], slug, upstream)
+        extra = {"cached_input_price_per_mtok": "0.075"} if slug == "cached" else {}
+        create_model(admin, provider["id"], slug, upstream, **extra)
     tenant = create_tenant(admin, gateway.url, provider["id"], provider["slug"])
     yield tenant
     tenant.client.close()

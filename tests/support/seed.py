@@ -28,7 +28,9 @@ def _ok(response: httpx.Response, status: int = 201) -> Any:
 
 def create_provider(admin: httpx.Client, base_url: str, kind: str = "openai_compatible") -> dict[str, Any]:
     slug = f"fake-{uuid.uuid4().hex[:10]}"
-    return _ok(admin.post("/v1/admin/providers", json={"slug": slug, "name": "Fake", "kind": kind, "base_url": base_url}))
+    return _ok(
+        admin.post("/v1/admin/providers", json={"slug": slug, "name": "Fake", "kind": kind, "base_url": base_url})
+    )
 
 
 def create_model(admin: httpx.Client, provider_id: str, slug: str, upstream: str, **extra: Any) -> dict[str, Any]:
@@ -44,12 +46,18 @@ def create_model(admin: httpx.Client, provider_id: str, slug: str, upstream: str
     return _ok(admin.post("/v1/admin/models", json=body))
 
 
-def create_tenant(admin: httpx.Client, gateway_url: str, provider_id: str, provider_slug: str, topup: str = "10") -> Tenant:
+def create_tenant(
+    admin: httpx.Client, gateway_url: str, provider_id: str, provider_slug: str, topup: str = "10"
+) -> Tenant:
     created = _ok(admin.post("/v1/admin/platforms", json={"name": f"Acme {uuid.uuid4().hex[:6]}"}))
     platform_id = created["platform"]["id"]
     key = created["api_key"]["raw_key"]
     client = httpx.Client(base_url=gateway_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    _ok(client.post(f"/v1/platforms/{platform_id}/llm-configs", json={"provider_id": provider_id, "api_key": FAKE_PROVIDER_KEY}))
+    _ok(
+        client.post(
+            f"/v1/platforms/{platform_id}/llm-configs", json={"provider_id": provider_id, "api_key": FAKE_PROVIDER_KEY}
+        )
+    )
     if topup != "0":
         _ok(admin.post(f"/v1/admin/platforms/{platform_id}/wallet/topup", json={"amount_usd": topup}), 200)
     return Tenant(platform_id, key, provider_id, provider_slug, client)

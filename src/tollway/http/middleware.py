@@ -47,7 +47,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             if started:
-                log.exception("error after the response started", extra={"request_id": request_id})
+                # Starlette has already answered (it re-raises so that servers can log): nothing more to send.
+                if not isinstance(exc, TollwayError):
+                    log.debug("exception after the response started", exc_info=exc)
                 return
             error = exc if isinstance(exc, TollwayError) else InternalError()
             if not isinstance(exc, TollwayError):

@@ -35,7 +35,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _is_quota(body: bytes) -> bool:
-    return b"insufficient_quota" in body or b"quota" in body.lower() and b"exceeded" in body.lower()
+    return b"insufficient_quota" in body or (b"quota" in body.lower() and b"exceeded" in body.lower())
 
 
 class Transport:
@@ -47,7 +47,12 @@ class Transport:
         return max(0.001, deadline - asyncio.get_running_loop().time())
 
     async def open(
-        self, provider_slug: str, url: str, payload: dict[str, Any], headers: dict[str, str], secret: str,
+        self,
+        provider_slug: str,
+        url: str,
+        payload: dict[str, Any],
+        headers: dict[str, str],
+        secret: str,
         deadline: float,
     ) -> aiohttp.ClientResponse:
         """POST and wait for a 2xx response's headers (first-byte timeout); anything else raises."""
@@ -114,9 +119,7 @@ class Transport:
             raise UpstreamError(f"Upstream provider '{slug}' returned JSON that is not an object.")
         return parsed
 
-    async def sse_data(
-        self, response: aiohttp.ClientResponse, slug: str, secret: str
-    ) -> AsyncIterator[bytes]:
+    async def sse_data(self, response: aiohttp.ClientResponse, slug: str, secret: str) -> AsyncIterator[bytes]:
         """Yield each SSE event's joined ``data:`` payload; idle timeout between reads, events capped in size."""
         cap = self.settings.upstream_max_body_bytes
         idle = self.settings.idle_timeout_s

@@ -7,6 +7,7 @@ import hmac
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tollway.domain.keys import KeyKind, generate_raw_key, key_digest
@@ -40,7 +41,7 @@ async def rotate_operator_key(settings: Settings, keys: KeyStore) -> str:
     return raw
 
 
-def operator_digest_source(settings: Settings, keys: KeyStore) -> object:
+def operator_digest_source(settings: Settings, keys: KeyStore) -> Callable[[], Awaitable[bytes | None]]:
     """The callable the Authenticator polls (at most once a second) for the current operator digest."""
     fixed = key_digest(settings.admin_key) if settings.admin_key is not None else None
 
@@ -69,9 +70,7 @@ async def load_sealer(settings: Settings, keys: KeyStore) -> Sealer:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(base64.b64encode(key).decode("ascii") + "\n")
-            log.warning(
-                "generated a new secret key at %s; losing it makes stored provider keys unrecoverable", path
-            )
+            log.warning("generated a new secret key at %s; losing it makes stored provider keys unrecoverable", path)
         else:
             raise SettingsError(
                 "TOLLWAY_SECRET_KEY: unset, and the database holds a secret-key fingerprint; set the key it was "

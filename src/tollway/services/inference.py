@@ -28,16 +28,15 @@ from tollway.errors import (
     ModelNotFound,
     ServiceUnavailable,
     TollwayError,
-    UnsupportedParameter,
     UpstreamError,
     UpstreamTimeout,
-    WalletInsufficient,
 )
 from tollway.providers.base import ChatStream, StreamChunk, UpstreamCall
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.attempts import with_fallback
 from tollway.services.models import ModelCatalogView
 from tollway.services.routing import CandidateRouter
+from tollway.services.wallets import WalletGate
 from tollway.settings import Settings
 from tollway.storage.usage import UsageRecorder
 
@@ -70,15 +69,22 @@ class _Plan:
     candidates: list[Candidate]
     limits: dict[str, int]  # model row id -> effective output limit per choice
     prompt_bound: int  # T_p before any context cap
+    reserved: int = 0  # the worst case reserved on the wallet gate, given back at settlement
 
 
 class InferenceService:
     def __init__(
-        self, settings: Settings, router: CandidateRouter, recorder: UsageRecorder, adapters: AdapterRegistry
+        self,
+        settings: Settings,
+        router: CandidateRouter,
+        recorder: UsageRecorder,
+        wallets: WalletGate,
+        adapters: AdapterRegistry,
     ) -> None:
         self._settings = settings
         self._router = router
         self._recorder = recorder
+        self._wallets = wallets
         self._adapters = adapters
         self.models = ModelCatalogView(router, adapters)
 
@@ -126,15 +132,14 @@ class InferenceService:
             worst = max(worst, cost_nanos(usage, worst_case_prices(candidate.model.prices)))
         return worst
 
-    async def _check_wallet(self, ctx: CallContext, plan: _Plan, request: ChatRequest) -> None:
+    async def _reserve(self, ctx: CallContext, plan: _Plan, request: ChatRequest) -> int:
         assert ctx.principal.platform_id is not None
+        worst = self._worst_case_cost(plan, request)
         try:
-            available = await self._recorder.wallet_available(ctx.principal.platform_id)
+            await self._wallets.reserve(ctx.principal.platform_id, worst)
         except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
             raise ServiceUnavailable("The database is unreachable.") from exc
-        needed = self._worst_case_cost(plan, request)
-        if available is None or available < needed or available <= 0:
-            raise WalletInsufficient("The platform wallet cannot cover this call; top up the wallet.")
+        return worst
 
     # -- the call --------------------------------------------------------------------------------------------
 
@@ -146,7 +151,17 @@ class InferenceService:
 
     async def complete(self, ctx: CallContext, request: ChatRequest) -> Completion | StreamedCompletion:
         plan = await self._plan(ctx, request)
-        await self._check_wallet(ctx, plan, request)
+        plan.reserved = await self._reserve(ctx, plan, request)
+        try:
+            return await self._call_upstream(ctx, request, plan)
+        except BaseException:
+            assert ctx.principal.platform_id is not None
+            self._wallets.release(ctx.principal.platform_id, plan.reserved)
+            raise
+
+    async def _call_upstream(
+        self, ctx: CallContext, request: ChatRequest, plan: _Plan
+    ) -> Completion | StreamedCompletion:
         deadline = asyncio.get_running_loop().time() + self._settings.total_timeout_s
 
         def failed(candidate: Candidate, error: UpstreamError) -> None:
@@ -182,9 +197,7 @@ class InferenceService:
 
         candidate, result = await with_fallback(plan.candidates, call_once, failed, deadline)
         choices: list[dict[str, Any]] = result.body["choices"]
-        usage, method = self._final_usage(
-            plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices)
-        )
+        usage, method = self._final_usage(plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices))
         body = {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -194,7 +207,7 @@ class InferenceService:
             "usage": usage_json(usage),
         }
         finish = choices[0].get("finish_reason") if choices else None
-        self._settle(ctx, request, candidate, usage, method, CallStatus.SUCCESS, finish, None, None)
+        self._settle(ctx, request, candidate, usage, method, CallStatus.SUCCESS, finish, None, None, plan.reserved)
         return Completion(body, candidate.provider.slug)
 
     async def _relay(
@@ -218,9 +231,14 @@ class InferenceService:
         error_code: str | None = None
         ttft_ms: int | None = None
         try:
-            yield {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                         "logprobs": None, "finish_reason": None} for i in range(request.n)],
-                   **usage_field}
+            yield {
+                **base,
+                "choices": [
+                    {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+                    for i in range(request.n)
+                ],
+                **usage_field,
+            }
             chunk: StreamChunk | None = first
             while chunk is not None:
                 if chunk.usage is not None:
@@ -250,7 +268,7 @@ class InferenceService:
             usage, method = self._final_usage(plan, reported, delivered)
             if status is CallStatus.INTERRUPTED and delivered == 0 and reported is None:
                 usage, method = Usage(ceil_quarter(plan.prompt_bound), 0), "estimated"
-            self._settle(ctx, request, candidate, usage, method, status, finish, error_code, ttft_ms)
+            self._settle(ctx, request, candidate, usage, method, status, finish, error_code, ttft_ms, plan.reserved)
 
     # -- settlement ------------------------------------------------------------------------------------------
 
@@ -270,10 +288,14 @@ class InferenceService:
         finish: str | None,
         error_code: str | None,
         ttft_ms: int | None,
+        reserved: int | None,
     ) -> None:
+        """Queue the settlement; ``reserved`` (None for failed attempts) turns into the cost on the wallet gate."""
         principal = ctx.principal
         assert principal.platform_id is not None
         cost = cost_nanos(usage, candidate.model.prices)
+        if reserved is not None:
+            self._wallets.settle(principal.platform_id, reserved, cost)
         record = UsageRecord(
             request_id=ctx.request_id,
             platform_id=principal.platform_id,
@@ -302,15 +324,12 @@ class InferenceService:
         self, ctx: CallContext, request: ChatRequest, candidate: Candidate, error: UpstreamError
     ) -> None:
         """A failed attempt with no output: one log row, zero cost, nothing captured (§9.4)."""
-        log.warning(
-            "upstream attempt failed: %s", error.message, extra={"request_id": ctx.request_id}
-        )
-        self._settle(ctx, request, candidate, Usage(0, 0), "reported", CallStatus.ERROR, None, error.code, None)
+        log.warning("upstream attempt failed: %s", error.message, extra={"request_id": ctx.request_id})
+        self._settle(ctx, request, candidate, Usage(0, 0), "reported", CallStatus.ERROR, None, error.code, None, None)
 
 
 def _completion_id() -> str:
     return "chatcmpl-" + os.urandom(12).hex()
-
 
 
 def _drop_empty_role_delta(choices: list[dict[str, Any]]) -> None:
@@ -318,5 +337,7 @@ def _drop_empty_role_delta(choices: list[dict[str, Any]]) -> None:
     choices[:] = [
         c
         for c in choices
-        if c.get("finish_reason") or c.get("logprobs") or any(k != "role" and v not in (None, "") for k, v in c["delta"].items())
+        if c.get("finish_reason")
+        or c.get("logprobs")
+        or any(k != "role" and v not in (None, "") for k, v in c["delta"].items())
     ]

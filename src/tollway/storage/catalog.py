@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.domain.catalog import ModelRow, Provider, ProviderKind
 from tollway.domain.clock import as_utc
 from tollway.domain.pricing import Prices
+from tollway.storage.db import reader
 from tollway.storage.tables import llm_configs, models, providers
 
 
@@ -23,9 +24,15 @@ class SealedCandidate:
 
 
 _ROWS = (
-    sa.select(models, providers.c.slug.label("p_slug"), providers.c.name.label("p_name"),
-              providers.c.kind.label("p_kind"), providers.c.base_url.label("p_base_url"),
-              providers.c.created_at.label("p_created_at"), providers.c.updated_at.label("p_updated_at"))
+    sa.select(
+        models,
+        providers.c.slug.label("p_slug"),
+        providers.c.name.label("p_name"),
+        providers.c.kind.label("p_kind"),
+        providers.c.base_url.label("p_base_url"),
+        providers.c.created_at.label("p_created_at"),
+        providers.c.updated_at.label("p_updated_at"),
+    )
     .select_from(models.join(providers, providers.c.id == models.c.provider_id))
     .where(models.c.is_active.is_(True), providers.c.is_active.is_(True))
 )
@@ -41,9 +48,10 @@ _CONFIGS = (
 class CatalogStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reader = reader(engine)
 
     async def usable_rows(self, platform_id: str) -> list[SealedCandidate]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             config_rows = (await conn.execute(_CONFIGS, {"platform_id": platform_id})).all()
             chosen: dict[str, tuple[str, bytes]] = {}
             for cfg in config_rows:

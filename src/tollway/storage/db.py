@@ -15,6 +15,14 @@ def _json_serializer(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_READ_ONLY = "tollway_read_only"
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for statements that only read (hot-path lookups): no write lock on SQLite."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
     if settings.is_sqlite:
@@ -27,6 +35,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # The driver must not open transactions on its own; the "begin" hook below does it.
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -35,9 +45,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.close()
 
         @sa.event.listens_for(engine.sync_engine, "begin")
-        def _sqlite_begin_immediate(conn: Any) -> None:
-            # Write transactions take the lock up front, so concurrent writers queue instead of deadlocking.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _sqlite_begin(conn: Any) -> None:
+            # Transactions take the write lock up front, so concurrent writers queue (busy_timeout) instead of
+            # failing on a lock upgrade. Readers marked read-only (see ``reader``) begin deferred: under WAL they
+            # never wait for the writer.
+            if conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.tenancy import KeyRecord
+from tollway.storage.db import reader
 from tollway.storage.tables import api_keys, platforms, system_meta
-
 
 _LOOKUP = (
     sa.select(
@@ -35,9 +35,10 @@ _LOOKUP = (
 class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reader = reader(engine)
 
     async def find_active(self, digest: bytes) -> KeyRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(_LOOKUP, {"digest": digest})).first()
         if row is None:
             return None
@@ -65,7 +66,7 @@ class KeyStore:
             )
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             value: str | None = (
                 await conn.execute(sa.select(system_meta.c.value).where(system_meta.c.key == key))
             ).scalar_one_or_none()

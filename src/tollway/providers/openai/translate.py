@@ -42,8 +42,7 @@ def refusal(request: ChatRequest, candidate: Candidate) -> UnsupportedParameter 
 def _unsupported(param: str, candidate: Candidate, what: str | None = None) -> UnsupportedParameter:
     name = what or param
     return UnsupportedParameter(
-        f"The parameter '{name}' is not supported by provider '{candidate.provider.slug}' "
-        f"({candidate.provider.kind}).",
+        f"The parameter '{name}' is not supported by provider '{candidate.provider.slug}' ({candidate.provider.kind}).",
         param,
     )
 
@@ -62,8 +61,7 @@ def build_payload(request: ChatRequest, candidate: Candidate, output_limit: int)
             payload["messages"] = [
                 {**m, "role": "system"} if m.get("role") == "developer" else m for m in payload["messages"]
             ]
-        if "modalities" in payload:
-            del payload["modalities"]
+        payload.pop("modalities", None)
     if request.stream:
         # Usage is always obtained from the upstream, whatever the client asked (§7.3).
         payload["stream_options"] = {"include_usage": True}
@@ -89,7 +87,6 @@ def parse_usage(raw: Any) -> Usage | None:
     out_details = raw.get("completion_tokens_details")
     reasoning = _count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else None
     return Usage(prompt, completion, min(cached or 0, prompt), reasoning)
-
 
 
 def normalise_completion(raw: dict[str, Any], slug: str) -> tuple[list[dict[str, Any]], Usage | None]:
@@ -127,7 +124,8 @@ def normalise_chunk(raw: Any, slug: str) -> tuple[list[dict[str, Any]], Usage | 
     for position, choice in enumerate(choices):
         if not isinstance(choice, dict):
             raise UpstreamError(f"Upstream provider '{slug}' sent a malformed chunk.")
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        raw_delta = choice.get("delta")
+        delta: dict[str, Any] = raw_delta if isinstance(raw_delta, dict) else {}
         out.append(
             {
                 "index": choice.get("index", position),

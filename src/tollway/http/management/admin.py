@@ -1,0 +1,168 @@
+"""The operator API under /v1/admin (SPEC §4): providers, priced model rows, platforms, recovery keys and wallet
+top-ups. Every handler authenticates the operator key first; catalog writes invalidate routing caches."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.http.guards import require_operator
+from tollway.http.management import render, wiring
+from tollway.http.management.params import (
+    page_body,
+    paging,
+    path_id,
+    query_id,
+    query_text,
+    read_body,
+    read_optional_body,
+    request_id,
+)
+from tollway.http.responses import json_response, no_content
+
+# -- providers (§4.1) -----------------------------------------------------------------------------------------
+
+
+async def create_provider(request: Request) -> Response:
+    await require_operator(request)
+    created = await wiring.catalog(request).create_provider(await read_body(request))
+    wiring.invalidate_caches(request)
+    return json_response(render.provider(created), 201)
+
+
+async def list_providers(request: Request) -> Response:
+    await require_operator(request)
+    pages = paging(request)
+    rows, total = await wiring.catalog(request).list_providers(query_text(request, "kind"), pages.offset, pages.limit)
+    return json_response(page_body([render.provider(p) for p in rows], total, pages))
+
+
+async def get_provider(request: Request) -> Response:
+    await require_operator(request)
+    found = await wiring.catalog(request).get_provider(path_id(request, "id"))
+    return json_response(render.provider(found))
+
+
+async def update_provider(request: Request) -> Response:
+    await require_operator(request)
+    provider_id = path_id(request, "id")
+    updated = await wiring.catalog(request).update_provider(provider_id, await read_body(request))
+    wiring.invalidate_caches(request)
+    return json_response(render.provider(updated))
+
+
+async def delete_provider(request: Request) -> Response:
+    await require_operator(request)
+    await wiring.catalog(request).delete_provider(path_id(request, "id"))
+    wiring.invalidate_caches(request)
+    return no_content()
+
+
+# -- model rows (§4.2) ----------------------------------------------------------------------------------------
+
+
+async def create_model(request: Request) -> Response:
+    await require_operator(request)
+    created = await wiring.catalog(request).create_model(await read_body(request))
+    wiring.invalidate_caches(request)
+    return json_response(render.model(created), 201)
+
+
+async def list_models(request: Request) -> Response:
+    await require_operator(request)
+    pages = paging(request)
+    slug, provider_id = query_text(request, "slug"), query_id(request, "provider_id")
+    rows, total = await wiring.catalog(request).list_models(slug, provider_id, pages.offset, pages.limit)
+    return json_response(page_body([render.model(m) for m in rows], total, pages))
+
+
+async def get_model(request: Request) -> Response:
+    await require_operator(request)
+    found = await wiring.catalog(request).get_model(path_id(request, "id"))
+    return json_response(render.model(found))
+
+
+async def update_model(request: Request) -> Response:
+    await require_operator(request)
+    model_id = path_id(request, "id")
+    updated = await wiring.catalog(request).update_model(model_id, await read_body(request))
+    wiring.invalidate_caches(request)
+    return json_response(render.model(updated))
+
+
+async def delete_model(request: Request) -> Response:
+    await require_operator(request)
+    await wiring.catalog(request).delete_model(path_id(request, "id"))
+    wiring.invalidate_caches(request)
+    return no_content()
+
+
+# -- platforms (§4.3) -----------------------------------------------------------------------------------------
+
+
+async def create_platform(request: Request) -> Response:
+    await require_operator(request)
+    created = await wiring.platforms(request).create(await read_body(request))
+    wiring.invalidate_caches(request)  # a key was created
+    body = {
+        "platform": render.platform(created.platform),
+        "wallet": render.wallet(created.wallet, created.platform["settings"]),
+        "api_key": render.api_key(created.api_key, created.raw_key),
+    }
+    return json_response(body, 201)
+
+
+async def list_platforms(request: Request) -> Response:
+    await require_operator(request)
+    pages = paging(request)
+    rows, total = await wiring.platforms(request).list_platforms(pages.offset, pages.limit)
+    return json_response(page_body([render.platform(p) for p in rows], total, pages))
+
+
+async def get_platform(request: Request) -> Response:
+    await require_operator(request)
+    platform_id = path_id(request, "pid")
+    platform = await wiring.platforms(request).get(platform_id)
+    wallet = await wiring.accounts(request).wallet(platform_id)
+    return json_response({"platform": render.platform(platform), "wallet": render.wallet(wallet, platform["settings"])})
+
+
+async def create_platform_key(request: Request) -> Response:
+    await require_operator(request)
+    platform_id = path_id(request, "pid")
+    row, raw_key = await wiring.platform_keys(request).issue(platform_id, await read_optional_body(request))
+    wiring.invalidate_caches(request)
+    return json_response(render.api_key(row, raw_key), 201)
+
+
+async def topup_wallet(request: Request) -> Response:
+    # Idempotency-Key (§9.7) is not honoured yet: a repeated request credits again.
+    await require_operator(request)
+    platform_id = path_id(request, "pid")
+    platform = await wiring.platforms(request).get(platform_id)
+    body = await read_body(request)
+    wallet, txn = await wiring.accounts(request).topup(platform_id, body, request_id(request))
+    request.app.state.services.wallets.invalidate(platform_id)
+    return json_response(
+        {"wallet": render.wallet(wallet, platform["settings"]), "transaction": render.wallet_transaction(txn)}
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/admin/providers", create_provider, methods=["POST"]),
+    Route("/v1/admin/providers", list_providers, methods=["GET"]),
+    Route("/v1/admin/providers/{id}", get_provider, methods=["GET"]),
+    Route("/v1/admin/providers/{id}", update_provider, methods=["PATCH"]),
+    Route("/v1/admin/providers/{id}", delete_provider, methods=["DELETE"]),
+    Route("/v1/admin/models", create_model, methods=["POST"]),
+    Route("/v1/admin/models", list_models, methods=["GET"]),
+    Route("/v1/admin/models/{id}", get_model, methods=["GET"]),
+    Route("/v1/admin/models/{id}", update_model, methods=["PATCH"]),
+    Route("/v1/admin/models/{id}", delete_model, methods=["DELETE"]),
+    Route("/v1/admin/platforms", create_platform, methods=["POST"]),
+    Route("/v1/admin/platforms", list_platforms, methods=["GET"]),
+    Route("/v1/admin/platforms/{pid}", get_platform, methods=["GET"]),
+    Route("/v1/admin/platforms/{pid}/api-keys", create_platform_key, methods=["POST"]),
+    Route("/v1/admin/platforms/{pid}/wallet/topup", topup_wallet, methods=["POST"]),
+]

@@ -1,0 +1,42 @@
+"""Builds the management use cases over the process's engine. They hold no state, so one per request costs a few
+object allocations; ``app.py`` may take this over when the Services container grows management members."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from tollway.services.accounts import Accounts
+from tollway.services.catalog_admin import CatalogAdmin
+from tollway.services.credentials import LlmConfigs, PlatformKeys
+from tollway.services.platforms import Platforms
+from tollway.storage.api_keys import ApiKeyStore
+from tollway.storage.catalog_admin import CatalogAdminStore
+from tollway.storage.ledger import LedgerStore
+from tollway.storage.llm_configs import LlmConfigStore
+from tollway.storage.tenants import PlatformStore
+
+
+def catalog(request: Request) -> CatalogAdmin:
+    return CatalogAdmin(CatalogAdminStore(request.app.state.services.engine))
+
+
+def platforms(request: Request) -> Platforms:
+    return Platforms(PlatformStore(request.app.state.services.engine))
+
+
+def accounts(request: Request) -> Accounts:
+    return Accounts(LedgerStore(request.app.state.services.engine))
+
+
+def platform_keys(request: Request) -> PlatformKeys:
+    return PlatformKeys(ApiKeyStore(request.app.state.services.engine))
+
+
+def llm_configs(request: Request) -> LlmConfigs:
+    services = request.app.state.services
+    return LlmConfigs(LlmConfigStore(services.engine), services.sealer)
+
+
+def invalidate_caches(request: Request) -> None:
+    """After any write that can change authentication or routing (keys, platforms, catalog, LLM configs)."""
+    request.app.state.services.invalidate_caches()

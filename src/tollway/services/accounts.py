@@ -1,0 +1,96 @@
+"""A platform's money as management sees it (SPEC §4.3, §5.7): the operator top-up, the wallet with its newest
+ledger rows, the ledger and the usage log with their filters. Platforms cannot credit their own wallet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from tollway.errors import InvalidRequest, NotFound
+from tollway.services import fields as f
+from tollway.storage.ledger import BalanceOverflow, LedgerStore
+from tollway.storage.paging import Record
+
+RECENT_TRANSACTIONS: Final = 5
+WALLET_TXN_TYPES: Final = ("topup", "usage")
+LOG_STATUSES: Final = ("success", "error", "interrupted")
+LOG_REQUEST_TYPES: Final = ("chat.completion", "response", "image")
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilters:
+    model: str | None = None
+    end_user_id: str | None = None
+    status: str | None = None
+    request_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class Accounts:
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+
+    async def topup(self, platform_id: str, body: Mapping[str, Any], request_id: str | None) -> tuple[Record, Record]:
+        """Validates ``{amount_usd > 0, description?, metadata?}`` and credits the wallet with its ledger row."""
+        f.check_keys(body, ("amount_usd", "description", "metadata"))
+        amount = f.as_usd(f.required(body, "amount_usd"), "amount_usd")
+        description = f.as_opt_str(body.get("description"), "description", max_len=500, single_line=False)
+        metadata = f.as_metadata(body["metadata"], "metadata") if body.get("metadata") is not None else {}
+        try:
+            result = await self._store.topup(
+                platform_id, amount, description=description, metadata=metadata, request_id=request_id
+            )
+        except BalanceOverflow:
+            raise InvalidRequest(
+                "This top-up would exceed the largest balance a wallet can hold.", "amount_usd"
+            ) from None
+        if result is None:
+            raise NotFound("No platform with this id.")
+        return result
+
+    async def wallet(self, platform_id: str) -> Record:
+        wallet = await self._store.wallet(platform_id)
+        if wallet is None:
+            raise NotFound("No platform with this id.")
+        return wallet
+
+    async def wallet_with_recent(self, platform_id: str) -> tuple[Record, list[Record]]:
+        wallet = await self.wallet(platform_id)
+        recent, _ = await self._store.transactions(
+            platform_id, txn_type=None, since=None, until=None, offset=0, limit=RECENT_TRANSACTIONS
+        )
+        return wallet, recent
+
+    async def transactions(
+        self,
+        platform_id: str,
+        txn_type: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Record], int]:
+        if txn_type is not None and txn_type not in WALLET_TXN_TYPES:
+            raise InvalidRequest("type must be topup or usage.", "type")
+        return await self._store.transactions(
+            platform_id, txn_type=txn_type, since=since, until=until, offset=offset, limit=limit
+        )
+
+    async def usage_logs(
+        self, platform_id: str, filters: LogFilters, offset: int, limit: int
+    ) -> tuple[list[Record], int]:
+        if filters.status is not None and filters.status not in LOG_STATUSES:
+            raise InvalidRequest("status must be one of success, error, interrupted.", "status")
+        if filters.request_type is not None and filters.request_type not in LOG_REQUEST_TYPES:
+            raise InvalidRequest("request_type must be one of chat.completion, response, image.", "request_type")
+        columns = {
+            "model": filters.model,
+            "end_user_id": filters.end_user_id,
+            "status": filters.status,
+            "request_type": filters.request_type,
+        }
+        present = {column: value for column, value in columns.items() if value is not None}
+        return await self._store.usage_logs(platform_id, present, filters.since, filters.until, offset, limit)

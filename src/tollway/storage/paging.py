@@ -1,0 +1,23 @@
+"""One page of a list query plus its total (SPEC §1.2 lists): the shared shape of every management list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Record = Mapping[str, Any]
+
+
+async def fetch_page(
+    conn: AsyncConnection, query: sa.Select[Any], order: list[Any], offset: int, limit: int
+) -> tuple[list[Record], int]:
+    """Counts the filtered rows, then reads one ordered page; a page past the end skips the row query."""
+    count = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    total = int((await conn.execute(count)).scalar_one())
+    if offset >= total:
+        return [], total
+    rows = (await conn.execute(query.order_by(*order).offset(offset).limit(limit))).all()
+    return [dict(row._mapping) for row in rows], total
