@@ -178,3 +178,117 @@ usage_logs = sa.Table(
     sa.Index("ix_usage_logs_request_id", "request_id"),
     sa.CheckConstraint("cost_nanos >= 0 AND uncollected_nanos >= 0", name="cost_non_negative"),
 )
+
+end_users = sa.Table(
+    "end_users",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=False),
+    sa.Column("display_name", sa.String(100), nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("deleted_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.Index("ix_end_users_platform_created", "platform_id", "created_at"),
+    # One live end user per (platform, external_id); a deleted one frees the external_id (SPEC §5.4).
+    sa.Index(
+        "uq_end_users_platform_external_live",
+        "platform_id",
+        "external_id",
+        unique=True,
+        sqlite_where=sa.text("deleted_at IS NULL"),
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=False, unique=True),
+    sa.Column("max_nanos", sa.BigInteger, nullable=False),
+    sa.Column("used_nanos", sa.BigInteger, nullable=False),
+    sa.Column("held_nanos", sa.BigInteger, nullable=False),
+    sa.Column("period", sa.String(16), nullable=False),
+    _ts("period_start"),
+    sa.Column("auto_replenish", sa.Boolean, nullable=False),
+    sa.Column("replenish_nanos", sa.BigInteger, nullable=True),
+    sa.Column("low_balance_threshold_nanos", sa.BigInteger, nullable=True),
+    sa.Column("low_balance_armed", sa.Boolean, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("is_suspended", sa.Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.CheckConstraint("used_nanos >= 0 AND held_nanos >= 0 AND max_nanos >= 0", name="amounts_non_negative"),
+    # SPEC §9.6 invariant 2: available = max − used − held ≥ 0.
+    sa.CheckConstraint("max_nanos - used_nanos - held_nanos >= 0", name="available_non_negative"),
+)
+
+budget_transactions = sa.Table(
+    "budget_transactions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("budget_id", _ID, sa.ForeignKey("budgets.id"), nullable=False),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("end_user_id", _ID, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("amount_nanos", sa.BigInteger, nullable=False),
+    sa.Column("max_after_nanos", sa.BigInteger, nullable=False),
+    sa.Column("used_after_nanos", sa.BigInteger, nullable=False),
+    sa.Column("remaining_after_nanos", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("request_id", sa.String(40), nullable=True),
+    _ts("created_at"),
+    sa.Index("ix_budget_transactions_budget_created", "budget_id", "created_at"),
+    # SPEC §9.6 invariant 3: at most one budget inference row per request id.
+    sa.Index(
+        "uq_budget_transactions_inference_request",
+        "request_id",
+        unique=True,
+        sqlite_where=sa.text("type = 'inference'"),
+        postgresql_where=sa.text("type = 'inference'"),
+    ),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("request_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("end_user_id", _ID, nullable=True),
+    sa.Column("wallet_id", _ID, sa.ForeignKey("wallets.id"), nullable=False),
+    sa.Column("budget_id", _ID, sa.ForeignKey("budgets.id"), nullable=True),
+    sa.Column("wallet_nanos", sa.BigInteger, nullable=False),
+    sa.Column("budget_nanos", sa.BigInteger, nullable=False),
+    sa.Column("terms", sa.JSON, nullable=False),  # captured prices, markup, model and prompt bound
+    sa.Column("status", sa.String(16), nullable=False),  # active, captured, released, expired
+    sa.Column("checkpoint", sa.JSON, nullable=True),  # delivered bytes and usage while streaming
+    _ts("expires_at"),
+    _ts("created_at"),
+    _ts("resolved_at", nullable=True),
+    sa.CheckConstraint("wallet_nanos >= 0 AND budget_nanos >= 0", name="amounts_non_negative"),
+    sa.Index("ix_holds_status_expires", "status", "expires_at"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("scope", sa.String(64), nullable=False),  # platform id, or "operator"
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # in_progress, done
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("response_body", sa.LargeBinary, nullable=True),
+    _ts("created_at"),
+    _ts("expires_at"),
+    sa.UniqueConstraint("scope", "method", "path", "key", name="uq_idempotency_keys_scope_method_path_key"),
+    sa.Index("ix_idempotency_keys_expires", "expires_at"),
+)
