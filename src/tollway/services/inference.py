@@ -205,6 +205,7 @@ class InferenceService:
             "model": request.model,
             "choices": choices,
             "usage": usage_json(usage),
+            **_extensions(result.body),
         }
         finish = choices[0].get("finish_reason") if choices else None
         self._settle(ctx, request, candidate, usage, method, CallStatus.SUCCESS, finish, None, None, plan.reserved)
@@ -247,12 +248,18 @@ class InferenceService:
                     delivered += delivered_bytes(choice["delta"])
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
+                extensions = _extensions(chunk.chunk)
                 if chunk.chunk["choices"]:
                     _drop_empty_role_delta(chunk.chunk["choices"])
                     if chunk.chunk["choices"]:
                         if ttft_ms is None:
                             ttft_ms = int((time.perf_counter() - ctx.received_at) * 1000)
-                        yield {**base, "choices": chunk.chunk["choices"], **usage_field}
+                        yield {**base, "choices": chunk.chunk["choices"], **usage_field, **extensions}
+                    elif extensions:
+                        yield {**base, "choices": _empty_deltas(request.n), **usage_field, **extensions}
+                elif extensions:
+                    # A chunk carrying only extension fields (ASI:One thought events) keeps one empty delta (§7.5).
+                    yield {**base, "choices": _empty_deltas(1), **usage_field, **extensions}
                 chunk = await anext(iterator, None)
             status = CallStatus.SUCCESS
             if request.include_usage:
@@ -330,6 +337,20 @@ class InferenceService:
 
 def _completion_id() -> str:
     return "chatcmpl-" + os.urandom(12).hex()
+
+
+_RESERVED_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+
+
+def _extensions(upstream: dict[str, Any]) -> dict[str, Any]:
+    """Top-level fields an adapter chose to keep (ASI:One's thought, executed_tool_calls, ...), §7.3, §7.5."""
+    if len(upstream) == 1:
+        return {}
+    return {k: v for k, v in upstream.items() if k not in _RESERVED_KEYS}
+
+
+def _empty_deltas(count: int) -> list[dict[str, Any]]:
+    return [{"index": i, "delta": {}, "logprobs": None, "finish_reason": None} for i in range(count)]
 
 
 def _drop_empty_role_delta(choices: list[dict[str, Any]]) -> None:
