@@ -25,15 +25,15 @@ from tollway.http.responses import error_response
 from tollway.http.routes import build_routes
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.auth import Authenticator
+from tollway.services.billing import Billing
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.inference import InferenceService
 from tollway.services.routing import CandidateRouter
-from tollway.services.wallets import WalletGate
 from tollway.settings import Settings
 from tollway.storage.catalog import CatalogStore
 from tollway.storage.db import create_engine
 from tollway.storage.keystore import KeyStore
-from tollway.storage.usage import UsageRecorder, WalletBalances
+from tollway.storage.money_writer import MoneyWriter
 
 log = logging.getLogger("tollway")
 
@@ -48,8 +48,7 @@ class Services:
     sealer: Sealer
     authenticator: Authenticator
     router: CandidateRouter
-    recorder: UsageRecorder
-    wallets: WalletGate
+    money: MoneyWriter
     inference: InferenceService
     http: aiohttp.ClientSession
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -58,7 +57,6 @@ class Services:
         """Called after this instance changes keys, configs, providers or models."""
         self.authenticator.invalidate()
         self.router.invalidate()
-        self.wallets.invalidate()
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -112,11 +110,10 @@ async def build_services(settings: Settings) -> Services:
     digest_source: Callable[[], Awaitable[bytes | None]] = operator_digest_source(settings, keys)
     authenticator = Authenticator(keys, digest_source, settings.auth_failure_limit)
     router = CandidateRouter(CatalogStore(engine), sealer)
-    wallets = WalletGate(WalletBalances(engine))
-    recorder = UsageRecorder(engine, on_committed=wallets.committed)
+    money = MoneyWriter(settings, engine)
     http = _upstream_session(settings)
-    inference = InferenceService(settings, router, recorder, wallets, AdapterRegistry(http, settings))
-    return Services(settings, engine, keys, sealer, authenticator, router, recorder, wallets, inference, http)
+    inference = InferenceService(settings, router, Billing(settings, money), AdapterRegistry(http, settings))
+    return Services(settings, engine, keys, sealer, authenticator, router, money, inference, http)
 
 
 def create_app(settings: Settings) -> Any:
@@ -124,14 +121,14 @@ def create_app(settings: Settings) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
-        services.recorder.start()
+        services.money.start()
         services.background.append(asyncio.create_task(_touch_keys_loop(services)))
         try:
             yield
         finally:
             for task in services.background:
                 task.cancel()
-            await services.recorder.stop()
+            await services.money.stop()
             await services.http.close()
             await services.engine.dispose()
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol
 
+from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal
 from tollway.domain.tenancy import KeyRecord
 
 
 class KeyLookup(Protocol):
     async def find_active(self, digest: bytes) -> KeyRecord | None: ...
+
+
+class MoneyLedger(Protocol):
+    """The instance's money writer: hold placement is awaited; the rest is queued and committed in batches."""
+
+    async def place_hold(self, request: HoldRequest) -> HoldGrant | Refusal: ...
+
+    def submit(self, command: MoneyCommand) -> asyncio.Future[Any]: ...

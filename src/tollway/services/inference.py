@@ -1,5 +1,5 @@
-"""The chat-completions use case (SPEC §7.2, §7.3, §8): candidates -> parameter checks -> wallet check ->
-upstream call with fallback -> response in the OpenAI shape -> settlement recorded exactly once.
+"""The chat-completions use case (SPEC §7.2, §7.3, §8): candidates -> parameter checks -> holds -> upstream call
+with fallback -> response in the OpenAI shape -> settlement exactly once.
 
 Streams settle in the generator's ``finally``, so a client that leaves or an upstream that breaks is still billed
 once, for what was delivered.
@@ -20,9 +20,8 @@ import sqlalchemy.exc
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
 from tollway.domain.estimation import ceil_quarter, delivered_bytes, estimate_completion_tokens
-from tollway.domain.pricing import Usage, cost_nanos, worst_case_prices
-from tollway.domain.tenancy import Principal
-from tollway.domain.usage import CallStatus, UsageRecord, usage_json
+from tollway.domain.pricing import Usage
+from tollway.domain.usage import CallStatus, usage_json
 from tollway.errors import (
     BelowMinValue,
     ModelNotFound,
@@ -34,27 +33,21 @@ from tollway.errors import (
 from tollway.providers.base import ChatStream, StreamChunk, UpstreamCall
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.attempts import with_fallback
+from tollway.services.billing import Billing, CallContext, Plan
 from tollway.services.models import ModelCatalogView
 from tollway.services.routing import CandidateRouter
-from tollway.services.wallets import WalletGate
 from tollway.settings import Settings
-from tollway.storage.usage import UsageRecorder
+
+__all__ = ["CallContext", "Completion", "InferenceService", "StreamedCompletion"]
 
 log = logging.getLogger("tollway.inference")
-
-
-@dataclass(frozen=True, slots=True)
-class CallContext:
-    principal: Principal
-    request_id: str
-    session_id: str | None
-    received_at: float  # time.perf_counter() at receipt
 
 
 @dataclass(slots=True)
 class Completion:
     body: dict[str, Any]
     provider_slug: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -64,33 +57,19 @@ class StreamedCompletion:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Plan:
-    candidates: list[Candidate]
-    limits: dict[str, int]  # model row id -> effective output limit per choice
-    prompt_bound: int  # T_p before any context cap
-    reserved: int = 0  # the worst case reserved on the wallet gate, given back at settlement
-
-
 class InferenceService:
     def __init__(
-        self,
-        settings: Settings,
-        router: CandidateRouter,
-        recorder: UsageRecorder,
-        wallets: WalletGate,
-        adapters: AdapterRegistry,
+        self, settings: Settings, router: CandidateRouter, billing: Billing, adapters: AdapterRegistry
     ) -> None:
         self._settings = settings
         self._router = router
-        self._recorder = recorder
-        self._wallets = wallets
+        self._billing = billing
         self._adapters = adapters
         self.models = ModelCatalogView(router, adapters)
 
     # -- pre-flight ------------------------------------------------------------------------------------------
 
-    async def _plan(self, ctx: CallContext, request: ChatRequest) -> _Plan:
+    async def _plan(self, ctx: CallContext, request: ChatRequest) -> Plan:
         assert ctx.principal.platform_id is not None
         try:
             catalog = await self._router.catalog(ctx.principal.platform_id)
@@ -120,30 +99,12 @@ class InferenceService:
         if not survivors:
             assert first_reason is not None
             raise first_reason
-        return _Plan(survivors, limits, request.prompt_token_bound(self._settings.image_token_allowance))
-
-    def _worst_case_cost(self, plan: _Plan, request: ChatRequest) -> int:
-        worst = 0
-        for candidate in plan.candidates:
-            prompt = plan.prompt_bound
-            if candidate.model.context_window is not None:
-                prompt = min(prompt, candidate.model.context_window)
-            usage = Usage(prompt, request.n * plan.limits[candidate.model.id])
-            worst = max(worst, cost_nanos(usage, worst_case_prices(candidate.model.prices)))
-        return worst
-
-    async def _reserve(self, ctx: CallContext, plan: _Plan, request: ChatRequest) -> int:
-        assert ctx.principal.platform_id is not None
-        worst = self._worst_case_cost(plan, request)
-        try:
-            await self._wallets.reserve(ctx.principal.platform_id, worst)
-        except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-            raise ServiceUnavailable("The database is unreachable.") from exc
-        return worst
+        bound = request.prompt_token_bound(self._settings.image_token_allowance)
+        return Plan(survivors, limits, bound, catalog.settings.markup_bps)
 
     # -- the call --------------------------------------------------------------------------------------------
 
-    def _call(self, ctx: CallContext, request: ChatRequest, plan: _Plan, candidate: Candidate) -> UpstreamCall:
+    def _call(self, ctx: CallContext, request: ChatRequest, plan: Plan, candidate: Candidate) -> UpstreamCall:
         deadline = asyncio.get_running_loop().time() + self._settings.total_timeout_s
         return UpstreamCall(
             request, candidate, plan.limits[candidate.model.id], ctx.request_id, ctx.session_id, deadline
@@ -151,21 +112,21 @@ class InferenceService:
 
     async def complete(self, ctx: CallContext, request: ChatRequest) -> Completion | StreamedCompletion:
         plan = await self._plan(ctx, request)
-        plan.reserved = await self._reserve(ctx, plan, request)
+        await self._billing.hold(ctx, request, plan)
         try:
             return await self._call_upstream(ctx, request, plan)
         except BaseException:
-            assert ctx.principal.platform_id is not None
-            self._wallets.release(ctx.principal.platform_id, plan.reserved)
+            self._billing.release(plan)
             raise
 
     async def _call_upstream(
-        self, ctx: CallContext, request: ChatRequest, plan: _Plan
+        self, ctx: CallContext, request: ChatRequest, plan: Plan
     ) -> Completion | StreamedCompletion:
         deadline = asyncio.get_running_loop().time() + self._settings.total_timeout_s
 
         def failed(candidate: Candidate, error: UpstreamError) -> None:
-            self._record_failure(ctx, request, candidate, error)
+            log.warning("upstream attempt failed: %s", error.message, extra={"request_id": ctx.request_id})
+            self._billing.log_failure(ctx, request, plan, candidate, error.code)
 
         if request.stream:
 
@@ -190,7 +151,7 @@ class InferenceService:
 
             candidate, (stream, iterator, first) = await with_fallback(plan.candidates, open_stream, failed, deadline)
             events = self._relay(ctx, request, plan, candidate, stream, iterator, first)
-            return StreamedCompletion(events, candidate.provider.slug)
+            return StreamedCompletion(events, candidate.provider.slug, _clamp_header(plan))
 
         async def call_once(candidate: Candidate) -> Any:
             return await self._adapters.get(candidate.provider.kind).chat(self._call(ctx, request, plan, candidate))
@@ -208,14 +169,14 @@ class InferenceService:
             **_extensions(result.body),
         }
         finish = choices[0].get("finish_reason") if choices else None
-        self._settle(ctx, request, candidate, usage, method, CallStatus.SUCCESS, finish, None, None, plan.reserved)
-        return Completion(body, candidate.provider.slug)
+        self._billing.settle(ctx, request, plan, candidate, usage, method, (CallStatus.SUCCESS, finish, None), None)
+        return Completion(body, candidate.provider.slug, _clamp_header(plan))
 
     async def _relay(
         self,
         ctx: CallContext,
         request: ChatRequest,
-        plan: _Plan,
+        plan: Plan,
         candidate: Candidate,
         stream: ChatStream,
         iterator: AsyncIterator[StreamChunk],
@@ -260,6 +221,7 @@ class InferenceService:
                 elif extensions:
                     # A chunk carrying only extension fields (ASI:One thought events) keeps one empty delta (§7.5).
                     yield {**base, "choices": _empty_deltas(1), **usage_field, **extensions}
+                self._billing.checkpoint(plan, candidate, delivered, reported)
                 chunk = await anext(iterator, None)
             status = CallStatus.SUCCESS
             if request.include_usage:
@@ -275,64 +237,20 @@ class InferenceService:
             usage, method = self._final_usage(plan, reported, delivered)
             if status is CallStatus.INTERRUPTED and delivered == 0 and reported is None:
                 usage, method = Usage(ceil_quarter(plan.prompt_bound), 0), "estimated"
-            self._settle(ctx, request, candidate, usage, method, status, finish, error_code, ttft_ms, plan.reserved)
+            outcome = (status, finish, error_code)
+            self._billing.settle(ctx, request, plan, candidate, usage, method, outcome, ttft_ms)
 
     # -- settlement ------------------------------------------------------------------------------------------
 
-    def _final_usage(self, plan: _Plan, reported: Usage | None, delivered: int) -> tuple[Usage, str]:
+    def _final_usage(self, plan: Plan, reported: Usage | None, delivered: int) -> tuple[Usage, str]:
         if reported is not None:
             return reported, "reported"
         return Usage(ceil_quarter(plan.prompt_bound), estimate_completion_tokens(delivered)), "estimated"
 
-    def _settle(
-        self,
-        ctx: CallContext,
-        request: ChatRequest,
-        candidate: Candidate,
-        usage: Usage,
-        method: str,
-        status: CallStatus,
-        finish: str | None,
-        error_code: str | None,
-        ttft_ms: int | None,
-        reserved: int | None,
-    ) -> None:
-        """Queue the settlement; ``reserved`` (None for failed attempts) turns into the cost on the wallet gate."""
-        principal = ctx.principal
-        assert principal.platform_id is not None
-        cost = cost_nanos(usage, candidate.model.prices)
-        if reserved is not None:
-            self._wallets.settle(principal.platform_id, reserved, cost)
-        record = UsageRecord(
-            request_id=ctx.request_id,
-            platform_id=principal.platform_id,
-            end_user_id=principal.end_user_id,
-            request_type="chat.completion",
-            provider_id=candidate.provider.id,
-            model=request.model,
-            provider_model=candidate.model.upstream_model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            latency_ms=int((time.perf_counter() - ctx.received_at) * 1000),
-            ttft_ms=ttft_ms,
-            cost_nanos=cost,
-            charged_nanos=cost if principal.end_user_id is not None else None,
-            status=status,
-            finish_reason=finish,
-            error_code=error_code,
-            token_count_method=method,
-            session_id=ctx.session_id,
-            metadata=request.metadata,
-        )
-        self._recorder.submit(record)
 
-    def _record_failure(
-        self, ctx: CallContext, request: ChatRequest, candidate: Candidate, error: UpstreamError
-    ) -> None:
-        """A failed attempt with no output: one log row, zero cost, nothing captured (§9.4)."""
-        log.warning("upstream attempt failed: %s", error.message, extra={"request_id": ctx.request_id})
-        self._settle(ctx, request, candidate, Usage(0, 0), "reported", CallStatus.ERROR, None, error.code, None, None)
+def _clamp_header(plan: Plan) -> dict[str, str]:
+    clamped = plan.clamped_limit
+    return {} if clamped is None else {"x-tollway-max-tokens-clamped": str(clamped)}
 
 
 def _completion_id() -> str:

@@ -9,9 +9,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tollway.domain.catalog import Candidate, ModelRow, Provider
+from tollway.domain.platform_settings import PlatformSettings
 from tollway.domain.sealing import Sealer, SealError
 
 log = logging.getLogger("tollway.routing")
@@ -32,11 +33,13 @@ class SealedRow(Protocol):
 
 class CatalogSource(Protocol):
     async def usable_rows(self, platform_id: str) -> Sequence[SealedRow]: ...
+    async def platform_settings(self, platform_id: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class PlatformCatalog:
     by_slug: dict[str, tuple[Candidate, ...]]
+    settings: PlatformSettings
 
     def candidates(self, slug: str) -> tuple[Candidate, ...]:
         return self.by_slug.get(slug, ())
@@ -77,4 +80,4 @@ class CandidateRouter:
             slug: tuple(sorted(rows, key=lambda c: (c.model.priority, c.model.created_at, c.model.id)))
             for slug, rows in grouped.items()
         }
-        return PlatformCatalog(ordered)
+        return PlatformCatalog(ordered, PlatformSettings.from_stored(await self._source.platform_settings(platform_id)))

@@ -4,6 +4,7 @@ active LLM config (SPEC §5.3, §7.1). Management writes live in ``catalog_admin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +13,7 @@ from tollway.domain.catalog import ModelRow, Provider, ProviderKind
 from tollway.domain.clock import as_utc
 from tollway.domain.pricing import Prices
 from tollway.storage.db import reader
-from tollway.storage.tables import llm_configs, models, providers
+from tollway.storage.tables import llm_configs, models, platforms, providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,18 @@ class CatalogStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._reader = reader(engine)
+
+    async def platform_settings(self, platform_id: str) -> dict[str, Any] | None:
+        """The stored settings JSON of a live platform (None when deleted or unknown)."""
+        async with self._reader.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(platforms.c.settings).where(
+                        platforms.c.id == platform_id, platforms.c.deleted_at.is_(None)
+                    )
+                )
+            ).scalar_one_or_none()
+        return dict(value) if isinstance(value, dict) else None
 
     async def usable_rows(self, platform_id: str) -> list[SealedCandidate]:
         async with self._reader.connect() as conn:

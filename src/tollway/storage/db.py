@@ -23,6 +23,42 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{_READ_ONLY: True})
 
 
+def _sqlite_hooks(sync_engine: sa.Engine) -> None:
+    @sa.event.listens_for(sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # The driver must not open transactions on its own; the "begin" hook below does it.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(sync_engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        # Transactions take the write lock up front, so concurrent writers queue (busy_timeout) instead of
+        # failing on a lock upgrade. Readers marked read-only (see ``reader``) begin deferred: under WAL they
+        # never wait for the writer.
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sync_sqlite_engine(settings: Settings) -> sa.Engine:
+    """A plain pysqlite engine for the money writer's own thread: a whole batch costs one thread hop."""
+    assert settings.is_sqlite
+    engine = sa.create_engine(
+        settings.database_url,
+        json_serializer=_json_serializer,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    _sqlite_hooks(engine)
+    return engine
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
     if settings.is_sqlite:
@@ -33,26 +69,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             connect_args={"timeout": 30},
         )
 
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # The driver must not open transactions on its own; the "begin" hook below does it.
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        @sa.event.listens_for(engine.sync_engine, "begin")
-        def _sqlite_begin(conn: Any) -> None:
-            # Transactions take the write lock up front, so concurrent writers queue (busy_timeout) instead of
-            # failing on a lock upgrade. Readers marked read-only (see ``reader``) begin deferred: under WAL they
-            # never wait for the writer.
-            if conn.get_execution_options().get(_READ_ONLY):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _sqlite_hooks(engine.sync_engine)
 
         return engine
     return create_async_engine(

@@ -35,6 +35,6 @@ async def chat_completions(request: Request) -> Response:
     ctx = CallContext(principal, request.state.request_id, session_id_header(request), received)
     outcome = await services.inference.complete(ctx, chat)
     if isinstance(outcome, Completion):
-        return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug})
+        return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
     return StreamingResponse(chat_events(outcome.events), headers=headers, media_type="text/event-stream")

@@ -143,7 +143,6 @@ async def topup_wallet(request: Request) -> Response:
     platform = await wiring.platforms(request).get(platform_id)
     body = await read_body(request)
     wallet, txn = await wiring.accounts(request).topup(platform_id, body, request_id(request))
-    request.app.state.services.wallets.invalidate(platform_id)
     return json_response(
         {"wallet": render.wallet(wallet, platform["settings"]), "transaction": render.wallet_transaction(txn)}
     )

@@ -1,0 +1,188 @@
+"""Money around one inference call (SPEC §8 steps 6-8 and 10, §9.3, §9.4): place the wallet and budget holds
+(clamping the output limit when only part of the worst case is affordable), then settle exactly once.
+
+Every call holds before it goes upstream and resolves its hold once: captured with the actual cost, or released.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.chat_request import ChatRequest
+from tollway.domain.clock import utcnow
+from tollway.domain.holds import (
+    CandidateTerms,
+    Checkpoint,
+    HoldGrant,
+    HoldRequest,
+    LogOnly,
+    Refusal,
+    Release,
+    Settlement,
+)
+from tollway.domain.ports import MoneyLedger
+from tollway.domain.pricing import Usage, charge_nanos, cost_nanos
+from tollway.domain.tenancy import Principal
+from tollway.domain.usage import CallStatus, UsageRecord
+from tollway.errors import BudgetExhausted, BudgetSuspended, ServiceUnavailable, WalletInsufficient
+from tollway.settings import Settings
+
+CHECKPOINT_EVERY_S = 5.0
+
+_REFUSALS = {
+    Refusal.SUSPENDED: (BudgetSuspended, "This end user's budget is suspended."),
+    Refusal.BUDGET: (BudgetExhausted, "The end user's budget cannot cover this call."),
+    Refusal.WALLET: (WalletInsufficient, "The platform wallet cannot cover this call; the platform must top it up."),
+    Refusal.NO_WALLET: (WalletInsufficient, "The platform wallet cannot cover this call; the platform must top it up."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    principal: Principal
+    request_id: str
+    session_id: str | None
+    received_at: float  # time.perf_counter() at receipt
+    request_type: str = "chat.completion"
+
+
+@dataclass(slots=True)
+class Plan:
+    """The candidates that survived step 3b, their output limits, and the hold once placed."""
+
+    candidates: list[Candidate]
+    limits: dict[str, int]  # model row id -> effective output limit per choice
+    prompt_bound: int  # T_p before any context cap
+    markup_bps: int
+    hold: HoldGrant | None = None
+    last_checkpoint: float = field(default_factory=time.monotonic)
+
+    @property
+    def clamped_limit(self) -> int | None:
+        return self.hold.clamped_limit if self.hold is not None else None
+
+
+class Billing:
+    def __init__(self, settings: Settings, ledger: MoneyLedger) -> None:
+        self._settings = settings
+        self._ledger = ledger
+
+    async def hold(self, ctx: CallContext, request: ChatRequest, plan: Plan) -> None:
+        """Steps 6-8 in one transaction; clamps ``plan.limits`` when the hold had to be lowered."""
+        principal = ctx.principal
+        assert principal.platform_id is not None
+        terms = tuple(
+            CandidateTerms(
+                model_id=c.model.id,
+                prices=c.model.prices,
+                output_limit=plan.limits[c.model.id],
+                min_output=c.model.min_output,
+                prompt_tokens=min(plan.prompt_bound, c.model.context_window or plan.prompt_bound),
+            )
+            for c in plan.candidates
+        )
+        expires_at = utcnow() + timedelta(seconds=self._settings.total_timeout_s + 60)
+        command = HoldRequest(
+            ctx.request_id,
+            principal.platform_id,
+            principal.end_user_id,
+            terms,
+            request.n,
+            plan.markup_bps,
+            expires_at,
+        )
+        try:
+            result = await self._ledger.place_hold(command)
+        except Exception as exc:
+            raise ServiceUnavailable("The database is unreachable; no call was made.") from exc
+        if isinstance(result, Refusal):
+            error, message = _REFUSALS[result]
+            raise error(message)
+        plan.hold = result
+        if result.clamped_limit is not None:
+            plan.limits = {k: min(v, result.clamped_limit) for k, v in plan.limits.items()}
+
+    def release(self, plan: Plan) -> None:
+        if plan.hold is not None:
+            self._ledger.submit(Release(plan.hold.hold_id))
+
+    def settle(
+        self,
+        ctx: CallContext,
+        request: ChatRequest,
+        plan: Plan,
+        candidate: Candidate,
+        usage: Usage,
+        method: str,
+        outcome: tuple[CallStatus, str | None, str | None],
+        ttft_ms: int | None,
+    ) -> None:
+        """Queue the capture of the hold: wallet row, budget row and usage log row commit together (§9.4)."""
+        assert plan.hold is not None
+        status, finish, error_code = outcome
+        record, charge = self._record(ctx, request, plan, candidate, usage, method, status, finish, error_code, ttft_ms)
+        self._ledger.submit(Settlement(plan.hold.hold_id, record, charge))
+
+    def log_failure(self, ctx: CallContext, request: ChatRequest, plan: Plan, candidate: Candidate, code: str) -> None:
+        """A failed attempt with no output: one log row, zero cost (§9.4, §14.2)."""
+        record, _ = self._record(
+            ctx, request, plan, candidate, Usage(0, 0), "reported", CallStatus.ERROR, None, code, None
+        )
+        self._ledger.submit(LogOnly(record))
+
+    def checkpoint(self, plan: Plan, candidate: Candidate, delivered: int, usage: Usage | None) -> None:
+        """Streaming progress on the hold, at most every 5 s, so the sweeper can settle it after a crash."""
+        now = time.monotonic()
+        if plan.hold is None or now - plan.last_checkpoint < CHECKPOINT_EVERY_S:
+            return
+        plan.last_checkpoint = now
+        progress: dict[str, Any] = {"model_id": candidate.model.id, "delivered_bytes": delivered}
+        if usage is not None:
+            progress["usage"] = [usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens]
+        self._ledger.submit(Checkpoint(plan.hold.hold_id, progress))
+
+    def _record(
+        self,
+        ctx: CallContext,
+        request: ChatRequest,
+        plan: Plan,
+        candidate: Candidate,
+        usage: Usage,
+        method: str,
+        status: CallStatus,
+        finish: str | None,
+        error_code: str | None,
+        ttft_ms: int | None,
+    ) -> tuple[UsageRecord, int]:
+        principal = ctx.principal
+        assert principal.platform_id is not None
+        cost = cost_nanos(usage, candidate.model.prices)
+        charge = charge_nanos(usage, candidate.model.prices, plan.markup_bps)
+        record = UsageRecord(
+            request_id=ctx.request_id,
+            platform_id=principal.platform_id,
+            end_user_id=principal.end_user_id,
+            request_type=ctx.request_type,
+            provider_id=candidate.provider.id,
+            model=request.model,
+            provider_model=candidate.model.upstream_model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            latency_ms=int((time.perf_counter() - ctx.received_at) * 1000),
+            ttft_ms=ttft_ms,
+            cost_nanos=cost,
+            # End users are charged with markup even without an active budget (logged, not debited, §12).
+            charged_nanos=charge if principal.end_user_id is not None else None,
+            status=status,
+            finish_reason=finish,
+            error_code=error_code,
+            token_count_method=method,
+            session_id=ctx.session_id,
+            metadata=request.metadata,
+        )
+        return record, charge

@@ -1,0 +1,61 @@
+"""Static SQL run below SQLAlchemy's statement compiler, for the money writer's hot path.
+
+Building and caching a Core statement costs more than SQLite takes to run it, so the writer uses plain SQL with
+``:name`` placeholders, converted once per dialect to the driver's positional style (``?`` for pysqlite, ``$n`` for
+asyncpg), and encodes timestamps and JSON the way the SQLAlchemy column types of ``tables.py`` store them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection, CursorResult
+
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+class DriverSQL:
+    def __init__(self, dialect_name: str) -> None:
+        self.sqlite = dialect_name == "sqlite"
+        self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+    def _convert(self, sql: str) -> tuple[str, tuple[str, ...]]:
+        hit = self._cache.get(sql)
+        if hit is None:
+            names: list[str] = []
+
+            def replace(match: re.Match[str]) -> str:
+                names.append(match.group(1))
+                return "?" if self.sqlite else f"${len(names)}"
+
+            hit = (_PLACEHOLDER.sub(replace, sql), tuple(names))
+            self._cache[sql] = hit
+        return hit
+
+    def execute(self, conn: Connection, sql: str, params: dict[str, Any] | None = None) -> CursorResult[Any]:
+        text, names = self._convert(sql)
+        values = tuple((params or {})[name] for name in names)
+        return conn.exec_driver_sql(text, values)
+
+    def executemany(self, conn: Connection, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        text, names = self._convert(sql)
+        conn.exec_driver_sql(text, [tuple(row[name] for name in names) for row in rows])
+
+    def ts(self, value: datetime | None) -> Any:
+        """SQLite stores naive UTC text as SQLAlchemy's DateTime does; PostgreSQL takes the aware datetime."""
+        if value is None or not self.sqlite:
+            return value
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def json(self, value: Any) -> Any:
+        return None if value is None else orjson.dumps(value).decode()
+
+    @staticmethod
+    def in_list(prefix: str, values: Iterable[str]) -> tuple[str, dict[str, str]]:
+        """``(:p0, :p1, …)`` and its parameters, for an IN clause over a batch's ids."""
+        params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+        return "(" + ", ".join(f":{name}" for name in params) + ")", params

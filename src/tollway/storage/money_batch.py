@@ -1,0 +1,369 @@
+"""One group-commit transaction over a batch of money commands (holds, settlements, releases, checkpoints, logs).
+
+Synchronous on purpose: on SQLite the whole batch runs in the writer thread in one hop, on PostgreSQL through
+``AsyncConnection.run_sync``; statements are static driver SQL (``driver_sql``) because compiling Core statements
+cost more than running them. Lock order is fixed (SPEC §8): every wallet of the batch, by id, then every budget,
+by id. Changes are computed in memory from the locked rows, then written with one UPDATE per touched row and bulk
+INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from tollway.domain.holds import (
+    Checkpoint,
+    HoldGrant,
+    HoldRequest,
+    LogOnly,
+    MoneyCommand,
+    Refusal,
+    Release,
+    Settlement,
+    quote_hold,
+)
+from tollway.domain.usage import UsageRecord
+from tollway.storage.driver_sql import DriverSQL
+
+Result = HoldGrant | Refusal | bool | None
+
+
+@dataclass(slots=True)
+class _Wallet:
+    id: str
+    balance: int
+    held: int
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Budget:
+    id: str
+    platform_id: str
+    end_user_id: str
+    max: int
+    used: int
+    held: int
+    is_suspended: bool
+    is_active: bool
+    threshold: int | None
+    armed: bool
+    dirty: bool = False
+
+    @property
+    def available(self) -> int:
+        return self.max - self.used - self.held
+
+
+@dataclass(slots=True)
+class _Hold:
+    id: str
+    platform_id: str
+    budget_id: str | None
+    wallet_nanos: int
+    budget_nanos: int
+    status: str
+    new_status: str | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+_INSERT_HOLD = (
+    "INSERT INTO holds (id, request_id, platform_id, end_user_id, wallet_id, budget_id, wallet_nanos, budget_nanos,"
+    " terms, status, checkpoint, expires_at, created_at, resolved_at) VALUES (:id, :request_id, :platform_id,"
+    " :end_user_id, :wallet_id, :budget_id, :wallet_nanos, :budget_nanos, :terms, :status, :checkpoint, :expires_at,"
+    " :created_at, :resolved_at)"
+)
+_INSERT_WALLET_TX = (
+    "INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,"
+    " description, metadata, request_id, created_at) VALUES (:id, :wallet_id, :platform_id, :type, :amount_nanos,"
+    " :balance_after_nanos, :description, :metadata, :request_id, :created_at)"
+)
+_INSERT_BUDGET_TX = (
+    "INSERT INTO budget_transactions (id, budget_id, platform_id, end_user_id, type, amount_nanos, max_after_nanos,"
+    " used_after_nanos, remaining_after_nanos, reason, metadata, request_id, created_at) VALUES (:id, :budget_id,"
+    " :platform_id, :end_user_id, :type, :amount_nanos, :max_after_nanos, :used_after_nanos, :remaining_after_nanos,"
+    " :reason, :metadata, :request_id, :created_at)"
+)
+_INSERT_LOG = (
+    "INSERT INTO usage_logs (id, platform_id, end_user_id, request_type, provider_id, model, provider_model,"
+    " prompt_tokens, completion_tokens, total_tokens, cached_tokens, latency_ms, ttft_ms, cost_nanos, charged_nanos,"
+    " uncollected_nanos, status, finish_reason, error_code, token_count_method, request_id, session_id, metadata,"
+    " created_at) VALUES (:id, :platform_id, :end_user_id, :request_type, :provider_id, :model, :provider_model,"
+    " :prompt_tokens, :completion_tokens, :total_tokens, :cached_tokens, :latency_ms, :ttft_ms, :cost_nanos,"
+    " :charged_nanos, :uncollected_nanos, :status, :finish_reason, :error_code, :token_count_method, :request_id,"
+    " :session_id, :metadata, :created_at)"
+)
+_UPDATE_WALLET = "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, updated_at = :now WHERE id = :id"
+_UPDATE_BUDGET = (
+    "UPDATE budgets SET used_nanos = :used, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"
+    " WHERE id = :id"
+)
+_RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now, checkpoint = :checkpoint WHERE id = :id"
+_CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
+
+
+class _Batch:
+    def __init__(self, conn: Connection, now: datetime, sql: DriverSQL) -> None:
+        self.conn = conn
+        self.now = now
+        self.sql = sql
+        self.lock = "" if sql.sqlite else " FOR UPDATE"
+        self.wallets: dict[str, _Wallet] = {}
+        self.budgets: dict[str, _Budget] = {}
+        self.budget_of_user: dict[str, _Budget] = {}
+        self.holds: dict[str, _Hold] = {}
+        self.new_holds: list[dict[str, Any]] = []
+        self.wallet_rows: list[dict[str, Any]] = []
+        self.budget_rows: list[dict[str, Any]] = []
+        self.log_rows: list[dict[str, Any]] = []
+
+    def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
+        clause, params = self.sql.in_list(prefix, ids)
+        return list(self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params))
+
+    def load(self, commands: list[MoneyCommand]) -> None:
+        hold_ids = sorted({c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint)})
+        if hold_ids:
+            sql = (
+                "SELECT id, platform_id, budget_id, wallet_nanos, budget_nanos, status FROM holds"
+                " WHERE id IN (:ids) ORDER BY id"
+            )
+            for r in self._select(sql, "h", hold_ids):
+                self.holds[r[0]] = _Hold(r[0], r[1], r[2], r[3], r[4], r[5])
+        platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
+        platform_ids |= {h.platform_id for h in self.holds.values()}
+        if platform_ids:
+            sql = (
+                "SELECT id, platform_id, balance_nanos, held_nanos FROM wallets WHERE platform_id IN (:ids) ORDER BY id"
+            )
+            for r in self._select(sql, "p", sorted(platform_ids)):
+                self.wallets[r[1]] = _Wallet(r[0], r[2], r[3])
+        end_users = {c.end_user_id for c in commands if isinstance(c, HoldRequest) and c.end_user_id}
+        budget_ids = {h.budget_id for h in self.holds.values() if h.budget_id}
+        if end_users or budget_ids:
+            # Both sets, by id: the live budgets of the batch's end users and those its holds were placed on.
+            clause_u, params_u = self.sql.in_list("u", sorted(end_users) or [""])
+            clause_b, params_b = self.sql.in_list("b", sorted(budget_ids) or [""])
+            sql = (
+                (
+                    "SELECT id, platform_id, end_user_id, max_nanos, used_nanos, held_nanos, is_suspended, is_active,"
+                    " low_balance_threshold_nanos, low_balance_armed FROM budgets"
+                    " WHERE (end_user_id IN (:users) AND is_active = :active) OR id IN (:budgets) ORDER BY id"
+                )
+                .replace("(:users)", clause_u)
+                .replace("(:budgets)", clause_b)
+            )
+            rows: list[Any] = list(
+                self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
+            )
+            for r in rows:
+                budget = _Budget(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], bool(r[9]))
+                self.budgets[budget.id] = budget
+                if budget.is_active:
+                    self.budget_of_user[budget.end_user_id] = budget
+
+    # -- commands ------------------------------------------------------------------------------------------------
+
+    def place(self, command: HoldRequest) -> HoldGrant | Refusal:
+        wallet = self.wallets.get(command.platform_id)
+        if wallet is None:
+            return Refusal.NO_WALLET
+        budget = self.budget_of_user.get(command.end_user_id) if command.end_user_id else None
+        if budget is not None and budget.is_suspended:
+            return Refusal.SUSPENDED
+        quote = quote_hold(
+            command.terms,
+            command.n,
+            command.markup_bps,
+            wallet.balance - wallet.held,
+            budget.available if budget is not None else None,
+        )
+        if isinstance(quote, Refusal):
+            return quote
+        hold_id = str(uuid.uuid4())
+        wallet.held += quote.wallet_nanos
+        wallet.dirty = True
+        if budget is not None:
+            budget.held += quote.budget_nanos
+            budget.dirty = True
+        self.new_holds.append(
+            {
+                "id": hold_id,
+                "request_id": command.request_id,
+                "platform_id": command.platform_id,
+                "end_user_id": command.end_user_id,
+                "wallet_id": wallet.id,
+                "budget_id": budget.id if budget is not None else None,
+                "wallet_nanos": quote.wallet_nanos,
+                "budget_nanos": quote.budget_nanos,
+                "terms": self.sql.json({"markup_bps": command.markup_bps, "n": command.n}),
+                "status": "active",
+                "checkpoint": None,
+                "expires_at": self.sql.ts(command.expires_at),
+                "created_at": self.sql.ts(self.now),
+                "resolved_at": None,
+            }
+        )
+        budget_id = budget.id if budget is not None else None
+        return HoldGrant(hold_id, quote.wallet_nanos, quote.budget_nanos, budget_id, quote.clamped_limit)
+
+    def _resolve(self, hold_id: str, status: str) -> _Hold | None:
+        """Mark an active hold resolved and give back what it held; None when it already ended (§9.6 inv. 5)."""
+        hold = self.holds.get(hold_id)
+        if hold is None or hold.status != "active" or hold.new_status is not None:
+            return None
+        hold.new_status = status
+        wallet = self.wallets[hold.platform_id]
+        wallet.held -= hold.wallet_nanos
+        wallet.dirty = True
+        if hold.budget_id is not None:
+            budget = self.budgets[hold.budget_id]
+            budget.held -= hold.budget_nanos
+            budget.dirty = True
+        return hold
+
+    def settle(self, command: Settlement) -> bool:
+        hold = self._resolve(command.hold_id, "captured")
+        if hold is None:
+            return False
+        record = command.record
+        wallet = self.wallets[hold.platform_id]
+        take = max(0, min(record.cost_nanos, wallet.balance - wallet.held))
+        if take > 0:
+            wallet.balance -= take
+            self.wallet_rows.append(self._wallet_row(wallet, record, take))
+        charged = record.charged_nanos
+        if hold.budget_id is not None:
+            budget = self.budgets[hold.budget_id]
+            charged = max(0, min(command.charge_nanos, budget.available))
+            budget.used += charged
+            if budget.armed and budget.threshold is not None and budget.max - budget.used <= budget.threshold:
+                budget.armed = False
+            self.budget_rows.append(self._budget_row(budget, record, charged))
+        self.log_rows.append(self.log_row(record, take, charged))
+        return True
+
+    def release(self, command: Release) -> bool:
+        return self._resolve(command.hold_id, "released") is not None
+
+    def checkpoint(self, command: Checkpoint) -> bool:
+        hold = self.holds.get(command.hold_id)
+        if hold is None or hold.status != "active":
+            return False
+        hold.checkpoint = command.progress
+        return True
+
+    def _wallet_row(self, wallet: _Wallet, record: UsageRecord, take: int) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "wallet_id": wallet.id,
+            "platform_id": record.platform_id,
+            "type": "usage",
+            "amount_nanos": -take,
+            "balance_after_nanos": wallet.balance,
+            "description": record.ledger_description,
+            "metadata": "{}",
+            "request_id": record.request_id,
+            "created_at": self.sql.ts(self.now),
+        }
+
+    def _budget_row(self, budget: _Budget, record: UsageRecord, charged: int) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "budget_id": budget.id,
+            "platform_id": budget.platform_id,
+            "end_user_id": budget.end_user_id,
+            "type": "inference",
+            "amount_nanos": -charged,
+            "max_after_nanos": budget.max,
+            "used_after_nanos": budget.used,
+            "remaining_after_nanos": budget.max - budget.used,
+            "reason": None,
+            "metadata": "{}",
+            "request_id": record.request_id,
+            "created_at": self.sql.ts(self.now),
+        }
+
+    # -- writes --------------------------------------------------------------------------------------------------
+
+    def log_row(self, record: UsageRecord, take: int, charged: int | None) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "platform_id": record.platform_id,
+            "end_user_id": record.end_user_id,
+            "request_type": record.request_type,
+            "provider_id": record.provider_id,
+            "model": record.model,
+            "provider_model": record.provider_model,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "total_tokens": record.total_tokens,
+            "cached_tokens": record.cached_tokens,
+            "latency_ms": record.latency_ms,
+            "ttft_ms": record.ttft_ms,
+            "cost_nanos": record.cost_nanos,
+            "charged_nanos": charged,
+            "uncollected_nanos": record.cost_nanos - take,
+            "status": str(record.status),
+            "finish_reason": record.finish_reason,
+            "error_code": record.error_code,
+            "token_count_method": record.token_count_method,
+            "request_id": record.request_id,
+            "session_id": record.session_id,
+            "metadata": self.sql.json(record.metadata),
+            "created_at": self.sql.ts(self.now),
+        }
+
+    def flush(self) -> None:
+        sql, conn, now = self.sql, self.conn, self.sql.ts(self.now)
+        for wallet in self.wallets.values():
+            if wallet.dirty:
+                sql.execute(
+                    conn, _UPDATE_WALLET, {"balance": wallet.balance, "held": wallet.held, "now": now, "id": wallet.id}
+                )
+        for budget in self.budgets.values():
+            if budget.dirty:
+                params = {"used": budget.used, "held": budget.held, "armed": budget.armed, "now": now, "id": budget.id}
+                sql.execute(conn, _UPDATE_BUDGET, params)
+        for hold in self.holds.values():
+            checkpoint = sql.json(hold.checkpoint)
+            if hold.new_status is not None:
+                params = {"status": hold.new_status, "now": now, "checkpoint": checkpoint, "id": hold.id}
+                sql.execute(conn, _RESOLVE_HOLD, params)
+            elif hold.checkpoint is not None:
+                sql.execute(conn, _CHECKPOINT_HOLD, {"checkpoint": checkpoint, "id": hold.id})
+        for statement, rows in (
+            (_INSERT_HOLD, self.new_holds),
+            (_INSERT_WALLET_TX, self.wallet_rows),
+            (_INSERT_BUDGET_TX, self.budget_rows),
+            (_INSERT_LOG, self.log_rows),
+        ):
+            if rows:
+                sql.executemany(conn, statement, rows)
+
+
+def apply_batch(conn: Connection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+    """Run the whole batch in the caller's transaction; results line up with the commands."""
+    batch = _Batch(conn, now, sql)
+    batch.load(commands)
+    results: list[Result] = []
+    for command in commands:
+        if isinstance(command, HoldRequest):
+            results.append(batch.place(command))
+        elif isinstance(command, Settlement):
+            results.append(batch.settle(command))
+        elif isinstance(command, Release):
+            results.append(batch.release(command))
+        elif isinstance(command, Checkpoint):
+            results.append(batch.checkpoint(command))
+        else:
+            assert isinstance(command, LogOnly)
+            batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
+            results.append(None)
+    batch.flush()
+    return results

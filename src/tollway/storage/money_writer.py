@@ -1,0 +1,131 @@
+"""The single money writer of an instance: group commit for holds, settlements, releases and log rows.
+
+Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
+sees one commit per batch however many calls run at once, and a lone call pays one commit without waiting for a
+window. Hold placement is awaited (no upstream call before its hold is durable); settlements are queued from the
+stream's ``finally`` and retried until they commit or the hold expires (then the sweeper settles it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.domain.clock import utcnow
+from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal
+from tollway.settings import Settings
+from tollway.storage.db import create_sync_sqlite_engine, reader
+from tollway.storage.driver_sql import DriverSQL
+from tollway.storage.money_batch import Result, apply_batch
+from tollway.storage.tables import wallets
+
+log = logging.getLogger("tollway.money")
+
+_MAX_BATCH = 256
+_RETRY_DELAY_S = 0.5
+
+
+class MoneyWriter:
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)
+        self._sqlite = create_sync_sqlite_engine(settings) if settings.is_sqlite else None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-writer") if self._sqlite else None
+        self._queue: asyncio.Queue[tuple[MoneyCommand, asyncio.Future[Result]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._sql = DriverSQL(engine.dialect.name)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="money-writer")
+
+    async def stop(self) -> None:
+        """Commit everything already queued, then stop."""
+        await self._queue.join()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+
+    def submit(self, command: MoneyCommand) -> asyncio.Future[Result]:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((command, future))
+        return future
+
+    async def place_hold(self, request: HoldRequest) -> HoldGrant | Refusal:
+        result = await self.submit(request)
+        assert isinstance(result, HoldGrant | Refusal)
+        return result
+
+    async def wallet_available(self, platform_id: str) -> int | None:
+        async with self._reader.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(wallets.c.balance_nanos - wallets.c.held_nanos).where(
+                        wallets.c.platform_id == platform_id
+                    )
+                )
+            ).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await self._apply([command for command, _ in batch])
+        except Exception:
+            log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
+            for command, future in batch:
+                await self._commit_one(command, future)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _commit_one(self, command: MoneyCommand, future: asyncio.Future[Result]) -> None:
+        attempts = 1 if isinstance(command, HoldRequest) else 3
+        for attempt in range(attempts):
+            try:
+                (result,) = await self._apply([command])
+            except Exception as exc:
+                if attempt + 1 == attempts:
+                    log.error("money command %s failed: %s", type(command).__name__, exc)
+                    if not future.done():
+                        future.set_exception(exc)
+                    return
+                await asyncio.sleep(_RETRY_DELAY_S)
+            else:
+                if not future.done():
+                    future.set_result(result)
+                return
+
+    async def _apply(self, commands: list[MoneyCommand]) -> list[Result]:
+        now = utcnow()
+        if self._sqlite is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._apply_sqlite, commands, now)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(apply_batch, commands, now, self._sql)
+
+    def _apply_sqlite(self, commands: list[MoneyCommand], now: Any) -> list[Result]:
+        assert self._sqlite is not None
+        with self._sqlite.begin() as conn:
+            return apply_batch(conn, commands, now, self._sql)
