@@ -1,6 +1,6 @@
 """Strict JSON parsing of request bodies (SPEC §1.2, §7.2, §9.1).
 
-Rejected with 400 ``invalid_request`` (``param`` null, or the path of the offending string or container):
+Rejected with 400 ``invalid_request`` (``param`` null, or the JSON path of the offending string):
 invalid UTF-8, malformed JSON, ``NaN``/``Infinity`` (and numbers that overflow a double), duplicate object keys,
 lone surrogate escapes, ``\\u0000`` in strings, nesting deeper than 64 levels, integers over 4,300 digits, and a
 body that is not a JSON object.
@@ -53,7 +53,10 @@ class _NotProven(Exception):
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """Parse a request body that must be a strict JSON object; numbers become ``int`` or ``float``."""
+    """Parse a request body that must be a strict JSON object; numbers become ``int`` or ``float``.
+
+    Integers keep their exact value up to 4,300 digits, so one beyond 64 bits can come back; ``orjson.dumps``
+    refuses those (``JSONEncodeError``), so code that re-serialises a body must allow for it."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -4,6 +4,7 @@ mapping of every transport or HTTP failure to UpstreamError / UpstreamTimeout wi
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -59,9 +60,7 @@ class Transport:
         timeout = min(self.settings.first_byte_timeout_s, self._remaining(deadline))
         try:
             async with asyncio.timeout(timeout):
-                response = await self.session.post(
-                    url, data=orjson.dumps(payload), headers=headers, allow_redirects=False
-                )
+                response = await self.session.post(url, data=_encode(payload), headers=headers, allow_redirects=False)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"Upstream provider '{provider_slug}' timed out before answering.") from exc
         except aiohttp.ClientError as exc:
@@ -153,6 +152,14 @@ class Transport:
                     yield data
             if len(buffer) > cap:
                 raise UpstreamError(f"Upstream provider '{slug}' sent an event over the size limit.")
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """orjson, except for integers beyond 64 bits (valid JSON that strict parsing keeps exact)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _event_data(event: bytes) -> bytes | None:

@@ -1,92 +1,59 @@
-"""Pure translation for the OpenAI dialect (openai, openai_compatible): the request sent upstream, and the
-upstream's completion and chunk objects reduced to the fields SPEC §7.3 lets through. No I/O here."""
+"""Pure translation for the OpenAI dialect (kinds openai, openai_compatible, and asi1 on top of it): the request
+sent upstream, and the upstream's completion and chunk objects reduced to the fields SPEC §7.3 lets through.
+No I/O here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from tollway.domain.catalog import Candidate, ProviderKind
 from tollway.domain.chat_request import ChatRequest
 from tollway.domain.pricing import Usage
-from tollway.errors import UnsupportedParameter, UpstreamError
+from tollway.errors import UpstreamError
+from tollway.providers.base import StreamChunk
+from tollway.providers.capabilities import TABLE, Support
+from tollway.providers.content import count, usage_of
+from tollway.providers.streaming import event_json
 
-_ASI1_FIELDS = ("agent_address", "web_search", "planner_mode", "study_mode")
-_NEWER_OPENAI = ("store", "service_tier", "verbosity", "prompt_cache_key", "safety_identifier")
-_OPENAI_ONLY = ("audio", "prediction", "web_search_options")
-_NEVER_FORWARDED = ("metadata", "max_tokens", "max_completion_tokens", "stream_options", *_ASI1_FIELDS)
+# Never sent upstream as given: Tollway sets the output limit and stream options itself; metadata is ours.
+_NEVER_FORWARDED: Final = frozenset({"metadata", "max_tokens", "max_completion_tokens", "stream_options"})
+_SENT: Final = frozenset({Support.FORWARDED, Support.TRANSLATED})
 
-_MESSAGE_FIELDS = ("role", "content", "tool_calls", "refusal", "reasoning_content")
-_CHOICE_FIELDS = ("index", "finish_reason", "logprobs")
-
-
-def refusal(request: ChatRequest, candidate: Candidate) -> UnsupportedParameter | None:
-    """openai forwards everything; openai_compatible refuses the OpenAI-only shapes (§7.4)."""
-    if candidate.provider.kind is ProviderKind.OPENAI:
-        return None
-    body = request.body
-    modalities = body.get("modalities")
-    if isinstance(modalities, list) and any(m != "text" for m in modalities):
-        return _unsupported("modalities", candidate)
-    for name in _OPENAI_ONLY:
-        if name in body:
-            return _unsupported(name, candidate)
-    for index, message in enumerate(body["messages"]):
-        content = message.get("content")
-        if isinstance(content, list):
-            for part_index, part in enumerate(content):
-                if part.get("type") in ("input_audio", "file"):
-                    return _unsupported(f"messages[{index}].content[{part_index}].type", candidate, part["type"])
-    return None
-
-
-def _unsupported(param: str, candidate: Candidate, what: str | None = None) -> UnsupportedParameter:
-    name = what or param
-    return UnsupportedParameter(
-        f"The parameter '{name}' is not supported by provider '{candidate.provider.slug}' ({candidate.provider.kind}).",
-        param,
-    )
+MESSAGE_FIELDS: Final = ("role", "content", "tool_calls", "refusal", "reasoning_content")
+_CHOICE_FIELDS: Final = ("index", "finish_reason", "logprobs")
 
 
 def build_payload(request: ChatRequest, candidate: Candidate, output_limit: int) -> dict[str, Any]:
+    """The upstream body: the request as validated, minus what the capability table drops for this kind."""
     kind = candidate.provider.kind
-    payload = {k: v for k, v in request.body.items() if k not in _NEVER_FORWARDED}
+    payload = {
+        key: value
+        for key, value in request.body.items()
+        if key not in _NEVER_FORWARDED and (key not in TABLE or TABLE[key][kind] in _SENT)
+    }
     payload["model"] = candidate.model.upstream_model
     if kind is ProviderKind.OPENAI:
         payload["max_completion_tokens"] = output_limit
     else:
         payload["max_tokens"] = output_limit
-        for name in _NEWER_OPENAI:
-            payload.pop(name, None)
-        if any(m.get("role") == "developer" for m in payload["messages"]):
-            payload["messages"] = [
-                {**m, "role": "system"} if m.get("role") == "developer" else m for m in payload["messages"]
-            ]
-        payload.pop("modalities", None)
+        if TABLE["developer"][kind] is Support.TRANSLATED and any(m["role"] == "developer" for m in request.messages):
+            payload["messages"] = [{**m, "role": "system"} if m["role"] == "developer" else m for m in request.messages]
     if request.stream:
         # Usage is always obtained from the upstream, whatever the client asked (§7.3).
         payload["stream_options"] = {"include_usage": True}
     return payload
 
 
-def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
 def parse_usage(raw: Any) -> Usage | None:
     """Provider usage, or None when missing or not non-negative integers (then it is estimated, §9.4)."""
     if not isinstance(raw, dict):
         return None
-    prompt = _count(raw.get("prompt_tokens"))
-    completion = _count(raw.get("completion_tokens"))
-    if prompt is None or completion is None:
-        return None
     details = raw.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else None
     out_details = raw.get("completion_tokens_details")
-    reasoning = _count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else None
-    return Usage(prompt, completion, min(cached or 0, prompt), reasoning)
+    reasoning = count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else None
+    return usage_of(count(raw.get("prompt_tokens")), count(raw.get("completion_tokens")), cached, reasoning)
 
 
 def normalise_completion(raw: dict[str, Any], slug: str) -> tuple[list[dict[str, Any]], Usage | None]:
@@ -98,25 +65,32 @@ def normalise_completion(raw: dict[str, Any], slug: str) -> tuple[list[dict[str,
     for position, choice in enumerate(choices):
         if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
             raise UpstreamError(f"Upstream provider '{slug}' returned a malformed choice.")
-        message = {k: choice["message"][k] for k in _MESSAGE_FIELDS if k in choice["message"]}
+        message = {k: choice["message"][k] for k in MESSAGE_FIELDS if k in choice["message"]}
         message["role"] = "assistant"
         message.setdefault("content", None)
         cleaned: dict[str, Any] = {k: choice[k] for k in _CHOICE_FIELDS if k in choice}
         cleaned.setdefault("index", position)
         cleaned["message"] = message
-        cleaned.setdefault("finish_reason", "stop")
+        if not cleaned.get("finish_reason"):
+            cleaned["finish_reason"] = "stop"
         cleaned.setdefault("logprobs", None)
         out.append(cleaned)
     return out, parse_usage(raw.get("usage"))
+
+
+def raise_for_error_event(raw: dict[str, Any], slug: str) -> None:
+    """A mid-stream ``{"error": ...}`` event becomes an UpstreamError (SPEC §7.3)."""
+    if "error" in raw and not raw.get("choices"):
+        error = raw["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise UpstreamError(f"Upstream provider '{slug}' reported an error mid-stream: {message or 'unknown'}")
 
 
 def normalise_chunk(raw: Any, slug: str) -> tuple[list[dict[str, Any]], Usage | None]:
     """The choices of one upstream chunk (possibly empty: the usage chunk) and the usage it carries."""
     if not isinstance(raw, dict):
         raise UpstreamError(f"Upstream provider '{slug}' sent a stream event that is not a JSON object.")
-    if "error" in raw and not raw.get("choices"):
-        message = raw["error"].get("message") if isinstance(raw["error"], dict) else None
-        raise UpstreamError(f"Upstream provider '{slug}' reported an error mid-stream: {message or 'unknown'}")
+    raise_for_error_event(raw, slug)
     choices = raw.get("choices") or []
     if not isinstance(choices, list):
         raise UpstreamError(f"Upstream provider '{slug}' sent a malformed chunk.")
@@ -129,9 +103,27 @@ def normalise_chunk(raw: Any, slug: str) -> tuple[list[dict[str, Any]], Usage | 
         out.append(
             {
                 "index": choice.get("index", position),
-                "delta": {k: v for k, v in delta.items() if k in _MESSAGE_FIELDS},
+                "delta": {k: v for k, v in delta.items() if k in MESSAGE_FIELDS},
                 "logprobs": choice.get("logprobs"),
                 "finish_reason": choice.get("finish_reason"),
             }
         )
     return out, parse_usage(raw.get("usage"))
+
+
+class ChunkTranslator:
+    """The OpenAI stream: one chunk per event, ``[DONE]`` ends it; a connection that ends before is a cut."""
+
+    def __init__(self, slug: str) -> None:
+        self._slug = slug
+        self.finished = False
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        if data == b"[DONE]":
+            self.finished = True
+            return []
+        choices, usage = normalise_chunk(event_json(data, self._slug), self._slug)
+        return [StreamChunk({"choices": choices}, usage)]
+
+    def end(self) -> list[StreamChunk]:
+        raise UpstreamError(f"Upstream provider '{self._slug}' ended the stream early.")
