@@ -34,6 +34,7 @@ from tollway.storage.catalog import CatalogStore
 from tollway.storage.db import create_engine
 from tollway.storage.keystore import KeyStore
 from tollway.storage.money_writer import MoneyWriter
+from tollway.workers.sweeper import HoldSweeper
 
 log = logging.getLogger("tollway")
 
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> Any:
         app.state.services = services
         services.money.start()
         services.background.append(asyncio.create_task(_touch_keys_loop(services)))
+        services.background.append(asyncio.create_task(HoldSweeper(services.engine, services.money).run()))
         try:
             yield
         finally:

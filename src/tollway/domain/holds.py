@@ -94,6 +94,9 @@ class HoldRequest:
     n: int
     markup_bps: int
     expires_at: datetime
+    # What the sweeper needs to settle or log the call if this instance dies: the request's slug, type, session
+    # and metadata, the prompt bound, and each candidate's captured prices and provider (see ``sweep_outcome``).
+    recovery: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,4 +135,11 @@ class LogOnly:
     record: UsageRecord
 
 
-MoneyCommand = HoldRequest | Settlement | Release | Checkpoint | LogOnly
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """The sweeper's command for an expired active hold: settle it from its checkpoint, or release it (§9.4)."""
+
+    hold_id: str
+
+
+MoneyCommand = HoldRequest | Settlement | Release | Checkpoint | LogOnly | Expire

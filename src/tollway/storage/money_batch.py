@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.engine import Connection
 
 from tollway.domain.holds import (
     Checkpoint,
+    Expire,
     HoldGrant,
     HoldRequest,
     LogOnly,
@@ -27,6 +29,7 @@ from tollway.domain.holds import (
     Settlement,
     quote_hold,
 )
+from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
 from tollway.storage.driver_sql import DriverSQL
 
@@ -63,13 +66,21 @@ class _Budget:
 @dataclass(slots=True)
 class _Hold:
     id: str
+    request_id: str
     platform_id: str
+    end_user_id: str | None
     budget_id: str | None
     wallet_nanos: int
     budget_nanos: int
     status: str
+    terms: dict[str, Any]
+    saved_checkpoint: dict[str, Any] | None
     new_status: str | None = None
     checkpoint: dict[str, Any] | None = None
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 _INSERT_HOLD = (
@@ -103,7 +114,7 @@ _UPDATE_BUDGET = (
     "UPDATE budgets SET used_nanos = :used, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"
     " WHERE id = :id"
 )
-_RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now, checkpoint = :checkpoint WHERE id = :id"
+_RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now WHERE id = :id"
 _CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
 
 
@@ -127,14 +138,15 @@ class _Batch:
         return list(self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params))
 
     def load(self, commands: list[MoneyCommand]) -> None:
-        hold_ids = sorted({c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint)})
+        hold_ids = sorted({c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire)})
         if hold_ids:
             sql = (
-                "SELECT id, platform_id, budget_id, wallet_nanos, budget_nanos, status FROM holds"
-                " WHERE id IN (:ids) ORDER BY id"
+                "SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status,"
+                " terms, checkpoint FROM holds WHERE id IN (:ids) ORDER BY id"
             )
             for r in self._select(sql, "h", hold_ids):
-                self.holds[r[0]] = _Hold(r[0], r[1], r[2], r[3], r[4], r[5])
+                terms, checkpoint = _json(r[8]) or {}, _json(r[9])
+                self.holds[r[0]] = _Hold(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
         platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
         platform_ids |= {h.platform_id for h in self.holds.values()}
         if platform_ids:
@@ -201,7 +213,7 @@ class _Batch:
                 "budget_id": budget.id if budget is not None else None,
                 "wallet_nanos": quote.wallet_nanos,
                 "budget_nanos": quote.budget_nanos,
-                "terms": self.sql.json({"markup_bps": command.markup_bps, "n": command.n}),
+                "terms": self.sql.json({**command.recovery, "markup_bps": command.markup_bps, "n": command.n}),
                 "status": "active",
                 "checkpoint": None,
                 "expires_at": self.sql.ts(command.expires_at),
@@ -231,7 +243,25 @@ class _Batch:
         hold = self._resolve(command.hold_id, "captured")
         if hold is None:
             return False
-        record = command.record
+        self._capture(hold, command.record, command.charge_nanos)
+        return True
+
+    def expire(self, command: Expire) -> bool:
+        """Settle an expired hold from its checkpoint, or release it with a ``hold_expired`` log row."""
+        hold = self.holds.get(command.hold_id)
+        if hold is None or hold.status != "active" or hold.new_status is not None:
+            return False
+        record, charge, capture = sweep_outcome(
+            hold.request_id, hold.platform_id, hold.end_user_id, hold.terms, hold.saved_checkpoint
+        )
+        self._resolve(hold.id, "captured" if capture else "expired")
+        if capture:
+            self._capture(hold, record, charge)
+        else:
+            self.log_rows.append(self.log_row(record, 0, record.charged_nanos))
+        return True
+
+    def _capture(self, hold: _Hold, record: UsageRecord, charge_nanos: int) -> None:
         wallet = self.wallets[hold.platform_id]
         take = max(0, min(record.cost_nanos, wallet.balance - wallet.held))
         if take > 0:
@@ -240,13 +270,12 @@ class _Batch:
         charged = record.charged_nanos
         if hold.budget_id is not None:
             budget = self.budgets[hold.budget_id]
-            charged = max(0, min(command.charge_nanos, budget.available))
+            charged = max(0, min(charge_nanos, budget.available))
             budget.used += charged
             if budget.armed and budget.threshold is not None and budget.max - budget.used <= budget.threshold:
                 budget.armed = False
             self.budget_rows.append(self._budget_row(budget, record, charged))
         self.log_rows.append(self.log_row(record, take, charged))
-        return True
 
     def release(self, command: Release) -> bool:
         return self._resolve(command.hold_id, "released") is not None
@@ -256,6 +285,7 @@ class _Batch:
         if hold is None or hold.status != "active":
             return False
         hold.checkpoint = command.progress
+        hold.saved_checkpoint = command.progress
         return True
 
     def _wallet_row(self, wallet: _Wallet, record: UsageRecord, take: int) -> dict[str, Any]:
@@ -331,12 +361,10 @@ class _Batch:
                 params = {"used": budget.used, "held": budget.held, "armed": budget.armed, "now": now, "id": budget.id}
                 sql.execute(conn, _UPDATE_BUDGET, params)
         for hold in self.holds.values():
-            checkpoint = sql.json(hold.checkpoint)
+            if hold.checkpoint is not None:
+                sql.execute(conn, _CHECKPOINT_HOLD, {"checkpoint": sql.json(hold.checkpoint), "id": hold.id})
             if hold.new_status is not None:
-                params = {"status": hold.new_status, "now": now, "checkpoint": checkpoint, "id": hold.id}
-                sql.execute(conn, _RESOLVE_HOLD, params)
-            elif hold.checkpoint is not None:
-                sql.execute(conn, _CHECKPOINT_HOLD, {"checkpoint": checkpoint, "id": hold.id})
+                sql.execute(conn, _RESOLVE_HOLD, {"status": hold.new_status, "now": now, "id": hold.id})
         for statement, rows in (
             (_INSERT_HOLD, self.new_holds),
             (_INSERT_WALLET_TX, self.wallet_rows),
@@ -361,6 +389,8 @@ def apply_batch(conn: Connection, commands: list[MoneyCommand], now: datetime, s
             results.append(batch.release(command))
         elif isinstance(command, Checkpoint):
             results.append(batch.checkpoint(command))
+        elif isinstance(command, Expire):
+            results.append(batch.expire(command))
         else:
             assert isinstance(command, LogOnly)
             batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))

@@ -1,0 +1,91 @@
+"""Money under real concurrency: holds make overspending impossible, on SQLite and across two PostgreSQL-backed
+gateway processes (SPEC §9.3, §9.6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.conftest import STORES, database_url_for, make_settings
+from tests.support.invariants import assert_invariants
+from tests.support.processes import GatewayProcess
+from tests.support.seed import create_model, create_provider, create_tenant
+from tests.support.servers import free_port
+from tollway.testing.fake_upstream import FakeUpstreamThread
+
+CALLS = 1000
+BODY = {"model": "cent", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}
+
+
+@pytest.fixture(params=STORES)
+def instances(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[GatewayProcess]]:
+    url = database_url_for(request.param, tmp_path, request)
+    base = make_settings(tmp_path, url)
+    count = 2 if request.param == "postgres" else 1
+    started: list[GatewayProcess] = []
+    try:
+        for _ in range(count):
+            started.append(GatewayProcess(base.model_copy(update={"port": free_port()})))
+        yield started
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+async def _fire(urls: list[str], key: str, calls: int) -> list[tuple[int, str | None]]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def one(i: int) -> tuple[int, str | None]:
+            url = urls[i % len(urls)] + "/v1/chat/completions"
+            async with session.post(url, json=BODY, headers={"Authorization": f"Bearer {key}"}) as response:
+                payload = await response.json()
+                code = payload["error"]["code"] if response.status != 200 else None
+                return response.status, code
+
+        return await asyncio.gather(*(one(i) for i in range(calls)))
+
+
+def test_thousand_cent_calls_against_five_dollars(
+    instances: list[GatewayProcess], fake_upstream: FakeUpstreamThread
+) -> None:
+    first = instances[0]
+    settings = first.settings
+    with httpx.Client(
+        base_url=first.url, headers={"Authorization": f"Bearer {settings.admin_key}"}, timeout=30
+    ) as admin:
+        provider = create_provider(admin, fake_upstream.base_url)
+        # $1,000 per Mtok out, nothing for input: 10 completion tokens cost exactly $0.01, the worst case too
+        create_model(
+            admin,
+            provider["id"],
+            "cent",
+            "fake/usage?in=0&out=10",
+            input_price_per_mtok="0",
+            output_price_per_mtok="1000",
+            max_output_tokens=10,
+        )
+        tenant = create_tenant(admin, first.url, provider["id"], provider["slug"], topup="5")
+    before = fake_upstream.request_count
+
+    results = asyncio.run(_fire([p.url for p in instances], tenant.platform_key, CALLS))
+
+    counts = Counter(status for status, _ in results)
+    assert counts == {200: 500, 402: 500}, counts
+    assert {code for status, code in results if status == 402} == {"wallet_insufficient"}
+    assert fake_upstream.request_count - before == 500
+    wallet = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()
+    assert wallet["balance_usd"] == 0
+    assert wallet["held_usd"] == 0
+    rows = tenant.client.get(
+        f"/v1/platforms/{tenant.platform_id}/wallet/transactions", params={"limit": 1, "type": "usage"}
+    ).json()
+    assert rows["total"] == 500
+    assert_invariants(settings)
+    tenant.client.close()

@@ -1,0 +1,107 @@
+"""SPEC §9.6 invariants recomputed from the database, for tests to check after every step."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+
+from tollway.settings import Settings
+from tollway.storage.db import create_engine
+from tollway.storage.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
+
+
+async def _violations(settings: Settings) -> list[str]:
+    engine = create_engine(settings)
+    problems: list[str] = []
+    try:
+        async with engine.connect() as conn:
+            for w in (await conn.execute(sa.select(wallets))).all():
+                ledger = (
+                    await conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.sum(wallet_transactions.c.amount_nanos), 0)).where(
+                            wallet_transactions.c.wallet_id == w.id
+                        )
+                    )
+                ).scalar_one()
+                held = (
+                    await conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.sum(holds.c.wallet_nanos), 0)).where(
+                            holds.c.wallet_id == w.id, holds.c.status == "active"
+                        )
+                    )
+                ).scalar_one()
+                if int(ledger) != w.balance_nanos:
+                    problems.append(f"wallet {w.id}: balance {w.balance_nanos} != ledger {ledger}")
+                if int(held) != w.held_nanos:
+                    problems.append(f"wallet {w.id}: held {w.held_nanos} != active holds {held}")
+                if w.balance_nanos - w.held_nanos < 0:
+                    problems.append(f"wallet {w.id}: available negative")
+            for b in (await conn.execute(sa.select(budgets))).all():
+                ledger = (
+                    await conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.sum(budget_transactions.c.amount_nanos), 0)).where(
+                            budget_transactions.c.budget_id == b.id
+                        )
+                    )
+                ).scalar_one()
+                held = (
+                    await conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.sum(holds.c.budget_nanos), 0)).where(
+                            holds.c.budget_id == b.id, holds.c.status == "active"
+                        )
+                    )
+                ).scalar_one()
+                if int(ledger) != b.max_nanos - b.used_nanos:
+                    problems.append(f"budget {b.id}: remaining {b.max_nanos - b.used_nanos} != ledger {ledger}")
+                if int(held) != b.held_nanos:
+                    problems.append(f"budget {b.id}: held {b.held_nanos} != active holds {held}")
+            # invariant 3 and 6: one usage row per request, matching the log's cost − uncollected
+            rows = (
+                await conn.execute(
+                    sa.select(usage_logs.c.request_id, usage_logs.c.cost_nanos, usage_logs.c.uncollected_nanos).where(
+                        usage_logs.c.status != "error"
+                    )
+                )
+            ).all()
+            debits: dict[str, int] = {}
+            for r in (
+                await conn.execute(
+                    sa.select(wallet_transactions.c.request_id, wallet_transactions.c.amount_nanos).where(
+                        wallet_transactions.c.type == "usage"
+                    )
+                )
+            ).all():
+                if r.request_id in debits:
+                    problems.append(f"request {r.request_id}: two wallet usage rows")
+                debits[r.request_id] = -r.amount_nanos
+            seen: set[str] = set()
+            for r in rows:
+                if r.request_id in seen:
+                    problems.append(f"request {r.request_id}: two settled usage rows")
+                seen.add(r.request_id)
+                if debits.get(r.request_id, 0) != r.cost_nanos - r.uncollected_nanos:
+                    problems.append(f"request {r.request_id}: wallet row != cost - uncollected")
+    finally:
+        await engine.dispose()
+    return problems
+
+
+def assert_invariants(settings: Settings) -> None:
+    problems = asyncio.run(_violations(settings))
+    assert not problems, "\n".join(problems)
+
+
+def count(settings: Settings, table: Any, *where: Any) -> int:
+    async def run() -> int:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as conn:
+                return int(
+                    (await conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))).scalar_one()
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -1,0 +1,56 @@
+"""Tollway as real OS processes (``tollway serve``), for multi-process money tests and crash tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tollway.settings import Settings
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLWAY_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"TOLLWAY_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+class GatewayProcess:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = f"http://{settings.host}:{settings.port}"
+        tollway = Path(sys.executable).with_name("tollway")
+        self.proc = subprocess.Popen([str(tollway), "serve"], env=_env(settings), stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"tollway serve exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+                )
+            with socket.socket() as sock:
+                if sock.connect_ex((settings.host, settings.port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("tollway serve did not start listening")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hooks, holds in flight stay as they are."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
