@@ -8,12 +8,17 @@ asyncpg), and encodes timestamps and JSON the way the SQLAlchemy column types of
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection
+
+# The money writer runs its batches either on a raw sqlite3 connection (SQLite: no SQLAlchemy on the hot path at
+# all) or on a SQLAlchemy sync Connection inside ``AsyncConnection.run_sync`` (PostgreSQL through asyncpg).
+DriverConnection = sqlite3.Connection | Connection
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
@@ -36,14 +41,21 @@ class DriverSQL:
             self._cache[sql] = hit
         return hit
 
-    def execute(self, conn: Connection, sql: str, params: dict[str, Any] | None = None) -> CursorResult[Any]:
+    def execute(self, conn: DriverConnection, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         text, names = self._convert(sql)
         values = tuple((params or {})[name] for name in names)
-        return conn.exec_driver_sql(text, values)
+        if isinstance(conn, sqlite3.Connection):
+            return conn.execute(text, values).fetchall()
+        result = conn.exec_driver_sql(text, values)
+        return list(result) if result.returns_rows else []
 
-    def executemany(self, conn: Connection, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+    def executemany(self, conn: DriverConnection, sql: str, rows: Sequence[dict[str, Any]]) -> None:
         text, names = self._convert(sql)
-        conn.exec_driver_sql(text, [tuple(row[name] for name in names) for row in rows])
+        values = [tuple(row[name] for name in names) for row in rows]
+        if isinstance(conn, sqlite3.Connection):
+            conn.executemany(text, values)
+        else:
+            conn.exec_driver_sql(text, values)
 
     def ts(self, value: datetime | None) -> Any:
         """SQLite stores naive UTC text as SQLAlchemy's DateTime does; PostgreSQL takes the aware datetime."""

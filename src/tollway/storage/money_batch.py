@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection
 
 from tollway.domain.holds import (
     Checkpoint,
@@ -31,7 +30,7 @@ from tollway.domain.holds import (
 )
 from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
-from tollway.storage.driver_sql import DriverSQL
+from tollway.storage.driver_sql import DriverConnection, DriverSQL
 
 Result = HoldGrant | Refusal | bool | None
 
@@ -119,7 +118,7 @@ _CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
 
 
 class _Batch:
-    def __init__(self, conn: Connection, now: datetime, sql: DriverSQL) -> None:
+    def __init__(self, conn: DriverConnection, now: datetime, sql: DriverSQL) -> None:
         self.conn = conn
         self.now = now
         self.sql = sql
@@ -135,7 +134,7 @@ class _Batch:
 
     def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
         clause, params = self.sql.in_list(prefix, ids)
-        return list(self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params))
+        return self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params)
 
     def load(self, commands: list[MoneyCommand]) -> None:
         hold_ids = sorted({c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire)})
@@ -170,9 +169,7 @@ class _Batch:
                 .replace("(:users)", clause_u)
                 .replace("(:budgets)", clause_b)
             )
-            rows: list[Any] = list(
-                self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
-            )
+            rows = self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
             for r in rows:
                 budget = _Budget(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], bool(r[9]))
                 self.budgets[budget.id] = budget
@@ -375,7 +372,7 @@ class _Batch:
                 sql.executemany(conn, statement, rows)
 
 
-def apply_batch(conn: Connection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+def apply_batch(conn: DriverConnection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
     """Run the whole batch in the caller's transaction; results line up with the commands."""
     batch = _Batch(conn, now, sql)
     batch.load(commands)

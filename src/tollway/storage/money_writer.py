@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.domain.clock import utcnow
 from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal
 from tollway.settings import Settings
-from tollway.storage.db import create_sync_sqlite_engine, reader
+from tollway.storage.db import reader
 from tollway.storage.driver_sql import DriverSQL
 from tollway.storage.money_batch import Result, apply_batch
+from tollway.storage.sqlite_money import SqliteMoneyConnection
 from tollway.storage.tables import wallets
 
 log = logging.getLogger("tollway.money")
@@ -35,8 +34,7 @@ class MoneyWriter:
     def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self._engine = engine
         self._reader = reader(engine)
-        self._sqlite = create_sync_sqlite_engine(settings) if settings.is_sqlite else None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-writer") if self._sqlite else None
+        self._sqlite = SqliteMoneyConnection(settings) if settings.is_sqlite else None
         self._queue: asyncio.Queue[tuple[MoneyCommand, asyncio.Future[Result]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._sql = DriverSQL(engine.dialect.name)
@@ -51,10 +49,8 @@ class MoneyWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
         if self._sqlite is not None:
-            self._sqlite.dispose()
+            self._sqlite.close()
 
     def submit(self, command: MoneyCommand) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -120,12 +116,6 @@ class MoneyWriter:
     async def _apply(self, commands: list[MoneyCommand]) -> list[Result]:
         now = utcnow()
         if self._sqlite is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._apply_sqlite, commands, now)
+            return await self._sqlite.apply(commands, now, self._sql)
         async with self._engine.begin() as conn:
             return await conn.run_sync(apply_batch, commands, now, self._sql)
-
-    def _apply_sqlite(self, commands: list[MoneyCommand], now: Any) -> list[Result]:
-        assert self._sqlite is not None
-        with self._sqlite.begin() as conn:
-            return apply_batch(conn, commands, now, self._sql)
