@@ -46,19 +46,6 @@ def _sqlite_hooks(sync_engine: sa.Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_sync_sqlite_engine(settings: Settings) -> sa.Engine:
-    """A plain pysqlite engine for the money writer's own thread: a whole batch costs one thread hop."""
-    assert settings.is_sqlite
-    engine = sa.create_engine(
-        settings.database_url,
-        json_serializer=_json_serializer,
-        json_deserializer=orjson.loads,
-        connect_args={"timeout": 30, "check_same_thread": False},
-    )
-    _sqlite_hooks(engine)
-    return engine
-
-
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
     if settings.is_sqlite:
