@@ -26,6 +26,7 @@ from tollway.domain.holds import (
 )
 from tollway.domain.ports import MoneyLedger
 from tollway.domain.pricing import Usage, charge_nanos, cost_nanos
+from tollway.domain.recovery import recovery_terms
 from tollway.domain.tenancy import Principal
 from tollway.domain.usage import CallStatus, UsageRecord
 from tollway.errors import BudgetExhausted, BudgetSuspended, ServiceUnavailable, WalletInsufficient
@@ -86,6 +87,23 @@ class Billing:
             for c in plan.candidates
         )
         expires_at = utcnow() + timedelta(seconds=self._settings.total_timeout_s + 60)
+        recovery = recovery_terms(
+            request.model,
+            ctx.request_type,
+            ctx.session_id,
+            request.metadata,
+            plan.prompt_bound,
+            {
+                c.model.id: {
+                    "input": c.model.prices.input_nanos,
+                    "output": c.model.prices.output_nanos,
+                    "cached": c.model.prices.cached_input_nanos,
+                    "provider_id": c.provider.id,
+                    "upstream_model": c.model.upstream_model,
+                }
+                for c in plan.candidates
+            },
+        )
         command = HoldRequest(
             ctx.request_id,
             principal.platform_id,
@@ -94,6 +112,7 @@ class Billing:
             request.n,
             plan.markup_bps,
             expires_at,
+            recovery,
         )
         try:
             result = await self._ledger.place_hold(command)
