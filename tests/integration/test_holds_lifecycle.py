@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import STORES, database_url_for, make_settings
@@ -133,9 +134,7 @@ async def _sweep(settings: Settings, seconds_ahead: float) -> int:
 def _open_stream(url: str, key: str, model: str) -> socket.socket:
     """A raw streaming request left open (the client never reads): its hold stays active."""
     host, port = url.removeprefix("http://").split(":")
-    payload = (
-        '{"model": "%s", "messages": [{"role": "user", "content": "x"}], "stream": true, "max_tokens": 1000}' % model
-    ).encode()
+    payload = orjson.dumps({"model": model, "messages": USER, "stream": True, "max_tokens": 1000})
     sock = socket.create_connection((host, int(port)))
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
