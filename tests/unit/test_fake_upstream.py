@@ -1,5 +1,6 @@
-"""The fake upstream, over real loopback sockets: its wire format checked against the openai SDK's own types and
-client, every model-string scenario, the HTTP edge cases (pipelining, 100-continue, HTTP/1.0), and the CLI.
+"""The fake upstream, over real loopback sockets: its wire formats checked against the official SDKs' own types and
+clients (openai, anthropic, google-genai), every model-string scenario, the HTTP edge cases (pipelining,
+100-continue, HTTP/1.0), and the CLI.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+import anthropic
 import openai
 import orjson
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import TypeAdapter
 
+from tollway.providers.asi1 import translate as asi1_translate
+from tollway.testing.fake_asi1 import EXECUTED_RECORD
 from tollway.testing.fake_routes import RecordedRequest, RequestLog
 from tollway.testing.fake_scenarios import (
     DEFAULT_CONTENT,
@@ -595,3 +604,199 @@ def test_cli_serves_until_sigterm() -> None:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
     assert (process.returncode, stderr) == (0, "")
+
+
+# Every other wire format: Anthropic and Gemini checked with their official SDKs' types and clients, ASI:One's
+# new shape with the openai SDK's types and its old shape through Tollway's normaliser.
+
+EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(anthropic.types.RawMessageStreamEvent)
+ANTHROPIC_HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+GEMINI_HEADERS = {"x-goog-api-key": "k"}
+TOOL_MODEL = 'fake/tool-call?name=get_weather&args={"city":"Paris"}'
+
+
+async def post_to(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, bytes]:
+    async with http.post(url, json=body, headers=headers) as response:
+        return response.status, await response.read()
+
+
+def anthropic_body(model: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "max_tokens": 100, "system": "Be brief.", "messages": [HELLO[1]], **extra}
+
+
+def anthropic_events(raw: bytes) -> list[dict[str, Any]]:
+    """Each SSE event as ``event:`` name + data; the names must match the data's type."""
+    events = []
+    for block in raw.strip().split(b"\n\n"):
+        name, data = block.split(b"\n", 1)
+        event = orjson.loads(data.removeprefix(b"data: "))
+        assert name == b"event: " + event["type"].encode()
+        if event["type"] == "error":
+            anthropic.types.ErrorResponse.model_validate(event)
+        elif event["type"] != "ping":
+            EVENT_ADAPTER.validate_python(event)
+        events.append(event)
+    return events
+
+
+async def test_anthropic_messages(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    url = fake.dialect_base_url("anthropic") + "/v1/messages"
+    status, raw = await post_to(
+        http, url, anthropic_body("fake/usage?in=9&out=4&cached=3&thought=hm"), ANTHROPIC_HEADERS
+    )
+    message = anthropic.types.Message.model_validate_json(raw)
+    assert status == 200 and message.stop_reason == "end_turn"
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == (6, 3, 4)
+    _, raw = await post_to(http, url, anthropic_body(TOOL_MODEL), ANTHROPIC_HEADERS)
+    tool = anthropic.types.Message.model_validate_json(raw)
+    assert tool.stop_reason == "tool_use"
+    assert tool.content[0].type == "tool_use" and tool.content[0].input == {"city": "Paris"}
+    _, raw = await post_to(http, url, anthropic_body("fake/echo", max_tokens=3), ANTHROPIC_HEADERS)
+    assert anthropic.types.Message.model_validate_json(raw).stop_reason == "end_turn"
+    _, raw = await post_to(http, url, anthropic_body("fake/default", max_tokens=2), ANTHROPIC_HEADERS)
+    assert anthropic.types.Message.model_validate_json(raw).stop_reason == "max_tokens"
+
+
+async def test_anthropic_stream_events(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    url = fake.dialect_base_url("anthropic") + "/v1/messages"
+    _, raw = await post_to(http, url, anthropic_body("fake/echo?thought=hm", stream=True), ANTHROPIC_HEADERS)
+    events = anthropic_events(raw)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"] and "ping" in kinds
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert "".join(d.get("thinking", "") for d in deltas) == "hm"
+    assert "".join(d.get("text", "") for d in deltas) == "Hi there, fake!"
+    _, raw = await post_to(http, url, anthropic_body(TOOL_MODEL, stream=True), ANTHROPIC_HEADERS)
+    deltas = [e["delta"] for e in anthropic_events(raw) if e["type"] == "content_block_delta"]
+    assert orjson.loads("".join(d["partial_json"] for d in deltas)) == {"city": "Paris"}
+    _, raw = await post_to(http, url, anthropic_body("fake/stream-error?after=1", stream=True), ANTHROPIC_HEADERS)
+    assert anthropic_events(raw)[-1]["error"]["type"] == "api_error"
+
+
+async def test_anthropic_errors_and_headers(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    url = fake.dialect_base_url("anthropic") + "/v1/messages"
+    for status, kind in [(400, "invalid_request_error"), (429, "rate_limit_error"), (529, "overloaded_error")]:
+        got, raw = await post_to(http, url, anthropic_body(f"fake/error?status={status}"), ANTHROPIC_HEADERS)
+        error = anthropic.types.ErrorResponse.model_validate_json(raw)
+        assert (got, error.error.type) == (status, kind)
+    assert (await post_to(http, url, anthropic_body("fake/echo"), {"anthropic-version": "2023-06-01"}))[0] == 401
+    assert (await post_to(http, url, anthropic_body("fake/echo"), {"x-api-key": "k"}))[0] == 400
+
+
+async def test_anthropic_sdk_client(fake: FakeUpstream) -> None:
+    async with anthropic.AsyncAnthropic(base_url=fake.root_url, api_key="k", max_retries=0) as client:
+        message = await client.messages.create(model="fake/echo", max_tokens=50, messages=[HELLO[1]])
+        assert message.content[0].type == "text" and message.content[0].text == "Hi there, fake!"
+        async with client.messages.stream(model=TOOL_MODEL, max_tokens=50, messages=[HELLO[1]]) as stream:
+            final = await stream.get_final_message()
+        assert final.content[0].type == "tool_use" and final.content[0].input == {"city": "Paris"}
+        with pytest.raises(anthropic.RateLimitError):
+            await client.messages.create(model="fake/error?status=429", max_tokens=5, messages=[HELLO[1]])
+
+
+def gemini_body(**config: Any) -> dict[str, Any]:
+    return {
+        "contents": [{"role": "user", "parts": [{"text": "Hi there, fake!"}]}],
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "generationConfig": config,
+    }
+
+
+def gemini_url(fake: FakeUpstream, model: str, method: str = "generateContent") -> str:
+    return f"{fake.dialect_base_url('gemini')}/v1beta/models/{quote(model, safe='')}:{method}"
+
+
+async def test_gemini_generate_content(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    model = "fake/usage?in=9&out=4&cached=3&reasoning=1&thought=hm"
+    status, raw = await post_to(http, gemini_url(fake, model), gemini_body(candidateCount=2), GEMINI_HEADERS)
+    response = types.GenerateContentResponse.model_validate_json(raw)
+    assert status == 200 and response.candidates is not None and len(response.candidates) == 2
+    parts = response.candidates[0].content.parts if response.candidates[0].content else None
+    assert parts is not None and (parts[0].thought, parts[0].text) == (True, "hm")
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    usage = response.usage_metadata
+    assert usage is not None
+    assert (usage.prompt_token_count, usage.candidates_token_count, usage.thoughts_token_count) == (9, 3, 1)
+    assert usage.cached_content_token_count == 3
+    _, raw = await post_to(http, gemini_url(fake, TOOL_MODEL), gemini_body(), GEMINI_HEADERS)
+    call = types.GenerateContentResponse.model_validate_json(raw).function_calls
+    assert call is not None and (call[0].name, call[0].args) == ("get_weather", {"city": "Paris"})
+    _, raw = await post_to(http, gemini_url(fake, "fake/default"), gemini_body(maxOutputTokens=2), GEMINI_HEADERS)
+    limited = types.GenerateContentResponse.model_validate_json(raw)
+    assert limited.candidates is not None and limited.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+
+
+async def test_gemini_stream_array_and_errors(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    url = gemini_url(fake, "fake/echo", "streamGenerateContent") + "?alt=sse"
+    _, raw = await post_to(http, url, gemini_body(), GEMINI_HEADERS)
+    assert b"[DONE]" not in raw
+    objects = [types.GenerateContentResponse.model_validate_json(e[6:]) for e in raw.strip().split(b"\r\n\r\n")]
+    assert "".join(o.text or "" for o in objects) == "Hi there, fake!"
+    final = objects[-1]
+    assert final.candidates is not None and final.candidates[0].finish_reason == types.FinishReason.STOP
+    assert final.usage_metadata is not None and final.usage_metadata.candidates_token_count == 3
+    _, raw = await post_to(http, gemini_url(fake, "fake/echo", "streamGenerateContent"), gemini_body(), GEMINI_HEADERS)
+    assert [types.GenerateContentResponse.model_validate(o).text for o in orjson.loads(raw)][:1] == ["Hi"]
+    status, raw = await post_to(
+        http, gemini_url(fake, "fake/error?status=429&type=insufficient_quota"), gemini_body(), GEMINI_HEADERS
+    )
+    assert status == 429
+    assert orjson.loads(raw)["error"] | {"message": ""} == {"code": 429, "message": "", "status": "RESOURCE_EXHAUSTED"}
+    assert "quota" in orjson.loads(raw)["error"]["message"]
+    assert (await post_to(http, gemini_url(fake, "fake/echo"), gemini_body(), {}))[0] == 403
+
+
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+async def test_gemini_sdk_client(fake: FakeUpstream) -> None:
+    options = types.HttpOptions(base_url=fake.root_url, api_version="v1beta")
+    client = genai.Client(api_key="k", http_options=options).aio
+    try:
+        response = await client.models.generate_content(model="fake/echo", contents="Hello you")
+        assert response.text == "Hello you"
+        assert fake.requests[-1].headers["x-goog-api-key"] == "k"
+        chunks = [c async for c in await client.models.generate_content_stream(model="fake/tool-call", contents="?")]
+        assert chunks[0].function_calls is not None and chunks[0].function_calls[0].name == "fake_tool"
+        with pytest.raises(genai_errors.ServerError):
+            await client.models.generate_content(model="fake/error", contents="x")
+    finally:
+        await client.aclose()
+
+
+async def test_asi1_new_and_old_shapes(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    body = {"model": "fake/echo?thought=hm", "messages": HELLO, "max_tokens": 0}
+    _, raw = await post_to(http, fake.dialect_base_url("asi1") + "/chat/completions", body, AUTH)
+    new = orjson.loads(raw)
+    ChatCompletion.model_validate(new)
+    assert (new["conversation_id"], new["choices"][0]["matched_stop"]) == ("conv_fake", 151336)
+    assert new["choices"][0]["message"]["reasoning_content"] == "hm"
+    assert new["choices"][0]["message"]["content"] == "Hi there, fake!"  # max_tokens 0: the provider default
+    _, raw = await post_to(http, fake.dialect_base_url("asi1-old") + "/chat/completions", body, AUTH)
+    old = orjson.loads(raw)
+    assert "object" not in old and old["created"] > 10**11
+    choice = old["choices"][0]
+    assert "index" not in choice and (choice["role"], choice["stop_reason"], choice["finish_reason"]) == (
+        "assistant",
+        "stop",
+        "tool_calls",
+    )
+    assert choice["message"]["role"] == "user" and choice["message"]["reasoning"] == "hm"
+    assert choice["message"]["tool_calls"] == [EXECUTED_RECORD]
+    ChatCompletion.model_validate(asi1_translate.normalise_completion(old))
+
+
+async def test_asi1_old_stream_events(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    body = {"model": "fake/echo?thought=hm", "messages": HELLO, "stream": True}
+    _, raw = await post_to(http, fake.dialect_base_url("asi1-old") + "/chat/completions", body, AUTH)
+    *data, done = sse_data(raw)
+    chunks = [orjson.loads(d) for d in data]
+    assert done == b"[DONE]"
+    assert chunks[0]["init_thought"] and chunks[1]["thought"] == "hm"
+    assert not any("object" in c for c in chunks) and all(c["created"] > 10**11 for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[2:]) == "Hi there, fake!"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    called: set[int] = set()
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate({"choices": [], **asi1_translate.normalise_chunk(chunk, called)})

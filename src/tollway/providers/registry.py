@@ -15,6 +15,9 @@ from tollway.settings import Settings
 ADAPTERS: dict[ProviderKind, str] = {
     ProviderKind.OPENAI: "tollway.providers.openai.adapter:OpenAIAdapter",
     ProviderKind.OPENAI_COMPATIBLE: "tollway.providers.openai.adapter:OpenAIAdapter",
+    ProviderKind.ANTHROPIC: "tollway.providers.anthropic.adapter:AnthropicAdapter",
+    ProviderKind.GEMINI: "tollway.providers.gemini.adapter:GeminiAdapter",
+    ProviderKind.ASI1: "tollway.providers.asi1.adapter:ASI1Adapter",
 }
 
 

@@ -4,9 +4,11 @@ mapping of every transport or HTTP failure to UpstreamError / UpstreamTimeout wi
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -26,13 +28,27 @@ def redact(text: str, secret: str | None) -> str:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait: ``retry-after-ms`` (OpenAI's), else ``Retry-After`` as seconds or as an HTTP date."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _is_quota(body: bytes) -> bool:
@@ -147,6 +163,8 @@ class Transport:
                 if end < 0:
                     break
                 event, buffer = buffer[:end], buffer[end + 2 :]
+                if len(event) > cap:  # a whole event can arrive in one read: check it too
+                    raise UpstreamError(f"Upstream provider '{slug}' sent an event over the size limit.")
                 data = _event_data(event)
                 if data is not None:
                     yield data

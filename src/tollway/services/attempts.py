@@ -1,9 +1,11 @@
 """Retries and fallback before the first byte reaches the client (SPEC §14.2).
 
-Same row again (at most 2 retries) on connection errors, 502/503/504 and a 429 that is not quota-exhausted,
-waiting for Retry-After (else 0.5 s, then 1 s) only when the wait ends before the deadline; the next candidate at
-once on 401/403/404/500 and quota-exhausted 429; 400/413/422 are returned at once. Every failed attempt is
-reported to ``on_failure`` so that it is logged with zero cost.
+Same row again (at most 2 retries) on connection errors, timeouts, 502/503/504 and a 429 that is not
+quota-exhausted, waiting for Retry-After (else 0.5 s, then 1 s) only when the wait ends before the deadline; the
+next candidate at once on any other upstream failure (401/403/404/500, quota-exhausted 429, a 3xx); 400/413/422 are
+returned at once. With a ``DeploymentHealth``, rows whose circuit is open are skipped and retries come out of the
+provider's retry budget (services/breaker.py). Every failed attempt is reported to ``on_failure`` so that it is
+logged with zero cost; a skipped row is not an attempt and is not logged.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TypeVar
 
 from tollway.domain.catalog import Candidate
 from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.services.breaker import DeploymentHealth
 
 T = TypeVar("T")
 
@@ -32,19 +35,54 @@ def _retryable(error: UpstreamError) -> bool:
     return status in _RETRY_STATUSES
 
 
+def _circuit_open(candidate: Candidate) -> UpstreamError:
+    return UpstreamError(
+        f"Upstream provider '{candidate.provider.slug}' could not be reached: it failed repeatedly and is paused "
+        "for up to 30 s (circuit open)."
+    )
+
+
+async def _attempt(
+    candidate: Candidate, attempt: Callable[[Candidate], Awaitable[T]], health: DeploymentHealth | None
+) -> T:
+    """One call, with its verdict reported to the row's circuit breaker."""
+    if health is None:
+        return await attempt(candidate)
+    row = candidate.model.id
+    try:
+        result = await attempt(candidate)
+    except UpstreamError as error:
+        if error.upstream_status in _RETURN_AT_ONCE:
+            health.breaker.release(row)  # the request was at fault, not the row
+        else:
+            health.breaker.failure(row)
+        raise
+    except BaseException:
+        health.breaker.release(row)
+        raise
+    health.breaker.success(row)
+    return result
+
+
 async def with_fallback(
     candidates: Sequence[Candidate],
     attempt: Callable[[Candidate], Awaitable[T]],
     on_failure: Callable[[Candidate, UpstreamError], None],
     deadline: float,
+    *,
+    health: DeploymentHealth | None = None,
 ) -> tuple[Candidate, T]:
     loop = asyncio.get_running_loop()
     last: UpstreamError | None = None
     for candidate in candidates:
+        if health is not None:
+            if not health.breaker.admit(candidate.model.id):
+                continue
+            health.budget.request(candidate.provider.id)
         retries = 0
         while True:
             try:
-                return candidate, await attempt(candidate)
+                return candidate, await _attempt(candidate, attempt, health)
             except UpstreamError as error:
                 last = error
                 on_failure(candidate, error)
@@ -55,11 +93,18 @@ async def with_fallback(
                 wait = error.retry_after_s if error.retry_after_s is not None else _DEFAULT_WAITS[retries]
                 if loop.time() + wait >= deadline:
                     break
+                if health is not None and not health.budget.try_retry(candidate.provider.id):
+                    break
                 retries += 1
                 await asyncio.sleep(wait)
+                if health is not None and not health.breaker.admit(candidate.model.id):
+                    break
         if loop.time() >= deadline:
             break
-    assert last is not None
+    if last is None:  # every candidate was skipped by its circuit breaker
+        if not candidates:
+            raise UpstreamError("No upstream provider could be called.")
+        raise _circuit_open(candidates[0])
     if isinstance(last, UpstreamTimeout):
         raise last
     raise UpstreamError(last.message, upstream_status=last.upstream_status)

@@ -34,6 +34,7 @@ from tollway.providers.base import ChatStream, StreamChunk, UpstreamCall
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.attempts import with_fallback
 from tollway.services.billing import Billing, CallContext, Plan
+from tollway.services.breaker import DeploymentHealth
 from tollway.services.models import ModelCatalogView
 from tollway.services.routing import CandidateRouter
 from tollway.settings import Settings
@@ -65,6 +66,7 @@ class InferenceService:
         self._router = router
         self._billing = billing
         self._adapters = adapters
+        self._health = DeploymentHealth()  # per process: a circuit breaker per model row, a retry budget per provider
         self.models = ModelCatalogView(router, adapters)
 
     # -- pre-flight ------------------------------------------------------------------------------------------
@@ -149,14 +151,16 @@ class InferenceService:
                     raise
                 return stream, iterator, first
 
-            candidate, (stream, iterator, first) = await with_fallback(plan.candidates, open_stream, failed, deadline)
+            candidate, (stream, iterator, first) = await with_fallback(
+                plan.candidates, open_stream, failed, deadline, health=self._health
+            )
             events = self._relay(ctx, request, plan, candidate, stream, iterator, first)
             return StreamedCompletion(events, candidate.provider.slug, _clamp_header(plan))
 
         async def call_once(candidate: Candidate) -> Any:
             return await self._adapters.get(candidate.provider.kind).chat(self._call(ctx, request, plan, candidate))
 
-        candidate, result = await with_fallback(plan.candidates, call_once, failed, deadline)
+        candidate, result = await with_fallback(plan.candidates, call_once, failed, deadline, health=self._health)
         choices: list[dict[str, Any]] = result.body["choices"]
         usage, method = self._final_usage(plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices))
         body = {

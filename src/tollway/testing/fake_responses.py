@@ -6,7 +6,7 @@ One ``Completion`` renders both ways, so content and usage always agree between 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -47,6 +47,11 @@ class Completion:
     finish_reason: str
     choices: int
     usage: dict[str, Any] | None
+    reasoning: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,27 @@ class Envelope:
     id: str
     created: int
     model: str
+    serial: int = 0  # the request's number, for dialects that shape their own ids
+
+
+class Dialect(Protocol):
+    """One upstream wire format the fake speaks: how requests read and how answers and errors are written."""
+
+    def neutral_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as an OpenAI-style body (``messages``, ``n``, ``max_tokens``), for build_completion."""
+        ...
+
+    def render_completion(self, completion: Completion, envelope: Envelope) -> bytes: ...
+
+    def render_stream(
+        self, completion: Completion, envelope: Envelope, *, include_usage: bool, cut_after: int | None
+    ) -> list[bytes]:
+        """The SSE events, terminator included; with ``cut_after``, only the first pieces (no terminator)."""
+        ...
+
+    def render_error(self, status: int, message: str, error_type: str | None) -> bytes: ...
+
+    def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes: ...
 
 
 def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
@@ -84,7 +110,7 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
             "prompt_tokens_details": {"cached_tokens": scenario.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": scenario.reasoning_tokens},
         }
-    return Completion(tuple(pieces), tool_name, finish_reason, choices, usage)
+    return Completion(tuple(pieces), tool_name, finish_reason, choices, usage, scenario.thought)
 
 
 def _content(scenario: Scenario, messages: list[Any]) -> str:
@@ -106,6 +132,8 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 def render_completion(completion: Completion, envelope: Envelope) -> bytes:
     """The non-stream ``chat.completion`` body."""
     message: dict[str, Any] = {"role": "assistant", "content": "".join(completion.pieces), "refusal": None}
+    if completion.reasoning is not None:
+        message["reasoning_content"] = completion.reasoning
     if completion.tool_name is not None:
         message["content"] = None
         message["tool_calls"] = [_tool_call(completion.tool_name, "".join(completion.pieces))]
@@ -158,6 +186,8 @@ def render_stream(
         deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": f}}]} for f in completion.pieces]
     if cut_after is not None:
         deltas = deltas[:cut_after]
+    if completion.reasoning is not None:
+        deltas.insert(0, {"reasoning_content": completion.reasoning})
     events += [event(i, delta) for delta in deltas for i in indexes]
     if cut_after is not None:
         return events
@@ -192,3 +222,24 @@ def render_models(created: int) -> bytes:
         {"id": f"fake/{kind}", "object": "model", "created": created, "owned_by": "tollway-fake"} for kind in KINDS
     ]
     return orjson.dumps({"object": "list", "data": data})
+
+
+class OpenAIDialect:
+    """OpenAI's chat completions (``/v1/chat/completions``), the fake's native format."""
+
+    def neutral_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    def render_completion(self, completion: Completion, envelope: Envelope) -> bytes:
+        return render_completion(completion, envelope)
+
+    def render_stream(
+        self, completion: Completion, envelope: Envelope, *, include_usage: bool, cut_after: int | None
+    ) -> list[bytes]:
+        return render_stream(completion, envelope, include_usage=include_usage, cut_after=cut_after)
+
+    def render_error(self, status: int, message: str, error_type: str | None) -> bytes:
+        return render_error(message, *error_fields(status, error_type))
+
+    def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes:
+        return render_error_event(message, *error_fields(status, error_type))

@@ -1,4 +1,5 @@
-"""Routes of the fake upstream: ``/v1/chat/completions``, ``/v1/models`` and the ``/_fake/`` control endpoints.
+"""Routes of the fake upstream: chat in every wire format it speaks (OpenAI, ASI:One, Anthropic, Gemini),
+``/v1/models`` and the ``/_fake/`` control endpoints.
 
 Every request outside ``/_fake/`` is recorded (the last 1000; the count keeps counting).
 """
@@ -11,22 +12,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 
+from tollway.testing.fake_anthropic import AnthropicDialect
+from tollway.testing.fake_asi1 import ASI1Dialect
+from tollway.testing.fake_gemini import GeminiDialect
 from tollway.testing.fake_http import Reply, Request
 from tollway.testing.fake_responses import (
     DONE_EVENT,
     GARBAGE,
+    Dialect,
     Envelope,
+    OpenAIDialect,
     build_completion,
-    error_fields,
-    render_completion,
     render_error,
-    render_error_event,
     render_models,
-    render_stream,
 )
 from tollway.testing.fake_scenarios import Scenario, ScenarioError, parse_model
 
@@ -36,6 +39,15 @@ _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _JSON = ("content-type", "application/json")
 _SSE = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
 _SCENARIO_CACHE_SIZE = 4096
+_OPENAI: Final = OpenAIDialect()
+_ANTHROPIC: Final = AnthropicDialect()
+_GEMINI: Final = GeminiDialect()
+_ASI1_PATHS: Final[dict[str, Dialect]] = {
+    "/asi1/v1/chat/completions": ASI1Dialect(),
+    "/asi1-old/v1/chat/completions": ASI1Dialect(old=True),
+}
+_ANTHROPIC_PATH: Final = "/v1/messages"
+_GEMINI_PREFIXES: Final = ("/v1beta/models/", "/v1/models/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,9 @@ class RequestLog:
 
 
 class FakeRoutes:
-    """The request handler: ``Request -> Reply``, no I/O of its own."""
+    """The request handler: ``Request -> Reply``, no I/O of its own. Paths choose the wire format: OpenAI
+    (``/v1/chat/completions``), ASI:One (``/asi1/v1/...``, old shapes at ``/asi1-old/v1/...``), Anthropic
+    (``/v1/messages``) and Gemini (``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``)."""
 
     def __init__(self, log: RequestLog, clock: Callable[[], float] = time.time) -> None:
         self._log = log
@@ -108,8 +122,16 @@ class FakeRoutes:
             return self._control(request.method, path)
         body = _parse_json(request.body)
         self._log.record(RecordedRequest(request.method, path, query, request.headers, body))
-        if request.method == "POST" and path in _CHAT_PATHS:
-            return _unauthorized() if _missing_key(request) else self._chat(body)
+        if request.method == "POST":
+            if path in _CHAT_PATHS:
+                return _unauthorized() if _missing_key(request) else self._chat(_OPENAI, body, _key(request))
+            if path in _ASI1_PATHS:
+                dialect = _ASI1_PATHS[path]
+                return _unauthorized() if _missing_key(request) else self._chat(dialect, body, _key(request))
+            if path == _ANTHROPIC_PATH:
+                return self._anthropic(request, body)
+            if path.startswith(_GEMINI_PREFIXES):
+                return self._gemini(request, path, query, body)
         if request.method == "GET" and path in _MODELS_PATHS:
             return _unauthorized() if _missing_key(request) else _json(200, render_models(int(self._clock())))
         message = f"Invalid URL ({request.method} {path})"
@@ -124,7 +146,7 @@ class FakeRoutes:
             return _json(200, b'{"reset":true}')
         return _json(404, render_error(f"Invalid URL ({method} {path})", "invalid_request_error", "unknown_url"))
 
-    def _chat(self, body: Any) -> Reply:
+    def _chat(self, dialect: Dialect, body: Any, key: str) -> Reply:
         if not isinstance(body, dict):
             return _bad_request("We could not parse the JSON body of your request.", "invalid_json", None)
         model, messages = body.get("model"), body.get("messages")
@@ -132,15 +154,66 @@ class FakeRoutes:
             return _bad_request("you must provide a model parameter", "missing_required_parameter", "model")
         if not isinstance(messages, list):
             return _bad_request("'messages' is a required property", "missing_required_parameter", "messages")
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        stream = body.get("stream") is True
+        return self._answer(dialect, model, body, key, stream=stream, include_usage=include_usage)
+
+    def _anthropic(self, request: Request, body: Any) -> Reply:
+        dialect = _ANTHROPIC
+        if not request.headers.get("x-api-key", "").strip() and _missing_key(request):  # newer SDKs send a Bearer
+            return _json(401, dialect.render_error(401, "x-api-key header is required", None))
+        if "anthropic-version" not in request.headers:
+            return _json(400, dialect.render_error(400, "anthropic-version: header is required", None))
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
+            return _json(400, dialect.render_error(400, "model: Field required", None))
+        if not isinstance(body.get("messages"), list) or not isinstance(body.get("max_tokens"), int):
+            return _json(400, dialect.render_error(400, "messages and max_tokens: Field required", None))
+        stream = body.get("stream") is True
+        return self._answer(dialect, body["model"], body, _key(request), stream=stream, include_usage=True)
+
+    def _gemini(self, request: Request, path: str, query: str, body: Any) -> Reply:
+        dialect = _GEMINI
+        name, _, method = path.split("/models/", 1)[1].rpartition(":")
+        if method not in ("generateContent", "streamGenerateContent") or not name:
+            return _json(404, dialect.render_error(404, f"Method not found: {path}", None))
+        if not request.headers.get("x-goog-api-key", "").strip():
+            message = "Method doesn't allow unregistered callers. Please use an API key."
+            return _json(403, dialect.render_error(403, message, None))
+        if not isinstance(body, dict) or not isinstance(body.get("contents"), list):
+            return _json(
+                400, dialect.render_error(400, "* GenerateContentRequest.contents: contents is not specified", None)
+            )
+        stream = method == "streamGenerateContent"
+        if stream and "alt=sse" not in query.split("&"):
+            return self._answer(
+                dialect, unquote(name), body, _key(request), stream=False, include_usage=True, array=True
+            )
+        return self._answer(dialect, unquote(name), body, _key(request), stream=stream, include_usage=True)
+
+    def _answer(
+        self,
+        dialect: Dialect,
+        model: str,
+        body: dict[str, Any],
+        key: str,
+        *,
+        stream: bool,
+        include_usage: bool,
+        array: bool = False,
+    ) -> Reply:
         scenario = self._scenario(model)
         if isinstance(scenario, ScenarioError):
-            return _bad_request(str(scenario), "invalid_fake_model", "model")
+            if dialect is _OPENAI or isinstance(dialect, ASI1Dialect):
+                return _bad_request(str(scenario), "invalid_fake_model", "model")
+            return _json(400, dialect.render_error(400, str(scenario), "invalid_fake_model"))
         delay_s = scenario.delay_ms / 1000
-        stream = body.get("stream") is True
         if scenario.kind == "error" and self._log.should_fail(model, scenario.times):
-            return _error_reply(scenario, delay_s)
+            return _error_reply(dialect, scenario, delay_s, key)
         if scenario.kind == "stream-error" and not stream:
-            return _error_reply(scenario, delay_s)
+            return _error_reply(dialect, scenario, delay_s, key)
+        if scenario.kind == "redirect":
+            return Reply(307, (("location", "/v1/chat/completions"), _JSON), b"{}", delay_s=delay_s)
         n = next(self._ids)
         headers = (("x-request-id", f"req_fake_{n}"),)
         if scenario.kind == "garbage":
@@ -149,16 +222,17 @@ class FakeRoutes:
             return Reply(200, (_JSON, *headers), GARBAGE, delay_s=delay_s)
         if scenario.kind == "stream-cut" and not stream:
             return Reply(None, delay_s=delay_s)
-        completion = build_completion(scenario, body)
-        envelope = Envelope(f"chatcmpl-fake{n:012d}", int(self._clock()), model)
+        completion = build_completion(scenario, dialect.neutral_body(body))
+        envelope = Envelope(f"chatcmpl-fake{n:012d}", int(self._clock()), model, n)
+        if array:
+            return Reply(200, (_JSON, *headers), _GEMINI.render_array(completion, envelope), delay_s=delay_s)
         if not stream:
-            return Reply(200, (_JSON, *headers), render_completion(completion, envelope), delay_s=delay_s)
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True and not scenario.no_usage
-        events = render_stream(completion, envelope, include_usage=include_usage, cut_after=scenario.cut_after)
+            return Reply(200, (_JSON, *headers), dialect.render_completion(completion, envelope), delay_s=delay_s)
+        include_usage = include_usage and not scenario.no_usage
+        events = dialect.render_stream(completion, envelope, include_usage=include_usage, cut_after=scenario.cut_after)
         if scenario.kind == "stream-error":
-            error_type, code = error_fields(scenario.status, scenario.error_type)
-            events.append(render_error_event("fake upstream: simulated mid-stream error", error_type, code))
+            message = "fake upstream: simulated mid-stream error"
+            events.append(dialect.render_error_event(scenario.status, message, scenario.error_type))
         return Reply(
             200,
             _SSE + headers,
@@ -208,12 +282,21 @@ def _bad_request(message: str, code: str, param: str | None) -> Reply:
     return _json(400, render_error(message, "invalid_request_error", code, param))
 
 
-def _error_reply(scenario: Scenario, delay_s: float) -> Reply:
-    error_type, code = error_fields(scenario.status, scenario.error_type)
+def _key(request: Request) -> str:
+    """The API key the client presented, in whichever header its wire format uses."""
+    headers = request.headers
+    bearer = headers.get("authorization", "").partition(" ")[2].strip()
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or bearer
+
+
+def _error_reply(dialect: Dialect, scenario: Scenario, delay_s: float, key: str) -> Reply:
     headers = [_JSON]
     if scenario.retry_after is not None:
         headers.append(("retry-after", scenario.retry_after))
     if scenario.retry_after_ms is not None:
         headers.append(("retry-after-ms", scenario.retry_after_ms))
-    body = render_error(f"fake upstream: simulated HTTP {scenario.status}", error_type, code)
+    message = f"fake upstream: simulated HTTP {scenario.status}"
+    if scenario.status == 401:  # like real providers, echo the key that was refused (gateways must redact it)
+        message += f"; incorrect API key provided: {key}"
+    body = dialect.render_error(scenario.status, message, scenario.error_type)
     return Reply(scenario.status, tuple(headers), body, delay_s=delay_s)

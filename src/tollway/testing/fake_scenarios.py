@@ -17,8 +17,11 @@ DEFAULT_WORDS = 16
 # default: DEFAULT_CONTENT (or n words); echo: the last user message's text; error: an HTTP error status;
 # stream-cut: the stream stops after `after` pieces with no [DONE] (non-stream: the connection closes, no reply);
 # stream-error: a `data: {"error": ...}` event after `after` pieces (non-stream: the HTTP error); tool-call: one
-# function call; length: finish_reason "length"; words: "w1 ... wN"; garbage: a 200 whose body/event is not JSON.
-KINDS = ("default", "echo", "error", "stream-cut", "stream-error", "tool-call", "length", "words", "garbage")
+# function call; length: finish_reason "length"; words: "w1 ... wN"; garbage: a 200 whose body/event is not JSON;
+# redirect: a 307 to the same URL (a client that follows it loops; Tollway must not follow it).
+KINDS = (
+    "default", "echo", "error", "stream-cut", "stream-error", "tool-call", "length", "words", "garbage", "redirect"
+)  # fmt: skip
 
 # Tool-call arguments are streamed, and counted as completion tokens, in fragments of this many characters.
 TOOL_ARGS_FRAGMENT = 4
@@ -41,6 +44,7 @@ _PARAMS = frozenset(
         "no_usage",  # 1: never report usage
         "name",  # tool-call: the function name
         "args",  # tool-call: the function arguments (a JSON string)
+        "thought",  # reasoning text sent before the answer (reasoning_content, thinking blocks, thought parts)
     }
 )
 _PIECE = re.compile(r"\s*\S+(?:\s+\Z)?")
@@ -71,6 +75,7 @@ class Scenario:
     no_usage: bool = False
     tool_name: str = "fake_tool"
     tool_args: str = "{}"
+    thought: str | None = None
 
 
 def parse_model(model: str) -> Scenario:
@@ -111,6 +116,7 @@ def parse_model(model: str) -> Scenario:
         no_usage=_int(params, "no_usage", 0) != 0,
         tool_name=params.get("name") or "fake_tool",
         tool_args=params.get("args", "{}"),
+        thought=params.get("thought") or None,
     )
 
 

@@ -1,4 +1,5 @@
-"""The built-in fake upstream LLM provider: a real HTTP server speaking OpenAI's chat-completions wire format.
+"""The built-in fake upstream LLM provider: a real HTTP server speaking the chat wire formats of OpenAI, ASI:One
+(new and old shapes), Anthropic and Gemini.
 
 Run it in a test's event loop (``start_fake_upstream``), in a thread for sync tests (``FakeUpstreamThread``), or
 as ``tollway fake-upstream`` (``main``). Behaviour is chosen by the request's model string; see fake_scenarios.
@@ -17,6 +18,8 @@ from tollway.testing.fake_http import HttpConnection
 from tollway.testing.fake_routes import FakeRoutes, RecordedRequest, RequestLog
 
 DEFAULT_PORT = 9090  # the port `tollway fake-upstream` and `tollway demo` default to
+# The path a provider's base_url needs, per wire format, on top of the server's root URL.
+DIALECT_PATHS = {"openai": "/v1", "asi1": "/asi1/v1", "asi1-old": "/asi1-old/v1", "anthropic": "", "gemini": ""}
 _CLOSE_TIMEOUT_S = 5.0
 
 
@@ -33,10 +36,18 @@ class FakeUpstream:
         self.port = port
 
     @property
+    def root_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
         """The OpenAI-style base URL, ``http://host:port/v1``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
+        return self.root_url + "/v1"
+
+    def dialect_base_url(self, dialect: str) -> str:
+        """The base URL for a provider speaking ``dialect`` (a key of DIALECT_PATHS)."""
+        return self.root_url + DIALECT_PATHS[dialect]
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -146,6 +157,9 @@ class FakeUpstreamThread:
     @property
     def base_url(self) -> str:
         return self._running.base_url
+
+    def dialect_base_url(self, dialect: str) -> str:
+        return self._running.dialect_base_url(dialect)
 
     @property
     def requests(self) -> list[RecordedRequest]:

@@ -1,1 +1,1 @@
-"""openai layer."""
+"""The OpenAI chat-completions dialect (kinds openai and openai_compatible)."""

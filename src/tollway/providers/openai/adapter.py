@@ -1,45 +1,20 @@
-"""The OpenAI-dialect adapter (kinds ``openai`` and ``openai_compatible``): the only module here on the network."""
+"""The OpenAI-dialect adapter (kinds ``openai`` and ``openai_compatible``; asi1 builds on it): the only module here
+on the network. ``POST {base_url}/chat/completions`` with ``Authorization: Bearer`` (SPEC §7.4)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
-from tollway.errors import UnsupportedParameter, UpstreamError
-from tollway.providers.base import ChatResult, StreamChunk, UpstreamCall
+from tollway.errors import UnsupportedParameter
+from tollway.providers import capabilities
+from tollway.providers.base import ChatResult, UpstreamCall
 from tollway.providers.openai import translate
+from tollway.providers.streaming import EventTranslator, SSEChatStream, answered
 from tollway.providers.transport import Transport
-
-
-class OpenAIStream:
-    def __init__(self, transport: Transport, response: aiohttp.ClientResponse, slug: str, secret: str) -> None:
-        self._response = response
-        self._events = transport.sse_data(response, slug, secret)
-        self._slug = slug
-
-    def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[StreamChunk]:
-        async for data in self._events:
-            if data == b"[DONE]":
-                return
-            try:
-                raw = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamError(f"Upstream provider '{self._slug}' sent an event that is not JSON.") from exc
-            choices, usage = translate.normalise_chunk(raw, self._slug)
-            yield StreamChunk({"choices": choices}, usage)
-        # The connection ended without [DONE]: the stream was cut.
-        raise UpstreamError(f"Upstream provider '{self._slug}' ended the stream early.")
-
-    def close(self) -> None:
-        self._response.close()
 
 
 class OpenAIAdapter:
@@ -47,18 +22,31 @@ class OpenAIAdapter:
         self._transport = transport
 
     def refusal(self, request: ChatRequest, candidate: Candidate) -> UnsupportedParameter | None:
-        return translate.refusal(request, candidate)
+        return capabilities.refusal(request, candidate)
+
+    # Hooks for dialects built on this one (asi1).
 
     def _headers(self, call: UpstreamCall) -> dict[str, str]:
         return {"Authorization": f"Bearer {call.candidate.api_key}", "Content-Type": "application/json"}
 
+    def _payload(self, call: UpstreamCall) -> dict[str, Any]:
+        return translate.build_payload(call.request, call.candidate, call.output_limit)
+
+    def _result(self, raw: dict[str, Any], slug: str) -> ChatResult:
+        choices, usage = translate.normalise_completion(raw, slug)
+        return ChatResult({"choices": choices}, usage)
+
+    def _translator(self, slug: str) -> EventTranslator:
+        return translate.ChunkTranslator(slug)
+
+    # The network.
+
     async def _open(self, call: UpstreamCall) -> aiohttp.ClientResponse:
         candidate = call.candidate
-        payload: dict[str, Any] = translate.build_payload(call.request, candidate, call.output_limit)
         return await self._transport.open(
             candidate.provider.slug,
             candidate.provider.base_url + "/chat/completions",
-            payload,
+            self._payload(call),
             self._headers(call),
             candidate.api_key,
             call.deadline,
@@ -67,10 +55,11 @@ class OpenAIAdapter:
     async def chat(self, call: UpstreamCall) -> ChatResult:
         response = await self._open(call)
         slug = call.candidate.provider.slug
-        raw = await self._transport.read_json(response, call.deadline, slug, call.candidate.api_key)
-        choices, usage = translate.normalise_completion(raw, slug)
-        return ChatResult({"choices": choices}, usage)
+        with answered(response.status, slug):
+            raw = await self._transport.read_json(response, call.deadline, slug, call.candidate.api_key)
+            return self._result(raw, slug)
 
-    async def chat_stream(self, call: UpstreamCall) -> OpenAIStream:
+    async def chat_stream(self, call: UpstreamCall) -> SSEChatStream:
         response = await self._open(call)
-        return OpenAIStream(self._transport, response, call.candidate.provider.slug, call.candidate.api_key)
+        slug = call.candidate.provider.slug
+        return SSEChatStream(self._transport, response, slug, call.candidate.api_key, self._translator(slug))

@@ -1,0 +1,53 @@
+"""The Anthropic adapter (kind anthropic): ``POST {base_url}/v1/messages`` with ``x-api-key`` and
+``anthropic-version: 2023-06-01``; the only module here on the network (SPEC §7.4)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.chat_request import ChatRequest
+from tollway.errors import UnsupportedParameter
+from tollway.providers import capabilities
+from tollway.providers.anthropic import translate, wire
+from tollway.providers.anthropic.events import EventTranslator
+from tollway.providers.base import ChatResult, UpstreamCall
+from tollway.providers.streaming import SSEChatStream, answered
+from tollway.providers.transport import Transport
+
+
+class AnthropicAdapter:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def refusal(self, request: ChatRequest, candidate: Candidate) -> UnsupportedParameter | None:
+        return capabilities.refusal(request, candidate)
+
+    async def _open(self, call: UpstreamCall) -> aiohttp.ClientResponse:
+        candidate = call.candidate
+        payload = translate.build_payload(call.request, candidate.model.upstream_model, call.output_limit)
+        headers = {
+            "x-api-key": candidate.api_key,
+            "anthropic-version": wire.API_VERSION,
+            "Content-Type": "application/json",
+        }
+        return await self._transport.open(
+            candidate.provider.slug,
+            candidate.provider.base_url + wire.PATH,
+            payload,
+            headers,
+            candidate.api_key,
+            call.deadline,
+        )
+
+    async def chat(self, call: UpstreamCall) -> ChatResult:
+        response = await self._open(call)
+        slug = call.candidate.provider.slug
+        with answered(response.status, slug):
+            raw = await self._transport.read_json(response, call.deadline, slug, call.candidate.api_key)
+            return translate.completion_result(raw, slug)
+
+    async def chat_stream(self, call: UpstreamCall) -> SSEChatStream:
+        response = await self._open(call)
+        slug = call.candidate.provider.slug
+        return SSEChatStream(self._transport, response, slug, call.candidate.api_key, EventTranslator(slug))

@@ -1,0 +1,1 @@
+"""ASI:One (kind asi1): the OpenAI dialect with ASI:One's extensions."""

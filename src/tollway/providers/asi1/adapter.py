@@ -1,0 +1,22 @@
+"""The ASI:One adapter (kind asi1): the OpenAI dialect at ``{base_url}/chat/completions`` with ``max_tokens``,
+``x-session-id`` and the ASI:One request extensions forwarded, and responses normalised (SPEC §7.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.providers.asi1 import translate
+from tollway.providers.base import ChatResult, UpstreamCall
+from tollway.providers.openai.adapter import OpenAIAdapter
+from tollway.providers.streaming import EventTranslator
+
+
+class ASI1Adapter(OpenAIAdapter):
+    def _headers(self, call: UpstreamCall) -> dict[str, str]:
+        return {**super()._headers(call), **translate.session_headers(call.session_id)}
+
+    def _result(self, raw: dict[str, Any], slug: str) -> ChatResult:
+        return translate.completion_result(raw, slug)
+
+    def _translator(self, slug: str) -> EventTranslator:
+        return translate.ChunkTranslator(slug)

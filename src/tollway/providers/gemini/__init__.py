@@ -1,0 +1,1 @@
+"""Google Gemini generateContent API (kind gemini)."""

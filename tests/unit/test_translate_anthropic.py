@@ -1,0 +1,133 @@
+"""Anthropic translation (SPEC §7.4) against golden fixtures (tests/unit/fixtures/anthropic); the fixture responses
+and events are checked with the official ``anthropic`` SDK's types first, so they cannot drift from the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic.types
+import orjson
+import pytest
+from pydantic import TypeAdapter
+
+from tests.unit.golden import check, load, request, usage_json
+from tests.unit.test_translate_openai import feed_all
+from tollway.errors import UpstreamError
+from tollway.providers.anthropic import translate
+from tollway.providers.anthropic.events import EventTranslator
+from tollway.providers.base import InvalidForProvider
+
+USER = [{"role": "user", "content": "hi"}]
+TOOL = [{"type": "function", "function": {"name": "f"}}]
+
+
+def test_request_payload() -> None:
+    payload = translate.build_payload(request(load("anthropic", "request_full")["input"]), "claude-x", 300)
+    check("anthropic", "request_full", payload)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, None),
+        ({"tool_choice": "auto"}, {"type": "auto"}),
+        ({"tool_choice": "required"}, {"type": "any"}),
+        ({"tool_choice": "none", "parallel_tool_calls": False}, {"type": "none"}),
+        ({"parallel_tool_calls": False}, {"type": "auto", "disable_parallel_tool_use": True}),
+        ({"parallel_tool_calls": True}, None),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, {"type": "tool", "name": "f"}),
+    ],
+)
+def test_tool_choice(extra: dict[str, Any], expected: dict[str, Any] | None) -> None:
+    payload = translate.build_payload(request({"model": "m", "messages": USER, "tools": TOOL, **extra}), "c", 10)
+    assert payload.get("tool_choice") == expected
+    assert payload["tools"] == [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
+
+
+def test_images_as_base64_or_url_sources() -> None:
+    parts = [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "text", "text": ""},
+    ]
+    payload = translate.build_payload(request({"model": "m", "messages": [{"role": "user", "content": parts}]}), "c", 5)
+    assert payload["messages"][0]["content"] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+    ]
+
+
+def test_non_object_arguments_cannot_be_translated() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1]"}}
+    body = {"model": "m", "messages": [*USER, {"role": "assistant", "content": None, "tool_calls": [call]}]}
+    with pytest.raises(InvalidForProvider) as err:
+        translate.build_payload(request(body), "c", 5)
+    assert (err.value.code, err.value.param) == ("invalid_request", "messages[1].tool_calls[0].function.arguments")
+
+
+@pytest.mark.parametrize("case", ["response_text", "response_tool_use", "response_refusal"])
+def test_response(case: str) -> None:
+    raw = load("anthropic", case)["input"]
+    anthropic.types.Message.model_validate(raw)
+    result = translate.completion_result(raw, "p")
+    check("anthropic", case, {"body": result.body, "usage": usage_json(result.usage)})
+
+
+def test_stream_events() -> None:
+    events = load("anthropic", "stream_thinking_tool")["input"]
+    adapter: TypeAdapter[Any] = TypeAdapter(anthropic.types.RawMessageStreamEvent)
+    for event in events:
+        if event["type"] != "ping":
+            adapter.validate_python(event)
+    check("anthropic", "stream_thinking_tool", feed_all(EventTranslator("p"), events))
+
+
+def test_stream_error_event_carries_the_status_it_stands_for() -> None:
+    translator = EventTranslator("p")
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    with pytest.raises(UpstreamError, match="overloaded_error: Overloaded") as err:
+        translator.feed(orjson.dumps(error))
+    assert err.value.upstream_status == 529
+
+
+def test_stream_without_message_stop_is_cut() -> None:
+    translator = EventTranslator("p")
+    translator.feed(b'{"type": "ping"}')
+    with pytest.raises(UpstreamError, match="ended the stream early"):
+        translator.end()
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("pause_turn", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        (None, "stop"),
+        ("something_new", "stop"),
+    ],
+)
+def test_finish_reasons(stop_reason: str | None, finish: str) -> None:
+    assert translate.finish_reason(stop_reason) == finish
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"input_tokens": 10, "output_tokens": 2}, (10, 2, 0)),
+        (
+            {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 1},
+            (16, 2, 5),
+        ),
+        ({"input_tokens": 10}, None),
+        ({"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": -1}, None),
+    ],
+)
+def test_usage(usage: dict[str, Any], expected: tuple[int, int, int] | None) -> None:
+    parsed = translate.parse_usage(usage)
+    assert (
+        None if parsed is None else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens)
+    ) == expected
