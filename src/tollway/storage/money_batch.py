@@ -122,6 +122,7 @@ class _Batch:
         self.conn = conn
         self.now = now
         self.sql = sql
+        self.stamp = sql.ts(now)  # the encoded timestamp of every row this batch writes
         self.lock = "" if sql.sqlite else " FOR UPDATE"
         self.wallets: dict[str, _Wallet] = {}
         self.budgets: dict[str, _Budget] = {}
@@ -214,7 +215,7 @@ class _Batch:
                 "status": "active",
                 "checkpoint": None,
                 "expires_at": self.sql.ts(command.expires_at),
-                "created_at": self.sql.ts(self.now),
+                "created_at": self.stamp,
                 "resolved_at": None,
             }
         )
@@ -296,7 +297,7 @@ class _Batch:
             "description": record.ledger_description,
             "metadata": "{}",
             "request_id": record.request_id,
-            "created_at": self.sql.ts(self.now),
+            "created_at": self.stamp,
         }
 
     def _budget_row(self, budget: _Budget, record: UsageRecord, charged: int) -> dict[str, Any]:
@@ -313,7 +314,7 @@ class _Batch:
             "reason": None,
             "metadata": "{}",
             "request_id": record.request_id,
-            "created_at": self.sql.ts(self.now),
+            "created_at": self.stamp,
         }
 
     # -- writes --------------------------------------------------------------------------------------------------
@@ -343,11 +344,11 @@ class _Batch:
             "request_id": record.request_id,
             "session_id": record.session_id,
             "metadata": self.sql.json(record.metadata),
-            "created_at": self.sql.ts(self.now),
+            "created_at": self.stamp,
         }
 
     def flush(self) -> None:
-        sql, conn, now = self.sql, self.conn, self.sql.ts(self.now)
+        sql, conn, now = self.sql, self.conn, self.stamp
         for wallet in self.wallets.values():
             if wallet.dirty:
                 sql.execute(

@@ -27,6 +27,9 @@ from tollway.storage.tables import wallets
 log = logging.getLogger("tollway.money")
 
 _MAX_BATCH = 256
+# A batch of only deferrable commands (settlements, releases, logs: never awaited by a request) lingers this long
+# for a hold to ride along, so a lone caller pays one commit per call instead of two. Holds never wait.
+_LINGER_S = 0.005
 _RETRY_DELAY_S = 0.5
 
 
@@ -76,6 +79,9 @@ class MoneyWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._queue.empty() and not isinstance(batch[0][0], HoldRequest):
+                with contextlib.suppress(TimeoutError):
+                    batch.append(await asyncio.wait_for(self._queue.get(), _LINGER_S))
             while len(batch) < _MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
