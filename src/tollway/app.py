@@ -28,12 +28,17 @@ from tollway.services.auth import Authenticator
 from tollway.services.billing import Billing
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.inference import InferenceService
+from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
 from tollway.services.routing import CandidateRouter
 from tollway.settings import Settings
 from tollway.storage.catalog import CatalogStore
 from tollway.storage.db import create_engine
 from tollway.storage.keystore import KeyStore
 from tollway.storage.money_writer import MoneyWriter
+from tollway.storage.rate_overrides import RateOverrideStore
+from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
+from tollway.storage.ratelimit_redis import RedisRateLimitBackend
+from tollway.storage.ratelimit_redis import connect as connect_redis
 from tollway.workers.sweeper import HoldSweeper
 
 log = logging.getLogger("tollway")
@@ -50,6 +55,7 @@ class Services:
     authenticator: Authenticator
     router: CandidateRouter
     money: MoneyWriter
+    rate_limiter: RateLimiter
     inference: InferenceService
     http: aiohttp.ClientSession
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -58,6 +64,7 @@ class Services:
         """Called after this instance changes keys, configs, providers or models."""
         self.authenticator.invalidate()
         self.router.invalidate()
+        self.rate_limiter.invalidate()
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -112,9 +119,20 @@ async def build_services(settings: Settings) -> Services:
     authenticator = Authenticator(keys, digest_source, settings.auth_failure_limit)
     router = CandidateRouter(CatalogStore(engine), sealer)
     money = MoneyWriter(settings, engine)
+    limiter = _rate_limiter(settings, engine)
     http = _upstream_session(settings)
-    inference = InferenceService(settings, router, Billing(settings, money), AdapterRegistry(http, settings))
-    return Services(settings, engine, keys, sealer, authenticator, router, money, inference, http)
+    billing = Billing(settings, money)
+    inference = InferenceService(settings, router, billing, limiter, AdapterRegistry(http, settings))
+    return Services(settings, engine, keys, sealer, authenticator, router, money, limiter, inference, http)
+
+
+def _rate_limiter(settings: Settings, engine: AsyncEngine) -> RateLimiter:
+    """In-process limits in embedded mode; Redis (with a local fallback share when it is down) for scale-out."""
+    backend: RateLimitBackend = InProcessRateLimitBackend()
+    if settings.redis_url:
+        redis = RedisRateLimitBackend(connect_redis(settings.redis_url))
+        backend = FailoverBackend(redis, InProcessRateLimitBackend(), settings.expected_instances)
+    return RateLimiter(backend, LimitCache(RateOverrideStore(engine)))
 
 
 def create_app(settings: Settings) -> Any:
@@ -131,6 +149,7 @@ def create_app(settings: Settings) -> Any:
             for task in services.background:
                 task.cancel()
             await services.money.stop()
+            await services.rate_limiter.close()
             await services.http.close()
             await services.engine.dispose()
 

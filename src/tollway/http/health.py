@@ -25,5 +25,5 @@ async def readyz(request: Request) -> Response:
         raise ServiceUnavailable("The database is unreachable.") from exc
     if current != head_revision(services.settings):
         raise ServiceUnavailable("Database migrations are pending.")
-    redis = "disabled" if services.settings.redis_url is None else "ok"
+    redis = await services.rate_limiter.backend_status()
     return json_response({"status": "ready", "checks": {"database": "ok", "redis": redis}})

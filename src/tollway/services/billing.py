@@ -60,11 +60,17 @@ class Plan:
     prompt_bound: int  # T_p before any context cap
     markup_bps: int
     hold: HoldGrant | None = None
+    rate_clamp: int | None = None  # output limit lowered by the TPM headroom (§10)
     last_checkpoint: float = field(default_factory=time.monotonic)
 
     @property
     def clamped_limit(self) -> int | None:
-        return self.hold.clamped_limit if self.hold is not None else None
+        """The lowest output limit a clamp imposed (money §9.3 or TPM §10), for ``x-tollway-max-tokens-clamped``."""
+        clamps = [c for c in (self.hold.clamped_limit if self.hold else None, self.rate_clamp) if c is not None]
+        return min(clamps) if clamps else None
+
+    def clamp(self, limit: int) -> None:
+        self.limits = {k: min(v, limit) for k, v in self.limits.items()}
 
 
 class Billing:
@@ -123,7 +129,7 @@ class Billing:
             raise error(message)
         plan.hold = result
         if result.clamped_limit is not None:
-            plan.limits = {k: min(v, result.clamped_limit) for k, v in plan.limits.items()}
+            plan.clamp(result.clamped_limit)
 
     def release(self, plan: Plan) -> None:
         if plan.hold is not None:

@@ -21,6 +21,7 @@ from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
 from tollway.domain.estimation import ceil_quarter, delivered_bytes, estimate_completion_tokens
 from tollway.domain.pricing import Usage
+from tollway.domain.ratelimit import TokenDemand
 from tollway.domain.usage import CallStatus, usage_json
 from tollway.errors import (
     BelowMinValue,
@@ -36,6 +37,7 @@ from tollway.services.attempts import with_fallback
 from tollway.services.billing import Billing, CallContext, Plan
 from tollway.services.breaker import DeploymentHealth
 from tollway.services.models import ModelCatalogView
+from tollway.services.ratelimit import Admission, RateLimiter
 from tollway.services.routing import CandidateRouter
 from tollway.settings import Settings
 
@@ -60,11 +62,17 @@ class StreamedCompletion:
 
 class InferenceService:
     def __init__(
-        self, settings: Settings, router: CandidateRouter, billing: Billing, adapters: AdapterRegistry
+        self,
+        settings: Settings,
+        router: CandidateRouter,
+        billing: Billing,
+        limiter: RateLimiter,
+        adapters: AdapterRegistry,
     ) -> None:
         self._settings = settings
         self._router = router
         self._billing = billing
+        self._limiter = limiter
         self._adapters = adapters
         self._health = DeploymentHealth()  # per process: a circuit breaker per model row, a retry budget per provider
         self.models = ModelCatalogView(router, adapters)
@@ -114,15 +122,54 @@ class InferenceService:
 
     async def complete(self, ctx: CallContext, request: ChatRequest) -> Completion | StreamedCompletion:
         plan = await self._plan(ctx, request)
-        await self._billing.hold(ctx, request, plan)
+        admission = await self._admit(ctx, request, plan)
         try:
-            return await self._call_upstream(ctx, request, plan)
+            await self._billing.hold(ctx, request, plan)
+        except BaseException:
+            self._limiter.refund(admission)  # a refusal in steps 6-9 returns the TPM reservation (§8)
+            raise
+        try:
+            return await self._call_upstream(ctx, request, plan, admission)
         except BaseException:
             self._billing.release(plan)
+            self._limiter.refund(admission)
             raise
 
+    async def _admit(self, ctx: CallContext, request: ChatRequest, plan: Plan) -> Admission:
+        """Step 5: RPM, RPD, TPM for end users; the TPM estimate is the hold's T_p + n × output limit (§10)."""
+        assert ctx.principal.platform_id is not None
+        demand = TokenDemand(
+            prompt_tokens=max(
+                min(plan.prompt_bound, c.model.context_window or plan.prompt_bound) for c in plan.candidates
+            ),
+            n=request.n,
+            output_limit=max(plan.limits.values()),
+            min_output=max(c.model.min_output for c in plan.candidates),
+        )
+        admission = await self._limiter.admit(ctx.principal.platform_id, ctx.principal.end_user_id, demand)
+        if admission.clamped_output_limit is not None:
+            plan.rate_clamp = admission.clamped_output_limit
+            plan.clamp(admission.clamped_output_limit)
+        return admission
+
+    def _settle(
+        self,
+        ctx: CallContext,
+        request: ChatRequest,
+        plan: Plan,
+        admission: Admission,
+        candidate: Candidate,
+        usage: Usage,
+        method: str,
+        outcome: tuple[CallStatus, str | None, str | None],
+        ttft_ms: int | None,
+    ) -> None:
+        """Step 10, and the TPM reservation corrected to the tokens actually used."""
+        self._billing.settle(ctx, request, plan, candidate, usage, method, outcome, ttft_ms)
+        self._limiter.adjust(admission, usage.total_tokens)
+
     async def _call_upstream(
-        self, ctx: CallContext, request: ChatRequest, plan: Plan
+        self, ctx: CallContext, request: ChatRequest, plan: Plan, admission: Admission
     ) -> Completion | StreamedCompletion:
         deadline = asyncio.get_running_loop().time() + self._settings.total_timeout_s
 
@@ -154,8 +201,8 @@ class InferenceService:
             candidate, (stream, iterator, first) = await with_fallback(
                 plan.candidates, open_stream, failed, deadline, health=self._health
             )
-            events = self._relay(ctx, request, plan, candidate, stream, iterator, first)
-            return StreamedCompletion(events, candidate.provider.slug, _clamp_header(plan))
+            events = self._relay(ctx, request, plan, admission, candidate, stream, iterator, first)
+            return StreamedCompletion(events, candidate.provider.slug, {**admission.headers, **_clamp_header(plan)})
 
         async def call_once(candidate: Candidate) -> Any:
             return await self._adapters.get(candidate.provider.kind).chat(self._call(ctx, request, plan, candidate))
@@ -173,14 +220,15 @@ class InferenceService:
             **_extensions(result.body),
         }
         finish = choices[0].get("finish_reason") if choices else None
-        self._billing.settle(ctx, request, plan, candidate, usage, method, (CallStatus.SUCCESS, finish, None), None)
-        return Completion(body, candidate.provider.slug, _clamp_header(plan))
+        self._settle(ctx, request, plan, admission, candidate, usage, method, (CallStatus.SUCCESS, finish, None), None)
+        return Completion(body, candidate.provider.slug, {**admission.headers, **_clamp_header(plan)})
 
     async def _relay(
         self,
         ctx: CallContext,
         request: ChatRequest,
         plan: Plan,
+        admission: Admission,
         candidate: Candidate,
         stream: ChatStream,
         iterator: AsyncIterator[StreamChunk],
@@ -242,7 +290,7 @@ class InferenceService:
             if status is CallStatus.INTERRUPTED and delivered == 0 and reported is None:
                 usage, method = Usage(ceil_quarter(plan.prompt_bound), 0), "estimated"
             outcome = (status, finish, error_code)
-            self._billing.settle(ctx, request, plan, candidate, usage, method, outcome, ttft_ms)
+            self._settle(ctx, request, plan, admission, candidate, usage, method, outcome, ttft_ms)
 
     # -- settlement ------------------------------------------------------------------------------------------
 

@@ -292,3 +292,20 @@ idempotency_keys = sa.Table(
     sa.UniqueConstraint("scope", "method", "path", "key", name="uq_idempotency_keys_scope_method_path_key"),
     sa.Index("ix_idempotency_keys_expires", "expires_at"),
 )
+
+# Per-end-user rate-limit overrides (SPEC §5.6); a null limit inherits the platform default for that dimension.
+rate_limit_overrides = sa.Table(
+    "rate_limit_overrides",
+    metadata,
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("rpm_limit", sa.BigInteger, nullable=True),
+    sa.Column("tpm_limit", sa.BigInteger, nullable=True),
+    sa.Column("rpd_limit", sa.BigInteger, nullable=True),
+    _ts("updated_at"),
+    sa.CheckConstraint(
+        "(rpm_limit IS NULL OR rpm_limit > 0) AND (tpm_limit IS NULL OR tpm_limit > 0) "
+        "AND (rpd_limit IS NULL OR rpd_limit > 0)",
+        name="limits_positive",
+    ),
+)

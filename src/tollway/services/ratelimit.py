@@ -1,0 +1,352 @@
+"""Rate limiting as the pipeline uses it (SPEC §8 step 5, §10): resolve an end user's limits (cached ≤ 1 s), admit
+through a backend (in-process, or Redis with local shares while it is unreachable), and raise 429 with Retry-After
+and the ``x-ratelimit-*`` headers. Also the override management use cases of §5.6 and ``/v1/me/rate-limits`` (§6).
+
+    RateLimiter ── RateLimitBackend ─┬─ InProcessRateLimitBackend          (embedded mode)
+                                     └─ FailoverBackend ─┬─ RedisRateLimitBackend (shared, exact)
+                                                         └─ InProcessRateLimitBackend (⌊limit ÷ instances⌋)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import sqlalchemy.exc
+
+from tollway.domain.clock import utcnow
+from tollway.domain.platform_settings import RateLimits
+from tollway.domain.ratelimit import (
+    MAX_LIMIT,
+    Decision,
+    Dimension,
+    EffectiveLimits,
+    Reservation,
+    TokenDemand,
+    rate_limit_headers,
+    refusal_message,
+    resolve_limits,
+    retry_after_s,
+    shared_limits,
+)
+from tollway.errors import NotFound, RateLimited, ServiceUnavailable
+from tollway.services import fields as f
+from tollway.storage.paging import Record
+from tollway.storage.rate_overrides import RateOverrideStore
+
+log = logging.getLogger("tollway.ratelimit")
+
+CACHE_TTL_S: Final = 0.9  # < 1 s: an override or default change reaches every instance within 1 s of its commit
+PROBE_INTERVAL_S: Final = 1.0
+_CACHE_SWEEP_SIZE: Final = 4096
+
+
+class RateLimitBackend(Protocol):
+    """One end user's windows, checked and counted atomically (``key`` is the end-user id)."""
+
+    origin: str
+
+    async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision: ...
+
+    def adjust(self, reservation: Reservation, tokens: int) -> None:
+        """Set an admission's tokens (fire and forget; never raises)."""
+
+    async def drain(self) -> None:
+        """Wait for queued corrections."""
+
+    async def close(self) -> None: ...
+
+
+class SharedBackend(RateLimitBackend, Protocol):
+    """A backend shared by instances, which may become unreachable (raises ``RateLimitBackendDown``)."""
+
+    async def ping(self) -> None: ...
+
+
+class LimitSource(Protocol):
+    async def limits_of(self, platform_id: str, end_user_id: str) -> tuple[RateLimits | None, RateLimits]: ...
+
+
+# -- failover ---------------------------------------------------------------------------------------------------
+
+
+class FailoverBackend:
+    """The shared backend while it answers; while it does not, each instance enforces ⌊limit ÷ instances⌋ (at least
+    1) locally, and probes the shared one at most every second to return to it (SPEC §10). ``degraded`` and
+    ``local_decisions`` feed ``tollway_ratelimit_degraded`` and ``tollway_ratelimit_local_decisions_total``."""
+
+    origin = "failover"
+
+    def __init__(
+        self,
+        shared: SharedBackend,
+        local: RateLimitBackend,
+        instances: int,
+        *,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._shared = shared
+        self._local = local
+        self._instances = max(1, instances)
+        self._probe_interval_s = probe_interval_s
+        self._clock = clock
+        self._last_probe = -math.inf
+        self._probe: asyncio.Task[None] | None = None
+        self.degraded = False
+        self.local_decisions = 0
+
+    async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
+        if not self.degraded:
+            try:
+                return await self._shared.admit(key, limits, demand)
+            except Exception as exc:  # RateLimitBackendDown, or anything else the client raises: never a 500
+                self._degrade(exc)
+        else:
+            self._start_probe()
+        self.local_decisions += 1
+        return await self._local.admit(key, shared_limits(limits, self._instances), demand)
+
+    def adjust(self, reservation: Reservation, tokens: int) -> None:
+        backend = self._local if reservation.origin == self._local.origin else self._shared
+        try:
+            backend.adjust(reservation, tokens)
+        except Exception:  # adjust never raises by contract; this is the belt to those braces
+            log.warning("could not correct a TPM reservation", exc_info=True)
+
+    async def probe(self) -> bool:
+        """For readiness checks: probe now if degraded and the last probe is over a second old; True when shared."""
+        if self.degraded:
+            self._start_probe()
+            if self._probe is not None:
+                await asyncio.shield(self._probe)
+        return not self.degraded
+
+    async def drain(self) -> None:
+        await self._local.drain()
+        await self._shared.drain()
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        await self._local.close()
+        await self._shared.close()
+
+    def _degrade(self, exc: Exception) -> None:
+        if not self.degraded:
+            log.warning("rate limits degraded to local shares: %s", exc)
+        self.degraded = True
+        self._last_probe = self._clock()
+
+    def _start_probe(self) -> None:
+        if self._probe is not None or self._clock() - self._last_probe < self._probe_interval_s:
+            return
+        self._last_probe = self._clock()
+        self._probe = asyncio.get_running_loop().create_task(self._run_probe())
+
+    async def _run_probe(self) -> None:
+        try:
+            await self._shared.ping()
+        except Exception as exc:
+            log.debug("rate-limit backend still down: %s", exc)
+        else:
+            if self.degraded:
+                log.warning("rate limits back on the shared backend")
+            self.degraded = False
+        finally:
+            self._probe = None
+
+
+# -- limits of an end user --------------------------------------------------------------------------------------
+
+
+class LimitCache:
+    """Effective limits per end user for at most ``ttl_s`` after the read began; concurrent misses share one
+    query. ``invalidate`` applies this instance's own writes at once."""
+
+    def __init__(
+        self, source: LimitSource, *, ttl_s: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, EffectiveLimits]] = {}
+        self._loading: dict[str, asyncio.Task[EffectiveLimits]] = {}
+        self._generation = 0
+
+    async def get(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
+        cached = self._entries.get(end_user_id)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        task = self._loading.get(end_user_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(platform_id, end_user_id))
+            task.add_done_callback(_retrieve)
+            self._loading[end_user_id] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
+        started, generation = self._clock(), self._generation
+        try:
+            override, defaults = await self._source.limits_of(platform_id, end_user_id)
+        finally:
+            if self._loading.get(end_user_id) is asyncio.current_task():
+                del self._loading[end_user_id]
+        effective = resolve_limits(override, defaults)
+        if generation == self._generation:
+            if len(self._entries) >= _CACHE_SWEEP_SIZE:
+                now = self._clock()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._entries[end_user_id] = (started + self._ttl_s, effective)
+        return effective
+
+    def invalidate(self, end_user_id: str | None = None) -> None:
+        self._generation += 1
+        if end_user_id is None:
+            self._entries.clear()
+            self._loading.clear()
+        else:
+            self._entries.pop(end_user_id, None)
+            self._loading.pop(end_user_id, None)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # every waiter may have gone; the error is theirs, not the loop's
+
+
+# -- admission --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Step 5's outcome for one request. ``decision`` is None when no limit applies (platform keys, end users
+    without limits): then there are no headers and nothing to correct."""
+
+    decision: Decision | None = None
+
+    @property
+    def clamped_output_limit(self) -> int | None:
+        """Set when TPM admitted only a lower output limit per choice: send at most this upstream (§9.3)."""
+        return None if self.decision is None else self.decision.clamped_output_limit
+
+    @property
+    def reserved_tokens(self) -> int:
+        return 0 if self.decision is None else self.decision.reserved_tokens
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.decision is None else rate_limit_headers(self.decision)
+
+
+UNLIMITED: Final = Admission()
+
+
+class RateLimiter:
+    def __init__(self, backend: RateLimitBackend, limits: LimitCache) -> None:
+        self._backend = backend
+        self._limits = limits
+        self.rejections: dict[str, int] = {d.value: 0 for d in Dimension}  # tollway_ratelimit_rejections_total
+
+    @property
+    def degraded(self) -> bool:
+        return isinstance(self._backend, FailoverBackend) and self._backend.degraded
+
+    @property
+    def local_decisions(self) -> int:
+        return self._backend.local_decisions if isinstance(self._backend, FailoverBackend) else 0
+
+    async def backend_status(self) -> str:
+        """For ``/readyz``: ``disabled`` without Redis, else ``ok`` or ``degraded`` (probing at most once a second)."""
+        if not isinstance(self._backend, FailoverBackend):
+            return "disabled"
+        return "ok" if await self._backend.probe() else "degraded"
+
+    async def effective_limits(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
+        try:
+            return await self._limits.get(platform_id, end_user_id)
+        except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+            raise ServiceUnavailable("The database is unreachable.") from exc
+
+    async def admit(self, platform_id: str, end_user_id: str | None, demand: TokenDemand) -> Admission:
+        """Step 5: RPM, then RPD, then TPM, all or nothing. Raises ``RateLimited`` (429, Retry-After, headers)."""
+        if end_user_id is None:
+            return UNLIMITED  # platform keys are not limited (§10)
+        effective = await self.effective_limits(platform_id, end_user_id)
+        if not effective.limits.any_set:
+            return UNLIMITED
+        decision = await self._backend.admit(end_user_id, effective.limits, demand)
+        if decision.refused:
+            self.rejections[decision.refused[0].value] += 1
+            raise RateLimited(
+                refusal_message(decision, demand),
+                retry_after_s(decision.retry_after_ms),
+                headers=rate_limit_headers(decision),
+            )
+        return Admission(decision)
+
+    def adjust(self, admission: Admission, actual_tokens: int) -> None:
+        """After settlement: the TPM window counts the call's actual total tokens instead of the estimate."""
+        decision = admission.decision
+        if decision is not None and decision.reservation is not None:
+            self._backend.adjust(decision.reservation, max(0, actual_tokens))
+
+    def refund(self, admission: Admission) -> None:
+        """A failure in steps 6-9 returns the TPM reservation; the RPM and RPD counts stay (§8)."""
+        self.adjust(admission, 0)
+
+    def invalidate(self, end_user_id: str | None = None) -> None:
+        self._limits.invalidate(end_user_id)
+
+    async def drain(self) -> None:
+        await self._backend.drain()
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+
+# -- overrides (§5.6) and /v1/me/rate-limits (§6) ----------------------------------------------------------------
+
+_OVERRIDE_FIELDS: Final = ("rpm_limit", "tpm_limit", "rpd_limit")
+_NO_END_USER: Final = "No end user with this id."
+
+
+def parse_override(body: Mapping[str, Any]) -> RateLimits:
+    """``{rpm_limit, tpm_limit, rpd_limit}``: each a positive integer ≤ 10⁹ or null; an absent key is null."""
+    f.check_keys(body, _OVERRIDE_FIELDS, read_only=("end_user_id", "updated_at", "resolution"))
+    rpm, tpm, rpd = (f.as_opt_int(body.get(name), name, minimum=1, maximum=MAX_LIMIT) for name in _OVERRIDE_FIELDS)
+    return RateLimits(rpm=rpm, tpm=tpm, rpd=rpd)
+
+
+class RateLimitOverrides:
+    def __init__(self, store: RateOverrideStore) -> None:
+        self._store = store
+
+    async def require_end_user(self, platform_id: str, end_user_id: str) -> None:
+        if not await self._store.end_user_exists(platform_id, end_user_id):
+            raise NotFound(_NO_END_USER)
+
+    async def get(self, platform_id: str, end_user_id: str) -> Record:
+        row = await self._store.get(platform_id, end_user_id)
+        if row is None:
+            raise NotFound("This end user has no rate-limit override.")
+        return row
+
+    async def put(self, platform_id: str, end_user_id: str, body: Mapping[str, Any]) -> Record:
+        row = await self._store.put(platform_id, end_user_id, parse_override(body), utcnow())
+        if row is None:
+            raise NotFound(_NO_END_USER)
+        return row
+
+    async def delete(self, platform_id: str, end_user_id: str) -> None:
+        if not await self._store.delete(platform_id, end_user_id):
+            raise NotFound(_NO_END_USER)
+
+    async def effective(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
+        override, defaults = await self._store.limits_of(platform_id, end_user_id)
+        return resolve_limits(override, defaults)
