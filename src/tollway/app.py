@@ -31,14 +31,17 @@ from tollway.services.inference import InferenceService
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
 from tollway.services.routing import CandidateRouter
 from tollway.settings import Settings
+from tollway.storage.budgets import reset_due_budgets
 from tollway.storage.catalog import CatalogStore
 from tollway.storage.db import create_engine
+from tollway.storage.idempotency import prune_idempotency
 from tollway.storage.keystore import KeyStore
 from tollway.storage.money_writer import MoneyWriter
 from tollway.storage.rate_overrides import RateOverrideStore
 from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit_redis import RedisRateLimitBackend
 from tollway.storage.ratelimit_redis import connect as connect_redis
+from tollway.workers.periodic import every
 from tollway.workers.sweeper import HoldSweeper
 
 log = logging.getLogger("tollway")
@@ -142,7 +145,12 @@ def create_app(settings: Settings) -> Any:
         app.state.services = services
         services.money.start()
         services.background.append(asyncio.create_task(_touch_keys_loop(services)))
-        services.background.append(asyncio.create_task(HoldSweeper(services.engine, services.money).run()))
+        engine = services.engine
+        services.background += [
+            asyncio.create_task(HoldSweeper(engine, services.money).run()),
+            asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
+            asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
+        ]
         try:
             yield
         finally:

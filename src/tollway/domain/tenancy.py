@@ -32,3 +32,4 @@ class KeyRecord:
     scopes: tuple[str, ...]
     expires_at: datetime | None
     last_used_at: datetime | None
+    end_user_active: bool = True  # the owning end user's is_active (True for platform keys)

@@ -9,7 +9,8 @@ from tollway.http.inference import chat, models
 
 
 def build_routes() -> list[BaseRoute]:
-    from tollway.http.management import admin, platform
+    from tollway.http import me, me_rate_limits
+    from tollway.http.management import admin, end_users, platform, rate_limits
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -19,4 +20,8 @@ def build_routes() -> list[BaseRoute]:
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
         *admin.routes,
         *platform.routes,
+        *end_users.routes,
+        *me.routes,
+        *rate_limits.routes,
+        *me_rate_limits.routes,
     ]

@@ -8,15 +8,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.ledger import BalanceOverflow, LedgerStore
+from tollway.storage.idempotency import Action
+from tollway.storage.ledger import BalanceOverflow, LedgerStore, credit_wallet
 from tollway.storage.paging import Record
 
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage")
 LOG_STATUSES: Final = ("success", "error", "interrupted")
 LOG_REQUEST_TYPES: Final = ("chat.completion", "response", "image")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTopup:
+    amount_nanos: int
+    description: str | None
+    metadata: dict[str, Any]
+
+
+def parse_wallet_topup(body: Mapping[str, Any]) -> WalletTopup:
+    """``{amount_usd > 0, description?, metadata?}`` (SPEC §4.3)."""
+    f.check_keys(body, ("amount_usd", "description", "metadata"))
+    amount = f.as_usd(f.required(body, "amount_usd"), "amount_usd")
+    description = f.as_opt_str(body.get("description"), "description", max_len=500, single_line=False)
+    metadata = f.as_metadata(body["metadata"], "metadata") if body.get("metadata") is not None else {}
+    return WalletTopup(amount, description, metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,23 +52,31 @@ class Accounts:
     def __init__(self, store: LedgerStore) -> None:
         self._store = store
 
-    async def topup(self, platform_id: str, body: Mapping[str, Any], request_id: str | None) -> tuple[Record, Record]:
-        """Validates ``{amount_usd > 0, description?, metadata?}`` and credits the wallet with its ledger row."""
-        f.check_keys(body, ("amount_usd", "description", "metadata"))
-        amount = f.as_usd(f.required(body, "amount_usd"), "amount_usd")
-        description = f.as_opt_str(body.get("description"), "description", max_len=500, single_line=False)
-        metadata = f.as_metadata(body["metadata"], "metadata") if body.get("metadata") is not None else {}
-        try:
-            result = await self._store.topup(
-                platform_id, amount, description=description, metadata=metadata, request_id=request_id
-            )
-        except BalanceOverflow:
-            raise InvalidRequest(
-                "This top-up would exceed the largest balance a wallet can hold.", "amount_usd"
-            ) from None
-        if result is None:
-            raise NotFound("No platform with this id.")
-        return result
+    def topup_action(
+        self, platform_id: str, topup: WalletTopup, request_id: str | None
+    ) -> Action[tuple[Record, Record]]:
+        """The operator top-up (§4.3) as an action inside a caller's transaction, the one an Idempotency-Key record
+        commits in (§9.7): credits the wallet and appends its ``topup`` row."""
+
+        async def run(conn: AsyncConnection) -> tuple[Record, Record]:
+            try:
+                result = await credit_wallet(
+                    conn,
+                    platform_id,
+                    topup.amount_nanos,
+                    description=topup.description,
+                    metadata=topup.metadata,
+                    request_id=request_id,
+                )
+            except BalanceOverflow:
+                raise InvalidRequest(
+                    "This top-up would exceed the largest balance a wallet can hold.", "amount_usd"
+                ) from None
+            if result is None:
+                raise NotFound("No platform with this id.")
+            return result
+
+        return run
 
     async def wallet(self, platform_id: str) -> Record:
         wallet = await self._store.wallet(platform_id)

@@ -93,6 +93,7 @@ class Authenticator:
             platform_id=record.platform_id,
             end_user_id=record.end_user_id,
             scopes=frozenset(record.scopes) & allowed,
+            end_user_active=record.end_user_active,
         )
         if record.last_used_at is not None:
             self._touched.setdefault(record.id, now)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.tenancy import KeyRecord
 from tollway.storage.db import reader
-from tollway.storage.tables import api_keys, platforms, system_meta
+from tollway.storage.tables import api_keys, end_users, platforms, system_meta
 
 _LOOKUP = (
     sa.select(
@@ -21,13 +21,23 @@ _LOOKUP = (
         api_keys.c.scopes,
         api_keys.c.expires_at,
         api_keys.c.last_used_at,
+        end_users.c.is_active.label("end_user_active"),
     )
-    .select_from(api_keys.join(platforms, platforms.c.id == api_keys.c.platform_id))
+    .select_from(
+        api_keys.join(platforms, platforms.c.id == api_keys.c.platform_id).outerjoin(
+            end_users, end_users.c.id == api_keys.c.end_user_id
+        )
+    )
     .where(
         api_keys.c.key_hash == sa.bindparam("digest"),
         api_keys.c.is_active.is_(True),
         api_keys.c.revoked_at.is_(None),
         platforms.c.deleted_at.is_(None),
+        # An end-user key works only while its end user exists and is not deleted (SPEC §2.2).
+        sa.or_(
+            api_keys.c.end_user_id.is_(None),
+            sa.and_(end_users.c.id.is_not(None), end_users.c.deleted_at.is_(None)),
+        ),
     )
 )
 
@@ -50,6 +60,7 @@ class KeyStore:
             scopes=tuple(row.scopes),
             expires_at=as_utc(row.expires_at) if row.expires_at else None,
             last_used_at=as_utc(row.last_used_at) if row.last_used_at else None,
+            end_user_active=row.end_user_active is not False,
         )
 
     async def touch(self, key_id: str) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
 from tollway.storage.paging import Record, fetch_page
@@ -46,38 +46,11 @@ class LedgerStore:
         metadata: Mapping[str, Any],
         request_id: str | None,
     ) -> tuple[Record, Record] | None:
-        """Credits a live platform's wallet and appends its ``topup`` row; None when the platform is unknown or
-        deleted. The increment is done in SQL, so it composes with concurrent settlements on the same row."""
-        now = utcnow()
+        """``credit_wallet`` in a transaction of its own."""
         async with self._engine.begin() as conn:
-            live = sa.select(platforms.c.id).where(platforms.c.id == platform_id, platforms.c.deleted_at.is_(None))
-            if (await conn.execute(live)).first() is None:
-                return None
-            updated = (
-                await conn.execute(
-                    sa.update(wallets)
-                    .where(wallets.c.platform_id == platform_id, wallets.c.balance_nanos <= BIGINT_MAX - amount_nanos)
-                    .values(balance_nanos=wallets.c.balance_nanos + amount_nanos, updated_at=now)
-                    .returning(*wallets.c)
-                )
-            ).first()
-            if updated is None:
-                raise BalanceOverflow
-            wallet = dict(updated._mapping)
-            txn = {
-                "id": str(uuid.uuid4()),
-                "wallet_id": wallet["id"],
-                "platform_id": platform_id,
-                "type": "topup",
-                "amount_nanos": amount_nanos,
-                "balance_after_nanos": wallet["balance_nanos"],
-                "description": description,
-                "metadata": dict(metadata),
-                "request_id": request_id,
-                "created_at": now,
-            }
-            await conn.execute(sa.insert(wallet_transactions).values(txn))
-        return wallet, txn
+            return await credit_wallet(
+                conn, platform_id, amount_nanos, description=description, metadata=metadata, request_id=request_id
+            )
 
     async def transactions(
         self,
@@ -120,3 +93,46 @@ class LedgerStore:
         order = [usage_logs.c.created_at.desc(), usage_logs.c.id.desc()]
         async with self._engine.connect() as conn:
             return await fetch_page(conn, query, order, offset, limit)
+
+
+async def credit_wallet(
+    conn: AsyncConnection,
+    platform_id: str,
+    amount_nanos: int,
+    *,
+    description: str | None,
+    metadata: Mapping[str, Any],
+    request_id: str | None,
+) -> tuple[Record, Record] | None:
+    """Inside the caller's transaction (so that an idempotency record commits with it, §9.7): credits a live
+    platform's wallet and appends its ``topup`` row; None when the platform is unknown or deleted. The increment is
+    done in SQL, so it composes with concurrent settlements on the same row."""
+    now = utcnow()
+    live = sa.select(platforms.c.id).where(platforms.c.id == platform_id, platforms.c.deleted_at.is_(None))
+    if (await conn.execute(live)).first() is None:
+        return None
+    updated = (
+        await conn.execute(
+            sa.update(wallets)
+            .where(wallets.c.platform_id == platform_id, wallets.c.balance_nanos <= BIGINT_MAX - amount_nanos)
+            .values(balance_nanos=wallets.c.balance_nanos + amount_nanos, updated_at=now)
+            .returning(*wallets.c)
+        )
+    ).first()
+    if updated is None:
+        raise BalanceOverflow
+    wallet = dict(updated._mapping)
+    txn = {
+        "id": str(uuid.uuid4()),
+        "wallet_id": wallet["id"],
+        "platform_id": platform_id,
+        "type": "topup",
+        "amount_nanos": amount_nanos,
+        "balance_after_nanos": wallet["balance_nanos"],
+        "description": description,
+        "metadata": dict(metadata),
+        "request_id": request_id,
+        "created_at": now,
+    }
+    await conn.execute(sa.insert(wallet_transactions).values(txn))
+    return wallet, txn

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from tollway.domain.budgets import BudgetAmounts, armed_after_credit, armed_after_spend, plan_reset
+from tollway.domain.clock import as_utc
 from tollway.domain.holds import (
     Checkpoint,
     Expire,
@@ -28,6 +30,7 @@ from tollway.domain.holds import (
     Settlement,
     quote_hold,
 )
+from tollway.domain.platform_settings import BudgetPeriod
 from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
 from tollway.storage.driver_sql import DriverConnection, DriverSQL
@@ -55,11 +58,26 @@ class _Budget:
     is_active: bool
     threshold: int | None
     armed: bool
+    period: BudgetPeriod
+    period_start: datetime
+    replenish: int | None  # set only with auto-replenish on
     dirty: bool = False
 
     @property
     def available(self) -> int:
         return self.max - self.used - self.held
+
+    def reset_if_due(self, now: datetime) -> int | None:
+        """Apply a due period reset in memory (SPEC §9.8); returns the ``reset`` row's amount, or None."""
+        reset = plan_reset(
+            self.period, self.period_start, now, BudgetAmounts(self.max, self.used, self.held), self.replenish
+        )
+        if reset is None:
+            return None
+        self.max, self.used, self.period_start = reset.max_nanos, 0, reset.period_start
+        self.armed = armed_after_credit(self.threshold, self.max, self.armed)
+        self.dirty = True
+        return reset.amount_nanos
 
 
 @dataclass(slots=True)
@@ -76,6 +94,13 @@ class _Hold:
     saved_checkpoint: dict[str, Any] | None
     new_status: str | None = None
     checkpoint: dict[str, Any] | None = None
+
+
+def _datetime(value: Any) -> datetime:
+    """PostgreSQL gives aware datetimes; the raw SQLite connection gives the text SQLAlchemy stored (naive UTC)."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return as_utc(datetime.fromisoformat(str(value)))
 
 
 def _json(value: Any) -> Any:
@@ -110,8 +135,8 @@ _INSERT_LOG = (
 )
 _UPDATE_WALLET = "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, updated_at = :now WHERE id = :id"
 _UPDATE_BUDGET = (
-    "UPDATE budgets SET used_nanos = :used, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"
-    " WHERE id = :id"
+    "UPDATE budgets SET max_nanos = :max, used_nanos = :used, held_nanos = :held, period_start = :period_start,"
+    " low_balance_armed = :armed, updated_at = :now WHERE id = :id"
 )
 _RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now WHERE id = :id"
 _CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
@@ -164,7 +189,8 @@ class _Batch:
             sql = (
                 (
                     "SELECT id, platform_id, end_user_id, max_nanos, used_nanos, held_nanos, is_suspended, is_active,"
-                    " low_balance_threshold_nanos, low_balance_armed FROM budgets"
+                    " low_balance_threshold_nanos, low_balance_armed, period, period_start, auto_replenish,"
+                    " replenish_nanos FROM budgets"
                     " WHERE (end_user_id IN (:users) AND is_active = :active) OR id IN (:budgets) ORDER BY id"
                 )
                 .replace("(:users)", clause_u)
@@ -172,10 +198,18 @@ class _Batch:
             )
             rows = self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
             for r in rows:
-                budget = _Budget(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], bool(r[9]))
+                replenish = r[13] if r[12] else None
+                budget = _Budget(
+                    r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], bool(r[9]),
+                    BudgetPeriod(r[10]), _datetime(r[11]), replenish,
+                )  # fmt: skip
                 self.budgets[budget.id] = budget
                 if budget.is_active:
                     self.budget_of_user[budget.end_user_id] = budget
+                    # Resets are applied before any operation that touches a budget past its boundary.
+                    amount = budget.reset_if_due(self.now)
+                    if amount is not None:
+                        self.budget_rows.append(self._budget_row(budget, None, amount, "reset"))
 
     # -- commands ------------------------------------------------------------------------------------------------
 
@@ -270,9 +304,8 @@ class _Batch:
             budget = self.budgets[hold.budget_id]
             charged = max(0, min(charge_nanos, budget.available))
             budget.used += charged
-            if budget.armed and budget.threshold is not None and budget.max - budget.used <= budget.threshold:
-                budget.armed = False
-            self.budget_rows.append(self._budget_row(budget, record, charged))
+            budget.armed, _fires = armed_after_spend(budget.threshold, budget.max - budget.used, budget.armed)
+            self.budget_rows.append(self._budget_row(budget, record.request_id, -charged, "inference"))
         self.log_rows.append(self.log_row(record, take, charged))
 
     def release(self, command: Release) -> bool:
@@ -300,20 +333,20 @@ class _Batch:
             "created_at": self.stamp,
         }
 
-    def _budget_row(self, budget: _Budget, record: UsageRecord, charged: int) -> dict[str, Any]:
+    def _budget_row(self, budget: _Budget, request_id: str | None, amount: int, kind: str) -> dict[str, Any]:
         return {
             "id": str(uuid.uuid4()),
             "budget_id": budget.id,
             "platform_id": budget.platform_id,
             "end_user_id": budget.end_user_id,
-            "type": "inference",
-            "amount_nanos": -charged,
+            "type": kind,
+            "amount_nanos": amount,
             "max_after_nanos": budget.max,
             "used_after_nanos": budget.used,
             "remaining_after_nanos": budget.max - budget.used,
             "reason": None,
             "metadata": "{}",
-            "request_id": record.request_id,
+            "request_id": request_id,
             "created_at": self.stamp,
         }
 
@@ -356,7 +389,10 @@ class _Batch:
                 )
         for budget in self.budgets.values():
             if budget.dirty:
-                params = {"used": budget.used, "held": budget.held, "armed": budget.armed, "now": now, "id": budget.id}
+                params = {
+                    "max": budget.max, "used": budget.used, "held": budget.held, "armed": budget.armed,
+                    "period_start": sql.ts(budget.period_start), "now": now, "id": budget.id,
+                }  # fmt: skip
                 sql.execute(conn, _UPDATE_BUDGET, params)
         for hold in self.holds.values():
             if hold.checkpoint is not None:

@@ -33,14 +33,22 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
 
 
 def _run(conn: sqlite3.Connection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+    """One transaction; any failure (a busy COMMIT included) rolls back, so the connection is never left inside
+    a transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         results = apply_batch(conn, commands, now, sql)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return results
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
 
 
 class SqliteMoneyConnection:
@@ -55,17 +63,13 @@ class SqliteMoneyConnection:
         if self._checkpoint_task is None:
             self._checkpoint_task = asyncio.create_task(self._checkpoints())
         try:
-            self._inline.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:  # locked by another writer: wait for it off the loop
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, _run, self._waiting, commands, now, sql)
-        try:
-            results = apply_batch(self._inline, commands, now, sql)
-        except BaseException:
-            self._inline.execute("ROLLBACK")
-            raise
-        self._inline.execute("COMMIT")
-        return results
+            return _run(self._inline, commands, now, sql)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        # Another writer holds the lock: wait for it off the loop (nothing of the attempt was kept).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, _run, self._waiting, commands, now, sql)
 
     async def _checkpoints(self) -> None:
         loop = asyncio.get_running_loop()

@@ -73,13 +73,15 @@ async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
 
 
 def _banner(base: str, admin_key: str, seeded: dict[str, str]) -> str:
-    key = seeded["platform_key"]
+    key = seeded["end_user_key"]
     return f"""
 Tollway demo is running on {base} (SQLite, fake upstream, wallet funded with $25)
 
   operator key : {admin_key}
   platform id  : {seeded["platform_id"]}
-  platform key : {key}
+  platform key : {seeded["platform_key"]}
+  end user     : demo-user, monthly budget $5
+  end-user key : {key}
   models       : gpt-4o-mini (canned answer), echo (repeats your last message)
 
 curl:
@@ -92,7 +94,8 @@ Python (openai SDK):
   reply = client.chat.completions.create(model="echo", messages=[{{"role": "user", "content": "Hello, Tollway!"}}])
   print(reply.choices[0].message.content)
 
-Usage log: curl -s {base}/v1/platforms/{seeded["platform_id"]}/logs -H "Authorization: Bearer {key}"
+Budget: curl -s {base}/v1/me/budget -H "Authorization: Bearer {key}"
+Usage log: curl -s {base}/v1/platforms/{seeded["platform_id"]}/logs -H "Authorization: Bearer {seeded["platform_key"]}"
 Press Ctrl+C to stop.
 """
 

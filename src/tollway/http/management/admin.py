@@ -3,6 +3,7 @@ top-ups. Every handler authenticates the operator key first; catalog writes inva
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -20,6 +21,10 @@ from tollway.http.management.params import (
     request_id,
 )
 from tollway.http.responses import json_response, no_content
+from tollway.services.accounts import parse_wallet_topup
+from tollway.services.idempotency import Idempotency, idempotent_request
+from tollway.storage.idempotency import IdempotencyStore, StoredResponse
+from tollway.storage.paging import Record
 
 # -- providers (§4.1) -----------------------------------------------------------------------------------------
 
@@ -137,15 +142,21 @@ async def create_platform_key(request: Request) -> Response:
 
 
 async def topup_wallet(request: Request) -> Response:
-    # Idempotency-Key (§9.7) is not honoured yet: a repeated request credits again.
+    """Honours Idempotency-Key (§9.7) in the operator's scope; the record commits with the ledger row."""
     await require_operator(request)
     platform_id = path_id(request, "pid")
     platform = await wiring.platforms(request).get(platform_id)
     body = await read_body(request)
-    wallet, txn = await wiring.accounts(request).topup(platform_id, body, request_id(request))
-    return json_response(
-        {"wallet": render.wallet(wallet, platform["settings"]), "transaction": render.wallet_transaction(txn)}
-    )
+    action = wiring.accounts(request).topup_action(platform_id, parse_wallet_topup(body), request_id(request))
+    key = idempotent_request("operator", request.method, request.url.path, request.headers.get("idempotency-key"), body)
+
+    def rendered(result: tuple[Record, Record]) -> StoredResponse:
+        wallet, txn = result
+        content = {"wallet": render.wallet(wallet, platform["settings"]), "transaction": render.wallet_transaction(txn)}
+        return StoredResponse(200, orjson.dumps(content))
+
+    outcome = await Idempotency(IdempotencyStore(request.app.state.services.engine)).execute(key, action, rendered)
+    return Response(outcome.body, outcome.status, headers=outcome.headers, media_type="application/json")
 
 
 routes: list[BaseRoute] = [

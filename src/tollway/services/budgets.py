@@ -1,0 +1,234 @@
+"""End-user budgets as a platform manages them (SPEC §5.5, §9.5, §9.8): strict bodies with money by §9.1, creation,
+reads with the lazy period reset, and the writes (topup, debit, PATCH) as actions that run inside the transaction an
+``Idempotency`` gives them, so that their ledger rows and the idempotency record commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.domain.budgets import BudgetSpec, BudgetTxnType, replenish_violation
+from tollway.domain.clock import utcnow
+from tollway.domain.money import format_usd
+from tollway.domain.platform_settings import BudgetPeriod
+from tollway.errors import BudgetExhausted, InvalidRequest, NotFound
+from tollway.services import fields as f
+from tollway.storage import budgets as store
+from tollway.storage.budgets import (
+    BudgetChange,
+    BudgetExists,
+    BudgetOverflow,
+    BudgetPatch,
+    BudgetRow,
+    BudgetRuleViolation,
+    BudgetStore,
+    InsufficientBudget,
+    MaxBelowMinimum,
+)
+from tollway.storage.idempotency import Action
+from tollway.storage.paging import Record
+
+TXN_TYPES: Final = tuple(t.value for t in BudgetTxnType)
+REASON_MAX: Final = 500
+_CREATE_FIELDS: Final = ("max_usd", "period", "auto_replenish", "replenish_amount", "low_balance_threshold")
+_PATCH_FIELDS: Final = (*_CREATE_FIELDS, "is_suspended", "is_active")
+_READ_ONLY: Final = (
+    "id", "platform_id", "end_user_id", "used_usd", "remaining_usd", "held_usd", "available_usd", "period_start",
+    "next_reset_at", "created_at", "updated_at",
+)  # fmt: skip
+_PERIODS: Final = ", ".join(p.value for p in BudgetPeriod)
+_NO_BUDGET: Final = "This end user has no budget."
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """A manual topup or debit: the amount (> 0), its reason and metadata."""
+
+    amount_nanos: int
+    reason: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _period(value: object, param: str) -> BudgetPeriod:
+    if not isinstance(value, str) or value not in BudgetPeriod.__members__.values():
+        raise InvalidRequest(f"{param} must be one of {_PERIODS}.", param)
+    return BudgetPeriod(value)
+
+
+def parse_spec(body: Mapping[str, Any]) -> BudgetSpec:
+    """POST …/budget: ``max_usd`` (≥ 0) required; replenishment rules checked on the whole."""
+    f.check_keys(body, _CREATE_FIELDS, read_only=(*_READ_ONLY, "is_suspended", "is_active"))
+    period = _period(body.get("period", BudgetPeriod.ONE_TIME.value), "period")
+    auto = f.as_bool(body.get("auto_replenish", False), "auto_replenish")
+    replenish = f.as_opt_usd(body.get("replenish_amount"), "replenish_amount")
+    violation = replenish_violation(period, auto, replenish)
+    if violation is not None:
+        raise InvalidRequest(violation[1], violation[0])
+    return BudgetSpec(
+        max_nanos=f.as_usd(f.required(body, "max_usd"), "max_usd", allow_zero=True),
+        period=period,
+        auto_replenish=auto,
+        replenish_nanos=replenish,
+        low_balance_threshold_nanos=f.as_opt_usd(
+            body.get("low_balance_threshold"), "low_balance_threshold", allow_zero=True
+        ),
+    )
+
+
+def parse_patch(body: Mapping[str, Any]) -> BudgetPatch:
+    """PATCH …/budget: only the fields present change; rules that depend on the stored budget are checked under its
+    lock (``storage.budgets.update``)."""
+    f.check_keys(body, _PATCH_FIELDS, read_only=_READ_ONLY)
+    max_nanos = f.as_usd(body["max_usd"], "max_usd", allow_zero=True) if "max_usd" in body else None
+    return BudgetPatch(
+        max_nanos=max_nanos,
+        period=_period(body["period"], "period") if "period" in body else None,
+        auto_replenish=f.as_bool(body["auto_replenish"], "auto_replenish") if "auto_replenish" in body else None,
+        replenish_nanos=f.as_opt_usd(body.get("replenish_amount"), "replenish_amount"),
+        replenish_set="replenish_amount" in body,
+        low_balance_threshold_nanos=f.as_opt_usd(
+            body.get("low_balance_threshold"), "low_balance_threshold", allow_zero=True
+        ),
+        threshold_set="low_balance_threshold" in body,
+        is_suspended=f.as_bool(body["is_suspended"], "is_suspended") if "is_suspended" in body else None,
+        is_active=f.as_bool(body["is_active"], "is_active") if "is_active" in body else None,
+    )
+
+
+def parse_topup(body: Mapping[str, Any]) -> Movement:
+    f.check_keys(body, ("amount_usd", "reason", "metadata"))
+    return Movement(
+        amount_nanos=f.as_usd(f.required(body, "amount_usd"), "amount_usd"),
+        reason=f.as_opt_str(body.get("reason"), "reason", max_len=REASON_MAX, single_line=False),
+        metadata=_metadata(body),
+    )
+
+
+def parse_debit(body: Mapping[str, Any]) -> Movement:
+    f.check_keys(body, ("amount_usd", "reason", "metadata"))
+    return Movement(
+        amount_nanos=f.as_usd(f.required(body, "amount_usd"), "amount_usd"),
+        reason=f.as_str(f.required(body, "reason"), "reason", max_len=REASON_MAX, single_line=False),
+        metadata=_metadata(body),
+    )
+
+
+def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
+    return f.as_metadata(body["metadata"], "metadata") if body.get("metadata") is not None else {}
+
+
+class Budgets:
+    def __init__(self, budget_store: BudgetStore) -> None:
+        self._store = budget_store
+
+    async def create(
+        self, platform_id: str, end_user_id: str, spec: BudgetSpec, now: datetime | None = None
+    ) -> BudgetChange:
+        try:
+            created = await self._store.create(platform_id, end_user_id, spec, now or utcnow())
+        except BudgetExists:
+            raise InvalidRequest("This end user already has a budget; change it with PATCH.") from None
+        if created is None:
+            raise NotFound("No end user with this id.")
+        return created
+
+    async def get(self, platform_id: str, end_user_id: str, now: datetime | None = None) -> BudgetRow:
+        budget = await self._store.get(platform_id, end_user_id, now or utcnow())
+        if budget is None:
+            raise NotFound(_NO_BUDGET)
+        return budget
+
+    async def get_active(self, platform_id: str, end_user_id: str, now: datetime | None = None) -> BudgetRow:
+        """The budget inference applies (§6 ``/v1/me/budget``): 404 when none is active."""
+        budget = await self._store.get(platform_id, end_user_id, now or utcnow())
+        if budget is None or not budget.is_active:
+            raise NotFound("You have no active budget.")
+        return budget
+
+    async def transactions(
+        self,
+        platform_id: str,
+        end_user_id: str,
+        txn_type: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Record], int]:
+        if txn_type is not None and txn_type not in TXN_TYPES:
+            raise InvalidRequest(f"type must be one of {', '.join(TXN_TYPES)}.", "type")
+        budget = await self.get(platform_id, end_user_id)  # applies a due reset, so its row is listed
+        return await self._store.transactions(
+            budget.id, txn_type=txn_type, since=since, until=until, offset=offset, limit=limit
+        )
+
+    def topup(
+        self, platform_id: str, end_user_id: str, movement: Movement, now: datetime | None = None
+    ) -> Action[BudgetChange]:
+        async def run(conn: AsyncConnection) -> BudgetChange:
+            try:
+                change = await store.topup(
+                    conn,
+                    platform_id,
+                    end_user_id,
+                    movement.amount_nanos,
+                    now or utcnow(),
+                    reason=movement.reason,
+                    metadata=movement.metadata,
+                )
+            except BudgetOverflow:
+                raise InvalidRequest("This top-up would exceed the largest budget.", "amount_usd") from None
+            if change is None:
+                raise NotFound(_NO_BUDGET)
+            return change
+
+        return run
+
+    def debit(
+        self, platform_id: str, end_user_id: str, movement: Movement, now: datetime | None = None
+    ) -> Action[BudgetChange]:
+        async def run(conn: AsyncConnection) -> BudgetChange:
+            assert movement.reason is not None
+            try:
+                change = await store.debit(
+                    conn,
+                    platform_id,
+                    end_user_id,
+                    movement.amount_nanos,
+                    now or utcnow(),
+                    reason=movement.reason,
+                    metadata=movement.metadata,
+                )
+            except InsufficientBudget as exc:
+                available = format_usd(exc.available_nanos)
+                raise BudgetExhausted(
+                    f"amount_usd exceeds the budget's available {available} USD; nothing was debited.", "amount_usd"
+                ) from None
+            if change is None:
+                raise NotFound(_NO_BUDGET)
+            return change
+
+        return run
+
+    def update(
+        self, platform_id: str, end_user_id: str, patch: BudgetPatch, now: datetime | None = None
+    ) -> Action[BudgetRow]:
+        async def run(conn: AsyncConnection) -> BudgetRow:
+            try:
+                budget = await store.update(conn, platform_id, end_user_id, patch, now or utcnow())
+            except MaxBelowMinimum as exc:
+                minimum = format_usd(exc.minimum_nanos)
+                raise InvalidRequest(
+                    f"max_usd must be at least {minimum} (used_usd + held_usd of this budget).", "max_usd"
+                ) from None
+            except BudgetRuleViolation as exc:
+                raise InvalidRequest(exc.message, exc.param) from None
+            if budget is None:
+                raise NotFound(_NO_BUDGET)
+            return budget
+
+        return run

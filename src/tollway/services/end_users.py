@@ -1,0 +1,126 @@
+"""End users as a platform manages them (SPEC §5.4): strict bodies, creation idempotent by ``external_id`` (a fresh
+``sk-eu_`` key on every call), reads, PATCH, deletion and extra keys. Callers invalidate the authentication cache
+after every write that changes who may authenticate (creation, keys, deactivation, deletion)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from tollway.domain.clock import utcnow
+from tollway.domain.keys import END_USER_SCOPES, KeyKind, display_prefix, generate_raw_key, key_digest
+from tollway.errors import InvalidRequest, NotFound
+from tollway.services import fields as f
+from tollway.services.credentials import NewKey
+from tollway.storage.end_users import EndUserCreation, EndUserStore
+from tollway.storage.paging import Record
+
+EXTERNAL_ID_MAX: Final = 255
+DISPLAY_NAME_MAX: Final = 100
+DEFAULT_END_USER_SCOPES: Final = ("inference",)
+_READ_ONLY: Final = ("id", "platform_id", "created_at", "updated_at", "api_key", "budget")
+_KEY_FIELDS: Final = ("name", "scopes", "expires_at")
+_KEY_READ_ONLY: Final = (
+    "id", "platform_id", "end_user_id", "type", "key_prefix", "is_active", "last_used_at", "revoked_at",
+    "created_at", "raw_key",
+)  # fmt: skip
+_NO_END_USER: Final = "No end user with this id."
+
+
+def new_end_user_key(body: Mapping[str, Any], *, now: datetime | None = None) -> NewKey:
+    """Validates ``{name?, scopes?, expires_at?}`` and mints an end-user key (scopes a subset of ["inference"])."""
+    f.check_keys(body, _KEY_FIELDS, read_only=_KEY_READ_ONLY)
+    name = f.as_opt_str(body.get("name"), "name", max_len=100)
+    scopes = _scopes(body["scopes"]) if "scopes" in body else list(DEFAULT_END_USER_SCOPES)
+    expires_at = body.get("expires_at")
+    expiry = None if expires_at is None else f.as_future_timestamp(expires_at, "expires_at", now or utcnow())
+    raw = generate_raw_key(KeyKind.END_USER)
+    values = {
+        "type": KeyKind.END_USER.value,
+        "name": name,
+        "key_prefix": display_prefix(raw),
+        "key_hash": key_digest(raw),
+        "scopes": scopes,
+        "expires_at": expiry,
+    }
+    return NewKey(raw, values)
+
+
+def _scopes(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest('scopes must be a non-empty array of strings: ["inference"].', "scopes")
+    for index, scope in enumerate(value):
+        if not isinstance(scope, str) or scope not in END_USER_SCOPES:
+            param = f"scopes[{index}]"
+            raise InvalidRequest(f"{param} must be inference: end-user keys carry no other scope.", param)
+    return list(DEFAULT_END_USER_SCOPES)
+
+
+def _display_name(value: object) -> str | None:
+    return f.as_opt_str(value, "display_name", max_len=DISPLAY_NAME_MAX)
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    return {} if value is None else f.as_metadata(value, "metadata")
+
+
+class EndUsers:
+    def __init__(self, store: EndUserStore) -> None:
+        self._store = store
+
+    async def create(
+        self, platform_id: str, body: Mapping[str, Any], now: datetime | None = None
+    ) -> tuple[EndUserCreation, str]:
+        """The creation (or the existing end user with ``created`` False) and the raw key, shown once."""
+        f.check_keys(body, ("external_id", "display_name", "metadata"), read_only=(*_READ_ONLY, "is_active"))
+        values = {
+            "external_id": f.as_str(f.required(body, "external_id"), "external_id", max_len=EXTERNAL_ID_MAX),
+            "display_name": _display_name(body.get("display_name")),
+            "metadata": _metadata(body.get("metadata")),
+        }
+        key = new_end_user_key({})
+        created = await self._store.create_or_get(platform_id, values, key.values, now or utcnow())
+        if created is None:
+            raise NotFound("No platform with this id.")
+        return created, key.raw_key
+
+    async def get(self, platform_id: str, end_user_id: str) -> Record:
+        found = await self._store.get(platform_id, end_user_id)
+        if found is None:
+            raise NotFound(_NO_END_USER)
+        return found
+
+    async def list_end_users(
+        self, platform_id: str, external_id: str | None, offset: int, limit: int
+    ) -> tuple[list[Record], int]:
+        return await self._store.list_end_users(platform_id, external_id, offset, limit)
+
+    async def update(
+        self, platform_id: str, end_user_id: str, body: Mapping[str, Any], now: datetime | None = None
+    ) -> Record:
+        await self.get(platform_id, end_user_id)  # an unknown id is 404 before any body check (§2.3)
+        f.check_keys(body, ("display_name", "metadata", "is_active"), read_only=_READ_ONLY, immutable=("external_id",))
+        values: dict[str, Any] = {}
+        if "display_name" in body:
+            values["display_name"] = _display_name(body["display_name"])
+        if "metadata" in body:
+            values["metadata"] = _metadata(body["metadata"])
+        if "is_active" in body:
+            values["is_active"] = f.as_bool(body["is_active"], "is_active")
+        updated = await self._store.update(platform_id, end_user_id, values, now or utcnow())
+        if updated is None:
+            raise NotFound(_NO_END_USER)
+        return updated
+
+    async def delete(self, platform_id: str, end_user_id: str, now: datetime | None = None) -> None:
+        if not await self._store.delete(platform_id, end_user_id, now or utcnow()):
+            raise NotFound(_NO_END_USER)
+
+    async def issue_key(self, platform_id: str, end_user_id: str, body: Mapping[str, Any]) -> tuple[Record, str]:
+        await self.get(platform_id, end_user_id)
+        key = new_end_user_key(body)
+        row = await self._store.create_key(platform_id, end_user_id, key.values)
+        if row is None:
+            raise NotFound(_NO_END_USER)
+        return row, key.raw_key
