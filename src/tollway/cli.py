@@ -60,20 +60,30 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _check_scale_out(settings)
     asyncio.run(upgrade(settings))
     _install_uvloop()
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level,
+        "access_log": False,
+        "lifespan": "on",
+    }
     try:
-        app = create_app(settings)
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            log_level=settings.log_level,
-            access_log=False,
-            lifespan="on",
-        )
+        if settings.workers > 1:
+            # Each worker process builds its own app from the same environment and configuration file.
+            uvicorn.run("tollway.cli:app_factory", factory=True, workers=settings.workers, **options)
+        else:
+            uvicorn.run(create_app(settings), **options)
     except SettingsError as exc:
         _fail(str(exc))
+
+
+def app_factory() -> Any:
+    """The ASGI app of one worker process of ``tollway serve --workers N``."""
+    from tollway.app import create_app
+
+    return create_app(load_settings())
 
 
 def cmd_rotate_admin_key(args: argparse.Namespace) -> None:
