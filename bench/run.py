@@ -55,7 +55,8 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) -> str:
+async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) -> tuple[str, str]:
+    """The platform key, and the key of an end user with a budget (the end-user path: two holds, markup)."""
     async with aiohttp.ClientSession() as s:
 
         async def call(method: str, path: str, key: str, body: Any) -> Any:
@@ -87,7 +88,9 @@ async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) ->
         pid, key = created["platform"]["id"], created["api_key"]["raw_key"]
         await call("POST", f"/v1/platforms/{pid}/llm-configs", key, {"provider_id": provider["id"], "api_key": "sk-x"})
         await call("POST", f"/v1/admin/platforms/{pid}/wallet/topup", admin_key, {"amount_usd": "100000"})
-        return key
+        user = await call("POST", f"/v1/platforms/{pid}/end-users", key, {"external_id": "bench"})
+        await call("POST", f"/v1/platforms/{pid}/end-users/{user['id']}/budget", key, {"max_usd": "100000"})
+        return key, user["api_key"]["raw_key"]
 
 
 async def latency_block(session: aiohttp.ClientSession, url: str, key: str, body: bytes, n: int) -> list[float]:
@@ -102,17 +105,22 @@ async def latency_block(session: aiohttp.ClientSession, url: str, key: str, body
     return samples
 
 
-async def measure_latency(direct: str, gateway: str, key: str, blocks: int, per_block: int) -> dict[str, float]:
+async def measure_latency(
+    direct: str, gateway: str, key: str, user_key: str, blocks: int, per_block: int
+) -> dict[str, float]:
     body_direct = json.dumps({**BODY, "model": "fake/default"}).encode()
     body_gateway = json.dumps(BODY).encode()
     direct_s: list[float] = []
     gateway_s: list[float] = []
+    user_s: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-        await latency_block(session, direct, "sk-x", body_direct, 200)  # warm-up both paths
+        await latency_block(session, direct, "sk-x", body_direct, 200)  # warm-up every path
         await latency_block(session, gateway, key, body_gateway, 200)
+        await latency_block(session, gateway, user_key, body_gateway, 200)
         for _ in range(blocks):
             direct_s += await latency_block(session, direct, "sk-x", body_direct, per_block)
             gateway_s += await latency_block(session, gateway, key, body_gateway, per_block)
+            user_s += await latency_block(session, gateway, user_key, body_gateway, per_block)
 
     def pct(values: list[float], q: float) -> float:
         ordered = sorted(values)
@@ -126,6 +134,9 @@ async def measure_latency(direct: str, gateway: str, key: str, blocks: int, per_
         "added_p50_ms": pct(gateway_s, 0.50) - pct(direct_s, 0.50),
         "added_p99_ms": pct(gateway_s, 0.99) - pct(direct_s, 0.99),
         "added_mean_ms": statistics.fmean(gateway_s) - statistics.fmean(direct_s),
+        "end_user_p50_ms": pct(user_s, 0.50),
+        "end_user_added_p50_ms": pct(user_s, 0.50) - pct(direct_s, 0.50),
+        "end_user_added_p99_ms": pct(user_s, 0.99) - pct(direct_s, 0.99),
         "samples": len(gateway_s),
     }
 
@@ -166,6 +177,8 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | p50 latency, concurrency 1 | {lat["direct_p50_ms"]:.3f} ms | {lat["gateway_p50_ms"]:.3f} ms | **+{lat["added_p50_ms"]:.3f} ms** | ≤ 1.0 ms |
 | p99 latency, concurrency 1 | {lat["direct_p99_ms"]:.3f} ms | {lat["gateway_p99_ms"]:.3f} ms | **+{lat["added_p99_ms"]:.3f} ms** | ≤ 2.0 ms |
 | throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
+| end-user path (budget hold + markup), p50, concurrency 1 | | {lat["end_user_p50_ms"]:.3f} ms | **+{lat["end_user_added_p50_ms"]:.3f} ms**, {lat["end_user_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the platform path | ≤ 1.5× |
+| end-user path, p99, concurrency 1 | | | +{lat["end_user_added_p99_ms"]:.3f} ms | |
 <!-- bench:end -->"""
     doc = ROOT / "docs" / "performance.md"
     text = doc.read_text() if doc.exists() else "<!-- bench:start -->\n<!-- bench:end -->\n"
