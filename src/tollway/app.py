@@ -74,17 +74,17 @@ async def _not_found(_request: Request, _exc: Exception) -> Response:
     return error_response(NotFound("Unknown route."))
 
 
-def _tollway_error(_request: Request, exc: Exception) -> Response:
+async def _tollway_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TollwayError)
     return error_response(exc)
 
 
-def _unexpected(request: Request, exc: Exception) -> Response:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"request_id": request.scope.get("state", {}).get("request_id")})
     return error_response(InternalError())
 
 
-def _http_exception(_request: Request, exc: Exception) -> Response:
+async def _http_exception(_request: Request, exc: Exception) -> Response:
     # 405 included: a route exists only as method and path (SPEC §2.3 step 1).
     assert isinstance(exc, HTTPException)
     return error_response(NotFound("Unknown route."))

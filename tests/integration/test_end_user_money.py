@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import STORES, database_url_for, make_settings
-from tests.integration.test_money_concurrency import _fire
+from tests.integration.test_money_concurrency import _fire, settled
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
@@ -172,7 +172,7 @@ def test_thousand_cent_calls_against_a_five_dollar_budget(
     assert counts == {200: 500, 402: 500}, counts
     assert {code for status, code in results if status == 402} == {"budget_exhausted"}
     assert fake_upstream.request_count - before == 500
-    budget = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/end-users/{user_id}/budget").json()
+    budget = settled(lambda: tenant.client.get(f"/v1/platforms/{tenant.platform_id}/end-users/{user_id}/budget").json())
     assert budget["used_usd"] == 5 and budget["remaining_usd"] == 0 and budget["held_usd"] == 0
     assert tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()["balance_usd"] == 95
     assert_invariants(first.settings)

@@ -4,9 +4,11 @@ gateway processes (SPEC §9.3, §9.6)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -49,7 +51,19 @@ async def _fire(urls: list[str], key: str, calls: int) -> list[tuple[int, str | 
                 code = payload["error"]["code"] if response.status != 200 else None
                 return response.status, code
 
-        return await asyncio.gather(*(one(i) for i in range(calls)))
+        results = await asyncio.gather(*(one(i) for i in range(calls)))
+    await asyncio.sleep(0.1)  # let the closed connections' transports finish closing before the loop ends
+    return results
+
+
+def settled(read: Callable[[], dict[str, Any]], timeout: float = 15.0) -> dict[str, Any]:
+    """Settlements commit right after the responses (group commit): wait until nothing is held any more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read()
+        if state["held_usd"] == 0 or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
 
 
 def test_thousand_cent_calls_against_five_dollars(
@@ -80,7 +94,7 @@ def test_thousand_cent_calls_against_five_dollars(
     assert counts == {200: 500, 402: 500}, counts
     assert {code for status, code in results if status == 402} == {"wallet_insufficient"}
     assert fake_upstream.request_count - before == 500
-    wallet = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()
+    wallet = settled(lambda: tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json())
     assert wallet["balance_usd"] == 0
     assert wallet["held_usd"] == 0
     rows = tenant.client.get(

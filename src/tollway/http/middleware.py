@@ -5,21 +5,17 @@ the error envelope (SPEC §3). Pure ASGI: no per-request task or buffering, so i
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import orjson
 
+from tollway.domain.ids import new_request_id
 from tollway.errors import InternalError, TollwayError
 
 log = logging.getLogger("tollway.http")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
-
-
-def new_request_id() -> str:
-    return "req_" + os.urandom(16).hex()
 
 
 class RequestContextMiddleware:

@@ -3,7 +3,6 @@ authentication live in ``keystore``. Callers invalidate the authentication cache
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.ids import new_id
 from tollway.storage.paging import Record, fetch_page
 from tollway.storage.tables import api_keys, platforms
 
@@ -35,7 +35,7 @@ async def insert_key(conn: AsyncConnection, values: Mapping[str, Any]) -> dict[s
     """Inserts one key row inside the caller's transaction; returns the row without its digest."""
     row = {
         **values,
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "is_active": True,
         "last_used_at": None,
         "revoked_at": None,

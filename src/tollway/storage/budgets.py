@@ -9,7 +9,6 @@ an idempotency record commits with the ledger rows, §9.7) and the inference set
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -32,6 +31,7 @@ from tollway.domain.budgets import (
     replenish_violation,
 )
 from tollway.domain.clock import as_utc
+from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import BudgetPeriod
 from tollway.storage.db import reader
 from tollway.storage.paging import Record, fetch_page
@@ -258,7 +258,7 @@ async def _append(
 ) -> Record:
     """Appends one ledger row carrying the budget's state after the change (§9.5)."""
     txn = {
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "budget_id": after.id,
         "platform_id": after.platform_id,
         "end_user_id": after.end_user_id,
@@ -285,7 +285,7 @@ async def create_budget(
     """Inserts the budget and its ``opening_balance`` row (+ max). ``period_start`` is the start of the current
     period, or the creation time for ``one_time``. A second budget for the end user violates the unique index."""
     budget = BudgetRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         platform_id=platform_id,
         end_user_id=end_user_id,
         max_nanos=spec.max_nanos,

@@ -3,7 +3,6 @@ Routing reads live in ``catalog``; callers invalidate routing caches after every
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.catalog import ModelRow, Provider, ProviderKind
 from tollway.domain.clock import as_utc, utcnow
+from tollway.domain.ids import new_id
 from tollway.domain.pricing import Prices
 from tollway.storage.paging import fetch_page
 from tollway.storage.tables import llm_configs, models, providers
@@ -64,7 +64,7 @@ class CatalogAdminStore:
 
     async def insert_provider(self, values: Mapping[str, Any]) -> Provider:
         now = utcnow()
-        row = {**values, "id": str(uuid.uuid4()), "created_at": now, "updated_at": now}
+        row = {**values, "id": new_id(), "created_at": now, "updated_at": now}
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(sa.insert(providers).values(row))
@@ -113,7 +113,7 @@ class CatalogAdminStore:
 
     async def insert_model(self, values: Mapping[str, Any]) -> ModelRow:
         now = utcnow()
-        row = {**values, "id": str(uuid.uuid4()), "created_at": now, "updated_at": now}
+        row = {**values, "id": new_id(), "created_at": now, "updated_at": now}
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(sa.insert(models).values(row))

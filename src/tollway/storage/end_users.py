@@ -4,7 +4,6 @@ keys are revoked, its budget deactivated, and its ledger rows and usage logs sta
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.budgets import BudgetSpec
+from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import PlatformSettings
 from tollway.storage.api_keys import insert_key
 from tollway.storage.budgets import BudgetRow, create_budget, lock_managed_budget
@@ -81,7 +81,7 @@ class EndUserStore:
                 budget = await lock_managed_budget(conn, platform_id, user["id"], now)
                 return EndUserCreation(user, key, budget, created=False)
             user = {
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "platform_id": platform_id,
                 "external_id": values["external_id"],
                 "display_name": values.get("display_name"),

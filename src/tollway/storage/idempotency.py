@@ -8,7 +8,6 @@ running twice. Completed records live 24 h from first use, then the key starts a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import as_utc
+from tollway.domain.ids import new_id
 from tollway.storage.tables import idempotency_keys
 
 T = TypeVar("T")
@@ -103,7 +103,7 @@ class IdempotencyStore:
                 )
                 if (await conn.execute(expired)).rowcount != 1:
                     return None  # it changed meanwhile (completed by its owner): look again
-            claim = Claim(str(uuid.uuid4()), now)
+            claim = Claim(new_id(), now)
             await conn.execute(
                 sa.insert(idempotency_keys).values(
                     id=claim.id,

@@ -3,7 +3,6 @@ operator top-up: the balance change and its ``topup`` row commit in one transact
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.ids import new_id
 from tollway.storage.paging import Record, fetch_page
 from tollway.storage.tables import platforms, usage_logs, wallet_transactions, wallets
 
@@ -123,7 +123,7 @@ async def credit_wallet(
         raise BalanceOverflow
     wallet = dict(updated._mapping)
     txn = {
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "wallet_id": wallet["id"],
         "platform_id": platform_id,
         "type": "topup",

@@ -3,7 +3,6 @@ module except through routing's ``catalog``; every query is scoped by platform. 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.ids import new_id
 from tollway.storage.paging import Record, fetch_page
 from tollway.storage.tables import llm_configs, platforms, providers
 
@@ -68,7 +68,7 @@ class LlmConfigStore:
     async def create(self, platform_id: str, values: Mapping[str, Any]) -> Record:
         """``values``: provider_id, api_key_ciphertext, is_default, is_active. Raises ``ProviderUnavailable``."""
         now = utcnow()
-        config_id = str(uuid.uuid4())
+        config_id = new_id()
         row = {**values, "id": config_id, "platform_id": platform_id, "created_at": now, "updated_at": now}
         async with self._engine.begin() as conn:
             await _lock_platform(conn, platform_id)

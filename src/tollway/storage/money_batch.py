@@ -9,7 +9,6 @@ INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +29,7 @@ from tollway.domain.holds import (
     Settlement,
     quote_hold,
 )
+from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import BudgetPeriod
 from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
@@ -229,7 +229,7 @@ class _Batch:
         )
         if isinstance(quote, Refusal):
             return quote
-        hold_id = str(uuid.uuid4())
+        hold_id = new_id()
         wallet.held += quote.wallet_nanos
         wallet.dirty = True
         if budget is not None:
@@ -321,7 +321,7 @@ class _Batch:
 
     def _wallet_row(self, wallet: _Wallet, record: UsageRecord, take: int) -> dict[str, Any]:
         return {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "wallet_id": wallet.id,
             "platform_id": record.platform_id,
             "type": "usage",
@@ -335,7 +335,7 @@ class _Batch:
 
     def _budget_row(self, budget: _Budget, request_id: str | None, amount: int, kind: str) -> dict[str, Any]:
         return {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "budget_id": budget.id,
             "platform_id": budget.platform_id,
             "end_user_id": budget.end_user_id,
@@ -354,7 +354,7 @@ class _Batch:
 
     def log_row(self, record: UsageRecord, take: int, charged: int | None) -> dict[str, Any]:
         return {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "platform_id": record.platform_id,
             "end_user_id": record.end_user_id,
             "request_type": record.request_type,
@@ -394,11 +394,16 @@ class _Batch:
                     "period_start": sql.ts(budget.period_start), "now": now, "id": budget.id,
                 }  # fmt: skip
                 sql.execute(conn, _UPDATE_BUDGET, params)
-        for hold in self.holds.values():
-            if hold.checkpoint is not None:
-                sql.execute(conn, _CHECKPOINT_HOLD, {"checkpoint": sql.json(hold.checkpoint), "id": hold.id})
-            if hold.new_status is not None:
-                sql.execute(conn, _RESOLVE_HOLD, {"status": hold.new_status, "now": now, "id": hold.id})
+        checkpoints = [
+            {"checkpoint": sql.json(h.checkpoint), "id": h.id} for h in self.holds.values() if h.checkpoint is not None
+        ]
+        resolved = [
+            {"status": h.new_status, "now": now, "id": h.id} for h in self.holds.values() if h.new_status is not None
+        ]
+        if checkpoints:
+            sql.executemany(conn, _CHECKPOINT_HOLD, checkpoints)
+        if resolved:
+            sql.executemany(conn, _RESOLVE_HOLD, resolved)
         for statement, rows in (
             (_INSERT_HOLD, self.new_holds),
             (_INSERT_WALLET_TX, self.wallet_rows),

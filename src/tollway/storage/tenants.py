@@ -3,7 +3,6 @@ deletion (SPEC §4.3, §5.1). A deleted platform is invisible here; its ledgers 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.ids import new_id
 from tollway.storage.api_keys import insert_key
 from tollway.storage.catalog_admin import Duplicate
 from tollway.storage.paging import Record, fetch_page
@@ -78,7 +78,7 @@ class PlatformStore:
                 taken = set((await conn.execute(query)).scalars())
                 slug = next_free_slug(slug_base, taken)
             platform = {
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "name": name,
                 "slug": slug,
                 "settings": dict(settings),
@@ -87,7 +87,7 @@ class PlatformStore:
                 "updated_at": now,
             }
             wallet = {
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "platform_id": platform["id"],
                 "balance_nanos": 0,
                 "held_nanos": 0,
