@@ -16,6 +16,7 @@ def _json_serializer(value: Any) -> str:
 
 
 _READ_ONLY = "tollway_read_only"
+SQLITE_PAGE_SIZE = 1024
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
@@ -29,6 +30,9 @@ def _sqlite_hooks(sync_engine: sa.Engine) -> None:
         # The driver must not open transactions on its own; the "begin" hook below does it.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        # Small pages: every commit rewrites each page it touches in the write-ahead log, and a settlement touches
+        # about a dozen B-trees; 1 KiB pages keep that to ~15 KiB per call. Takes effect on a new database only.
+        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -3,13 +3,15 @@
 A batch is a handful of statements that SQLite runs in tens of microseconds, far less than a thread hop and the
 GIL hand-off it causes, so it runs right on the event loop with a zero busy timeout. If another writer holds the
 database lock at that moment, the batch goes to a thread that waits for it instead, so the loop never blocks on
-a lock. Checkpoints of the write-ahead log run in a thread too, never inside a commit on the loop.
+a lock. Checkpoints of the write-ahead log run in a thread too, never inside a commit on the loop, and keep the
+log bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -20,6 +22,7 @@ from tollway.storage.driver_sql import DriverSQL
 from tollway.storage.money_batch import Result, apply_batch
 
 CHECKPOINT_EVERY_S = 1.0
+WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -54,6 +57,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SqliteMoneyConnection:
     def __init__(self, settings: Settings) -> None:
         path = settings.database_url.removeprefix("sqlite:///")
+        self._path = path
         self._inline = _connect(path, 0)
         self._waiting = _connect(path, 30_000)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-sqlite")
@@ -76,7 +80,17 @@ class SqliteMoneyConnection:
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
             with contextlib.suppress(sqlite3.Error):
-                await loop.run_in_executor(self._thread, self._waiting.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                await loop.run_in_executor(self._thread, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """PASSIVE never stalls writers but cannot restart a log that grows under constant writes; once the log
+        passes ``WAL_TRUNCATE_BYTES`` a TRUNCATE checkpoint resets it (a short stall, rare)."""
+        try:
+            size = os.path.getsize(self._path + "-wal")
+        except OSError:
+            return
+        mode = "TRUNCATE" if size > WAL_TRUNCATE_BYTES else "PASSIVE"
+        self._waiting.execute(f"PRAGMA wal_checkpoint({mode})")
 
     def close(self) -> None:
         if self._checkpoint_task is not None:
