@@ -63,7 +63,11 @@ async def make_backend(request: pytest.FixtureRequest) -> AsyncIterator[BackendF
             backend = InProcessRateLimitBackend() if clock_ms is None else InProcessRateLimitBackend(clock_ms)
         else:
             server: RedisServer = request.getfixturevalue("redis_server")
-            backend = RedisRateLimitBackend(connect(server.url), clock_ms=clock_ms, timeout_s=LOADED_MACHINE_TIMEOUT_S)
+            backend = RedisRateLimitBackend(
+                connect(server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
+                clock_ms=clock_ms,
+                timeout_s=LOADED_MACHINE_TIMEOUT_S,
+            )
         made.append(backend)
         return backend
 
@@ -96,7 +100,10 @@ async def test_60_rpm_admits_exactly_60_of_200_concurrent(make_backend: BackendF
 async def test_100_rpm_shared_by_three_instances_admits_exactly_100(redis_server: RedisServer) -> None:
     instances = [
         FailoverBackend(
-            RedisRateLimitBackend(connect(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S),
+            RedisRateLimitBackend(
+                connect(redis_server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
+                timeout_s=LOADED_MACHINE_TIMEOUT_S,
+            ),
             InProcessRateLimitBackend(),
             3,
         )
@@ -232,7 +239,11 @@ async def test_redis_and_in_process_agree_on_a_random_history(redis_server: Redi
     """The Lua script mirrors the in-process backend: the same operations give the same decisions."""
     clock = FakeClock(_ms("2026-05-01T23:58:00"))
     memory = InProcessRateLimitBackend(clock)
-    shared = RedisRateLimitBackend(connect(redis_server.url), clock_ms=clock, timeout_s=LOADED_MACHINE_TIMEOUT_S)
+    shared = RedisRateLimitBackend(
+        connect(redis_server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
+        clock_ms=clock,
+        timeout_s=LOADED_MACHINE_TIMEOUT_S,
+    )
     rng = random.Random(20260501)
     users = [_user() for _ in range(3)]
     limits = RateLimits(rpm=5, tpm=6000, rpd=40)
@@ -332,7 +343,9 @@ async def test_unreachable_redis_never_raises() -> None:
     server = await asyncio.to_thread(start_redis_or_skip)
     url = server.url
     await asyncio.to_thread(server.stop)  # nothing listens there any more
-    shared = RedisRateLimitBackend(connect(url), timeout_s=LOADED_MACHINE_TIMEOUT_S)
+    shared = RedisRateLimitBackend(
+        connect(url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S), timeout_s=LOADED_MACHINE_TIMEOUT_S
+    )
     failover = FailoverBackend(shared, InProcessRateLimitBackend(), 3)
     try:
         decision = await failover.admit(_user(), RateLimits(rpm=100, tpm=1000), SMALL)

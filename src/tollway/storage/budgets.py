@@ -2,9 +2,9 @@
 in one transaction, with the budget row locked (PostgreSQL ``FOR UPDATE``; SQLite transactions already hold the
 write lock from ``BEGIN IMMEDIATE``). A period reset that is due is applied under that lock before the operation.
 
-The functions taking an ``AsyncConnection`` run inside the caller's transaction: the management use cases (so that
-an idempotency record commits with the ledger rows, §9.7) and the inference settlement (``lock_budget_for_update``,
-``apply_inference_charge``). Lock order on the inference path is wallet, then budget (§8).
+The functions taking an ``AsyncConnection`` run inside the caller's transaction, so that an idempotency record
+commits with the ledger rows (§9.7). Inference holds and settlements do not come here: the money writer's batches
+(``money_batch.py``) apply them, with the same reset and low-balance rules of ``domain/budgets.py``.
 """
 
 from __future__ import annotations
@@ -187,13 +187,6 @@ async def _lock(conn: AsyncConnection, query: sa.Select[Any], now: datetime) -> 
     if row is None:
         return None
     return await _reset_if_due(conn, budget_row(row._mapping), now)
-
-
-async def lock_budget_for_update(conn: AsyncConnection, end_user_id: str, now: datetime) -> BudgetRow | None:
-    """Inside the caller's transaction: lock the end user's ACTIVE budget row, apply a due period reset (writing its
-    ``reset`` row) and return the current state; None when the end user has no active budget."""
-    query = sa.select(budgets).where(budgets.c.end_user_id == end_user_id, budgets.c.is_active.is_(True))
-    return await _lock(conn, query, now)
 
 
 async def lock_managed_budget(
@@ -432,42 +425,6 @@ def _patched(budget: BudgetRow, patch: BudgetPatch, now: datetime) -> BudgetRow:
         is_active=budget.is_active if patch.is_active is None else patch.is_active,
         updated_at=now,
     )
-
-
-async def apply_inference_charge(
-    conn: AsyncConnection, budget: BudgetRow, charge_nanos: int, hold_nanos: int, request_id: str, now: datetime
-) -> int:
-    """Inside the caller's settlement transaction, on a budget locked there by ``lock_budget_for_update``: frees
-    ``hold_nanos`` from ``held``, takes ``charge_nanos`` as far as ``available`` then goes (§9.4) by raising
-    ``used``, writes the ``inference`` row (amount −charged; at most one per request id, a unique index) and keeps
-    the low-balance arming. Returns the amount actually charged. The row is re-read (it is already locked, so this
-    does not wait) in case holds changed since it was locked."""
-    if charge_nanos < 0 or hold_nanos < 0:
-        raise ValueError("charge and hold must not be negative")
-    current = await _locked_by_id(conn, budget.id)
-    if hold_nanos > current.held_nanos:
-        raise ValueError(f"budget {budget.id} holds {current.held_nanos} n$, less than the {hold_nanos} released")
-    held = current.held_nanos - hold_nanos
-    charged = min(charge_nanos, max(0, current.max_nanos - current.used_nanos - held))
-    used = current.used_nanos + charged
-    threshold = current.low_balance_threshold_nanos
-    armed, fires = armed_after_spend(threshold, current.max_nanos - used, current.low_balance_armed)
-    after = replace(current, used_nanos=used, held_nanos=held, low_balance_armed=armed, updated_at=now)
-    await _write(conn, after)
-    txn = await _append(conn, after, BudgetTxnType.INFERENCE, -charged, now, request_id=request_id)
-    await record_events(conn, after, txn, _spend_events(fires))
-    return charged
-
-
-async def release_budget_hold(conn: AsyncConnection, budget: BudgetRow, hold_nanos: int, now: datetime) -> BudgetRow:
-    """Inside the caller's transaction: frees ``hold_nanos`` from ``held`` without a charge (no ledger row: holds
-    do not change ``remaining``)."""
-    current = await _locked_by_id(conn, budget.id)
-    if not 0 <= hold_nanos <= current.held_nanos:
-        raise ValueError(f"budget {budget.id} holds {current.held_nanos} n$; cannot release {hold_nanos}")
-    after = replace(current, held_nanos=current.held_nanos - hold_nanos, updated_at=now)
-    await _write(conn, after)
-    return after
 
 
 async def _locked_by_id(conn: AsyncConnection, budget_id: str) -> BudgetRow:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,7 +39,9 @@ _RETRY_DELAY_S = 0.5
 
 
 class MoneyWriter:
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        """``clock`` dates the rows and decides period resets; tests replace it to move time."""
+        self._clock = clock
         self._engine = engine
         self._reader = reader(engine)
         self._sqlite = SqliteMoneyConnection(settings) if settings.is_sqlite else None
@@ -127,7 +131,7 @@ class MoneyWriter:
                 return
 
     async def _apply(self, commands: list[MoneyCommand]) -> list[Result]:
-        now = utcnow()
+        now = self._clock()
         if self._sqlite is not None:
             return await self._sqlite.apply(commands, now, self._sql)
         async with self._engine.begin() as conn:
