@@ -219,10 +219,15 @@ def main() -> None:
         wait_port(gateway_port)
         upstream = f"http://127.0.0.1:{upstream_port}/v1"
         gateway = f"http://127.0.0.1:{gateway_port}/v1"
-        key = asyncio.run(seed(gateway.removesuffix("/v1"), admin_key, upstream, args.upstream_model))
+        key, user_key = asyncio.run(seed(gateway.removesuffix("/v1"), admin_key, upstream, args.upstream_model))
         latency = asyncio.run(
             measure_latency(
-                upstream + "/chat/completions", gateway + "/chat/completions", key, args.blocks, args.per_block
+                upstream + "/chat/completions",
+                gateway + "/chat/completions",
+                key,
+                user_key,
+                args.blocks,
+                args.per_block,
             )
         )
         direct_body = {**BODY, "model": args.upstream_model}
