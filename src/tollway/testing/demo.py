@@ -69,7 +69,26 @@ async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
             admin_key,
             {"amount_usd": "25", "description": "demo funds"},
         )
-    return {"platform_id": platform_id, "platform_key": platform_key}
+        user = await _call(
+            session,
+            "POST",
+            f"{base}/v1/platforms/{platform_id}/end-users",
+            platform_key,
+            {"external_id": "demo-user", "display_name": "Dana (demo)"},
+        )
+        await _call(
+            session,
+            "POST",
+            f"{base}/v1/platforms/{platform_id}/end-users/{user['id']}/budget",
+            platform_key,
+            {"max_usd": "5", "period": "monthly"},
+        )
+    return {
+        "platform_id": platform_id,
+        "platform_key": platform_key,
+        "end_user_id": user["id"],
+        "end_user_key": user["api_key"]["raw_key"],
+    }
 
 
 def _banner(base: str, admin_key: str, seeded: dict[str, str]) -> str:

@@ -1,0 +1,46 @@
+"""``make run`` (``tollway demo``) works on a fresh data directory: keys printed, the example call answers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+
+
+def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
+    port, upstream = free_port(), free_port()
+    tollway = str(Path(sys.executable).with_name("tollway"))
+    args = [tollway, "demo", "--port", str(port), "--upstream-port", str(upstream), "--data-dir", str(tmp_path / "d")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("Press Ctrl+C" in line for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stdout.readline())
+        banner = "".join(lines)
+        key = re.search(r"end-user key : (sk-eu_\S+)", banner)
+        assert key is not None and re.search(r"platform key : sk-plat_\S+", banner)
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key.group(1)}"},
+            json={"model": "echo", "messages": [{"role": "user", "content": "Hello, Tollway!"}]},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == "Hello, Tollway!"
+        budget = httpx.get(f"http://127.0.0.1:{port}/v1/me/budget", headers={"Authorization": f"Bearer {key.group(1)}"})
+        assert budget.json()["max_usd"] == 5
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
