@@ -6,19 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import STORES, database_url_for, make_settings
 from tests.integration.test_money_concurrency import _fire, settled
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
-from tests.support.servers import GatewayServer, free_port
+from tests.support.servers import GatewayServer
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "x"}]
@@ -130,19 +127,6 @@ def test_suspended_budget_is_402_and_no_budget_means_wallet_only(
     _, free_key = _end_user(tenant, None, "no-budget")
     assert _chat(gateway, free_key).status_code == 200
     tenant.client.close()
-
-
-@pytest.fixture(params=STORES)
-def instances(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[GatewayProcess]]:
-    base = make_settings(tmp_path, database_url_for(request.param, tmp_path, request))
-    started: list[GatewayProcess] = []
-    try:
-        for _ in range(2 if request.param == "postgres" else 1):
-            started.append(GatewayProcess(base.model_copy(update={"port": free_port()})))
-        yield started
-    finally:
-        for proc in started:
-            proc.stop()
 
 
 def test_thousand_cent_calls_against_a_five_dollar_budget(

@@ -6,38 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import httpx
-import pytest
 
-from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
 from tests.support.seed import create_model, create_provider, create_tenant
-from tests.support.servers import free_port
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
 CALLS = 1000
 BODY = {"model": "cent", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}
-
-
-@pytest.fixture(params=STORES)
-def instances(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[GatewayProcess]]:
-    url = database_url_for(request.param, tmp_path, request)
-    base = make_settings(tmp_path, url)
-    count = 2 if request.param == "postgres" else 1
-    started: list[GatewayProcess] = []
-    try:
-        for _ in range(count):
-            started.append(GatewayProcess(base.model_copy(update={"port": free_port()})))
-        yield started
-    finally:
-        for proc in started:
-            proc.stop()
 
 
 async def _fire(urls: list[str], key: str, calls: int) -> list[tuple[int, str | None]]:
