@@ -114,8 +114,11 @@ class InferenceService:
 
     # -- the call --------------------------------------------------------------------------------------------
 
-    def _call(self, ctx: CallContext, request: ChatRequest, plan: Plan, candidate: Candidate) -> UpstreamCall:
-        deadline = asyncio.get_running_loop().time() + self._settings.total_timeout_s
+    @staticmethod
+    def _call(
+        ctx: CallContext, request: ChatRequest, plan: Plan, candidate: Candidate, deadline: float
+    ) -> UpstreamCall:
+        """Every attempt of a request shares its one deadline: retries never stretch the total timeout (§14.1)."""
         return UpstreamCall(
             request, candidate, plan.limits[candidate.model.id], ctx.request_id, ctx.session_id, deadline
         )
@@ -181,7 +184,7 @@ class InferenceService:
 
             async def open_stream(candidate: Candidate) -> tuple[ChatStream, AsyncIterator[StreamChunk], StreamChunk]:
                 stream = await self._adapters.get(candidate.provider.kind).chat_stream(
-                    self._call(ctx, request, plan, candidate)
+                    self._call(ctx, request, plan, candidate, deadline)
                 )
                 iterator = aiter(stream)
                 try:
@@ -205,7 +208,9 @@ class InferenceService:
             return StreamedCompletion(events, candidate.provider.slug, {**admission.headers, **_clamp_header(plan)})
 
         async def call_once(candidate: Candidate) -> Any:
-            return await self._adapters.get(candidate.provider.kind).chat(self._call(ctx, request, plan, candidate))
+            return await self._adapters.get(candidate.provider.kind).chat(
+                self._call(ctx, request, plan, candidate, deadline)
+            )
 
         candidate, result = await with_fallback(plan.candidates, call_once, failed, deadline, health=self._health)
         choices: list[dict[str, Any]] = result.body["choices"]

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
@@ -24,7 +23,6 @@ from tollway.storage.db import reader
 from tollway.storage.driver_sql import DriverSQL
 from tollway.storage.money_batch import Result, apply_batch
 from tollway.storage.sqlite_money import SqliteMoneyConnection
-from tollway.storage.tables import wallets
 
 log = logging.getLogger("tollway.money")
 
@@ -72,17 +70,6 @@ class MoneyWriter:
         result = await self.submit(request)
         assert isinstance(result, HoldGrant | Refusal)
         return result
-
-    async def wallet_available(self, platform_id: str) -> int | None:
-        async with self._reader.connect() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(wallets.c.balance_nanos - wallets.c.held_nanos).where(
-                        wallets.c.platform_id == platform_id
-                    )
-                )
-            ).scalar_one_or_none()
-        return None if value is None else int(value)
 
     async def _run(self) -> None:
         while True:
