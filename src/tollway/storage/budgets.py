@@ -34,7 +34,7 @@ from tollway.domain.clock import as_utc
 from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import BudgetPeriod
 from tollway.storage.db import reader
-from tollway.storage.paging import Record, fetch_page
+from tollway.storage.paging import Record, ledger_page
 from tollway.storage.tables import budget_transactions, budgets, end_users
 
 BIGINT_MAX: Final = 2**63 - 1
@@ -515,13 +515,14 @@ class BudgetStore:
         offset: int,
         limit: int,
     ) -> tuple[list[Record], int]:
-        query = sa.select(budget_transactions).where(budget_transactions.c.budget_id == budget_id)
-        if txn_type is not None:
-            query = query.where(budget_transactions.c.type == txn_type)
-        if since is not None:
-            query = query.where(budget_transactions.c.created_at >= since)
-        if until is not None:
-            query = query.where(budget_transactions.c.created_at < until)
-        order = [budget_transactions.c.created_at.desc(), budget_transactions.c.id.desc()]
         async with self._reader.connect() as conn:
-            return await fetch_page(conn, query, order, offset, limit)
+            return await ledger_page(
+                conn,
+                budget_transactions,
+                budget_transactions.c.budget_id == budget_id,
+                txn_type=txn_type,
+                since=since,
+                until=until,
+                offset=offset,
+                limit=limit,
+            )

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
-from tollway.storage.paging import Record, fetch_page
+from tollway.storage.paging import Record, fetch_page, ledger_page
 from tollway.storage.tables import platforms, usage_logs, wallet_transactions, wallets
 
 BIGINT_MAX: Final = 2**63 - 1
@@ -62,16 +62,17 @@ class LedgerStore:
         offset: int,
         limit: int,
     ) -> tuple[list[Record], int]:
-        query = sa.select(wallet_transactions).where(wallet_transactions.c.platform_id == platform_id)
-        if txn_type is not None:
-            query = query.where(wallet_transactions.c.type == txn_type)
-        if since is not None:
-            query = query.where(wallet_transactions.c.created_at >= since)
-        if until is not None:
-            query = query.where(wallet_transactions.c.created_at < until)
-        order = [wallet_transactions.c.created_at.desc(), wallet_transactions.c.id.desc()]
         async with self._engine.connect() as conn:
-            return await fetch_page(conn, query, order, offset, limit)
+            return await ledger_page(
+                conn,
+                wallet_transactions,
+                wallet_transactions.c.platform_id == platform_id,
+                txn_type=txn_type,
+                since=since,
+                until=until,
+                offset=offset,
+                limit=limit,
+            )
 
     async def usage_logs(
         self,

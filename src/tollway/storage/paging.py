@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,3 +22,25 @@ async def fetch_page(
         return [], total
     rows = (await conn.execute(query.order_by(*order).offset(offset).limit(limit))).all()
     return [dict(row._mapping) for row in rows], total
+
+
+async def ledger_page(
+    conn: AsyncConnection,
+    table: sa.Table,
+    owner: sa.ColumnElement[bool],
+    *,
+    txn_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Record], int]:
+    """One page of a wallet's or a budget's ledger rows, newest first, filtered by type and time (§1.2, §5.7)."""
+    query = sa.select(table).where(owner)
+    if txn_type is not None:
+        query = query.where(table.c.type == txn_type)
+    if since is not None:
+        query = query.where(table.c.created_at >= since)
+    if until is not None:
+        query = query.where(table.c.created_at < until)
+    return await fetch_page(conn, query, [table.c.created_at.desc(), table.c.id.desc()], offset, limit)
