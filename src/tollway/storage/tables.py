@@ -309,3 +309,9 @@ rate_limit_overrides = sa.Table(
         name="limits_positive",
     ),
 )
+
+# -- stored responses (SPEC §7.6; migration 0005) --------------------------------------------------------------
+
+# -- webhooks: endpoints, outbox events, deliveries (SPEC §11; migration 0006) -----------------------------------
+
+# -- instance heartbeats (SPEC §13.2; migration 0007) ---------------------------------------------------------
