@@ -41,6 +41,7 @@ from tollway.storage.rate_overrides import RateOverrideStore
 from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit_redis import RedisRateLimitBackend
 from tollway.storage.ratelimit_redis import connect as connect_redis
+from tollway.workers.heartbeat import Presence
 from tollway.workers.periodic import every
 from tollway.workers.sweeper import HoldSweeper
 
@@ -144,6 +145,9 @@ def create_app(settings: Settings) -> Any:
         services = await build_services(settings)
         app.state.services = services
         services.money.start()
+        presence = Presence(services.engine, uses_redis=settings.redis_url is not None)
+        await presence.start()
+        services.background.append(asyncio.create_task(presence.run()))
         services.background.append(asyncio.create_task(_touch_keys_loop(services)))
         engine = services.engine
         services.background += [
@@ -156,6 +160,7 @@ def create_app(settings: Settings) -> Any:
         finally:
             for task in services.background:
                 task.cancel()
+            await presence.leave()
             await services.money.stop()
             await services.rate_limiter.close()
             await services.http.close()

@@ -34,6 +34,24 @@ def _check_scale_out(settings: Settings) -> None:
             _fail(f"TOLLWAY_WORKERS={settings.workers} needs " + " and ".join(missing))
 
 
+def _ensure_alone(settings: Settings) -> None:
+    """Without Redis, limits live in this process: refuse to start next to another instance (SPEC §13.2)."""
+    from tollway.storage.db import create_engine
+    from tollway.workers.heartbeat import AnotherInstanceRunning, ensure_alone
+
+    async def check() -> None:
+        engine = create_engine(settings)
+        try:
+            await ensure_alone(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(check())
+    except AnotherInstanceRunning as exc:
+        _fail(str(exc))
+
+
 def _install_uvloop() -> None:
     try:
         import uvloop
@@ -59,6 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     _check_scale_out(settings)
     asyncio.run(upgrade(settings))
+    if settings.redis_url is None:
+        _ensure_alone(settings)
     _install_uvloop()
     options: dict[str, Any] = {
         "host": settings.host,

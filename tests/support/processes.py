@@ -13,7 +13,7 @@ from pathlib import Path
 from tollway.settings import Settings
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def gateway_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLWAY_")}
     for name, value in settings.model_dump().items():
         if value is not None:
@@ -26,7 +26,7 @@ class GatewayProcess:
         self.settings = settings
         self.url = f"http://{settings.host}:{settings.port}"
         tollway = Path(sys.executable).with_name("tollway")
-        self.proc = subprocess.Popen([str(tollway), "serve"], env=_env(settings), stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen([str(tollway), "serve"], env=gateway_env(settings), stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -44,6 +44,8 @@ class GatewayProcess:
         """kill -9: no shutdown hooks, holds in flight stay as they are."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

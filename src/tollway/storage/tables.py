@@ -315,3 +315,16 @@ rate_limit_overrides = sa.Table(
 # -- webhooks: endpoints, outbox events, deliveries (SPEC §11; migration 0006) -----------------------------------
 
 # -- instance heartbeats (SPEC §13.2; migration 0007) ---------------------------------------------------------
+
+# One row per serving process; beaten every 5 s and deleted on a clean exit, so that an instance without Redis can
+# refuse to start next to another one (rate limits would silently multiply).
+instance_heartbeats = sa.Table(
+    "instance_heartbeats",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("uses_redis", sa.Boolean, nullable=False),
+    _ts("started_at"),
+    _ts("heartbeat_at"),
+)
