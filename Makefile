@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench bench-scale clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ check: $(BIN)/.installed
 ## bench: added latency and throughput of Tollway against direct-to-upstream; writes docs/performance.md
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
+
+## bench-scale: Redis against in-process rate limits, and 1 against 2 workers (PostgreSQL + Redis)
+bench-scale: $(BIN)/.installed
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

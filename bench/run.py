@@ -55,8 +55,11 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) -> tuple[str, str]:
-    """The platform key, and the key of an end user with a budget (the end-user path: two holds, markup)."""
+async def seed(
+    base: str, admin_key: str, upstream: str, upstream_model: str, limits: dict[str, int] | None = None
+) -> tuple[str, str]:
+    """The platform key, and the key of an end user with a budget (the end-user path: two holds, markup) and, when
+    ``limits`` is given, a rate-limit override so that every call goes through the limiter's backend."""
     async with aiohttp.ClientSession() as s:
 
         async def call(method: str, path: str, key: str, body: Any) -> Any:
@@ -90,6 +93,8 @@ async def seed(base: str, admin_key: str, upstream: str, upstream_model: str) ->
         await call("POST", f"/v1/admin/platforms/{pid}/wallet/topup", admin_key, {"amount_usd": "100000"})
         user = await call("POST", f"/v1/platforms/{pid}/end-users", key, {"external_id": "bench"})
         await call("POST", f"/v1/platforms/{pid}/end-users/{user['id']}/budget", key, {"max_usd": "100000"})
+        if limits:
+            await call("PUT", f"/v1/platforms/{pid}/end-users/{user['id']}/rate-limits", key, limits)
         return key, user["api_key"]["raw_key"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from tollway.errors import InvalidRequest, RequestTooLarge
 from tollway.http.jsonbody import parse_json_body, parse_json_body_exact
@@ -19,11 +19,15 @@ async def read_raw(request: Request, limit: int) -> bytes:
         raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; a 400 keeps it out of the error log (uvicorn drops the reply).
+        raise InvalidRequest("The client closed the connection before sending the whole body.") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
