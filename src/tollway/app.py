@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
+from tollway.http.cors import InferenceCORS
 from tollway.http.middleware import RequestContextMiddleware
 from tollway.http.responses import error_response
 from tollway.http.routes import build_routes
@@ -168,15 +168,7 @@ def create_app(settings: Settings) -> Any:
 
     middleware = []
     if settings.cors_origin_list:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origin_list),
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "x-session-id", "idempotency-key"],
-                expose_headers=["x-request-id"],
-            )
-        )
+        middleware.append(Middleware(InferenceCORS, origins=settings.cors_origin_list))
     app = Starlette(
         routes=build_routes(),
         middleware=middleware,
