@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
+from tollway.storage.db import reader
 from tollway.storage.paging import Record, fetch_page, ledger_page
 from tollway.storage.tables import platforms, usage_logs, wallet_transactions, wallets
 
@@ -25,6 +26,7 @@ class BalanceOverflow(Exception):
 class LedgerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reader = reader(engine)  # listings never take SQLite's write lock
 
     async def wallet(self, platform_id: str) -> Record | None:
         """The wallet of a live platform."""
@@ -33,7 +35,7 @@ class LedgerStore:
             .select_from(wallets.join(platforms, platforms.c.id == wallets.c.platform_id))
             .where(wallets.c.platform_id == platform_id, platforms.c.deleted_at.is_(None))
         )
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else dict(row._mapping)
 
@@ -62,7 +64,7 @@ class LedgerStore:
         offset: int,
         limit: int,
     ) -> tuple[list[Record], int]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await ledger_page(
                 conn,
                 wallet_transactions,
@@ -92,7 +94,7 @@ class LedgerStore:
         if until is not None:
             query = query.where(usage_logs.c.created_at < until)
         order = [usage_logs.c.created_at.desc(), usage_logs.c.id.desc()]
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await fetch_page(conn, query, order, offset, limit)
 
 
