@@ -14,7 +14,7 @@ import pytest
 from tests.integration.test_money_concurrency import _fire, settled
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
-from tests.support.seed import Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import Tenant, cent_tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
@@ -133,20 +133,7 @@ def test_thousand_cent_calls_against_a_five_dollar_budget(
     instances: list[GatewayProcess], fake_upstream: FakeUpstreamThread
 ) -> None:
     first = instances[0]
-    with httpx.Client(
-        base_url=first.url, headers={"Authorization": f"Bearer {first.settings.admin_key}"}, timeout=30
-    ) as admin:
-        provider = create_provider(admin, fake_upstream.base_url)
-        create_model(
-            admin,
-            provider["id"],
-            "cent",
-            "fake/usage?in=0&out=10",
-            input_price_per_mtok="0",
-            output_price_per_mtok="1000",
-            max_output_tokens=10,
-        )
-        tenant = create_tenant(admin, first.url, provider["id"], provider["slug"], topup="100")
+    tenant = cent_tenant(first.url, first.settings.admin_key, fake_upstream.base_url, topup="100")
     user_id, key = _end_user(tenant, "5", "five-dollars")
     before = fake_upstream.request_count
 

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import httpx
 
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
-from tests.support.seed import create_model, create_provider, create_tenant
+from tests.support.seed import cent_tenant
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
 CALLS = 1000
@@ -52,21 +51,7 @@ def test_thousand_cent_calls_against_five_dollars(
 ) -> None:
     first = instances[0]
     settings = first.settings
-    with httpx.Client(
-        base_url=first.url, headers={"Authorization": f"Bearer {settings.admin_key}"}, timeout=30
-    ) as admin:
-        provider = create_provider(admin, fake_upstream.base_url)
-        # $1,000 per Mtok out, nothing for input: 10 completion tokens cost exactly $0.01, the worst case too
-        create_model(
-            admin,
-            provider["id"],
-            "cent",
-            "fake/usage?in=0&out=10",
-            input_price_per_mtok="0",
-            output_price_per_mtok="1000",
-            max_output_tokens=10,
-        )
-        tenant = create_tenant(admin, first.url, provider["id"], provider["slug"], topup="5")
+    tenant = cent_tenant(first.url, settings.admin_key, fake_upstream.base_url, topup="5")
     before = fake_upstream.request_count
 
     results = asyncio.run(_fire([p.url for p in instances], tenant.platform_key, CALLS))

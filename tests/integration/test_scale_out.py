@@ -21,7 +21,7 @@ from tests.integration.test_money_concurrency import settled
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
 from tests.support.redis_server import RedisServer, start_redis_or_skip
-from tests.support.seed import Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import Tenant, cent_tenant
 from tests.support.servers import PostgresServer, free_port
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
@@ -61,20 +61,7 @@ def _start_cluster(
         for _ in range(count):
             processes.append(GatewayProcess(base.model_copy(update={"port": free_port()})))
         first = processes[0]
-        with httpx.Client(
-            base_url=first.url, headers={"Authorization": f"Bearer {first.settings.admin_key}"}, timeout=30
-        ) as admin:
-            provider = create_provider(admin, fake.base_url)
-            create_model(
-                admin,
-                provider["id"],
-                "cent",
-                "fake/usage?in=0&out=10",
-                input_price_per_mtok="0",
-                output_price_per_mtok="1000",
-                max_output_tokens=10,
-            )
-            tenant = create_tenant(admin, first.url, provider["id"], provider["slug"], topup="100")
+        tenant = cent_tenant(first.url, first.settings.admin_key, fake.base_url, topup="100")
     except BaseException:
         for process in processes:
             process.stop()

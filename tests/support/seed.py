@@ -46,6 +46,23 @@ def create_model(admin: httpx.Client, provider_id: str, slug: str, upstream: str
     return _ok(admin.post("/v1/admin/models", json=body))
 
 
+def cent_tenant(process_url: str, admin_key: str | None, upstream_url: str, topup: str) -> Tenant:
+    """A tenant whose model ``cent`` costs exactly $0.01 a call (10 completion tokens at $1,000 per Mtok, input
+    free), worst case included: money tests can then count calls in cents."""
+    with httpx.Client(base_url=process_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30) as admin:
+        provider = create_provider(admin, upstream_url)
+        create_model(
+            admin,
+            provider["id"],
+            "cent",
+            "fake/usage?in=0&out=10",
+            input_price_per_mtok="0",
+            output_price_per_mtok="1000",
+            max_output_tokens=10,
+        )
+        return create_tenant(admin, process_url, provider["id"], provider["slug"], topup=topup)
+
+
 def create_tenant(
     admin: httpx.Client, gateway_url: str, provider_id: str, provider_slug: str, topup: str = "10"
 ) -> Tenant:
