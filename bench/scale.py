@@ -119,7 +119,8 @@ def main() -> None:
     upstream = subprocess.Popen(
         pinned(1, [TOLLWAY, "fake-upstream", "--port", str(upstream_port)]), stdout=subprocess.DEVNULL
     )
-    redis, postgres = RedisServer(), PostgresServer()
+    # Redis shares core 1 with the upstream and the clients, so it never competes with a one-worker gateway.
+    redis, postgres = RedisServer(tuple(pinned(1, []))), PostgresServer()
     try:
         wait_port(upstream_port)
         redis.start()

@@ -31,10 +31,12 @@ def redis_binary() -> str | None:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, launcher: tuple[str, ...] = ()) -> None:
+        """``launcher`` prefixes the command (the benchmark pins the server to a core with ``taskset``)."""
         binary = redis_binary()
         assert binary is not None
         self.binary = binary
+        self.launcher = launcher
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="tollway-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -45,6 +47,7 @@ class RedisServer:
 
     def start(self) -> None:
         args = [
+            *self.launcher,
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
