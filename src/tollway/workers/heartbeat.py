@@ -78,7 +78,7 @@ class Presence:
             others = await instances.others(self._engine, self.beat.id)
             # Started at the same moment as another one: the CLI check could not see it yet.
             if any((now - b.heartbeat_at).total_seconds() < STALE_AFTER_S for b in others):
-                log.error("another instance shares this database and this one has no Redis: rate limits are per instance")
+                log.error("another instance shares this database and this one has no Redis: limits are per instance")
 
     async def run(self) -> None:
         while True:
