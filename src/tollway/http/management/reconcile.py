@@ -1,0 +1,24 @@
+"""``GET /v1/admin/reconcile`` (operator key): SPEC §9.6 invariants 1, 2 and 6 recomputed from the store."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.errors import ServiceUnavailable
+from tollway.http.guards import require_operator
+from tollway.http.responses import json_response
+from tollway.storage.reconcile import reconcile
+
+
+async def get_reconcile(request: Request) -> Response:
+    await require_operator(request)
+    try:
+        report = await reconcile(request.app.state.services.engine)
+    except OSError as exc:
+        raise ServiceUnavailable("The database is unreachable.") from exc
+    return json_response(report.body())
+
+
+routes: list[BaseRoute] = [Route("/v1/admin/reconcile", get_reconcile, methods=["GET"])]
