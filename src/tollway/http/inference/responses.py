@@ -1,0 +1,54 @@
+"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``: parse -> ResponsesService -> JSON or SSE."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tollway.domain.responses_request import parse_responses_request
+from tollway.http.body import read_json
+from tollway.http.guards import require_inference
+from tollway.http.inference.chat import session_id_header
+from tollway.http.responses import json_response
+from tollway.http.sse import named_events
+from tollway.services.inference import CallContext, Completion
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+REQUEST_TYPE = "response"
+
+
+async def create_response(request: Request) -> Response:
+    received = time.perf_counter()
+    services = request.app.state.services
+    principal = await require_inference(request)
+    body = parse_responses_request(await read_json(request, services.settings.max_body_bytes))
+    ctx = CallContext(
+        principal,
+        request.state.request_id,
+        session_id_header(request),
+        received,
+        REQUEST_TYPE,
+        client_gone=request.is_disconnected,
+    )
+    outcome = await services.responses.create(ctx, body)
+    if isinstance(outcome, Completion):
+        return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
+    headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
+    return StreamingResponse(named_events(outcome.events), headers=headers, media_type="text/event-stream")
+
+
+async def _context(request: Request) -> CallContext:
+    principal = await require_inference(request)
+    return CallContext(principal, request.state.request_id, None, time.perf_counter(), REQUEST_TYPE)
+
+
+async def get_response(request: Request) -> Response:
+    ctx = await _context(request)
+    return json_response(await request.app.state.services.responses.get(ctx, request.path_params["response_id"]))
+
+
+async def delete_response(request: Request) -> Response:
+    ctx = await _context(request)
+    return json_response(await request.app.state.services.responses.delete(ctx, request.path_params["response_id"]))

@@ -1,0 +1,200 @@
+"""OpenAI's own Responses API for providers of kind ``openai`` (SPEC §7.6): ``POST {base_url}/responses`` with the
+full rebuilt input and ``store: false`` (Tollway keeps the state). The answer is read back into the hub's chat
+shapes (a chat.completion choice, chat.completion.chunk deltas) so that billing and rendering are shared with
+every other provider. The translation functions are pure; ``NativeResponses`` is the only network code here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.pricing import Usage
+from tollway.domain.responses_request import ResponsesRequest
+from tollway.errors import UpstreamError
+from tollway.providers.base import ChatResult, StreamChunk
+from tollway.providers.content import count, usage_of
+from tollway.providers.streaming import SSEChatStream, answered, event_json
+from tollway.providers.transport import Transport
+
+_FORWARDED: Final = ("temperature", "top_p", "user", "parallel_tool_calls")
+_INCOMPLETE_FINISH: Final = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesCall:
+    request: ResponsesRequest
+    items: list[dict[str, Any]]  # the rebuilt context
+    candidate: Candidate
+    output_limit: int
+    deadline: float  # loop.time() by which the whole call must end
+
+
+def build_payload(call: ResponsesCall) -> dict[str, Any]:
+    request = call.request
+    payload: dict[str, Any] = {
+        "model": call.candidate.model.upstream_model,
+        "input": native_input(call.items),
+        "max_output_tokens": call.output_limit,
+        "store": False,  # Tollway stores the conversation itself (SPEC §7.6)
+    }
+    if request.instructions is not None:
+        payload["instructions"] = request.instructions
+    if request.tools:
+        payload["tools"] = request.tools
+    if request.tool_choice is not None:
+        payload["tool_choice"] = request.tool_choice
+    for key in _FORWARDED:
+        value = getattr(request, key)
+        if value is not None:
+            payload[key] = value
+    if request.text_format is not None:
+        payload["text"] = {"format": request.text_format}
+    if request.reasoning_effort is not None:
+        payload["reasoning"] = {"effort": request.reasoning_effort}
+    if request.stream:
+        payload["stream"] = True
+    return payload
+
+
+def native_input(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Canonical items as OpenAI takes them: assistant text as a string, other roles' text as ``input_text``."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        content: Any = item.get("content")
+        if item["type"] != "message" or isinstance(content, str):
+            out.append(item)
+        elif item["role"] == "assistant":
+            out.append({**item, "content": "".join(part["text"] for part in content)})
+        else:
+            parts = [_input_part(part) for part in content]
+            out.append({**item, "content": parts})
+    return out
+
+
+def _input_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part["type"] == "input_image":
+        return {"detail": "auto", **part}
+    return {"type": "input_text", "text": part["text"]}
+
+
+def parse_usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("input_tokens_details")
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    out_details = raw.get("output_tokens_details")
+    reasoning = count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else None
+    return usage_of(count(raw.get("input_tokens")), count(raw.get("output_tokens")), cached, reasoning)
+
+
+def _finish(response: dict[str, Any], has_calls: bool) -> str:
+    if response.get("status") == "incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return _INCOMPLETE_FINISH.get(reason or "", "length")
+    return "tool_calls" if has_calls else "stop"
+
+
+def _raise_failed(response: dict[str, Any], slug: str) -> None:
+    if response.get("status") == "failed" or response.get("error"):
+        error = response.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        raise UpstreamError(f"Upstream provider '{slug}' reported a failed response: {message or 'unknown'}")
+
+
+def normalise_response(raw: dict[str, Any], slug: str) -> ChatResult:
+    """A Responses object as one chat.completion choice (text joined, function calls as ``tool_calls``)."""
+    _raise_failed(raw, slug)
+    output = raw.get("output")
+    if not isinstance(output, list):
+        raise UpstreamError(f"Upstream provider '{slug}' returned a response without output.")
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in output:
+        if item.get("type") == "message":
+            texts += [part["text"] for part in item.get("content") or () if part.get("type") == "output_text"]
+        elif item.get("type") == "function_call":
+            function = {"name": str(item["name"]), "arguments": str(item["arguments"])}
+            calls.append({"id": str(item["call_id"]), "type": "function", "function": function})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(raw, bool(calls))}
+    return ChatResult({"choices": [choice]}, parse_usage(raw.get("usage")))
+
+
+class EventTranslator:
+    """Responses stream events -> hub chunks: text deltas, function calls by output index, and the terminal
+    ``response.completed`` / ``response.incomplete`` as the finish chunk carrying the usage."""
+
+    def __init__(self, slug: str) -> None:
+        self._slug = slug
+        self._calls: dict[int, int] = {}  # output_index -> tool-call index
+        self.finished = False
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        event = event_json(data, self._slug)
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            return [_chunk({"content": str(event["delta"])})]
+        if kind == "response.output_item.added" and event["item"].get("type") == "function_call":
+            item = event["item"]
+            index = self._calls.setdefault(int(event["output_index"]), len(self._calls))
+            function = {"name": str(item["name"]), "arguments": str(item.get("arguments") or "")}
+            call = {"index": index, "id": str(item["call_id"]), "type": "function", "function": function}
+            return [_chunk({"tool_calls": [call]})]
+        if kind == "response.function_call_arguments.delta":
+            index = self._calls[int(event["output_index"])]
+            return [_chunk({"tool_calls": [{"index": index, "function": {"arguments": str(event["delta"])}}]})]
+        if kind in ("response.completed", "response.incomplete"):
+            self.finished = True
+            response = event["response"]
+            finish = _finish(response, bool(self._calls))
+            choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+            return [StreamChunk({"choices": [choice]}, parse_usage(response.get("usage")))]
+        if kind == "response.failed":
+            _raise_failed({**event["response"], "status": "failed"}, self._slug)
+        if kind == "error":
+            message = event.get("message") or "unknown"
+            raise UpstreamError(f"Upstream provider '{self._slug}' reported an error mid-stream: {message}")
+        return []
+
+    def end(self) -> list[StreamChunk]:
+        raise UpstreamError(f"Upstream provider '{self._slug}' ended the stream early.")
+
+
+def _chunk(delta: dict[str, Any]) -> StreamChunk:
+    return StreamChunk({"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}, None)
+
+
+class NativeResponses:
+    """The network side: ``POST {base_url}/responses`` with ``Authorization: Bearer``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def _open(self, call: ResponsesCall) -> Any:
+        candidate = call.candidate
+        headers = {"Authorization": f"Bearer {candidate.api_key}", "Content-Type": "application/json"}
+        return await self._transport.open(
+            candidate.provider.slug,
+            candidate.provider.base_url + "/responses",
+            build_payload(call),
+            headers,
+            candidate.api_key,
+            call.deadline,
+        )
+
+    async def create(self, call: ResponsesCall) -> ChatResult:
+        response = await self._open(call)
+        slug = call.candidate.provider.slug
+        with answered(response.status, slug):
+            raw = await self._transport.read_json(response, call.deadline, slug, call.candidate.api_key)
+            return normalise_response(raw, slug)
+
+    async def stream(self, call: ResponsesCall) -> SSEChatStream:
+        response = await self._open(call)
+        slug = call.candidate.provider.slug
+        return SSEChatStream(self._transport, response, slug, call.candidate.api_key, EventTranslator(slug))
