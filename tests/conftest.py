@@ -6,9 +6,7 @@ the server binaries are missing, with a loud warning.
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.canary import WATCH, canary_watch  # noqa: F401  (session-wide canary secrets, SPEC §15)
 from tests.support.servers import GatewayServer, PostgresServer, free_port, postgres_available
 from tollway.settings import Settings
 from tollway.testing.fake_upstream import FakeUpstreamThread
@@ -52,8 +51,8 @@ def postgres_server() -> Iterator[PostgresServer]:
 def make_settings(tmp: Path, database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
-        "admin_key": "sk-admin_" + secrets.token_urlsafe(32),
-        "secret_key": base64.b64encode(os.urandom(32)).decode(),
+        "admin_key": WATCH.admin_key(),
+        "secret_key": WATCH.secret_key(),
         "data_dir": tmp / "data",
         "host": "127.0.0.1",
         "port": free_port(),

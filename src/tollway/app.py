@@ -20,15 +20,21 @@ from starlette.responses import Response
 from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http.cors import InferenceCORS
-from tollway.http.middleware import RequestContextMiddleware
+from tollway.http.drain import Drain
+from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import build_routes
+from tollway.observability.metrics import Metrics
+from tollway.providers.openai.responses import NativeResponses
 from tollway.providers.registry import AdapterRegistry
+from tollway.providers.transport import Transport
 from tollway.services.auth import Authenticator
 from tollway.services.billing import Billing
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
+from tollway.services.images import ImagesService
 from tollway.services.inference import InferenceService
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
+from tollway.services.responses import ResponsesService
 from tollway.services.routing import CandidateRouter
 from tollway.settings import Settings
 from tollway.storage.budgets import reset_due_budgets
@@ -41,9 +47,12 @@ from tollway.storage.rate_overrides import RateOverrideStore
 from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit_redis import RedisRateLimitBackend
 from tollway.storage.ratelimit_redis import connect as connect_redis
+from tollway.storage.responses import ResponseStore, prune_responses
+from tollway.storage.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
 from tollway.workers.periodic import every
 from tollway.workers.sweeper import HoldSweeper
+from tollway.workers.webhooks import WebhookDispatcher, webhook_session
 
 log = logging.getLogger("tollway")
 
@@ -62,7 +71,11 @@ class Services:
     rate_limiter: RateLimiter
     inference: InferenceService
     http: aiohttp.ClientSession
+    responses: ResponsesService
+    images: ImagesService
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    drain: Drain = field(default_factory=lambda: Drain(30))
 
     def invalidate_caches(self) -> None:
         """Called after this instance changes keys, configs, providers or models."""
@@ -114,7 +127,8 @@ async def _touch_keys_loop(services: Services) -> None:
                 log.warning("could not update last_used_at", exc_info=True)
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, metrics: Metrics | None = None, drain: Drain | None = None) -> Services:
+    metrics = metrics or Metrics()
     engine = create_engine(settings)
     keys = KeyStore(engine)
     await ensure_operator_key(settings, keys)
@@ -123,54 +137,88 @@ async def build_services(settings: Settings) -> Services:
     authenticator = Authenticator(keys, digest_source, settings.auth_failure_limit)
     router = CandidateRouter(CatalogStore(engine), sealer)
     money = MoneyWriter(settings, engine)
-    limiter = _rate_limiter(settings, engine)
+    limiter = _rate_limiter(settings, engine, metrics)
     http = _upstream_session(settings)
-    billing = Billing(settings, money)
-    inference = InferenceService(settings, router, billing, limiter, AdapterRegistry(http, settings))
-    return Services(settings, engine, keys, sealer, authenticator, router, money, limiter, inference, http)
+    billing = Billing(settings, money, metrics)
+    adapters = AdapterRegistry(http, settings)
+    inference = InferenceService(settings, router, billing, limiter, adapters)
+    images = ImagesService(settings, router, billing, limiter, adapters)
+    store = ResponseStore(engine, settings.response_retention_days)
+    responses = ResponsesService(inference, store, NativeResponses(Transport(http, settings)))
+    return Services(
+        settings,
+        engine,
+        keys,
+        sealer,
+        authenticator,
+        router,
+        money,
+        limiter,
+        inference,
+        http,
+        responses,
+        images,
+        metrics=metrics,
+        drain=drain or Drain(settings.drain_s),
+    )
 
 
-def _rate_limiter(settings: Settings, engine: AsyncEngine) -> RateLimiter:
+def _rate_limiter(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> RateLimiter:
     """In-process limits in embedded mode; Redis (with a local fallback share when it is down) for scale-out."""
     backend: RateLimitBackend = InProcessRateLimitBackend()
     if settings.redis_url:
         redis = RedisRateLimitBackend(connect_redis(settings.redis_url))
-        backend = FailoverBackend(redis, InProcessRateLimitBackend(), settings.expected_instances)
-    return RateLimiter(backend, LimitCache(RateOverrideStore(engine)))
+        backend = FailoverBackend(redis, InProcessRateLimitBackend(), settings.expected_instances, metrics=metrics)
+    return RateLimiter(backend, LimitCache(RateOverrideStore(engine)), metrics)
 
 
-def create_app(settings: Settings) -> Any:
+def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
+    """``metrics``: the CLI passes a multiprocess-mode ``Metrics`` to the workers of ``serve --workers N``."""
+    metrics = metrics or Metrics()
+    drain = Drain(settings.drain_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await build_services(settings)
+        services = await build_services(settings, metrics, drain)
         app.state.services = services
+        drain.install_signal_hook()  # SIGTERM: /readyz 503, streams ended after drain_s (SPEC §14.3)
         services.money.start()
         presence = Presence(services.engine, uses_redis=settings.redis_url is not None)
         await presence.start()
         services.background.append(asyncio.create_task(presence.run()))
         services.background.append(asyncio.create_task(_touch_keys_loop(services)))
         engine = services.engine
+        hooks = webhook_session(settings.allow_private_urls)  # its own guarded connector (SPEC §11.5)
+        dispatcher = WebhookDispatcher(
+            WebhookStore(engine), services.sealer, hooks, settings.webhook_retry_delays, metrics=metrics
+        )
         services.background += [
-            asyncio.create_task(HoldSweeper(engine, services.money).run()),
+            asyncio.create_task(dispatcher.run()),
+            asyncio.create_task(HoldSweeper(engine, services.money, metrics=metrics).run()),
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
+            asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
         ]
         try:
             yield
         finally:
+            drain.remove_signal_hook()
             for task in services.background:
                 task.cancel()
             await presence.leave()
             await services.money.stop()
             await services.rate_limiter.close()
             await services.http.close()
+            await hooks.close()
             await services.engine.dispose()
+            metrics.process_exited()
 
     middleware = []
     if settings.cors_origin_list:
         middleware.append(Middleware(InferenceCORS, origins=settings.cors_origin_list))
+    routes = build_routes()
     app = Starlette(
-        routes=build_routes(),
+        routes=routes,
         middleware=middleware,
         exception_handlers={
             HTTPException: _http_exception,
@@ -180,4 +228,4 @@ def create_app(settings: Settings) -> Any:
         },
         lifespan=lifespan,
     )
-    return RequestContextMiddleware(app)
+    return RequestContextMiddleware(app, metrics, route_templates(routes), drain)

@@ -1,10 +1,16 @@
-"""``tollway serve | migrate | rotate-admin-key | fake-upstream | demo``: thin wrappers; settings are read once here."""
+"""``tollway serve | migrate | rotate-admin-key | reconcile | fake-upstream | demo``: thin wrappers; settings are read
+once here."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
+import signal
 import sys
+import tempfile
+from types import FrameType
 from typing import Any
 
 from tollway.settings import Settings, SettingsError, load_settings
@@ -68,13 +74,19 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print("migrations applied", flush=True)
 
 
+def _exit_after_drain(_signum: int, _frame: FrameType | None) -> None:
+    """uvicorn re-raises the SIGTERM it handled once it has shut down; the drain finished, so exit 0 (§14.3)."""
+    raise SystemExit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from tollway.app import create_app
+    from tollway.observability.logs import configure_logging
     from tollway.storage.migrate import upgrade
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+    configure_logging(settings)
     _check_scale_out(settings)
     asyncio.run(upgrade(settings))
     if settings.redis_url is None:
@@ -86,24 +98,75 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "loop": "uvloop",
         "http": "httptools",
         "log_level": settings.log_level,
+        "log_config": None,  # our JSON handler on the root logger (observability/logs.py)
         "access_log": False,
         "lifespan": "on",
+        # Streams are ended at drain_s (http/drain.py); this bounds everything else still running.
+        "timeout_graceful_shutdown": settings.drain_s + 5,
     }
+    signal.signal(signal.SIGTERM, _exit_after_drain)
     try:
         if settings.workers > 1:
-            # Each worker process builds its own app from the same environment and configuration file.
-            uvicorn.run("tollway.cli:app_factory", factory=True, workers=settings.workers, **options)
+            _serve_workers(settings, options)
         else:
+            from tollway.app import create_app
+
             uvicorn.run(create_app(settings), **options)
     except SettingsError as exc:
         _fail(str(exc))
 
 
+def _serve_workers(settings: Settings, options: dict[str, Any]) -> None:
+    """N uvicorn workers; their metrics meet in a fresh per-run directory (prometheus-client multiprocess mode),
+    which must be named in the environment before the workers import prometheus-client."""
+    import uvicorn
+
+    from tollway.observability.metrics import MULTIPROC_ENV
+
+    directory = tempfile.mkdtemp(prefix="tollway-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        # Each worker process builds its own app from the same environment and configuration file.
+        uvicorn.run("tollway.cli:app_factory", factory=True, workers=settings.workers, **options)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def app_factory() -> Any:
     """The ASGI app of one worker process of ``tollway serve --workers N``."""
     from tollway.app import create_app
+    from tollway.observability.logs import configure_logging
+    from tollway.observability.metrics import MULTIPROC_ENV, Metrics
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings)  # a spawned worker starts with a fresh interpreter
+    return create_app(settings, Metrics(multiprocess_dir=os.environ.get(MULTIPROC_ENV)))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    """SPEC §9.6: print the report as JSON; exit 1 when any difference exists."""
+    import orjson
+
+    from tollway.storage.db import create_engine
+    from tollway.storage.reconcile import ReconcileReport, reconcile
+
+    settings = _settings(args)
+
+    async def run() -> ReconcileReport:
+        engine = create_engine(settings)
+        try:
+            return await reconcile(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        report = asyncio.run(run())
+    except OSError as exc:
+        _fail(f"TOLLWAY_DATABASE_URL: cannot reach the database: {exc}")
+        return
+    print(orjson.dumps(report.body()).decode(), flush=True)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 def cmd_rotate_admin_key(args: argparse.Namespace) -> None:
@@ -161,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate-admin-key", help="print a new operator key once; the old one stops working")
     rotate.add_argument("--config")
     rotate.set_defaults(func=cmd_rotate_admin_key)
+
+    check = sub.add_parser("reconcile", help="recompute the money invariants (SPEC 9.6); exit 1 on any difference")
+    check.add_argument("--config")
+    check.set_defaults(func=cmd_reconcile)
 
     fake = sub.add_parser("fake-upstream", help="run the built-in scripted OpenAI-compatible provider")
     fake.add_argument("--config")

@@ -17,6 +17,7 @@ MODELS = {
     "chat": "fake/default",
     "echo": "fake/echo",
     "usage": "fake/usage?in=5&out=6",
+    "slow-usage": "fake/usage?in=5&out=6&ms=700",
     "cached": "fake/usage?in=1200&out=300&cached=200",
     "no-usage": "fake/echo?no_usage=1",
     "cut": "fake/stream-cut?after=3",

@@ -202,3 +202,31 @@ def test_provider_key_reaches_upstream_but_never_the_client(
     configs = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/llm-configs").text
     assert FAKE_PROVIDER_KEY not in configs
     assert all(FAKE_PROVIDER_KEY not in record.getMessage() for record in caplog.records)
+
+
+def test_a_non_streaming_call_whose_client_leaves_is_billed_in_full_and_logged_interrupted(
+    gateway: Any, tenant: Tenant
+) -> None:
+    """SPEC §7.3: the call runs to completion, is billed in full, and its log row says ``interrupted``."""
+    before = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()["balance_usd"]
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "slow-usage", "messages": USER},
+            headers={"Authorization": f"Bearer {tenant.platform_key}"},
+            timeout=0.2,
+        )
+    deadline = time.monotonic() + 5
+    rows: list[dict[str, Any]] = []
+    while not rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+        page = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"model": "slow-usage"})
+        rows = page.json()["data"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["status"], row["finish_reason"], row["error_code"]) == ("interrupted", "stop", None)
+    assert (row["prompt_tokens"], row["completion_tokens"], row["token_count_method"]) == (5, 6, "reported")
+    cost = row["cost_usd"]
+    assert cost == 0.00000435  # 5 × $0.15 + 6 × $0.60 per Mtok
+    after = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()["balance_usd"]
+    assert round((before - after) * 10**9) == 4350

@@ -11,7 +11,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from tollway.domain.pricing import Prices, Usage, charge_nanos, cost_nanos, worst_case_prices
+from tollway.domain.pricing import (
+    Prices,
+    Usage,
+    charge_nanos,
+    cost_nanos,
+    image_charge_nanos,
+    image_cost_nanos,
+    worst_case_prices,
+)
 from tollway.domain.usage import UsageRecord
 
 
@@ -24,11 +32,22 @@ class CandidateTerms:
     output_limit: int  # effective output limit per choice (§8)
     min_output: int
     prompt_tokens: int  # T_p, capped at the row's context window
+    # Set for image calls (SPEC §9.3): the hold is then n × this price (charge with markup), whatever the output
+    # limit, so an image hold never clamps; ``image_terms`` builds such terms.
+    image_price_nanos: int | None = None
 
     def worst(self, n: int, limit: int, markup_bps: int) -> tuple[int, int]:
+        if self.image_price_nanos is not None:
+            cost = image_cost_nanos(n, self.image_price_nanos)
+            return cost, image_charge_nanos(cost, markup_bps)
         usage = Usage(self.prompt_tokens, n * min(limit, self.output_limit))
         prices = worst_case_prices(self.prices)
         return cost_nanos(usage, prices), charge_nanos(usage, prices, markup_bps)
+
+
+def image_terms(model_id: str, prices: Prices, price_per_image_nanos: int) -> CandidateTerms:
+    """A candidate of an image call: no tokens, one fixed output limit, so ``quote_hold`` never clamps it."""
+    return CandidateTerms(model_id, prices, 1, 1, 0, price_per_image_nanos)
 
 
 class Refusal(StrEnum):

@@ -37,6 +37,7 @@ class UsageRecord:
     token_count_method: str
     session_id: str | None
     metadata: dict[str, str] = field(default_factory=dict)
+    images: int = 0  # images returned, for request_type "image"
 
     @property
     def total_tokens(self) -> int:
@@ -44,6 +45,8 @@ class UsageRecord:
 
     @property
     def ledger_description(self) -> str:
+        if self.request_type == "image":
+            return f"{self.model}: {self.images} image{'' if self.images == 1 else 's'}"
         return f"{self.model}: {self.prompt_tokens} in / {self.completion_tokens} out"
 
 

@@ -1,6 +1,10 @@
-"""``/healthz`` (the process runs) and ``/readyz`` (the database answers and no migration is pending), §13.4."""
+"""Operations endpoints (SPEC §13.4): ``/healthz`` (the process runs), ``/readyz`` (the database answers, no
+migration is pending, not draining), ``/metrics`` (Prometheus text, no authentication)."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import sqlalchemy as sa
 from starlette.requests import Request
@@ -8,7 +12,13 @@ from starlette.responses import Response
 
 from tollway.errors import ServiceUnavailable
 from tollway.http.responses import json_response
+from tollway.observability.metrics import CONTENT_TYPE
 from tollway.storage.migrate import current_revision, head_revision
+from tollway.storage.reconcile import store_gauges
+
+log = logging.getLogger("tollway.health")
+
+_STORE_GAUGES_TIMEOUT_S = 2.0
 
 
 async def healthz(_request: Request) -> Response:
@@ -17,6 +27,8 @@ async def healthz(_request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     services = request.app.state.services
+    if services.drain.draining:
+        raise ServiceUnavailable("The instance is draining before it stops.")
     try:
         async with services.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
@@ -27,3 +39,15 @@ async def readyz(request: Request) -> Response:
         raise ServiceUnavailable("Database migrations are pending.")
     redis = await services.rate_limiter.backend_status()
     return json_response({"status": "ready", "checks": {"database": "ok", "redis": redis}})
+
+
+async def metrics(request: Request) -> Response:
+    services = request.app.state.services
+    store = services.metrics.store
+    try:
+        async with asyncio.timeout(_STORE_GAUGES_TIMEOUT_S):
+            store.holds_active, store.uncollected_nanos = await store_gauges(services.engine)
+    except Exception:  # the database is down: serve the process metrics without the store-wide ones
+        log.warning("could not read holds and uncollected totals for /metrics", exc_info=True)
+        store.holds_active = store.uncollected_nanos = None
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE)

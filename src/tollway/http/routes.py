@@ -5,23 +5,31 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from tollway.http import health
-from tollway.http.inference import chat, models
+from tollway.http.inference import chat, images, models, responses
 
 
 def build_routes() -> list[BaseRoute]:
     from tollway.http import me, me_rate_limits
-    from tollway.http.management import admin, end_users, platform, rate_limits
+    from tollway.http.management import admin, end_users, platform, rate_limits, reconcile, webhooks
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{slug:path}", models.get_model, methods=["GET"]),
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/responses", responses.create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+        Route("/v1/images/generations", images.generate_images, methods=["POST"]),
+        Route("/v1/image/generate", images.generate_image_asi1, methods=["POST"]),
         *admin.routes,
+        *reconcile.routes,
         *platform.routes,
         *end_users.routes,
         *me.routes,
         *rate_limits.routes,
         *me_rate_limits.routes,
+        *webhooks.routes,
     ]

@@ -1,13 +1,15 @@
-"""The only code that writes SSE bytes: chunk events, the closing ``[DONE]``, and the mid-stream error event."""
+"""The only code that writes SSE bytes: chunk events, the closing ``[DONE]``, and the mid-stream error event; and
+the named ``event: <type>`` events of the Responses API."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
-from tollway.errors import TollwayError
+from tollway.errors import ServiceUnavailable, TollwayError
+from tollway.observability.context import current_request
 
 DONE = b"data: [DONE]\n\n"
 
@@ -16,11 +18,49 @@ def data_event(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-async def chat_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
+def drainable(stream: AsyncIterator[bytes], final: Callable[[], bytes]) -> AsyncIterator[bytes]:
+    """The graceful-shutdown hook (SPEC §14.3, ``http/drain.py``): if the instance drains and ``stream`` is still
+    running at the deadline, it is cancelled (its ``finally`` settles it as interrupted) and ``final()`` is sent as
+    the last event. Outside a request served by the gateway, ``stream`` is returned as it is."""
+    context = current_request()
+    if context is None or context.drain is None:
+        return stream
+    guarded: AsyncIterator[bytes] = context.drain.guard(stream, final)
+    return guarded
+
+
+def shutdown_error() -> TollwayError:
+    return ServiceUnavailable("The gateway is shutting down; the stream was interrupted. Retry the request.")
+
+
+def chat_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
     """Encode chunks; an error ends the stream with ``data: {"error": …}`` and no ``[DONE]`` (SPEC §7.3)."""
+    return drainable(_chat_events(events), lambda: data_event(shutdown_error().body()))
+
+
+async def _chat_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
     async for event in events:
         if isinstance(event, TollwayError):
             yield data_event(event.body())
             return
         yield data_event(event)
     yield DONE
+
+
+def named_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
+    """Responses API events: ``event: <type>`` then ``data: <json>``, no ``[DONE]`` (SPEC §7.6). The service ends a
+    failed stream with its own ``response.failed`` event; an error object (and a drain at shutdown) is written as
+    OpenAI's ``error`` event."""
+    return drainable(_named_events(events), lambda: _error_event(shutdown_error()))
+
+
+def _error_event(error: TollwayError) -> bytes:
+    return b"event: error\ndata: " + orjson.dumps({"type": "error", **error.body()["error"]}) + b"\n\n"
+
+
+async def _named_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
+    async for event in events:
+        if isinstance(event, TollwayError):
+            yield _error_event(event)
+            return
+        yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"

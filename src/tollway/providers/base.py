@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
+from tollway.domain.image_request import ImageRequest
 from tollway.domain.pricing import Usage
 from tollway.errors import UnsupportedParameter
 
@@ -65,3 +66,38 @@ class ChatAdapter(Protocol):
     async def chat_stream(self, call: UpstreamCall) -> ChatStream:
         """Open the stream; returns once the upstream answered with a success status."""
         ...
+
+
+# -- optional capability: image generation (SPEC §7.7) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCall:
+    request: ImageRequest
+    candidate: Candidate
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One image as the provider returned it: exactly one of ``url`` (hosted or data URL) and ``b64_json``."""
+
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    images: tuple[GeneratedImage, ...]
+
+
+@runtime_checkable
+class ImageAdapter(Protocol):
+    """Implemented by the adapters whose kind generates images (openai, openai_compatible, asi1)."""
+
+    def image_refusal(self, request: ImageRequest, candidate: Candidate) -> UnsupportedParameter | None:
+        """The image parameter this provider cannot honour (SPEC §7.7), or None."""
+        ...
+
+    async def generate_images(self, call: ImageCall) -> ImageResult: ...

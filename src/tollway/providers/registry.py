@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from tollway.domain.catalog import ProviderKind
-from tollway.providers.base import ChatAdapter
+from tollway.providers.base import ChatAdapter, ImageAdapter
 from tollway.providers.transport import Transport
 from tollway.settings import Settings
 
@@ -37,3 +37,10 @@ class AdapterRegistry:
             adapter = factory(self._transport)
             self._loaded[kind] = adapter
         return adapter
+
+    def images(self, kind: ProviderKind) -> ImageAdapter | None:
+        """The kind's image-generation capability, or None when its adapter has none (SPEC §7.7)."""
+        if not self.supports(kind):
+            return None
+        adapter = self.get(kind)
+        return adapter if isinstance(adapter, ImageAdapter) else None

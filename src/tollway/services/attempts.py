@@ -6,16 +6,21 @@ next candidate at once on any other upstream failure (401/403/404/500, quota-exh
 returned at once. With a ``DeploymentHealth``, rows whose circuit is open are skipped and retries come out of the
 provider's retry budget (services/breaker.py). Every failed attempt is reported to ``on_failure`` so that it is
 logged with zero cost; a skipped row is not an attempt and is not logged.
+
+Every attempt is counted in ``tollway_upstream_requests_total`` and timed in ``tollway_upstream_latency_seconds``,
+and the whole call (retry waits included) counts as upstream wait, which the added-latency measure subtracts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from tollway.domain.catalog import Candidate
 from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.observability.context import RequestContext, current_request
 from tollway.services.breaker import DeploymentHealth
 
 T = TypeVar("T")
@@ -40,6 +45,29 @@ def _circuit_open(candidate: Candidate) -> UpstreamError:
         f"Upstream provider '{candidate.provider.slug}' could not be reached: it failed repeatedly and is paused "
         "for up to 30 s (circuit open)."
     )
+
+
+async def _measured(
+    candidate: Candidate,
+    attempt: Callable[[Candidate], Awaitable[T]],
+    health: DeploymentHealth | None,
+    context: RequestContext | None,
+) -> T:
+    """One attempt, counted and timed when the request carries the process metrics."""
+    metrics = context.metrics if context is not None else None
+    if metrics is None:
+        return await _attempt(candidate, attempt, health)
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = await _attempt(candidate, attempt, health)
+        outcome = "success"
+        return result
+    except UpstreamTimeout:
+        outcome = "timeout"
+        raise
+    finally:
+        metrics.upstream_attempt(candidate.provider.slug, candidate.model.slug, outcome, time.perf_counter() - started)
 
 
 async def _attempt(
@@ -72,6 +100,23 @@ async def with_fallback(
     *,
     health: DeploymentHealth | None = None,
 ) -> tuple[Candidate, T]:
+    context = current_request()
+    started = time.perf_counter()
+    try:
+        return await _with_fallback(candidates, attempt, on_failure, deadline, health, context)
+    finally:
+        if context is not None:
+            context.upstream_s += time.perf_counter() - started
+
+
+async def _with_fallback(
+    candidates: Sequence[Candidate],
+    attempt: Callable[[Candidate], Awaitable[T]],
+    on_failure: Callable[[Candidate, UpstreamError], None],
+    deadline: float,
+    health: DeploymentHealth | None,
+    context: RequestContext | None,
+) -> tuple[Candidate, T]:
     loop = asyncio.get_running_loop()
     last: UpstreamError | None = None
     for candidate in candidates:
@@ -82,7 +127,7 @@ async def with_fallback(
         retries = 0
         while True:
             try:
-                return candidate, await _attempt(candidate, attempt, health)
+                return candidate, await _measured(candidate, attempt, health, context)
             except UpstreamError as error:
                 last = error
                 on_failure(candidate, error)

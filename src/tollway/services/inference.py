@@ -11,9 +11,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
 
@@ -44,6 +44,7 @@ from tollway.settings import Settings
 __all__ = ["CallContext", "Completion", "InferenceService", "StreamedCompletion"]
 
 log = logging.getLogger("tollway.inference")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -79,7 +80,11 @@ class InferenceService:
 
     # -- pre-flight ------------------------------------------------------------------------------------------
 
-    async def _plan(self, ctx: CallContext, request: ChatRequest) -> Plan:
+    async def plan(
+        self, ctx: CallContext, request: ChatRequest, *, limit_param: str | None = None, prompt_bound: int | None = None
+    ) -> Plan:
+        """Steps 3b and 4. Other request types (Responses) name their own output-limit field ``limit_param`` and
+        bring their own prompt bound."""
         assert ctx.principal.platform_id is not None
         try:
             catalog = await self._router.catalog(ctx.principal.platform_id)
@@ -95,7 +100,9 @@ class InferenceService:
             limit = request.output_limit or candidate.model.max_output_tokens
             reason: TollwayError | None = None
             if limit < candidate.model.min_output:
-                param = "max_completion_tokens" if "max_completion_tokens" in request.body else "max_tokens"
+                param = limit_param or (
+                    "max_completion_tokens" if "max_completion_tokens" in request.body else "max_tokens"
+                )
                 reason = BelowMinValue(
                     f"{param} must be at least {candidate.model.min_output} for model '{request.model}'.", param
                 )
@@ -109,7 +116,7 @@ class InferenceService:
         if not survivors:
             assert first_reason is not None
             raise first_reason
-        bound = request.prompt_token_bound(self._settings.image_token_allowance)
+        bound = prompt_bound or request.prompt_token_bound(self._settings.image_token_allowance)
         return Plan(survivors, limits, bound, catalog.settings.markup_bps)
 
     # -- the call --------------------------------------------------------------------------------------------
@@ -124,8 +131,8 @@ class InferenceService:
         )
 
     async def complete(self, ctx: CallContext, request: ChatRequest) -> Completion | StreamedCompletion:
-        plan = await self._plan(ctx, request)
-        admission = await self._admit(ctx, request, plan)
+        plan = await self.plan(ctx, request)
+        admission = await self.admit(ctx, request, plan)
         try:
             await self._billing.hold(ctx, request, plan)
         except BaseException:
@@ -134,11 +141,23 @@ class InferenceService:
         try:
             return await self._call_upstream(ctx, request, plan, admission)
         except BaseException:
-            self._billing.release(plan)
+            self.release(plan, admission)
+            raise
+
+    async def hold(self, ctx: CallContext, request: ChatRequest, plan: Plan, admission: Admission) -> None:
+        """Steps 6-8; a refusal returns the TPM reservation (§8)."""
+        try:
+            await self._billing.hold(ctx, request, plan)
+        except BaseException:
             self._limiter.refund(admission)
             raise
 
-    async def _admit(self, ctx: CallContext, request: ChatRequest, plan: Plan) -> Admission:
+    def release(self, plan: Plan, admission: Admission) -> None:
+        """The call failed before any output: free the hold and the TPM reservation."""
+        self._billing.release(plan)
+        self._limiter.refund(admission)
+
+    async def admit(self, ctx: CallContext, request: ChatRequest, plan: Plan) -> Admission:
         """Step 5: RPM, RPD, TPM for end users; the TPM estimate is the hold's T_p + n × output limit (§10)."""
         assert ctx.principal.platform_id is not None
         demand = TokenDemand(
@@ -155,7 +174,7 @@ class InferenceService:
             plan.clamp(admission.clamped_output_limit)
         return admission
 
-    def _settle(
+    def settle(
         self,
         ctx: CallContext,
         request: ChatRequest,
@@ -171,14 +190,66 @@ class InferenceService:
         self._billing.settle(ctx, request, plan, candidate, usage, method, outcome, ttft_ms)
         self._limiter.adjust(admission, usage.total_tokens)
 
-    async def _call_upstream(
-        self, ctx: CallContext, request: ChatRequest, plan: Plan, admission: Admission
-    ) -> Completion | StreamedCompletion:
-        deadline = asyncio.get_running_loop().time() + self._settings.total_timeout_s
+    # -- shared with the Responses API (services/responses.py) -----------------------------------------------
 
+    def deadline(self) -> float:
+        """Every attempt of a request shares its one deadline: retries never stretch the total timeout (§14.1)."""
+        return asyncio.get_running_loop().time() + self._settings.total_timeout_s
+
+    def failure_logger(
+        self, ctx: CallContext, request: ChatRequest, plan: Plan
+    ) -> Callable[[Candidate, UpstreamError], None]:
         def failed(candidate: Candidate, error: UpstreamError) -> None:
             log.warning("upstream attempt failed: %s", error.message, extra={"request_id": ctx.request_id})
             self._billing.log_failure(ctx, request, plan, candidate, error.code)
+
+        return failed
+
+    async def with_fallback(
+        self,
+        plan: Plan,
+        attempt: Callable[[Candidate], Awaitable[T]],
+        on_failure: Callable[[Candidate, UpstreamError], None],
+        deadline: float,
+    ) -> tuple[Candidate, T]:
+        """Step 9: retries and fallback over the plan's candidates, through this process's circuit breakers."""
+        return await with_fallback(plan.candidates, attempt, on_failure, deadline, health=self._health)
+
+    async def first_event(
+        self, stream: ChatStream, candidate: Candidate
+    ) -> tuple[ChatStream, AsyncIterator[StreamChunk], StreamChunk]:
+        """Wait for the stream's first event (first-byte timeout): until then a failure can still fall back."""
+        iterator = aiter(stream)
+        try:
+            async with asyncio.timeout(self._settings.first_byte_timeout_s):
+                first = await anext(iterator)
+        except TimeoutError as exc:
+            stream.close()
+            raise UpstreamTimeout(f"Upstream provider '{candidate.provider.slug}' sent no event.") from exc
+        except StopAsyncIteration as exc:
+            stream.close()
+            raise UpstreamError(f"Upstream provider '{candidate.provider.slug}' sent an empty stream.") from exc
+        except BaseException:
+            stream.close()
+            raise
+        return stream, iterator, first
+
+    def checkpoint(self, plan: Plan, candidate: Candidate, delivered: int, usage: Usage | None) -> None:
+        self._billing.checkpoint(plan, candidate, delivered, usage)
+
+    @property
+    def adapters(self) -> AdapterRegistry:
+        return self._adapters
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    async def _call_upstream(
+        self, ctx: CallContext, request: ChatRequest, plan: Plan, admission: Admission
+    ) -> Completion | StreamedCompletion:
+        deadline = self.deadline()
+        failed = self.failure_logger(ctx, request, plan)
 
         if request.stream:
 
@@ -186,20 +257,7 @@ class InferenceService:
                 stream = await self._adapters.get(candidate.provider.kind).chat_stream(
                     self._call(ctx, request, plan, candidate, deadline)
                 )
-                iterator = aiter(stream)
-                try:
-                    async with asyncio.timeout(self._settings.first_byte_timeout_s):
-                        first = await anext(iterator)
-                except TimeoutError as exc:
-                    stream.close()
-                    raise UpstreamTimeout(f"Upstream provider '{candidate.provider.slug}' sent no event.") from exc
-                except StopAsyncIteration as exc:
-                    stream.close()
-                    raise UpstreamError(f"Upstream provider '{candidate.provider.slug}' sent an empty stream.") from exc
-                except BaseException:
-                    stream.close()
-                    raise
-                return stream, iterator, first
+                return await self.first_event(stream, candidate)
 
             candidate, (stream, iterator, first) = await with_fallback(
                 plan.candidates, open_stream, failed, deadline, health=self._health
@@ -214,7 +272,7 @@ class InferenceService:
 
         candidate, result = await with_fallback(plan.candidates, call_once, failed, deadline, health=self._health)
         choices: list[dict[str, Any]] = result.body["choices"]
-        usage, method = self._final_usage(plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices))
+        usage, method = self.final_usage(plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices))
         body = {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -225,7 +283,8 @@ class InferenceService:
             **_extensions(result.body),
         }
         finish = choices[0].get("finish_reason") if choices else None
-        self._settle(ctx, request, plan, admission, candidate, usage, method, (CallStatus.SUCCESS, finish, None), None)
+        outcome = (await ctx.delivered_status(), finish, None)
+        self.settle(ctx, request, plan, admission, candidate, usage, method, outcome, None)
         return Completion(body, candidate.provider.slug, {**admission.headers, **_clamp_header(plan)})
 
     async def _relay(
@@ -282,7 +341,7 @@ class InferenceService:
                 chunk = await anext(iterator, None)
             status = CallStatus.SUCCESS
             if request.include_usage:
-                usage, _ = self._final_usage(plan, reported, delivered)
+                usage, _ = self.final_usage(plan, reported, delivered)
                 yield {**base, "choices": [], "usage": usage_json(usage)}
         except UpstreamError as error:
             error_code = error.code
@@ -291,15 +350,15 @@ class InferenceService:
             stream.close()
             if status is CallStatus.INTERRUPTED and finish is None:
                 finish = "stop"
-            usage, method = self._final_usage(plan, reported, delivered)
+            usage, method = self.final_usage(plan, reported, delivered)
             if status is CallStatus.INTERRUPTED and delivered == 0 and reported is None:
                 usage, method = Usage(ceil_quarter(plan.prompt_bound), 0), "estimated"
             outcome = (status, finish, error_code)
-            self._settle(ctx, request, plan, admission, candidate, usage, method, outcome, ttft_ms)
+            self.settle(ctx, request, plan, admission, candidate, usage, method, outcome, ttft_ms)
 
     # -- settlement ------------------------------------------------------------------------------------------
 
-    def _final_usage(self, plan: Plan, reported: Usage | None, delivered: int) -> tuple[Usage, str]:
+    def final_usage(self, plan: Plan, reported: Usage | None, delivered: int) -> tuple[Usage, str]:
         if reported is not None:
             return reported, "reported"
         return Usage(ceil_quarter(plan.prompt_bound), estimate_completion_tokens(delivered)), "estimated"

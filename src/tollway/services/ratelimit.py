@@ -35,6 +35,7 @@ from tollway.domain.ratelimit import (
     shared_limits,
 )
 from tollway.errors import NotFound, RateLimited, ServiceUnavailable
+from tollway.observability.metrics import Metrics
 from tollway.services import fields as f
 from tollway.storage.paging import Record
 from tollway.storage.rate_overrides import RateOverrideStore
@@ -90,7 +91,9 @@ class FailoverBackend:
         *,
         probe_interval_s: float = PROBE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._shared = shared
         self._local = local
         self._instances = max(1, instances)
@@ -110,6 +113,8 @@ class FailoverBackend:
         else:
             self._start_probe()
         self.local_decisions += 1
+        if self._metrics is not None:
+            self._metrics.ratelimit_local_decision()
         return await self._local.admit(key, shared_limits(limits, self._instances), demand)
 
     def adjust(self, reservation: Reservation, tokens: int) -> None:
@@ -140,6 +145,8 @@ class FailoverBackend:
     def _degrade(self, exc: Exception) -> None:
         if not self.degraded:
             log.warning("rate limits degraded to local shares: %s", exc)
+            if self._metrics is not None:
+                self._metrics.set_ratelimit_degraded(True)
         self.degraded = True
         self._last_probe = self._clock()
 
@@ -157,6 +164,8 @@ class FailoverBackend:
         else:
             if self.degraded:
                 log.warning("rate limits back on the shared backend")
+                if self._metrics is not None:
+                    self._metrics.set_ratelimit_degraded(False)
             self.degraded = False
         finally:
             self._probe = None
@@ -248,9 +257,10 @@ UNLIMITED: Final = Admission()
 
 
 class RateLimiter:
-    def __init__(self, backend: RateLimitBackend, limits: LimitCache) -> None:
+    def __init__(self, backend: RateLimitBackend, limits: LimitCache, metrics: Metrics | None = None) -> None:
         self._backend = backend
         self._limits = limits
+        self._metrics = metrics
         self.rejections: dict[str, int] = {d.value: 0 for d in Dimension}  # tollway_ratelimit_rejections_total
 
     @property
@@ -283,6 +293,8 @@ class RateLimiter:
         decision = await self._backend.admit(end_user_id, effective.limits, demand)
         if decision.refused:
             self.rejections[decision.refused[0].value] += 1
+            if self._metrics is not None:
+                self._metrics.ratelimit_rejection(decision.refused[0].value)
             raise RateLimited(
                 refusal_message(decision, demand),
                 retry_after_s(decision.retry_after_ms),

@@ -33,9 +33,11 @@ from tollway.domain.budgets import (
 from tollway.domain.clock import as_utc
 from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.webhooks import budget_data
+from tollway.storage import outbox
 from tollway.storage.db import reader
 from tollway.storage.paging import Record, ledger_page
-from tollway.storage.tables import budget_transactions, budgets, end_users
+from tollway.storage.tables import budget_transactions, budgets, end_users, webhook_deliveries, webhook_events
 
 BIGINT_MAX: Final = 2**63 - 1
 _RESET_SCAN_BATCH: Final = 500
@@ -161,9 +163,35 @@ def budget_row(row: Mapping[Any, Any]) -> BudgetRow:
 async def record_events(
     conn: AsyncConnection, budget: BudgetRow, transaction: Record, events: Sequence[BudgetEvent]
 ) -> None:
-    """Hook point for webhooks (§11): called inside the transaction of every ledger row that causes ``events``, so
-    the outbox rows the webhook issue adds here commit if and only if the ledger row does (§9.6 invariant 8)."""
-    del conn, budget, transaction, events
+    """Webhooks (§11): called inside the transaction of every ledger row that causes ``events``, so the outbox rows
+    commit if and only if the ledger row does (§9.6 invariant 8). One SELECT when nobody subscribes."""
+    if not events:
+        return
+    subs = await outbox.subscriptions(conn, [budget.platform_id])
+    wanted = [e for e in events if subs.get(budget.platform_id, {}).get(e.value)]
+    if not wanted:
+        return
+    external = sa.select(end_users.c.external_id).where(end_users.c.id == budget.end_user_id)
+    external_id = (await conn.execute(external)).scalar_one_or_none()
+    data = budget_data(
+        platform_id=budget.platform_id,
+        end_user_id=budget.end_user_id,
+        external_id=external_id,
+        budget_id=budget.id,
+        transaction_id=str(transaction["id"]),
+        txn_type=str(transaction["type"]),
+        amount_nanos=int(transaction["amount_nanos"]),
+        max_after_nanos=int(transaction["max_after_nanos"]),
+        used_after_nanos=int(transaction["used_after_nanos"]),
+        threshold_nanos=budget.low_balance_threshold_nanos,
+        reason=transaction.get("reason"),
+        metadata=transaction.get("metadata") or {},
+        request_id=transaction.get("request_id"),
+    )
+    pending = [outbox.PendingEvent(budget.platform_id, e.value, str(transaction["id"]), data) for e in wanted]
+    event_rows, delivery_rows = outbox.outbox_rows(subs, pending, as_utc(transaction["created_at"]))
+    await conn.execute(sa.insert(webhook_events), event_rows)
+    await conn.execute(sa.insert(webhook_deliveries), delivery_rows)
 
 
 # -- locking and the lazy period reset ------------------------------------------------------------------------

@@ -43,8 +43,7 @@ async def others(engine: AsyncEngine, instance_id: str | None) -> list[Heartbeat
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [
-        Heartbeat(r["id"], r["hostname"], int(r["pid"]), bool(r["uses_redis"]), as_utc(r["heartbeat_at"]))
-        for r in rows
+        Heartbeat(r["id"], r["hostname"], int(r["pid"]), bool(r["uses_redis"]), as_utc(r["heartbeat_at"])) for r in rows
     ]
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
+from tollway.domain.platform_settings import PlatformSettings
 from tollway.storage.db import reader
 from tollway.storage.paging import Record, fetch_page, ledger_page
 from tollway.storage.tables import platforms, usage_logs, wallet_transactions, wallets
@@ -111,14 +112,21 @@ async def credit_wallet(
     platform's wallet and appends its ``topup`` row; None when the platform is unknown or deleted. The increment is
     done in SQL, so it composes with concurrent settlements on the same row."""
     now = utcnow()
-    live = sa.select(platforms.c.id).where(platforms.c.id == platform_id, platforms.c.deleted_at.is_(None))
-    if (await conn.execute(live)).first() is None:
+    live = sa.select(platforms.c.settings).where(platforms.c.id == platform_id, platforms.c.deleted_at.is_(None))
+    platform = (await conn.execute(live)).first()
+    if platform is None:
         return None
+    threshold = PlatformSettings.from_stored(platform.settings).wallet_low_balance_threshold_nanos
+    new_balance = wallets.c.balance_nanos + amount_nanos
+    # wallet.low_balance re-arms on a topup that leaves the balance above the threshold (SPEC §9.8).
+    armed: Any = wallets.c.low_balance_armed
+    if threshold is not None:
+        armed = sa.case((new_balance > threshold, sa.true()), else_=wallets.c.low_balance_armed)
     updated = (
         await conn.execute(
             sa.update(wallets)
             .where(wallets.c.platform_id == platform_id, wallets.c.balance_nanos <= BIGINT_MAX - amount_nanos)
-            .values(balance_nanos=wallets.c.balance_nanos + amount_nanos, updated_at=now)
+            .values(balance_nanos=new_balance, low_balance_armed=armed, updated_at=now)
             .returning(*wallets.c)
         )
     ).first()

@@ -30,10 +30,12 @@ from tollway.domain.holds import (
     quote_hold,
 )
 from tollway.domain.ids import new_id
-from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
 from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
+from tollway.domain.webhooks import EventType, budget_data, wallet_data
 from tollway.storage.driver_sql import DriverConnection, DriverSQL
+from tollway.storage.outbox import DriverOutbox, PendingEvent
 
 Result = HoldGrant | Refusal | bool | None
 
@@ -43,6 +45,8 @@ class _Wallet:
     id: str
     balance: int
     held: int
+    armed: bool
+    threshold: int | None
     dirty: bool = False
 
 
@@ -133,13 +137,17 @@ _INSERT_LOG = (
     " :charged_nanos, :uncollected_nanos, :status, :finish_reason, :error_code, :token_count_method, :request_id,"
     " :session_id, :metadata, :created_at)"
 )
-_UPDATE_WALLET = "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, updated_at = :now WHERE id = :id"
+_UPDATE_WALLET = (
+    "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"
+    " WHERE id = :id"
+)
 _UPDATE_BUDGET = (
     "UPDATE budgets SET max_nanos = :max, used_nanos = :used, held_nanos = :held, period_start = :period_start,"
     " low_balance_armed = :armed, updated_at = :now WHERE id = :id"
 )
 _RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now WHERE id = :id"
 _CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
+_SELECT_EXTERNAL_IDS = "SELECT id, external_id FROM end_users WHERE id IN (:ids)"
 
 
 class _Batch:
@@ -157,6 +165,8 @@ class _Batch:
         self.wallet_rows: list[dict[str, Any]] = []
         self.budget_rows: list[dict[str, Any]] = []
         self.log_rows: list[dict[str, Any]] = []
+        self.outbox: DriverOutbox | None = None  # read only when the batch captures something (webhooks, §11.4)
+        self.external_ids: dict[str, str | None] = {}
 
     def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
         clause, params = self.sql.in_list(prefix, ids)
@@ -175,11 +185,24 @@ class _Batch:
         platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
         platform_ids |= {h.platform_id for h in self.holds.values()}
         if platform_ids:
+            # The platform's settings ride along for the wallet low-balance threshold; only the wallet is locked.
             sql = (
-                "SELECT id, platform_id, balance_nanos, held_nanos FROM wallets WHERE platform_id IN (:ids) ORDER BY id"
+                "SELECT wallets.id, wallets.platform_id, wallets.balance_nanos, wallets.held_nanos,"
+                " wallets.low_balance_armed, platforms.settings FROM wallets JOIN platforms"
+                " ON platforms.id = wallets.platform_id WHERE wallets.platform_id IN (:ids) ORDER BY wallets.id"
             )
-            for r in self._select(sql, "p", sorted(platform_ids)):
-                self.wallets[r[1]] = _Wallet(r[0], r[2], r[3])
+            clause, params = self.sql.in_list("p", sorted(platform_ids))
+            lock = "" if self.sql.sqlite else " FOR UPDATE OF wallets"
+            for r in self.sql.execute(self.conn, sql.replace("(:ids)", clause) + lock, params):
+                threshold = PlatformSettings.from_stored(_json(r[5])).wallet_low_balance_threshold_nanos
+                self.wallets[r[1]] = _Wallet(r[0], r[2], r[3], bool(r[4]), threshold)
+        captured = {
+            self.holds[c.hold_id].platform_id
+            for c in commands
+            if isinstance(c, Settlement | Expire) and c.hold_id in self.holds
+        }
+        if captured:
+            self.outbox = DriverOutbox(self.conn, self.sql, sorted(captured))
         end_users = {c.end_user_id for c in commands if isinstance(c, HoldRequest) and c.end_user_id}
         budget_ids = {h.budget_id for h in self.holds.values() if h.budget_id}
         if end_users or budget_ids:
@@ -298,15 +321,68 @@ class _Batch:
         take = max(0, min(record.cost_nanos, wallet.balance - wallet.held))
         if take > 0:
             wallet.balance -= take
-            self.wallet_rows.append(self._wallet_row(wallet, record, take))
+            row = self._wallet_row(wallet, record, take)
+            self.wallet_rows.append(row)
+            wallet.armed, fires = armed_after_spend(wallet.threshold, wallet.balance, wallet.armed)
+            if fires:
+                self._wallet_event(wallet, hold.platform_id, row)
         charged = record.charged_nanos
         if hold.budget_id is not None:
             budget = self.budgets[hold.budget_id]
             charged = max(0, min(charge_nanos, budget.available))
             budget.used += charged
-            budget.armed, _fires = armed_after_spend(budget.threshold, budget.max - budget.used, budget.armed)
-            self.budget_rows.append(self._budget_row(budget, record.request_id, -charged, "inference"))
+            budget.armed, fires = armed_after_spend(budget.threshold, budget.max - budget.used, budget.armed)
+            row = self._budget_row(budget, record.request_id, -charged, "inference")
+            self.budget_rows.append(row)
+            self._budget_events(budget, row, fires)
         self.log_rows.append(self.log_row(record, take, charged))
+
+    def _wallet_event(self, wallet: _Wallet, platform_id: str, row: dict[str, Any]) -> None:
+        event = EventType.WALLET_LOW_BALANCE.value
+        if self.outbox is None or not self.outbox.wants(platform_id, event):
+            return
+        data = wallet_data(
+            platform_id=platform_id, wallet_id=wallet.id, transaction_id=row["id"], txn_type="usage",
+            amount_nanos=row["amount_nanos"], balance_after_nanos=wallet.balance, threshold_nanos=wallet.threshold,
+            request_id=row["request_id"],
+        )  # fmt: skip
+        self.outbox.add(PendingEvent(platform_id, event, row["id"], data))
+
+    def _budget_events(self, budget: _Budget, row: dict[str, Any], low_balance: bool) -> None:
+        """``budget.debited`` for every inference row, ``budget.low_balance`` on the crossing (§11.1, §9.8)."""
+        outbox = self.outbox
+        if outbox is None:
+            return
+        types = [EventType.BUDGET_DEBITED.value]
+        if low_balance:
+            types.append(EventType.BUDGET_LOW_BALANCE.value)
+        for event in types:
+            if not outbox.wants(budget.platform_id, event):
+                continue
+            self.external_ids.setdefault(budget.end_user_id, None)
+            data = budget_data(
+                platform_id=budget.platform_id, end_user_id=budget.end_user_id, external_id=None,
+                budget_id=budget.id, transaction_id=row["id"], txn_type="inference",
+                amount_nanos=row["amount_nanos"], max_after_nanos=row["max_after_nanos"],
+                used_after_nanos=row["used_after_nanos"], threshold_nanos=budget.threshold, reason=None,
+                metadata={}, request_id=row["request_id"],
+            )  # fmt: skip
+            outbox.add(PendingEvent(budget.platform_id, event, row["id"], data))
+
+    def _flush_outbox(self) -> None:
+        """Fills in the end users' ``external_id`` (one SELECT, only when an event needs it), then bulk-inserts."""
+        outbox = self.outbox
+        if outbox is None or not outbox.pending:
+            return
+        if self.external_ids:
+            clause, params = self.sql.in_list("e", sorted(self.external_ids))
+            rows = self.sql.execute(self.conn, _SELECT_EXTERNAL_IDS.replace("(:ids)", clause), params)
+            self.external_ids.update({r[0]: r[1] for r in rows})
+            for event in outbox.pending:
+                if "external_id" in event.data:
+                    assert isinstance(event.data, dict)
+                    event.data["external_id"] = self.external_ids.get(event.data["end_user_id"])
+        outbox.flush(self.now)
 
     def release(self, command: Release) -> bool:
         return self._resolve(command.hold_id, "released") is not None
@@ -384,9 +460,10 @@ class _Batch:
         sql, conn, now = self.sql, self.conn, self.stamp
         for wallet in self.wallets.values():
             if wallet.dirty:
-                sql.execute(
-                    conn, _UPDATE_WALLET, {"balance": wallet.balance, "held": wallet.held, "now": now, "id": wallet.id}
-                )
+                params = {
+                    "balance": wallet.balance, "held": wallet.held, "armed": wallet.armed, "now": now, "id": wallet.id,
+                }  # fmt: skip
+                sql.execute(conn, _UPDATE_WALLET, params)
         for budget in self.budgets.values():
             if budget.dirty:
                 params = {
@@ -412,6 +489,7 @@ class _Batch:
         ):
             if rows:
                 sql.executemany(conn, statement, rows)
+        self._flush_outbox()
 
 
 def apply_batch(conn: DriverConnection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:

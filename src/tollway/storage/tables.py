@@ -87,6 +87,8 @@ wallets = sa.Table(
     sa.Column("held_nanos", sa.BigInteger, nullable=False),
     _ts("created_at"),
     _ts("updated_at"),
+    # wallet.low_balance is edge-triggered (SPEC §9.8); added by migration 0006.
+    sa.Column("low_balance_armed", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.CheckConstraint("balance_nanos >= 0", name="balance_non_negative"),
     sa.CheckConstraint("held_nanos >= 0 AND held_nanos <= balance_nanos", name="held_within_balance"),
 )
@@ -312,7 +314,74 @@ rate_limit_overrides = sa.Table(
 
 # -- stored responses (SPEC §7.6; migration 0005) --------------------------------------------------------------
 
+# A Responses API result kept for previous_response_id and GET (SPEC §7.6): the expanded input items and the result
+# object (output and metadata included) as orjson bytes, owned by a platform and, for end-user keys, an end user.
+stored_responses = sa.Table(
+    "stored_responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # resp_<32 hex>
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=True),
+    sa.Column("input_items", sa.LargeBinary, nullable=False),
+    sa.Column("response_body", sa.LargeBinary, nullable=False),
+    _ts("created_at"),
+    _ts("expires_at"),
+    sa.Index("ix_stored_responses_expires", "expires_at"),
+)
+
 # -- webhooks: endpoints, outbox events, deliveries (SPEC §11; migration 0006) -----------------------------------
+
+# A platform's receiver. Secrets are sealed (AES-GCM bound to the platform and endpoint); during a rotation the
+# previous one stays in force until ``previous_secret_expires_at``. Deleted endpoints keep their rows (deliveries).
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False, index=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.String(16), nullable=True),
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("previous_secret_sealed", sa.LargeBinary, nullable=True),
+    _ts("previous_secret_expires_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("deleted_at", nullable=True),
+)
+
+# The outbox: one row per event (the exact envelope bytes), committed with the ledger row that caused it.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", sa.String(80), primary_key=True),  # <transaction_id>:<event_type>
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("webhook_id", sa.String(36), nullable=False),  # msg_<32 hex>
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    _ts("created_at"),
+)
+
+# One row per (event, endpoint), plus one per replay; ``attempts`` is the attempt log (SPEC §11.4). A pending row
+# is due at ``next_attempt_at``; a worker claims it by moving that time forward under a row lock.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("endpoint_id", _ID, sa.ForeignKey("webhook_endpoints.id"), nullable=False),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("event_id", sa.String(80), sa.ForeignKey("webhook_events.id"), nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("webhook_id", sa.String(36), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.JSON, nullable=False),
+    _ts("next_attempt_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+)
 
 # -- instance heartbeats (SPEC §13.2; migration 0007) ---------------------------------------------------------
 

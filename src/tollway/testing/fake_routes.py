@@ -1,5 +1,5 @@
 """Routes of the fake upstream: chat in every wire format it speaks (OpenAI, ASI:One, Anthropic, Gemini),
-``/v1/models`` and the ``/_fake/`` control endpoints.
+image generation (``fake_images``), ``/v1/models`` and the ``/_fake/`` control endpoints.
 
 Every request outside ``/_fake/`` is recorded (the last 1000; the count keeps counting).
 """
@@ -21,6 +21,8 @@ from tollway.testing.fake_anthropic import AnthropicDialect
 from tollway.testing.fake_asi1 import ASI1Dialect
 from tollway.testing.fake_gemini import GeminiDialect
 from tollway.testing.fake_http import Reply, Request
+from tollway.testing.fake_images import IMAGE_PATHS, FakeImages
+from tollway.testing.fake_openai_responses import ResponsesDialect
 from tollway.testing.fake_responses import (
     DONE_EVENT,
     GARBAGE,
@@ -36,12 +38,14 @@ from tollway.testing.fake_scenarios import Scenario, ScenarioError, parse_model
 MAX_RECORDED = 1000
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 _JSON = ("content-type", "application/json")
 _SSE = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
 _SCENARIO_CACHE_SIZE = 4096
 _OPENAI: Final = OpenAIDialect()
 _ANTHROPIC: Final = AnthropicDialect()
 _GEMINI: Final = GeminiDialect()
+_RESPONSES: Final = ResponsesDialect()
 _ASI1_PATHS: Final[dict[str, Dialect]] = {
     "/asi1/v1/chat/completions": ASI1Dialect(),
     "/asi1-old/v1/chat/completions": ASI1Dialect(old=True),
@@ -115,6 +119,7 @@ class FakeRoutes:
         self._clock = clock
         self._ids = itertools.count(1)
         self._scenarios: dict[str, Scenario | ScenarioError] = {}
+        self._images = FakeImages(clock)
 
     def __call__(self, request: Request) -> Reply:
         path, _, query = request.target.partition("?")
@@ -123,6 +128,10 @@ class FakeRoutes:
         body = _parse_json(request.body)
         self._log.record(RecordedRequest(request.method, path, query, request.headers, body))
         if request.method == "POST":
+            if path in IMAGE_PATHS:
+                if _missing_key(request):
+                    return _unauthorized()
+                return self._images.reply(path, body, self._scenario, self._log.should_fail)
             if path in _CHAT_PATHS:
                 return _unauthorized() if _missing_key(request) else self._chat(_OPENAI, body, _key(request))
             if path in _ASI1_PATHS:
@@ -130,6 +139,14 @@ class FakeRoutes:
                 return _unauthorized() if _missing_key(request) else self._chat(dialect, body, _key(request))
             if path == _ANTHROPIC_PATH:
                 return self._anthropic(request, body)
+            if path in _RESPONSES_PATHS:
+                if _missing_key(request):
+                    return _unauthorized()
+                problem = _RESPONSES.check(body)
+                if problem is not None:
+                    return _json(400, problem)
+                stream = body.get("stream") is True
+                return self._answer(_RESPONSES, body["model"], body, _key(request), stream=stream, include_usage=True)
             if path.startswith(_GEMINI_PREFIXES):
                 return self._gemini(request, path, query, body)
         if request.method == "GET" and path in _MODELS_PATHS:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.domain.clock import utcnow
 from tollway.domain.holds import Expire
 from tollway.domain.ports import MoneyLedger
+from tollway.observability.metrics import Metrics
 from tollway.storage.db import reader
 from tollway.storage.tables import holds
 
@@ -24,7 +25,10 @@ _BATCH = 500
 
 
 class HoldSweeper:
-    def __init__(self, engine: AsyncEngine, ledger: MoneyLedger, interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self, engine: AsyncEngine, ledger: MoneyLedger, interval_s: float = INTERVAL_S, metrics: Metrics | None = None
+    ) -> None:
+        self._metrics = metrics
         self._reader = reader(engine)
         self._ledger = ledger
         self._interval_s = interval_s
@@ -47,6 +51,8 @@ class HoldSweeper:
             results = await asyncio.gather(*(self._ledger.submit(Expire(hold_id)) for hold_id in ids))
             done = sum(1 for result in results if result)
             resolved += done
+            if self._metrics is not None:
+                self._metrics.holds_expired_resolved(done)  # tollway_holds_expired_total
             if done == 0:  # another instance holds them; it will finish
                 return resolved
 

@@ -32,7 +32,9 @@ async def chat_completions(request: Request) -> Response:
     services = request.app.state.services
     principal = await require_inference(request)
     chat = parse_chat_request(await read_json(request, services.settings.max_body_bytes))
-    ctx = CallContext(principal, request.state.request_id, session_id_header(request), received)
+    ctx = CallContext(
+        principal, request.state.request_id, session_id_header(request), received, client_gone=request.is_disconnected
+    )
     outcome = await services.inference.complete(ctx, chat)
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})

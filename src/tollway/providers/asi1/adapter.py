@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.providers.asi1 import translate
-from tollway.providers.base import ChatResult, UpstreamCall
+from tollway.domain.catalog import Candidate
+from tollway.domain.image_request import ImageRequest
+from tollway.errors import UnsupportedParameter
+from tollway.providers.asi1 import images, translate
+from tollway.providers.base import ChatResult, ImageCall, ImageResult, UpstreamCall
 from tollway.providers.openai.adapter import OpenAIAdapter
 from tollway.providers.streaming import EventTranslator
 
@@ -20,3 +23,11 @@ class ASI1Adapter(OpenAIAdapter):
 
     def _translator(self, slug: str) -> EventTranslator:
         return translate.ChunkTranslator(slug)
+
+    # Image generation at ``{base_url}/image/generate`` in ASI:One's own shape (SPEC §7.7).
+
+    def image_refusal(self, request: ImageRequest, candidate: Candidate) -> UnsupportedParameter | None:
+        return images.refusal(request, candidate)
+
+    async def generate_images(self, call: ImageCall) -> ImageResult:
+        return await images.generate(self._transport, call)

@@ -9,10 +9,11 @@ import aiohttp
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
+from tollway.domain.image_request import ImageRequest
 from tollway.errors import UnsupportedParameter
 from tollway.providers import capabilities
-from tollway.providers.base import ChatResult, UpstreamCall
-from tollway.providers.openai import translate
+from tollway.providers.base import ChatResult, ImageCall, ImageResult, UpstreamCall
+from tollway.providers.openai import images, translate
 from tollway.providers.streaming import EventTranslator, SSEChatStream, answered
 from tollway.providers.transport import Transport
 
@@ -63,3 +64,11 @@ class OpenAIAdapter:
         response = await self._open(call)
         slug = call.candidate.provider.slug
         return SSEChatStream(self._transport, response, slug, call.candidate.api_key, self._translator(slug))
+
+    # Image generation (SPEC §7.7): the ImageAdapter capability; the wire code lives in ``images.py``.
+
+    def image_refusal(self, request: ImageRequest, candidate: Candidate) -> UnsupportedParameter | None:
+        return None  # n, quality and style are all forwarded to openai and openai_compatible
+
+    async def generate_images(self, call: ImageCall) -> ImageResult:
+        return await images.generate(self._transport, call)
