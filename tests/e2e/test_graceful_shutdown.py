@@ -27,18 +27,22 @@ SHORT = "fake/words?n=4&delay_ms=100"  # done in well under the drain
 class StreamReader(threading.Thread):
     """Reads one SSE stream to its end, recording the raw events and when the first one arrived."""
 
-    def __init__(self, url: str, key: str, model: str) -> None:
+    def __init__(self, url: str, key: str, model: str, path: str = "/v1/chat/completions") -> None:
         super().__init__(daemon=True)
-        self.url, self.key, self.model = url, key, model
+        self.url, self.key, self.model, self.path = url, key, model, path
         self.events: list[bytes] = []
         self.request_id = ""
         self.first_event = threading.Event()
         self.ended_at = 0.0
 
     def run(self) -> None:
-        body = {"model": self.model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        body: dict[str, object] = {"model": self.model, "stream": True}
+        if self.path == "/v1/responses":
+            body["input"] = "hi"
+        else:
+            body["messages"] = [{"role": "user", "content": "hi"}]
         with httpx.stream(
-            "POST", self.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {self.key}"}
+            "POST", self.url + self.path, json=body, headers={"Authorization": f"Bearer {self.key}"}
         ) as response:
             self.request_id = response.headers["x-request-id"]
             for line in response.iter_lines():
@@ -65,6 +69,9 @@ def test_sigterm_drains_streams_then_exits_0(
         long, short = StreamReader(process.url, tenant.platform_key, "long"), None
         long.start()
         assert long.first_event.wait(10)
+        response = StreamReader(process.url, tenant.platform_key, "long", "/v1/responses")
+        response.start()
+        assert response.first_event.wait(10)
         short = StreamReader(process.url, tenant.platform_key, "short")
         short.start()
         assert short.first_event.wait(10)
@@ -73,6 +80,7 @@ def test_sigterm_drains_streams_then_exits_0(
         assert process.proc.wait(timeout=30) == 0
         long.join(10)
         short.join(10)
+        response.join(10)
     finally:
         process.stop()
         tenant.client.close()
@@ -85,6 +93,15 @@ def test_sigterm_drains_streams_then_exits_0(
     assert len(long.events) < 40  # it was cut, not finished
     assert long.ended_at - signalled >= 1.4  # the stream had its drain time
 
+    # A Responses stream ends with response.failed, in sequence (SPEC §7.6, §14.3).
+    events = [orjson.loads(e) for e in response.events]
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "service_unavailable"
+    numbers = [e["sequence_number"] for e in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    interrupted = usage_logs.c.status == "interrupted"
+    assert count(settings, usage_logs, usage_logs.c.request_id == response.request_id, interrupted) == 1
+
     assert count(settings, usage_logs, usage_logs.c.request_id == long.request_id) == 1
     assert (
         count(settings, usage_logs, usage_logs.c.request_id == long.request_id, usage_logs.c.status == "interrupted")
@@ -93,7 +110,7 @@ def test_sigterm_drains_streams_then_exits_0(
     assert (
         count(settings, usage_logs, usage_logs.c.request_id == short.request_id, usage_logs.c.status == "success") == 1
     )
-    for request_id in (long.request_id, short.request_id):
+    for request_id in (long.request_id, short.request_id, response.request_id):
         assert count(settings, holds, holds.c.request_id == request_id, holds.c.status == "captured") == 1
     assert count(settings, holds, holds.c.status == "active") == 0
     assert_invariants(settings)

@@ -47,11 +47,25 @@ async def _chat_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> 
     yield DONE
 
 
-def named_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
+def named_events(
+    events: AsyncIterator[dict[str, Any] | TollwayError],
+    on_drain: Callable[[TollwayError], list[dict[str, Any]]] | None = None,
+) -> AsyncIterator[bytes]:
     """Responses API events: ``event: <type>`` then ``data: <json>``, no ``[DONE]`` (SPEC §7.6). The service ends a
-    failed stream with its own ``response.failed`` event; an error object (and a drain at shutdown) is written as
-    OpenAI's ``error`` event."""
-    return drainable(_named_events(events), lambda: _error_event(shutdown_error()))
+    failed stream with its own ``response.failed`` event, and a stream cut at shutdown with the events of
+    ``on_drain``; an error object is written as OpenAI's ``error`` event."""
+
+    def final() -> bytes:
+        if on_drain is None:
+            return _error_event(shutdown_error())
+        return b"".join(_named_event(event) for event in on_drain(shutdown_error()))
+
+    return drainable(_named_events(events), final)
+
+
+def _named_event(event: dict[str, Any]) -> bytes:
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def _error_event(error: TollwayError) -> bytes:
@@ -63,4 +77,4 @@ async def _named_events(events: AsyncIterator[dict[str, Any] | TollwayError]) ->
         if isinstance(event, TollwayError):
             yield _error_event(event)
             return
-        yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        yield _named_event(event)

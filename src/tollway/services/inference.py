@@ -59,6 +59,8 @@ class StreamedCompletion:
     events: AsyncIterator[dict[str, Any] | TollwayError]
     provider_slug: str
     headers: dict[str, str] = field(default_factory=dict)
+    # The closing events of a stream cut by a graceful shutdown (Responses: ``response.failed``); None: an error.
+    on_drain: Callable[[TollwayError], list[dict[str, Any]]] | None = None
 
 
 class InferenceService:

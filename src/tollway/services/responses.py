@@ -163,7 +163,8 @@ class ResponsesService:
         candidate, (stream, iterator, first) = await inference.with_fallback(plan, open_stream, failed, deadline)
         relay = _Relay(self, ctx, request, chat, items, plan, admission, candidate, owner)
         events = relay.run(stream, iterator, first)
-        return StreamedCompletion(events, candidate.provider.slug, {**admission.headers, **_clamp_header(plan)})
+        headers = {**admission.headers, **_clamp_header(plan)}
+        return StreamedCompletion(events, candidate.provider.slug, headers, relay.drained)
 
 
 class _Relay:
@@ -183,13 +184,18 @@ class _Relay:
     ) -> None:
         self.service, self.ctx, self.request, self.chat, self.items = service, ctx, request, chat, items
         self.plan, self.admission, self.candidate, self.owner = plan, admission, candidate, owner
+        self.writer = ResponseEventStream(_skeleton(request))
+
+    def drained(self, error: TollwayError) -> list[dict[str, Any]]:
+        """A graceful shutdown cut the stream (SPEC §14.3): it ends with ``response.failed``, in sequence."""
+        return self.writer.fail(error.code, error.message)
 
     async def run(
         self, stream: ChatStream, iterator: AsyncIterator[StreamChunk], first: StreamChunk
     ) -> AsyncIterator[dict[str, Any] | TollwayError]:
         inference = self.service._inference
         plan, candidate = self.plan, self.candidate
-        writer = ResponseEventStream(_skeleton(self.request))
+        writer = self.writer
         reported: Usage | None = None
         finish: str | None = None
         status = CallStatus.INTERRUPTED

@@ -36,7 +36,8 @@ async def create_response(request: Request) -> Response:
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
-    return StreamingResponse(named_events(outcome.events), headers=headers, media_type="text/event-stream")
+    events = named_events(outcome.events, outcome.on_drain)
+    return StreamingResponse(events, headers=headers, media_type="text/event-stream")
 
 
 async def _context(request: Request) -> CallContext:
