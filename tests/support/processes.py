@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.canary import WATCH
 from tollway.settings import Settings
 
 
@@ -44,8 +46,7 @@ class GatewayProcess:
         """kill -9: no shutdown hooks, holds in flight stay as they are."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self._close_stderr()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -54,5 +55,12 @@ class GatewayProcess:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self._close_stderr()
+
+    def _close_stderr(self) -> None:
+        """The process's log lines (JSON, on stderr) pass the suite's canary check before the pipe closes."""
+        if self.proc.stderr is None or self.proc.stderr.closed:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            WATCH.check("tollway serve stderr", self.proc.stderr.read().decode(errors="replace"))
+        self.proc.stderr.close()
