@@ -299,11 +299,11 @@ def test_wallet_insufficient_is_402_with_no_upstream_call(
 ) -> None:
     tenant = create_tenant(admin, gateway.url, stack.tenant.provider_id, stack.openai_slug, topup="0.05")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=tenant.platform_key, max_retries=0, timeout=30)
-    before = fake_upstream.request_count
+    prompt = f"{PROMPT} ({tenant.platform_id})"  # recognisable upstream, whatever else the shared fake serves
     with pytest.raises(openai.APIStatusError) as error:
-        client.images.generate(model="img", prompt=PROMPT, n=2)  # hold 2 × $0.04 > $0.05; never clamped
+        client.images.generate(model="img", prompt=prompt, n=2)  # hold 2 × $0.04 > $0.05; never clamped
     assert error.value.status_code == 402 and error.value.code == "wallet_insufficient"
-    assert fake_upstream.request_count == before
+    assert not any(isinstance(r.body, dict) and r.body.get("prompt") == prompt for r in fake_upstream.requests)
     assert tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs").json()["data"] == []
     assert client.images.generate(model="img", prompt=PROMPT).data  # one image fits
     assert_invariants(gateway.settings)

@@ -340,9 +340,10 @@ def test_gone_disables_the_endpoint_and_replay(
 def test_private_urls_refused_when_not_allowed(tmp_path: Path, receiver: WebhookReceiver) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'strict.db'}", allow_private_urls=False)
     with running_gateway(settings) as strict:
-        admin = httpx.Client(base_url=strict.url, headers={"Authorization": f"Bearer {settings.admin_key}"})
-        created = admin.post("/v1/admin/platforms", json={"name": "Strict"}).json()
-        client = httpx.Client(base_url=strict.url, headers={"Authorization": f"Bearer {created['api_key']['raw_key']}"})
+        with httpx.Client(base_url=strict.url, headers={"Authorization": f"Bearer {settings.admin_key}"}) as admin:
+            created = admin.post("/v1/admin/platforms", json={"name": "Strict"}).json()
+        platform_key = created["api_key"]["raw_key"]
+        client = httpx.Client(base_url=strict.url, headers={"Authorization": f"Bearer {platform_key}"})
         base = f"/v1/platforms/{created['platform']['id']}/webhooks"
         for url in (
             receiver.url,  # http
@@ -357,7 +358,6 @@ def test_private_urls_refused_when_not_allowed(tmp_path: Path, receiver: Webhook
         made = client.post(base, json={"url": "https://8.8.8.8/hook"})
         assert made.status_code == 201, made.text
         _bad(client.patch(f"{base}/{made.json()['id']}", json={"url": "https://[fe80::1]/hook"}), "url")
-        admin.close()
         client.close()
 
 

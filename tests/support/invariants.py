@@ -15,8 +15,11 @@ from tollway.storage.tables import budget_transactions, budgets, holds, usage_lo
 async def _violations(settings: Settings) -> list[str]:
     engine = create_engine(settings)
     problems: list[str] = []
+    # One snapshot: settlements commit right after responses, and READ COMMITTED could see half of one.
+    snapshot = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
     try:
-        async with engine.connect() as conn:
+        async with engine.connect() as raw:
+            conn = await raw.execution_options(**snapshot)
             for w in (await conn.execute(sa.select(wallets))).all():
                 ledger = (
                     await conn.execute(
