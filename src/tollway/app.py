@@ -13,17 +13,17 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
+from tollway.http import fastpath
 from tollway.http.cors import InferenceCORS
 from tollway.http.drain import Drain
 from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
-from tollway.http.routes import build_routes
+from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.providers.openai.responses import NativeResponses
 from tollway.providers.registry import AdapterRegistry
@@ -213,13 +213,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await services.engine.dispose()
             metrics.process_exited()
 
-    middleware = []
-    if settings.cors_origin_list:
-        middleware.append(Middleware(InferenceCORS, origins=settings.cors_origin_list))
     routes = build_routes()
     app = Starlette(
         routes=routes,
-        middleware=middleware,
         exception_handlers={
             HTTPException: _http_exception,
             404: _not_found,
@@ -228,4 +224,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         },
         lifespan=lifespan,
     )
-    return RequestContextMiddleware(app, metrics, route_templates(routes), drain)
+    served: Any = fastpath.wrap(app, routes, HOT_PATHS)
+    if settings.cors_origin_list:
+        served = InferenceCORS(served, settings.cors_origin_list)
+    return RequestContextMiddleware(served, metrics, route_templates(routes), drain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -52,3 +53,16 @@ async def read_optional_json_exact(request: Request, limit: int) -> dict[str, An
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise InvalidRequest("Requests with a body must send Content-Type: application/json.", "Content-Type")
     return parse_json_body_exact(raw)
+
+
+def disconnect_probe(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the client has left, for settlement (SPEC §7.3). uvicorn's connection cycle records it in a flag we
+    can read for free; under another server, Starlette's probe (a cancelled ``receive``, dearer) is used."""
+    cycle = getattr(request.receive, "__self__", None)
+    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool):
+        return request.is_disconnected
+
+    async def gone() -> bool:
+        return bool(cycle.disconnected)
+
+    return gone

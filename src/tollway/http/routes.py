@@ -7,6 +7,9 @@ from starlette.routing import BaseRoute, Route
 from tollway.http import health
 from tollway.http.inference import chat, images, models, responses
 
+# Served by ``http/fastpath.py`` ahead of Starlette's router (the same handlers; they stay listed below).
+HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/image/generate")
+
 
 def build_routes() -> list[BaseRoute]:
     from tollway.http import me, me_rate_limits

@@ -9,7 +9,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tollway.domain.chat_request import parse_chat_request
 from tollway.errors import InvalidRequest
-from tollway.http.body import read_json
+from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.responses import json_response
 from tollway.http.sse import chat_events
@@ -33,7 +33,7 @@ async def chat_completions(request: Request) -> Response:
     principal = await require_inference(request)
     chat = parse_chat_request(await read_json(request, services.settings.max_body_bytes))
     ctx = CallContext(
-        principal, request.state.request_id, session_id_header(request), received, client_gone=request.is_disconnected
+        principal, request.state.request_id, session_id_header(request), received, client_gone=disconnect_probe(request)
     )
     outcome = await services.inference.complete(ctx, chat)
     if isinstance(outcome, Completion):

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tollway.domain.responses_request import parse_responses_request
-from tollway.http.body import read_json
+from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
@@ -30,7 +30,7 @@ async def create_response(request: Request) -> Response:
         session_id_header(request),
         received,
         REQUEST_TYPE,
-        client_gone=request.is_disconnected,
+        client_gone=disconnect_probe(request),
     )
     outcome = await services.responses.create(ctx, body)
     if isinstance(outcome, Completion):
