@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_settings
 from tests.integration.test_money_concurrency import settled
@@ -100,6 +101,16 @@ async def _fire(urls: list[str], key: str, calls: int, path: str = "/v1/chat/com
         statuses = await asyncio.gather(*(one(i) for i in range(calls)))
     await asyncio.sleep(0.1)
     return list(statuses)
+
+
+def _metrics(text: str) -> dict[str, float]:
+    """Prometheus text as ``{'name{label="v"}': value}`` (labels in their exposition order)."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found
 
 
 def _wallet(tenant: Tenant) -> dict[str, Any]:
@@ -207,6 +218,10 @@ def test_redis_killed_mid_traffic_no_5xx_degraded_limits_exact_money(
         for url in small.urls:
             ready = httpx.get(url + "/readyz")
             assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "degraded"
+            metrics = _metrics(httpx.get(url + "/metrics").text)
+            assert metrics["tollway_ratelimit_degraded"] == 1
+            assert metrics["tollway_ratelimit_local_decisions_total"] >= 30  # each instance's calls since the crash
+            assert metrics['tollway_ratelimit_rejections_total{dimension="rpm"}'] == 10
 
         wallet = settled(lambda: _wallet(tenant))
         assert wallet["balance_usd"] == 100 - 0.01 * 340 and wallet["held_usd"] == 0  # 300 + 40 calls, exactly
