@@ -148,3 +148,29 @@ def test_thousand_cent_calls_against_a_five_dollar_budget(
     assert tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()["balance_usd"] == 95
     assert_invariants(first.settings)
     tenant.client.close()
+
+
+def test_every_management_change_reaches_the_next_call_at_once(
+    gateway: GatewayServer, admin: httpx.Client, cent_provider: dict[str, Any]
+) -> None:
+    """The money writer keeps the rows it committed (embedded mode) while no other connection writes: topups,
+    budget changes, suspension and a new budget must each be seen by the very next call."""
+    tenant = create_tenant(admin, gateway.url, cent_provider["id"], cent_provider["slug"], topup="0.01")
+    base = f"/v1/platforms/{tenant.platform_id}/end-users"
+    user_id, key = _end_user(tenant, None, "changes")
+    assert _chat(gateway, key).status_code == 200  # the wallet's one cent
+    assert _chat(gateway, key).json()["error"]["code"] == "wallet_insufficient"
+    topup = admin.post(f"/v1/admin/platforms/{tenant.platform_id}/wallet/topup", json={"amount_usd": "0.05"})
+    assert topup.status_code == 200, topup.text
+    assert _chat(gateway, key).status_code == 200  # the topup is seen at once
+    created = tenant.client.post(f"{base}/{user_id}/budget", json={"max_usd": "0.01"})
+    assert created.status_code == 201, created.text
+    assert _chat(gateway, key).status_code == 200  # the new budget's one cent
+    assert _chat(gateway, key).json()["error"]["code"] == "budget_exhausted"
+    assert tenant.client.patch(f"{base}/{user_id}/budget", json={"max_usd": "0.02"}).status_code == 200
+    assert tenant.client.patch(f"{base}/{user_id}/budget", json={"is_suspended": True}).status_code == 200
+    assert _chat(gateway, key).json()["error"]["code"] == "budget_suspended"
+    assert tenant.client.patch(f"{base}/{user_id}/budget", json={"is_suspended": False}).status_code == 200
+    assert _chat(gateway, key).status_code == 200  # the raised maximum
+    assert_invariants(gateway.settings)
+    tenant.client.close()

@@ -9,7 +9,7 @@ INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +100,50 @@ class _Hold:
     checkpoint: dict[str, Any] | None = None
 
 
+@dataclass(slots=True)
+class RowCache:
+    """Embedded SQLite only: the money rows as this writer's connection last committed them. They stay valid while
+    no other connection commits (``PRAGMA data_version`` unchanged: management calls, period resets and the
+    migration all write through other connections), so a batch skips its SELECTs. A failed batch clears it."""
+
+    version: int | None = None
+    wallets: dict[str, _Wallet] = field(default_factory=dict)  # by platform id
+    budgets: dict[str, _Budget] = field(default_factory=dict)  # by id
+    budget_of_user: dict[str, _Budget | None] = field(default_factory=dict)  # None: no active budget
+    holds: dict[str, _Hold] = field(default_factory=dict)  # active holds
+    subscriptions: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # platform -> event -> endpoints
+    pending: _Batch | None = None  # applied, awaiting the caller's COMMIT
+
+    def clear(self) -> None:
+        self.version = None
+        self.pending = None
+        for table in (self.wallets, self.budgets, self.budget_of_user, self.holds, self.subscriptions):
+            table.clear()
+
+    def committed(self) -> None:
+        """The pending batch committed: its rows are the database's rows now."""
+        batch, self.pending = self.pending, None
+        if batch is None:
+            return
+        for platform_id, wallet in batch.wallets.items():
+            wallet.dirty = False
+            self.wallets[platform_id] = wallet
+        for budget in batch.budgets.values():
+            budget.dirty = False
+            self.budgets[budget.id] = budget
+        self.budget_of_user.update(batch.budget_of_user)
+        for hold in batch.holds.values():
+            if hold.new_status is None and hold.status == "active":
+                hold.checkpoint = None
+                self.holds[hold.id] = hold
+            else:
+                self.holds.pop(hold.id, None)
+        for hold in batch.placed:
+            self.holds[hold.id] = hold
+        if batch.outbox is not None:
+            self.subscriptions.update(batch.outbox.subs_of(batch.outbox_platforms))
+
+
 def _datetime(value: Any) -> datetime:
     """PostgreSQL gives aware datetimes; the raw SQLite connection gives the text SQLAlchemy stored (naive UTC)."""
     if isinstance(value, datetime):
@@ -151,7 +195,8 @@ _SELECT_EXTERNAL_IDS = "SELECT id, external_id FROM end_users WHERE id IN (:ids)
 
 
 class _Batch:
-    def __init__(self, conn: DriverConnection, now: datetime, sql: DriverSQL) -> None:
+    def __init__(self, conn: DriverConnection, now: datetime, sql: DriverSQL, cache: RowCache | None = None) -> None:
+        self.cache = cache
         self.conn = conn
         self.now = now
         self.sql = sql
@@ -166,6 +211,8 @@ class _Batch:
         self.budget_rows: list[dict[str, Any]] = []
         self.log_rows: list[dict[str, Any]] = []
         self.outbox: DriverOutbox | None = None  # read only when the batch captures something (webhooks, §11.4)
+        self.outbox_platforms: list[str] = []
+        self.placed: list[_Hold] = []  # the holds this batch places, for the cache
         self.external_ids: dict[str, str | None] = {}
 
     def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
@@ -173,25 +220,34 @@ class _Batch:
         return self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params)
 
     def load(self, commands: list[MoneyCommand]) -> None:
-        hold_ids = sorted({c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire)})
-        if hold_ids:
+        """Lock and read the rows the batch touches, in the fixed order wallets -> budgets (reads come from the
+        cache when it is valid; only what it lacks is selected)."""
+        cache = self.cache
+        hold_ids = {c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire)}
+        if cache is not None:
+            self.holds.update({i: cache.holds[i] for i in hold_ids if i in cache.holds})
+        missing = sorted(hold_ids - self.holds.keys())
+        if missing:
             sql = (
                 "SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status,"
                 " terms, checkpoint FROM holds WHERE id IN (:ids) ORDER BY id"
             )
-            for r in self._select(sql, "h", hold_ids):
+            for r in self._select(sql, "h", missing):
                 terms, checkpoint = _json(r[8]) or {}, _json(r[9])
                 self.holds[r[0]] = _Hold(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
         platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
         platform_ids |= {h.platform_id for h in self.holds.values()}
-        if platform_ids:
+        if cache is not None:
+            self.wallets.update({p: cache.wallets[p] for p in platform_ids if p in cache.wallets})
+        missing = sorted(platform_ids - self.wallets.keys())
+        if missing:
             # The platform's settings ride along for the wallet low-balance threshold; only the wallet is locked.
             sql = (
                 "SELECT wallets.id, wallets.platform_id, wallets.balance_nanos, wallets.held_nanos,"
                 " wallets.low_balance_armed, platforms.settings FROM wallets JOIN platforms"
                 " ON platforms.id = wallets.platform_id WHERE wallets.platform_id IN (:ids) ORDER BY wallets.id"
             )
-            clause, params = self.sql.in_list("p", sorted(platform_ids))
+            clause, params = self.sql.in_list("p", missing)
             lock = "" if self.sql.sqlite else " FOR UPDATE OF wallets"
             for r in self.sql.execute(self.conn, sql.replace("(:ids)", clause) + lock, params):
                 threshold = PlatformSettings.from_stored(_json(r[5])).wallet_low_balance_threshold_nanos
@@ -202,9 +258,23 @@ class _Batch:
             if isinstance(c, Settlement | Expire) and c.hold_id in self.holds
         }
         if captured:
-            self.outbox = DriverOutbox(self.conn, self.sql, sorted(captured))
+            self.outbox_platforms = sorted(captured)
+            known = cache.subscriptions if cache is not None else {}
+            self.outbox = DriverOutbox(self.conn, self.sql, self.outbox_platforms, known)
+        self._load_budgets(commands)
+
+    def _load_budgets(self, commands: list[MoneyCommand]) -> None:
+        cache = self.cache
         end_users = {c.end_user_id for c in commands if isinstance(c, HoldRequest) and c.end_user_id}
         budget_ids = {h.budget_id for h in self.holds.values() if h.budget_id}
+        if cache is not None:
+            for user in end_users & cache.budget_of_user.keys():
+                known = cache.budget_of_user[user]
+                if known is not None:
+                    self.budget_of_user[user] = self.budgets[known.id] = known
+            end_users = {u for u in end_users if u not in cache.budget_of_user}
+            self.budgets.update({b: cache.budgets[b] for b in budget_ids if b in cache.budgets})
+            budget_ids -= self.budgets.keys()
         if end_users or budget_ids:
             # Both sets, by id: the live budgets of the batch's end users and those its holds were placed on.
             clause_u, params_u = self.sql.in_list("u", sorted(end_users) or [""])
@@ -229,10 +299,15 @@ class _Batch:
                 self.budgets[budget.id] = budget
                 if budget.is_active:
                     self.budget_of_user[budget.end_user_id] = budget
-                    # Resets are applied before any operation that touches a budget past its boundary.
-                    amount = budget.reset_if_due(self.now)
-                    if amount is not None:
-                        self.budget_rows.append(self._budget_row(budget, None, amount, "reset"))
+            if cache is not None:  # remember the end users who have no active budget, too
+                for user in end_users - self.budget_of_user.keys():
+                    cache.budget_of_user[user] = None
+        for budget in self.budgets.values():
+            if budget.is_active:
+                # Resets are applied before any operation that touches a budget past its boundary.
+                amount = budget.reset_if_due(self.now)
+                if amount is not None:
+                    self.budget_rows.append(self._budget_row(budget, None, amount, "reset"))
 
     # -- commands ------------------------------------------------------------------------------------------------
 
@@ -277,6 +352,13 @@ class _Batch:
             }
         )
         budget_id = budget.id if budget is not None else None
+        if self.cache is not None:
+            terms = {**command.recovery, "markup_bps": command.markup_bps, "n": command.n}
+            hold = _Hold(
+                hold_id, command.request_id, command.platform_id, command.end_user_id, budget_id,
+                quote.wallet_nanos, quote.budget_nanos, "active", terms, None,
+            )  # fmt: skip
+            self.placed.append(hold)
         return HoldGrant(hold_id, quote.wallet_nanos, quote.budget_nanos, budget_id, quote.clamped_limit)
 
     def _resolve(self, hold_id: str, status: str) -> _Hold | None:
@@ -492,9 +574,17 @@ class _Batch:
         self._flush_outbox()
 
 
-def apply_batch(conn: DriverConnection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
-    """Run the whole batch in the caller's transaction; results line up with the commands."""
-    batch = _Batch(conn, now, sql)
+def apply_batch(
+    conn: DriverConnection,
+    commands: list[MoneyCommand],
+    now: datetime,
+    sql: DriverSQL,
+    cache: RowCache | None = None,
+) -> list[Result]:
+    """Run the whole batch in the caller's transaction; results line up with the commands. With ``cache`` (embedded
+    SQLite, validated by the caller) the rows it holds are not read again, and it absorbs the batch once the caller
+    has committed (``RowCache.absorb``)."""
+    batch = _Batch(conn, now, sql, cache)
     batch.load(commands)
     results: list[Result] = []
     for command in commands:
@@ -513,4 +603,6 @@ def apply_batch(conn: DriverConnection, commands: list[MoneyCommand], now: datet
             batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
             results.append(None)
     batch.flush()
+    if cache is not None:
+        cache.pending = batch
     return results

@@ -135,15 +135,24 @@ _INSERT_DELIVERY = (
 class DriverOutbox:
     """The outbox for one money batch: the subscriptions of its platforms read once, rows written in bulk."""
 
-    def __init__(self, conn: DriverConnection, sql: DriverSQL, platform_ids: Sequence[str]) -> None:
+    def __init__(
+        self, conn: DriverConnection, sql: DriverSQL, platform_ids: Sequence[str], known: Subscriptions | None = None
+    ) -> None:
+        """``known``: subscriptions already read in this state of the database (the money writer's cache)."""
         self.conn = conn
         self.sql = sql
-        self.subs: Subscriptions = {}
-        if platform_ids:
-            clause, params = sql.in_list("w", sorted(platform_ids))
+        known = known or {}
+        self.subs: Subscriptions = {p: known[p] for p in platform_ids if p in known}
+        missing = sorted(set(platform_ids) - self.subs.keys())
+        if missing:
+            clause, params = sql.in_list("w", missing)
             rows = sql.execute(conn, _SELECT_ACTIVE.replace("(:ids)", clause), {**params, "active": True})
-            self.subs = index_subscriptions(rows)
+            found = index_subscriptions(rows)
+            self.subs.update({p: found.get(p, {}) for p in missing})
         self.pending: list[PendingEvent] = []
+
+    def subs_of(self, platform_ids: Sequence[str]) -> Subscriptions:
+        return {p: self.subs.get(p, {}) for p in platform_ids}
 
     def wants(self, platform_id: str, event_type: str) -> bool:
         return bool(self.subs.get(platform_id, {}).get(event_type))

@@ -19,7 +19,7 @@ from datetime import datetime
 from tollway.domain.holds import MoneyCommand
 from tollway.settings import Settings
 from tollway.storage.driver_sql import DriverSQL
-from tollway.storage.money_batch import Result, apply_batch
+from tollway.storage.money_batch import Result, RowCache, apply_batch
 
 CHECKPOINT_EVERY_S = 1.0
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
@@ -35,17 +35,33 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _run(conn: sqlite3.Connection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+def _run(
+    conn: sqlite3.Connection,
+    commands: list[MoneyCommand],
+    now: datetime,
+    sql: DriverSQL,
+    cache: RowCache | None = None,
+) -> list[Result]:
     """One transaction; any failure (a busy COMMIT included) rolls back, so the connection is never left inside
-    a transaction."""
+    a transaction. With ``cache``: read under the write lock, ``data_version`` tells whether any other connection
+    committed since this one last did; if so the cached rows are dropped."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        results = apply_batch(conn, commands, now, sql)
+        if cache is not None:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != cache.version:
+                cache.clear()
+                cache.version = version
+        results = apply_batch(conn, commands, now, sql, cache)
         conn.execute("COMMIT")
     except BaseException:
+        if cache is not None:
+            cache.clear()
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    if cache is not None:
+        cache.committed()
     return results
 
 
@@ -59,6 +75,7 @@ class SqliteMoneyConnection:
         path = settings.database_url.removeprefix("sqlite:///")
         self._path = path
         self._inline = _connect(path, 0)
+        self._cache = RowCache()  # rows as the inline connection last committed them
         self._waiting = _connect(path, 30_000)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-sqlite")
         self._checkpoint_task: asyncio.Task[None] | None = None
@@ -67,11 +84,12 @@ class SqliteMoneyConnection:
         if self._checkpoint_task is None:
             self._checkpoint_task = asyncio.create_task(self._checkpoints())
         try:
-            return _run(self._inline, commands, now, sql)
+            return _run(self._inline, commands, now, sql, self._cache)
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-        # Another writer holds the lock: wait for it off the loop (nothing of the attempt was kept).
+        # Another writer holds the lock: wait for it off the loop (nothing of the attempt was kept; the cache,
+        # cleared by the failure, refills once the inline connection commits again).
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, _run, self._waiting, commands, now, sql)
 
