@@ -61,7 +61,8 @@ class DriverSQL:
         """SQLite stores naive UTC text as SQLAlchemy's DateTime does; PostgreSQL takes the aware datetime."""
         if value is None or not self.sqlite:
             return value
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # The text of strftime("%Y-%m-%d %H:%M:%S.%f"), several times faster.
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def json(self, value: Any) -> Any:
         return None if value is None else orjson.dumps(value).decode()
