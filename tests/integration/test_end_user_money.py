@@ -14,7 +14,7 @@ import pytest
 from tests.integration.test_money_concurrency import _fire, settled
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
-from tests.support.seed import Tenant, cent_tenant, create_model, create_provider, create_tenant
+from tests.support.seed import Tenant, cent_tenant, create_cent_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
@@ -43,16 +43,7 @@ def _chat(gateway: GatewayServer, key: str, body: dict[str, Any] = CENT) -> http
 @pytest.fixture(scope="module")
 def cent_provider(admin: httpx.Client, fake_upstream: FakeUpstreamThread) -> dict[str, Any]:
     provider = create_provider(admin, fake_upstream.base_url)
-    # $1,000 per Mtok out, nothing in: ten completion tokens cost exactly $0.01, the worst case too
-    create_model(
-        admin,
-        provider["id"],
-        "cent",
-        "fake/usage?in=0&out=10",
-        input_price_per_mtok="0",
-        output_price_per_mtok="1000",
-        max_output_tokens=10,
-    )
+    create_cent_model(admin, provider["id"])  # exactly $0.01 a call, the worst case too
     return provider
 
 

@@ -51,16 +51,21 @@ def cent_tenant(process_url: str, admin_key: str | None, upstream_url: str, topu
     free), worst case included: money tests can then count calls in cents."""
     with httpx.Client(base_url=process_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30) as admin:
         provider = create_provider(admin, upstream_url)
-        create_model(
-            admin,
-            provider["id"],
-            "cent",
-            "fake/usage?in=0&out=10",
-            input_price_per_mtok="0",
-            output_price_per_mtok="1000",
-            max_output_tokens=10,
-        )
+        create_cent_model(admin, provider["id"])
         return create_tenant(admin, process_url, provider["id"], provider["slug"], topup=topup)
+
+
+def create_cent_model(admin: httpx.Client, provider_id: str) -> dict[str, Any]:
+    """The model ``cent``: 10 completion tokens at $1,000 per Mtok, input free: exactly $0.01 a call."""
+    return create_model(
+        admin,
+        provider_id,
+        "cent",
+        "fake/usage?in=0&out=10",
+        input_price_per_mtok="0",
+        output_price_per_mtok="1000",
+        max_output_tokens=10,
+    )
 
 
 def create_tenant(

@@ -92,8 +92,6 @@ class Billing:
 
     async def hold(self, ctx: CallContext, request: ChatRequest, plan: Plan) -> None:
         """Steps 6-8 in one transaction; clamps ``plan.limits`` when the hold had to be lowered."""
-        principal = ctx.principal
-        assert principal.platform_id is not None
         terms = tuple(
             CandidateTerms(
                 model_id=c.model.id,
@@ -104,7 +102,6 @@ class Billing:
             )
             for c in plan.candidates
         )
-        expires_at = utcnow() + timedelta(seconds=self._settings.total_timeout_s + 60)
         recovery = recovery_terms(
             request.model,
             ctx.request_type,
@@ -122,12 +119,23 @@ class Billing:
                 for c in plan.candidates
             },
         )
+        result = await self._place(ctx, plan, terms, request.n, recovery)
+        if result.clamped_limit is not None:
+            plan.clamp(result.clamped_limit)
+
+    async def _place(
+        self, ctx: CallContext, plan: Plan, terms: tuple[CandidateTerms, ...], n: int, recovery: dict[str, Any]
+    ) -> HoldGrant:
+        """One hold request through the money writer; a refusal raises its 402 (or 503 without the database)."""
+        principal = ctx.principal
+        assert principal.platform_id is not None
+        expires_at = utcnow() + timedelta(seconds=self._settings.total_timeout_s + 60)
         command = HoldRequest(
             ctx.request_id,
             principal.platform_id,
             principal.end_user_id,
             terms,
-            request.n,
+            n,
             plan.markup_bps,
             expires_at,
             recovery,
@@ -140,8 +148,7 @@ class Billing:
             error, message = _REFUSALS[result]
             raise error(message)
         plan.hold = result
-        if result.clamped_limit is not None:
-            plan.clamp(result.clamped_limit)
+        return result
 
     def release(self, plan: Plan) -> None:
         if plan.hold is not None:
@@ -239,8 +246,6 @@ class Billing:
     async def hold_images(self, ctx: CallContext, slug: str, n: int, plan: Plan) -> None:
         """Steps 6-8 for an image call: wallet hold n × the largest price over the candidates, budget hold that
         with markup; never clamped. Image calls never checkpoint, so an orphaned hold is released by the sweeper."""
-        principal = ctx.principal
-        assert principal.platform_id is not None
         terms = tuple(image_terms(c.model.id, c.model.prices, _image_price(c)) for c in plan.candidates)
         recovery = recovery_terms(
             slug,
@@ -260,25 +265,7 @@ class Billing:
                 for c in plan.candidates
             },
         )
-        expires_at = utcnow() + timedelta(seconds=self._settings.total_timeout_s + 60)
-        command = HoldRequest(
-            ctx.request_id,
-            principal.platform_id,
-            principal.end_user_id,
-            terms,
-            n,
-            plan.markup_bps,
-            expires_at,
-            recovery,
-        )
-        try:
-            result = await self._ledger.place_hold(command)
-        except Exception as exc:
-            raise ServiceUnavailable("The database is unreachable; no call was made.") from exc
-        if isinstance(result, Refusal):
-            error, message = _REFUSALS[result]
-            raise error(message)
-        plan.hold = result
+        await self._place(ctx, plan, terms, n, recovery)
 
     def settle_images(self, ctx: CallContext, slug: str, plan: Plan, candidate: Candidate, images: int) -> None:
         """Capture the hold at images returned × the serving row's price (charge with markup), one log row."""
