@@ -6,7 +6,9 @@ cached, so a revoked key stops working on every instance within the cache lifeti
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -17,7 +19,10 @@ from tollway.domain.ports import KeyLookup
 from tollway.domain.tenancy import Principal
 from tollway.errors import AuthenticationError, RateLimited
 
+log = logging.getLogger("tollway.auth")
+
 POSITIVE_CACHE_S = 0.9
+REFRESH_AFTER_S = 0.5  # looked up again in the background from here on
 _TOUCH_EVERY_S = 60.0
 _FAILURE_WINDOW_S = 60.0
 _OPERATOR_REFRESH_S = 0.9
@@ -40,10 +45,13 @@ class Authenticator:
         self._touched: dict[str, float] = {}
         self._failures: dict[str, deque[float]] = {}
         self.pending_touches: set[str] = set()
+        self._refreshing: dict[bytes, asyncio.Task[None]] = {}
+        self._generation = 0  # bumped by invalidate(): a refresh begun before it must not write back
 
     def invalidate(self) -> None:
         """Drop every cached lookup (called after this instance revokes or deletes something)."""
         self._cache.clear()
+        self._generation += 1
         self._operator_checked_at = float("-inf")
 
     async def authenticate(self, authorization: str | None, client_ip: str) -> Principal:
@@ -57,6 +65,9 @@ class Authenticator:
         if cached is not None:
             cached_at, principal, expires_mono = cached
             if now - cached_at < POSITIVE_CACHE_S and (expires_mono is None or now < expires_mono):
+                if now - cached_at >= REFRESH_AFTER_S and digest not in self._refreshing:
+                    task = asyncio.get_running_loop().create_task(self._refresh(raw, digest))
+                    self._refreshing[digest] = task
                 self._note_use(principal, now)
                 return principal
             del self._cache[digest]
@@ -69,6 +80,25 @@ class Authenticator:
         self._cache[digest] = (now, found, expires_mono)
         self._note_use(found, now)
         return found
+
+    async def _refresh(self, raw: str, digest: bytes) -> None:
+        """Refresh-ahead (as ``services/freshness.py``): the key is looked up again in the background while the
+        cached principal is still served; a key that is gone is dropped, so the next request is refused."""
+        started = time.monotonic()
+        generation = self._generation
+        try:
+            found, expires_mono = await self._lookup(raw, digest, started)
+        except Exception:  # the next request past the cache lifetime looks it up in the foreground
+            log.warning("background key lookup failed", exc_info=True)
+            return
+        finally:
+            self._refreshing.pop(digest, None)
+        if generation != self._generation:
+            return
+        if found is None:
+            self._cache.pop(digest, None)
+        else:
+            self._cache[digest] = (started, found, expires_mono)
 
     async def _lookup(self, raw: str, digest: bytes, now: float) -> tuple[Principal | None, float | None]:
         operator = await self._current_operator_digest(now)

@@ -190,14 +190,22 @@ class LimitCache:
 
     async def get(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
         cached = self._entries.get(end_user_id)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        task = self._loading.get(end_user_id)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._load(platform_id, end_user_id))
-            task.add_done_callback(_retrieve)
-            self._loading[end_user_id] = task
+        if cached is not None:
+            remaining = cached[0] - self._clock()
+            if remaining > 0:
+                # Past half its life the entry is reloaded in the background while it is still served, so
+                # steady traffic never waits for the database (as services/freshness.py does).
+                if remaining <= self._ttl_s / 2 and end_user_id not in self._loading:
+                    self._start_load(platform_id, end_user_id)
+                return cached[1]
+        task = self._loading.get(end_user_id) or self._start_load(platform_id, end_user_id)
         return await asyncio.shield(task)
+
+    def _start_load(self, platform_id: str, end_user_id: str) -> asyncio.Task[EffectiveLimits]:
+        task = asyncio.get_running_loop().create_task(self._load(platform_id, end_user_id))
+        task.add_done_callback(_retrieve)
+        self._loading[end_user_id] = task
+        return task
 
     async def _load(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
         started, generation = self._clock(), self._generation

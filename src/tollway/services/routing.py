@@ -6,7 +6,6 @@ A candidate whose sealed provider key does not open for its platform is skipped 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,10 +13,12 @@ from typing import Any, Protocol
 from tollway.domain.catalog import Candidate, ModelRow, Provider
 from tollway.domain.platform_settings import PlatformSettings
 from tollway.domain.sealing import Sealer, SealError
+from tollway.services.freshness import RefreshAhead
 
 log = logging.getLogger("tollway.routing")
 
 CACHE_S = 0.9
+REFRESH_AFTER_S = 0.5  # reloaded in the background from here on (services/freshness.py)
 
 
 class SealedRow(Protocol):
@@ -49,19 +50,15 @@ class CandidateRouter:
     def __init__(self, source: CatalogSource, sealer: Sealer) -> None:
         self._source = source
         self._sealer = sealer
-        self._cache: dict[str, tuple[float, PlatformCatalog]] = {}
+        self._cache: RefreshAhead[str, PlatformCatalog] = RefreshAhead(
+            self._build, max_age_s=CACHE_S, refresh_after_s=REFRESH_AFTER_S
+        )
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        self._cache.invalidate()
 
     async def catalog(self, platform_id: str) -> PlatformCatalog:
-        now = time.monotonic()
-        hit = self._cache.get(platform_id)
-        if hit is not None and now - hit[0] < CACHE_S:
-            return hit[1]
-        built = await self._build(platform_id)
-        self._cache[platform_id] = (now, built)
-        return built
+        return await self._cache.get(platform_id)
 
     async def _build(self, platform_id: str) -> PlatformCatalog:
         grouped: dict[str, list[Candidate]] = {}
