@@ -70,7 +70,8 @@ async def test_invalidate_wins_over_a_reload_in_flight() -> None:
     await cache.get("k")
     source.gate = asyncio.Event()
     now[0] = 0.6
-    await cache.get("k")  # starts a reload that reads "v1"
+    await cache.get("k")  # starts a reload ...
+    await asyncio.sleep(0)  # ... which reads "v1" and waits
     cache.invalidate()
     source.value = "v2"
     source.gate.set()
