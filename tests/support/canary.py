@@ -111,7 +111,7 @@ def webhook_payload_seen(body: bytes) -> None:
 
 
 def _wrap_read(original: Callable[[httpx.Response], bytes]) -> Callable[[httpx.Response], bytes]:
-    """Every body a test (or the openai SDK) reads whole passes here; streamed SSE bodies do not."""
+    """Every body a test (or the openai SDK) reads whole passes here; streamed bodies go through ``iter_bytes``."""
 
     def read(self: httpx.Response) -> bytes:
         content = original(self)
@@ -124,15 +124,31 @@ def _wrap_read(original: Callable[[httpx.Response], bytes]) -> Callable[[httpx.R
     return read
 
 
+def _wrap_iter_bytes(original: Callable[..., Iterator[bytes]]) -> Callable[..., Iterator[bytes]]:
+    """Event streams (SSE read by the tests and by the openai SDK) are checked chunk by chunk."""
+
+    def iter_bytes(self: httpx.Response, chunk_size: int | None = None) -> Iterator[bytes]:
+        if not self.headers.get("content-type", "").startswith("text/event-stream"):
+            yield from original(self, chunk_size)  # whole bodies: the read() check above
+            return
+        for chunk in original(self, chunk_size):
+            WATCH.check(f"stream {self.request.url.path}", chunk.decode(errors="replace"))
+            yield chunk
+
+    return iter_bytes
+
+
 @pytest.fixture(scope="session", autouse=True)
 def canary_watch() -> Iterator[CanaryWatch]:
     handler = _LogWatch(WATCH)
     logging.getLogger().addHandler(handler)
-    original = httpx.Response.read
+    original, original_iter = httpx.Response.read, httpx.Response.iter_bytes
     httpx.Response.read = _wrap_read(original)  # type: ignore[method-assign]
+    httpx.Response.iter_bytes = _wrap_iter_bytes(original_iter)  # type: ignore[method-assign]
     try:
         yield WATCH
     finally:
         httpx.Response.read = original  # type: ignore[method-assign]
+        httpx.Response.iter_bytes = original_iter  # type: ignore[method-assign]
         logging.getLogger().removeHandler(handler)
     assert not WATCH.violations, "secrets leaked:\n" + "\n".join(WATCH.violations[:20])
