@@ -109,8 +109,13 @@ def _upstream_session(settings: Settings) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(
         total=settings.total_timeout_s, sock_connect=settings.connect_timeout_s, sock_read=settings.idle_timeout_s
     )
+    # No cookie jar: one session serves every tenant, so a cookie a provider sets must never travel on another call.
     return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 

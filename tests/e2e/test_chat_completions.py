@@ -9,7 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.seed import FAKE_PROVIDER_KEY, Tenant
+from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
+from tests.support.servers import GatewayServer
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "Hello, Tollway!"}]
@@ -230,3 +231,24 @@ def test_a_non_streaming_call_whose_client_leaves_is_billed_in_full_and_logged_i
     assert cost == 0.00000435  # 5 × $0.15 + 6 × $0.60 per Mtok
     after = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").json()["balance_usd"]
     assert round((before - after) * 10**9) == 4350
+
+
+def test_a_cookie_a_provider_sets_never_travels_on_a_later_call(
+    admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstreamThread
+) -> None:
+    """One upstream session serves every tenant: a provider's Set-Cookie (the fake sends one on every answer, as
+    CDNs in front of real providers do) must not reach the provider again, least of all on another tenant's call.
+    The provider is addressed by host name, since cookie jars ignore cookies from bare IP addresses."""
+    provider = create_provider(admin, fake_upstream.base_url.replace("127.0.0.1", "localhost"))
+    create_model(admin, provider["id"], "cookie-check", "fake/default")
+    first = create_tenant(admin, gateway.url, provider["id"], provider["slug"])
+    second = create_tenant(admin, gateway.url, provider["id"], provider["slug"])
+    try:
+        for tenant in (first, second, first):
+            response = tenant.client.post("/v1/chat/completions", json={"model": "cookie-check", "messages": USER})
+            assert response.status_code == 200, response.text
+            assert "set-cookie" not in response.headers
+            assert "cookie" not in fake_upstream.requests[-1].headers
+    finally:
+        first.client.close()
+        second.client.close()

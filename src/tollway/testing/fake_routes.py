@@ -232,7 +232,8 @@ class FakeRoutes:
         if scenario.kind == "redirect":
             return Reply(307, (("location", "/v1/chat/completions"), _JSON), b"{}", delay_s=delay_s)
         n = next(self._ids)
-        headers = (("x-request-id", f"req_fake_{n}"),)
+        # Like the CDN in front of real providers, every answer sets a cookie: a gateway must never send it back.
+        headers = (("x-request-id", f"req_fake_{n}"), ("set-cookie", f"__cf_bm=fake{n}; Path=/; HttpOnly"))
         if scenario.kind == "garbage":
             if stream:
                 return Reply(200, _SSE + headers, events=(b"data: " + GARBAGE + b"\n\n", DONE_EVENT), delay_s=delay_s)
