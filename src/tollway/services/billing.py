@@ -150,6 +150,16 @@ class Billing:
         plan.hold = result
         return result
 
+    async def confirm(self, plan: Plan) -> None:
+        """Before an answer reaches the client: the hold it was made under is durable (the embedded store commits
+        holds while their upstream request runs). If it could not be recorded the answer is withheld: 503."""
+        assert plan.hold is not None
+        try:
+            await self._ledger.confirm(plan.hold.hold_id)
+        except Exception as exc:
+            message = "The database could not record this call's hold; its answer was withheld."
+            raise ServiceUnavailable(message) from exc
+
     def release(self, plan: Plan) -> None:
         if plan.hold is not None:
             self._ledger.submit(Release(plan.hold.hold_id))

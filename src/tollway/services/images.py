@@ -76,6 +76,7 @@ class ImagesService:
             raise
         try:
             candidate, result = await self._call_upstream(ctx, request, slug, plan)
+            await self._billing.confirm(plan)
             data = [render_image(image, request.response_format, candidate.provider.slug) for image in result.images]
         except BaseException:
             self._billing.release(plan)

@@ -154,6 +154,16 @@ class InferenceService:
             self._limiter.refund(admission)
             raise
 
+    async def confirm(self, plan: Plan, stream: ChatStream | None = None) -> None:
+        """Before any answer reaches the client its hold is durable (``Billing.confirm``); an opened stream is
+        closed when it is not."""
+        try:
+            await self._billing.confirm(plan)
+        except BaseException:
+            if stream is not None:
+                stream.close()
+            raise
+
     def release(self, plan: Plan, admission: Admission) -> None:
         """The call failed before any output: free the hold and the TPM reservation."""
         self._billing.release(plan)
@@ -264,6 +274,7 @@ class InferenceService:
             candidate, (stream, iterator, first) = await with_fallback(
                 plan.candidates, open_stream, failed, deadline, health=self._health
             )
+            await self.confirm(plan, stream)
             events = self._relay(ctx, request, plan, admission, candidate, stream, iterator, first)
             return StreamedCompletion(events, candidate.provider.slug, {**admission.headers, **_clamp_header(plan)})
 
@@ -273,6 +284,7 @@ class InferenceService:
             )
 
         candidate, result = await with_fallback(plan.candidates, call_once, failed, deadline, health=self._health)
+        await self.confirm(plan)
         choices: list[dict[str, Any]] = result.body["choices"]
         usage, method = self.final_usage(plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices))
         body = {

@@ -87,6 +87,7 @@ class ResponsesService:
             if request.stream:
                 return await self._stream(ctx, request, chat, items, plan, admission, owner)
             candidate, result = await self._complete(ctx, request, chat, items, plan)
+            await inference.confirm(plan)
         except BaseException:
             inference.release(plan, admission)
             raise
@@ -161,6 +162,7 @@ class ResponsesService:
 
         failed = inference.failure_logger(ctx, chat, plan)
         candidate, (stream, iterator, first) = await inference.with_fallback(plan, open_stream, failed, deadline)
+        await inference.confirm(plan, stream)
         relay = _Relay(self, ctx, request, chat, items, plan, admission, candidate, owner)
         events = relay.run(stream, iterator, first)
         headers = {**admission.headers, **_clamp_header(plan)}

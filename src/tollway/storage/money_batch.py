@@ -112,7 +112,7 @@ class RowCache:
     budget_of_user: dict[str, _Budget | None] = field(default_factory=dict)  # None: no active budget
     holds: dict[str, _Hold] = field(default_factory=dict)  # active holds
     subscriptions: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # platform -> event -> endpoints
-    pending: _Batch | None = None  # applied, awaiting the caller's COMMIT
+    pending: Batch | None = None  # applied, awaiting the caller's COMMIT
 
     def clear(self) -> None:
         self.version = None
@@ -194,7 +194,10 @@ _CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
 _SELECT_EXTERNAL_IDS = "SELECT id, external_id FROM end_users WHERE id IN (:ids)"
 
 
-class _Batch:
+class Batch:
+    """One group-commit transaction in the making: the rows it read (or took from the cache), the decisions of its
+    commands applied to them in memory, and the rows to write."""
+
     def __init__(self, conn: DriverConnection, now: datetime, sql: DriverSQL, cache: RowCache | None = None) -> None:
         self.cache = cache
         self.conn = conn
@@ -574,17 +577,17 @@ class _Batch:
         self._flush_outbox()
 
 
-def apply_batch(
+def prepare_batch(
     conn: DriverConnection,
     commands: list[MoneyCommand],
     now: datetime,
     sql: DriverSQL,
     cache: RowCache | None = None,
-) -> list[Result]:
-    """Run the whole batch in the caller's transaction; results line up with the commands. With ``cache`` (embedded
-    SQLite, validated by the caller) the rows it holds are not read again, and it absorbs the batch once the caller
-    has committed (``RowCache.absorb``)."""
-    batch = _Batch(conn, now, sql, cache)
+) -> tuple[Batch, list[Result]]:
+    """Lock and read the batch's rows and decide every command in memory (results line up with the commands);
+    nothing is written until ``Batch.flush``. With ``cache`` (embedded SQLite, validated by the caller) the rows
+    it holds are not read again, and it absorbs the batch once the caller has committed (``RowCache.committed``)."""
+    batch = Batch(conn, now, sql, cache)
     batch.load(commands)
     results: list[Result] = []
     for command in commands:
@@ -602,7 +605,19 @@ def apply_batch(
             assert isinstance(command, LogOnly)
             batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
             results.append(None)
-    batch.flush()
     if cache is not None:
         cache.pending = batch
+    return batch, results
+
+
+def apply_batch(
+    conn: DriverConnection,
+    commands: list[MoneyCommand],
+    now: datetime,
+    sql: DriverSQL,
+    cache: RowCache | None = None,
+) -> list[Result]:
+    """The whole batch in the caller's transaction: decided, then written."""
+    batch, results = prepare_batch(conn, commands, now, sql, cache)
+    batch.flush()
     return results

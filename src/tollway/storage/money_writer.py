@@ -2,8 +2,13 @@
 
 Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
 sees one commit per batch however many calls run at once, and a lone call pays one commit without waiting for a
-window. Hold placement is awaited (no upstream call before its hold is durable); settlements are queued from the
-stream's ``finally`` and retried until they commit or the hold expires (then the sweeper settles it).
+window. Hold placement is awaited; settlements are queued from the stream's ``finally`` and retried until they
+commit or the hold expires (then the sweeper settles it).
+
+Embedded SQLite answers a hold as soon as it is decided under the write lock and commits the batch while the caller
+sends its upstream request (the commit's cost hides behind the upstream's latency); ``confirm`` then waits for that
+commit, so no answer reaches a client, and nothing is settled, on a hold that did not become durable. On PostgreSQL
+a hold is answered after its commit and ``confirm`` returns at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
-from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal
+from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal, Release
 from tollway.settings import Settings
 from tollway.storage.db import reader
 from tollway.storage.driver_sql import DriverSQL
@@ -48,6 +53,9 @@ class MoneyWriter:
         self._busy = False
         self._lingering: asyncio.Future[None] | None = None
         self._sql = DriverSQL(engine.dialect.name)
+        # Holds answered before their batch committed (embedded SQLite): hold id -> the commit's outcome.
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
+        self._void: set[str] = set()  # holds answered whose batch then failed, until their caller confirms
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="money-writer")
@@ -64,6 +72,8 @@ class MoneyWriter:
 
     def submit(self, command: MoneyCommand) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        if self._void and isinstance(command, Release):
+            self._void.discard(command.hold_id)  # a void hold released by its caller: nothing left to report
         self._queue.put_nowait((command, future))
         if self._lingering is not None and not self._lingering.done():
             self._lingering.set_result(None)
@@ -73,6 +83,16 @@ class MoneyWriter:
         result = await self.submit(request)
         assert isinstance(result, HoldGrant | Refusal)
         return result
+
+    async def confirm(self, hold_id: str) -> None:
+        """Return once the hold is durable; raise ``HoldNotRecorded`` when its batch failed to commit."""
+        pending = self._unconfirmed.get(hold_id)
+        if pending is not None:
+            # shield: a caller cancelled while waiting must not cancel the outcome every hold of the batch shares
+            await asyncio.shield(pending)
+        if hold_id in self._void:
+            self._void.discard(hold_id)
+            raise HoldNotRecorded(hold_id)
 
     async def _run(self) -> None:
         while True:
@@ -103,6 +123,9 @@ class MoneyWriter:
             self._lingering = None
 
     async def _commit_batch(self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]]) -> None:
+        if self._sqlite is not None and any(isinstance(command, HoldRequest) for command, _ in batch):
+            await self._commit_split(batch, self._sqlite)
+            return
         try:
             results = await self._apply([command for command, _ in batch])
         except Exception:
@@ -110,9 +133,51 @@ class MoneyWriter:
             for command, future in batch:
                 await self._commit_one(command, future)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        _answer(batch, results)
+
+    async def _commit_split(
+        self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]], sqlite: SqliteMoneyConnection
+    ) -> None:
+        """Embedded SQLite: decide under the write lock, answer the callers, let them send their upstream requests,
+        then write and commit."""
+        commands = [command for command, _ in batch]
+        now = self._clock()
+        try:
+            begun = sqlite.begin(commands, now, self._sql)
+            if begun is None:
+                results = await sqlite.apply_waiting(commands, now, self._sql)
+        except Exception:
+            log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
+            for command, future in batch:
+                await self._commit_one(command, future)
+            return
+        if begun is None:
+            _answer(batch, results)
+            return
+        prepared, results = begun
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        holds = [result.hold_id for result in results if isinstance(result, HoldGrant)]
+        for hold_id in holds:
+            self._unconfirmed[hold_id] = outcome
+        _answer(batch, results)
+        # The callers run up to their upstream request: one turn of the loop to resume them, a second for the task
+        # in which aiohttp writes a request body (Python < 3.12 cannot start it eagerly).
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        try:
+            sqlite.finish(prepared)
+        except Exception:
+            log.error("money batch failed to commit; its %d holds are void", len(holds), exc_info=True)
+            self._void.update(holds)
+            outcome.set_result(None)
+            for command, future in batch:
+                if not isinstance(command, HoldRequest):
+                    await self._commit_one(command, future)
+        else:
+            outcome.set_result(None)
+        finally:
+            for hold_id in holds:
+                del self._unconfirmed[hold_id]
 
     async def _commit_one(self, command: MoneyCommand, future: asyncio.Future[Result]) -> None:
         attempts = 1 if isinstance(command, HoldRequest) else 3
@@ -137,6 +202,16 @@ class MoneyWriter:
             return await self._sqlite.apply(commands, now, self._sql)
         async with self._engine.begin() as conn:
             return await conn.run_sync(apply_batch, commands, now, self._sql)
+
+
+class HoldNotRecorded(Exception):
+    """The batch that placed a hold (already answered) failed to commit: the hold does not exist."""
+
+
+def _answer(batch: list[tuple[MoneyCommand, asyncio.Future[Result]]], results: list[Result]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if not future.done():
+            future.set_result(result)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

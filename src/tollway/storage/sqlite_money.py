@@ -5,6 +5,10 @@ GIL hand-off it causes, so it runs right on the event loop with a zero busy time
 database lock at that moment, the batch goes to a thread that waits for it instead, so the loop never blocks on
 a lock. Checkpoints of the write-ahead log run in a thread too, never inside a commit on the loop, and keep the
 log bounded.
+
+A batch that places holds runs in two steps (``begin``, then ``finish``): its decisions are final once taken under
+the write lock, so the callers learn them at once and send their upstream requests while the rows are written and
+committed (``MoneyWriter`` holds their answers back until the commit succeeded).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from datetime import datetime
 from tollway.domain.holds import MoneyCommand
 from tollway.settings import Settings
 from tollway.storage.driver_sql import DriverSQL
-from tollway.storage.money_batch import Result, RowCache, apply_batch
+from tollway.storage.money_batch import Batch, Result, RowCache, prepare_batch
 
 CHECKPOINT_EVERY_S = 1.0
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
@@ -35,16 +39,16 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _run(
+def _begin(
     conn: sqlite3.Connection,
     commands: list[MoneyCommand],
     now: datetime,
     sql: DriverSQL,
     cache: RowCache | None = None,
-) -> list[Result]:
-    """One transaction; any failure (a busy COMMIT included) rolls back, so the connection is never left inside
-    a transaction. With ``cache``: read under the write lock, ``data_version`` tells whether any other connection
-    committed since this one last did; if so the cached rows are dropped."""
+) -> tuple[Batch, list[Result]]:
+    """Open the write transaction and decide the batch (nothing written yet). With ``cache``: read under the write
+    lock, ``data_version`` tells whether any other connection committed since this one last did; if so the cached
+    rows are dropped."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if cache is not None:
@@ -52,16 +56,36 @@ def _run(
             if version != cache.version:
                 cache.clear()
                 cache.version = version
-        results = apply_batch(conn, commands, now, sql, cache)
+        return prepare_batch(conn, commands, now, sql, cache)
+    except BaseException:
+        _abort(conn, cache)
+        raise
+
+
+def _finish(conn: sqlite3.Connection, batch: Batch, cache: RowCache | None = None) -> None:
+    """Write the decided batch and commit; the cache absorbs it."""
+    try:
+        batch.flush()
         conn.execute("COMMIT")
     except BaseException:
-        if cache is not None:
-            cache.clear()
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        _abort(conn, cache)
         raise
     if cache is not None:
         cache.committed()
+
+
+def _abort(conn: sqlite3.Connection, cache: RowCache | None) -> None:
+    """Any failure (a busy COMMIT included) rolls back, so the connection is never left inside a transaction."""
+    if cache is not None:
+        cache.clear()
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _run(conn: sqlite3.Connection, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+    """One whole transaction (the waiting connection, in the thread)."""
+    batch, results = _begin(conn, commands, now, sql)
+    _finish(conn, batch)
     return results
 
 
@@ -80,16 +104,34 @@ class SqliteMoneyConnection:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-sqlite")
         self._checkpoint_task: asyncio.Task[None] | None = None
 
-    async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+    def begin(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> tuple[Batch, list[Result]] | None:
+        """Decide the batch inside a write transaction on the inline connection, which stays open until
+        ``finish``. None when another writer holds the lock (then ``apply_waiting``)."""
         if self._checkpoint_task is None:
             self._checkpoint_task = asyncio.create_task(self._checkpoints())
         try:
-            return _run(self._inline, commands, now, sql, self._cache)
+            return _begin(self._inline, commands, now, sql, self._cache)
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-        # Another writer holds the lock: wait for it off the loop (nothing of the attempt was kept; the cache,
-        # cleared by the failure, refills once the inline connection commits again).
+            return None
+
+    def finish(self, batch: Batch) -> None:
+        """Write and commit what ``begin`` decided; on failure nothing of it stays."""
+        _finish(self._inline, batch, self._cache)
+
+    async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+        """Decide, write and commit in one go."""
+        begun = self.begin(commands, now, sql)
+        if begun is None:
+            return await self.apply_waiting(commands, now, sql)
+        batch, results = begun
+        self.finish(batch)
+        return results
+
+    async def apply_waiting(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+        """Another writer holds the lock: wait for it off the loop (nothing of the inline attempt was kept; the
+        cache, cleared by the failure, refills once the inline connection commits again)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, _run, self._waiting, commands, now, sql)
 
