@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import as_utc, utcnow
@@ -89,12 +91,12 @@ class KeyStore:
             await conn.execute(sa.insert(system_meta).values(key=key, value=value))
 
     async def insert_meta_if_absent(self, key: str, value: str) -> str:
-        """Store ``value`` unless a value exists; return the stored one (first writer wins)."""
+        """Store ``value`` unless a value exists; return the stored one. First writer wins, also when several
+        workers or instances start at once on a fresh database: the insert does nothing on a conflict."""
+        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
         async with self._engine.begin() as conn:
-            current = (
-                await conn.execute(sa.select(system_meta.c.value).where(system_meta.c.key == key))
-            ).scalar_one_or_none()
-            if current is not None:
-                return str(current)
-            await conn.execute(sa.insert(system_meta).values(key=key, value=value))
-            return value
+            await conn.execute(
+                insert(system_meta).values(key=key, value=value).on_conflict_do_nothing(index_elements=["key"])
+            )
+            stored = (await conn.execute(sa.select(system_meta.c.value).where(system_meta.c.key == key))).scalar_one()
+        return str(stored)
