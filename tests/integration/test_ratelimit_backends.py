@@ -18,7 +18,7 @@ from tollway.domain.ratelimit import Decision, Dimension, Resolution, TokenDeman
 from tollway.errors import RateLimited, ServiceUnavailable
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
 from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
-from tollway.storage.ratelimit_redis import RedisRateLimitBackend, connect
+from tollway.storage.ratelimit_redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend, connect
 
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 SMALL = TokenDemand(prompt_tokens=10, n=1, output_limit=10)
@@ -197,6 +197,65 @@ async def test_refund_returns_tokens_but_keeps_the_request_counts(make_backend: 
     third = await backend.admit(user, limits, demand)
     assert third.admitted
     assert (third.requests_in_window, third.requests_today, third.tokens_in_window) == (3, 3, 3000)
+
+
+async def test_a_queued_correction_frees_headroom_for_the_next_admission(make_backend: BackendFactory) -> None:
+    """Without any drain: an admission Redis refuses for TPM while this instance still queues corrections of the
+    same end user sends them and asks again."""
+    backend, user = make_backend(), _user()
+    limits, demand = RateLimits(tpm=3000), TokenDemand(1000, 1, 500)
+    first = await backend.admit(user, limits, demand)
+    assert (await backend.admit(user, limits, demand)).tokens_in_window == 3000
+    assert first.reservation is not None
+    backend.adjust(first.reservation, 0)  # the call failed before any output (a refund)
+    third = await backend.admit(user, limits, demand)
+    assert third.admitted and (third.requests_in_window, third.tokens_in_window) == (3, 3000)
+
+
+@pytest.mark.redis
+async def test_a_queued_correction_reaches_other_instances_on_its_own(redis_server: RedisServer) -> None:
+    """No admission follows on this instance: the correction goes out by itself after ``CORRECTION_DELAY_S``."""
+    mine, other = (
+        RedisRateLimitBackend(connect(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S) for _ in range(2)
+    )
+    user, limits, demand = _user(), RateLimits(tpm=3000), TokenDemand(1000, 1, 500)
+    try:
+        first = await mine.admit(user, limits, demand)
+        assert first.reservation is not None
+        mine.adjust(first.reservation, 100)
+        await asyncio.sleep(CORRECTION_DELAY_S * 10)
+        seen = await other.admit(user, limits, demand)
+        assert seen.tokens_in_window == 100 + 1500
+    finally:
+        await mine.close()
+        await other.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("reloaded", [(), (ADMIT_LUA,)], ids=["both-missing", "correction-script-missing"])
+async def test_flushed_scripts_reload_without_counting_twice_or_losing_a_correction(
+    redis_server: RedisServer, reloaded: tuple[str, ...]
+) -> None:
+    """SCRIPT FLUSH (a restarted Redis) while a correction waits, then an admission refused for TPM that sends it
+    ahead of asking again; in the second case another instance loaded the admission script meanwhile, so only the
+    correction answers NOSCRIPT. What did not run runs again, the admission counts once and the correction once."""
+    backend = RedisRateLimitBackend(connect(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S)
+    user, limits, demand = _user(), RateLimits(rpm=10, tpm=3000), TokenDemand(1000, 1, 500)
+    try:
+        first = await backend.admit(user, limits, demand)
+        await backend.admit(user, limits, demand)
+        assert first.reservation is not None
+        backend.adjust(first.reservation, 200)
+        admin = connect(redis_server.url)
+        await admin.script_flush()
+        for source in reloaded:
+            await admin.script_load(source)
+        await admin.aclose()
+        third = await backend.admit(user, limits, TokenDemand(1000, 1, 300))
+        assert third.admitted
+        assert (third.requests_in_window, third.tokens_in_window) == (3, 200 + 1500 + 1300)
+    finally:
+        await backend.close()
 
 
 async def test_retry_after_values(make_backend: BackendFactory) -> None:

@@ -154,7 +154,12 @@ redis.call('HINCRBY', KEYS[2], '#', tonumber(ARGV[2]) - tonumber(old))
 return 1
 """
 
-_DIMENSION_BITS: Final = ((1, Dimension.RPM), (2, Dimension.RPD), (4, Dimension.TPM))
+# How long TPM corrections gather before they go to Redis together.
+CORRECTION_DELAY_S: Final = 0.005
+_Correction = tuple[str, str, int]  # end-user key, admission id, tokens
+
+_TPM_BIT: Final = 4
+_DIMENSION_BITS: Final = ((1, Dimension.RPM), (2, Dimension.RPD), (_TPM_BIT, Dimension.TPM))
 _FAILURES: Final = (RedisError, OSError)  # asyncio.timeout's TimeoutError is an OSError
 
 
@@ -169,6 +174,11 @@ def connect(url: str, *, max_connections: int = 128, connect_timeout_s: float = 
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
     )
+
+
+def _refused(reply: Any) -> bool:
+    """Whether an admit script's reply refuses (its first field is the refusal bitmask)."""
+    return isinstance(reply, bytes) and not reply.startswith(b"0 ")
 
 
 def _keys(key: str) -> list[str]:
@@ -197,9 +207,12 @@ _ADJUST: Final = _Script(ADJUST_LUA)
 
 
 class RedisRateLimitBackend:
-    """One round trip (EVALSHA) per admission. At most ``max_in_flight`` calls run at once, each bounded by
-    ``timeout_s``; queued calls fail at once when one fails after they began waiting, so a hung Redis costs a request
-    one timeout at most. ``clock_ms`` is for tests only: the script then runs on it instead of the server clock."""
+    """One round trip (EVALSHA) per admission. TPM corrections are queued and sent together, in one pipeline, after
+    ``CORRECTION_DELAY_S``, so they cost a fraction of a round trip each and never compete with the next request;
+    an admission refused for TPM while corrections of its end user wait sends them and asks once more. At most
+    ``max_in_flight`` calls run at once, each bounded by ``timeout_s``; queued calls fail at once when one fails after
+    they began waiting, so a hung Redis costs a request one timeout at most. ``clock_ms`` is for tests only: the
+    script then runs on it instead of the server clock."""
 
     origin = ORIGIN
 
@@ -221,18 +234,56 @@ class RedisRateLimitBackend:
         self._prefix = os.urandom(6).hex() + ":"  # admission ids unique across instances without a round trip
         self._ids = itertools.count(1)
         self._pending: set[asyncio.Task[None]] = set()
+        self._corrections: list[_Correction] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
 
-    async def _run(self, script: _Script, key: str, args: tuple[Any, ...]) -> Any:
+    async def _run(self, corrections: list[_Correction], admission: tuple[str, str] | None = None) -> Any:
+        """The corrections, then the admission (key, packed arguments) if any, in one round trip; the admission's
+        reply."""
         started = time.monotonic()
         async with self._slots:
             if self._failed_at >= started:
                 raise RateLimitBackendDown("Redis rate limiter unavailable: failed while this call waited")
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    return await script.run(self._client, _keys(key), args)
+                    if not corrections:
+                        assert admission is not None
+                        return await _ADMIT.run(self._client, _keys(admission[0]), (admission[1],))
+                    return await self._pipeline(corrections, admission)
             except _FAILURES as exc:
                 self._failed_at = time.monotonic()
                 raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc.__class__.__name__}") from exc
+
+    async def _pipeline(self, corrections: list[_Correction], admission: tuple[str, str] | None) -> Any:
+        """Without MULTI: each script is atomic on its own. A command answered NOSCRIPT (a restarted or flushed
+        Redis) did not run; only those run again, once the scripts are loaded, so nothing counts twice."""
+        commands: list[tuple[_Script, str, tuple[Any, ...]]] = [
+            (_ADJUST, key, (entry_id, tokens)) for key, entry_id, tokens in corrections
+        ]
+        if admission is not None:
+            commands.append((_ADMIT, admission[0], (admission[1],)))
+        results = await self._send(commands)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            await self._client.script_load(_ADJUST.source)
+            await self._client.script_load(_ADMIT.source)
+            last = len(commands) - 1
+            if admission is not None and missing[-1] != last and _refused(results[last]):
+                # The admission ran without the corrections that failed before it; a refusal counted nothing.
+                missing.append(last)
+            for i, result in zip(missing, await self._send([commands[i] for i in missing]), strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results[-1] if admission is not None else None
+
+    async def _send(self, commands: list[tuple[_Script, str, tuple[Any, ...]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for script, key, args in commands:
+            pipe.execute_command("EVALSHA", script.sha, 2, *_keys(key), *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
         entry_id = self._prefix + str(next(self._ids))
@@ -241,7 +292,11 @@ class RedisRateLimitBackend:
             f"{entry_id} {limits.rpm or 0} {limits.rpd or 0} {limits.tpm or 0} {demand.prompt_tokens} {demand.n} "
             f"{demand.output_limit} {demand.min_output} {now}"
         )
-        reply: bytes = await self._run(_ADMIT, key, (packed,))
+        reply: bytes = await self._run([], (key, packed))
+        if int(reply.split(b" ", 1)[0]) & _TPM_BIT and any(c[0] == key for c in self._corrections):
+            # Refused for TPM while corrections of this end user wait in the queue: send them first and ask again
+            # (a refusal counted nothing, so the same admission id can be asked for once more).
+            reply = await self._run(self._take_corrections(), (key, packed))
         bits, wait, count, today, tokens, w_reset, t_reset, d_reset, reserved, clamp = map(int, reply.split())
         refused = tuple(dimension for bit, dimension in _DIMENSION_BITS if bits & bit)
         return Decision(
@@ -260,14 +315,29 @@ class RedisRateLimitBackend:
         )
 
     def adjust(self, reservation: Reservation, tokens: int) -> None:
-        """Queued, not awaited: corrections run after the response and never stall it; ``drain`` waits for them."""
-        task = asyncio.get_running_loop().create_task(self._correct(reservation, tokens))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        """Queued, not awaited: a correction never stalls a response; ``drain`` sends what is queued and waits.
+        Other instances see it within ``CORRECTION_DELAY_S`` (until then the window holds the larger estimate)."""
+        self._corrections.append((reservation.key, reservation.id, tokens))
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(CORRECTION_DELAY_S, self._flush_corrections)
 
-    async def _correct(self, reservation: Reservation, tokens: int) -> None:
+    def _take_corrections(self) -> list[_Correction]:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        taken, self._corrections = self._corrections, []
+        return taken
+
+    def _flush_corrections(self) -> None:
+        corrections = self._take_corrections()
+        if corrections:
+            task = asyncio.get_running_loop().create_task(self._correct(corrections))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _correct(self, corrections: list[_Correction]) -> None:
         try:
-            await self._run(_ADJUST, reservation.key, (reservation.id, tokens))
+            await self._run(corrections)
         except Exception as exc:  # RateLimitBackendDown, or anything else: a correction never raises
             # The admission leaves the window within 60 s anyway; a lost correction only errs on the safe side.
             # One warning a minute: during an outage every request would log one.
@@ -277,6 +347,7 @@ class RedisRateLimitBackend:
                 log.warning("could not correct TPM reservations: %s", exc)
 
     async def drain(self) -> None:
+        self._flush_corrections()
         while self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
