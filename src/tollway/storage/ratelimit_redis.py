@@ -209,7 +209,8 @@ _ADJUST: Final = _Script(ADJUST_LUA)
 class RedisRateLimitBackend:
     """One round trip (EVALSHA) per admission. TPM corrections are queued and sent together, in one pipeline, after
     ``CORRECTION_DELAY_S``, so they cost a fraction of a round trip each and never compete with the next request;
-    an admission refused for TPM while corrections of its end user wait sends them and asks once more. At most
+    an admission refused for TPM while corrections of its end user are queued or on their way lets them land
+    and asks once more. At most
     ``max_in_flight`` calls run at once, each bounded by ``timeout_s``; queued calls fail at once when one fails after
     they began waiting, so a hung Redis costs a request one timeout at most. ``clock_ms`` is for tests only: the
     script then runs on it instead of the server clock."""
@@ -236,6 +237,7 @@ class RedisRateLimitBackend:
         self._pending: set[asyncio.Task[None]] = set()
         self._corrections: list[_Correction] = []
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._sending: dict[asyncio.Task[None], frozenset[str]] = {}  # correction batches on their way, by end user
 
     async def _run(self, corrections: list[_Correction], admission: tuple[str, str] | None = None) -> Any:
         """The corrections, then the admission (key, packed arguments) if any, in one round trip; the admission's
@@ -293,10 +295,14 @@ class RedisRateLimitBackend:
             f"{demand.output_limit} {demand.min_output} {now}"
         )
         reply: bytes = await self._run([], (key, packed))
-        if int(reply.split(b" ", 1)[0]) & _TPM_BIT and any(c[0] == key for c in self._corrections):
-            # Refused for TPM while corrections of this end user wait in the queue: send them first and ask again
-            # (a refusal counted nothing, so the same admission id can be asked for once more).
-            reply = await self._run(self._take_corrections(), (key, packed))
+        if int(reply.split(b" ", 1)[0]) & _TPM_BIT:
+            # Refused for TPM: if corrections of this end user are queued or on their way, let them land and ask
+            # again (a refusal counted nothing, so the same admission id can be asked for once more).
+            sending = [task for task, keys in self._sending.items() if key in keys]
+            if sending or any(correction[0] == key for correction in self._corrections):
+                if sending:
+                    await asyncio.wait(sending)
+                reply = await self._run(self._take_corrections(), (key, packed))
         bits, wait, count, today, tokens, w_reset, t_reset, d_reset, reserved, clamp = map(int, reply.split())
         refused = tuple(dimension for bit, dimension in _DIMENSION_BITS if bits & bit)
         return Decision(
@@ -333,7 +339,12 @@ class RedisRateLimitBackend:
         if corrections:
             task = asyncio.get_running_loop().create_task(self._correct(corrections))
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._sending[task] = frozenset(key for key, _, _ in corrections)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        self._sending.pop(task, None)
 
     async def _correct(self, corrections: list[_Correction]) -> None:
         try:
