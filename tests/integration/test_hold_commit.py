@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.support.invariants import assert_invariants, count
 from tests.support.seed import Tenant, cent_tenant
-from tests.support.servers import GatewayServer
+from tests.support.servers import GatewayServer, running_gateway
 from tollway.storage.tables import holds, usage_logs
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
@@ -29,12 +29,8 @@ USER = [{"role": "user", "content": "x"}]
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     tmp = tmp_path_factory.mktemp("hold-commit")
-    server = GatewayServer(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}"))
-    server.start()
-    try:
+    with running_gateway(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

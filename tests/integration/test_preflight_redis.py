@@ -15,7 +15,7 @@ from tests.conftest import make_settings
 from tests.support.invariants import assert_invariants, count
 from tests.support.redis_server import RedisServer, redis_server_fixture
 from tests.support.seed import Tenant, cent_tenant
-from tests.support.servers import GatewayServer
+from tests.support.servers import GatewayServer, running_gateway
 from tollway.storage.tables import holds, usage_logs
 from tollway.testing.fake_upstream import FakeUpstreamThread
 
@@ -33,12 +33,8 @@ def redis() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def shared(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     tmp = tmp_path_factory.mktemp("preflight-redis")
-    server = GatewayServer(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}", redis_url=redis.url))
-    server.start()
-    try:
+    with running_gateway(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}", redis_url=redis.url)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -141,7 +137,7 @@ def test_a_tpm_clamp_still_lowers_what_the_upstream_is_asked_for(
     shared: GatewayServer, tenant: Tenant, fake_upstream: FakeUpstreamThread
 ) -> None:
     # TPM 90: the first call reserves 87 and settles at 10; the second finds 80 tokens of headroom, 77 of them for
-    # the prompt, so its output limit is clamped to 3 while its hold was placed for 10.
+    # the prompt, so its output limit (and its hold) is clamped to 3.
     user_id, client = _end_user(tenant, {"tpm_limit": 90}, "1")
     with client:
         first = client.post("/v1/chat/completions", json=BODY)
@@ -153,5 +149,6 @@ def test_a_tpm_clamp_still_lowers_what_the_upstream_is_asked_for(
     assert fake_upstream.requests[-1].body["max_tokens"] == 3
     _settled(shared, second.headers["x-request-id"])
     budget = _budget(tenant, user_id)
-    assert budget["held_usd"] == 0 and budget["used_usd"] == 0.02  # the fake reports 10 tokens either way
+    assert budget["held_usd"] == 0 and budget["used_usd"] == 0.02  # the fake reports 10 tokens either way, and the
+    # excess over the clamped hold is taken from what is available (§9.4)
     assert_invariants(shared.settings)
