@@ -1,7 +1,8 @@
 """``make bench-scale``: the scale-out figures of issue 4, measured in one run.
 
 1. Rate limits through Redis against in-process: the end-user path (budget hold, markup, RPM/RPD/TPM limits set so
-   every call goes through the limiter's backend), added p50/p99 at concurrency 1, one worker on SQLite each time.
+   every call goes through the limiter's backend), added p50/p99 at concurrency 1, one worker on SQLite each;
+   both gateways run at once and are measured in interleaved blocks.
 2. Throughput at concurrency 32 (wrk, end-user path) of ``tollway serve`` with 1 and with 2 workers on PostgreSQL
    and Redis. On a 2-core machine the second worker competes with the fake upstream and wrk for the cores.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -26,9 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import BODY, ROOT, free_port, measure_latency, pinned, seed, wait_port, wrk
+from bench.run import BODY, ROOT, free_port, latency_block, pinned, seed, wait_port, wrk
 from tests.support.redis_server import RedisServer
 from tests.support.servers import PostgresServer
 
@@ -67,14 +71,49 @@ def gateway(database_url: str, upstream_port: int, redis_url: str | None, worker
         shutil.rmtree(work, ignore_errors=True)
 
 
-def limiter_latency(upstream_port: int, redis: RedisServer) -> dict[str, Any]:
+def limiter_latency(upstream_port: int, redis: RedisServer, blocks: int = 8, per_block: int = 300) -> dict[str, Any]:
+    """Both gateways run at once (pinned to the same core, each idle while the other is measured) and are measured
+    in interleaved blocks with the upstream itself, so drift on this shared machine hits every path alike."""
     direct = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
-    runs: dict[str, Any] = {}
-    for name, redis_url in (("in_process", None), ("redis", redis.url)):
-        with gateway("sqlite:///{work}/bench.db", upstream_port, redis_url, 1) as gw:
-            runs[name] = asyncio.run(measure_latency(direct, gw["url"], gw["key"], gw["user_key"], 6, 300))
+    with contextlib.ExitStack() as stack:
+        gateways = {
+            name: stack.enter_context(gateway("sqlite:///{work}/bench.db", upstream_port, redis_url, 1))
+            for name, redis_url in (("in_process", None), ("redis", redis.url))
+        }
+        runs: dict[str, Any] = asyncio.run(_interleaved(direct, gateways, blocks, per_block))
     runs["ratio_p50"] = runs["redis"]["end_user_added_p50_ms"] / runs["in_process"]["end_user_added_p50_ms"]
     return runs
+
+
+async def _interleaved(
+    direct: str, gateways: dict[str, dict[str, str]], blocks: int, per_block: int
+) -> dict[str, dict[str, float]]:
+    body_direct = json.dumps({**BODY, "model": "fake/default"}).encode()
+    body = json.dumps(BODY).encode()
+    samples: dict[str, list[float]] = {"direct": [], **{name: [] for name in gateways}}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        await latency_block(session, direct, "sk-x", body_direct, 200)  # warm-up every path
+        for gw in gateways.values():
+            await latency_block(session, gw["url"], gw["user_key"], body, 200)
+        for _ in range(blocks):
+            samples["direct"] += await latency_block(session, direct, "sk-x", body_direct, per_block)
+            for name, gw in gateways.items():
+                samples[name] += await latency_block(session, gw["url"], gw["user_key"], body, per_block)
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        name: {
+            "end_user_p50_ms": pct(values, 0.50),
+            "end_user_added_p50_ms": pct(values, 0.50) - pct(samples["direct"], 0.50),
+            "end_user_added_p99_ms": pct(values, 0.99) - pct(samples["direct"], 0.99),
+            "samples": len(values),
+        }
+        for name, values in samples.items()
+        if name != "direct"
+    }
 
 
 def worker_throughput(upstream_port: int, redis: RedisServer, postgres: PostgresServer, seconds: int) -> dict[str, Any]:

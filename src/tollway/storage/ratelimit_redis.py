@@ -12,6 +12,7 @@ raised as ``RateLimitBackendDown``; the failover backend turns that into local l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -238,6 +240,7 @@ class RedisRateLimitBackend:
         self._corrections: list[_Correction] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._sending: dict[asyncio.Task[None], frozenset[str]] = {}  # correction batches on their way, by end user
+        self._idle: list[AbstractConnection] = []  # admission connections between calls (at most one per slot)
 
     async def _run(self, corrections: list[_Correction], admission: tuple[str, str] | None = None) -> Any:
         """The corrections, then the admission (key, packed arguments) if any, in one round trip; the admission's
@@ -250,11 +253,46 @@ class RedisRateLimitBackend:
                 async with asyncio.timeout(self._timeout_s):
                     if not corrections:
                         assert admission is not None
-                        return await _ADMIT.run(self._client, _keys(admission[0]), (admission[1],))
+                        return await self._admit_once(*admission)
                     return await self._pipeline(corrections, admission)
             except _FAILURES as exc:
                 self._failed_at = time.monotonic()
+                await self._drop_idle()
                 raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc.__class__.__name__}") from exc
+
+    async def _admit_once(self, key: str, packed: str) -> Any:
+        """The admission's EVALSHA on a connection of this backend's own: the client's pool, retry wrapper and event
+        hooks cost about a third of the call. NOSCRIPT loads the script on that connection and runs it once more
+        (a script that is not loaded did not run, so nothing counts twice)."""
+        conn = self._idle.pop() if self._idle else self._new_connection()
+        command = ("EVALSHA", _ADMIT.sha, 2, *_keys(key), packed)
+        try:
+            try:
+                await conn.send_command(*command)
+                reply = await conn.read_response()
+            except NoScriptError:
+                await conn.send_command("SCRIPT", "LOAD", _ADMIT.source)
+                await conn.read_response()
+                await conn.send_command(*command)
+                reply = await conn.read_response()
+        except BaseException:
+            # Cancelled (the timeout) or failed: the connection may hold an unread reply; it is never reused.
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise
+        self._idle.append(conn)
+        return reply
+
+    def _new_connection(self) -> AbstractConnection:
+        """Built like the client's own (same URL, timeouts, parser), outside its pool."""
+        pool = self._client.connection_pool
+        return pool.connection_class(**pool.connection_kwargs)
+
+    async def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
 
     async def _pipeline(self, corrections: list[_Correction], admission: tuple[str, str] | None) -> Any:
         """Without MULTI: each script is atomic on its own. A command answered NOSCRIPT (a restarted or flushed
@@ -367,6 +405,7 @@ class RedisRateLimitBackend:
         on a dead socket fails once (no retries), so they are dropped first."""
         try:
             async with asyncio.timeout(self._timeout_s):
+                await self._drop_idle()
                 await self._client.connection_pool.disconnect(inuse_connections=False)
                 await self._client.ping()
         except _FAILURES as exc:
@@ -375,4 +414,5 @@ class RedisRateLimitBackend:
 
     async def close(self) -> None:
         await self.drain()
+        await self._drop_idle()
         await self._client.aclose()
