@@ -163,24 +163,27 @@ class MoneyWriter:
         for hold_id in holds:
             self._unconfirmed[hold_id] = outcome
         _answer(batch, results)
-        # The callers run up to their upstream request: one turn of the loop to resume them, a second for the task
-        # in which aiohttp writes a request body (Python < 3.12 cannot start it eagerly).
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        committed = False
         try:
+            # The callers run up to their upstream request: one turn of the loop to resume them, a second for the
+            # task in which aiohttp writes a request body (Python < 3.12 cannot start it eagerly).
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
             sqlite.finish(prepared)
+            committed = True
         except Exception:
             log.error("money batch failed to commit; its %d holds are void", len(holds), exc_info=True)
-            self._void.update(holds)
+        finally:
+            if not committed:  # failed, or cancelled (shutdown) before the commit: nothing of the batch stays
+                sqlite.abort()
+                self._void.update(holds)
+            for hold_id in holds:
+                del self._unconfirmed[hold_id]
             outcome.set_result(None)
+        if not committed:
             for command, future in batch:
                 if not isinstance(command, HoldRequest):
                     await self._commit_one(command, future)
-        else:
-            outcome.set_result(None)
-        finally:
-            for hold_id in holds:
-                del self._unconfirmed[hold_id]
 
     async def _commit_one(self, command: MoneyCommand, future: asyncio.Future[Result]) -> None:
         attempts = 1 if isinstance(command, HoldRequest) else 3

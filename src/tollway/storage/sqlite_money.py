@@ -120,6 +120,10 @@ class SqliteMoneyConnection:
         """Write and commit what ``begin`` decided; on failure nothing of it stays."""
         _finish(self._inline, batch, self._cache)
 
+    def abort(self) -> None:
+        """Roll back what ``begin`` decided, if still open (``finish`` rolls back on its own failures)."""
+        _abort(self._inline, self._cache)
+
     async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
         """Decide, write and commit in one go."""
         begun = self.begin(commands, now, sql)
