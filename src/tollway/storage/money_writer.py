@@ -1,8 +1,8 @@
 """The single money writer of an instance: group commit for holds, settlements, releases and log rows.
 
 Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
-sees one commit per batch however many calls run at once, and a lone call pays one commit without waiting for a
-window. Hold placement is awaited; settlements are queued from the stream's ``finally`` and retried until they
+sees one commit per batch however many calls run at once, and a lone call never waits for a window (its hold and
+its settlement commit on their own). Hold placement is awaited; settlements are queued from the stream's ``finally`` and retried until they
 commit or the hold expires (then the sweeper settles it).
 
 Embedded SQLite answers a hold as soon as it is decided under the write lock and commits the batch while the caller
