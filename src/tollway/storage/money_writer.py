@@ -2,8 +2,8 @@
 
 Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
 sees one commit per batch however many calls run at once, and a lone call never waits for a window (its hold and
-its settlement commit on their own). Hold placement is awaited; settlements are queued from the stream's ``finally`` and retried until they
-commit or the hold expires (then the sweeper settles it).
+its settlement commit on their own). Hold placement is awaited; settlements are queued from the stream's
+``finally`` and retried until they commit or the hold expires (then the sweeper settles it).
 
 Embedded SQLite answers a hold as soon as it is decided under the write lock and commits the batch while the caller
 sends its upstream request (the commit's cost hides behind the upstream's latency); ``confirm`` then waits for that
