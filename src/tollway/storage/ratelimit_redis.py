@@ -189,19 +189,12 @@ def _keys(key: str) -> list[str]:
 
 
 class _Script:
-    """EVALSHA; on NOSCRIPT (a restarted or flushed Redis) it loads the script and runs it once more, which cannot
-    count twice: a script that is not loaded did not run."""
+    """A Lua script and its SHA1, for EVALSHA. Whoever gets NOSCRIPT (a restarted or flushed Redis) loads it and runs
+    it once more, which cannot count twice: a script that is not loaded did not run."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def run(self, client: aioredis.Redis, keys: list[str], args: tuple[Any, ...]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
 _ADMIT: Final = _Script(ADMIT_LUA)
