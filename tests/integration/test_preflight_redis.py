@@ -5,7 +5,7 @@ batched Redis corrections), and a TPM clamp lowers what the upstream is asked fo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -61,11 +61,20 @@ def _budget(tenant: Tenant, user_id: str) -> dict[str, Any]:
     return body
 
 
-def _settled(shared: GatewayServer, request_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while count(shared.settings, usage_logs, usage_logs.c.request_id == request_id) == 0:
-        assert time.monotonic() < deadline, "the call never settled"
+def _eventually(condition: Callable[[], bool], failure: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, failure
         time.sleep(0.02)
+
+
+def _settled(shared: GatewayServer, request_id: str) -> None:
+    logged = usage_logs.c.request_id == request_id
+    _eventually(lambda: count(shared.settings, usage_logs, logged) > 0, "the call never settled")
+
+
+def _no_active_hold(shared: GatewayServer, request_id: str) -> bool:
+    return count(shared.settings, holds, holds.c.request_id == request_id, holds.c.status == "active") == 0
 
 
 def test_a_rate_limited_call_holds_nothing_and_wins_over_a_budget_refusal(
@@ -84,10 +93,7 @@ def test_a_rate_limited_call_holds_nothing_and_wins_over_a_budget_refusal(
     assert fake_upstream.request_count == calls
     _settled(shared, first.headers["x-request-id"])
     refused_id = second.headers["x-request-id"]
-    deadline = time.monotonic() + 5
-    while count(shared.settings, holds, holds.c.request_id == refused_id, holds.c.status == "active"):
-        assert time.monotonic() < deadline, "the refused call's hold was never released"
-        time.sleep(0.02)
+    _eventually(lambda: _no_active_hold(shared, refused_id), "the refused call's hold was never released", 5)
     assert count(shared.settings, usage_logs, usage_logs.c.request_id == refused_id) == 0
     budget = _budget(tenant, user_id)
     assert budget["used_usd"] == 0.01 and budget["held_usd"] == 0
@@ -96,20 +102,21 @@ def test_a_rate_limited_call_holds_nothing_and_wins_over_a_budget_refusal(
     assert_invariants(shared.settings)
 
 
-def test_the_hold_placed_for_a_rate_limited_call_is_released(shared: GatewayServer, tenant: Tenant) -> None:
-    # The budget covers the second call, so its hold is granted while RPM refuses it: it must not stay held.
+def test_a_rate_limited_call_holds_nothing_when_the_budget_could_cover_it(
+    shared: GatewayServer, tenant: Tenant
+) -> None:
+    # The budget could cover the second call, but RPM refuses it first (§8 step 5): nothing may stay held.
     user_id, client = _end_user(tenant, {"rpm_limit": 1}, "1")
     with client:
         assert client.post("/v1/chat/completions", json=BODY).status_code == 200
         refused = client.post("/v1/chat/completions", json=BODY)
     assert refused.status_code == 429, refused.text
     refused_id = refused.headers["x-request-id"]
-    deadline = time.monotonic() + 5
-    while _budget(tenant, user_id)["held_usd"] != 0 or count(
-        shared.settings, holds, holds.c.request_id == refused_id, holds.c.status == "active"
-    ):
-        assert time.monotonic() < deadline, "the refused call's hold was never released"
-        time.sleep(0.02)
+    _eventually(
+        lambda: _budget(tenant, user_id)["held_usd"] == 0 and _no_active_hold(shared, refused_id),
+        "the refused call's hold was never released",
+        5,
+    )
     assert count(shared.settings, usage_logs, usage_logs.c.request_id == refused_id) == 0
     assert _budget(tenant, user_id)["used_usd"] == 0.01
     assert_invariants(shared.settings)

@@ -132,11 +132,14 @@ class MoneyWriter:
         try:
             results = await self._apply([command for command, _ in batch])
         except Exception:
-            log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
-            for command, future in batch:
-                await self._commit_one(command, future)
+            await self._one_by_one(batch)
             return
         _answer(batch, results)
+
+    async def _one_by_one(self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]]) -> None:
+        log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
+        for command, future in batch:
+            await self._commit_one(command, future)
 
     async def _commit_split(
         self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]], sqlite: SqliteMoneyConnection
@@ -150,9 +153,7 @@ class MoneyWriter:
             if begun is None:
                 results = await sqlite.apply_waiting(commands, now, self._sql)
         except Exception:
-            log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
-            for command, future in batch:
-                await self._commit_one(command, future)
+            await self._one_by_one(batch)
             return
         if begun is None:
             _answer(batch, results)

@@ -178,9 +178,9 @@ def connect(url: str, *, max_connections: int = 128, connect_timeout_s: float = 
     )
 
 
-def _refused(reply: Any) -> bool:
-    """Whether an admit script's reply refuses (its first field is the refusal bitmask)."""
-    return isinstance(reply, bytes) and not reply.startswith(b"0 ")
+def _refusal_bits(reply: bytes) -> int:
+    """An admit script's refusal bitmask: the first field of its reply (0: admitted)."""
+    return int(reply.split(b" ", 1)[0])
 
 
 def _keys(key: str) -> list[str]:
@@ -204,11 +204,10 @@ _ADJUST: Final = _Script(ADJUST_LUA)
 class RedisRateLimitBackend:
     """One round trip (EVALSHA) per admission. TPM corrections are queued and sent together, in one pipeline, after
     ``CORRECTION_DELAY_S``, so they cost a fraction of a round trip each and never compete with the next request;
-    an admission refused for TPM while corrections of its end user are queued or on their way lets them land
-    and asks once more. At most
-    ``max_in_flight`` calls run at once, each bounded by ``timeout_s``; queued calls fail at once when one fails after
-    they began waiting, so a hung Redis costs a request one timeout at most. ``clock_ms`` is for tests only: the
-    script then runs on it instead of the server clock."""
+    an admission refused for TPM while corrections of its end user are queued or on their way lets them land and
+    asks once more. At most ``max_in_flight`` calls run at once, each bounded by ``timeout_s``; queued calls fail at
+    once when one fails after they began waiting, so a hung Redis costs a request one timeout at most. ``clock_ms``
+    is for tests only: the script then runs on it instead of the server clock."""
 
     origin = ORIGIN
 
@@ -301,7 +300,8 @@ class RedisRateLimitBackend:
             await self._client.script_load(_ADJUST.source)
             await self._client.script_load(_ADMIT.source)
             last = len(commands) - 1
-            if admission is not None and missing[-1] != last and _refused(results[last]):
+            answer = results[last]
+            if admission is not None and missing[-1] != last and isinstance(answer, bytes) and _refusal_bits(answer):
                 # The admission ran without the corrections that failed before it; a refusal counted nothing.
                 missing.append(last)
             for i, result in zip(missing, await self._send([commands[i] for i in missing]), strict=True):
@@ -326,7 +326,7 @@ class RedisRateLimitBackend:
             f"{demand.output_limit} {demand.min_output} {now}"
         )
         reply: bytes = await self._run([], (key, packed))
-        if int(reply.split(b" ", 1)[0]) & _TPM_BIT:
+        if _refusal_bits(reply) & _TPM_BIT:
             # Refused for TPM: if corrections of this end user are queued or on their way, let them land and ask
             # again (a refusal counted nothing, so the same admission id can be asked for once more).
             sending = [task for task, keys in self._sending.items() if key in keys]
