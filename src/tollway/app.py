@@ -46,7 +46,7 @@ from tollway.storage.money_writer import MoneyWriter
 from tollway.storage.rate_overrides import RateOverrideStore
 from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit_redis import RedisRateLimitBackend
-from tollway.storage.ratelimit_redis import connect as connect_redis
+from tollway.storage.redis_pipe import redis_endpoint
 from tollway.storage.responses import ResponseStore, prune_responses
 from tollway.storage.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
@@ -172,7 +172,9 @@ def _rate_limiter(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> 
     """In-process limits in embedded mode; Redis (with a local fallback share when it is down) for scale-out."""
     backend: RateLimitBackend = InProcessRateLimitBackend()
     if settings.redis_url:
-        redis = RedisRateLimitBackend(connect_redis(settings.redis_url))
+        redis = RedisRateLimitBackend(
+            redis_endpoint(settings.redis_url), busy_poll_s=settings.redis_busy_poll_us / 1_000_000
+        )
         backend = FailoverBackend(redis, InProcessRateLimitBackend(), settings.expected_instances, metrics=metrics)
     return RateLimiter(backend, LimitCache(RateOverrideStore(engine)), metrics)
 

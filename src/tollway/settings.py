@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tollway.storage.redis_pipe import redis_endpoint
+
 ADMIN_KEY_PATTERN = re.compile(r"^sk-admin_[A-Za-z0-9_-]{32,}$")
 
 
@@ -65,6 +67,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./tollway.db"
     redis_url: str | None = None
+    redis_busy_poll_us: int = Field(default=250, ge=0, le=5000)
     admin_key: str | None = None
     secret_key: str | None = None
     data_dir: Path = Path("./tollway-data")
@@ -109,6 +112,13 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         if not (value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgresql+asyncpg://"))):
             raise ValueError("must be sqlite:///<path> or postgresql://...")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            redis_endpoint(value)  # ValueError names what is wrong, never the password
         return value
 
     @field_validator("log_level", mode="before")

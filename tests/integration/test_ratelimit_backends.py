@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+import redis.asyncio
 
 from tests.support.redis_server import RedisServer, redis_server_fixture, start_redis_or_skip
 from tollway.domain.platform_settings import RateLimits
@@ -18,9 +19,15 @@ from tollway.domain.ratelimit import Decision, Dimension, Resolution, TokenDeman
 from tollway.errors import RateLimited, ServiceUnavailable
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
 from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
-from tollway.storage.ratelimit_redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend, connect
+from tollway.storage.ratelimit_redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend
+from tollway.storage.redis_pipe import redis_endpoint
 
-BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+# "redis-busy-poll": the gateway's default, which polls the event loop while a lone admission is on its way.
+BACKENDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-busy-poll", marks=pytest.mark.redis),
+]
 SMALL = TokenDemand(prompt_tokens=10, n=1, output_limit=10)
 
 
@@ -64,9 +71,10 @@ async def make_backend(request: pytest.FixtureRequest) -> AsyncIterator[BackendF
         else:
             server: RedisServer = request.getfixturevalue("redis_server")
             backend = RedisRateLimitBackend(
-                connect(server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
+                redis_endpoint(server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
                 clock_ms=clock_ms,
                 timeout_s=LOADED_MACHINE_TIMEOUT_S,
+                busy_poll_s=0.00025 if request.param == "redis-busy-poll" else 0.0,
             )
         made.append(backend)
         return backend
@@ -101,7 +109,7 @@ async def test_100_rpm_shared_by_three_instances_admits_exactly_100(redis_server
     instances = [
         FailoverBackend(
             RedisRateLimitBackend(
-                connect(redis_server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
+                redis_endpoint(redis_server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
                 timeout_s=LOADED_MACHINE_TIMEOUT_S,
             ),
             InProcessRateLimitBackend(),
@@ -216,7 +224,7 @@ async def test_a_queued_correction_frees_headroom_for_the_next_admission(make_ba
 async def test_a_queued_correction_reaches_other_instances_on_its_own(redis_server: RedisServer) -> None:
     """No admission follows on this instance: the correction goes out by itself after ``CORRECTION_DELAY_S``."""
     mine, other = (
-        RedisRateLimitBackend(connect(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S) for _ in range(2)
+        RedisRateLimitBackend(redis_endpoint(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S) for _ in range(2)
     )
     user, limits, demand = _user(), RateLimits(tpm=3000), TokenDemand(1000, 1, 500)
     try:
@@ -239,14 +247,14 @@ async def test_flushed_scripts_reload_without_counting_twice_or_losing_a_correct
     """SCRIPT FLUSH (a restarted Redis) while a correction waits, then an admission refused for TPM that sends it
     ahead of asking again; in the second case another instance loaded the admission script meanwhile, so only the
     correction answers NOSCRIPT. What did not run runs again, the admission counts once and the correction once."""
-    backend = RedisRateLimitBackend(connect(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S)
+    backend = RedisRateLimitBackend(redis_endpoint(redis_server.url), timeout_s=LOADED_MACHINE_TIMEOUT_S)
     user, limits, demand = _user(), RateLimits(rpm=10, tpm=3000), TokenDemand(1000, 1, 500)
     try:
         first = await backend.admit(user, limits, demand)
         await backend.admit(user, limits, demand)
         assert first.reservation is not None
         backend.adjust(first.reservation, 200)
-        admin = connect(redis_server.url)
+        admin = redis.asyncio.Redis.from_url(redis_server.url)
         await admin.script_flush()
         for source in reloaded:
             await admin.script_load(source)
@@ -299,7 +307,7 @@ async def test_redis_and_in_process_agree_on_a_random_history(redis_server: Redi
     clock = FakeClock(_ms("2026-05-01T23:58:00"))
     memory = InProcessRateLimitBackend(clock)
     shared = RedisRateLimitBackend(
-        connect(redis_server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
+        redis_endpoint(redis_server.url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S),
         clock_ms=clock,
         timeout_s=LOADED_MACHINE_TIMEOUT_S,
     )
@@ -350,7 +358,7 @@ async def test_redis_and_in_process_agree_on_a_random_history(redis_server: Redi
 @pytest.mark.redis
 async def test_redis_killed_mid_traffic_degrades_to_local_shares_and_recovers() -> None:
     server = await asyncio.to_thread(start_redis_or_skip)
-    failover = FailoverBackend(RedisRateLimitBackend(connect(server.url)), InProcessRateLimitBackend(), 2)
+    failover = FailoverBackend(RedisRateLimitBackend(redis_endpoint(server.url)), InProcessRateLimitBackend(), 2)
     busy, limits = _user(), RateLimits(rpm=1_000_000)
     stop = asyncio.Event()
     errors: list[BaseException] = []
@@ -403,7 +411,7 @@ async def test_unreachable_redis_never_raises() -> None:
     url = server.url
     await asyncio.to_thread(server.stop)  # nothing listens there any more
     shared = RedisRateLimitBackend(
-        connect(url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S), timeout_s=LOADED_MACHINE_TIMEOUT_S
+        redis_endpoint(url, connect_timeout_s=LOADED_MACHINE_TIMEOUT_S), timeout_s=LOADED_MACHINE_TIMEOUT_S
     )
     failover = FailoverBackend(shared, InProcessRateLimitBackend(), 3)
     try:

@@ -31,12 +31,14 @@ def redis_binary() -> str | None:
 
 
 class RedisServer:
-    def __init__(self, launcher: tuple[str, ...] = ()) -> None:
-        """``launcher`` prefixes the command (the benchmark pins the server to a core with ``taskset``)."""
+    def __init__(self, launcher: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> None:
+        """``launcher`` prefixes the command (the benchmark pins the server to a core with ``taskset``); ``options``
+        are more redis-server options (a password, a Unix socket)."""
         binary = redis_binary()
         assert binary is not None
         self.binary = binary
         self.launcher = launcher
+        self.options = options
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="tollway-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -56,6 +58,7 @@ class RedisServer:
             "--dir", str(self.dir),
             "--protected-mode", "no",
             "--loglevel", "warning",
+            *self.options,
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -68,7 +71,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # up, with or without a password
         except OSError:
             return False
 
@@ -84,7 +87,7 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_redis_or_skip() -> RedisServer:
+def start_redis_or_skip(options: tuple[str, ...] = ()) -> RedisServer:
     """A running server; fails when Redis is required and missing, else skips with a warning."""
     if redis_binary() is None:
         if redis_required():
@@ -94,7 +97,7 @@ def start_redis_or_skip() -> RedisServer:
             warnings.simplefilter("always")  # shown in the summary, not turned into an error by filterwarnings
             warnings.warn(message, pytest.PytestWarning, stacklevel=1)
         pytest.skip(message)
-    server = RedisServer()
+    server = RedisServer(options=options)
     server.start()
     return server
 

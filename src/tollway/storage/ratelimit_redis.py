@@ -12,7 +12,6 @@ raised as ``RateLimitBackendDown``; the failover backend turns that into local l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -22,28 +21,21 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ratelimit import Decision, Dimension, RateLimitBackendDown, Reservation, TokenDemand
+from tollway.storage.redis_pipe import RedisEndpoint, RedisPipe, RedisPipeError, ReplyError, open_pipe
 
 ORIGIN: Final = "redis"
 log = logging.getLogger("tollway.ratelimit")
 
-# ARGV[1]: "id rpm rpd tpm T_p n output_limit min_output now_ms" (limit 0 = none; now_ms -1 = the server clock).
-# Returns "refused wait in_window today tokens window_reset tokens_reset day_reset reserved clamp": refused is a
-# bitmask (1 rpm, 2 rpd, 4 tpm), clamp -1 when none. One argument and one string reply because redis-py's parser
-# and packer pay per element (13 arguments and a 10-element array cost more than the script); every redis.call
-# costs a few microseconds, so the admitting path makes as few as it can (8, TIME included).
+# ARGV: id rpm rpd tpm T_p n output_limit min_output now_ms (limit 0 = none; now_ms -1 = the server clock).
+# Returns {refused wait in_window today tokens window_reset tokens_reset day_reset reserved clamp}: refused is a
+# bitmask (1 rpm, 2 rpd, 4 tpm), clamp -1 when none. Every redis.call costs a microsecond or more, so the admitting
+# path makes as few as it can: 8 (TIME included), and 4 more when admissions leave the window.
 ADMIT_LUA: Final = """
 local WINDOW, DAY = 60000, 86400000
 local win, st = KEYS[1], KEYS[2]
-local a = {}
-for part in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = part end
+local a = ARGV
 local id = a[1]
 local now = tonumber(a[9])
 if now < 0 then
@@ -64,6 +56,7 @@ while true do
   for i = 1, #amounts do sum = sum - (tonumber(amounts[i]) or 0) end
   redis.call('HDEL', st, unpack(old))
   redis.call('ZREM', win, unpack(old))
+  if #old < 500 then break end
 end
 local count = redis.call('ZCARD', win)
 if count == 0 then
@@ -133,7 +126,7 @@ if refused == 0 then
   redis.call('PEXPIRE', st, until_midnight + WINDOW)
   local treset = 0
   if sum > 0 then treset = WINDOW end
-  return string.format('0 0 %d %d %d %d %d %d %d %d', count, today, sum, WINDOW, treset, until_midnight, reserve, clamp)
+  return {0, 0, count, today, sum, WINDOW, treset, until_midnight, reserve, clamp}
 end
 if sum ~= stored then
   redis.call('HSET', st, '#', sum)  -- what the trim took out, also when nothing is admitted
@@ -144,7 +137,7 @@ if count > 0 then
   wreset = math.max(0, tonumber(last[2]) + WINDOW - now)
   if sum > 0 then treset = wreset end
 end
-return string.format('%d %d %d %d %d %d %d %d 0 -1', refused, wait, count, today, sum, wreset, treset, until_midnight)
+return {refused, wait, count, today, sum, wreset, treset, until_midnight, 0, -1}
 """
 
 # ARGV: id, tokens. A no-op once the admission left the window (or its keys expired).
@@ -159,71 +152,70 @@ return 1
 # How long TPM corrections gather before they go to Redis together.
 CORRECTION_DELAY_S: Final = 0.005
 _Correction = tuple[str, str, int]  # end-user key, admission id, tokens
+_Call = tuple["_Script", str, tuple[str | int, ...]]  # script, end-user key, arguments
 
 _TPM_BIT: Final = 4
 _DIMENSION_BITS: Final = ((1, Dimension.RPM), (2, Dimension.RPD), (_TPM_BIT, Dimension.TPM))
-_FAILURES: Final = (RedisError, OSError)  # asyncio.timeout's TimeoutError is an OSError
+_FAILURES: Final = (RedisPipeError, OSError)
 
 
-def connect(url: str, *, max_connections: int = 128, connect_timeout_s: float = 0.25) -> aioredis.Redis:
-    """A client that never retries (a retried admission could count twice) and has no socket timeout of its own:
-    redis-py implements that with a task per command, which costs more than the command. ``RedisRateLimitBackend``
-    bounds each call with one ``asyncio.timeout`` and its number in flight (so the pool never grows past it)."""
-    return aioredis.Redis.from_url(
-        url,
-        max_connections=max_connections,
-        socket_timeout=None,
-        socket_connect_timeout=connect_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
-def _refusal_bits(reply: bytes) -> int:
-    """An admit script's refusal bitmask: the first field of its reply (0: admitted)."""
-    return int(reply.split(b" ", 1)[0])
-
-
-def _keys(key: str) -> list[str]:
+def _keys(key: str) -> tuple[str, str]:
     prefix = f"tollway:rl:{{{key}}}:"
-    return [prefix + "w", prefix + "s"]
+    return prefix + "w", prefix + "s"
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 class _Script:
-    """A Lua script and its SHA1, for EVALSHA. Whoever gets NOSCRIPT (a restarted or flushed Redis) loads it and runs
-    it once more, which cannot count twice: a script that is not loaded did not run."""
+    """A Lua script and its SHA1, for EVALSHA. Every connection loads both scripts when it opens; a command answered
+    NOSCRIPT (a flushed script cache) did not run, so loading the script and running it once more counts once."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
+    def command(self, key: str, args: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        return ("EVALSHA", self.sha, 2, *_keys(key), *args)
+
 
 _ADMIT: Final = _Script(ADMIT_LUA)
 _ADJUST: Final = _Script(ADJUST_LUA)
+_LOAD_SCRIPTS: Final = (("SCRIPT", "LOAD", _ADMIT.source), ("SCRIPT", "LOAD", _ADJUST.source))
+
+
+async def _busy_poll(future: asyncio.Future[Any], seconds: float) -> None:
+    """Yields to the event loop until ``future`` is done or ``seconds`` pass: the loop keeps polling its sockets
+    (other tasks run as usual) instead of putting the core to sleep, which on a virtual machine costs more to wake
+    from than a reply from Redis takes (docs/performance.md)."""
+    until = time.perf_counter() + seconds
+    while not future.done() and time.perf_counter() < until:  # noqa: ASYNC110 (polling is the point)
+        await asyncio.sleep(0)
 
 
 class RedisRateLimitBackend:
-    """One round trip (EVALSHA) per admission. TPM corrections are queued and sent together, in one pipeline, after
-    ``CORRECTION_DELAY_S``, so they cost a fraction of a round trip each and never compete with the next request;
-    an admission refused for TPM while corrections of its end user are queued or on their way lets them land and
-    asks once more. At most ``max_in_flight`` calls run at once, each bounded by ``timeout_s``; queued calls fail at
-    once when one fails after they began waiting, so a hung Redis costs a request one timeout at most. ``clock_ms``
-    is for tests only: the script then runs on it instead of the server clock."""
+    """One round trip (EVALSHA) per admission, on one pipelined connection per instance (``RedisPipe``): many
+    admissions may be on their way at once and Redis runs them in the order they were written. TPM corrections are
+    queued and written together after ``CORRECTION_DELAY_S``, so they cost a fraction of a round trip each and
+    never stall a request; an admission refused for TPM while corrections of its end user are queued or on their
+    way lets them land and asks once more. A silent Redis fails every call waiting on the connection once the
+    oldest has waited ``timeout_s``. ``clock_ms`` is for tests only: the script then runs on it instead of the
+    server clock."""
 
     origin = ORIGIN
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        endpoint: RedisEndpoint,
         *,
         timeout_s: float = 0.25,
-        max_in_flight: int = 32,
+        busy_poll_s: float = 0.0,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        self._client = client
+        self._endpoint = endpoint
         self._timeout_s = timeout_s
-        pool_size = getattr(client.connection_pool, "max_connections", max_in_flight)
-        self._slots = asyncio.Semaphore(min(max_in_flight, pool_size))
-        self._failed_at = -math.inf
+        self._busy_poll_s = busy_poll_s
         self._warned_at = -math.inf
         self._clock_ms = clock_ms
         self._prefix = os.urandom(6).hex() + ":"  # admission ids unique across instances without a round trip
@@ -232,109 +224,82 @@ class RedisRateLimitBackend:
         self._corrections: list[_Correction] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._sending: dict[asyncio.Task[None], frozenset[str]] = {}  # correction batches on their way, by end user
-        self._idle: list[AbstractConnection] = []  # admission connections between calls (at most one per slot)
+        self._pipe: RedisPipe | None = None
+        self._opening: asyncio.Task[RedisPipe] | None = None
 
-    async def _run(self, corrections: list[_Correction], admission: tuple[str, str] | None = None) -> Any:
-        """The corrections, then the admission (key, packed arguments) if any, in one round trip; the admission's
-        reply."""
-        started = time.monotonic()
-        async with self._slots:
-            if self._failed_at >= started:
-                raise RateLimitBackendDown("Redis rate limiter unavailable: failed while this call waited")
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    if not corrections:
-                        assert admission is not None
-                        return await self._admit_once(*admission)
-                    return await self._pipeline(corrections, admission)
-            except _FAILURES as exc:
-                self._failed_at = time.monotonic()
-                await self._drop_idle()
-                raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc.__class__.__name__}") from exc
+    async def _connection(self) -> RedisPipe:
+        """The open connection, or a new one; callers that arrive while it opens share that attempt."""
+        pipe = self._pipe
+        if pipe is not None and not pipe.closed:
+            return pipe
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._open())
+            self._opening.add_done_callback(self._opened)
+        return await asyncio.shield(self._opening)
 
-    async def _admit_once(self, key: str, packed: str) -> Any:
-        """The admission's EVALSHA on a connection of this backend's own: the client's pool, retry wrapper and event
-        hooks cost about a third of the call. NOSCRIPT loads the script on that connection and runs it once more
-        (a script that is not loaded did not run, so nothing counts twice)."""
-        conn = self._idle.pop() if self._idle else self._new_connection()
-        command = ("EVALSHA", _ADMIT.sha, 2, *_keys(key), packed)
+    async def _open(self) -> RedisPipe:
+        self._pipe = await open_pipe(self._endpoint, self._timeout_s, _LOAD_SCRIPTS)
+        return self._pipe
+
+    def _opened(self, task: asyncio.Task[RedisPipe]) -> None:
+        self._opening = None
+        if not task.cancelled():
+            task.exception()  # retrieved here: every caller got it already
+
+    async def _run(self, calls: list[_Call]) -> list[Any]:
+        """Writes the calls at once and returns their replies. A call answered NOSCRIPT did not run; only those run
+        again, once the scripts are loaded, so nothing counts twice. An admission last in ``calls`` that ran
+        without a correction before it (NOSCRIPT) and was refused asks again after that correction. Any failure is
+        ``RateLimitBackendDown``."""
         try:
-            try:
-                await conn.send_command(*command)
-                reply = await conn.read_response()
-            except NoScriptError:
-                await conn.send_command("SCRIPT", "LOAD", _ADMIT.source)
-                await conn.read_response()
-                await conn.send_command(*command)
-                reply = await conn.read_response()
-        except BaseException:
-            # Cancelled (the timeout) or failed: the connection may hold an unread reply; it is never reused.
-            with contextlib.suppress(Exception):
-                await conn.disconnect(nowait=True)
-            raise
-        self._idle.append(conn)
-        return reply
-
-    def _new_connection(self) -> AbstractConnection:
-        """Built like the client's own (same URL, timeouts, parser), outside its pool."""
-        pool = self._client.connection_pool
-        return pool.connection_class(**pool.connection_kwargs)
-
-    async def _drop_idle(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                await conn.disconnect(nowait=True)
-
-    async def _pipeline(self, corrections: list[_Correction], admission: tuple[str, str] | None) -> Any:
-        """Without MULTI: each script is atomic on its own. A command answered NOSCRIPT (a restarted or flushed
-        Redis) did not run; only those run again, once the scripts are loaded, so nothing counts twice."""
-        commands: list[tuple[_Script, str, tuple[Any, ...]]] = [
-            (_ADJUST, key, (entry_id, tokens)) for key, entry_id, tokens in corrections
-        ]
-        if admission is not None:
-            commands.append((_ADMIT, admission[0], (admission[1],)))
-        results = await self._send(commands)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:
-            await self._client.script_load(_ADJUST.source)
-            await self._client.script_load(_ADMIT.source)
-            last = len(commands) - 1
-            answer = results[last]
-            if admission is not None and missing[-1] != last and isinstance(answer, bytes) and _refusal_bits(answer):
-                # The admission ran without the corrections that failed before it; a refusal counted nothing.
-                missing.append(last)
-            for i, result in zip(missing, await self._send([commands[i] for i in missing]), strict=True):
-                results[i] = result
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results[-1] if admission is not None else None
-
-    async def _send(self, commands: list[tuple[_Script, str, tuple[Any, ...]]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for script, key, args in commands:
-            pipe.execute_command("EVALSHA", script.sha, 2, *_keys(key), *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+            pipe = self._pipe if self._pipe is not None and not self._pipe.closed else await self._connection()
+            futures = pipe.send([script.command(key, args) for script, key, args in calls])
+            if self._busy_poll_s and calls[-1][0] is _ADMIT and pipe.in_flight == len(futures):
+                await _busy_poll(futures[-1], self._busy_poll_s)
+            replies = [await future for future in futures]
+            missing = [i for i, reply in enumerate(replies) if _no_script(reply)]
+            if missing:
+                last = len(calls) - 1
+                answer = replies[last]
+                if calls[last][0] is _ADMIT and isinstance(answer, list) and answer[0]:
+                    missing.append(last)  # a refusal counted nothing
+                retry = [*_LOAD_SCRIPTS, *(calls[i][0].command(calls[i][1], calls[i][2]) for i in missing)]
+                again = [await future for future in pipe.send(retry)][len(_LOAD_SCRIPTS) :]
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+        except _FAILURES as exc:
+            raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise RateLimitBackendDown(f"Redis rate limiter refused a script: {str(reply).split(' ')[0]}")
+        return replies
 
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
         entry_id = self._prefix + str(next(self._ids))
         now = -1 if self._clock_ms is None else self._clock_ms()
-        packed = (
-            f"{entry_id} {limits.rpm or 0} {limits.rpd or 0} {limits.tpm or 0} {demand.prompt_tokens} {demand.n} "
-            f"{demand.output_limit} {demand.min_output} {now}"
+        args = (
+            entry_id,
+            limits.rpm or 0,
+            limits.rpd or 0,
+            limits.tpm or 0,
+            demand.prompt_tokens,
+            demand.n,
+            demand.output_limit,
+            demand.min_output,
+            now,
         )
-        reply: bytes = await self._run([], (key, packed))
-        if _refusal_bits(reply) & _TPM_BIT:
+        admission: _Call = (_ADMIT, key, args)
+        reply: list[int] = (await self._run([admission]))[0]
+        if reply[0] & _TPM_BIT:
             # Refused for TPM: if corrections of this end user are queued or on their way, let them land and ask
             # again (a refusal counted nothing, so the same admission id can be asked for once more).
             sending = [task for task, keys in self._sending.items() if key in keys]
             if sending or any(correction[0] == key for correction in self._corrections):
                 if sending:
                     await asyncio.wait(sending)
-                reply = await self._run(self._take_corrections(), (key, packed))
-        bits, wait, count, today, tokens, w_reset, t_reset, d_reset, reserved, clamp = map(int, reply.split())
+                corrections = [(_ADJUST, k, (entry, tokens)) for k, entry, tokens in self._take_corrections()]
+                reply = (await self._run([*corrections, admission]))[-1]
+        bits, wait, count, today, tokens, w_reset, t_reset, d_reset, reserved, clamp = reply
         refused = tuple(dimension for bit, dimension in _DIMENSION_BITS if bits & bit)
         return Decision(
             limits,
@@ -379,7 +344,7 @@ class RedisRateLimitBackend:
 
     async def _correct(self, corrections: list[_Correction]) -> None:
         try:
-            await self._run(corrections)
+            await self._run([(_ADJUST, key, (entry_id, tokens)) for key, entry_id, tokens in corrections])
         except Exception as exc:  # RateLimitBackendDown, or anything else: a correction never raises
             # The admission leaves the window within 60 s anyway; a lost correction only errs on the safe side.
             # One warning a minute: during an outage every request would log one.
@@ -394,18 +359,19 @@ class RedisRateLimitBackend:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def ping(self) -> None:
-        """Whether Redis answers on a fresh connection: idle ones may date from before an outage, and a command
-        on a dead socket fails once (no retries), so they are dropped first."""
+        """Whether Redis answers on a fresh connection, which replaces the current one when it does (the current
+        one may date from before an outage)."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._drop_idle()
-                await self._client.connection_pool.disconnect(inuse_connections=False)
-                await self._client.ping()
+            pipe = await open_pipe(self._endpoint, self._timeout_s, _LOAD_SCRIPTS)
         except _FAILURES as exc:
-            raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc.__class__.__name__}") from exc
-        self._failed_at = -math.inf
+            raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc}") from exc
+        old, self._pipe = self._pipe, pipe
+        if old is not None:
+            old.close()
 
     async def close(self) -> None:
         await self.drain()
-        await self._drop_idle()
-        await self._client.aclose()
+        if self._opening is not None:
+            self._opening.cancel()
+        if self._pipe is not None:
+            self._pipe.close()
