@@ -199,3 +199,23 @@ async def test_a_failed_call_is_rate_limit_backend_down() -> None:
         with pytest.raises(RateLimitBackendDown, match="Redis rate limiter unavailable"):
             await backend.admit("someone", RateLimits(rpm=1), SMALL)  # the scripts' load is answered by a hang-up
         await backend.close()
+
+
+async def test_busy_polling_only_while_no_other_admitted_call_runs(redis_server: RedisServer) -> None:
+    """Polling costs CPU time; it only pays when the instance is otherwise idle, so a call admitted here and not yet
+    corrected (still running) turns it off for the next admission."""
+    endpoint = redis_endpoint(redis_server.url, connect_timeout_s=5)
+    backend = RedisRateLimitBackend(endpoint, timeout_s=5, busy_poll_s=1e-3)
+    user, limits = str(uuid.uuid4()), RateLimits(rpm=10)
+    try:
+        assert backend._lone()
+        first = await backend.admit(user, limits, SMALL)
+        second = await backend.admit(user, limits, SMALL)
+        assert first.reservation is not None and second.reservation is not None
+        assert not backend._lone()
+        backend.adjust(first.reservation, 5)
+        assert not backend._lone()
+        backend.adjust(second.reservation, 5)
+        assert backend._lone()
+    finally:
+        await backend.close()

@@ -224,6 +224,7 @@ class RedisRateLimitBackend:
         self._corrections: list[_Correction] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._sending: dict[asyncio.Task[None], frozenset[str]] = {}  # correction batches on their way, by end user
+        self._running: dict[str, float] = {}  # admitted here, no correction yet: admission id -> when (monotonic)
         self._pipe: RedisPipe | None = None
         self._opening: asyncio.Task[RedisPipe] | None = None
 
@@ -246,15 +247,15 @@ class RedisRateLimitBackend:
         if not task.cancelled():
             task.exception()  # retrieved here: every caller got it already
 
-    async def _run(self, calls: list[_Call]) -> list[Any]:
+    async def _run(self, calls: list[_Call], *, poll: bool = False) -> list[Any]:
         """Writes the calls at once and returns their replies. A call answered NOSCRIPT did not run; only those run
         again, once the scripts are loaded, so nothing counts twice. An admission last in ``calls`` that ran
         without a correction before it (NOSCRIPT) and was refused asks again after that correction. Any failure is
-        ``RateLimitBackendDown``."""
+        ``RateLimitBackendDown``. ``poll``: busy-poll while nothing else waits on the connection."""
         try:
             pipe = self._pipe if self._pipe is not None and not self._pipe.closed else await self._connection()
             futures = pipe.send([script.command(key, args) for script, key, args in calls])
-            if self._busy_poll_s and calls[-1][0] is _ADMIT and pipe.in_flight == len(futures):
+            if poll and pipe.in_flight == len(futures):
                 await _busy_poll(futures[-1], self._busy_poll_s)
             replies = [await future for future in futures]
             missing = [i for i, reply in enumerate(replies) if _no_script(reply)]
@@ -274,6 +275,18 @@ class RedisRateLimitBackend:
                 raise RateLimitBackendDown(f"Redis rate limiter refused a script: {str(reply).split(' ')[0]}")
         return replies
 
+    def _lone(self) -> bool:
+        """Whether no other call admitted here is still running (its correction not queued yet): the instance is
+        nearly idle, so polling for the reply costs CPU time nobody else needs. Under load it never polls. A call
+        that never reports back (a crash) stops counting once its reservation left the window."""
+        open_calls = self._running
+        while open_calls:
+            entry_id, admitted_at = next(iter(open_calls.items()))
+            if time.monotonic() - admitted_at < 60:
+                return False
+            del open_calls[entry_id]
+        return True
+
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
         entry_id = self._prefix + str(next(self._ids))
         now = -1 if self._clock_ms is None else self._clock_ms()
@@ -289,7 +302,8 @@ class RedisRateLimitBackend:
             now,
         )
         admission: _Call = (_ADMIT, key, args)
-        reply: list[int] = (await self._run([admission]))[0]
+        poll = self._busy_poll_s > 0 and self._lone()
+        reply: list[int] = (await self._run([admission], poll=poll))[0]
         if reply[0] & _TPM_BIT:
             # Refused for TPM: if corrections of this end user are queued or on their way, let them land and ask
             # again (a refusal counted nothing, so the same admission id can be asked for once more).
@@ -298,9 +312,11 @@ class RedisRateLimitBackend:
                 if sending:
                     await asyncio.wait(sending)
                 corrections = [(_ADJUST, k, (entry, tokens)) for k, entry, tokens in self._take_corrections()]
-                reply = (await self._run([*corrections, admission]))[-1]
+                reply = (await self._run([*corrections, admission], poll=poll))[-1]
         bits, wait, count, today, tokens, w_reset, t_reset, d_reset, reserved, clamp = reply
         refused = tuple(dimension for bit, dimension in _DIMENSION_BITS if bits & bit)
+        if not refused:
+            self._running[entry_id] = time.monotonic()
         return Decision(
             limits,
             refused,
@@ -319,6 +335,7 @@ class RedisRateLimitBackend:
     def adjust(self, reservation: Reservation, tokens: int) -> None:
         """Queued, not awaited: a correction never stalls a response; ``drain`` sends what is queued and waits.
         Other instances see it within ``CORRECTION_DELAY_S`` (until then the window holds the larger estimate)."""
+        self._running.pop(reservation.id, None)
         self._corrections.append((reservation.key, reservation.id, tokens))
         if self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(CORRECTION_DELAY_S, self._flush_corrections)
