@@ -18,6 +18,8 @@ import redis.asyncio
 import uvloop
 
 from tests.support.redis_server import RedisServer, redis_server_fixture, start_redis_or_skip
+from tests.support.servers import free_port
+from tests.support.tls import make_certificates
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ratelimit import RateLimitBackendDown, TokenDemand
 from tollway.storage.ratelimit_redis import RedisRateLimitBackend
@@ -219,3 +221,26 @@ async def test_busy_polling_only_while_no_other_admitted_call_runs(redis_server:
         assert backend._lone()
     finally:
         await backend.close()
+
+
+async def test_tls_verified_against_the_named_ca_and_refused_without_it(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
+    tls_port = free_port()
+    tls = ("--tls-port", str(tls_port), "--tls-cert-file", str(certs["cert"]), "--tls-key-file", str(certs["key"]))
+    options = (*tls, "--tls-ca-cert-file", str(certs["ca"]), "--tls-auth-clients", "no")
+    server = await asyncio.to_thread(start_redis_or_skip, options)
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs['ca']}"
+        backend = RedisRateLimitBackend(redis_endpoint(url, connect_timeout_s=5), timeout_s=5)
+        user = str(uuid.uuid4())
+        decisions = [await backend.admit(user, RateLimits(rpm=2), SMALL) for _ in range(3)]
+        assert [d.admitted for d in decisions] == [True, True, False]
+        await backend.close()
+
+        with pytest.raises(RedisPipeError, match="could not connect to Redis: SSLCertVerificationError"):
+            await open_pipe(redis_endpoint(f"rediss://127.0.0.1:{tls_port}/0", connect_timeout_s=5), 5.0)
+        unverified = await open_pipe(redis_endpoint(f"rediss://127.0.0.1:{tls_port}?ssl_cert_reqs=none"), 5.0)
+        assert await unverified.call("PING") == b"PONG"
+        unverified.close()
+    finally:
+        await asyncio.to_thread(server.stop)
