@@ -220,7 +220,6 @@ class RedisRateLimitBackend:
         self._clock_ms = clock_ms
         self._prefix = os.urandom(6).hex() + ":"  # admission ids unique across instances without a round trip
         self._ids = itertools.count(1)
-        self._pending: set[asyncio.Task[None]] = set()
         self._corrections: list[_Correction] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._sending: dict[asyncio.Task[None], frozenset[str]] = {}  # correction batches on their way, by end user
@@ -253,8 +252,9 @@ class RedisRateLimitBackend:
         without a correction before it (NOSCRIPT) and was refused asks again after that correction. Any failure is
         ``RateLimitBackendDown``. ``poll``: busy-poll while nothing else waits on the connection."""
         try:
-            pipe = self._pipe if self._pipe is not None and not self._pipe.closed else await self._connection()
-            futures = pipe.send([script.command(key, args) for script, key, args in calls])
+            pipe = await self._connection()
+            commands = [script.command(key, args) for script, key, args in calls]
+            futures = pipe.send(commands)
             if poll and pipe.in_flight == len(futures):
                 await _busy_poll(futures[-1], self._busy_poll_s)
             replies = [await future for future in futures]
@@ -264,7 +264,7 @@ class RedisRateLimitBackend:
                 answer = replies[last]
                 if calls[last][0] is _ADMIT and isinstance(answer, list) and answer[0]:
                     missing.append(last)  # a refusal counted nothing
-                retry = [*_LOAD_SCRIPTS, *(calls[i][0].command(calls[i][1], calls[i][2]) for i in missing)]
+                retry = [*_LOAD_SCRIPTS, *(commands[i] for i in missing)]
                 again = [await future for future in pipe.send(retry)][len(_LOAD_SCRIPTS) :]
                 for i, reply in zip(missing, again, strict=True):
                     replies[i] = reply
@@ -351,12 +351,10 @@ class RedisRateLimitBackend:
         corrections = self._take_corrections()
         if corrections:
             task = asyncio.get_running_loop().create_task(self._correct(corrections))
-            self._pending.add(task)
             self._sending[task] = frozenset(key for key, _, _ in corrections)
             task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._pending.discard(task)
         self._sending.pop(task, None)
 
     async def _correct(self, corrections: list[_Correction]) -> None:
@@ -372,8 +370,8 @@ class RedisRateLimitBackend:
 
     async def drain(self) -> None:
         self._flush_corrections()
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def ping(self) -> None:
         """Whether Redis answers on a fresh connection, which replaces the current one when it does (the current
