@@ -16,8 +16,8 @@ import pytest
 
 from tests.support.canary import WATCH, canary_watch  # noqa: F401  (session-wide canary secrets, SPEC §15)
 from tests.support.servers import GatewayServer, PostgresServer, free_port, postgres_available
+from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
-from tollway.testing.fake_upstream import FakeUpstreamThread
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

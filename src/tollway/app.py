@@ -36,19 +36,18 @@ from tollway.services.inference import InferenceService
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
 from tollway.services.responses import ResponsesService
 from tollway.services.routing import CandidateRouter
-from tollway.settings import Settings
-from tollway.storage.budgets import reset_due_budgets
-from tollway.storage.catalog import CatalogStore
-from tollway.storage.db import create_engine
-from tollway.storage.idempotency import prune_idempotency
-from tollway.storage.keystore import KeyStore
-from tollway.storage.money_writer import MoneyWriter
-from tollway.storage.rate_overrides import RateOverrideStore
-from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
-from tollway.storage.ratelimit_redis import RedisRateLimitBackend
-from tollway.storage.redis_pipe import redis_endpoint
-from tollway.storage.responses import ResponseStore, prune_responses
-from tollway.storage.webhooks import WebhookStore
+from tollway.settings import Settings, redis_endpoint
+from tollway.storage.money.writer import MoneyWriter
+from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
+from tollway.storage.ratelimit.redis import RedisRateLimitBackend
+from tollway.storage.sql.budgets import reset_due_budgets
+from tollway.storage.sql.catalog import CatalogStore
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.idempotency import prune_idempotency
+from tollway.storage.sql.keystore import KeyStore
+from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.storage.sql.responses import ResponseStore, prune_responses
+from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
 from tollway.workers.periodic import every
 from tollway.workers.sweeper import HoldSweeper

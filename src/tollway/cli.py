@@ -43,7 +43,7 @@ def _check_scale_out(settings: Settings) -> None:
 
 def _ensure_alone(settings: Settings) -> None:
     """Without Redis, limits live in this process: refuse to start next to another instance (SPEC §13.2)."""
-    from tollway.storage.db import create_engine
+    from tollway.storage.sql.db import create_engine
     from tollway.workers.heartbeat import AnotherInstanceRunning, ensure_alone
 
     async def check() -> None:
@@ -68,7 +68,7 @@ def _install_uvloop() -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from tollway.storage.migrate import upgrade
+    from tollway.storage.sql.migrate import upgrade
 
     settings = _settings(args)
     asyncio.run(upgrade(settings))
@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from tollway.observability.logs import configure_logging
-    from tollway.storage.migrate import upgrade
+    from tollway.storage.sql.migrate import upgrade
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     configure_logging(settings)
@@ -161,8 +161,8 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
     """SPEC §9.6: print the report as JSON; exit 1 when any difference exists."""
     import orjson
 
-    from tollway.storage.db import create_engine
-    from tollway.storage.reconcile import ReconcileReport, reconcile
+    from tollway.storage.sql.db import create_engine
+    from tollway.storage.sql.reconcile import ReconcileReport, reconcile
 
     settings = _settings(args)
 
@@ -185,9 +185,9 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
 
 def cmd_rotate_admin_key(args: argparse.Namespace) -> None:
     from tollway.services.bootstrap import rotate_operator_key
-    from tollway.storage.db import create_engine
-    from tollway.storage.keystore import KeyStore
-    from tollway.storage.migrate import upgrade
+    from tollway.storage.sql.db import create_engine
+    from tollway.storage.sql.keystore import KeyStore
+    from tollway.storage.sql.migrate import upgrade
 
     settings = _settings(args)
 
@@ -208,13 +208,13 @@ def cmd_rotate_admin_key(args: argparse.Namespace) -> None:
 
 
 def cmd_fake_upstream(args: argparse.Namespace) -> None:
-    from tollway.testing.fake_upstream import main as fake_main
+    from tollway.fake_upstream.server import main as fake_main
 
     fake_main(["--host", args.host, "--port", str(args.port)])
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from tollway.testing.demo import run_demo
+    from tollway.demo import run_demo
 
     _install_uvloop()
     asyncio.run(run_demo(args.port, args.upstream_port, args.data_dir))

@@ -10,15 +10,20 @@ import base64
 import binascii
 import os
 import re
+import ssl
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from redis.connection import parse_url
 
-from tollway.storage.redis_pipe import redis_endpoint
-
+_TLS_REQS: Final = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+_URL_OPTIONS: Final = frozenset(
+    {"host", "port", "path", "db", "username", "password", "connection_class", "ssl_cert_reqs", "ssl_ca_certs"}
+)
 ADMIN_KEY_PATTERN = re.compile(r"^sk-admin_[A-Za-z0-9_-]{32,}$")
 
 
@@ -183,3 +188,53 @@ def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
         first = exc.errors()[0]
         name = "TOLLWAY_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise SettingsError(f"{name}: {first['msg']}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RedisEndpoint:
+    """Where Redis listens and how to log in; nothing is opened until the first command."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # a Unix socket (unix://…) instead of host and port
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+    connect_timeout_s: float = 0.25
+
+
+def redis_endpoint(url: str, *, connect_timeout_s: float = 0.25) -> RedisEndpoint:
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS; ``?ssl_cert_reqs=none`` skips
+    verification, ``?ssl_ca_certs=<file>`` names the CA) or ``unix:///path/redis.sock[?db=N]``. Raises
+    ``ValueError`` naming what is wrong; never echoes the password."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be redis://…, rediss://… or unix://…")
+    try:
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError) as exc:  # a bad port or db number; the message never holds the password
+        raise ValueError(f"is not a valid Redis URL ({exc})") from None
+    unknown = sorted(set(options) - _URL_OPTIONS)
+    if unknown:
+        raise ValueError(f"option {unknown[0]!r} is not supported; the URL takes db, ssl_cert_reqs and ssl_ca_certs")
+    tls: ssl.SSLContext | None = None
+    if getattr(options.get("connection_class"), "__name__", "") == "SSLConnection":
+        tls = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+        reqs = _TLS_REQS.get(str(options.get("ssl_cert_reqs", "required")).lower())
+        if reqs is None:
+            raise ValueError("ssl_cert_reqs must be none, optional or required")
+        if reqs != ssl.CERT_REQUIRED:
+            tls.check_hostname = False
+        tls.verify_mode = reqs
+    elif "ssl_cert_reqs" in options or "ssl_ca_certs" in options:
+        raise ValueError("ssl_cert_reqs and ssl_ca_certs need a rediss:// URL")
+    return RedisEndpoint(
+        host=options.get("host") or "127.0.0.1",
+        port=int(options.get("port") or 6379),
+        path=options.get("path"),
+        db=int(options.get("db") or 0),
+        username=options.get("username"),
+        password=options.get("password"),
+        tls=tls,
+        connect_timeout_s=connect_timeout_s,
+    )

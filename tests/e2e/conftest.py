@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 # slug -> upstream model name (the fake upstream's behaviour is chosen by that name)
 MODELS = {

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 THOUGHT = "Let me think."
 TOOLS: Any = [

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "Hello, Tollway!"}]
 

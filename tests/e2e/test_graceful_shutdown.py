@@ -17,8 +17,8 @@ from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.invariants import assert_invariants, count
 from tests.support.processes import GatewayProcess
 from tests.support.seed import create_model, create_provider, create_tenant
-from tollway.storage.tables import holds, usage_logs
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
+from tollway.storage.sql.tables import holds, usage_logs
 
 LONG = "fake/words?n=60&delay_ms=100"  # 6 s of events
 SHORT = "fake/words?n=4&delay_ms=100"  # done in well under the drain

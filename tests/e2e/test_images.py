@@ -18,8 +18,8 @@ import pytest
 from tests.support.invariants import assert_invariants
 from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_images import HOSTED_URL, PNG_B64
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.images import HOSTED_URL, PNG_B64
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 DATA_URL = "data:image/png;base64," + PNG_B64
 PROMPT = "a red fox in the snow"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.seed import Tenant
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "hi"}]
 

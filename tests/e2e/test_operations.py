@@ -21,9 +21,9 @@ from tests.support.invariants import assert_invariants
 from tests.support.processes import gateway_env
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
+from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
-from tollway.storage.db import create_engine
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.storage.sql.db import create_engine
 
 USER = [{"role": "user", "content": "Hello"}]
 

@@ -28,8 +28,8 @@ from tests.e2e.providers_conftest import (
 )
 from tests.support.seed import FAKE_PROVIDER_KEY
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_routes import RecordedRequest
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.routes import RecordedRequest
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 USER: Any = [{"role": "user", "content": "Hello, Tollway!"}]
 IDS = [row.id for row in ROWS]

@@ -20,7 +20,7 @@ from tests.e2e.providers_conftest import logs_for
 from tests.support.invariants import assert_invariants
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 KINDS = {"openai": "openai", "openai_compatible": "openai", "anthropic": "anthropic"}  # kind -> fake dialect
 MODELS = {

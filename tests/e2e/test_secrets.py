@@ -13,9 +13,9 @@ import pytest
 
 from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
+from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.observability.context import RequestContext, bind_principal, bind_request, unbind_request
 from tollway.observability.logs import REDACTED, JsonFormatter, Scrubber
-from tollway.testing.fake_upstream import FakeUpstreamThread
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer, running_gateway
 from tests.support.webhook_receiver import Received, WebhookReceiver
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.workers.webhooks import webhook_session
 
 NIL_ID = "00000000-0000-4000-8000-000000000000"

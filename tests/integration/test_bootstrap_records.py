@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import STORES, database_url_for, make_settings
-from tollway.storage.db import create_engine
-from tollway.storage.keystore import KeyStore
-from tollway.storage.migrate import upgrade
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.keystore import KeyStore
+from tollway.storage.sql.migrate import upgrade
 
 
 @pytest.mark.parametrize("store", STORES)

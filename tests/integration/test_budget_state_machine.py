@@ -45,14 +45,14 @@ from tollway.errors import BudgetExhausted, InvalidRequest
 from tollway.services.budgets import Budgets, Movement
 from tollway.services.end_users import EndUsers
 from tollway.services.platforms import Platforms
-from tollway.storage.budgets import BudgetPatch, BudgetStore, reset_due_budgets
-from tollway.storage.db import create_engine
-from tollway.storage.end_users import EndUserStore
-from tollway.storage.idempotency import Action
-from tollway.storage.migrate import upgrade
-from tollway.storage.money_writer import MoneyWriter
-from tollway.storage.tables import budget_transactions, budgets, wallet_transactions, wallets
-from tollway.storage.tenants import PlatformStore
+from tollway.storage.money.writer import MoneyWriter
+from tollway.storage.sql.budgets import BudgetPatch, BudgetStore, reset_due_budgets
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.idempotency import Action
+from tollway.storage.sql.migrate import upgrade
+from tollway.storage.sql.tables import budget_transactions, budgets, wallet_transactions, wallets
+from tollway.storage.sql.tenants import PlatformStore
 
 USD = 10**9
 START = datetime(2026, 1, 30, 18, 0, tzinfo=UTC)  # near a month's end, so monthly boundaries come up quickly
@@ -428,7 +428,7 @@ def test_low_balance_arming_and_the_event_hook(harness: Harness, monkeypatch: py
     async def capture(conn: Any, budget: Any, transaction: Any, events: Any) -> None:
         fired.append((transaction["type"], [str(event) for event in events]))
 
-    monkeypatch.setattr("tollway.storage.budgets.record_events", capture)
+    monkeypatch.setattr("tollway.storage.sql.budgets.record_events", capture)
     store = Budgets(BudgetStore(harness.engine))
     now = datetime(2026, 7, 15, 12, tzinfo=UTC)
     creation, _ = harness.run(

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from tests.integration.test_end_users_api import as_key, create
 from tests.integration.test_platform_api import NIL_ID, Tenant, _ok, assert_error, bad_request, make_tenant, not_found
 from tests.support.servers import GatewayServer
-from tollway.storage.db import create_engine
-from tollway.storage.tables import budget_transactions, budgets, wallet_transactions
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.tables import budget_transactions, budgets, wallet_transactions
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
 from tests.support.seed import Tenant, cent_tenant, create_cent_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "x"}]
 CENT = {"model": "cent", "messages": USER, "max_tokens": 10}

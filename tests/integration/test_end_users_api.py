@@ -29,8 +29,8 @@ from tests.integration.test_platform_api import (
     not_found,
 )
 from tests.support.servers import GatewayServer
-from tollway.storage.db import create_engine
-from tollway.storage.tables import budget_transactions, budgets
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.tables import budget_transactions, budgets
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from tests.conftest import make_settings
 from tests.support.invariants import assert_invariants, count
 from tests.support.seed import Tenant, cent_tenant
 from tests.support.servers import GatewayServer, running_gateway
-from tollway.storage.tables import holds, usage_logs
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
+from tollway.storage.sql.tables import holds, usage_logs
 
 MARK = "refuse-this-hold"
 USER = [{"role": "user", "content": "x"}]

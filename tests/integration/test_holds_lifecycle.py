@@ -19,11 +19,11 @@ from tests.support.processes import GatewayProcess
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer, free_port
 from tollway.domain.clock import utcnow
+from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
-from tollway.storage.db import create_engine
-from tollway.storage.money_writer import MoneyWriter
-from tollway.storage.tables import holds, usage_logs
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.storage.money.writer import MoneyWriter
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.tables import holds, usage_logs
 from tollway.workers.sweeper import HoldSweeper
 
 USER = [{"role": "user", "content": "x"}]

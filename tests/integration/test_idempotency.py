@@ -29,15 +29,15 @@ from tests.integration.test_platform_api import Tenant, _ok, assert_error, bad_r
 from tests.support.servers import GatewayServer
 from tollway.errors import IdempotencyInProgress
 from tollway.services.idempotency import CLAIM_LEASE, Idempotency, fingerprint, idempotent_request
-from tollway.storage.db import create_engine
-from tollway.storage.idempotency import (
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.idempotency import (
     Claim,
     IdempotencyIdentity,
     IdempotencyStore,
     StoredResponse,
     prune_idempotency,
 )
-from tollway.storage.tables import budget_transactions, budgets, idempotency_keys, wallet_transactions
+from tollway.storage.sql.tables import budget_transactions, budgets, idempotency_keys, wallet_transactions
 
 
 @pytest.fixture(scope="module")

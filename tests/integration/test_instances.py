@@ -20,9 +20,9 @@ from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.instances import Heartbeat
 from tollway.settings import Settings
-from tollway.storage import instances
-from tollway.storage.db import create_engine
-from tollway.storage.migrate import upgrade
+from tollway.storage.sql import instances
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.migrate import upgrade
 from tollway.workers.heartbeat import AnotherInstanceRunning, ensure_alone
 
 

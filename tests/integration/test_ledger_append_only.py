@@ -12,10 +12,10 @@ import sqlalchemy.exc
 from tests.conftest import STORES, database_url_for, make_settings
 from tollway.domain.clock import utcnow
 from tollway.services.platforms import Platforms
-from tollway.storage.db import create_engine
-from tollway.storage.migrate import upgrade
-from tollway.storage.tables import wallet_transactions, wallets
-from tollway.storage.tenants import PlatformStore
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.migrate import upgrade
+from tollway.storage.sql.tables import wallet_transactions, wallets
+from tollway.storage.sql.tenants import PlatformStore
 
 
 @pytest.mark.parametrize("store", STORES)

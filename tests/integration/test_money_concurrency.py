@@ -14,7 +14,7 @@ import aiohttp
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
 from tests.support.seed import cent_tenant
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 CALLS = 1000
 BODY = {"model": "cent", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.servers import GatewayServer
-from tollway.storage.db import create_engine
-from tollway.storage.tables import usage_logs
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.tables import usage_logs
 
 NIL_ID = "00000000-0000-4000-8000-000000000000"
 PROVIDER_SECRET = "sk-upstream-" + "Q" * 30

@@ -18,9 +18,9 @@ from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ratelimit import Decision, Dimension, Resolution, TokenDemand
 from tollway.errors import RateLimited, ServiceUnavailable
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
-from tollway.storage.ratelimit_memory import InProcessRateLimitBackend
-from tollway.storage.ratelimit_redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend
-from tollway.storage.redis_pipe import redis_endpoint
+from tollway.settings import redis_endpoint
+from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
+from tollway.storage.ratelimit.redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend
 
 # "redis-busy-poll": the gateway's default, which polls the event loop while a lone admission is on its way.
 BACKENDS = [

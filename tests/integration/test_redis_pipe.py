@@ -1,4 +1,4 @@
-"""The rate limiter's pipelined Redis connection (storage/redis_pipe.py) against a real redis-server, and against
+"""The rate limiter's pipelined Redis connection (storage/redis/pipe.py) against a real redis-server, and against
 small servers on real sockets that misbehave as a hung or confused Redis would: replies always reach the command
 that asked, under both event loops the gateway may run on; a silent server fails every waiting command after the
 timeout; passwords, databases and Unix sockets work."""
@@ -22,8 +22,9 @@ from tests.support.servers import free_port
 from tests.support.tls import make_certificates
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ratelimit import RateLimitBackendDown, TokenDemand
-from tollway.storage.ratelimit_redis import RedisRateLimitBackend
-from tollway.storage.redis_pipe import RedisPipeError, ReplyError, open_pipe, redis_endpoint
+from tollway.settings import redis_endpoint
+from tollway.storage.ratelimit.redis import RedisRateLimitBackend
+from tollway.storage.redis.pipe import RedisPipeError, ReplyError, open_pipe
 
 pytestmark = pytest.mark.redis
 

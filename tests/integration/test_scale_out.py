@@ -24,7 +24,7 @@ from tests.support.processes import GatewayProcess
 from tests.support.redis_server import RedisServer, start_redis_or_skip
 from tests.support.seed import Tenant, cent_tenant
 from tests.support.servers import PostgresServer, free_port
-from tollway.testing.fake_upstream import FakeUpstreamThread
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 pytestmark = pytest.mark.postgres
 

@@ -21,10 +21,10 @@ from tests.support.webhook_receiver import WebhookReceiver
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.sealing import Sealer
 from tollway.settings import Settings, decode_secret_key
-from tollway.storage.budgets import topup
-from tollway.storage.db import create_engine
-from tollway.storage.tables import webhook_deliveries, webhook_events
-from tollway.storage.webhooks import WebhookStore
+from tollway.storage.sql.budgets import topup
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.tables import webhook_deliveries, webhook_events
+from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.webhooks import WebhookDispatcher, webhook_session
 
 DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)

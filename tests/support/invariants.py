@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tollway.settings import Settings
-from tollway.storage.db import create_engine
-from tollway.storage.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
 
 
 async def _violations(settings: Settings) -> list[str]:

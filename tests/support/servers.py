@@ -20,7 +20,7 @@ import uvicorn
 
 from tollway.app import create_app
 from tollway.settings import Settings
-from tollway.storage.migrate import upgrade
+from tollway.storage.sql.migrate import upgrade
 
 
 def free_port() -> int:

@@ -26,17 +26,17 @@ from google.genai import types
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
-from tollway.providers.asi1 import translate as asi1_translate
-from tollway.testing.fake_asi1 import EXECUTED_RECORD
-from tollway.testing.fake_routes import RecordedRequest, RequestLog
-from tollway.testing.fake_scenarios import (
+from tollway.fake_upstream.asi1 import EXECUTED_RECORD
+from tollway.fake_upstream.routes import RecordedRequest, RequestLog
+from tollway.fake_upstream.scenarios import (
     DEFAULT_CONTENT,
     ScenarioError,
     count_prompt_tokens,
     parse_model,
     split_pieces,
 )
-from tollway.testing.fake_upstream import FakeUpstream, FakeUpstreamThread, start_fake_upstream
+from tollway.fake_upstream.server import FakeUpstream, FakeUpstreamThread, start_fake_upstream
+from tollway.providers.asi1 import translate as asi1_translate
 
 AUTH = {"Authorization": "Bearer sk-test"}
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there, fake!"}]
@@ -591,7 +591,7 @@ def test_thread_runner_with_the_sync_sdk() -> None:
 
 
 def test_cli_serves_until_sigterm() -> None:
-    command = [sys.executable, "-m", "tollway.testing.fake_upstream", "--port", "0"]
+    command = [sys.executable, "-m", "tollway.fake_upstream", "--port", "0"]
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         assert process.stdout is not None

@@ -6,8 +6,7 @@ import ssl
 
 import pytest
 
-from tollway.settings import SettingsError, load_settings
-from tollway.storage.redis_pipe import redis_endpoint
+from tollway.settings import SettingsError, load_settings, redis_endpoint
 
 
 def test_plain_url_with_login_and_db() -> None:

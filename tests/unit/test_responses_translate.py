@@ -17,11 +17,11 @@ from tollway.domain.responses_chat import chat_body
 from tollway.domain.responses_output import ResponseEventStream, output_of_choice
 from tollway.domain.responses_request import parse_responses_request
 from tollway.errors import UnsupportedParameter, UpstreamError
+from tollway.fake_upstream.openai_responses import ResponsesDialect
+from tollway.fake_upstream.responses import Envelope, build_completion
+from tollway.fake_upstream.scenarios import parse_model
 from tollway.providers.openai.responses import EventTranslator, native_input, normalise_response
 from tollway.services.responses import _renamed
-from tollway.testing.fake_openai_responses import ResponsesDialect
-from tollway.testing.fake_responses import Envelope, build_completion
-from tollway.testing.fake_scenarios import parse_model
 
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}

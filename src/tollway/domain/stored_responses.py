@@ -1,5 +1,5 @@
 """The port the Responses service stores results through (SPEC §7.6), and the values it exchanges; storage
-implements it (``storage/responses.py``)."""
+implements it (``storage/sql/responses.py``)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from tollway.errors import ServiceUnavailable
 from tollway.http.responses import json_response
 from tollway.observability.metrics import CONTENT_TYPE
-from tollway.storage.migrate import current_revision, head_revision
-from tollway.storage.reconcile import store_gauges
+from tollway.storage.sql.migrate import current_revision, head_revision
+from tollway.storage.sql.reconcile import store_gauges
 
 log = logging.getLogger("tollway.health")
 

@@ -17,7 +17,7 @@ from tollway.http.management.params import page_body, paging, query_text, query_
 from tollway.http.responses import json_response
 from tollway.services.accounts import LogFilters
 from tollway.services.budgets import Budgets
-from tollway.storage.budgets import BudgetStore
+from tollway.storage.sql.budgets import BudgetStore
 
 # What the platform sees but its end users do not (§6).
 _HIDDEN_USAGE_FIELDS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Route
 from tollway.http.guards import require_end_user
 from tollway.http.responses import json_response
 from tollway.services.ratelimit import RateLimitOverrides
-from tollway.storage.rate_overrides import RateOverrideStore
+from tollway.storage.sql.rate_overrides import RateOverrideStore
 
 
 async def my_rate_limits(request: Request) -> Response:

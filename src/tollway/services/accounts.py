@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.idempotency import Action
-from tollway.storage.ledger import BalanceOverflow, LedgerStore, credit_wallet
-from tollway.storage.paging import Record
+from tollway.storage.sql.idempotency import Action
+from tollway.storage.sql.ledger import BalanceOverflow, LedgerStore, credit_wallet
+from tollway.storage.sql.paging import Record
 
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage")

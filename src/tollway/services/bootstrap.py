@@ -13,7 +13,7 @@ from pathlib import Path
 from tollway.domain.keys import KeyKind, generate_raw_key, key_digest
 from tollway.domain.sealing import Sealer
 from tollway.settings import Settings, SettingsError, decode_secret_key
-from tollway.storage.keystore import KeyStore
+from tollway.storage.sql.keystore import KeyStore
 
 log = logging.getLogger("tollway.bootstrap")
 

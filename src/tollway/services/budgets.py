@@ -17,8 +17,8 @@ from tollway.domain.money import format_usd
 from tollway.domain.platform_settings import BudgetPeriod
 from tollway.errors import BudgetExhausted, InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage import budgets as store
-from tollway.storage.budgets import (
+from tollway.storage.sql import budgets as store
+from tollway.storage.sql.budgets import (
     BudgetChange,
     BudgetExists,
     BudgetOverflow,
@@ -29,8 +29,8 @@ from tollway.storage.budgets import (
     InsufficientBudget,
     MaxBelowMinimum,
 )
-from tollway.storage.idempotency import Action
-from tollway.storage.paging import Record
+from tollway.storage.sql.idempotency import Action
+from tollway.storage.sql.paging import Record
 
 TXN_TYPES: Final = tuple(t.value for t in BudgetTxnType)
 REASON_MAX: Final = 500

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from tollway.domain.catalog import DEFAULT_BASE_URLS, ModelRow, Provider, ProviderKind
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.catalog_admin import CatalogAdminStore, Duplicate, StillReferenced
+from tollway.storage.sql.catalog_admin import CatalogAdminStore, Duplicate, StillReferenced
 
 PROVIDER_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MODEL_SLUG: Final = re.compile(r"[A-Za-z0-9._:/-]{1,128}")

@@ -13,9 +13,9 @@ from tollway.domain.keys import PLATFORM_SCOPES, KeyKind, display_prefix, genera
 from tollway.domain.sealing import Sealer
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.api_keys import ApiKeyStore
-from tollway.storage.llm_configs import LlmConfigStore, ProviderUnavailable
-from tollway.storage.paging import Record
+from tollway.storage.sql.api_keys import ApiKeyStore
+from tollway.storage.sql.llm_configs import LlmConfigStore, ProviderUnavailable
+from tollway.storage.sql.paging import Record
 
 DEFAULT_PLATFORM_SCOPES: Final = ("inference", "manage")
 _KEY_FIELDS: Final = ("name", "scopes", "expires_at")

@@ -13,8 +13,8 @@ from tollway.domain.keys import END_USER_SCOPES, KeyKind, display_prefix, genera
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
 from tollway.services.credentials import NewKey
-from tollway.storage.end_users import EndUserCreation, EndUserStore
-from tollway.storage.paging import Record
+from tollway.storage.sql.end_users import EndUserCreation, EndUserStore
+from tollway.storage.sql.paging import Record
 
 EXTERNAL_ID_MAX: Final = 255
 DISPLAY_NAME_MAX: Final = 100

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.domain.clock import utcnow
 from tollway.errors import IdempotencyInProgress, IdempotencyKeyMismatch, InvalidRequest, TollwayError
-from tollway.storage.idempotency import (
+from tollway.storage.sql.idempotency import (
     Action,
     Claim,
     IdempotencyIdentity,

@@ -13,9 +13,9 @@ from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
 from tollway.services.credentials import new_platform_key
-from tollway.storage.catalog_admin import Duplicate
-from tollway.storage.paging import Record
-from tollway.storage.tenants import SLUG_MAX, PlatformStore
+from tollway.storage.sql.catalog_admin import Duplicate
+from tollway.storage.sql.paging import Record
+from tollway.storage.sql.tenants import SLUG_MAX, PlatformStore
 
 PLATFORM_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RATE_LIMIT_MAX: Final = 10**9

@@ -37,8 +37,8 @@ from tollway.domain.ratelimit import (
 from tollway.errors import NotFound, RateLimited, ServiceUnavailable
 from tollway.observability.metrics import Metrics
 from tollway.services import fields as f
-from tollway.storage.paging import Record
-from tollway.storage.rate_overrides import RateOverrideStore
+from tollway.storage.sql.paging import Record
+from tollway.storage.sql.rate_overrides import RateOverrideStore
 
 log = logging.getLogger("tollway.ratelimit")
 

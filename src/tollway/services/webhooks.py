@@ -16,8 +16,8 @@ from tollway.domain.sealing import Sealer
 from tollway.domain.webhooks import ALL_EVENTS, DEFAULT_EVENTS, ROTATION_GRACE, DeliveryStatus, new_secret
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.paging import Record
-from tollway.storage.webhooks import EndpointInactive, WebhookStore
+from tollway.storage.sql.paging import Record
+from tollway.storage.sql.webhooks import EndpointInactive, WebhookStore
 
 _FIELDS: Final = ("url", "events", "description", "is_active")
 _READ_ONLY: Final = ("id", "platform_id", "disabled_reason", "created_at", "updated_at", "secret")

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.instances import HEARTBEAT_EVERY_S, STALE_AFTER_S, Heartbeat, SoleInstanceWatch, Verdict
-from tollway.storage import instances
+from tollway.storage.sql import instances
 
 log = logging.getLogger("tollway.instances")
 

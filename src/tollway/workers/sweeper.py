@@ -15,8 +15,8 @@ from tollway.domain.clock import utcnow
 from tollway.domain.holds import Expire
 from tollway.domain.ports import MoneyLedger
 from tollway.observability.metrics import Metrics
-from tollway.storage.db import reader
-from tollway.storage.tables import holds
+from tollway.storage.sql.db import reader
+from tollway.storage.sql.tables import holds
 
 log = logging.getLogger("tollway.sweeper")
 

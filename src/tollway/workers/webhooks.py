@@ -31,7 +31,7 @@ from tollway.domain.webhooks import (
 from tollway.observability.metrics import Metrics
 from tollway.providers.transport import redact
 from tollway.services.webhooks import secret_context
-from tollway.storage.webhooks import DeliveryJob, WebhookStore
+from tollway.storage.sql.webhooks import DeliveryJob, WebhookStore
 
 log = logging.getLogger("tollway.webhooks")
 

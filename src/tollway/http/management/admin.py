@@ -23,8 +23,8 @@ from tollway.http.management.params import (
 from tollway.http.responses import json_response, no_content
 from tollway.services.accounts import parse_wallet_topup
 from tollway.services.idempotency import Idempotency, idempotent_request
-from tollway.storage.idempotency import IdempotencyStore, StoredResponse
-from tollway.storage.paging import Record
+from tollway.storage.sql.idempotency import IdempotencyStore, StoredResponse
+from tollway.storage.sql.paging import Record
 
 # -- providers (§4.1) -----------------------------------------------------------------------------------------
 

@@ -29,10 +29,10 @@ from tollway.services import budgets as budget_rules
 from tollway.services.budgets import Budgets
 from tollway.services.end_users import EndUsers
 from tollway.services.idempotency import Idempotency, IdempotentRequest, Outcome, idempotent_request
-from tollway.storage.budgets import BudgetChange, BudgetRow, BudgetStore
-from tollway.storage.end_users import EndUserStore
-from tollway.storage.idempotency import IdempotencyStore, StoredResponse
-from tollway.storage.paging import Record
+from tollway.storage.sql.budgets import BudgetChange, BudgetRow, BudgetStore
+from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.idempotency import IdempotencyStore, StoredResponse
+from tollway.storage.sql.paging import Record
 
 # -- rendering (§5.4, §5.5) -----------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from tollway.http.management import wiring
 from tollway.http.management.params import path_id, read_body
 from tollway.http.responses import json_response, no_content
 from tollway.services.ratelimit import RateLimitOverrides
-from tollway.storage.paging import Record
-from tollway.storage.rate_overrides import RateOverrideStore
+from tollway.storage.sql.paging import Record
+from tollway.storage.sql.rate_overrides import RateOverrideStore
 
 
 def render_override(row: Record) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from starlette.routing import BaseRoute, Route
 from tollway.errors import ServiceUnavailable
 from tollway.http.guards import require_operator
 from tollway.http.responses import json_response
-from tollway.storage.reconcile import reconcile
+from tollway.storage.sql.reconcile import reconcile
 
 
 async def get_reconcile(request: Request) -> Response:

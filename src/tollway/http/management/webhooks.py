@@ -15,8 +15,8 @@ from tollway.http.guards import require_platform_manage
 from tollway.http.management.params import page_body, paging, path_id, query_text, read_body
 from tollway.http.responses import json_response, no_content
 from tollway.services.webhooks import Webhooks
-from tollway.storage.paging import Record
-from tollway.storage.webhooks import WebhookStore
+from tollway.storage.sql.paging import Record
+from tollway.storage.sql.webhooks import WebhookStore
 
 
 def _service(request: Request) -> Webhooks:

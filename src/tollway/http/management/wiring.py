@@ -9,11 +9,11 @@ from tollway.services.accounts import Accounts
 from tollway.services.catalog_admin import CatalogAdmin
 from tollway.services.credentials import LlmConfigs, PlatformKeys
 from tollway.services.platforms import Platforms
-from tollway.storage.api_keys import ApiKeyStore
-from tollway.storage.catalog_admin import CatalogAdminStore
-from tollway.storage.ledger import LedgerStore
-from tollway.storage.llm_configs import LlmConfigStore
-from tollway.storage.tenants import PlatformStore
+from tollway.storage.sql.api_keys import ApiKeyStore
+from tollway.storage.sql.catalog_admin import CatalogAdminStore
+from tollway.storage.sql.ledger import LedgerStore
+from tollway.storage.sql.llm_configs import LlmConfigStore
+from tollway.storage.sql.tenants import PlatformStore
 
 
 def catalog(request: Request) -> CatalogAdmin:

@@ -1,0 +1,157 @@
+"""``tollway demo`` (what ``make run`` starts): the embedded gateway on SQLite, the fake upstream, and a demo
+platform seeded through the real operator and platform APIs, with keys and copy-paste examples printed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvicorn
+
+from tollway.app import create_app
+from tollway.fake_upstream.server import start_fake_upstream
+from tollway.settings import Settings
+from tollway.storage.sql.migrate import upgrade
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, key: str, body: Any = None) -> Any:
+    async with session.request(method, url, json=body, headers={"Authorization": f"Bearer {key}"}) as response:
+        payload = await response.json()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {url} -> {response.status}: {payload}")
+        return payload
+
+
+async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
+    async with aiohttp.ClientSession() as session:
+        provider = await _call(
+            session,
+            "POST",
+            f"{base}/v1/admin/providers",
+            admin_key,
+            {"slug": "fake", "name": "Built-in fake upstream", "kind": "openai_compatible", "base_url": upstream_base},
+        )
+        for slug, upstream in (("gpt-4o-mini", "fake/default"), ("echo", "fake/echo")):
+            await _call(
+                session,
+                "POST",
+                f"{base}/v1/admin/models",
+                admin_key,
+                {
+                    "slug": slug,
+                    "provider_id": provider["id"],
+                    "upstream_model": upstream,
+                    "input_price_per_mtok": "0.15",
+                    "output_price_per_mtok": "0.6",
+                    "max_output_tokens": 1024,
+                },
+            )
+        created = await _call(session, "POST", f"{base}/v1/admin/platforms", admin_key, {"name": "Demo Notes"})
+        platform_id = created["platform"]["id"]
+        platform_key = created["api_key"]["raw_key"]
+        await _call(
+            session,
+            "POST",
+            f"{base}/v1/platforms/{platform_id}/llm-configs",
+            platform_key,
+            {"provider_id": provider["id"], "api_key": "sk-demo-provider-key-not-real"},
+        )
+        await _call(
+            session,
+            "POST",
+            f"{base}/v1/admin/platforms/{platform_id}/wallet/topup",
+            admin_key,
+            {"amount_usd": "25", "description": "demo funds"},
+        )
+        user = await _call(
+            session,
+            "POST",
+            f"{base}/v1/platforms/{platform_id}/end-users",
+            platform_key,
+            {"external_id": "demo-user", "display_name": "Dana (demo)"},
+        )
+        await _call(
+            session,
+            "POST",
+            f"{base}/v1/platforms/{platform_id}/end-users/{user['id']}/budget",
+            platform_key,
+            {"max_usd": "5", "period": "monthly"},
+        )
+    return {
+        "platform_id": platform_id,
+        "platform_key": platform_key,
+        "end_user_id": user["id"],
+        "end_user_key": user["api_key"]["raw_key"],
+    }
+
+
+def _banner(base: str, admin_key: str, seeded: dict[str, str]) -> str:
+    key = seeded["end_user_key"]
+    return f"""
+Tollway demo is running on {base} (SQLite, fake upstream, wallet funded with $25)
+
+  operator key : {admin_key}
+  platform id  : {seeded["platform_id"]}
+  platform key : {seeded["platform_key"]}
+  end user     : demo-user, monthly budget $5
+  end-user key : {key}
+  models       : gpt-4o-mini (canned answer), echo (repeats your last message)
+
+curl:
+  curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "echo", "messages": [{{"role": "user", "content": "Hello, Tollway!"}}]}}'
+
+Python (openai SDK):
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}/v1", api_key="{key}")
+  reply = client.chat.completions.create(model="echo", messages=[{{"role": "user", "content": "Hello, Tollway!"}}])
+  print(reply.choices[0].message.content)
+
+Budget: curl -s {base}/v1/me/budget -H "Authorization: Bearer {key}"
+Usage log: curl -s {base}/v1/platforms/{seeded["platform_id"]}/logs -H "Authorization: Bearer {seeded["platform_key"]}"
+Press Ctrl+C to stop.
+"""
+
+
+def _fresh_dir(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+
+
+async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
+    root = Path(data_dir)
+    await asyncio.to_thread(_fresh_dir, root)
+    admin_key = "sk-admin_" + secrets.token_urlsafe(32)
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'tollway.db'}",
+        admin_key=admin_key,
+        secret_key=base64.b64encode(os.urandom(32)).decode(),
+        data_dir=root,
+        port=port,
+        log_level="warning",
+    )
+    await upgrade(settings)
+    fake = await start_fake_upstream("127.0.0.1", upstream_port)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=settings.host, port=port, log_level="warning", access_log=False)
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                await serving
+                return
+            await asyncio.sleep(0.05)
+        base = f"http://{settings.host}:{port}"
+        seeded = await seed(base, admin_key, fake.base_url)
+        print(_banner(base, admin_key, seeded), flush=True)
+        await serving
+    finally:
+        server.should_exit = True
+        await fake.close()

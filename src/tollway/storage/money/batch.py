@@ -1,0 +1,623 @@
+"""One group-commit transaction over a batch of money commands (holds, settlements, releases, checkpoints, logs).
+
+Synchronous on purpose: on SQLite the whole batch runs in the writer thread in one hop, on PostgreSQL through
+``AsyncConnection.run_sync``; statements are static driver SQL (``driver_sql``) because compiling Core statements
+cost more than running them. Lock order is fixed (SPEC §8): every wallet of the batch, by id, then every budget,
+by id. Changes are computed in memory from the locked rows, then written with one UPDATE per touched row and bulk
+INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from tollway.domain.budgets import BudgetAmounts, armed_after_credit, armed_after_spend, plan_reset
+from tollway.domain.clock import as_utc
+from tollway.domain.holds import (
+    Checkpoint,
+    Expire,
+    HoldGrant,
+    HoldRequest,
+    LogOnly,
+    MoneyCommand,
+    Refusal,
+    Release,
+    Settlement,
+    quote_hold,
+)
+from tollway.domain.ids import new_id
+from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
+from tollway.domain.recovery import sweep_outcome
+from tollway.domain.usage import UsageRecord
+from tollway.domain.webhooks import EventType, budget_data, wallet_data
+from tollway.storage.money.driver_sql import DriverConnection, DriverSQL
+from tollway.storage.sql.outbox import DriverOutbox, PendingEvent
+
+Result = HoldGrant | Refusal | bool | None
+
+
+@dataclass(slots=True)
+class _Wallet:
+    id: str
+    balance: int
+    held: int
+    armed: bool
+    threshold: int | None
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Budget:
+    id: str
+    platform_id: str
+    end_user_id: str
+    max: int
+    used: int
+    held: int
+    is_suspended: bool
+    is_active: bool
+    threshold: int | None
+    armed: bool
+    period: BudgetPeriod
+    period_start: datetime
+    replenish: int | None  # set only with auto-replenish on
+    dirty: bool = False
+
+    @property
+    def available(self) -> int:
+        return self.max - self.used - self.held
+
+    def reset_if_due(self, now: datetime) -> int | None:
+        """Apply a due period reset in memory (SPEC §9.8); returns the ``reset`` row's amount, or None."""
+        reset = plan_reset(
+            self.period, self.period_start, now, BudgetAmounts(self.max, self.used, self.held), self.replenish
+        )
+        if reset is None:
+            return None
+        self.max, self.used, self.period_start = reset.max_nanos, 0, reset.period_start
+        self.armed = armed_after_credit(self.threshold, self.max, self.armed)
+        self.dirty = True
+        return reset.amount_nanos
+
+
+@dataclass(slots=True)
+class _Hold:
+    id: str
+    request_id: str
+    platform_id: str
+    end_user_id: str | None
+    budget_id: str | None
+    wallet_nanos: int
+    budget_nanos: int
+    status: str
+    terms: dict[str, Any]
+    saved_checkpoint: dict[str, Any] | None
+    new_status: str | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class RowCache:
+    """Embedded SQLite only: the money rows as this writer's connection last committed them. They stay valid while
+    no other connection commits (``PRAGMA data_version`` unchanged: management calls, period resets and the
+    migration all write through other connections), so a batch skips its SELECTs. A failed batch clears it."""
+
+    version: int | None = None
+    wallets: dict[str, _Wallet] = field(default_factory=dict)  # by platform id
+    budgets: dict[str, _Budget] = field(default_factory=dict)  # by id
+    budget_of_user: dict[str, _Budget | None] = field(default_factory=dict)  # None: no active budget
+    holds: dict[str, _Hold] = field(default_factory=dict)  # active holds
+    subscriptions: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # platform -> event -> endpoints
+    pending: Batch | None = None  # applied, awaiting the caller's COMMIT
+
+    def clear(self) -> None:
+        self.version = None
+        self.pending = None
+        for table in (self.wallets, self.budgets, self.budget_of_user, self.holds, self.subscriptions):
+            table.clear()
+
+    def committed(self) -> None:
+        """The pending batch committed: its rows are the database's rows now."""
+        batch, self.pending = self.pending, None
+        if batch is None:
+            return
+        for platform_id, wallet in batch.wallets.items():
+            wallet.dirty = False
+            self.wallets[platform_id] = wallet
+        for budget in batch.budgets.values():
+            budget.dirty = False
+            self.budgets[budget.id] = budget
+        self.budget_of_user.update(batch.budget_of_user)
+        for hold in batch.holds.values():
+            if hold.new_status is None and hold.status == "active":
+                hold.checkpoint = None
+                self.holds[hold.id] = hold
+            else:
+                self.holds.pop(hold.id, None)
+        for hold in batch.placed:
+            self.holds[hold.id] = hold
+        if batch.outbox is not None:
+            self.subscriptions.update(batch.outbox.subs_of(batch.outbox_platforms))
+
+
+def _datetime(value: Any) -> datetime:
+    """PostgreSQL gives aware datetimes; the raw SQLite connection gives the text SQLAlchemy stored (naive UTC)."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return as_utc(datetime.fromisoformat(str(value)))
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+_INSERT_HOLD = (
+    "INSERT INTO holds (id, request_id, platform_id, end_user_id, wallet_id, budget_id, wallet_nanos, budget_nanos,"
+    " terms, status, checkpoint, expires_at, created_at, resolved_at) VALUES (:id, :request_id, :platform_id,"
+    " :end_user_id, :wallet_id, :budget_id, :wallet_nanos, :budget_nanos, :terms, :status, :checkpoint, :expires_at,"
+    " :created_at, :resolved_at)"
+)
+_INSERT_WALLET_TX = (
+    "INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,"
+    " description, metadata, request_id, created_at) VALUES (:id, :wallet_id, :platform_id, :type, :amount_nanos,"
+    " :balance_after_nanos, :description, :metadata, :request_id, :created_at)"
+)
+_INSERT_BUDGET_TX = (
+    "INSERT INTO budget_transactions (id, budget_id, platform_id, end_user_id, type, amount_nanos, max_after_nanos,"
+    " used_after_nanos, remaining_after_nanos, reason, metadata, request_id, created_at) VALUES (:id, :budget_id,"
+    " :platform_id, :end_user_id, :type, :amount_nanos, :max_after_nanos, :used_after_nanos, :remaining_after_nanos,"
+    " :reason, :metadata, :request_id, :created_at)"
+)
+_INSERT_LOG = (
+    "INSERT INTO usage_logs (id, platform_id, end_user_id, request_type, provider_id, model, provider_model,"
+    " prompt_tokens, completion_tokens, total_tokens, cached_tokens, latency_ms, ttft_ms, cost_nanos, charged_nanos,"
+    " uncollected_nanos, status, finish_reason, error_code, token_count_method, request_id, session_id, metadata,"
+    " created_at) VALUES (:id, :platform_id, :end_user_id, :request_type, :provider_id, :model, :provider_model,"
+    " :prompt_tokens, :completion_tokens, :total_tokens, :cached_tokens, :latency_ms, :ttft_ms, :cost_nanos,"
+    " :charged_nanos, :uncollected_nanos, :status, :finish_reason, :error_code, :token_count_method, :request_id,"
+    " :session_id, :metadata, :created_at)"
+)
+_UPDATE_WALLET = (
+    "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"
+    " WHERE id = :id"
+)
+_UPDATE_BUDGET = (
+    "UPDATE budgets SET max_nanos = :max, used_nanos = :used, held_nanos = :held, period_start = :period_start,"
+    " low_balance_armed = :armed, updated_at = :now WHERE id = :id"
+)
+_RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now WHERE id = :id"
+_CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
+_SELECT_EXTERNAL_IDS = "SELECT id, external_id FROM end_users WHERE id IN (:ids)"
+
+
+class Batch:
+    """One group-commit transaction in the making: the rows it read (or took from the cache), the decisions of its
+    commands applied to them in memory, and the rows to write."""
+
+    def __init__(self, conn: DriverConnection, now: datetime, sql: DriverSQL, cache: RowCache | None = None) -> None:
+        self.cache = cache
+        self.conn = conn
+        self.now = now
+        self.sql = sql
+        self.stamp = sql.ts(now)  # the encoded timestamp of every row this batch writes
+        self.lock = "" if sql.sqlite else " FOR UPDATE"
+        self.wallets: dict[str, _Wallet] = {}
+        self.budgets: dict[str, _Budget] = {}
+        self.budget_of_user: dict[str, _Budget] = {}
+        self.holds: dict[str, _Hold] = {}
+        self.new_holds: list[dict[str, Any]] = []
+        self.wallet_rows: list[dict[str, Any]] = []
+        self.budget_rows: list[dict[str, Any]] = []
+        self.log_rows: list[dict[str, Any]] = []
+        self.outbox: DriverOutbox | None = None  # read only when the batch captures something (webhooks, §11.4)
+        self.outbox_platforms: list[str] = []
+        self.placed: list[_Hold] = []  # the holds this batch places, for the cache
+        self.external_ids: dict[str, str | None] = {}
+
+    def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
+        clause, params = self.sql.in_list(prefix, ids)
+        return self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params)
+
+    def load(self, commands: list[MoneyCommand]) -> None:
+        """Lock and read the rows the batch touches, in the fixed order wallets -> budgets (reads come from the
+        cache when it is valid; only what it lacks is selected)."""
+        cache = self.cache
+        hold_ids = {c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire)}
+        if cache is not None:
+            self.holds.update({i: cache.holds[i] for i in hold_ids if i in cache.holds})
+        missing = sorted(hold_ids - self.holds.keys())
+        if missing:
+            sql = (
+                "SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status,"
+                " terms, checkpoint FROM holds WHERE id IN (:ids) ORDER BY id"
+            )
+            for r in self._select(sql, "h", missing):
+                terms, checkpoint = _json(r[8]) or {}, _json(r[9])
+                self.holds[r[0]] = _Hold(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
+        platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
+        platform_ids |= {h.platform_id for h in self.holds.values()}
+        if cache is not None:
+            self.wallets.update({p: cache.wallets[p] for p in platform_ids if p in cache.wallets})
+        missing = sorted(platform_ids - self.wallets.keys())
+        if missing:
+            # The platform's settings ride along for the wallet low-balance threshold; only the wallet is locked.
+            sql = (
+                "SELECT wallets.id, wallets.platform_id, wallets.balance_nanos, wallets.held_nanos,"
+                " wallets.low_balance_armed, platforms.settings FROM wallets JOIN platforms"
+                " ON platforms.id = wallets.platform_id WHERE wallets.platform_id IN (:ids) ORDER BY wallets.id"
+            )
+            clause, params = self.sql.in_list("p", missing)
+            lock = "" if self.sql.sqlite else " FOR UPDATE OF wallets"
+            for r in self.sql.execute(self.conn, sql.replace("(:ids)", clause) + lock, params):
+                threshold = PlatformSettings.from_stored(_json(r[5])).wallet_low_balance_threshold_nanos
+                self.wallets[r[1]] = _Wallet(r[0], r[2], r[3], bool(r[4]), threshold)
+        captured = {
+            self.holds[c.hold_id].platform_id
+            for c in commands
+            if isinstance(c, Settlement | Expire) and c.hold_id in self.holds
+        }
+        if captured:
+            self.outbox_platforms = sorted(captured)
+            known = cache.subscriptions if cache is not None else {}
+            self.outbox = DriverOutbox(self.conn, self.sql, self.outbox_platforms, known)
+        self._load_budgets(commands)
+
+    def _load_budgets(self, commands: list[MoneyCommand]) -> None:
+        cache = self.cache
+        end_users = {c.end_user_id for c in commands if isinstance(c, HoldRequest) and c.end_user_id}
+        budget_ids = {h.budget_id for h in self.holds.values() if h.budget_id}
+        if cache is not None:
+            for user in end_users & cache.budget_of_user.keys():
+                known = cache.budget_of_user[user]
+                if known is not None:
+                    self.budget_of_user[user] = self.budgets[known.id] = known
+            end_users = {u for u in end_users if u not in cache.budget_of_user}
+            self.budgets.update({b: cache.budgets[b] for b in budget_ids if b in cache.budgets})
+            budget_ids -= self.budgets.keys()
+        if end_users or budget_ids:
+            # Both sets, by id: the live budgets of the batch's end users and those its holds were placed on.
+            clause_u, params_u = self.sql.in_list("u", sorted(end_users) or [""])
+            clause_b, params_b = self.sql.in_list("b", sorted(budget_ids) or [""])
+            sql = (
+                (
+                    "SELECT id, platform_id, end_user_id, max_nanos, used_nanos, held_nanos, is_suspended, is_active,"
+                    " low_balance_threshold_nanos, low_balance_armed, period, period_start, auto_replenish,"
+                    " replenish_nanos FROM budgets"
+                    " WHERE (end_user_id IN (:users) AND is_active = :active) OR id IN (:budgets) ORDER BY id"
+                )
+                .replace("(:users)", clause_u)
+                .replace("(:budgets)", clause_b)
+            )
+            rows = self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
+            for r in rows:
+                replenish = r[13] if r[12] else None
+                budget = _Budget(
+                    r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], bool(r[9]),
+                    BudgetPeriod(r[10]), _datetime(r[11]), replenish,
+                )  # fmt: skip
+                self.budgets[budget.id] = budget
+                if budget.is_active:
+                    self.budget_of_user[budget.end_user_id] = budget
+            if cache is not None:  # remember the end users who have no active budget, too
+                for user in end_users - self.budget_of_user.keys():
+                    cache.budget_of_user[user] = None
+        for budget in self.budgets.values():
+            if budget.is_active:
+                # Resets are applied before any operation that touches a budget past its boundary.
+                amount = budget.reset_if_due(self.now)
+                if amount is not None:
+                    self.budget_rows.append(self._budget_row(budget, None, amount, "reset"))
+
+    # -- commands ------------------------------------------------------------------------------------------------
+
+    def place(self, command: HoldRequest) -> HoldGrant | Refusal:
+        wallet = self.wallets.get(command.platform_id)
+        if wallet is None:
+            return Refusal.NO_WALLET
+        budget = self.budget_of_user.get(command.end_user_id) if command.end_user_id else None
+        if budget is not None and budget.is_suspended:
+            return Refusal.SUSPENDED
+        quote = quote_hold(
+            command.terms,
+            command.n,
+            command.markup_bps,
+            wallet.balance - wallet.held,
+            budget.available if budget is not None else None,
+        )
+        if isinstance(quote, Refusal):
+            return quote
+        hold_id = new_id()
+        wallet.held += quote.wallet_nanos
+        wallet.dirty = True
+        if budget is not None:
+            budget.held += quote.budget_nanos
+            budget.dirty = True
+        self.new_holds.append(
+            {
+                "id": hold_id,
+                "request_id": command.request_id,
+                "platform_id": command.platform_id,
+                "end_user_id": command.end_user_id,
+                "wallet_id": wallet.id,
+                "budget_id": budget.id if budget is not None else None,
+                "wallet_nanos": quote.wallet_nanos,
+                "budget_nanos": quote.budget_nanos,
+                "terms": self.sql.json({**command.recovery, "markup_bps": command.markup_bps, "n": command.n}),
+                "status": "active",
+                "checkpoint": None,
+                "expires_at": self.sql.ts(command.expires_at),
+                "created_at": self.stamp,
+                "resolved_at": None,
+            }
+        )
+        budget_id = budget.id if budget is not None else None
+        if self.cache is not None:
+            terms = {**command.recovery, "markup_bps": command.markup_bps, "n": command.n}
+            hold = _Hold(
+                hold_id, command.request_id, command.platform_id, command.end_user_id, budget_id,
+                quote.wallet_nanos, quote.budget_nanos, "active", terms, None,
+            )  # fmt: skip
+            self.placed.append(hold)
+        return HoldGrant(hold_id, quote.wallet_nanos, quote.budget_nanos, budget_id, quote.clamped_limit)
+
+    def _resolve(self, hold_id: str, status: str) -> _Hold | None:
+        """Mark an active hold resolved and give back what it held; None when it already ended (§9.6 inv. 5)."""
+        hold = self.holds.get(hold_id)
+        if hold is None or hold.status != "active" or hold.new_status is not None:
+            return None
+        hold.new_status = status
+        wallet = self.wallets[hold.platform_id]
+        wallet.held -= hold.wallet_nanos
+        wallet.dirty = True
+        if hold.budget_id is not None:
+            budget = self.budgets[hold.budget_id]
+            budget.held -= hold.budget_nanos
+            budget.dirty = True
+        return hold
+
+    def settle(self, command: Settlement) -> bool:
+        hold = self._resolve(command.hold_id, "captured")
+        if hold is None:
+            return False
+        self._capture(hold, command.record, command.charge_nanos)
+        return True
+
+    def expire(self, command: Expire) -> bool:
+        """Settle an expired hold from its checkpoint, or release it with a ``hold_expired`` log row."""
+        hold = self.holds.get(command.hold_id)
+        if hold is None or hold.status != "active" or hold.new_status is not None:
+            return False
+        record, charge, capture = sweep_outcome(
+            hold.request_id, hold.platform_id, hold.end_user_id, hold.terms, hold.saved_checkpoint
+        )
+        self._resolve(hold.id, "captured" if capture else "expired")
+        if capture:
+            self._capture(hold, record, charge)
+        else:
+            self.log_rows.append(self.log_row(record, 0, record.charged_nanos))
+        return True
+
+    def _capture(self, hold: _Hold, record: UsageRecord, charge_nanos: int) -> None:
+        wallet = self.wallets[hold.platform_id]
+        take = max(0, min(record.cost_nanos, wallet.balance - wallet.held))
+        if take > 0:
+            wallet.balance -= take
+            row = self._wallet_row(wallet, record, take)
+            self.wallet_rows.append(row)
+            wallet.armed, fires = armed_after_spend(wallet.threshold, wallet.balance, wallet.armed)
+            if fires:
+                self._wallet_event(wallet, hold.platform_id, row)
+        charged = record.charged_nanos
+        if hold.budget_id is not None:
+            budget = self.budgets[hold.budget_id]
+            charged = max(0, min(charge_nanos, budget.available))
+            budget.used += charged
+            budget.armed, fires = armed_after_spend(budget.threshold, budget.max - budget.used, budget.armed)
+            row = self._budget_row(budget, record.request_id, -charged, "inference")
+            self.budget_rows.append(row)
+            self._budget_events(budget, row, fires)
+        self.log_rows.append(self.log_row(record, take, charged))
+
+    def _wallet_event(self, wallet: _Wallet, platform_id: str, row: dict[str, Any]) -> None:
+        event = EventType.WALLET_LOW_BALANCE.value
+        if self.outbox is None or not self.outbox.wants(platform_id, event):
+            return
+        data = wallet_data(
+            platform_id=platform_id, wallet_id=wallet.id, transaction_id=row["id"], txn_type="usage",
+            amount_nanos=row["amount_nanos"], balance_after_nanos=wallet.balance, threshold_nanos=wallet.threshold,
+            request_id=row["request_id"],
+        )  # fmt: skip
+        self.outbox.add(PendingEvent(platform_id, event, row["id"], data))
+
+    def _budget_events(self, budget: _Budget, row: dict[str, Any], low_balance: bool) -> None:
+        """``budget.debited`` for every inference row, ``budget.low_balance`` on the crossing (§11.1, §9.8)."""
+        outbox = self.outbox
+        if outbox is None:
+            return
+        types = [EventType.BUDGET_DEBITED.value]
+        if low_balance:
+            types.append(EventType.BUDGET_LOW_BALANCE.value)
+        for event in types:
+            if not outbox.wants(budget.platform_id, event):
+                continue
+            self.external_ids.setdefault(budget.end_user_id, None)
+            data = budget_data(
+                platform_id=budget.platform_id, end_user_id=budget.end_user_id, external_id=None,
+                budget_id=budget.id, transaction_id=row["id"], txn_type="inference",
+                amount_nanos=row["amount_nanos"], max_after_nanos=row["max_after_nanos"],
+                used_after_nanos=row["used_after_nanos"], threshold_nanos=budget.threshold, reason=None,
+                metadata={}, request_id=row["request_id"],
+            )  # fmt: skip
+            outbox.add(PendingEvent(budget.platform_id, event, row["id"], data))
+
+    def _flush_outbox(self) -> None:
+        """Fills in the end users' ``external_id`` (one SELECT, only when an event needs it), then bulk-inserts."""
+        outbox = self.outbox
+        if outbox is None or not outbox.pending:
+            return
+        if self.external_ids:
+            clause, params = self.sql.in_list("e", sorted(self.external_ids))
+            rows = self.sql.execute(self.conn, _SELECT_EXTERNAL_IDS.replace("(:ids)", clause), params)
+            self.external_ids.update({r[0]: r[1] for r in rows})
+            for event in outbox.pending:
+                if "external_id" in event.data:
+                    assert isinstance(event.data, dict)
+                    event.data["external_id"] = self.external_ids.get(event.data["end_user_id"])
+        outbox.flush(self.now)
+
+    def release(self, command: Release) -> bool:
+        return self._resolve(command.hold_id, "released") is not None
+
+    def checkpoint(self, command: Checkpoint) -> bool:
+        hold = self.holds.get(command.hold_id)
+        if hold is None or hold.status != "active":
+            return False
+        hold.checkpoint = command.progress
+        hold.saved_checkpoint = command.progress
+        return True
+
+    def _wallet_row(self, wallet: _Wallet, record: UsageRecord, take: int) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "wallet_id": wallet.id,
+            "platform_id": record.platform_id,
+            "type": "usage",
+            "amount_nanos": -take,
+            "balance_after_nanos": wallet.balance,
+            "description": record.ledger_description,
+            "metadata": "{}",
+            "request_id": record.request_id,
+            "created_at": self.stamp,
+        }
+
+    def _budget_row(self, budget: _Budget, request_id: str | None, amount: int, kind: str) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "budget_id": budget.id,
+            "platform_id": budget.platform_id,
+            "end_user_id": budget.end_user_id,
+            "type": kind,
+            "amount_nanos": amount,
+            "max_after_nanos": budget.max,
+            "used_after_nanos": budget.used,
+            "remaining_after_nanos": budget.max - budget.used,
+            "reason": None,
+            "metadata": "{}",
+            "request_id": request_id,
+            "created_at": self.stamp,
+        }
+
+    # -- writes --------------------------------------------------------------------------------------------------
+
+    def log_row(self, record: UsageRecord, take: int, charged: int | None) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "platform_id": record.platform_id,
+            "end_user_id": record.end_user_id,
+            "request_type": record.request_type,
+            "provider_id": record.provider_id,
+            "model": record.model,
+            "provider_model": record.provider_model,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "total_tokens": record.total_tokens,
+            "cached_tokens": record.cached_tokens,
+            "latency_ms": record.latency_ms,
+            "ttft_ms": record.ttft_ms,
+            "cost_nanos": record.cost_nanos,
+            "charged_nanos": charged,
+            "uncollected_nanos": record.cost_nanos - take,
+            "status": str(record.status),
+            "finish_reason": record.finish_reason,
+            "error_code": record.error_code,
+            "token_count_method": record.token_count_method,
+            "request_id": record.request_id,
+            "session_id": record.session_id,
+            "metadata": self.sql.json(record.metadata),
+            "created_at": self.stamp,
+        }
+
+    def flush(self) -> None:
+        sql, conn, now = self.sql, self.conn, self.stamp
+        for wallet in self.wallets.values():
+            if wallet.dirty:
+                params = {
+                    "balance": wallet.balance, "held": wallet.held, "armed": wallet.armed, "now": now, "id": wallet.id,
+                }  # fmt: skip
+                sql.execute(conn, _UPDATE_WALLET, params)
+        for budget in self.budgets.values():
+            if budget.dirty:
+                params = {
+                    "max": budget.max, "used": budget.used, "held": budget.held, "armed": budget.armed,
+                    "period_start": sql.ts(budget.period_start), "now": now, "id": budget.id,
+                }  # fmt: skip
+                sql.execute(conn, _UPDATE_BUDGET, params)
+        checkpoints = [
+            {"checkpoint": sql.json(h.checkpoint), "id": h.id} for h in self.holds.values() if h.checkpoint is not None
+        ]
+        resolved = [
+            {"status": h.new_status, "now": now, "id": h.id} for h in self.holds.values() if h.new_status is not None
+        ]
+        if checkpoints:
+            sql.executemany(conn, _CHECKPOINT_HOLD, checkpoints)
+        if resolved:
+            sql.executemany(conn, _RESOLVE_HOLD, resolved)
+        for statement, rows in (
+            (_INSERT_HOLD, self.new_holds),
+            (_INSERT_WALLET_TX, self.wallet_rows),
+            (_INSERT_BUDGET_TX, self.budget_rows),
+            (_INSERT_LOG, self.log_rows),
+        ):
+            if rows:
+                sql.executemany(conn, statement, rows)
+        self._flush_outbox()
+
+
+def prepare_batch(
+    conn: DriverConnection,
+    commands: list[MoneyCommand],
+    now: datetime,
+    sql: DriverSQL,
+    cache: RowCache | None = None,
+) -> tuple[Batch, list[Result]]:
+    """Lock and read the batch's rows and decide every command in memory (results line up with the commands);
+    nothing is written until ``Batch.flush``. With ``cache`` (embedded SQLite, validated by the caller) the rows
+    it holds are not read again, and it absorbs the batch once the caller has committed (``RowCache.committed``)."""
+    batch = Batch(conn, now, sql, cache)
+    batch.load(commands)
+    results: list[Result] = []
+    for command in commands:
+        if isinstance(command, HoldRequest):
+            results.append(batch.place(command))
+        elif isinstance(command, Settlement):
+            results.append(batch.settle(command))
+        elif isinstance(command, Release):
+            results.append(batch.release(command))
+        elif isinstance(command, Checkpoint):
+            results.append(batch.checkpoint(command))
+        elif isinstance(command, Expire):
+            results.append(batch.expire(command))
+        else:
+            assert isinstance(command, LogOnly)
+            batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
+            results.append(None)
+    if cache is not None:
+        cache.pending = batch
+    return batch, results
+
+
+def apply_batch(
+    conn: DriverConnection,
+    commands: list[MoneyCommand],
+    now: datetime,
+    sql: DriverSQL,
+    cache: RowCache | None = None,
+) -> list[Result]:
+    """The whole batch in the caller's transaction: decided, then written."""
+    batch, results = prepare_batch(conn, commands, now, sql, cache)
+    batch.flush()
+    return results

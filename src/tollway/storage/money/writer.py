@@ -1,0 +1,226 @@
+"""The single money writer of an instance: group commit for holds, settlements, releases and log rows.
+
+Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
+sees one commit per batch however many calls run at once, and a lone call never waits for a window (its hold and
+its settlement commit on their own). Hold placement is awaited; settlements are queued from the stream's
+``finally`` and retried until they commit or the hold expires (then the sweeper settles it).
+
+Embedded SQLite answers a hold as soon as it is decided under the write lock and commits the batch while the caller
+sends its upstream request (the commit's cost hides behind the upstream's latency); ``confirm`` then waits for that
+commit, so no answer reaches a client, and nothing is settled, on a hold that did not become durable. On PostgreSQL
+a hold is answered after its commit and ``confirm`` returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.domain.clock import utcnow
+from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal, Release
+from tollway.settings import Settings
+from tollway.storage.money.batch import Result, apply_batch
+from tollway.storage.money.driver_sql import DriverSQL
+from tollway.storage.money.sqlite import SqliteMoneyConnection
+from tollway.storage.sql.db import reader
+
+log = logging.getLogger("tollway.money")
+
+_MAX_BATCH = 256
+# Under load (the previous batch carried several holds) a batch of only deferrable commands (settlements, releases,
+# logs: never awaited by a request) lingers this long for holds to ride along, so the commits stay few. A lone
+# caller's settlement commits at once, while the client reads its answer: the next call's hold then commits alone,
+# with less to write on its critical path. Holds never wait.
+_LINGER_S = 0.005
+# Under load (the previous batch carried several holds) a hold waits this long for company: each SQLite commit
+# rewrites the same hot pages, so fewer, larger commits cost far less; a lone caller never waits.
+_GATHER_S = 0.002
+_RETRY_DELAY_S = 0.5
+
+
+class MoneyWriter:
+    def __init__(self, settings: Settings, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        """``clock`` dates the rows and decides period resets; tests replace it to move time."""
+        self._clock = clock
+        self._engine = engine
+        self._reader = reader(engine)
+        self._sqlite = SqliteMoneyConnection(settings) if settings.is_sqlite else None
+        self._queue: asyncio.Queue[tuple[MoneyCommand, asyncio.Future[Result]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._lingering: asyncio.Future[None] | None = None
+        self._sql = DriverSQL(engine.dialect.name)
+        # Holds answered before their batch committed (embedded SQLite): hold id -> the commit's outcome.
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
+        self._void: set[str] = set()  # holds answered whose batch then failed, until their caller confirms
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="money-writer")
+
+    async def stop(self) -> None:
+        """Commit everything already queued, then stop."""
+        await self._queue.join()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sqlite is not None:
+            self._sqlite.close()
+
+    def submit(self, command: MoneyCommand) -> asyncio.Future[Result]:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        if self._void and isinstance(command, Release):
+            self._void.discard(command.hold_id)  # a void hold released by its caller: nothing left to report
+        self._queue.put_nowait((command, future))
+        if self._lingering is not None and not self._lingering.done():
+            self._lingering.set_result(None)
+        return future
+
+    async def place_hold(self, request: HoldRequest) -> HoldGrant | Refusal:
+        result = await self.submit(request)
+        assert isinstance(result, HoldGrant | Refusal)
+        return result
+
+    async def confirm(self, hold_id: str) -> None:
+        """Return once the hold is durable; raise ``HoldNotRecorded`` when its batch failed to commit."""
+        pending = self._unconfirmed.get(hold_id)
+        if pending is not None:
+            # shield: a caller cancelled while waiting must not cancel the outcome every hold of the batch shares
+            await asyncio.shield(pending)
+        if hold_id in self._void:
+            self._void.discard(hold_id)
+            raise HoldNotRecorded(hold_id)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if not isinstance(batch[0][0], HoldRequest):
+                if self._busy and self._queue.empty():
+                    await self._linger()
+            elif self._busy:
+                await asyncio.sleep(_GATHER_S)
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._busy = sum(1 for command, _ in batch if isinstance(command, HoldRequest)) > 1
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _linger(self) -> None:
+        """Wait up to ``_LINGER_S`` for the next command (a timer and a future: ``asyncio.wait_for`` would create a
+        task per batch, which costs more than the wait saves on this path)."""
+        loop = asyncio.get_running_loop()
+        self._lingering = waiter = loop.create_future()
+        timer = loop.call_later(_LINGER_S, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._lingering = None
+
+    async def _commit_batch(self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]]) -> None:
+        if self._sqlite is not None and any(isinstance(command, HoldRequest) for command, _ in batch):
+            await self._commit_split(batch, self._sqlite)
+            return
+        try:
+            results = await self._apply([command for command, _ in batch])
+        except Exception:
+            await self._one_by_one(batch)
+            return
+        _answer(batch, results)
+
+    async def _one_by_one(self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]]) -> None:
+        log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
+        for command, future in batch:
+            await self._commit_one(command, future)
+
+    async def _commit_split(
+        self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]], sqlite: SqliteMoneyConnection
+    ) -> None:
+        """Embedded SQLite: decide under the write lock, answer the callers, let them send their upstream requests,
+        then write and commit."""
+        commands = [command for command, _ in batch]
+        now = self._clock()
+        try:
+            begun = sqlite.begin(commands, now, self._sql)
+            if begun is None:
+                results = await sqlite.apply_waiting(commands, now, self._sql)
+        except Exception:
+            await self._one_by_one(batch)
+            return
+        if begun is None:
+            _answer(batch, results)
+            return
+        prepared, results = begun
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        holds = [result.hold_id for result in results if isinstance(result, HoldGrant)]
+        for hold_id in holds:
+            self._unconfirmed[hold_id] = outcome
+        _answer(batch, results)
+        committed = False
+        try:
+            # The callers run up to their upstream request: one turn of the loop to resume them, a second for the
+            # task in which aiohttp writes a request body (Python < 3.12 cannot start it eagerly).
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            sqlite.finish(prepared)
+            committed = True
+        except Exception:
+            log.error("money batch failed to commit; its %d holds are void", len(holds), exc_info=True)
+        finally:
+            if not committed:  # failed, or cancelled (shutdown) before the commit: nothing of the batch stays
+                sqlite.abort()
+                self._void.update(holds)
+            for hold_id in holds:
+                del self._unconfirmed[hold_id]
+            outcome.set_result(None)
+        if not committed:
+            for command, future in batch:
+                if not isinstance(command, HoldRequest):
+                    await self._commit_one(command, future)
+
+    async def _commit_one(self, command: MoneyCommand, future: asyncio.Future[Result]) -> None:
+        attempts = 1 if isinstance(command, HoldRequest) else 3
+        for attempt in range(attempts):
+            try:
+                (result,) = await self._apply([command])
+            except Exception as exc:
+                if attempt + 1 == attempts:
+                    log.error("money command %s failed: %s", type(command).__name__, exc)
+                    if not future.done():
+                        future.set_exception(exc)
+                    return
+                await asyncio.sleep(_RETRY_DELAY_S)
+            else:
+                if not future.done():
+                    future.set_result(result)
+                return
+
+    async def _apply(self, commands: list[MoneyCommand]) -> list[Result]:
+        now = self._clock()
+        if self._sqlite is not None:
+            return await self._sqlite.apply(commands, now, self._sql)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(apply_batch, commands, now, self._sql)
+
+
+class HoldNotRecorded(Exception):
+    """The batch that placed a hold (already answered) failed to commit: the hold does not exist."""
+
+
+def _answer(batch: list[tuple[MoneyCommand, asyncio.Future[Result]]], results: list[Result]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if not future.done():
+            future.set_result(result)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -1,0 +1,1 @@
+"""Rate-limit backends: in-process (embedded mode) and Redis (scale-out)."""

@@ -1,0 +1,149 @@
+"""Wallets, their ledger rows and the usage log, as the management API reads them (SPEC §5.7, §9.5, §12), and the
+operator top-up: the balance change and its ``topup`` row commit in one transaction (§9.6 invariant 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tollway.domain.clock import utcnow
+from tollway.domain.ids import new_id
+from tollway.domain.platform_settings import PlatformSettings
+from tollway.storage.sql.db import reader
+from tollway.storage.sql.paging import Record, fetch_page, ledger_page
+from tollway.storage.sql.tables import platforms, usage_logs, wallet_transactions, wallets
+
+BIGINT_MAX: Final = 2**63 - 1
+
+
+class BalanceOverflow(Exception):
+    """The top-up would push the balance past what a BIGINT of n$ holds."""
+
+
+class LedgerStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)  # listings never take SQLite's write lock
+
+    async def wallet(self, platform_id: str) -> Record | None:
+        """The wallet of a live platform."""
+        query = (
+            sa.select(wallets)
+            .select_from(wallets.join(platforms, platforms.c.id == wallets.c.platform_id))
+            .where(wallets.c.platform_id == platform_id, platforms.c.deleted_at.is_(None))
+        )
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else dict(row._mapping)
+
+    async def topup(
+        self,
+        platform_id: str,
+        amount_nanos: int,
+        *,
+        description: str | None,
+        metadata: Mapping[str, Any],
+        request_id: str | None,
+    ) -> tuple[Record, Record] | None:
+        """``credit_wallet`` in a transaction of its own."""
+        async with self._engine.begin() as conn:
+            return await credit_wallet(
+                conn, platform_id, amount_nanos, description=description, metadata=metadata, request_id=request_id
+            )
+
+    async def transactions(
+        self,
+        platform_id: str,
+        *,
+        txn_type: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Record], int]:
+        async with self._reader.connect() as conn:
+            return await ledger_page(
+                conn,
+                wallet_transactions,
+                wallet_transactions.c.platform_id == platform_id,
+                txn_type=txn_type,
+                since=since,
+                until=until,
+                offset=offset,
+                limit=limit,
+            )
+
+    async def usage_logs(
+        self,
+        platform_id: str,
+        filters: Mapping[str, str],
+        since: datetime | None,
+        until: datetime | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Record], int]:
+        """``filters`` maps a usage-log column (model, end_user_id, status, request_type) to its required value."""
+        query = sa.select(usage_logs).where(usage_logs.c.platform_id == platform_id)
+        for column, value in filters.items():
+            query = query.where(usage_logs.c[column] == value)
+        if since is not None:
+            query = query.where(usage_logs.c.created_at >= since)
+        if until is not None:
+            query = query.where(usage_logs.c.created_at < until)
+        order = [usage_logs.c.created_at.desc(), usage_logs.c.id.desc()]
+        async with self._reader.connect() as conn:
+            return await fetch_page(conn, query, order, offset, limit)
+
+
+async def credit_wallet(
+    conn: AsyncConnection,
+    platform_id: str,
+    amount_nanos: int,
+    *,
+    description: str | None,
+    metadata: Mapping[str, Any],
+    request_id: str | None,
+) -> tuple[Record, Record] | None:
+    """Inside the caller's transaction (so that an idempotency record commits with it, §9.7): credits a live
+    platform's wallet and appends its ``topup`` row; None when the platform is unknown or deleted. The increment is
+    done in SQL, so it composes with concurrent settlements on the same row."""
+    now = utcnow()
+    live = sa.select(platforms.c.settings).where(platforms.c.id == platform_id, platforms.c.deleted_at.is_(None))
+    platform = (await conn.execute(live)).first()
+    if platform is None:
+        return None
+    threshold = PlatformSettings.from_stored(platform.settings).wallet_low_balance_threshold_nanos
+    new_balance = wallets.c.balance_nanos + amount_nanos
+    # wallet.low_balance re-arms on a topup that leaves the balance above the threshold (SPEC §9.8).
+    armed: Any = wallets.c.low_balance_armed
+    if threshold is not None:
+        armed = sa.case((new_balance > threshold, sa.true()), else_=wallets.c.low_balance_armed)
+    updated = (
+        await conn.execute(
+            sa.update(wallets)
+            .where(wallets.c.platform_id == platform_id, wallets.c.balance_nanos <= BIGINT_MAX - amount_nanos)
+            .values(balance_nanos=new_balance, low_balance_armed=armed, updated_at=now)
+            .returning(*wallets.c)
+        )
+    ).first()
+    if updated is None:
+        raise BalanceOverflow
+    wallet = dict(updated._mapping)
+    txn = {
+        "id": new_id(),
+        "wallet_id": wallet["id"],
+        "platform_id": platform_id,
+        "type": "topup",
+        "amount_nanos": amount_nanos,
+        "balance_after_nanos": wallet["balance_nanos"],
+        "description": description,
+        "metadata": dict(metadata),
+        "request_id": request_id,
+        "created_at": now,
+    }
+    await conn.execute(sa.insert(wallet_transactions).values(txn))
+    return wallet, txn

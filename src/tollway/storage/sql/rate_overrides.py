@@ -1,0 +1,109 @@
+"""Per-end-user rate-limit overrides (SPEC §5.6) and what the limiter reads: an end user's override row with its
+platform's default limits, in one query. Management reads and writes see live end users of the platform only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tollway.domain.platform_settings import PlatformSettings, RateLimits
+from tollway.storage.sql.db import reader
+from tollway.storage.sql.paging import Record
+from tollway.storage.sql.tables import end_users, platforms, rate_limit_overrides
+
+_overrides = rate_limit_overrides
+
+
+def _live_end_user(platform_id: str, end_user_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        end_users.c.id == end_user_id, end_users.c.platform_id == platform_id, end_users.c.deleted_at.is_(None)
+    )
+
+
+def _upsert(conn: AsyncConnection, values: dict[str, Any]) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(_overrides).values(values)
+    changed = {name: statement.excluded[name] for name in ("rpm_limit", "tpm_limit", "rpd_limit", "updated_at")}
+    return statement.on_conflict_do_update(index_elements=[_overrides.c.end_user_id], set_=changed)
+
+
+class RateOverrideStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)
+
+    async def end_user_exists(self, platform_id: str, end_user_id: str) -> bool:
+        async with self._reader.connect() as conn:
+            found = await conn.execute(sa.select(end_users.c.id).where(_live_end_user(platform_id, end_user_id)))
+            return found.first() is not None
+
+    async def get(self, platform_id: str, end_user_id: str) -> Record | None:
+        """The override of a live end user of this platform, or None (no such end user, or no override)."""
+        query = (
+            sa.select(_overrides)
+            .join(end_users, end_users.c.id == _overrides.c.end_user_id)
+            .where(_live_end_user(platform_id, end_user_id))
+        )
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else dict(row._mapping)
+
+    async def put(self, platform_id: str, end_user_id: str, limits: RateLimits, now: datetime) -> Record | None:
+        """Creates or replaces the override (all three values); None when the end user is not a live one here."""
+        values = {
+            "end_user_id": end_user_id,
+            "platform_id": platform_id,
+            "rpm_limit": limits.rpm,
+            "tpm_limit": limits.tpm,
+            "rpd_limit": limits.rpd,
+            "updated_at": now,
+        }
+        async with self._engine.begin() as conn:
+            live = await conn.execute(sa.select(end_users.c.id).where(_live_end_user(platform_id, end_user_id)))
+            if live.first() is None:
+                return None
+            await conn.execute(_upsert(conn, values))
+            row = (await conn.execute(sa.select(_overrides).where(_overrides.c.end_user_id == end_user_id))).one()
+        return dict(row._mapping)
+
+    async def delete(self, platform_id: str, end_user_id: str) -> bool:
+        """Removes the override if any; False when the end user is not a live one of this platform."""
+        async with self._engine.begin() as conn:
+            live = await conn.execute(sa.select(end_users.c.id).where(_live_end_user(platform_id, end_user_id)))
+            if live.first() is None:
+                return False
+            await conn.execute(
+                sa.delete(_overrides).where(
+                    _overrides.c.end_user_id == end_user_id, _overrides.c.platform_id == platform_id
+                )
+            )
+        return True
+
+    async def limits_of(self, platform_id: str, end_user_id: str) -> tuple[RateLimits | None, RateLimits]:
+        """(the override, or None without a row; the platform's default limits) in one round trip."""
+        joined = platforms.outerjoin(
+            _overrides, sa.and_(_overrides.c.end_user_id == end_user_id, _overrides.c.platform_id == platforms.c.id)
+        )
+        query = (
+            sa.select(
+                platforms.c.settings,
+                _overrides.c.end_user_id,
+                _overrides.c.rpm_limit,
+                _overrides.c.tpm_limit,
+                _overrides.c.rpd_limit,
+            )
+            .select_from(joined)
+            .where(platforms.c.id == platform_id)
+        )
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None, RateLimits()
+        defaults = PlatformSettings.from_stored(row.settings).rate_limits
+        if row.end_user_id is None:
+            return None, defaults
+        return RateLimits(row.rpm_limit, row.tpm_limit, row.rpd_limit), defaults
