@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http import fastpath
 from tollway.http.cors import InferenceCORS
@@ -31,6 +30,7 @@ from tollway.providers.transport import Transport
 from tollway.services.auth import Authenticator
 from tollway.services.billing import Billing
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
+from tollway.services.container import Services
 from tollway.services.images import ImagesService
 from tollway.services.inference import InferenceService
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
@@ -57,30 +57,17 @@ log = logging.getLogger("tollway")
 
 
 @dataclass
-class Services:
-    """Everything the HTTP layer may call, built once per process."""
+class Runtime:
+    """What the process owns and closes at shutdown; only this module sees it. Handlers get ``services``."""
 
     settings: Settings
     engine: AsyncEngine
     keys: KeyStore
-    sealer: Sealer
-    authenticator: Authenticator
-    router: CandidateRouter
     money: MoneyWriter
     rate_limiter: RateLimiter
-    inference: InferenceService
     http: aiohttp.ClientSession
-    responses: ResponsesService
-    images: ImagesService
+    services: Services
     background: list[asyncio.Task[None]] = field(default_factory=list)
-    metrics: Metrics = field(default_factory=Metrics)
-    drain: Drain = field(default_factory=lambda: Drain(30))
-
-    def invalidate_caches(self) -> None:
-        """Called after this instance changes keys, configs, providers or models."""
-        self.authenticator.invalidate()
-        self.router.invalidate()
-        self.rate_limiter.invalidate()
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -118,21 +105,21 @@ def _upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-async def _touch_keys_loop(services: Services) -> None:
+async def _touch_keys_loop(authenticator: Authenticator, keys: KeyStore) -> None:
     """Writes ``last_used_at`` off the hot path, at most once per minute per key."""
     while True:
         await asyncio.sleep(5)
-        pending = list(services.authenticator.pending_touches)
-        services.authenticator.pending_touches.clear()
+        pending = list(authenticator.pending_touches)
+        authenticator.pending_touches.clear()
         for key_id in pending:
             try:
-                await services.keys.touch(key_id)
+                await keys.touch(key_id)
             except Exception:  # a lost touch is harmless; never let the loop die
                 log.warning("could not update last_used_at", exc_info=True)
 
 
-async def build_services(settings: Settings, metrics: Metrics | None = None, drain: Drain | None = None) -> Services:
-    metrics = metrics or Metrics()
+async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
+    """Every store, service and worker dependency of the process, built once."""
     engine = create_engine(settings)
     keys = KeyStore(engine)
     await ensure_operator_key(settings, keys)
@@ -149,22 +136,26 @@ async def build_services(settings: Settings, metrics: Metrics | None = None, dra
     images = ImagesService(settings, router, billing, limiter, adapters)
     store = ResponseStore(engine, settings.response_retention_days)
     responses = ResponsesService(inference, store, NativeResponses(Transport(http, settings)))
-    return Services(
-        settings,
-        engine,
-        keys,
-        sealer,
-        authenticator,
-        router,
-        money,
-        limiter,
-        inference,
-        http,
-        responses,
-        images,
+
+    def invalidate_caches() -> None:
+        authenticator.invalidate()
+        router.invalidate()
+        limiter.invalidate()
+
+    services = Services(
+        settings=settings,
         metrics=metrics,
-        drain=drain or Drain(settings.drain_s),
+        authenticator=authenticator,
+        chat=inference,
+        responses=responses,
+        images=images,
+        models=inference.models,
+        invalidate_caches=invalidate_caches,
+        engine=engine,
+        sealer=sealer,
+        rate_limiter=limiter,
     )
+    return Runtime(settings, engine, keys, money, limiter, http, services)
 
 
 def _rate_limiter(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> RateLimiter:
@@ -185,22 +176,24 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await build_services(settings, metrics, drain)
+        runtime = await build_runtime(settings, metrics)
+        services = runtime.services
         app.state.services = services
+        app.state.drain = drain
         drain.install_signal_hook()  # SIGTERM: /readyz 503, streams ended after drain_s (SPEC §14.3)
-        services.money.start()
-        presence = Presence(services.engine, uses_redis=settings.redis_url is not None)
+        runtime.money.start()
+        presence = Presence(runtime.engine, uses_redis=settings.redis_url is not None)
         await presence.start()
-        services.background.append(asyncio.create_task(presence.run()))
-        services.background.append(asyncio.create_task(_touch_keys_loop(services)))
-        engine = services.engine
+        runtime.background.append(asyncio.create_task(presence.run()))
+        runtime.background.append(asyncio.create_task(_touch_keys_loop(services.authenticator, runtime.keys)))
+        engine = runtime.engine
         hooks = webhook_session(settings.allow_private_urls)  # its own guarded connector (SPEC §11.5)
         dispatcher = WebhookDispatcher(
             WebhookStore(engine), services.sealer, hooks, settings.webhook_retry_delays, metrics=metrics
         )
-        services.background += [
+        runtime.background += [
             asyncio.create_task(dispatcher.run()),
-            asyncio.create_task(HoldSweeper(engine, services.money, metrics=metrics).run()),
+            asyncio.create_task(HoldSweeper(engine, runtime.money, metrics=metrics).run()),
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
@@ -209,14 +202,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             yield
         finally:
             drain.remove_signal_hook()
-            for task in services.background:
+            for task in runtime.background:
                 task.cancel()
             await presence.leave()
-            await services.money.stop()
-            await services.rate_limiter.close()
-            await services.http.close()
+            await runtime.money.stop()
+            await runtime.rate_limiter.close()
+            await runtime.http.close()
             await hooks.close()
-            await services.engine.dispose()
+            await runtime.engine.dispose()
             metrics.process_exited()
 
     routes = build_routes()

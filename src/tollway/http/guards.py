@@ -7,6 +7,7 @@ from starlette.requests import Request
 from tollway.domain.keys import KeyKind
 from tollway.domain.tenancy import Principal
 from tollway.errors import Forbidden, NotFound, WrongKeyType
+from tollway.http.state import services
 from tollway.observability.context import bind_principal
 from tollway.services.auth import Authenticator
 
@@ -16,7 +17,7 @@ def _client_ip(request: Request) -> str:
 
 
 async def authenticate(request: Request) -> Principal:
-    authenticator: Authenticator = request.app.state.services.authenticator
+    authenticator: Authenticator = services(request).authenticator
     principal = await authenticator.authenticate(request.headers.get("authorization"), _client_ip(request))
     request.state.principal = principal
     bind_principal(principal.platform_id, principal.end_user_id)  # later log lines of the request name the tenant

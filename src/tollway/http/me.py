@@ -15,6 +15,7 @@ from tollway.http.management import render, wiring
 from tollway.http.management.end_users import render_budget
 from tollway.http.management.params import page_body, paging, query_text, query_time
 from tollway.http.responses import json_response
+from tollway.http.state import services
 from tollway.services.accounts import LogFilters
 from tollway.services.budgets import Budgets
 from tollway.storage.sql.budgets import BudgetStore
@@ -30,7 +31,7 @@ def _owner(principal: Principal) -> tuple[str, str]:
 
 async def my_budget(request: Request) -> Response:
     platform_id, end_user_id = _owner(await require_end_user(request))
-    budget = await Budgets(BudgetStore(request.app.state.services.engine)).get_active(platform_id, end_user_id)
+    budget = await Budgets(BudgetStore(services(request).engine)).get_active(platform_id, end_user_id)
     return json_response(render_budget(budget))
 
 

@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.http.guards import require_end_user
 from tollway.http.responses import json_response
+from tollway.http.state import services
 from tollway.services.ratelimit import RateLimitOverrides
 from tollway.storage.sql.rate_overrides import RateOverrideStore
 
@@ -16,7 +17,7 @@ from tollway.storage.sql.rate_overrides import RateOverrideStore
 async def my_rate_limits(request: Request) -> Response:
     principal = await require_end_user(request)
     assert principal.platform_id is not None and principal.end_user_id is not None  # an end-user key has both
-    overrides = RateLimitOverrides(RateOverrideStore(request.app.state.services.engine))
+    overrides = RateLimitOverrides(RateOverrideStore(services(request).engine))
     effective = await overrides.effective(principal.platform_id, principal.end_user_id)
     limits = effective.limits
     return json_response(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from tollway.domain.clock import utcnow
 from tollway.domain.keys import END_USER_SCOPES, PLATFORM_SCOPES, KeyKind, key_digest
-from tollway.domain.ports import KeyLookup
+from tollway.domain.ports.inference import KeyLookup
 from tollway.domain.tenancy import Principal
 from tollway.errors import AuthenticationError, RateLimited
 

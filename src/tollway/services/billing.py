@@ -26,7 +26,7 @@ from tollway.domain.holds import (
     Settlement,
     image_terms,
 )
-from tollway.domain.ports import MoneyLedger
+from tollway.domain.ports.money import MoneyLedger
 from tollway.domain.pricing import Usage, charge_nanos, cost_nanos, image_charge_nanos, image_cost_nanos
 from tollway.domain.recovery import recovery_terms
 from tollway.domain.tenancy import Principal

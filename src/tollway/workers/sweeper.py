@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
 from tollway.domain.holds import Expire
-from tollway.domain.ports import MoneyLedger
+from tollway.domain.ports.money import MoneyLedger
 from tollway.observability.metrics import Metrics
 from tollway.storage.sql.db import reader
 from tollway.storage.sql.tables import holds

@@ -13,6 +13,7 @@ from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.responses import json_response
 from tollway.http.sse import chat_events
+from tollway.http.state import services
 from tollway.services.inference import CallContext, Completion
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -29,13 +30,13 @@ def session_id_header(request: Request) -> str | None:
 
 async def chat_completions(request: Request) -> Response:
     received = time.perf_counter()
-    services = request.app.state.services
+    svc = services(request)
     principal = await require_inference(request)
-    chat = parse_chat_request(await read_json(request, services.settings.max_body_bytes))
+    chat = parse_chat_request(await read_json(request, svc.settings.max_body_bytes))
     ctx = CallContext(
         principal, request.state.request_id, session_id_header(request), received, client_gone=disconnect_probe(request)
     )
-    outcome = await services.inference.complete(ctx, chat)
+    outcome = await svc.chat.complete(ctx, chat)
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}

@@ -15,17 +15,18 @@ from tollway.http.body import read_json
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
+from tollway.http.state import services
 from tollway.services.billing import CallContext
 from tollway.services.images import REQUEST_TYPE, GeneratedImages
 
 
 async def _generate(request: Request, parse: Callable[[dict[str, Any]], ImageRequest]) -> GeneratedImages:
     received = time.perf_counter()
-    services = request.app.state.services
+    svc = services(request)
     principal = await require_inference(request)
-    body = parse(await read_json(request, services.settings.max_body_bytes))
+    body = parse(await read_json(request, svc.settings.max_body_bytes))
     ctx = CallContext(principal, request.state.request_id, session_id_header(request), received, REQUEST_TYPE)
-    result: GeneratedImages = await services.images.generate(ctx, body)
+    result: GeneratedImages = await svc.images.generate(ctx, body)
     return result
 
 

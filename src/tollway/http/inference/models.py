@@ -7,16 +7,17 @@ from starlette.responses import Response
 
 from tollway.http.guards import require_inference
 from tollway.http.responses import json_response
+from tollway.http.state import services
 
 
 async def list_models(request: Request) -> Response:
     principal = await require_inference(request)
     assert principal.platform_id is not None
-    return json_response(await request.app.state.services.inference.models.list(principal.platform_id))
+    return json_response(await services(request).models.list(principal.platform_id))
 
 
 async def get_model(request: Request) -> Response:
     principal = await require_inference(request)
     assert principal.platform_id is not None
     slug = request.path_params["slug"]
-    return json_response(await request.app.state.services.inference.models.get(principal.platform_id, slug))
+    return json_response(await services(request).models.get(principal.platform_id, slug))

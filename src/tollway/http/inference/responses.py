@@ -13,6 +13,7 @@ from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
 from tollway.http.sse import named_events
+from tollway.http.state import services
 from tollway.services.inference import CallContext, Completion
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -21,9 +22,9 @@ REQUEST_TYPE = "response"
 
 async def create_response(request: Request) -> Response:
     received = time.perf_counter()
-    services = request.app.state.services
+    svc = services(request)
     principal = await require_inference(request)
-    body = parse_responses_request(await read_json(request, services.settings.max_body_bytes))
+    body = parse_responses_request(await read_json(request, svc.settings.max_body_bytes))
     ctx = CallContext(
         principal,
         request.state.request_id,
@@ -32,7 +33,7 @@ async def create_response(request: Request) -> Response:
         REQUEST_TYPE,
         client_gone=disconnect_probe(request),
     )
-    outcome = await services.responses.create(ctx, body)
+    outcome = await svc.responses.create(ctx, body)
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
@@ -47,9 +48,9 @@ async def _context(request: Request) -> CallContext:
 
 async def get_response(request: Request) -> Response:
     ctx = await _context(request)
-    return json_response(await request.app.state.services.responses.get(ctx, request.path_params["response_id"]))
+    return json_response(await services(request).responses.get(ctx, request.path_params["response_id"]))
 
 
 async def delete_response(request: Request) -> Response:
     ctx = await _context(request)
-    return json_response(await request.app.state.services.responses.delete(ctx, request.path_params["response_id"]))
+    return json_response(await services(request).responses.delete(ctx, request.path_params["response_id"]))

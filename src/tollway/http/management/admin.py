@@ -21,6 +21,7 @@ from tollway.http.management.params import (
     request_id,
 )
 from tollway.http.responses import json_response, no_content
+from tollway.http.state import services
 from tollway.services.accounts import parse_wallet_topup
 from tollway.services.idempotency import Idempotency, idempotent_request
 from tollway.storage.sql.idempotency import IdempotencyStore, StoredResponse
@@ -155,7 +156,7 @@ async def topup_wallet(request: Request) -> Response:
         content = {"wallet": render.wallet(wallet, platform["settings"]), "transaction": render.wallet_transaction(txn)}
         return StoredResponse(200, orjson.dumps(content))
 
-    outcome = await Idempotency(IdempotencyStore(request.app.state.services.engine)).execute(key, action, rendered)
+    outcome = await Idempotency(IdempotencyStore(services(request).engine)).execute(key, action, rendered)
     return Response(outcome.body, outcome.status, headers=outcome.headers, media_type="application/json")
 
 

@@ -25,6 +25,7 @@ from tollway.http.management.params import (
     read_optional_body,
 )
 from tollway.http.responses import json_response, no_content
+from tollway.http.state import services
 from tollway.services import budgets as budget_rules
 from tollway.services.budgets import Budgets
 from tollway.services.end_users import EndUsers
@@ -108,15 +109,15 @@ def _budget_body(budget: BudgetRow) -> StoredResponse:
 
 
 def _end_users(request: Request) -> EndUsers:
-    return EndUsers(EndUserStore(request.app.state.services.engine))
+    return EndUsers(EndUserStore(services(request).engine))
 
 
 def _budgets(request: Request) -> Budgets:
-    return Budgets(BudgetStore(request.app.state.services.engine))
+    return Budgets(BudgetStore(services(request).engine))
 
 
 def _idempotency(request: Request) -> Idempotency:
-    return Idempotency(IdempotencyStore(request.app.state.services.engine))
+    return Idempotency(IdempotencyStore(services(request).engine))
 
 
 async def _own_platform(request: Request) -> str:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from tollway.errors import InvalidRequest, NotFound
 from tollway.http.body import read_json_exact, read_optional_json_exact
+from tollway.http.state import services
 from tollway.services.fields import parse_rfc3339
 
 DEFAULT_LIMIT: Final = 20
@@ -86,12 +87,12 @@ def path_id(request: Request, name: str) -> str:
 
 
 async def read_body(request: Request) -> dict[str, Any]:
-    return await read_json_exact(request, request.app.state.services.settings.max_body_bytes)
+    return await read_json_exact(request, services(request).settings.max_body_bytes)
 
 
 async def read_optional_body(request: Request) -> dict[str, Any]:
     """For creations whose fields are all optional (API keys): no body at all means ``{}``."""
-    return await read_optional_json_exact(request, request.app.state.services.settings.max_body_bytes)
+    return await read_optional_json_exact(request, services(request).settings.max_body_bytes)
 
 
 def request_id(request: Request) -> str | None:

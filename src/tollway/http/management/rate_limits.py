@@ -15,6 +15,7 @@ from tollway.http.guards import require_platform_manage
 from tollway.http.management import wiring
 from tollway.http.management.params import path_id, read_body
 from tollway.http.responses import json_response, no_content
+from tollway.http.state import services
 from tollway.services.ratelimit import RateLimitOverrides
 from tollway.storage.sql.paging import Record
 from tollway.storage.sql.rate_overrides import RateOverrideStore
@@ -31,7 +32,7 @@ def render_override(row: Record) -> dict[str, Any]:
 
 
 def _overrides(request: Request) -> RateLimitOverrides:
-    return RateLimitOverrides(RateOverrideStore(request.app.state.services.engine))
+    return RateLimitOverrides(RateOverrideStore(services(request).engine))
 
 
 async def _own_end_user(request: Request) -> tuple[str, str]:

@@ -14,14 +14,15 @@ from tollway.domain.clock import rfc3339
 from tollway.http.guards import require_platform_manage
 from tollway.http.management.params import page_body, paging, path_id, query_text, read_body
 from tollway.http.responses import json_response, no_content
+from tollway.http.state import services
 from tollway.services.webhooks import Webhooks
 from tollway.storage.sql.paging import Record
 from tollway.storage.sql.webhooks import WebhookStore
 
 
 def _service(request: Request) -> Webhooks:
-    services = request.app.state.services
-    return Webhooks(WebhookStore(services.engine), services.sealer, allow_private=services.settings.allow_private_urls)
+    svc = services(request)
+    return Webhooks(WebhookStore(svc.engine), svc.sealer, allow_private=svc.settings.allow_private_urls)
 
 
 async def _own_platform(request: Request) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from tollway.http.state import services
 from tollway.services.accounts import Accounts
 from tollway.services.catalog_admin import CatalogAdmin
 from tollway.services.credentials import LlmConfigs, PlatformKeys
@@ -17,26 +18,26 @@ from tollway.storage.sql.tenants import PlatformStore
 
 
 def catalog(request: Request) -> CatalogAdmin:
-    return CatalogAdmin(CatalogAdminStore(request.app.state.services.engine))
+    return CatalogAdmin(CatalogAdminStore(services(request).engine))
 
 
 def platforms(request: Request) -> Platforms:
-    return Platforms(PlatformStore(request.app.state.services.engine))
+    return Platforms(PlatformStore(services(request).engine))
 
 
 def accounts(request: Request) -> Accounts:
-    return Accounts(LedgerStore(request.app.state.services.engine))
+    return Accounts(LedgerStore(services(request).engine))
 
 
 def platform_keys(request: Request) -> PlatformKeys:
-    return PlatformKeys(ApiKeyStore(request.app.state.services.engine))
+    return PlatformKeys(ApiKeyStore(services(request).engine))
 
 
 def llm_configs(request: Request) -> LlmConfigs:
-    services = request.app.state.services
-    return LlmConfigs(LlmConfigStore(services.engine), services.sealer)
+    svc = services(request)
+    return LlmConfigs(LlmConfigStore(svc.engine), svc.sealer)
 
 
 def invalidate_caches(request: Request) -> None:
     """After any write that can change authentication or routing (keys, platforms, catalog, LLM configs)."""
-    request.app.state.services.invalidate_caches()
+    services(request).invalidate_caches()

@@ -1,4 +1,4 @@
-"""The Protocols services need from storage and providers; concrete classes are wired in app.py only."""
+"""The money port of the call lifecycle: one writer per instance that places holds and settles them (SPEC §9)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import asyncio
 from typing import Any, Protocol
 
 from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal
-from tollway.domain.tenancy import KeyRecord
-
-
-class KeyLookup(Protocol):
-    async def find_active(self, digest: bytes) -> KeyRecord | None: ...
 
 
 class MoneyLedger(Protocol):

@@ -1,0 +1,18 @@
+"""Typed access to what the composition root built: the use cases and the drain of this process."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from starlette.requests import Request
+
+from tollway.http.drain import Drain
+from tollway.services.container import Services
+
+
+def services(request: Request) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+def drain(request: Request) -> Drain:
+    return cast(Drain, request.app.state.drain)
