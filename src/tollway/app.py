@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http import fastpath
 from tollway.http.cors import InferenceCORS
@@ -24,18 +25,18 @@ from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
-from tollway.providers.openai.responses import NativeResponses
 from tollway.providers.registry import AdapterRegistry
-from tollway.providers.transport import Transport
 from tollway.services.auth import Authenticator
-from tollway.services.billing import Billing
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.container import Services
-from tollway.services.images import ImagesService
-from tollway.services.inference import InferenceService
-from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
-from tollway.services.responses import ResponsesService
-from tollway.services.routing import CandidateRouter
+from tollway.services.inference.breaker import DeploymentHealth
+from tollway.services.inference.call import CallLifecycle
+from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.images import ImagesService
+from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.responses import ResponsesService
+from tollway.services.inference.routing import CandidateRouter
+from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
 from tollway.settings import Settings, redis_endpoint
 from tollway.storage.money.writer import MoneyWriter
 from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
@@ -130,12 +131,13 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     money = MoneyWriter(settings, engine)
     limiter = _rate_limiter(settings, engine, metrics)
     http = _upstream_session(settings)
-    billing = Billing(settings, money, metrics)
     adapters = AdapterRegistry(http, settings)
-    inference = InferenceService(settings, router, billing, limiter, adapters)
-    images = ImagesService(settings, router, billing, limiter, adapters)
+    calls = CallLifecycle(settings, router, money, limiter, metrics)
+    health = DeploymentHealth()  # per process, shared by chat and Responses: the same rows, the same breakers
+    chat = ChatCompletions(calls, adapters, health)
     store = ResponseStore(engine, settings.response_retention_days)
-    responses = ResponsesService(inference, store, NativeResponses(Transport(http, settings)))
+    responses = ResponsesService(calls, adapters, health, store)
+    images = ImagesService(calls, adapters)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -146,10 +148,10 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         settings=settings,
         metrics=metrics,
         authenticator=authenticator,
-        chat=inference,
+        chat=chat,
         responses=responses,
         images=images,
-        models=inference.models,
+        models=ModelCatalogView(router, adapters),
         invalidate_caches=invalidate_caches,
         engine=engine,
         sealer=sealer,

@@ -15,9 +15,10 @@ import redis.asyncio
 
 from tests.support.redis_server import RedisServer, redis_server_fixture, start_redis_or_skip
 from tollway.domain.platform_settings import RateLimits
+from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.domain.ratelimit import Decision, Dimension, Resolution, TokenDemand
 from tollway.errors import RateLimited, ServiceUnavailable
-from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
+from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
 from tollway.settings import redis_endpoint
 from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit.redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend

@@ -11,8 +11,8 @@ import pytest
 from tollway.domain.catalog import Candidate, ModelRow, Provider, ProviderKind
 from tollway.domain.pricing import Prices
 from tollway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from tollway.services.attempts import with_fallback
-from tollway.services.breaker import BreakerState, CircuitBreaker, DeploymentHealth, RetryBudget
+from tollway.services.inference.attempts import with_fallback
+from tollway.services.inference.breaker import BreakerState, CircuitBreaker, DeploymentHealth, RetryBudget
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 

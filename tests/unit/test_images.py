@@ -12,13 +12,14 @@ from tests.unit.golden import candidate
 from tollway.domain.catalog import ProviderKind
 from tollway.domain.holds import HoldQuote, Refusal, image_terms, quote_hold
 from tollway.domain.image_request import ImageRequest, parse_asi1_image_request, parse_image_request
+from tollway.domain.ports.providers import ImageAdapter
 from tollway.domain.pricing import Prices
+from tollway.domain.upstream import GeneratedImage
 from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 from tollway.providers.asi1 import images as asi1_images
-from tollway.providers.base import GeneratedImage, ImageAdapter
 from tollway.providers.openai import images as openai_images
 from tollway.providers.registry import AdapterRegistry
-from tollway.services.images import render_image
+from tollway.services.inference.images import render_image
 from tollway.settings import Settings
 
 BASE = {"model": "img", "prompt": "a red fox"}

@@ -21,7 +21,7 @@ from tollway.fake_upstream.openai_responses import ResponsesDialect
 from tollway.fake_upstream.responses import Envelope, build_completion
 from tollway.fake_upstream.scenarios import parse_model
 from tollway.providers.openai.responses import EventTranslator, native_input, normalise_response
-from tollway.services.responses import _renamed
+from tollway.services.inference.responses import _renamed
 
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from tests.unit.golden import candidate, check, load, request, usage_json
 from tollway.domain.catalog import ProviderKind
+from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError, UpstreamTimeout
 from tollway.providers.anthropic import translate as anthropic_translate
 from tollway.providers.anthropic.events import EventTranslator as AnthropicEvents
 from tollway.providers.asi1 import translate as asi1_translate
-from tollway.providers.base import StreamChunk
 from tollway.providers.gemini import translate as gemini_translate
 from tollway.providers.gemini.events import EventTranslator as GeminiEvents
 from tollway.providers.openai import translate

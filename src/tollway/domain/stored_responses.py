@@ -1,10 +1,9 @@
-"""The port the Responses service stores results through (SPEC §7.6), and the values it exchanges; storage
-implements it (``storage/sql/responses.py``)."""
+"""The values of a stored response (SPEC §7.6), kept through ``domain.ports.inference.ResponseRepository``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,13 +18,3 @@ class Owner:
 class StoredResponse:
     input_items: list[dict[str, Any]]  # the expanded input: the whole context the call was made with
     body: dict[str, Any]  # the result object, output and metadata included
-
-
-class ResponseRepository(Protocol):
-    async def save(self, owner: Owner, input_items: list[dict[str, Any]], body: dict[str, Any]) -> None: ...
-
-    async def get(self, owner: Owner, response_id: str) -> StoredResponse | None:
-        """The owner's unexpired response, or None (unknown, expired, or another owner's)."""
-        ...
-
-    async def delete(self, owner: Owner, response_id: str) -> bool: ...

@@ -1,4 +1,5 @@
-"""Provider plug-ins by kind: a registry of import strings, so adding a provider adds a row, not a branch."""
+"""Provider plug-ins by kind (implements ``domain.ports.providers.Providers``): a registry of import strings, so
+adding a provider adds a row, not a branch."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tollway.domain.catalog import ProviderKind
-from tollway.providers.base import ChatAdapter, ImageAdapter
+from tollway.domain.ports.providers import ChatAdapter, ImageAdapter, ResponsesAdapter
 from tollway.providers.transport import Transport
 from tollway.settings import Settings
 
@@ -19,12 +20,22 @@ ADAPTERS: dict[ProviderKind, str] = {
     ProviderKind.GEMINI: "tollway.providers.gemini.adapter:GeminiAdapter",
     ProviderKind.ASI1: "tollway.providers.asi1.adapter:ASI1Adapter",
 }
+# Kinds whose own Responses API serves /v1/responses; every other kind goes through its chat adapter (SPEC §7.6).
+NATIVE_RESPONSES: dict[ProviderKind, str] = {
+    ProviderKind.OPENAI: "tollway.providers.openai.responses:NativeResponses",
+}
+
+
+def _load(target: str, transport: Transport) -> Any:
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(transport)
 
 
 class AdapterRegistry:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
         self._transport = Transport(session, settings)
         self._loaded: dict[ProviderKind, ChatAdapter] = {}
+        self._native: dict[ProviderKind, ResponsesAdapter] = {}
 
     def supports(self, kind: ProviderKind) -> bool:
         return kind in ADAPTERS
@@ -32,10 +43,7 @@ class AdapterRegistry:
     def get(self, kind: ProviderKind) -> ChatAdapter:
         adapter = self._loaded.get(kind)
         if adapter is None:
-            module_name, _, class_name = ADAPTERS[kind].partition(":")
-            factory: Any = getattr(importlib.import_module(module_name), class_name)
-            adapter = factory(self._transport)
-            self._loaded[kind] = adapter
+            adapter = self._loaded[kind] = _load(ADAPTERS[kind], self._transport)
         return adapter
 
     def images(self, kind: ProviderKind) -> ImageAdapter | None:
@@ -44,3 +52,10 @@ class AdapterRegistry:
             return None
         adapter = self.get(kind)
         return adapter if isinstance(adapter, ImageAdapter) else None
+
+    def responses(self, kind: ProviderKind) -> ResponsesAdapter | None:
+        """The kind's native Responses API, or None (SPEC §7.6)."""
+        native = self._native.get(kind)
+        if native is None and kind in NATIVE_RESPONSES:
+            native = self._native[kind] = _load(NATIVE_RESPONSES[kind], self._transport)
+        return native

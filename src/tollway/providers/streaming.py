@@ -10,8 +10,8 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError, UpstreamTimeout
-from tollway.providers.base import StreamChunk
 from tollway.providers.transport import Transport
 
 

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tollway.domain.keys import KeyKind, generate_raw_key, key_digest
+from tollway.domain.ports.inference import SystemRecords
 from tollway.domain.sealing import Sealer
 from tollway.settings import Settings, SettingsError, decode_secret_key
-from tollway.storage.sql.keystore import KeyStore
 
 log = logging.getLogger("tollway.bootstrap")
 
@@ -21,7 +21,7 @@ ADMIN_DIGEST_META = "admin_key_digest"
 SECRET_FINGERPRINT_META = "secret_key_fingerprint"
 
 
-async def ensure_operator_key(settings: Settings, keys: KeyStore) -> None:
+async def ensure_operator_key(settings: Settings, keys: SystemRecords) -> None:
     """With TOLLWAY_ADMIN_KEY unset and none stored, generate one and print it once to stderr."""
     if settings.admin_key is not None:
         return
@@ -33,7 +33,7 @@ async def ensure_operator_key(settings: Settings, keys: KeyStore) -> None:
         print(f"Tollway operator key (shown once): {raw}", file=sys.stderr, flush=True)
 
 
-async def rotate_operator_key(settings: Settings, keys: KeyStore) -> str:
+async def rotate_operator_key(settings: Settings, keys: SystemRecords) -> str:
     if settings.admin_key is not None:
         raise SettingsError("TOLLWAY_ADMIN_KEY is set: unset it before rotating the operator key")
     raw = generate_raw_key(KeyKind.OPERATOR)
@@ -41,7 +41,7 @@ async def rotate_operator_key(settings: Settings, keys: KeyStore) -> str:
     return raw
 
 
-def operator_digest_source(settings: Settings, keys: KeyStore) -> Callable[[], Awaitable[bytes | None]]:
+def operator_digest_source(settings: Settings, keys: SystemRecords) -> Callable[[], Awaitable[bytes | None]]:
     """The callable the Authenticator polls (at most once a second) for the current operator digest."""
     fixed = key_digest(settings.admin_key) if settings.admin_key is not None else None
 
@@ -54,7 +54,7 @@ def operator_digest_source(settings: Settings, keys: KeyStore) -> Callable[[], A
     return current
 
 
-async def load_sealer(settings: Settings, keys: KeyStore) -> Sealer:
+async def load_sealer(settings: Settings, keys: SystemRecords) -> Sealer:
     """The secret key from the setting, else from DATA_DIR/secret.key, generated only while the database holds
     no fingerprint. A key that does not match the stored fingerprint refuses start-up."""
     stored = await keys.get_meta(SECRET_FINGERPRINT_META)

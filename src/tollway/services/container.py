@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.domain.sealing import Sealer
 from tollway.observability.metrics import Metrics
 from tollway.services.auth import Authenticator
-from tollway.services.images import ImagesService
-from tollway.services.inference import InferenceService
-from tollway.services.models import ModelCatalogView
+from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.images import ImagesService
+from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.responses import ResponsesService
 from tollway.services.ratelimit import RateLimiter
-from tollway.services.responses import ResponsesService
 from tollway.settings import Settings
 
 
@@ -26,7 +26,7 @@ class Services:
     settings: Settings
     metrics: Metrics
     authenticator: Authenticator
-    chat: InferenceService
+    chat: ChatCompletions
     responses: ResponsesService
     images: ImagesService
     models: ModelCatalogView

@@ -15,12 +15,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
-
-import sqlalchemy.exc
+from typing import Any, Final
 
 from tollway.domain.clock import utcnow
 from tollway.domain.platform_settings import RateLimits
+from tollway.domain.ports.ratelimit import LimitSource, RateLimitBackend, SharedBackend
 from tollway.domain.ratelimit import (
     MAX_LIMIT,
     Decision,
@@ -34,7 +33,7 @@ from tollway.domain.ratelimit import (
     retry_after_s,
     shared_limits,
 )
-from tollway.errors import NotFound, RateLimited, ServiceUnavailable
+from tollway.errors import NotFound, RateLimited
 from tollway.observability.metrics import Metrics
 from tollway.services import fields as f
 from tollway.storage.sql.paging import Record
@@ -45,32 +44,6 @@ log = logging.getLogger("tollway.ratelimit")
 CACHE_TTL_S: Final = 0.9  # < 1 s: an override or default change reaches every instance within 1 s of its commit
 PROBE_INTERVAL_S: Final = 1.0
 _CACHE_SWEEP_SIZE: Final = 4096
-
-
-class RateLimitBackend(Protocol):
-    """One end user's windows, checked and counted atomically (``key`` is the end-user id)."""
-
-    origin: str
-
-    async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision: ...
-
-    def adjust(self, reservation: Reservation, tokens: int) -> None:
-        """Set an admission's tokens (fire and forget; never raises)."""
-
-    async def drain(self) -> None:
-        """Wait for queued corrections."""
-
-    async def close(self) -> None: ...
-
-
-class SharedBackend(RateLimitBackend, Protocol):
-    """A backend shared by instances, which may become unreachable (raises ``RateLimitBackendDown``)."""
-
-    async def ping(self) -> None: ...
-
-
-class LimitSource(Protocol):
-    async def limits_of(self, platform_id: str, end_user_id: str) -> tuple[RateLimits | None, RateLimits]: ...
 
 
 # -- failover ---------------------------------------------------------------------------------------------------
@@ -286,10 +259,7 @@ class RateLimiter:
         return "ok" if await self._backend.probe() else "degraded"
 
     async def effective_limits(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
-        try:
-            return await self._limits.get(platform_id, end_user_id)
-        except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-            raise ServiceUnavailable("The database is unreachable.") from exc
+        return await self._limits.get(platform_id, end_user_id)  # ServiceUnavailable without the database
 
     async def admit(self, platform_id: str, end_user_id: str | None, demand: TokenDemand) -> Admission:
         """Step 5: RPM, then RPD, then TPM, all or nothing. Raises ``RateLimited`` (429, Retry-After, headers)."""

@@ -16,8 +16,8 @@ from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
 from tollway.http.state import services
-from tollway.services.billing import CallContext
-from tollway.services.images import REQUEST_TYPE, GeneratedImages
+from tollway.services.inference.call import CallContext
+from tollway.services.inference.images import REQUEST_TYPE, GeneratedImages
 
 
 async def _generate(request: Request, parse: Callable[[dict[str, Any]], ImageRequest]) -> GeneratedImages:

@@ -14,7 +14,8 @@ from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
 from tollway.http.sse import named_events
 from tollway.http.state import services
-from tollway.services.inference import CallContext, Completion
+from tollway.services.inference.answers import Completion
+from tollway.services.inference.call import CallContext
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 REQUEST_TYPE = "response"

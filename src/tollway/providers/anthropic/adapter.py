@@ -7,11 +7,11 @@ import aiohttp
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
+from tollway.domain.upstream import ChatResult, UpstreamCall
 from tollway.errors import UnsupportedParameter
 from tollway.providers import capabilities
 from tollway.providers.anthropic import translate, wire
 from tollway.providers.anthropic.events import EventTranslator
-from tollway.providers.base import ChatResult, UpstreamCall
 from tollway.providers.streaming import SSEChatStream, answered
 from tollway.providers.transport import Transport
 

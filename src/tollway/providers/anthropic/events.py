@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError
 from tollway.providers.anthropic import wire
 from tollway.providers.anthropic.translate import finish_reason, parse_usage
-from tollway.providers.base import StreamChunk
 from tollway.providers.content import choice_delta
 from tollway.providers.streaming import cut, event_json
 

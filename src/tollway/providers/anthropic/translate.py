@@ -15,9 +15,10 @@ import orjson
 
 from tollway.domain.chat_request import ChatRequest
 from tollway.domain.pricing import Usage
+from tollway.domain.upstream import ChatResult
 from tollway.errors import UpstreamError
 from tollway.providers.anthropic import wire
-from tollway.providers.base import ChatResult, InvalidForProvider
+from tollway.providers.base import InvalidForProvider
 from tollway.providers.content import (
     arguments_object,
     count,

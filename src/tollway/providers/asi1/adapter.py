@@ -7,9 +7,9 @@ from typing import Any
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.image_request import ImageRequest
+from tollway.domain.upstream import ChatResult, ImageCall, ImageResult, UpstreamCall
 from tollway.errors import UnsupportedParameter
 from tollway.providers.asi1 import images, translate
-from tollway.providers.base import ChatResult, ImageCall, ImageResult, UpstreamCall
 from tollway.providers.openai.adapter import OpenAIAdapter
 from tollway.providers.streaming import EventTranslator
 

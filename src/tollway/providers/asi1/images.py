@@ -11,8 +11,8 @@ from typing import Any
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.image_request import ImageRequest
+from tollway.domain.upstream import GeneratedImage, ImageCall, ImageResult
 from tollway.errors import UnsupportedParameter, UpstreamError
-from tollway.providers.base import GeneratedImage, ImageCall, ImageResult
 from tollway.providers.capabilities import unsupported
 from tollway.providers.openai.images import post_json
 from tollway.providers.transport import Transport, redact

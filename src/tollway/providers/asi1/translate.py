@@ -16,8 +16,8 @@ import dataclasses
 from typing import Any, Final
 
 from tollway.domain.pricing import Usage
+from tollway.domain.upstream import ChatResult, StreamChunk
 from tollway.errors import UpstreamError
-from tollway.providers.base import ChatResult, StreamChunk
 from tollway.providers.content import count
 from tollway.providers.openai import translate as openai
 from tollway.providers.streaming import event_json

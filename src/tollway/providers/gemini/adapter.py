@@ -8,9 +8,9 @@ import aiohttp
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
+from tollway.domain.upstream import ChatResult, UpstreamCall
 from tollway.errors import UnsupportedParameter
 from tollway.providers import capabilities
-from tollway.providers.base import ChatResult, UpstreamCall
 from tollway.providers.gemini import translate, wire
 from tollway.providers.gemini.events import EventTranslator
 from tollway.providers.streaming import SSEChatStream, answered

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.domain.pricing import Usage
+from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError
-from tollway.providers.base import StreamChunk
 from tollway.providers.content import choice_delta
 from tollway.providers.gemini.translate import (
     IdFactory,

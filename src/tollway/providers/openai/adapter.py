@@ -10,9 +10,9 @@ import aiohttp
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
 from tollway.domain.image_request import ImageRequest
+from tollway.domain.upstream import ChatResult, ImageCall, ImageResult, UpstreamCall
 from tollway.errors import UnsupportedParameter
 from tollway.providers import capabilities
-from tollway.providers.base import ChatResult, ImageCall, ImageResult, UpstreamCall
 from tollway.providers.openai import images, translate
 from tollway.providers.streaming import EventTranslator, SSEChatStream, answered
 from tollway.providers.transport import Transport

@@ -13,8 +13,8 @@ from typing import Any
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.image_request import ImageRequest
+from tollway.domain.upstream import GeneratedImage, ImageCall, ImageResult
 from tollway.errors import UpstreamError
-from tollway.providers.base import GeneratedImage, ImageCall, ImageResult
 from tollway.providers.streaming import answered
 from tollway.providers.transport import Transport
 

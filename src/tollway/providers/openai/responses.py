@@ -6,29 +6,17 @@ every other provider. The translation functions are pure; ``NativeResponses`` is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
-from tollway.domain.catalog import Candidate
 from tollway.domain.pricing import Usage
-from tollway.domain.responses_request import ResponsesRequest
+from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk
 from tollway.errors import UpstreamError
-from tollway.providers.base import ChatResult, StreamChunk
 from tollway.providers.content import count, usage_of
 from tollway.providers.streaming import SSEChatStream, answered, event_json
 from tollway.providers.transport import Transport
 
 _FORWARDED: Final = ("temperature", "top_p", "user", "parallel_tool_calls")
 _INCOMPLETE_FINISH: Final = {"max_output_tokens": "length", "content_filter": "content_filter"}
-
-
-@dataclass(frozen=True, slots=True)
-class ResponsesCall:
-    request: ResponsesRequest
-    items: list[dict[str, Any]]  # the rebuilt context
-    candidate: Candidate
-    output_limit: int
-    deadline: float  # loop.time() by which the whole call must end
 
 
 def build_payload(call: ResponsesCall) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any, Final
 from tollway.domain.catalog import Candidate, ProviderKind
 from tollway.domain.chat_request import ChatRequest
 from tollway.domain.pricing import Usage
+from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError
-from tollway.providers.base import StreamChunk
 from tollway.providers.capabilities import TABLE, Support
 from tollway.providers.content import count, usage_of
 from tollway.providers.streaming import event_json

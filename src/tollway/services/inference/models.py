@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.domain.catalog import Candidate
+from tollway.domain.ports.providers import Providers
 from tollway.errors import ModelNotFound
-from tollway.providers.registry import AdapterRegistry
-from tollway.services.routing import CandidateRouter
+from tollway.services.inference.routing import CandidateRouter
 
 
 def _entry(slug: str, rows: tuple[Candidate, ...]) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def _entry(slug: str, rows: tuple[Candidate, ...]) -> dict[str, Any]:
 
 
 class ModelCatalogView:
-    def __init__(self, router: CandidateRouter, adapters: AdapterRegistry) -> None:
+    def __init__(self, router: CandidateRouter, adapters: Providers) -> None:
         self._router = router
         self._adapters = adapters
 

@@ -6,12 +6,11 @@ A candidate whose sealed provider key does not open for its platform is skipped 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from tollway.domain.catalog import Candidate, ModelRow, Provider
+from tollway.domain.catalog import Candidate
 from tollway.domain.platform_settings import PlatformSettings
+from tollway.domain.ports.inference import CatalogSource
 from tollway.domain.sealing import Sealer, SealError
 from tollway.services.freshness import RefreshAhead
 
@@ -19,22 +18,6 @@ log = logging.getLogger("tollway.routing")
 
 CACHE_S = 0.9
 REFRESH_AFTER_S = 0.5  # reloaded in the background from here on (services/freshness.py)
-
-
-class SealedRow(Protocol):
-    @property
-    def model(self) -> ModelRow: ...
-    @property
-    def provider(self) -> Provider: ...
-    @property
-    def config_id(self) -> str: ...
-    @property
-    def sealed_key(self) -> bytes: ...
-
-
-class CatalogSource(Protocol):
-    async def usable_rows(self, platform_id: str) -> Sequence[SealedRow]: ...
-    async def platform_settings(self, platform_id: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)

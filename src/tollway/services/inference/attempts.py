@@ -21,7 +21,7 @@ from typing import TypeVar
 from tollway.domain.catalog import Candidate
 from tollway.errors import UpstreamError, UpstreamTimeout
 from tollway.observability.context import RequestContext, current_request
-from tollway.services.breaker import DeploymentHealth
+from tollway.services.inference.breaker import DeploymentHealth
 
 T = TypeVar("T")
 

@@ -1,0 +1,70 @@
+"""The values exchanged with upstream providers (the provider contract of ``domain/ports/providers.py``).
+
+The hub format is OpenAI's chat shape: adapters take a validated ``ChatRequest`` and give back chat.completion and
+chat.completion.chunk dicts plus the usage the provider reported (``None`` when it reported none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.chat_request import ChatRequest
+from tollway.domain.image_request import ImageRequest
+from tollway.domain.pricing import Usage
+from tollway.domain.responses_request import ResponsesRequest
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    request: ChatRequest
+    candidate: Candidate
+    output_limit: int
+    request_id: str
+    session_id: str | None
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    body: dict[str, Any]
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    chunk: dict[str, Any]
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesCall:
+    """A Responses request sent to a provider's own Responses API, with the context Tollway rebuilt (SPEC §7.6)."""
+
+    request: ResponsesRequest
+    items: list[dict[str, Any]]  # the rebuilt context
+    candidate: Candidate
+    output_limit: int
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCall:
+    request: ImageRequest
+    candidate: Candidate
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One image as the provider returned it: exactly one of ``url`` (hosted or data URL) and ``b64_json``."""
+
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    images: tuple[GeneratedImage, ...]

@@ -1,0 +1,271 @@
+"""The Responses API use case (SPEC §7.6): rebuild the context from ``previous_response_id``, plan it as the chat
+request it translates to, then run the one call lifecycle, calling a provider's own Responses API where its kind
+has one and its chat adapter otherwise; answer in the Responses shape and store the result.
+
+Streams settle in the relay's ``finally`` exactly like chat streams; a stored response is written before the
+terminal event (or the JSON answer) goes out, so a GET right after a completed create finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.chat_request import ChatRequest, parse_chat_request
+from tollway.domain.estimation import delivered_bytes
+from tollway.domain.ports.inference import ResponseRepository
+from tollway.domain.ports.providers import ChatStream, Providers
+from tollway.domain.responses_chat import CHAT_TO_RESPONSES_PARAMS, chat_body
+from tollway.domain.responses_items import check_call_ids, output_as_input, prompt_token_bound
+from tollway.domain.responses_output import ResponseEventStream, new_response_id, output_of_choice, usage_json
+from tollway.domain.responses_request import ResponsesRequest
+from tollway.domain.stored_responses import Owner, StoredResponse
+from tollway.domain.tariffs import TOKENS
+from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk, UpstreamCall
+from tollway.domain.usage import CallStatus
+from tollway.errors import BelowMinValue, InvalidRequest, NotFound, ServiceUnavailable, TollwayError, UpstreamError
+from tollway.services.inference.answers import Completion, StreamedCompletion
+from tollway.services.inference.breaker import DeploymentHealth
+from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, PaidCall, token_demand
+from tollway.services.inference.chat import chat_plan
+from tollway.services.inference.streams import Opened, StreamTally, first_event, metered
+
+log = logging.getLogger("tollway.responses")
+
+
+class ResponsesService:
+    def __init__(
+        self, lifecycle: CallLifecycle, providers: Providers, health: DeploymentHealth, store: ResponseRepository
+    ) -> None:
+        self._calls = lifecycle
+        self._providers = providers
+        self._health = health  # shared with chat: the same rows, the same breakers
+        self._store = store
+        self._settings = lifecycle.settings
+
+    # -- stored responses --------------------------------------------------------------------------------------
+
+    async def get(self, ctx: CallContext, response_id: str) -> dict[str, Any]:
+        return (await self._read(_owner(ctx), response_id, None)).body
+
+    async def delete(self, ctx: CallContext, response_id: str) -> dict[str, Any]:
+        try:
+            deleted = await self._store.delete(_owner(ctx), response_id)
+        except Exception as exc:
+            raise ServiceUnavailable("The database is unreachable.") from exc
+        if not deleted:
+            raise NotFound(f"No response with id '{response_id[:64]}' was found.")
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    async def _read(self, owner: Owner, response_id: str, param: str | None) -> StoredResponse:
+        try:
+            stored = await self._store.get(owner, response_id)
+        except Exception as exc:
+            raise ServiceUnavailable("The database is unreachable.") from exc
+        if stored is None:
+            raise NotFound(f"No response with id '{response_id[:64]}' was found.", param)
+        return stored
+
+    async def _save(self, owner: Owner, items: list[dict[str, Any]], body: dict[str, Any]) -> None:
+        """Keep the result; a failure here loses only the stored copy, never the paid answer."""
+        try:
+            await self._store.save(owner, items, body)
+        except Exception:
+            log.warning("could not store response %s", body["id"], exc_info=True)
+
+    # -- create ------------------------------------------------------------------------------------------------
+
+    async def create(self, ctx: CallContext, request: ResponsesRequest) -> Completion | StreamedCompletion:
+        owner = _owner(ctx)
+        previous: list[dict[str, Any]] = []
+        if request.previous_response_id is not None:
+            stored = await self._read(owner, request.previous_response_id, "previous_response_id")
+            previous = stored.input_items + output_as_input(stored.body["output"])
+        check_call_ids(previous, request.input)
+        items = previous + request.input
+        chat = _as_chat(request, items)
+        bound = prompt_token_bound(
+            items, request.instructions, request.tools, request.text_format, self._settings.image_token_allowance
+        )
+        catalog = await self._calls.catalog(ctx)
+        try:
+            plan = chat_plan(catalog, chat, self._providers, bound, limit_param="max_output_tokens")
+        except (InvalidRequest, BelowMinValue) as error:
+            raise _renamed(error, request) from None
+        call = await self._calls.open(ctx, plan, TOKENS, token_demand(plan), self._health)
+        turn = _Turn(self, call, request, chat, items, owner)
+        with call:
+            if request.stream:
+                return await turn.stream()
+            candidate, result = await call.attempt(turn.call_once)
+            await call.confirm()
+        body = await turn.settle(candidate, result)
+        if request.store:
+            await self._save(owner, items, body)
+        return Completion(body, candidate.provider.slug, call.headers)
+
+
+class _Turn:
+    """One model turn of a Responses request: its upstream step, its settlement, and its stream relay."""
+
+    def __init__(
+        self,
+        service: ResponsesService,
+        call: PaidCall,
+        request: ResponsesRequest,
+        chat: ChatRequest,
+        items: list[dict[str, Any]],
+        owner: Owner,
+    ) -> None:
+        self.service, self.call, self.request = service, call, request
+        self.chat, self.items, self.owner = chat, items, owner
+        self.writer = ResponseEventStream(_skeleton(request))
+
+    async def call_once(self, candidate: Candidate) -> ChatResult:
+        limit = self.call.plan.limits[candidate.model.id]
+        native = self.service._providers.responses(candidate.provider.kind)
+        if native is not None:
+            return await native.create(ResponsesCall(self.request, self.items, candidate, limit, self.call.deadline))
+        ctx = self.call.ctx
+        upstream = UpstreamCall(self.chat, candidate, limit, ctx.request_id, ctx.session_id, self.call.deadline)
+        return await self.service._providers.get(candidate.provider.kind).chat(upstream)
+
+    async def open_stream(self, candidate: Candidate) -> Opened:
+        limit = self.call.plan.limits[candidate.model.id]
+        native = self.service._providers.responses(candidate.provider.kind)
+        stream: ChatStream
+        if native is not None:
+            stream = await native.stream(ResponsesCall(self.request, self.items, candidate, limit, self.call.deadline))
+        else:
+            ctx = self.call.ctx
+            upstream = UpstreamCall(self.chat, candidate, limit, ctx.request_id, ctx.session_id, self.call.deadline)
+            stream = await self.service._providers.get(candidate.provider.kind).chat_stream(upstream)
+        return await first_event(stream, candidate, self.service._settings.first_byte_timeout_s)
+
+    async def settle(self, candidate: Candidate, result: ChatResult) -> dict[str, Any]:
+        choice = result.body["choices"][0]
+        output, status, incomplete = output_of_choice(choice)
+        usage = metered(self.call.plan, result.usage, delivered_bytes(choice["message"]))
+        body = _skeleton(self.request)
+        body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_json(usage.usage))
+        outcome = Outcome(await self.call.ctx.delivered_status(), choice.get("finish_reason"))
+        self.call.settle(candidate, usage, outcome)
+        return body
+
+    async def stream(self) -> StreamedCompletion:
+        candidate, (stream, iterator, first) = await self.call.attempt(self.open_stream)
+        await self.call.confirm(stream)
+        events = self._relay(candidate, stream, iterator, first)
+        return StreamedCompletion(events, candidate.provider.slug, self.call.headers, self.drained)
+
+    def drained(self, error: TollwayError) -> list[dict[str, Any]]:
+        """A graceful shutdown cut the stream (SPEC §14.3): it ends with ``response.failed``, in sequence."""
+        return self.writer.fail(error.code, error.message)
+
+    async def _relay(
+        self, candidate: Candidate, stream: ChatStream, iterator: AsyncIterator[StreamChunk], first: StreamChunk
+    ) -> AsyncIterator[dict[str, Any] | TollwayError]:
+        """Hub chunks in, ``response.*`` events out; settles exactly once in ``finally``."""
+        call, writer = self.call, self.writer
+        tally = StreamTally(call.ctx.received_at)
+        try:
+            for event in writer.opening():
+                yield event
+            chunk: StreamChunk | None = first
+            while chunk is not None:
+                if chunk.usage is not None:
+                    tally.reported = chunk.usage
+                for choice in chunk.chunk["choices"]:
+                    if choice.get("index", 0) != 0:
+                        continue
+                    if choice.get("finish_reason"):
+                        tally.finish = choice["finish_reason"]
+                    events = writer.feed(choice["delta"])
+                    if events:
+                        tally.first_token()
+                    for event in events:
+                        yield event
+                tally.delivered = writer.delivered_bytes
+                call.checkpoint(candidate, tally.delivered, tally.reported)
+                chunk = await anext(iterator, None)
+            usage = metered(call.plan, tally.reported, writer.delivered_bytes)
+            terminal = writer.finish(tally.finish, usage.usage)
+            tally.status = CallStatus.SUCCESS
+            if self.request.store:
+                await self.service._save(self.owner, self.items, writer.response)
+            for event in terminal:
+                yield event
+        except UpstreamError as error:
+            tally.error_code = error.code
+            for event in writer.fail(error.code, error.message):
+                yield event
+        finally:
+            stream.close()
+            tally.delivered = writer.delivered_bytes
+            tally.settle(call, candidate)
+
+
+def _owner(ctx: CallContext) -> Owner:
+    return Owner(ctx.platform_id, ctx.principal.end_user_id)
+
+
+def _skeleton(request: ResponsesRequest) -> dict[str, Any]:
+    """The result object before its output (SPEC §7.6), echoing the request's settings as OpenAI does."""
+    text_format = request.text_format or {"type": "text"}
+    return {
+        "id": new_response_id(),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "model": request.model,
+        "output": [],
+        "usage": None,
+        "previous_response_id": request.previous_response_id,
+        "incomplete_details": None,
+        "error": None,
+        "metadata": request.metadata,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "parallel_tool_calls": True if request.parallel_tool_calls is None else request.parallel_tool_calls,
+        "reasoning": {"effort": request.reasoning_effort},
+        "store": request.store,
+        "temperature": request.temperature,
+        "text": {"format": text_format},
+        "tool_choice": request.tool_choice or "auto",
+        "tools": request.tools,
+        "top_p": request.top_p,
+        "user": request.user,
+    }
+
+
+def _as_chat(request: ResponsesRequest, items: list[dict[str, Any]]) -> ChatRequest:
+    """The hub request every adapter, the holds and the usage log work from."""
+    try:
+        return parse_chat_request(chat_body(request, items))
+    except InvalidRequest as error:
+        raise _renamed(error, request) from None
+
+
+def _renamed(error: TollwayError, request: ResponsesRequest) -> TollwayError:
+    """An error found on the chat form of the request, pointed at the Responses field it came from."""
+    param = error.param
+    if param is None:
+        return error
+    head, _, rest = param.partition(".")
+    base = head.partition("[")[0]
+    if base == "response_format":
+        new = request.format_param
+    elif base == "tools" and rest.startswith("function."):
+        new = f"{head}.{rest.removeprefix('function.')}"
+    elif param == "tool_choice.function.name":
+        new = "tool_choice.name"
+    else:
+        new = CHAT_TO_RESPONSES_PARAMS.get(base, param)
+    if new != param:
+        error.message = error.message.replace(f"'{param}'", f"'{new}'").replace(f"{param} ", f"{new} ")
+        error.args = (error.message,)
+        error.param = new
+    return error

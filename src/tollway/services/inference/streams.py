@@ -1,0 +1,73 @@
+"""What every streamed paid call shares: waiting for the first upstream event (until then a failure can still fall
+back), counting what was delivered, and the one settlement in the relay's ``finally`` (SPEC §7.3, §9.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.estimation import ceil_quarter, estimate_completion_tokens
+from tollway.domain.ports.providers import ChatStream
+from tollway.domain.pricing import Usage
+from tollway.domain.tariffs import Metered
+from tollway.domain.upstream import StreamChunk
+from tollway.domain.usage import CallStatus
+from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.services.inference.call import Outcome, PaidCall, Plan
+
+Opened = tuple[ChatStream, AsyncIterator[StreamChunk], StreamChunk]
+
+
+async def first_event(stream: ChatStream, candidate: Candidate, timeout_s: float) -> Opened:
+    """Wait for the stream's first event (first-byte timeout); the stream is closed when none comes."""
+    iterator = aiter(stream)
+    try:
+        async with asyncio.timeout(timeout_s):
+            first = await anext(iterator)
+    except TimeoutError as exc:
+        stream.close()
+        raise UpstreamTimeout(f"Upstream provider '{candidate.provider.slug}' sent no event.") from exc
+    except StopAsyncIteration as exc:
+        stream.close()
+        raise UpstreamError(f"Upstream provider '{candidate.provider.slug}' sent an empty stream.") from exc
+    except BaseException:
+        stream.close()
+        raise
+    return stream, iterator, first
+
+
+def metered(plan: Plan, reported: Usage | None, delivered_bytes: int) -> Metered:
+    """The usage the provider reported, else an estimate from the prompt bound and the bytes delivered (§9.4)."""
+    if reported is not None:
+        return Metered(reported, "reported")
+    return Metered(Usage(ceil_quarter(plan.prompt_bound), estimate_completion_tokens(delivered_bytes)), "estimated")
+
+
+@dataclass(slots=True)
+class StreamTally:
+    """What a relay has seen so far; ``settle`` turns it into the call's one settlement."""
+
+    received_at: float
+    delivered: int = 0  # bytes of content delivered to the client
+    reported: Usage | None = None
+    finish: str | None = None
+    status: CallStatus = CallStatus.INTERRUPTED  # until the stream ends normally
+    error_code: str | None = None
+    ttft_ms: int | None = None
+
+    def first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = int((time.perf_counter() - self.received_at) * 1000)
+
+    def settle(self, call: PaidCall, candidate: Candidate) -> None:
+        """Called once from the relay's ``finally``: a stream cut before any output is billed for its prompt."""
+        finish = self.finish
+        if self.status is CallStatus.INTERRUPTED and finish is None:
+            finish = "stop"
+        usage = metered(call.plan, self.reported, self.delivered)
+        if self.status is CallStatus.INTERRUPTED and self.delivered == 0 and self.reported is None:
+            usage = Metered(Usage(ceil_quarter(call.plan.prompt_bound), 0), "estimated")
+        call.settle(candidate, usage, Outcome(self.status, finish, self.error_code), self.ttft_ms)
