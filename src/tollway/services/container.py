@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.domain.sealing import Sealer
 from tollway.observability.metrics import Metrics
 from tollway.services.auth import Authenticator
 from tollway.services.images import ImagesService
 from tollway.services.inference import InferenceService
+from tollway.services.management import Management
 from tollway.services.models import ModelCatalogView
 from tollway.services.ratelimit import RateLimiter
 from tollway.services.responses import ResponsesService
@@ -30,9 +30,9 @@ class Services:
     responses: ResponsesService
     images: ImagesService
     models: ModelCatalogView
+    management: Management
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]
     # Transitional, removed as management and operations move behind ports:
     engine: AsyncEngine
-    sealer: Sealer
     rate_limiter: RateLimiter
