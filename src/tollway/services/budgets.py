@@ -1,6 +1,7 @@
 """End-user budgets as a platform manages them (SPEC §5.5, §9.5, §9.8): strict bodies with money by §9.1, creation,
-reads with the lazy period reset, and the writes (topup, debit, PATCH) as actions that run inside the transaction an
-``Idempotency`` gives them, so that their ledger rows and the idempotency record commit together."""
+reads with the lazy period reset, and the writes (topup, debit, PATCH) as actions that run inside the unit of work an
+``Idempotency`` gives them, so that their ledger rows and the idempotency record commit together. The rules
+themselves are ``domain/budget_changes.py``; this module locks, asks, and has the repository write the result."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def idempotent_request(
 
 class Idempotency:
     def __init__(self, claims: IdempotencyClaims, unit_of_work: UnitOfWorkFactory) -> None:
-        self._store = claims
+        self._claims = claims
         self._unit_of_work = unit_of_work
 
     async def execute(
@@ -115,7 +115,7 @@ class Idempotency:
         if request is None:
             response = await self._run(action, render)
             return Outcome(response.status, response.body, replayed=False)
-        claimed = await self._store.claim(request.identity, request.fingerprint, now or utcnow(), CLAIM_LEASE)
+        claimed = await self._claims.claim(request.identity, request.fingerprint, now or utcnow(), CLAIM_LEASE)
         if not isinstance(claimed, Claim):
             if claimed.fingerprint != request.fingerprint:
                 raise IdempotencyKeyMismatch(
@@ -131,12 +131,12 @@ class Idempotency:
             raise IdempotencyInProgress(f"A request with this {HEADER} is still being processed.", HEADER) from None
         except TollwayError as error:
             if error.status in _NOT_STORED or error.status >= 500:
-                await self._store.release(claimed)
+                await self._claims.release(claimed)
             else:
-                await self._store.store(claimed, StoredResponse(error.status, orjson.dumps(error.body())), expires_at)
+                await self._claims.store(claimed, StoredResponse(error.status, orjson.dumps(error.body())), expires_at)
             raise
         except Exception:
-            await self._store.release(claimed)
+            await self._claims.release(claimed)
             raise
         return Outcome(response.status, response.body, replayed=False)
 
