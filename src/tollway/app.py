@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.domain.ports.ratelimit import RateLimitBackend
+from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http import fastpath
 from tollway.http.cors import InferenceCORS
@@ -26,9 +27,15 @@ from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.providers.registry import AdapterRegistry
+from tollway.services.accounts import Accounts
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
+from tollway.services.budgets import Budgets
+from tollway.services.catalog_admin import CatalogAdmin
 from tollway.services.container import Services
+from tollway.services.credentials import LlmConfigs, PlatformKeys
+from tollway.services.end_users import EndUsers
+from tollway.services.idempotency import Idempotency
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
 from tollway.services.inference.chat import ChatCompletions
@@ -36,18 +43,29 @@ from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.inference.routing import CandidateRouter
+from tollway.services.management import Management
+from tollway.services.platforms import Platforms
+from tollway.services.rate_overrides import RateLimitOverrides
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
+from tollway.services.webhooks import Webhooks
 from tollway.settings import Settings, redis_endpoint
 from tollway.storage.money.writer import MoneyWriter
 from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit.redis import RedisRateLimitBackend
-from tollway.storage.sql.budgets import reset_due_budgets
+from tollway.storage.sql.api_keys import ApiKeyStore
+from tollway.storage.sql.budgets import BudgetStore, reset_due_budgets
 from tollway.storage.sql.catalog import CatalogStore
+from tollway.storage.sql.catalog_admin import CatalogAdminStore
 from tollway.storage.sql.db import create_engine
-from tollway.storage.sql.idempotency import prune_idempotency
+from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.idempotency import IdempotencyStore, prune_idempotency
 from tollway.storage.sql.keystore import KeyStore
+from tollway.storage.sql.ledger import LedgerStore
+from tollway.storage.sql.llm_configs import LlmConfigStore
 from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
+from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
 from tollway.workers.periodic import every
@@ -63,6 +81,7 @@ class Runtime:
 
     settings: Settings
     engine: AsyncEngine
+    sealer: Sealer
     keys: KeyStore
     money: MoneyWriter
     rate_limiter: RateLimiter
@@ -129,7 +148,8 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     authenticator = Authenticator(keys, digest_source, settings.auth_failure_limit)
     router = CandidateRouter(CatalogStore(engine), sealer)
     money = MoneyWriter(settings, engine)
-    limiter = _rate_limiter(settings, engine, metrics)
+    overrides = RateOverrideStore(engine)
+    limiter = _rate_limiter(settings, overrides, metrics)
     http = _upstream_session(settings)
     adapters = AdapterRegistry(http, settings)
     calls = CallLifecycle(settings, router, money, limiter, metrics)
@@ -152,15 +172,35 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         responses=responses,
         images=images,
         models=ModelCatalogView(router, adapters),
+        management=_management(settings, engine, sealer, overrides),
         invalidate_caches=invalidate_caches,
         engine=engine,
-        sealer=sealer,
         rate_limiter=limiter,
     )
-    return Runtime(settings, engine, keys, money, limiter, http, services)
+    return Runtime(settings, engine, sealer, keys, money, limiter, http, services)
 
 
-def _rate_limiter(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> RateLimiter:
+def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrides: RateOverrideStore) -> Management:
+    """The management use cases over their SQL repositories; the unit of work is one transaction per operation."""
+
+    def unit_of_work() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine)
+
+    return Management(
+        catalog=CatalogAdmin(CatalogAdminStore(engine)),
+        platforms=Platforms(PlatformStore(engine)),
+        platform_keys=PlatformKeys(ApiKeyStore(engine)),
+        llm_configs=LlmConfigs(LlmConfigStore(engine), sealer),
+        accounts=Accounts(LedgerStore(engine)),
+        end_users=EndUsers(EndUserStore(engine)),
+        budgets=Budgets(BudgetStore(engine), unit_of_work),
+        idempotency=Idempotency(IdempotencyStore(engine), unit_of_work),
+        webhooks=Webhooks(WebhookStore(engine), sealer, allow_private=settings.allow_private_urls),
+        rate_limits=RateLimitOverrides(overrides),
+    )
+
+
+def _rate_limiter(settings: Settings, overrides: RateOverrideStore, metrics: Metrics) -> RateLimiter:
     """In-process limits in embedded mode; Redis (with a local fallback share when it is down) for scale-out."""
     backend: RateLimitBackend = InProcessRateLimitBackend()
     if settings.redis_url:
@@ -168,7 +208,7 @@ def _rate_limiter(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> 
             redis_endpoint(settings.redis_url), busy_poll_s=settings.redis_busy_poll_us / 1_000_000
         )
         backend = FailoverBackend(redis, InProcessRateLimitBackend(), settings.expected_instances, metrics=metrics)
-    return RateLimiter(backend, LimitCache(RateOverrideStore(engine)), metrics)
+    return RateLimiter(backend, LimitCache(overrides), metrics)
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
@@ -191,7 +231,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         engine = runtime.engine
         hooks = webhook_session(settings.allow_private_urls)  # its own guarded connector (SPEC §11.5)
         dispatcher = WebhookDispatcher(
-            WebhookStore(engine), services.sealer, hooks, settings.webhook_retry_delays, metrics=metrics
+            WebhookStore(engine), runtime.sealer, hooks, settings.webhook_retry_delays, metrics=metrics
         )
         runtime.background += [
             asyncio.create_task(dispatcher.run()),

@@ -36,9 +36,11 @@ from hypothesis.stateful import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import STORES, database_url_for, make_settings
+from tollway.domain.budget_changes import BudgetPatch
 from tollway.domain.budgets import BudgetSpec, period_start_at
 from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, Refusal, Release, Settlement
 from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.ports.management import Action
 from tollway.domain.pricing import Prices
 from tollway.domain.usage import CallStatus, UsageRecord
 from tollway.errors import BudgetExhausted, InvalidRequest
@@ -46,13 +48,13 @@ from tollway.services.budgets import Budgets, Movement
 from tollway.services.end_users import EndUsers
 from tollway.services.platforms import Platforms
 from tollway.storage.money.writer import MoneyWriter
-from tollway.storage.sql.budgets import BudgetPatch, BudgetStore, reset_due_budgets
+from tollway.storage.sql.budgets import BudgetStore, reset_due_budgets
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.end_users import EndUserStore
-from tollway.storage.sql.idempotency import Action
 from tollway.storage.sql.migrate import upgrade
 from tollway.storage.sql.tables import budget_transactions, budgets, wallet_transactions, wallets
 from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 
 USD = 10**9
 START = datetime(2026, 1, 30, 18, 0, tzinfo=UTC)  # near a month's end, so monthly boundaries come up quickly
@@ -133,6 +135,18 @@ def harness(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         runner.close()
 
 
+def _budgets(engine: AsyncEngine) -> Budgets:
+    return Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
+
+
+async def _commit(engine: AsyncEngine, action: Action[Any]) -> Any:
+    """``action`` in a unit of work of its own, committed (as an operation without an Idempotency-Key runs)."""
+    async with SqlUnitOfWork(engine) as uow:
+        result = await action(uow)
+        await uow.commit()
+    return result
+
+
 async def _start(money: MoneyWriter) -> None:
     money.start()
 
@@ -158,7 +172,7 @@ class BudgetMachine(RuleBasedStateMachine):
     def __init__(self, harness: Harness) -> None:
         super().__init__()
         self.h = harness
-        self.budgets = Budgets(BudgetStore(harness.engine))
+        self.budgets = _budgets(harness.engine)
         self.now = START
         harness.clock[0] = START
         self.holds: dict[str, tuple[str, int]] = {}  # request id -> (hold id, budget n$ held)
@@ -170,11 +184,7 @@ class BudgetMachine(RuleBasedStateMachine):
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def _in_transaction(self, action: Action[Any]) -> Any:
-        async def run() -> Any:
-            async with self.h.engine.begin() as conn:
-                return await action(conn)
-
-        return self.h.run(run())
+        return self.h.run(_commit(self.h.engine, action))
 
     def _raw_budget(self) -> dict[str, Any]:
         async def read() -> dict[str, Any]:
@@ -370,7 +380,7 @@ def test_budget_state_machine(harness: Harness) -> None:
 def test_reset_job_resets_every_due_budget_once(harness: Harness) -> None:
     """``reset_due_budgets``: every active daily/monthly budget past its boundary gets one reset row; one-time,
     inactive and current budgets are left alone; running it again finds nothing."""
-    store = Budgets(BudgetStore(harness.engine))
+    store = _budgets(harness.engine)
     users = EndUsers(EndUserStore(harness.engine))
     start = datetime(2026, 3, 10, 12, tzinfo=UTC)
     ids: dict[str, str] = {}
@@ -393,20 +403,14 @@ def test_reset_job_resets_every_due_budget_once(harness: Harness) -> None:
         return row.max_nanos, row.used_nanos, row.period_start.replace(tzinfo=UTC), int(resets)
 
     async def use(end_user_id: str) -> None:
-        async with harness.engine.begin() as conn:
-            action = store.debit(harness.platform_id, end_user_id, Movement(USD, "use"), start)
-            await action(conn)
+        await _commit(harness.engine, store.debit(harness.platform_id, end_user_id, Movement(USD, "use"), start))
 
     for end_user_id in ids.values():
         harness.run(use(end_user_id))
     assert all(harness.run(state(end_user_id))[3] == 0 for end_user_id in ids.values())
     off_patch = store.update(harness.platform_id, ids["off"], BudgetPatch(is_active=False), start)
 
-    async def deactivate() -> None:
-        async with harness.engine.begin() as conn:
-            await off_patch(conn)
-
-    harness.run(deactivate())
+    harness.run(_commit(harness.engine, off_patch))
     later = datetime(2026, 5, 2, 0, 0, 30, tzinfo=UTC)  # daily and monthly boundaries long passed
     harness.run(reset_due_budgets(harness.engine, start))  # the state machine's budgets share this database
     assert harness.run(reset_due_budgets(harness.engine, start)) == 0
@@ -429,7 +433,7 @@ def test_low_balance_arming_and_the_event_hook(harness: Harness, monkeypatch: py
         fired.append((transaction["type"], [str(event) for event in events]))
 
     monkeypatch.setattr("tollway.storage.sql.budgets.record_events", capture)
-    store = Budgets(BudgetStore(harness.engine))
+    store = _budgets(harness.engine)
     now = datetime(2026, 7, 15, 12, tzinfo=UTC)
     creation, _ = harness.run(
         EndUsers(EndUserStore(harness.engine)).create(harness.platform_id, {"external_id": f"low-{uuid.uuid4()}"})
@@ -441,11 +445,11 @@ def test_low_balance_arming_and_the_event_hook(harness: Harness, monkeypatch: py
 
     def step(action: Action[Any]) -> bool:
         async def run() -> bool:
-            async with harness.engine.begin() as conn:
-                await action(conn)
-                row = (
-                    await conn.execute(sa.select(budgets.c.low_balance_armed).where(budgets.c.end_user_id == user))
-                ).one()
+            async with SqlUnitOfWork(harness.engine) as uow:
+                await action(uow)
+                query = sa.select(budgets.c.low_balance_armed).where(budgets.c.end_user_id == user)
+                row = (await uow.connection.execute(query)).one()
+                await uow.commit()
                 return bool(row.low_balance_armed)
 
         return harness.run(run())  # type: ignore[no-any-return]

@@ -27,17 +27,13 @@ import sqlalchemy as sa
 from tests.integration.test_budgets_api import _count, _execute, ledger, with_budget
 from tests.integration.test_platform_api import Tenant, _ok, assert_error, bad_request, make_tenant
 from tests.support.servers import GatewayServer
+from tollway.domain.idempotency import Claim, IdempotencyIdentity, StoredResponse
 from tollway.errors import IdempotencyInProgress
 from tollway.services.idempotency import CLAIM_LEASE, Idempotency, fingerprint, idempotent_request
 from tollway.storage.sql.db import create_engine
-from tollway.storage.sql.idempotency import (
-    Claim,
-    IdempotencyIdentity,
-    IdempotencyStore,
-    StoredResponse,
-    prune_idempotency,
-)
+from tollway.storage.sql.idempotency import IdempotencyStore, prune_idempotency
 from tollway.storage.sql.tables import budget_transactions, budgets, idempotency_keys, wallet_transactions
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 
 
 @pytest.fixture(scope="module")
@@ -353,12 +349,12 @@ def test_service_level_in_progress_and_a_lost_claim(gateway: GatewayServer, tena
 
     async def scenario() -> None:
         engine = create_engine(gateway.settings)
-        service = Idempotency(IdempotencyStore(engine))
+        service = Idempotency(IdempotencyStore(engine), lambda: SqlUnitOfWork(engine))
         entered, release = asyncio.Event(), asyncio.Event()
 
-        async def action(conn: Any) -> str:
+        async def action(uow: Any) -> str:
             # Runs after the claim committed: once ``entered`` is set, the key is in progress.
-            await conn.execute(sa.insert(budget_transactions).values(_marker_row(tenant.id, budget_id)))
+            await uow.connection.execute(sa.insert(budget_transactions).values(_marker_row(tenant.id, budget_id)))
             entered.set()
             await release.wait()
             return "ran"

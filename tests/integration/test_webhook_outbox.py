@@ -20,10 +20,12 @@ from tests.support.servers import running_gateway
 from tests.support.webhook_receiver import WebhookReceiver
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.sealing import Sealer
+from tollway.services.budgets import Budgets, Movement
 from tollway.settings import Settings, decode_secret_key
-from tollway.storage.sql.budgets import topup
+from tollway.storage.sql.budgets import BudgetStore
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.tables import webhook_deliveries, webhook_events
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.webhooks import WebhookDispatcher, webhook_session
 
@@ -83,10 +85,13 @@ async def engine(seeded: Seeded) -> AsyncIterator[AsyncEngine]:
 
 async def _commit_topups(engine: AsyncEngine, seeded: Seeded, count: int = 1) -> None:
     """Ledger commits whose process then 'dies' before any dispatcher runs."""
+    budgets = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
     for _ in range(count):
-        async with engine.begin() as conn:
-            change = await topup(conn, seeded.platform_id, seeded.end_user_id, 1_000_000_000, utcnow())
+        async with SqlUnitOfWork(engine) as uow:
+            topup = budgets.topup(seeded.platform_id, seeded.end_user_id, Movement(1_000_000_000, None), utcnow())
+            change = await topup(uow)
             assert change is not None
+            await uow.commit()
 
 
 def _dispatcher(engine: AsyncEngine, seeded: Seeded, clock: Clock, session: aiohttp.ClientSession) -> WebhookDispatcher:

@@ -11,14 +11,12 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.domain.tenancy import Principal
 from tollway.http.guards import require_end_user
-from tollway.http.management import render, wiring
+from tollway.http.management import render
 from tollway.http.management.end_users import render_budget
 from tollway.http.management.params import page_body, paging, query_text, query_time
 from tollway.http.responses import json_response
-from tollway.http.state import services
+from tollway.http.state import management
 from tollway.services.accounts import LogFilters
-from tollway.services.budgets import Budgets
-from tollway.storage.sql.budgets import BudgetStore
 
 # What the platform sees but its end users do not (§6).
 _HIDDEN_USAGE_FIELDS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")
@@ -31,7 +29,7 @@ def _owner(principal: Principal) -> tuple[str, str]:
 
 async def my_budget(request: Request) -> Response:
     platform_id, end_user_id = _owner(await require_end_user(request))
-    budget = await Budgets(BudgetStore(services(request).engine)).get_active(platform_id, end_user_id)
+    budget = await management(request).budgets.get_active(platform_id, end_user_id)
     return json_response(render_budget(budget))
 
 
@@ -53,7 +51,7 @@ async def my_usage(request: Request) -> Response:
         since=query_time(request, "since"),
         until=query_time(request, "until"),
     )
-    rows, total = await wiring.accounts(request).usage_logs(platform_id, filters, pages.offset, pages.limit)
+    rows, total = await management(request).accounts.usage_logs(platform_id, filters, pages.offset, pages.limit)
     return json_response(page_body([_usage_row(row) for row in rows], total, pages))
 
 

@@ -9,16 +9,13 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.http.guards import require_end_user
 from tollway.http.responses import json_response
-from tollway.http.state import services
-from tollway.services.ratelimit import RateLimitOverrides
-from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.http.state import management
 
 
 async def my_rate_limits(request: Request) -> Response:
     principal = await require_end_user(request)
     assert principal.platform_id is not None and principal.end_user_id is not None  # an end-user key has both
-    overrides = RateLimitOverrides(RateOverrideStore(services(request).engine))
-    effective = await overrides.effective(principal.platform_id, principal.end_user_id)
+    effective = await management(request).rate_limits.effective(principal.platform_id, principal.end_user_id)
     limits = effective.limits
     return json_response(
         {

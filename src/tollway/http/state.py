@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from tollway.http.drain import Drain
 from tollway.services.container import Services
+from tollway.services.management import Management
 
 
 def services(request: Request) -> Services:
@@ -16,3 +17,8 @@ def services(request: Request) -> Services:
 
 def drain(request: Request) -> Drain:
     return cast(Drain, request.app.state.drain)
+
+
+def management(request: Request) -> Management:
+    """The management use cases (SPEC §4–§6)."""
+    return services(request).management

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from tollway.domain.conflicts import BalanceOverflow
+from tollway.domain.ports.management import Action, UnitOfWork, WalletReads
+from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.sql.idempotency import Action
-from tollway.storage.sql.ledger import BalanceOverflow, LedgerStore, credit_wallet
-from tollway.storage.sql.paging import Record
 
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage")
@@ -49,7 +47,7 @@ class LogFilters:
 
 
 class Accounts:
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: WalletReads) -> None:
         self._store = store
 
     def topup_action(
@@ -58,10 +56,9 @@ class Accounts:
         """The operator top-up (§4.3) as an action inside a caller's transaction, the one an Idempotency-Key record
         commits in (§9.7): credits the wallet and appends its ``topup`` row."""
 
-        async def run(conn: AsyncConnection) -> tuple[Record, Record]:
+        async def run(uow: UnitOfWork) -> tuple[Record, Record]:
             try:
-                result = await credit_wallet(
-                    conn,
+                result = await uow.wallets.credit(
                     platform_id,
                     topup.amount_nanos,
                     description=topup.description,

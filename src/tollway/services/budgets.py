@@ -1,6 +1,7 @@
 """End-user budgets as a platform manages them (SPEC §5.5, §9.5, §9.8): strict bodies with money by §9.1, creation,
-reads with the lazy period reset, and the writes (topup, debit, PATCH) as actions that run inside the transaction an
-``Idempotency`` gives them, so that their ledger rows and the idempotency record commit together."""
+reads with the lazy period reset, and the writes (topup, debit, PATCH) as actions that run inside the unit of work an
+``Idempotency`` gives them, so that their ledger rows and the idempotency record commit together. The rules
+themselves are ``domain/budget_changes.py``; this module locks, asks, and has the repository write the result."""
 
 from __future__ import annotations
 
@@ -9,28 +10,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from tollway.domain.budgets import BudgetSpec, BudgetTxnType, replenish_violation
-from tollway.domain.clock import utcnow
-from tollway.domain.money import format_usd
-from tollway.domain.platform_settings import BudgetPeriod
-from tollway.errors import BudgetExhausted, InvalidRequest, NotFound
-from tollway.services import fields as f
-from tollway.storage.sql import budgets as store
-from tollway.storage.sql.budgets import (
+from tollway.domain.budget_changes import (
     BudgetChange,
-    BudgetExists,
     BudgetOverflow,
     BudgetPatch,
     BudgetRow,
     BudgetRuleViolation,
-    BudgetStore,
     InsufficientBudget,
     MaxBelowMinimum,
+    debited,
+    opened,
+    patched,
+    reset_if_due,
+    topped_up,
 )
-from tollway.storage.sql.idempotency import Action
-from tollway.storage.sql.paging import Record
+from tollway.domain.budgets import BudgetSpec, BudgetTxnType, replenish_violation
+from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import BudgetExists
+from tollway.domain.money import format_usd
+from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.ports.management import Action, BudgetReads, UnitOfWork, UnitOfWorkFactory
+from tollway.domain.records import Record
+from tollway.errors import BudgetExhausted, InvalidRequest, NotFound
+from tollway.services import fields as f
 
 TXN_TYPES: Final = tuple(t.value for t in BudgetTxnType)
 REASON_MAX: Final = 500
@@ -81,7 +83,7 @@ def parse_spec(body: Mapping[str, Any]) -> BudgetSpec:
 
 def parse_patch(body: Mapping[str, Any]) -> BudgetPatch:
     """PATCH …/budget: only the fields present change; rules that depend on the stored budget are checked under its
-    lock (``storage.budgets.update``)."""
+    lock (``Budgets.update``)."""
     f.check_keys(body, _PATCH_FIELDS, read_only=_READ_ONLY)
     max_nanos = f.as_usd(body["max_usd"], "max_usd", allow_zero=True) if "max_usd" in body else None
     return BudgetPatch(
@@ -122,31 +124,45 @@ def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Budgets:
-    def __init__(self, budget_store: BudgetStore) -> None:
-        self._store = budget_store
+    def __init__(self, reads: BudgetReads, unit_of_work: UnitOfWorkFactory) -> None:
+        self._reads = reads
+        self._unit_of_work = unit_of_work
 
     async def create(
         self, platform_id: str, end_user_id: str, spec: BudgetSpec, now: datetime | None = None
     ) -> BudgetChange:
+        step = opened(platform_id, end_user_id, spec, now or utcnow())
         try:
-            created = await self._store.create(platform_id, end_user_id, spec, now or utcnow())
+            async with self._unit_of_work() as uow:
+                if not await uow.end_users.is_live(platform_id, end_user_id):
+                    raise NotFound("No end user with this id.")
+                await uow.budgets.open(step)
+                await uow.commit()
         except BudgetExists:
             raise InvalidRequest("This end user already has a budget; change it with PATCH.") from None
-        if created is None:
-            raise NotFound("No end user with this id.")
-        return created
+        return step.change
 
     async def get(self, platform_id: str, end_user_id: str, now: datetime | None = None) -> BudgetRow:
-        budget = await self._store.get(platform_id, end_user_id, now or utcnow())
+        budget = await self._current(platform_id, end_user_id, now or utcnow())
         if budget is None:
             raise NotFound(_NO_BUDGET)
         return budget
 
     async def get_active(self, platform_id: str, end_user_id: str, now: datetime | None = None) -> BudgetRow:
         """The budget inference applies (§6 ``/v1/me/budget``): 404 when none is active."""
-        budget = await self._store.get(platform_id, end_user_id, now or utcnow())
+        budget = await self._current(platform_id, end_user_id, now or utcnow())
         if budget is None or not budget.is_active:
             raise NotFound("You have no active budget.")
+        return budget
+
+    async def _current(self, platform_id: str, end_user_id: str, now: datetime) -> BudgetRow | None:
+        """The current budget; a due reset is applied (and committed) first, so reads never show a stale period."""
+        budget = await self._reads.find(platform_id, end_user_id)
+        if budget is None or reset_if_due(budget, now) is None:
+            return budget
+        async with self._unit_of_work() as uow:
+            budget = await _locked(uow, platform_id, end_user_id, now)
+            await uow.commit()
         return budget
 
     async def transactions(
@@ -162,64 +178,63 @@ class Budgets:
         if txn_type is not None and txn_type not in TXN_TYPES:
             raise InvalidRequest(f"type must be one of {', '.join(TXN_TYPES)}.", "type")
         budget = await self.get(platform_id, end_user_id)  # applies a due reset, so its row is listed
-        return await self._store.transactions(
+        return await self._reads.transactions(
             budget.id, txn_type=txn_type, since=since, until=until, offset=offset, limit=limit
         )
 
     def topup(
         self, platform_id: str, end_user_id: str, movement: Movement, now: datetime | None = None
     ) -> Action[BudgetChange]:
-        async def run(conn: AsyncConnection) -> BudgetChange:
+        """Raises ``max`` (works while suspended or inactive), inside the caller's unit of work."""
+
+        async def run(uow: UnitOfWork) -> BudgetChange:
+            at = now or utcnow()
+            budget = await _locked(uow, platform_id, end_user_id, at)
+            if budget is None:
+                raise NotFound(_NO_BUDGET)
             try:
-                change = await store.topup(
-                    conn,
-                    platform_id,
-                    end_user_id,
-                    movement.amount_nanos,
-                    now or utcnow(),
-                    reason=movement.reason,
-                    metadata=movement.metadata,
-                )
+                step = topped_up(budget, movement.amount_nanos, at, reason=movement.reason, metadata=movement.metadata)
             except BudgetOverflow:
                 raise InvalidRequest("This top-up would exceed the largest budget.", "amount_usd") from None
-            if change is None:
-                raise NotFound(_NO_BUDGET)
-            return change
+            await uow.budgets.apply(step)
+            return step.change
 
         return run
 
     def debit(
         self, platform_id: str, end_user_id: str, movement: Movement, now: datetime | None = None
     ) -> Action[BudgetChange]:
-        async def run(conn: AsyncConnection) -> BudgetChange:
+        """Raises ``used``, at most by what is available; a refusal rolls the unit of work back (also a reset the
+        lock applied), so nothing is written."""
+
+        async def run(uow: UnitOfWork) -> BudgetChange:
             assert movement.reason is not None
+            at = now or utcnow()
+            budget = await _locked(uow, platform_id, end_user_id, at)
+            if budget is None:
+                raise NotFound(_NO_BUDGET)
             try:
-                change = await store.debit(
-                    conn,
-                    platform_id,
-                    end_user_id,
-                    movement.amount_nanos,
-                    now or utcnow(),
-                    reason=movement.reason,
-                    metadata=movement.metadata,
-                )
+                step = debited(budget, movement.amount_nanos, at, reason=movement.reason, metadata=movement.metadata)
             except InsufficientBudget as exc:
                 available = format_usd(exc.available_nanos)
                 raise BudgetExhausted(
                     f"amount_usd exceeds the budget's available {available} USD; nothing was debited.", "amount_usd"
                 ) from None
-            if change is None:
-                raise NotFound(_NO_BUDGET)
-            return change
+            await uow.budgets.apply(step)
+            return step.change
 
         return run
 
     def update(
         self, platform_id: str, end_user_id: str, patch: BudgetPatch, now: datetime | None = None
     ) -> Action[BudgetRow]:
-        async def run(conn: AsyncConnection) -> BudgetRow:
+        async def run(uow: UnitOfWork) -> BudgetRow:
+            at = now or utcnow()
+            budget = await _locked(uow, platform_id, end_user_id, at)
+            if budget is None:
+                raise NotFound(_NO_BUDGET)
             try:
-                budget = await store.update(conn, platform_id, end_user_id, patch, now or utcnow())
+                step = patched(budget, patch, at)
             except MaxBelowMinimum as exc:
                 minimum = format_usd(exc.minimum_nanos)
                 raise InvalidRequest(
@@ -227,8 +242,19 @@ class Budgets:
                 ) from None
             except BudgetRuleViolation as exc:
                 raise InvalidRequest(exc.message, exc.param) from None
-            if budget is None:
-                raise NotFound(_NO_BUDGET)
-            return budget
+            await uow.budgets.apply(step)
+            return step.budget
 
         return run
+
+
+async def _locked(uow: UnitOfWork, platform_id: str, end_user_id: str, now: datetime) -> BudgetRow | None:
+    """The budget locked in ``uow`` with its due period reset applied first (§9.8), as every operation sees it."""
+    budget = await uow.budgets.lock(platform_id, end_user_id)
+    if budget is None:
+        return None
+    reset = reset_if_due(budget, now)
+    if reset is None:
+        return budget
+    await uow.budgets.apply(reset)
+    return reset.budget

@@ -9,9 +9,10 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from tollway.domain.catalog import DEFAULT_BASE_URLS, ModelRow, Provider, ProviderKind
+from tollway.domain.conflicts import Duplicate, StillReferenced
+from tollway.domain.ports.management import CatalogRepository
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.sql.catalog_admin import CatalogAdminStore, Duplicate, StillReferenced
 
 PROVIDER_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MODEL_SLUG: Final = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
@@ -67,7 +68,7 @@ def _default_base_url(kind: ProviderKind) -> str:
 
 
 class CatalogAdmin:
-    def __init__(self, store: CatalogAdminStore) -> None:
+    def __init__(self, store: CatalogRepository) -> None:
         self._store = store
 
     # -- providers ---------------------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.domain.sealing import Sealer
 from tollway.observability.metrics import Metrics
 from tollway.services.auth import Authenticator
 from tollway.services.inference.chat import ChatCompletions
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
 from tollway.services.inference.responses import ResponsesService
+from tollway.services.management import Management
 from tollway.services.ratelimit import RateLimiter
 from tollway.settings import Settings
 
@@ -30,9 +30,9 @@ class Services:
     responses: ResponsesService
     images: ImagesService
     models: ModelCatalogView
+    management: Management
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]
     # Transitional, removed as management and operations move behind ports:
     engine: AsyncEngine
-    sealer: Sealer
     rate_limiter: RateLimiter

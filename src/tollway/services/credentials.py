@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import ProviderUnavailable
 from tollway.domain.keys import PLATFORM_SCOPES, KeyKind, display_prefix, generate_raw_key, key_digest
+from tollway.domain.ports.management import ApiKeyRepository, LlmConfigRepository
+from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.sql.api_keys import ApiKeyStore
-from tollway.storage.sql.llm_configs import LlmConfigStore, ProviderUnavailable
-from tollway.storage.sql.paging import Record
 
 DEFAULT_PLATFORM_SCOPES: Final = ("inference", "manage")
 _KEY_FIELDS: Final = ("name", "scopes", "expires_at")
@@ -71,7 +71,7 @@ def _scopes(value: object) -> list[str]:
 
 
 class PlatformKeys:
-    def __init__(self, store: ApiKeyStore) -> None:
+    def __init__(self, store: ApiKeyRepository) -> None:
         self._store = store
 
     async def issue(self, platform_id: str, body: Mapping[str, Any]) -> tuple[Record, str]:
@@ -97,7 +97,7 @@ class PlatformKeys:
 
 
 class LlmConfigs:
-    def __init__(self, store: LlmConfigStore, sealer: Sealer) -> None:
+    def __init__(self, store: LlmConfigRepository, sealer: Sealer) -> None:
         self._store = store
         self._sealer = sealer
 

@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from tollway.domain.clock import utcnow
+from tollway.domain.end_users import EndUserCreation
 from tollway.domain.keys import END_USER_SCOPES, KeyKind, display_prefix, generate_raw_key, key_digest
+from tollway.domain.ports.management import EndUserRepository
+from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
 from tollway.services.credentials import NewKey
-from tollway.storage.sql.end_users import EndUserCreation, EndUserStore
-from tollway.storage.sql.paging import Record
 
 EXTERNAL_ID_MAX: Final = 255
 DISPLAY_NAME_MAX: Final = 100
@@ -66,7 +67,7 @@ def _metadata(value: object) -> dict[str, Any]:
 
 
 class EndUsers:
-    def __init__(self, store: EndUserStore) -> None:
+    def __init__(self, store: EndUserRepository) -> None:
         self._store = store
 
     async def create(

@@ -16,18 +16,11 @@ from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.domain.clock import utcnow
+from tollway.domain.idempotency import Claim, IdempotencyIdentity, StoredResponse
+from tollway.domain.ports.management import Action, IdempotencyClaims, UnitOfWork, UnitOfWorkFactory
 from tollway.errors import IdempotencyInProgress, IdempotencyKeyMismatch, InvalidRequest, TollwayError
-from tollway.storage.sql.idempotency import (
-    Action,
-    Claim,
-    IdempotencyIdentity,
-    IdempotencyStore,
-    StoredResponse,
-    complete,
-)
 
 T = TypeVar("T")
 
@@ -106,8 +99,9 @@ def idempotent_request(
 
 
 class Idempotency:
-    def __init__(self, store: IdempotencyStore) -> None:
-        self._store = store
+    def __init__(self, claims: IdempotencyClaims, unit_of_work: UnitOfWorkFactory) -> None:
+        self._claims = claims
+        self._unit_of_work = unit_of_work
 
     async def execute(
         self,
@@ -119,9 +113,9 @@ class Idempotency:
         """Runs ``action`` in one transaction and renders its result, or replays the key's stored outcome. With a key,
         the record is completed in the action's transaction, so it commits together with the ledger rows."""
         if request is None:
-            response = await self._store.run(lambda conn: _rendered(action, render, conn))
+            response = await self._run(action, render)
             return Outcome(response.status, response.body, replayed=False)
-        claimed = await self._store.claim(request.identity, request.fingerprint, now or utcnow(), CLAIM_LEASE)
+        claimed = await self._claims.claim(request.identity, request.fingerprint, now or utcnow(), CLAIM_LEASE)
         if not isinstance(claimed, Claim):
             if claimed.fingerprint != request.fingerprint:
                 raise IdempotencyKeyMismatch(
@@ -132,33 +126,35 @@ class Idempotency:
             return Outcome(claimed.response.status, claimed.response.body, replayed=True)
         expires_at = claimed.created_at + RETENTION
         try:
-            response = await self._store.run(lambda conn: _completed(action, render, conn, claimed, expires_at))
+            response = await self._run(action, render, (claimed, expires_at))
         except _ClaimLost:
             raise IdempotencyInProgress(f"A request with this {HEADER} is still being processed.", HEADER) from None
         except TollwayError as error:
             if error.status in _NOT_STORED or error.status >= 500:
-                await self._store.release(claimed)
+                await self._claims.release(claimed)
             else:
-                await self._store.store(claimed, StoredResponse(error.status, orjson.dumps(error.body())), expires_at)
+                await self._claims.store(claimed, StoredResponse(error.status, orjson.dumps(error.body())), expires_at)
             raise
         except Exception:
-            await self._store.release(claimed)
+            await self._claims.release(claimed)
             raise
         return Outcome(response.status, response.body, replayed=False)
 
+    async def _run(
+        self,
+        action: Action[T],
+        render: Callable[[T], StoredResponse],
+        claim: tuple[Claim, datetime] | None = None,
+    ) -> StoredResponse:
+        """``action`` in one unit of work; with a claim, the record is completed in it before the commit."""
+        uow: UnitOfWork
+        async with self._unit_of_work() as uow:
+            response = render(await action(uow))
+            if claim is not None and not await uow.idempotency.complete(claim[0], response, claim[1]):
+                raise _ClaimLost
+            await uow.commit()
+        return response
+
 
 class _ClaimLost(Exception):
-    """The claim was taken over while the action ran; the transaction is rolled back."""
-
-
-async def _rendered(action: Action[T], render: Callable[[T], StoredResponse], conn: AsyncConnection) -> StoredResponse:
-    return render(await action(conn))
-
-
-async def _completed(
-    action: Action[T], render: Callable[[T], StoredResponse], conn: AsyncConnection, claim: Claim, expires_at: datetime
-) -> StoredResponse:
-    response = render(await action(conn))
-    if not await complete(conn, claim, response, expires_at):
-        raise _ClaimLost
-    return response
+    """The claim was taken over while the action ran; the unit of work is rolled back."""

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from tollway.domain.conflicts import Duplicate
 from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
+from tollway.domain.platforms import SLUG_MAX
+from tollway.domain.ports.management import PlatformRepository
+from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
 from tollway.services.credentials import new_platform_key
-from tollway.storage.sql.catalog_admin import Duplicate
-from tollway.storage.sql.paging import Record
-from tollway.storage.sql.tenants import SLUG_MAX, PlatformStore
 
 PLATFORM_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RATE_LIMIT_MAX: Final = 10**9
@@ -99,7 +100,7 @@ def _rate_limits(value: object, param: str) -> dict[str, int | None]:
 
 
 class Platforms:
-    def __init__(self, store: PlatformStore) -> None:
+    def __init__(self, store: PlatformRepository) -> None:
         self._store = store
 
     async def create(self, body: Mapping[str, Any]) -> CreatedPlatform:

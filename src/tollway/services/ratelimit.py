@@ -1,6 +1,6 @@
 """Rate limiting as the pipeline uses it (SPEC §8 step 5, §10): resolve an end user's limits (cached ≤ 1 s), admit
 through a backend (in-process, or Redis with local shares while it is unreachable), and raise 429 with Retry-After
-and the ``x-ratelimit-*`` headers. Also the override management use cases of §5.6 and ``/v1/me/rate-limits`` (§6).
+and the ``x-ratelimit-*`` headers.
 
     RateLimiter ── RateLimitBackend ─┬─ InProcessRateLimitBackend          (embedded mode)
                                      └─ FailoverBackend ─┬─ RedisRateLimitBackend (shared, exact)
@@ -13,15 +13,13 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tollway.domain.clock import utcnow
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ports.ratelimit import LimitSource, RateLimitBackend, SharedBackend
 from tollway.domain.ratelimit import (
-    MAX_LIMIT,
     Decision,
     Dimension,
     EffectiveLimits,
@@ -33,11 +31,8 @@ from tollway.domain.ratelimit import (
     retry_after_s,
     shared_limits,
 )
-from tollway.errors import NotFound, RateLimited
+from tollway.errors import RateLimited
 from tollway.observability.metrics import Metrics
-from tollway.services import fields as f
-from tollway.storage.sql.paging import Record
-from tollway.storage.sql.rate_overrides import RateOverrideStore
 
 log = logging.getLogger("tollway.ratelimit")
 
@@ -298,45 +293,3 @@ class RateLimiter:
 
     async def close(self) -> None:
         await self._backend.close()
-
-
-# -- overrides (§5.6) and /v1/me/rate-limits (§6) ----------------------------------------------------------------
-
-_OVERRIDE_FIELDS: Final = ("rpm_limit", "tpm_limit", "rpd_limit")
-_NO_END_USER: Final = "No end user with this id."
-
-
-def parse_override(body: Mapping[str, Any]) -> RateLimits:
-    """``{rpm_limit, tpm_limit, rpd_limit}``: each a positive integer ≤ 10⁹ or null; an absent key is null."""
-    f.check_keys(body, _OVERRIDE_FIELDS, read_only=("end_user_id", "updated_at", "resolution"))
-    rpm, tpm, rpd = (f.as_opt_int(body.get(name), name, minimum=1, maximum=MAX_LIMIT) for name in _OVERRIDE_FIELDS)
-    return RateLimits(rpm=rpm, tpm=tpm, rpd=rpd)
-
-
-class RateLimitOverrides:
-    def __init__(self, store: RateOverrideStore) -> None:
-        self._store = store
-
-    async def require_end_user(self, platform_id: str, end_user_id: str) -> None:
-        if not await self._store.end_user_exists(platform_id, end_user_id):
-            raise NotFound(_NO_END_USER)
-
-    async def get(self, platform_id: str, end_user_id: str) -> Record:
-        row = await self._store.get(platform_id, end_user_id)
-        if row is None:
-            raise NotFound("This end user has no rate-limit override.")
-        return row
-
-    async def put(self, platform_id: str, end_user_id: str, body: Mapping[str, Any]) -> Record:
-        row = await self._store.put(platform_id, end_user_id, parse_override(body), utcnow())
-        if row is None:
-            raise NotFound(_NO_END_USER)
-        return row
-
-    async def delete(self, platform_id: str, end_user_id: str) -> None:
-        if not await self._store.delete(platform_id, end_user_id):
-            raise NotFound(_NO_END_USER)
-
-    async def effective(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
-        override, defaults = await self._store.limits_of(platform_id, end_user_id)
-        return resolve_limits(override, defaults)

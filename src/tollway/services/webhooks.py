@@ -11,13 +11,14 @@ from typing import Any, Final
 
 from tollway.domain.addresses import UnsafeUrl, check_url, is_public, parse_address
 from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import EndpointInactive
 from tollway.domain.ids import new_id
+from tollway.domain.ports.management import WebhookEndpointRepository
+from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.domain.webhooks import ALL_EVENTS, DEFAULT_EVENTS, ROTATION_GRACE, DeliveryStatus, new_secret
 from tollway.errors import InvalidRequest, NotFound
 from tollway.services import fields as f
-from tollway.storage.sql.paging import Record
-from tollway.storage.sql.webhooks import EndpointInactive, WebhookStore
 
 _FIELDS: Final = ("url", "events", "description", "is_active")
 _READ_ONLY: Final = ("id", "platform_id", "disabled_reason", "created_at", "updated_at", "secret")
@@ -39,7 +40,12 @@ async def resolve_host(host: str) -> list[str]:
 
 class Webhooks:
     def __init__(
-        self, store: WebhookStore, sealer: Sealer, *, allow_private: bool, resolver: Resolver = resolve_host
+        self,
+        store: WebhookEndpointRepository,
+        sealer: Sealer,
+        *,
+        allow_private: bool,
+        resolver: Resolver = resolve_host,
     ) -> None:
         self._store = store
         self._sealer = sealer

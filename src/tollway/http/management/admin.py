@@ -8,8 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.domain.idempotency import StoredResponse
+from tollway.domain.records import Record
 from tollway.http.guards import require_operator
-from tollway.http.management import render, wiring
+from tollway.http.management import render
 from tollway.http.management.params import (
     page_body,
     paging,
@@ -21,47 +23,47 @@ from tollway.http.management.params import (
     request_id,
 )
 from tollway.http.responses import json_response, no_content
-from tollway.http.state import services
+from tollway.http.state import management, services
 from tollway.services.accounts import parse_wallet_topup
-from tollway.services.idempotency import Idempotency, idempotent_request
-from tollway.storage.sql.idempotency import IdempotencyStore, StoredResponse
-from tollway.storage.sql.paging import Record
+from tollway.services.idempotency import idempotent_request
 
 # -- providers (§4.1) -----------------------------------------------------------------------------------------
 
 
 async def create_provider(request: Request) -> Response:
     await require_operator(request)
-    created = await wiring.catalog(request).create_provider(await read_body(request))
-    wiring.invalidate_caches(request)
+    created = await management(request).catalog.create_provider(await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.provider(created), 201)
 
 
 async def list_providers(request: Request) -> Response:
     await require_operator(request)
     pages = paging(request)
-    rows, total = await wiring.catalog(request).list_providers(query_text(request, "kind"), pages.offset, pages.limit)
+    rows, total = await management(request).catalog.list_providers(
+        query_text(request, "kind"), pages.offset, pages.limit
+    )
     return json_response(page_body([render.provider(p) for p in rows], total, pages))
 
 
 async def get_provider(request: Request) -> Response:
     await require_operator(request)
-    found = await wiring.catalog(request).get_provider(path_id(request, "id"))
+    found = await management(request).catalog.get_provider(path_id(request, "id"))
     return json_response(render.provider(found))
 
 
 async def update_provider(request: Request) -> Response:
     await require_operator(request)
     provider_id = path_id(request, "id")
-    updated = await wiring.catalog(request).update_provider(provider_id, await read_body(request))
-    wiring.invalidate_caches(request)
+    updated = await management(request).catalog.update_provider(provider_id, await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.provider(updated))
 
 
 async def delete_provider(request: Request) -> Response:
     await require_operator(request)
-    await wiring.catalog(request).delete_provider(path_id(request, "id"))
-    wiring.invalidate_caches(request)
+    await management(request).catalog.delete_provider(path_id(request, "id"))
+    services(request).invalidate_caches()
     return no_content()
 
 
@@ -70,8 +72,8 @@ async def delete_provider(request: Request) -> Response:
 
 async def create_model(request: Request) -> Response:
     await require_operator(request)
-    created = await wiring.catalog(request).create_model(await read_body(request))
-    wiring.invalidate_caches(request)
+    created = await management(request).catalog.create_model(await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.model(created), 201)
 
 
@@ -79,28 +81,28 @@ async def list_models(request: Request) -> Response:
     await require_operator(request)
     pages = paging(request)
     slug, provider_id = query_text(request, "slug"), query_id(request, "provider_id")
-    rows, total = await wiring.catalog(request).list_models(slug, provider_id, pages.offset, pages.limit)
+    rows, total = await management(request).catalog.list_models(slug, provider_id, pages.offset, pages.limit)
     return json_response(page_body([render.model(m) for m in rows], total, pages))
 
 
 async def get_model(request: Request) -> Response:
     await require_operator(request)
-    found = await wiring.catalog(request).get_model(path_id(request, "id"))
+    found = await management(request).catalog.get_model(path_id(request, "id"))
     return json_response(render.model(found))
 
 
 async def update_model(request: Request) -> Response:
     await require_operator(request)
     model_id = path_id(request, "id")
-    updated = await wiring.catalog(request).update_model(model_id, await read_body(request))
-    wiring.invalidate_caches(request)
+    updated = await management(request).catalog.update_model(model_id, await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.model(updated))
 
 
 async def delete_model(request: Request) -> Response:
     await require_operator(request)
-    await wiring.catalog(request).delete_model(path_id(request, "id"))
-    wiring.invalidate_caches(request)
+    await management(request).catalog.delete_model(path_id(request, "id"))
+    services(request).invalidate_caches()
     return no_content()
 
 
@@ -109,8 +111,8 @@ async def delete_model(request: Request) -> Response:
 
 async def create_platform(request: Request) -> Response:
     await require_operator(request)
-    created = await wiring.platforms(request).create(await read_body(request))
-    wiring.invalidate_caches(request)  # a key was created
+    created = await management(request).platforms.create(await read_body(request))
+    services(request).invalidate_caches()  # a key was created
     body = {
         "platform": render.platform(created.platform),
         "wallet": render.wallet(created.wallet, created.platform["settings"]),
@@ -122,23 +124,23 @@ async def create_platform(request: Request) -> Response:
 async def list_platforms(request: Request) -> Response:
     await require_operator(request)
     pages = paging(request)
-    rows, total = await wiring.platforms(request).list_platforms(pages.offset, pages.limit)
+    rows, total = await management(request).platforms.list_platforms(pages.offset, pages.limit)
     return json_response(page_body([render.platform(p) for p in rows], total, pages))
 
 
 async def get_platform(request: Request) -> Response:
     await require_operator(request)
     platform_id = path_id(request, "pid")
-    platform = await wiring.platforms(request).get(platform_id)
-    wallet = await wiring.accounts(request).wallet(platform_id)
+    platform = await management(request).platforms.get(platform_id)
+    wallet = await management(request).accounts.wallet(platform_id)
     return json_response({"platform": render.platform(platform), "wallet": render.wallet(wallet, platform["settings"])})
 
 
 async def create_platform_key(request: Request) -> Response:
     await require_operator(request)
     platform_id = path_id(request, "pid")
-    row, raw_key = await wiring.platform_keys(request).issue(platform_id, await read_optional_body(request))
-    wiring.invalidate_caches(request)
+    row, raw_key = await management(request).platform_keys.issue(platform_id, await read_optional_body(request))
+    services(request).invalidate_caches()
     return json_response(render.api_key(row, raw_key), 201)
 
 
@@ -146,9 +148,9 @@ async def topup_wallet(request: Request) -> Response:
     """Honours Idempotency-Key (§9.7) in the operator's scope; the record commits with the ledger row."""
     await require_operator(request)
     platform_id = path_id(request, "pid")
-    platform = await wiring.platforms(request).get(platform_id)
+    platform = await management(request).platforms.get(platform_id)
     body = await read_body(request)
-    action = wiring.accounts(request).topup_action(platform_id, parse_wallet_topup(body), request_id(request))
+    action = management(request).accounts.topup_action(platform_id, parse_wallet_topup(body), request_id(request))
     key = idempotent_request("operator", request.method, request.url.path, request.headers.get("idempotency-key"), body)
 
     def rendered(result: tuple[Record, Record]) -> StoredResponse:
@@ -156,7 +158,7 @@ async def topup_wallet(request: Request) -> Response:
         content = {"wallet": render.wallet(wallet, platform["settings"]), "transaction": render.wallet_transaction(txn)}
         return StoredResponse(200, orjson.dumps(content))
 
-    outcome = await Idempotency(IdempotencyStore(services(request).engine)).execute(key, action, rendered)
+    outcome = await management(request).idempotency.execute(key, action, rendered)
     return Response(outcome.body, outcome.status, headers=outcome.headers, media_type="application/json")
 
 

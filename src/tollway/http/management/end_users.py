@@ -11,10 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.domain.budget_changes import BudgetChange, BudgetRow
 from tollway.domain.clock import rfc3339
+from tollway.domain.idempotency import StoredResponse
 from tollway.domain.money import nanos_to_json_number
+from tollway.domain.records import Record
 from tollway.http.guards import require_platform_manage
-from tollway.http.management import render, wiring
+from tollway.http.management import render
 from tollway.http.management.params import (
     page_body,
     paging,
@@ -25,15 +28,11 @@ from tollway.http.management.params import (
     read_optional_body,
 )
 from tollway.http.responses import json_response, no_content
-from tollway.http.state import services
+from tollway.http.state import management, services
 from tollway.services import budgets as budget_rules
 from tollway.services.budgets import Budgets
 from tollway.services.end_users import EndUsers
 from tollway.services.idempotency import Idempotency, IdempotentRequest, Outcome, idempotent_request
-from tollway.storage.sql.budgets import BudgetChange, BudgetRow, BudgetStore
-from tollway.storage.sql.end_users import EndUserStore
-from tollway.storage.sql.idempotency import IdempotencyStore, StoredResponse
-from tollway.storage.sql.paging import Record
 
 # -- rendering (§5.4, §5.5) -----------------------------------------------------------------------------------
 
@@ -109,15 +108,15 @@ def _budget_body(budget: BudgetRow) -> StoredResponse:
 
 
 def _end_users(request: Request) -> EndUsers:
-    return EndUsers(EndUserStore(services(request).engine))
+    return management(request).end_users
 
 
 def _budgets(request: Request) -> Budgets:
-    return Budgets(BudgetStore(services(request).engine))
+    return management(request).budgets
 
 
 def _idempotency(request: Request) -> Idempotency:
-    return Idempotency(IdempotencyStore(services(request).engine))
+    return management(request).idempotency
 
 
 async def _own_platform(request: Request) -> str:
@@ -149,7 +148,7 @@ def _respond(outcome: Outcome) -> Response:
 async def create_end_user(request: Request) -> Response:
     platform_id = await _own_platform(request)
     creation, raw_key = await _end_users(request).create(platform_id, await read_body(request))
-    wiring.invalidate_caches(request)  # a key was created
+    services(request).invalidate_caches()  # a key was created
     body = render_end_user(creation.end_user)
     body["api_key"] = render.api_key(creation.api_key, raw_key)
     body["budget"] = None if creation.budget is None else render_budget(creation.budget)
@@ -175,14 +174,14 @@ async def update_end_user(request: Request) -> Response:
     body = await read_body(request)
     updated = await _end_users(request).update(platform_id, end_user_id, body)
     if "is_active" in body:
-        wiring.invalidate_caches(request)  # is_active is part of every cached end-user principal
+        services(request).invalidate_caches()  # is_active is part of every cached end-user principal
     return json_response(render_end_user(updated))
 
 
 async def delete_end_user(request: Request) -> Response:
     platform_id = await _own_platform(request)
     await _end_users(request).delete(platform_id, path_id(request, "id"))
-    wiring.invalidate_caches(request)
+    services(request).invalidate_caches()
     return no_content()
 
 
@@ -190,7 +189,7 @@ async def create_end_user_key(request: Request) -> Response:
     platform_id = await _own_platform(request)
     end_user_id = path_id(request, "id")
     row, raw_key = await _end_users(request).issue_key(platform_id, end_user_id, await read_optional_body(request))
-    wiring.invalidate_caches(request)
+    services(request).invalidate_caches()
     return json_response(render.api_key(row, raw_key), 201)
 
 

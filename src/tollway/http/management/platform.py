@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.http.guards import require_platform_manage
-from tollway.http.management import render, wiring
+from tollway.http.management import render
 from tollway.http.management.params import (
     page_body,
     paging,
@@ -21,6 +21,7 @@ from tollway.http.management.params import (
     read_optional_body,
 )
 from tollway.http.responses import json_response, no_content
+from tollway.http.state import management, services
 from tollway.services.accounts import LogFilters
 
 
@@ -36,20 +37,20 @@ async def _own_platform(request: Request) -> str:
 
 async def get_platform(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    return json_response(render.platform(await wiring.platforms(request).get(platform_id)))
+    return json_response(render.platform(await management(request).platforms.get(platform_id)))
 
 
 async def update_platform(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    updated = await wiring.platforms(request).update(platform_id, await read_body(request))
-    wiring.invalidate_caches(request)
+    updated = await management(request).platforms.update(platform_id, await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.platform(updated))
 
 
 async def delete_platform(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    await wiring.platforms(request).delete(platform_id)
-    wiring.invalidate_caches(request)
+    await management(request).platforms.delete(platform_id)
+    services(request).invalidate_caches()
     return no_content()
 
 
@@ -60,7 +61,7 @@ async def list_keys(request: Request) -> Response:
     platform_id = await _own_platform(request)
     pages = paging(request)
     key_type, end_user_id = query_text(request, "type"), query_id(request, "end_user_id")
-    rows, total = await wiring.platform_keys(request).list_keys(
+    rows, total = await management(request).platform_keys.list_keys(
         platform_id, key_type, end_user_id, pages.offset, pages.limit
     )
     return json_response(page_body([render.api_key(row) for row in rows], total, pages))
@@ -68,15 +69,15 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    row, raw_key = await wiring.platform_keys(request).issue(platform_id, await read_optional_body(request))
-    wiring.invalidate_caches(request)
+    row, raw_key = await management(request).platform_keys.issue(platform_id, await read_optional_body(request))
+    services(request).invalidate_caches()
     return json_response(render.api_key(row, raw_key), 201)
 
 
 async def revoke_key(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    await wiring.platform_keys(request).revoke(platform_id, path_id(request, "kid"))
-    wiring.invalidate_caches(request)
+    await management(request).platform_keys.revoke(platform_id, path_id(request, "kid"))
+    services(request).invalidate_caches()
     return no_content()
 
 
@@ -87,35 +88,37 @@ async def list_configs(request: Request) -> Response:
     platform_id = await _own_platform(request)
     pages = paging(request)
     provider_id = query_id(request, "provider_id")
-    rows, total = await wiring.llm_configs(request).list_configs(platform_id, provider_id, pages.offset, pages.limit)
+    rows, total = await management(request).llm_configs.list_configs(
+        platform_id, provider_id, pages.offset, pages.limit
+    )
     return json_response(page_body([render.llm_config(row) for row in rows], total, pages))
 
 
 async def create_config(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    row = await wiring.llm_configs(request).create(platform_id, await read_body(request))
-    wiring.invalidate_caches(request)
+    row = await management(request).llm_configs.create(platform_id, await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.llm_config(row), 201)
 
 
 async def get_config(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    row = await wiring.llm_configs(request).get(platform_id, path_id(request, "id"))
+    row = await management(request).llm_configs.get(platform_id, path_id(request, "id"))
     return json_response(render.llm_config(row))
 
 
 async def update_config(request: Request) -> Response:
     platform_id = await _own_platform(request)
     config_id = path_id(request, "id")
-    row = await wiring.llm_configs(request).update(platform_id, config_id, await read_body(request))
-    wiring.invalidate_caches(request)
+    row = await management(request).llm_configs.update(platform_id, config_id, await read_body(request))
+    services(request).invalidate_caches()
     return json_response(render.llm_config(row))
 
 
 async def delete_config(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    await wiring.llm_configs(request).delete(platform_id, path_id(request, "id"))
-    wiring.invalidate_caches(request)
+    await management(request).llm_configs.delete(platform_id, path_id(request, "id"))
+    services(request).invalidate_caches()
     return no_content()
 
 
@@ -124,8 +127,8 @@ async def delete_config(request: Request) -> Response:
 
 async def get_wallet(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    platform = await wiring.platforms(request).get(platform_id)
-    wallet, recent = await wiring.accounts(request).wallet_with_recent(platform_id)
+    platform = await management(request).platforms.get(platform_id)
+    wallet, recent = await management(request).accounts.wallet_with_recent(platform_id)
     body = render.wallet(wallet, platform["settings"])
     body["recent_transactions"] = [render.wallet_transaction(row) for row in recent]
     return json_response(body)
@@ -135,7 +138,7 @@ async def list_transactions(request: Request) -> Response:
     platform_id = await _own_platform(request)
     pages = paging(request)
     since, until = query_time(request, "since"), query_time(request, "until")
-    rows, total = await wiring.accounts(request).transactions(
+    rows, total = await management(request).accounts.transactions(
         platform_id, query_text(request, "type"), since, until, pages.offset, pages.limit
     )
     return json_response(page_body([render.wallet_transaction(row) for row in rows], total, pages))
@@ -152,7 +155,7 @@ async def list_logs(request: Request) -> Response:
         since=query_time(request, "since"),
         until=query_time(request, "until"),
     )
-    rows, total = await wiring.accounts(request).usage_logs(platform_id, filters, pages.offset, pages.limit)
+    rows, total = await management(request).accounts.usage_logs(platform_id, filters, pages.offset, pages.limit)
     return json_response(page_body([render.usage_log(row) for row in rows], total, pages))
 
 

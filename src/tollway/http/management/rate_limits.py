@@ -11,14 +11,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.domain.clock import rfc3339
+from tollway.domain.records import Record
 from tollway.http.guards import require_platform_manage
-from tollway.http.management import wiring
 from tollway.http.management.params import path_id, read_body
 from tollway.http.responses import json_response, no_content
-from tollway.http.state import services
-from tollway.services.ratelimit import RateLimitOverrides
-from tollway.storage.sql.paging import Record
-from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.http.state import management, services
+from tollway.services.rate_overrides import RateLimitOverrides
 
 
 def render_override(row: Record) -> dict[str, Any]:
@@ -32,7 +30,7 @@ def render_override(row: Record) -> dict[str, Any]:
 
 
 def _overrides(request: Request) -> RateLimitOverrides:
-    return RateLimitOverrides(RateOverrideStore(services(request).engine))
+    return management(request).rate_limits
 
 
 async def _own_end_user(request: Request) -> tuple[str, str]:
@@ -51,14 +49,14 @@ async def put_override(request: Request) -> Response:
     overrides = _overrides(request)
     await overrides.require_end_user(platform_id, end_user_id)  # 404 before the body is judged
     row = await overrides.put(platform_id, end_user_id, await read_body(request))
-    wiring.invalidate_caches(request)
+    services(request).invalidate_caches()
     return json_response(render_override(row))
 
 
 async def delete_override(request: Request) -> Response:
     platform_id, end_user_id = await _own_end_user(request)
     await _overrides(request).delete(platform_id, end_user_id)
-    wiring.invalidate_caches(request)
+    services(request).invalidate_caches()
     return no_content()
 
 

@@ -11,18 +11,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.domain.clock import rfc3339
+from tollway.domain.records import Record
 from tollway.http.guards import require_platform_manage
 from tollway.http.management.params import page_body, paging, path_id, query_text, read_body
 from tollway.http.responses import json_response, no_content
-from tollway.http.state import services
+from tollway.http.state import management
 from tollway.services.webhooks import Webhooks
-from tollway.storage.sql.paging import Record
-from tollway.storage.sql.webhooks import WebhookStore
 
 
 def _service(request: Request) -> Webhooks:
-    svc = services(request)
-    return Webhooks(WebhookStore(svc.engine), svc.sealer, allow_private=svc.settings.allow_private_urls)
+    return management(request).webhooks
 
 
 async def _own_platform(request: Request) -> str:

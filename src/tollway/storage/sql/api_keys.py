@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
-from tollway.storage.sql.paging import Record, fetch_page
+from tollway.domain.records import Record
+from tollway.storage.sql.paging import fetch_page
 from tollway.storage.sql.tables import api_keys, platforms
 
 KEY_COLUMNS = (

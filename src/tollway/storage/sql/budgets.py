@@ -1,140 +1,33 @@
-"""End-user budgets and their append-only ledger (SPEC §5.5, §9.5, §9.8): every balance change and its ledger row
-in one transaction, with the budget row locked (PostgreSQL ``FOR UPDATE``; SQLite transactions already hold the
-write lock from ``BEGIN IMMEDIATE``). A period reset that is due is applied under that lock before the operation.
+"""End-user budgets and their append-only ledger in SQL (SPEC §5.5, §9.5, §9.8): rows read, locked (PostgreSQL
+``FOR UPDATE``; SQLite transactions already hold the write lock from ``BEGIN IMMEDIATE``) and written back exactly as
+``domain/budget_changes.py`` decided, each change with its ledger rows and outbox rows in one transaction.
 
-The functions taking an ``AsyncConnection`` run inside the caller's transaction, so that an idempotency record
-commits with the ledger rows (§9.7). Inference holds and settlements do not come here: the money writer's batches
-(``money_batch.py``) apply them, with the same reset and low-balance rules of ``domain/budgets.py``.
+Inference holds and settlements do not come here: the money writer's batches (``storage/money``) apply them, with
+the same reset and low-balance rules of ``domain/budgets.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tollway.domain.budgets import (
-    BudgetAmounts,
-    BudgetEvent,
-    BudgetSpec,
-    BudgetTxnType,
-    armed_after_credit,
-    armed_after_spend,
-    minimum_max,
-    next_reset_at,
-    period_start_at,
-    plan_reset,
-    replenish_violation,
-)
+from tollway.domain.budget_changes import BudgetRow, BudgetStep, reset_if_due
+from tollway.domain.budgets import BudgetEvent, period_start_at
 from tollway.domain.clock import as_utc
-from tollway.domain.ids import new_id
+from tollway.domain.conflicts import BudgetExists
 from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.records import Record
 from tollway.domain.webhooks import budget_data
 from tollway.storage.sql import outbox
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.paging import Record, ledger_page
+from tollway.storage.sql.paging import ledger_page
 from tollway.storage.sql.tables import budget_transactions, budgets, end_users, webhook_deliveries, webhook_events
 
-BIGINT_MAX: Final = 2**63 - 1
 _RESET_SCAN_BATCH: Final = 500
-
-
-class BudgetExists(Exception):
-    """The end user already has a budget (one per end user)."""
-
-
-class BudgetOverflow(Exception):
-    """The change would push ``max`` past what a BIGINT of n$ holds."""
-
-
-class InsufficientBudget(Exception):
-    """A debit larger than what is available; nothing was written."""
-
-    def __init__(self, available_nanos: int) -> None:
-        super().__init__(available_nanos)
-        self.available_nanos = available_nanos
-
-
-class MaxBelowMinimum(Exception):
-    """PATCH ``max`` below ``used + held``."""
-
-    def __init__(self, minimum_nanos: int) -> None:
-        super().__init__(minimum_nanos)
-        self.minimum_nanos = minimum_nanos
-
-
-class BudgetRuleViolation(Exception):
-    """The settings after a PATCH break a rule of §5.5 (replenishment); ``param`` names the field."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetRow:
-    """A budget as stored (n$). ``remaining = max − used``; ``available = remaining − held`` (never negative)."""
-
-    id: str
-    platform_id: str
-    end_user_id: str
-    max_nanos: int
-    used_nanos: int
-    held_nanos: int
-    period: BudgetPeriod
-    period_start: datetime
-    auto_replenish: bool
-    replenish_nanos: int | None
-    low_balance_threshold_nanos: int | None
-    low_balance_armed: bool
-    is_active: bool
-    is_suspended: bool
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def amounts(self) -> BudgetAmounts:
-        return BudgetAmounts(self.max_nanos, self.used_nanos, self.held_nanos)
-
-    @property
-    def remaining_nanos(self) -> int:
-        return self.max_nanos - self.used_nanos
-
-    @property
-    def available_nanos(self) -> int:
-        return self.max_nanos - self.used_nanos - self.held_nanos
-
-    @property
-    def next_reset_at(self) -> datetime | None:
-        return next_reset_at(self.period, self.period_start)
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetChange:
-    """A committed (or about to commit) change: the budget after it and the ledger row it wrote."""
-
-    budget: BudgetRow
-    transaction: Record
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetPatch:
-    """The fields present in a PATCH; ``*_set`` tells a nullable field given as null from one left out."""
-
-    max_nanos: int | None = None
-    period: BudgetPeriod | None = None
-    auto_replenish: bool | None = None
-    replenish_nanos: int | None = None
-    replenish_set: bool = False
-    low_balance_threshold_nanos: int | None = None
-    threshold_set: bool = False
-    is_suspended: bool | None = None
-    is_active: bool | None = None
 
 
 def budget_row(row: Mapping[Any, Any]) -> BudgetRow:
@@ -194,7 +87,7 @@ async def record_events(
     await conn.execute(sa.insert(webhook_deliveries), delivery_rows)
 
 
-# -- locking and the lazy period reset ------------------------------------------------------------------------
+# -- rows: lock, write back, append -----------------------------------------------------------------------------
 
 
 def _managed(platform_id: str, end_user_id: str) -> sa.Select[Any]:
@@ -210,38 +103,23 @@ def _managed(platform_id: str, end_user_id: str) -> sa.Select[Any]:
     )
 
 
-async def _lock(conn: AsyncConnection, query: sa.Select[Any], now: datetime) -> BudgetRow | None:
-    row = (await conn.execute(query.with_for_update(of=budgets))).first()
-    if row is None:
+async def lock_managed(conn: AsyncConnection, platform_id: str, end_user_id: str) -> BudgetRow | None:
+    """Inside the caller's transaction: lock the budget of a live end user of this platform (active or not); None
+    when the end user is unknown, deleted or has no budget."""
+    row = (await conn.execute(_managed(platform_id, end_user_id).with_for_update(of=budgets))).first()
+    return None if row is None else budget_row(row._mapping)
+
+
+async def lock_and_reset(conn: AsyncConnection, platform_id: str, end_user_id: str, now: datetime) -> BudgetRow | None:
+    """``lock_managed``, then the period reset that is due, if any (what every operation sees first)."""
+    budget = await lock_managed(conn, platform_id, end_user_id)
+    if budget is None:
         return None
-    return await _reset_if_due(conn, budget_row(row._mapping), now)
-
-
-async def lock_managed_budget(
-    conn: AsyncConnection, platform_id: str, end_user_id: str, now: datetime
-) -> BudgetRow | None:
-    """Inside the caller's transaction: lock the budget of a live end user of this platform (active or not) and
-    apply a due reset; None when the end user is unknown, deleted or has no budget."""
-    return await _lock(conn, _managed(platform_id, end_user_id), now)
-
-
-async def _reset_if_due(conn: AsyncConnection, budget: BudgetRow, now: datetime) -> BudgetRow:
-    replenish = budget.replenish_nanos if budget.auto_replenish else None
-    reset = plan_reset(budget.period, budget.period_start, now, budget.amounts, replenish)
+    reset = reset_if_due(budget, now)
     if reset is None:
         return budget
-    armed = armed_after_credit(budget.low_balance_threshold_nanos, reset.max_nanos, budget.low_balance_armed)
-    after = replace(
-        budget,
-        max_nanos=reset.max_nanos,
-        used_nanos=0,
-        period_start=reset.period_start,
-        low_balance_armed=armed,
-        updated_at=now,
-    )
-    await _write(conn, after)
-    await _append(conn, after, BudgetTxnType.RESET, reset.amount_nanos, now)
-    return after
+    await apply_step(conn, reset)
+    return reset.budget
 
 
 async def _write(conn: AsyncConnection, budget: BudgetRow) -> None:
@@ -266,193 +144,69 @@ async def _write(conn: AsyncConnection, budget: BudgetRow) -> None:
     )
 
 
-async def _append(
-    conn: AsyncConnection,
-    after: BudgetRow,
-    txn_type: BudgetTxnType,
-    amount_nanos: int,
-    now: datetime,
-    *,
-    reason: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    request_id: str | None = None,
-) -> Record:
-    """Appends one ledger row carrying the budget's state after the change (§9.5)."""
-    txn = {
-        "id": new_id(),
-        "budget_id": after.id,
-        "platform_id": after.platform_id,
-        "end_user_id": after.end_user_id,
-        "type": txn_type.value,
-        "amount_nanos": amount_nanos,
-        "max_after_nanos": after.max_nanos,
-        "used_after_nanos": after.used_nanos,
-        "remaining_after_nanos": after.remaining_nanos,
-        "reason": reason,
-        "metadata": dict(metadata or {}),
-        "request_id": request_id,
-        "created_at": now,
-    }
-    await conn.execute(sa.insert(budget_transactions).values(txn))
-    return txn
+async def _append_entries(conn: AsyncConnection, step: BudgetStep) -> None:
+    for entry in step.entries:
+        await conn.execute(sa.insert(budget_transactions).values(dict(entry.transaction)))
+        if entry.events:
+            await record_events(conn, step.budget, entry.transaction, entry.events)
 
 
-# -- operations inside the caller's transaction ---------------------------------------------------------------
+async def apply_step(conn: AsyncConnection, step: BudgetStep) -> None:
+    """Inside the caller's transaction, on a locked budget: its state after the step, then its ledger rows in order,
+    each with the webhook events it causes."""
+    await _write(conn, step.budget)
+    await _append_entries(conn, step)
 
 
-async def create_budget(
-    conn: AsyncConnection, platform_id: str, end_user_id: str, spec: BudgetSpec, now: datetime
-) -> BudgetChange:
-    """Inserts the budget and its ``opening_balance`` row (+ max). ``period_start`` is the start of the current
-    period, or the creation time for ``one_time``. A second budget for the end user violates the unique index."""
-    budget = BudgetRow(
-        id=new_id(),
-        platform_id=platform_id,
-        end_user_id=end_user_id,
-        max_nanos=spec.max_nanos,
-        used_nanos=0,
-        held_nanos=0,
-        period=spec.period,
-        period_start=period_start_at(spec.period, now) or now,
-        auto_replenish=spec.auto_replenish,
-        replenish_nanos=spec.replenish_nanos,
-        low_balance_threshold_nanos=spec.low_balance_threshold_nanos,
-        low_balance_armed=True,
-        is_active=True,
-        is_suspended=False,
-        created_at=now,
-        updated_at=now,
-    )
+async def open_budget(conn: AsyncConnection, step: BudgetStep) -> None:
+    """Inside the caller's transaction: inserts the new budget and its opening row. A second budget for the end user
+    violates the unique index."""
+    budget = step.budget
     values = {
         "id": budget.id,
-        "platform_id": platform_id,
-        "end_user_id": end_user_id,
+        "platform_id": budget.platform_id,
+        "end_user_id": budget.end_user_id,
         "max_nanos": budget.max_nanos,
-        "used_nanos": 0,
-        "held_nanos": 0,
+        "used_nanos": budget.used_nanos,
+        "held_nanos": budget.held_nanos,
         "period": budget.period.value,
         "period_start": budget.period_start,
         "auto_replenish": budget.auto_replenish,
         "replenish_nanos": budget.replenish_nanos,
         "low_balance_threshold_nanos": budget.low_balance_threshold_nanos,
-        "low_balance_armed": True,
-        "is_active": True,
-        "is_suspended": False,
-        "created_at": now,
-        "updated_at": now,
+        "low_balance_armed": budget.low_balance_armed,
+        "is_active": budget.is_active,
+        "is_suspended": budget.is_suspended,
+        "created_at": budget.created_at,
+        "updated_at": budget.updated_at,
     }
     await conn.execute(sa.insert(budgets).values(values))
-    txn = await _append(conn, budget, BudgetTxnType.OPENING_BALANCE, budget.max_nanos, now)
-    return BudgetChange(budget, txn)
+    await _append_entries(conn, step)
 
 
-async def topup(
-    conn: AsyncConnection,
-    platform_id: str,
-    end_user_id: str,
-    amount_nanos: int,
-    now: datetime,
-    *,
-    reason: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> BudgetChange | None:
-    """Raises ``max`` by the amount (works while suspended or inactive); None when there is no such budget."""
-    budget = await lock_managed_budget(conn, platform_id, end_user_id, now)
-    if budget is None:
-        return None
-    if budget.max_nanos > BIGINT_MAX - amount_nanos:
-        raise BudgetOverflow
-    raised = budget.max_nanos + amount_nanos
-    armed = armed_after_credit(budget.low_balance_threshold_nanos, raised - budget.used_nanos, budget.low_balance_armed)
-    after = replace(budget, max_nanos=raised, low_balance_armed=armed, updated_at=now)
-    await _write(conn, after)
-    txn = await _append(conn, after, BudgetTxnType.TOPUP, amount_nanos, now, reason=reason, metadata=metadata)
-    await record_events(conn, after, txn, [BudgetEvent.TOPPED_UP])
-    return BudgetChange(after, txn)
+class SqlBudgetLedger:
+    """The ``BudgetLedger`` port on the connection of a unit of work."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def lock(self, platform_id: str, end_user_id: str) -> BudgetRow | None:
+        return await lock_managed(self._conn, platform_id, end_user_id)
+
+    async def open(self, step: BudgetStep) -> None:
+        existing = sa.select(budgets.c.id).where(budgets.c.end_user_id == step.budget.end_user_id)
+        if (await self._conn.execute(existing)).first() is not None:
+            raise BudgetExists
+        try:
+            await open_budget(self._conn, step)
+        except sa.exc.IntegrityError as exc:  # a concurrent create won the unique index
+            raise BudgetExists from exc
+
+    async def apply(self, step: BudgetStep) -> None:
+        await apply_step(self._conn, step)
 
 
-async def debit(
-    conn: AsyncConnection,
-    platform_id: str,
-    end_user_id: str,
-    amount_nanos: int,
-    now: datetime,
-    *,
-    reason: str,
-    metadata: Mapping[str, Any] | None = None,
-) -> BudgetChange | None:
-    """Raises ``used`` by the amount, at most what is available (else ``InsufficientBudget``; the caller's rollback
-    then also undoes a reset applied by the lock, so nothing is written)."""
-    budget = await lock_managed_budget(conn, platform_id, end_user_id, now)
-    if budget is None:
-        return None
-    if amount_nanos > budget.available_nanos:
-        raise InsufficientBudget(max(0, budget.available_nanos))
-    used = budget.used_nanos + amount_nanos
-    armed, fires = armed_after_spend(
-        budget.low_balance_threshold_nanos, budget.max_nanos - used, budget.low_balance_armed
-    )
-    after = replace(budget, used_nanos=used, low_balance_armed=armed, updated_at=now)
-    await _write(conn, after)
-    txn = await _append(conn, after, BudgetTxnType.DEBIT, -amount_nanos, now, reason=reason, metadata=metadata)
-    await record_events(conn, after, txn, _spend_events(fires))
-    return BudgetChange(after, txn)
-
-
-def _spend_events(low_balance_fires: bool) -> list[BudgetEvent]:
-    return [BudgetEvent.DEBITED, BudgetEvent.LOW_BALANCE] if low_balance_fires else [BudgetEvent.DEBITED]
-
-
-async def update(
-    conn: AsyncConnection, platform_id: str, end_user_id: str, patch: BudgetPatch, now: datetime
-) -> BudgetRow | None:
-    """PATCH (§5.5): a change of ``max`` writes an ``adjustment`` row and may not go below ``used + held``; a new
-    ``period`` starts at the current period of its kind without resetting ``used``; a flip of ``is_suspended``
-    writes a ``suspend``/``unsuspend`` row (amount 0), the same value again writes nothing."""
-    budget = await lock_managed_budget(conn, platform_id, end_user_id, now)
-    if budget is None:
-        return None
-    after = _patched(budget, patch, now)
-    await _write(conn, after)
-    if after.max_nanos != budget.max_nanos:
-        await _append(conn, after, BudgetTxnType.ADJUSTMENT, after.max_nanos - budget.max_nanos, now)
-    if after.is_suspended != budget.is_suspended:
-        flip = BudgetTxnType.SUSPEND if after.is_suspended else BudgetTxnType.UNSUSPEND
-        txn = await _append(conn, after, flip, 0, now)
-        event = BudgetEvent.SUSPENDED if after.is_suspended else BudgetEvent.UNSUSPENDED
-        await record_events(conn, after, txn, [event])
-    return after
-
-
-def _patched(budget: BudgetRow, patch: BudgetPatch, now: datetime) -> BudgetRow:
-    max_nanos = budget.max_nanos if patch.max_nanos is None else patch.max_nanos
-    if max_nanos != budget.max_nanos and max_nanos < minimum_max(budget.amounts):
-        raise MaxBelowMinimum(minimum_max(budget.amounts))
-    period, period_start = budget.period, budget.period_start
-    if patch.period is not None and patch.period is not budget.period:
-        period = patch.period
-        period_start = period_start_at(period, now) or budget.created_at
-    auto = budget.auto_replenish if patch.auto_replenish is None else patch.auto_replenish
-    # Turning auto-replenish off drops the stored amount; "required iff" is then checked on the result.
-    replenish = patch.replenish_nanos if patch.replenish_set else (budget.replenish_nanos if auto else None)
-    violation = replenish_violation(period, auto, replenish)
-    if violation is not None:
-        raise BudgetRuleViolation(*violation)
-    threshold = patch.low_balance_threshold_nanos if patch.threshold_set else budget.low_balance_threshold_nanos
-    armed = armed_after_credit(threshold, max_nanos - budget.used_nanos, budget.low_balance_armed)
-    return replace(
-        budget,
-        max_nanos=max_nanos,
-        period=period,
-        period_start=period_start,
-        auto_replenish=auto,
-        replenish_nanos=replenish,
-        low_balance_threshold_nanos=threshold,
-        low_balance_armed=armed,
-        is_suspended=budget.is_suspended if patch.is_suspended is None else patch.is_suspended,
-        is_active=budget.is_active if patch.is_active is None else patch.is_active,
-        updated_at=now,
-    )
+# -- background job -------------------------------------------------------------------------------------------
 
 
 async def _locked_by_id(conn: AsyncConnection, budget_id: str) -> BudgetRow:
@@ -460,9 +214,6 @@ async def _locked_by_id(conn: AsyncConnection, budget_id: str) -> BudgetRow:
     if row is None:
         raise LookupError(f"no budget {budget_id}")
     return budget_row(row._mapping)
-
-
-# -- background job -------------------------------------------------------------------------------------------
 
 
 async def reset_due_budgets(engine: AsyncEngine, now: datetime) -> int:
@@ -486,52 +237,28 @@ async def reset_due_budgets(engine: AsyncEngine, now: datetime) -> int:
             ids = list((await conn.execute(query)).scalars())
         for budget_id in ids:
             async with engine.begin() as conn:
-                locked = await _locked_by_id(conn, budget_id)
-                if (await _reset_if_due(conn, locked, now)) is not locked:
+                reset = reset_if_due(await _locked_by_id(conn, budget_id), now)
+                if reset is not None:
+                    await apply_step(conn, reset)
                     count += 1
         if len(ids) < _RESET_SCAN_BATCH:
             return count
         after_id = ids[-1]
 
 
-# -- the store: own transactions for reads and creation -------------------------------------------------------
+# -- reads: a transaction of their own ------------------------------------------------------------------------
 
 
 class BudgetStore:
+    """The ``BudgetReads`` port: reads that never take SQLite's write lock."""
+
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
         self._reader = reader(engine)
 
-    async def create(self, platform_id: str, end_user_id: str, spec: BudgetSpec, now: datetime) -> BudgetChange | None:
-        """None when the end user is unknown or deleted; ``BudgetExists`` when it has a budget already."""
-        try:
-            async with self._engine.begin() as conn:
-                live = sa.select(end_users.c.id).where(
-                    end_users.c.id == end_user_id,
-                    end_users.c.platform_id == platform_id,
-                    end_users.c.deleted_at.is_(None),
-                )
-                if (await conn.execute(live)).first() is None:
-                    return None
-                existing = sa.select(budgets.c.id).where(budgets.c.end_user_id == end_user_id)
-                if (await conn.execute(existing)).first() is not None:
-                    raise BudgetExists
-                return await create_budget(conn, platform_id, end_user_id, spec, now)
-        except sa.exc.IntegrityError as exc:  # a concurrent create won the unique index
-            raise BudgetExists from exc
-
-    async def get(self, platform_id: str, end_user_id: str, now: datetime) -> BudgetRow | None:
-        """The current budget; a due reset is applied (and committed) first, so reads never show a stale period."""
+    async def find(self, platform_id: str, end_user_id: str) -> BudgetRow | None:
         async with self._reader.connect() as conn:
             row = (await conn.execute(_managed(platform_id, end_user_id))).first()
-        if row is None:
-            return None
-        budget = budget_row(row._mapping)
-        replenish = budget.replenish_nanos if budget.auto_replenish else None
-        if plan_reset(budget.period, budget.period_start, now, budget.amounts, replenish) is None:
-            return budget
-        async with self._engine.begin() as conn:
-            return await lock_managed_budget(conn, platform_id, end_user_id, now)
+        return None if row is None else budget_row(row._mapping)
 
     async def transactions(
         self,

@@ -11,18 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.catalog import ModelRow, Provider, ProviderKind
 from tollway.domain.clock import as_utc, utcnow
+from tollway.domain.conflicts import Duplicate, StillReferenced
 from tollway.domain.ids import new_id
 from tollway.domain.pricing import Prices
 from tollway.storage.sql.paging import fetch_page
 from tollway.storage.sql.tables import llm_configs, models, providers
-
-
-class Duplicate(Exception):
-    """A unique constraint rejected the write (slug taken)."""
-
-
-class StillReferenced(Exception):
-    """The row is referenced by others and cannot be deleted."""
 
 
 def provider_from_row(row: Mapping[str, Any]) -> Provider:

@@ -5,32 +5,26 @@ keys are revoked, its budget deactivated, and its ledger rows and usage logs sta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tollway.domain.budget_changes import BudgetRow, opened
 from tollway.domain.budgets import BudgetSpec
+from tollway.domain.end_users import EndUserCreation
 from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import PlatformSettings
+from tollway.domain.records import Record
 from tollway.storage.sql.api_keys import insert_key
-from tollway.storage.sql.budgets import BudgetRow, create_budget, lock_managed_budget
+from tollway.storage.sql.budgets import lock_and_reset, open_budget
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.paging import Record, fetch_page
+from tollway.storage.sql.paging import fetch_page
 from tollway.storage.sql.tables import api_keys, budgets, end_users, platforms
 
 # Concurrent creates with one external_id: every loser of the unique index retries and then finds the winner.
 _CREATE_ATTEMPTS: Final = 5
-
-
-@dataclass(frozen=True, slots=True)
-class EndUserCreation:
-    end_user: Record
-    api_key: Record
-    budget: BudgetRow | None
-    created: bool  # False: the external_id existed; the user is unchanged and only the key is new
 
 
 def _live(platform_id: str, end_user_id: str) -> sa.ColumnElement[bool]:
@@ -78,7 +72,7 @@ class EndUserStore:
             if existing is not None:
                 user = dict(existing._mapping)
                 key = await _insert_end_user_key(conn, platform_id, user["id"], key_values)
-                budget = await lock_managed_budget(conn, platform_id, user["id"], now)
+                budget = await lock_and_reset(conn, platform_id, user["id"], now)
                 return EndUserCreation(user, key, budget, created=False)
             user = {
                 "id": new_id(),
@@ -96,7 +90,9 @@ class EndUserStore:
             new_budget: BudgetRow | None = None
             if default is not None:
                 spec = BudgetSpec(max_nanos=default.max_nanos, period=default.period)
-                new_budget = (await create_budget(conn, platform_id, user["id"], spec, now)).budget
+                opening = opened(platform_id, user["id"], spec, now)
+                await open_budget(conn, opening)
+                new_budget = opening.budget
             key = await _insert_end_user_key(conn, platform_id, user["id"], key_values)
             return EndUserCreation(user, key, new_budget, created=True)
 
@@ -158,3 +154,14 @@ async def _insert_end_user_key(
     conn: AsyncConnection, platform_id: str, end_user_id: str, key_values: Mapping[str, Any]
 ) -> dict[str, Any]:
     return await insert_key(conn, {**key_values, "platform_id": platform_id, "end_user_id": end_user_id})
+
+
+class SqlLiveEndUsers:
+    """The ``LiveEndUsers`` port on the connection of a unit of work."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def is_live(self, platform_id: str, end_user_id: str) -> bool:
+        found = await self._conn.execute(sa.select(end_users.c.id).where(_live(platform_id, end_user_id)))
+        return found.first() is not None

@@ -8,65 +8,27 @@ running twice. Completed records live 24 h from first use, then the key starts a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, TypeVar
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import as_utc
+from tollway.domain.idempotency import Claim, Existing, IdempotencyIdentity, StoredResponse
 from tollway.domain.ids import new_id
 from tollway.storage.sql.tables import idempotency_keys
-
-T = TypeVar("T")
-# An operation run inside one transaction; its connection is the one that marks the key done.
-Action = Callable[[AsyncConnection], Awaitable[T]]
 
 _IN_PROGRESS: Final = "in_progress"
 _DONE: Final = "done"
 _CLAIM_ATTEMPTS: Final = 5
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyIdentity:
-    scope: str  # the platform id, or "operator"
-    method: str
-    path: str
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
-    status: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """This request owns the key; ``created_at`` is the key's first use."""
-
-    id: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Existing:
-    """Another request has the key: still running (``response`` None) or done."""
-
-    fingerprint: str
-    response: StoredResponse | None
-
-
 class IdempotencyStore:
+    """The ``IdempotencyClaims`` port: each method is a transaction of its own."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-
-    async def run(self, action: Action[T]) -> T:
-        """``action`` in one transaction of its own (requests without an Idempotency-Key)."""
-        async with self._engine.begin() as conn:
-            return await action(conn)
 
     async def claim(
         self, ident: IdempotencyIdentity, fingerprint: str, now: datetime, lease: timedelta
@@ -145,6 +107,16 @@ async def complete(conn: AsyncConnection, claim: Claim, response: StoredResponse
         .values(status=_DONE, response_status=response.status, response_body=response.body, expires_at=expires_at)
     )
     return result.rowcount == 1
+
+
+class SqlIdempotencyCompletion:
+    """The ``IdempotencyCompletion`` port on the connection of a unit of work."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def complete(self, claim: Claim, response: StoredResponse, expires_at: datetime) -> bool:
+        return await complete(self._conn, claim, response, expires_at)
 
 
 async def prune_idempotency(engine: AsyncEngine, now: datetime) -> int:

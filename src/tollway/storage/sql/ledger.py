@@ -11,17 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import BalanceOverflow
 from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import PlatformSettings
+from tollway.domain.records import Record
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.paging import Record, fetch_page, ledger_page
+from tollway.storage.sql.paging import fetch_page, ledger_page
 from tollway.storage.sql.tables import platforms, usage_logs, wallet_transactions, wallets
 
 BIGINT_MAX: Final = 2**63 - 1
-
-
-class BalanceOverflow(Exception):
-    """The top-up would push the balance past what a BIGINT of n$ holds."""
 
 
 class LedgerStore:
@@ -39,21 +37,6 @@ class LedgerStore:
         async with self._reader.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else dict(row._mapping)
-
-    async def topup(
-        self,
-        platform_id: str,
-        amount_nanos: int,
-        *,
-        description: str | None,
-        metadata: Mapping[str, Any],
-        request_id: str | None,
-    ) -> tuple[Record, Record] | None:
-        """``credit_wallet`` in a transaction of its own."""
-        async with self._engine.begin() as conn:
-            return await credit_wallet(
-                conn, platform_id, amount_nanos, description=description, metadata=metadata, request_id=request_id
-            )
 
     async def transactions(
         self,
@@ -147,3 +130,23 @@ async def credit_wallet(
     }
     await conn.execute(sa.insert(wallet_transactions).values(txn))
     return wallet, txn
+
+
+class SqlWalletLedger:
+    """The ``WalletLedger`` port on the connection of a unit of work."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def credit(
+        self,
+        platform_id: str,
+        amount_nanos: int,
+        *,
+        description: str | None,
+        metadata: Mapping[str, Any],
+        request_id: str | None,
+    ) -> tuple[Record, Record] | None:
+        return await credit_wallet(
+            self._conn, platform_id, amount_nanos, description=description, metadata=metadata, request_id=request_id
+        )

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import ProviderUnavailable
 from tollway.domain.ids import new_id
-from tollway.storage.sql.paging import Record, fetch_page
+from tollway.domain.records import Record
+from tollway.storage.sql.paging import fetch_page
 from tollway.storage.sql.tables import llm_configs, platforms, providers
 
 _VIEW = sa.select(
@@ -24,10 +26,6 @@ _VIEW = sa.select(
     llm_configs.c.created_at,
     llm_configs.c.updated_at,
 ).select_from(llm_configs.join(providers, providers.c.id == llm_configs.c.provider_id))
-
-
-class ProviderUnavailable(Exception):
-    """The provider is unknown or inactive, so no config may point at it."""
 
 
 async def _require_active_provider(conn: AsyncConnection, provider_id: str) -> None:

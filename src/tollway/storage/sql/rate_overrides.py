@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.platform_settings import PlatformSettings, RateLimits
+from tollway.domain.records import Record
 from tollway.storage.sql.db import reader
 from tollway.storage.sql.outage import database_required
-from tollway.storage.sql.paging import Record
 from tollway.storage.sql.tables import end_users, platforms, rate_limit_overrides
 
 _overrides = rate_limit_overrides

@@ -10,27 +10,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import Duplicate
 from tollway.domain.ids import new_id
+from tollway.domain.platforms import SLUG_MAX, next_free_slug
+from tollway.domain.records import Record
 from tollway.storage.sql.api_keys import insert_key
-from tollway.storage.sql.catalog_admin import Duplicate
-from tollway.storage.sql.paging import Record, fetch_page
+from tollway.storage.sql.paging import fetch_page
 from tollway.storage.sql.tables import platforms, wallets
 
-SLUG_MAX = 64
 _DERIVED_SLUG_ATTEMPTS = 10
-
-
-def next_free_slug(base: str, taken: set[str]) -> str:
-    """``base``, else ``base-2``, ``base-3``…, each cut so that the whole stays within 64 characters."""
-    if base not in taken:
-        return base
-    n = 2
-    while True:
-        suffix = f"-{n}"
-        candidate = base[: SLUG_MAX - len(suffix)].rstrip("-") + suffix
-        if candidate not in taken:
-            return candidate
-        n += 1
 
 
 def _live(platform_id: str) -> sa.ColumnElement[bool]:

@@ -12,18 +12,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tollway.domain.conflicts import EndpointInactive
 from tollway.domain.ids import new_id
+from tollway.domain.records import Record
 from tollway.domain.webhooks import DeliveryStatus
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.paging import Record, fetch_page
+from tollway.storage.sql.paging import fetch_page
 from tollway.storage.sql.tables import webhook_deliveries, webhook_endpoints, webhook_events
 
 _E = webhook_endpoints
 _D = webhook_deliveries
-
-
-class EndpointInactive(Exception):
-    """A replay on an endpoint that is disabled."""
 
 
 @dataclass(frozen=True, slots=True)
