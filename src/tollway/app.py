@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http import fastpath
 from tollway.http.cors import InferenceCORS
@@ -33,6 +34,7 @@ from tollway.services.bootstrap import ensure_operator_key, load_sealer, operato
 from tollway.services.container import Services
 from tollway.services.images import ImagesService
 from tollway.services.inference import InferenceService
+from tollway.services.operations import Operations
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimitBackend, RateLimiter
 from tollway.services.responses import ResponsesService
 from tollway.services.routing import CandidateRouter
@@ -43,9 +45,13 @@ from tollway.storage.ratelimit.redis import RedisRateLimitBackend
 from tollway.storage.sql.budgets import reset_due_budgets
 from tollway.storage.sql.catalog import CatalogStore
 from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.health import DatabaseHealth
+from tollway.storage.sql.holds import ExpiredHoldStore
 from tollway.storage.sql.idempotency import prune_idempotency
+from tollway.storage.sql.instances import InstanceStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
 from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
@@ -65,6 +71,7 @@ class Runtime:
     keys: KeyStore
     money: MoneyWriter
     rate_limiter: RateLimiter
+    sealer: Sealer
     http: aiohttp.ClientSession
     services: Services
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -136,6 +143,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     images = ImagesService(settings, router, billing, limiter, adapters)
     store = ResponseStore(engine, settings.response_retention_days)
     responses = ResponsesService(inference, store, NativeResponses(Transport(http, settings)))
+    operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -150,12 +158,12 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         responses=responses,
         images=images,
         models=inference.models,
+        operations=operations,
         invalidate_caches=invalidate_caches,
         engine=engine,
         sealer=sealer,
-        rate_limiter=limiter,
     )
-    return Runtime(settings, engine, keys, money, limiter, http, services)
+    return Runtime(settings, engine, keys, money, limiter, sealer, http, services)
 
 
 def _rate_limiter(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> RateLimiter:
@@ -182,18 +190,18 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         app.state.drain = drain
         drain.install_signal_hook()  # SIGTERM: /readyz 503, streams ended after drain_s (SPEC §14.3)
         runtime.money.start()
-        presence = Presence(runtime.engine, uses_redis=settings.redis_url is not None)
+        presence = Presence(InstanceStore(runtime.engine), uses_redis=settings.redis_url is not None)
         await presence.start()
         runtime.background.append(asyncio.create_task(presence.run()))
         runtime.background.append(asyncio.create_task(_touch_keys_loop(services.authenticator, runtime.keys)))
         engine = runtime.engine
         hooks = webhook_session(settings.allow_private_urls)  # its own guarded connector (SPEC §11.5)
         dispatcher = WebhookDispatcher(
-            WebhookStore(engine), services.sealer, hooks, settings.webhook_retry_delays, metrics=metrics
+            WebhookStore(engine), runtime.sealer, hooks, settings.webhook_retry_delays, metrics=metrics
         )
         runtime.background += [
             asyncio.create_task(dispatcher.run()),
-            asyncio.create_task(HoldSweeper(engine, runtime.money, metrics=metrics).run()),
+            asyncio.create_task(HoldSweeper(ExpiredHoldStore(engine), runtime.money, metrics=metrics).run()),
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),

@@ -16,7 +16,7 @@ from tollway.services.auth import Authenticator
 from tollway.services.images import ImagesService
 from tollway.services.inference import InferenceService
 from tollway.services.models import ModelCatalogView
-from tollway.services.ratelimit import RateLimiter
+from tollway.services.operations import Operations
 from tollway.services.responses import ResponsesService
 from tollway.settings import Settings
 
@@ -30,9 +30,10 @@ class Services:
     responses: ResponsesService
     images: ImagesService
     models: ModelCatalogView
+    operations: Operations
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]
-    # Transitional, removed as management and operations move behind ports:
+    # Transitional, removed as management moves behind ports (http/management/wiring.py and the /v1/me handlers
+    # still build their stores from them):
     engine: AsyncEngine
     sealer: Sealer
-    rate_limiter: RateLimiter

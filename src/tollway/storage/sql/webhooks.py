@@ -5,13 +5,13 @@ that each due delivery is attempted by one instance at a time, §13.3)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tollway.domain.deliveries import DeliveryJob
 from tollway.domain.ids import new_id
 from tollway.domain.webhooks import DeliveryStatus
 from tollway.storage.sql.db import reader
@@ -24,22 +24,6 @@ _D = webhook_deliveries
 
 class EndpointInactive(Exception):
     """A replay on an endpoint that is disabled."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryJob:
-    """A claimed delivery with what its attempt needs (secrets still sealed)."""
-
-    id: str
-    platform_id: str
-    endpoint_id: str
-    url: str
-    secret_sealed: bytes
-    previous_secret_sealed: bytes | None
-    previous_secret_expires_at: datetime | None
-    webhook_id: str
-    body: bytes
-    attempts: list[dict[str, Any]]
 
 
 def _live(platform_id: str, endpoint_id: str) -> sa.ColumnElement[bool]:
