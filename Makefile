@@ -19,11 +19,12 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/pytest
 
-## check: lint, format check and strict typing
+## check: lint, format check, strict typing and the layering contracts of pyproject.toml (import-linter)
 check: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: added latency and throughput of Tollway against direct-to-upstream; writes docs/performance.md
 bench: $(BIN)/.installed
