@@ -15,15 +15,19 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/tollway demo
 
-## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end with the openai SDK)
+## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end with the openai SDK), with branch
+## coverage of src/tollway (in-process and the `tollway` processes the tests start; see [tool.coverage.run]).
+## The floor is the measured total minus one point: raise it when coverage rises.
+COVERAGE_FLOOR := 91  # measured 92.54 % (branch, whole suite with PostgreSQL and Redis) on 2026-12-06
 test: $(BIN)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest --cov=tollway --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-## check: lint, format check and strict typing
+## check: lint, format check, strict typing and the layering contracts of pyproject.toml (import-linter)
 check: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: added latency and throughput of Tollway against direct-to-upstream; writes docs/performance.md
 bench: $(BIN)/.installed
@@ -34,4 +38,4 @@ bench-scale: $(BIN)/.installed
 	$(BIN)/python bench/scale.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -44,6 +44,7 @@ from tollway.services.inference.models import ModelCatalogView
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
+from tollway.services.operations import Operations
 from tollway.services.platforms import Platforms
 from tollway.services.rate_overrides import RateLimitOverrides
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
@@ -58,11 +59,15 @@ from tollway.storage.sql.catalog import CatalogStore
 from tollway.storage.sql.catalog_admin import CatalogAdminStore
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.health import DatabaseHealth
+from tollway.storage.sql.holds import ExpiredHoldStore
 from tollway.storage.sql.idempotency import IdempotencyStore, prune_idempotency
+from tollway.storage.sql.instances import InstanceStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.ledger import LedgerStore
 from tollway.storage.sql.llm_configs import LlmConfigStore
 from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
 from tollway.storage.sql.tenants import PlatformStore
 from tollway.storage.sql.unit_of_work import SqlUnitOfWork
@@ -158,6 +163,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     store = ResponseStore(engine, settings.response_retention_days)
     responses = ResponsesService(calls, adapters, health, store)
     images = ImagesService(calls, adapters)
+    operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -174,8 +180,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         models=ModelCatalogView(router, adapters),
         management=_management(settings, engine, sealer, overrides),
         invalidate_caches=invalidate_caches,
-        engine=engine,
-        rate_limiter=limiter,
+        operations=operations,
     )
     return Runtime(settings, engine, sealer, keys, money, limiter, http, services)
 
@@ -224,7 +229,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         app.state.drain = drain
         drain.install_signal_hook()  # SIGTERM: /readyz 503, streams ended after drain_s (SPEC §14.3)
         runtime.money.start()
-        presence = Presence(runtime.engine, uses_redis=settings.redis_url is not None)
+        presence = Presence(InstanceStore(runtime.engine), uses_redis=settings.redis_url is not None)
         await presence.start()
         runtime.background.append(asyncio.create_task(presence.run()))
         runtime.background.append(asyncio.create_task(_touch_keys_loop(services.authenticator, runtime.keys)))
@@ -235,7 +240,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         )
         runtime.background += [
             asyncio.create_task(dispatcher.run()),
-            asyncio.create_task(HoldSweeper(engine, runtime.money, metrics=metrics).run()),
+            asyncio.create_task(HoldSweeper(ExpiredHoldStore(engine), runtime.money, metrics=metrics).run()),
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),

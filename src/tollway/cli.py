@@ -44,12 +44,13 @@ def _check_scale_out(settings: Settings) -> None:
 def _ensure_alone(settings: Settings) -> None:
     """Without Redis, limits live in this process: refuse to start next to another instance (SPEC §13.2)."""
     from tollway.storage.sql.db import create_engine
+    from tollway.storage.sql.instances import InstanceStore
     from tollway.workers.heartbeat import AnotherInstanceRunning, ensure_alone
 
     async def check() -> None:
         engine = create_engine(settings)
         try:
-            await ensure_alone(engine)
+            await ensure_alone(InstanceStore(engine))
         finally:
             await engine.dispose()
 
@@ -161,8 +162,9 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
     """SPEC §9.6: print the report as JSON; exit 1 when any difference exists."""
     import orjson
 
+    from tollway.domain.reconciliation import ReconcileReport
     from tollway.storage.sql.db import create_engine
-    from tollway.storage.sql.reconcile import ReconcileReport, reconcile
+    from tollway.storage.sql.reconcile import reconcile
 
     settings = _settings(args)
 

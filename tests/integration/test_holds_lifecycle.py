@@ -23,6 +23,7 @@ from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
 from tollway.storage.money.writer import MoneyWriter
 from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.holds import ExpiredHoldStore
 from tollway.storage.sql.tables import holds, usage_logs
 from tollway.workers.sweeper import HoldSweeper
 
@@ -123,9 +124,10 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 async def _sweep(settings: Settings, seconds_ahead: float) -> int:
     engine = create_engine(settings)
     writer = MoneyWriter(settings, engine)
+    sweeper = HoldSweeper(ExpiredHoldStore(engine), writer)
     writer.start()
     try:
-        return await HoldSweeper(engine, writer).sweep_once(utcnow() + timedelta(seconds=seconds_ahead))
+        return await sweeper.sweep_once(utcnow() + timedelta(seconds=seconds_ahead))
     finally:
         await writer.stop()
         await engine.dispose()

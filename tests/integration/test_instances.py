@@ -20,8 +20,8 @@ from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.instances import Heartbeat
 from tollway.settings import Settings
-from tollway.storage.sql import instances
 from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.instances import InstanceStore
 from tollway.storage.sql.migrate import upgrade
 from tollway.workers.heartbeat import AnotherInstanceRunning, ensure_alone
 
@@ -40,9 +40,10 @@ def _other(hostname: str, pid: int, at_offset_s: float) -> Heartbeat:
 async def _check(settings: Settings, rows: list[Heartbeat], beat_each_step: bool = False) -> tuple[float, int]:
     """Run ``ensure_alone`` against ``rows`` under a simulated clock; returns (simulated seconds waited, rows left)."""
     engine = create_engine(settings)
+    instances = InstanceStore(engine)
     try:
         for row in rows:
-            await instances.register(engine, row)
+            await instances.register(row)
         now = [utcnow()]
         waited = [0.0]
 
@@ -51,10 +52,10 @@ async def _check(settings: Settings, rows: list[Heartbeat], beat_each_step: bool
             waited[0] += seconds
             if beat_each_step:
                 for row in rows:
-                    await instances.beat(engine, row.id, now[0])
+                    await instances.beat(row.id, now[0])
 
-        await ensure_alone(engine, clock=lambda: now[0], sleep=sleep)
-        return waited[0], len(await instances.others(engine, None))
+        await ensure_alone(instances, clock=lambda: now[0], sleep=sleep)
+        return waited[0], len(await instances.others(None))
     finally:
         await engine.dispose()
 

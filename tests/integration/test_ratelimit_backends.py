@@ -9,11 +9,14 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis.asyncio
 
+from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer, redis_server_fixture, start_redis_or_skip
+from tests.support.servers import free_port
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.domain.ratelimit import Decision, Dimension, Resolution, TokenDemand
@@ -22,6 +25,8 @@ from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
 from tollway.settings import redis_endpoint
 from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit.redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.rate_overrides import RateOverrideStore
 
 # "redis-busy-poll": the gateway's default, which polls the event loop while a lone admission is on its way.
 BACKENDS = [
@@ -436,13 +441,10 @@ class FakeSource:
         self.override: RateLimits | None = None
         self.defaults = RateLimits()
         self.loads = 0
-        self.fail = False
 
     async def limits_of(self, platform_id: str, end_user_id: str) -> tuple[RateLimits | None, RateLimits]:
         self.loads += 1
         await asyncio.sleep(0.01)
-        if self.fail:
-            raise OSError("database down")
         return self.override, self.defaults
 
 
@@ -531,9 +533,14 @@ async def test_limit_cache_lives_under_a_second_shares_loads_and_invalidates() -
     assert source.loads == 4
 
 
-async def test_an_unreachable_database_is_503() -> None:
-    source = FakeSource()
-    source.fail = True
-    limiter = RateLimiter(InProcessRateLimitBackend(), LimitCache(source))
-    with pytest.raises(ServiceUnavailable):
-        await limiter.admit("p", _user(), SMALL)
+async def test_an_unreachable_database_is_503(tmp_path: Path) -> None:
+    """The real limit source on a PostgreSQL server that is not there: 503, never a driver exception."""
+    settings = make_settings(tmp_path, f"postgresql://tollway@127.0.0.1:{free_port()}/tollway")
+    engine = create_engine(settings)
+    limiter = RateLimiter(InProcessRateLimitBackend(), LimitCache(RateOverrideStore(engine)))
+    try:
+        with pytest.raises(ServiceUnavailable, match="database is unreachable"):
+            await limiter.admit("p", _user(), SMALL)
+    finally:
+        await limiter.close()
+        await engine.dispose()

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tollway.observability.metrics import Metrics
 from tollway.services.auth import Authenticator
 from tollway.services.inference.chat import ChatCompletions
@@ -17,7 +15,7 @@ from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.management import Management
-from tollway.services.ratelimit import RateLimiter
+from tollway.services.operations import Operations
 from tollway.settings import Settings
 
 
@@ -31,8 +29,6 @@ class Services:
     images: ImagesService
     models: ModelCatalogView
     management: Management
+    operations: Operations
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]
-    # Transitional, removed as management and operations move behind ports:
-    engine: AsyncEngine
-    rate_limiter: RateLimiter

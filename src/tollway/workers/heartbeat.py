@@ -10,12 +10,10 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.instances import HEARTBEAT_EVERY_S, STALE_AFTER_S, Heartbeat, SoleInstanceWatch, Verdict
-from tollway.storage.sql import instances
+from tollway.domain.ports.operations import InstanceRegistry
 
 log = logging.getLogger("tollway.instances")
 
@@ -41,15 +39,15 @@ def _process_gone(beat: Heartbeat, hostname: str) -> bool:
 
 
 async def ensure_alone(
-    engine: AsyncEngine, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep, poll_s: float = 1.0
+    instances: InstanceRegistry, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep, poll_s: float = 1.0
 ) -> None:
     """Return once no other instance heartbeats in this database; a stale heartbeat is waited out (≤ 15 s)."""
     hostname = socket.gethostname()
     watch = SoleInstanceWatch()
     while True:
-        rows = await instances.others(engine, None)
+        rows = await instances.others(None)
         gone = [b for b in rows if _process_gone(b, hostname)]
-        await instances.forget(engine, [b.id for b in gone])
+        await instances.forget([b.id for b in gone])
         verdict = watch.observe([b for b in rows if b not in gone], clock())
         if verdict is Verdict.ALONE:
             return
@@ -66,16 +64,16 @@ async def ensure_alone(
 class Presence:
     """This process's heartbeat row, beaten every 5 s while it serves."""
 
-    def __init__(self, engine: AsyncEngine, uses_redis: bool, clock: Clock = utcnow) -> None:
-        self._engine = engine
+    def __init__(self, instances: InstanceRegistry, uses_redis: bool, clock: Clock = utcnow) -> None:
+        self._instances = instances
         self._clock = clock
         self.beat = Heartbeat(new_id(), socket.gethostname(), os.getpid(), uses_redis, clock())
 
     async def start(self) -> None:
-        await instances.register(self._engine, self.beat)
+        await self._instances.register(self.beat)
         if not self.beat.uses_redis:
             now = self._clock()
-            others = await instances.others(self._engine, self.beat.id)
+            others = await self._instances.others(self.beat.id)
             # Started at the same moment as another one: the CLI check could not see it yet.
             if any((now - b.heartbeat_at).total_seconds() < STALE_AFTER_S for b in others):
                 log.error("another instance shares this database and this one has no Redis: limits are per instance")
@@ -84,12 +82,12 @@ class Presence:
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY_S)
             try:
-                await instances.beat(self._engine, self.beat.id, self._clock())
+                await self._instances.beat(self.beat.id, self._clock())
             except Exception:  # a missed beat only delays another instance's start-up check
                 log.warning("could not write the instance heartbeat", exc_info=True)
 
     async def leave(self) -> None:
         try:
-            await instances.leave(self._engine, self.beat.id)
+            await self._instances.leave(self.beat.id)
         except Exception:
             log.warning("could not remove the instance heartbeat; it goes stale in 15 s", exc_info=True)

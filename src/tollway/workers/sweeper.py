@@ -8,15 +8,11 @@ import asyncio
 import logging
 from datetime import datetime
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tollway.domain.clock import utcnow
 from tollway.domain.holds import Expire
 from tollway.domain.ports.money import MoneyLedger
+from tollway.domain.ports.operations import ExpiredHolds
 from tollway.observability.metrics import Metrics
-from tollway.storage.sql.db import reader
-from tollway.storage.sql.tables import holds
 
 log = logging.getLogger("tollway.sweeper")
 
@@ -26,26 +22,19 @@ _BATCH = 500
 
 class HoldSweeper:
     def __init__(
-        self, engine: AsyncEngine, ledger: MoneyLedger, interval_s: float = INTERVAL_S, metrics: Metrics | None = None
+        self, expired: ExpiredHolds, ledger: MoneyLedger, interval_s: float = INTERVAL_S, metrics: Metrics | None = None
     ) -> None:
         self._metrics = metrics
-        self._reader = reader(engine)
+        self._expired = expired
         self._ledger = ledger
         self._interval_s = interval_s
 
     async def sweep_once(self, now: datetime | None = None) -> int:
         """Resolve every active hold expired at ``now``; returns how many this call resolved."""
         moment = now or utcnow()
-        query = (
-            sa.select(holds.c.id)
-            .where(holds.c.status == "active", holds.c.expires_at < moment)
-            .order_by(holds.c.expires_at)
-            .limit(_BATCH)
-        )
         resolved = 0
         while True:
-            async with self._reader.connect() as conn:
-                ids = list((await conn.execute(query)).scalars())
+            ids = await self._expired.expired(moment, _BATCH)
             if not ids:
                 return resolved
             results = await asyncio.gather(*(self._ledger.submit(Expire(hold_id)) for hold_id in ids))

@@ -20,6 +20,8 @@ import aiohttp
 
 from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.clock import as_utc, rfc3339, utcnow
+from tollway.domain.deliveries import DeliveryJob
+from tollway.domain.ports.operations import DeliveryQueue
 from tollway.domain.sealing import Sealer, SealError
 from tollway.domain.webhooks import (
     ATTEMPT_TIMEOUT_S,
@@ -31,7 +33,6 @@ from tollway.domain.webhooks import (
 from tollway.observability.metrics import Metrics
 from tollway.providers.transport import redact
 from tollway.services.webhooks import secret_context
-from tollway.storage.sql.webhooks import DeliveryJob, WebhookStore
 
 log = logging.getLogger("tollway.webhooks")
 
@@ -69,7 +70,7 @@ def webhook_session(allow_private: bool) -> aiohttp.ClientSession:
 class WebhookDispatcher:
     def __init__(
         self,
-        store: WebhookStore,
+        store: DeliveryQueue,
         sealer: Sealer,
         session: aiohttp.ClientSession,
         delays_s: Sequence[float],

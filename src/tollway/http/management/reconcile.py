@@ -6,19 +6,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tollway.errors import ServiceUnavailable
 from tollway.http.guards import require_operator
 from tollway.http.responses import json_response
 from tollway.http.state import services
-from tollway.storage.sql.reconcile import reconcile
 
 
 async def get_reconcile(request: Request) -> Response:
     await require_operator(request)
-    try:
-        report = await reconcile(services(request).engine)
-    except OSError as exc:
-        raise ServiceUnavailable("The database is unreachable.") from exc
+    report = await services(request).operations.reconcile()
     return json_response(report.body())
 
 

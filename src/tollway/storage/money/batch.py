@@ -9,14 +9,10 @@ INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from tollway.domain.budgets import BudgetAmounts, armed_after_credit, armed_after_spend, plan_reset
-from tollway.domain.clock import as_utc
+from tollway.domain.budgets import armed_after_spend
 from tollway.domain.holds import (
     Checkpoint,
     Expire,
@@ -34,164 +30,12 @@ from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
 from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
 from tollway.domain.webhooks import EventType, budget_data, wallet_data
+from tollway.storage.money import statements
 from tollway.storage.money.driver_sql import DriverConnection, DriverSQL
+from tollway.storage.money.rows import BudgetRow, HoldRow, RowCache, WalletRow, as_datetime, from_json
 from tollway.storage.sql.outbox import DriverOutbox, PendingEvent
 
 Result = HoldGrant | Refusal | bool | None
-
-
-@dataclass(slots=True)
-class _Wallet:
-    id: str
-    balance: int
-    held: int
-    armed: bool
-    threshold: int | None
-    dirty: bool = False
-
-
-@dataclass(slots=True)
-class _Budget:
-    id: str
-    platform_id: str
-    end_user_id: str
-    max: int
-    used: int
-    held: int
-    is_suspended: bool
-    is_active: bool
-    threshold: int | None
-    armed: bool
-    period: BudgetPeriod
-    period_start: datetime
-    replenish: int | None  # set only with auto-replenish on
-    dirty: bool = False
-
-    @property
-    def available(self) -> int:
-        return self.max - self.used - self.held
-
-    def reset_if_due(self, now: datetime) -> int | None:
-        """Apply a due period reset in memory (SPEC §9.8); returns the ``reset`` row's amount, or None."""
-        reset = plan_reset(
-            self.period, self.period_start, now, BudgetAmounts(self.max, self.used, self.held), self.replenish
-        )
-        if reset is None:
-            return None
-        self.max, self.used, self.period_start = reset.max_nanos, 0, reset.period_start
-        self.armed = armed_after_credit(self.threshold, self.max, self.armed)
-        self.dirty = True
-        return reset.amount_nanos
-
-
-@dataclass(slots=True)
-class _Hold:
-    id: str
-    request_id: str
-    platform_id: str
-    end_user_id: str | None
-    budget_id: str | None
-    wallet_nanos: int
-    budget_nanos: int
-    status: str
-    terms: dict[str, Any]
-    saved_checkpoint: dict[str, Any] | None
-    new_status: str | None = None
-    checkpoint: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class RowCache:
-    """Embedded SQLite only: the money rows as this writer's connection last committed them. They stay valid while
-    no other connection commits (``PRAGMA data_version`` unchanged: management calls, period resets and the
-    migration all write through other connections), so a batch skips its SELECTs. A failed batch clears it."""
-
-    version: int | None = None
-    wallets: dict[str, _Wallet] = field(default_factory=dict)  # by platform id
-    budgets: dict[str, _Budget] = field(default_factory=dict)  # by id
-    budget_of_user: dict[str, _Budget | None] = field(default_factory=dict)  # None: no active budget
-    holds: dict[str, _Hold] = field(default_factory=dict)  # active holds
-    subscriptions: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # platform -> event -> endpoints
-    pending: Batch | None = None  # applied, awaiting the caller's COMMIT
-
-    def clear(self) -> None:
-        self.version = None
-        self.pending = None
-        for table in (self.wallets, self.budgets, self.budget_of_user, self.holds, self.subscriptions):
-            table.clear()
-
-    def committed(self) -> None:
-        """The pending batch committed: its rows are the database's rows now."""
-        batch, self.pending = self.pending, None
-        if batch is None:
-            return
-        for platform_id, wallet in batch.wallets.items():
-            wallet.dirty = False
-            self.wallets[platform_id] = wallet
-        for budget in batch.budgets.values():
-            budget.dirty = False
-            self.budgets[budget.id] = budget
-        self.budget_of_user.update(batch.budget_of_user)
-        for hold in batch.holds.values():
-            if hold.new_status is None and hold.status == "active":
-                hold.checkpoint = None
-                self.holds[hold.id] = hold
-            else:
-                self.holds.pop(hold.id, None)
-        for hold in batch.placed:
-            self.holds[hold.id] = hold
-        if batch.outbox is not None:
-            self.subscriptions.update(batch.outbox.subs_of(batch.outbox_platforms))
-
-
-def _datetime(value: Any) -> datetime:
-    """PostgreSQL gives aware datetimes; the raw SQLite connection gives the text SQLAlchemy stored (naive UTC)."""
-    if isinstance(value, datetime):
-        return as_utc(value)
-    return as_utc(datetime.fromisoformat(str(value)))
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-_INSERT_HOLD = (
-    "INSERT INTO holds (id, request_id, platform_id, end_user_id, wallet_id, budget_id, wallet_nanos, budget_nanos,"
-    " terms, status, checkpoint, expires_at, created_at, resolved_at) VALUES (:id, :request_id, :platform_id,"
-    " :end_user_id, :wallet_id, :budget_id, :wallet_nanos, :budget_nanos, :terms, :status, :checkpoint, :expires_at,"
-    " :created_at, :resolved_at)"
-)
-_INSERT_WALLET_TX = (
-    "INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,"
-    " description, metadata, request_id, created_at) VALUES (:id, :wallet_id, :platform_id, :type, :amount_nanos,"
-    " :balance_after_nanos, :description, :metadata, :request_id, :created_at)"
-)
-_INSERT_BUDGET_TX = (
-    "INSERT INTO budget_transactions (id, budget_id, platform_id, end_user_id, type, amount_nanos, max_after_nanos,"
-    " used_after_nanos, remaining_after_nanos, reason, metadata, request_id, created_at) VALUES (:id, :budget_id,"
-    " :platform_id, :end_user_id, :type, :amount_nanos, :max_after_nanos, :used_after_nanos, :remaining_after_nanos,"
-    " :reason, :metadata, :request_id, :created_at)"
-)
-_INSERT_LOG = (
-    "INSERT INTO usage_logs (id, platform_id, end_user_id, request_type, provider_id, model, provider_model,"
-    " prompt_tokens, completion_tokens, total_tokens, cached_tokens, latency_ms, ttft_ms, cost_nanos, charged_nanos,"
-    " uncollected_nanos, status, finish_reason, error_code, token_count_method, request_id, session_id, metadata,"
-    " created_at) VALUES (:id, :platform_id, :end_user_id, :request_type, :provider_id, :model, :provider_model,"
-    " :prompt_tokens, :completion_tokens, :total_tokens, :cached_tokens, :latency_ms, :ttft_ms, :cost_nanos,"
-    " :charged_nanos, :uncollected_nanos, :status, :finish_reason, :error_code, :token_count_method, :request_id,"
-    " :session_id, :metadata, :created_at)"
-)
-_UPDATE_WALLET = (
-    "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"
-    " WHERE id = :id"
-)
-_UPDATE_BUDGET = (
-    "UPDATE budgets SET max_nanos = :max, used_nanos = :used, held_nanos = :held, period_start = :period_start,"
-    " low_balance_armed = :armed, updated_at = :now WHERE id = :id"
-)
-_RESOLVE_HOLD = "UPDATE holds SET status = :status, resolved_at = :now WHERE id = :id"
-_CHECKPOINT_HOLD = "UPDATE holds SET checkpoint = :checkpoint WHERE id = :id"
-_SELECT_EXTERNAL_IDS = "SELECT id, external_id FROM end_users WHERE id IN (:ids)"
 
 
 class Batch:
@@ -205,17 +49,17 @@ class Batch:
         self.sql = sql
         self.stamp = sql.ts(now)  # the encoded timestamp of every row this batch writes
         self.lock = "" if sql.sqlite else " FOR UPDATE"
-        self.wallets: dict[str, _Wallet] = {}
-        self.budgets: dict[str, _Budget] = {}
-        self.budget_of_user: dict[str, _Budget] = {}
-        self.holds: dict[str, _Hold] = {}
+        self.wallets: dict[str, WalletRow] = {}
+        self.budgets: dict[str, BudgetRow] = {}
+        self.budget_of_user: dict[str, BudgetRow] = {}
+        self.holds: dict[str, HoldRow] = {}
         self.new_holds: list[dict[str, Any]] = []
         self.wallet_rows: list[dict[str, Any]] = []
         self.budget_rows: list[dict[str, Any]] = []
         self.log_rows: list[dict[str, Any]] = []
         self.outbox: DriverOutbox | None = None  # read only when the batch captures something (webhooks, §11.4)
         self.outbox_platforms: list[str] = []
-        self.placed: list[_Hold] = []  # the holds this batch places, for the cache
+        self.placed: list[HoldRow] = []  # the holds this batch places, for the cache
         self.external_ids: dict[str, str | None] = {}
 
     def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
@@ -236,8 +80,8 @@ class Batch:
                 " terms, checkpoint FROM holds WHERE id IN (:ids) ORDER BY id"
             )
             for r in self._select(sql, "h", missing):
-                terms, checkpoint = _json(r[8]) or {}, _json(r[9])
-                self.holds[r[0]] = _Hold(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
+                terms, checkpoint = from_json(r[8]) or {}, from_json(r[9])
+                self.holds[r[0]] = HoldRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
         platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
         platform_ids |= {h.platform_id for h in self.holds.values()}
         if cache is not None:
@@ -253,8 +97,8 @@ class Batch:
             clause, params = self.sql.in_list("p", missing)
             lock = "" if self.sql.sqlite else " FOR UPDATE OF wallets"
             for r in self.sql.execute(self.conn, sql.replace("(:ids)", clause) + lock, params):
-                threshold = PlatformSettings.from_stored(_json(r[5])).wallet_low_balance_threshold_nanos
-                self.wallets[r[1]] = _Wallet(r[0], r[2], r[3], bool(r[4]), threshold)
+                threshold = PlatformSettings.from_stored(from_json(r[5])).wallet_low_balance_threshold_nanos
+                self.wallets[r[1]] = WalletRow(r[0], r[2], r[3], bool(r[4]), threshold)
         captured = {
             self.holds[c.hold_id].platform_id
             for c in commands
@@ -295,9 +139,9 @@ class Batch:
             rows = self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
             for r in rows:
                 replenish = r[13] if r[12] else None
-                budget = _Budget(
+                budget = BudgetRow(
                     r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], bool(r[9]),
-                    BudgetPeriod(r[10]), _datetime(r[11]), replenish,
+                    BudgetPeriod(r[10]), as_datetime(r[11]), replenish,
                 )  # fmt: skip
                 self.budgets[budget.id] = budget
                 if budget.is_active:
@@ -357,14 +201,14 @@ class Batch:
         budget_id = budget.id if budget is not None else None
         if self.cache is not None:
             terms = {**command.recovery, "markup_bps": command.markup_bps, "n": command.n}
-            hold = _Hold(
+            hold = HoldRow(
                 hold_id, command.request_id, command.platform_id, command.end_user_id, budget_id,
                 quote.wallet_nanos, quote.budget_nanos, "active", terms, None,
             )  # fmt: skip
             self.placed.append(hold)
         return HoldGrant(hold_id, quote.wallet_nanos, quote.budget_nanos, budget_id, quote.clamped_limit)
 
-    def _resolve(self, hold_id: str, status: str) -> _Hold | None:
+    def _resolve(self, hold_id: str, status: str) -> HoldRow | None:
         """Mark an active hold resolved and give back what it held; None when it already ended (§9.6 inv. 5)."""
         hold = self.holds.get(hold_id)
         if hold is None or hold.status != "active" or hold.new_status is not None:
@@ -401,7 +245,7 @@ class Batch:
             self.log_rows.append(self.log_row(record, 0, record.charged_nanos))
         return True
 
-    def _capture(self, hold: _Hold, record: UsageRecord, charge_nanos: int) -> None:
+    def _capture(self, hold: HoldRow, record: UsageRecord, charge_nanos: int) -> None:
         wallet = self.wallets[hold.platform_id]
         take = max(0, min(record.cost_nanos, wallet.balance - wallet.held))
         if take > 0:
@@ -422,7 +266,7 @@ class Batch:
             self._budget_events(budget, row, fires)
         self.log_rows.append(self.log_row(record, take, charged))
 
-    def _wallet_event(self, wallet: _Wallet, platform_id: str, row: dict[str, Any]) -> None:
+    def _wallet_event(self, wallet: WalletRow, platform_id: str, row: dict[str, Any]) -> None:
         event = EventType.WALLET_LOW_BALANCE.value
         if self.outbox is None or not self.outbox.wants(platform_id, event):
             return
@@ -433,7 +277,7 @@ class Batch:
         )  # fmt: skip
         self.outbox.add(PendingEvent(platform_id, event, row["id"], data))
 
-    def _budget_events(self, budget: _Budget, row: dict[str, Any], low_balance: bool) -> None:
+    def _budget_events(self, budget: BudgetRow, row: dict[str, Any], low_balance: bool) -> None:
         """``budget.debited`` for every inference row, ``budget.low_balance`` on the crossing (§11.1, §9.8)."""
         outbox = self.outbox
         if outbox is None:
@@ -461,7 +305,7 @@ class Batch:
             return
         if self.external_ids:
             clause, params = self.sql.in_list("e", sorted(self.external_ids))
-            rows = self.sql.execute(self.conn, _SELECT_EXTERNAL_IDS.replace("(:ids)", clause), params)
+            rows = self.sql.execute(self.conn, statements.SELECT_EXTERNAL_IDS.replace("(:ids)", clause), params)
             self.external_ids.update({r[0]: r[1] for r in rows})
             for event in outbox.pending:
                 if "external_id" in event.data:
@@ -480,7 +324,7 @@ class Batch:
         hold.saved_checkpoint = command.progress
         return True
 
-    def _wallet_row(self, wallet: _Wallet, record: UsageRecord, take: int) -> dict[str, Any]:
+    def _wallet_row(self, wallet: WalletRow, record: UsageRecord, take: int) -> dict[str, Any]:
         return {
             "id": new_id(),
             "wallet_id": wallet.id,
@@ -494,7 +338,7 @@ class Batch:
             "created_at": self.stamp,
         }
 
-    def _budget_row(self, budget: _Budget, request_id: str | None, amount: int, kind: str) -> dict[str, Any]:
+    def _budget_row(self, budget: BudgetRow, request_id: str | None, amount: int, kind: str) -> dict[str, Any]:
         return {
             "id": new_id(),
             "budget_id": budget.id,
@@ -548,14 +392,14 @@ class Batch:
                 params = {
                     "balance": wallet.balance, "held": wallet.held, "armed": wallet.armed, "now": now, "id": wallet.id,
                 }  # fmt: skip
-                sql.execute(conn, _UPDATE_WALLET, params)
+                sql.execute(conn, statements.UPDATE_WALLET, params)
         for budget in self.budgets.values():
             if budget.dirty:
                 params = {
                     "max": budget.max, "used": budget.used, "held": budget.held, "armed": budget.armed,
                     "period_start": sql.ts(budget.period_start), "now": now, "id": budget.id,
                 }  # fmt: skip
-                sql.execute(conn, _UPDATE_BUDGET, params)
+                sql.execute(conn, statements.UPDATE_BUDGET, params)
         checkpoints = [
             {"checkpoint": sql.json(h.checkpoint), "id": h.id} for h in self.holds.values() if h.checkpoint is not None
         ]
@@ -563,14 +407,14 @@ class Batch:
             {"status": h.new_status, "now": now, "id": h.id} for h in self.holds.values() if h.new_status is not None
         ]
         if checkpoints:
-            sql.executemany(conn, _CHECKPOINT_HOLD, checkpoints)
+            sql.executemany(conn, statements.CHECKPOINT_HOLD, checkpoints)
         if resolved:
-            sql.executemany(conn, _RESOLVE_HOLD, resolved)
+            sql.executemany(conn, statements.RESOLVE_HOLD, resolved)
         for statement, rows in (
-            (_INSERT_HOLD, self.new_holds),
-            (_INSERT_WALLET_TX, self.wallet_rows),
-            (_INSERT_BUDGET_TX, self.budget_rows),
-            (_INSERT_LOG, self.log_rows),
+            (statements.INSERT_HOLD, self.new_holds),
+            (statements.INSERT_WALLET_TX, self.wallet_rows),
+            (statements.INSERT_BUDGET_TX, self.budget_rows),
+            (statements.INSERT_LOG, self.log_rows),
         ):
             if rows:
                 sql.executemany(conn, statement, rows)

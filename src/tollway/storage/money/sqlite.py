@@ -22,8 +22,9 @@ from datetime import datetime
 
 from tollway.domain.holds import MoneyCommand
 from tollway.settings import Settings
-from tollway.storage.money.batch import Batch, Result, RowCache, prepare_batch
+from tollway.storage.money.batch import Batch, Result, prepare_batch
 from tollway.storage.money.driver_sql import DriverSQL
+from tollway.storage.money.rows import RowCache
 
 CHECKPOINT_EVERY_S = 1.0
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024

@@ -1,66 +1,17 @@
 """Reconcile (SPEC §9.6): recompute invariants 1, 2 and 6 from the ledgers, holds and usage logs in one read
-snapshot, and list every difference. Also the two store-wide values ``/metrics`` reads at scrape time.
-
-Kinds of difference, each ``(kind, id, expected_nanos, actual_nanos)``:
-- ``wallet_balance`` / ``budget_remaining``: the sum of the ledger rows vs the stored balance (invariant 1);
-- ``wallet_held`` / ``budget_held``: the sum of active holds vs the stored ``held`` (invariant 2);
-- ``wallet_available`` / ``budget_available``: ``balance − held`` is negative (expected 0, invariant 2);
-- ``usage_wallet_row``: per request id, the settled log row's ``cost − uncollected`` vs the negated wallet
-  ``usage`` rows (invariant 6; a wallet row without a settled log row counts against an expected 0);
-- ``usage_budget_row``: the settled log row's ``charged`` vs the negated budget ``inference`` rows (invariant 6).
+snapshot, and list every difference (the kinds are described in ``domain/reconciliation.py``). Also the two
+store-wide totals ``/metrics`` reads at scrape time. ``MoneyAuditStore`` is the ``MoneyAudit`` port over both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tollway.domain.clock import rfc3339, utcnow
-from tollway.domain.money import nanos_to_json_number
+from tollway.domain.clock import utcnow
+from tollway.domain.reconciliation import Difference, ReconcileReport, StoreTotals
 from tollway.storage.sql.db import reader
 from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    kind: str
-    id: str
-    expected_nanos: int
-    actual_nanos: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileReport:
-    checked_at: datetime
-    wallets: int
-    budgets: int
-    differences: list[Difference]
-
-    @property
-    def ok(self) -> bool:
-        return not self.differences
-
-    def body(self) -> dict[str, Any]:
-        """The JSON answer of ``GET /v1/admin/reconcile`` and ``tollway reconcile`` (USD amounts per §9.1)."""
-        return {
-            "ok": self.ok,
-            "checked_at": rfc3339(self.checked_at),
-            "wallets": self.wallets,
-            "budgets": self.budgets,
-            "differences": [
-                {
-                    "kind": d.kind,
-                    "id": d.id,
-                    "expected_usd": nanos_to_json_number(d.expected_nanos),
-                    "actual_usd": nanos_to_json_number(d.actual_nanos),
-                }
-                for d in self.differences
-            ],
-        }
 
 
 def _sum(column: sa.ColumnElement[int], *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
@@ -179,8 +130,8 @@ async def reconcile(engine: AsyncEngine) -> ReconcileReport:
     return ReconcileReport(checked_at, wallet_count, budget_count, found)
 
 
-async def store_gauges(engine: AsyncEngine) -> tuple[int, int]:
-    """``(active holds, total uncollected n$)`` for ``/metrics``; the second scans only rows with a shortfall."""
+async def store_totals(engine: AsyncEngine) -> StoreTotals:
+    """Active holds and total uncollected n$ for ``/metrics``; the second scans only rows with a shortfall."""
     async with reader(engine).connect() as conn:
         active = (
             await conn.execute(sa.select(sa.func.count()).select_from(holds).where(holds.c.status == "active"))
@@ -192,4 +143,17 @@ async def store_gauges(engine: AsyncEngine) -> tuple[int, int]:
                 )
             )
         ).scalar_one()
-    return int(active), int(uncollected)
+    return StoreTotals(int(active), int(uncollected))
+
+
+class MoneyAuditStore:
+    """The ``MoneyAudit`` port (``domain/ports/operations.py``) over one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def reconcile(self) -> ReconcileReport:
+        return await reconcile(self._engine)
+
+    async def store_totals(self) -> StoreTotals:
+        return await store_totals(self._engine)

@@ -5,7 +5,6 @@ that each due delivery is attempted by one instance at a time, §13.3)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.conflicts import EndpointInactive
+from tollway.domain.deliveries import DeliveryJob
 from tollway.domain.ids import new_id
 from tollway.domain.records import Record
 from tollway.domain.webhooks import DeliveryStatus
@@ -22,22 +22,6 @@ from tollway.storage.sql.tables import webhook_deliveries, webhook_endpoints, we
 
 _E = webhook_endpoints
 _D = webhook_deliveries
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryJob:
-    """A claimed delivery with what its attempt needs (secrets still sealed)."""
-
-    id: str
-    platform_id: str
-    endpoint_id: str
-    url: str
-    secret_sealed: bytes
-    previous_secret_sealed: bytes | None
-    previous_secret_expires_at: datetime | None
-    webhook_id: str
-    body: bytes
-    attempts: list[dict[str, Any]]
 
 
 def _live(platform_id: str, endpoint_id: str) -> sa.ColumnElement[bool]:
