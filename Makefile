@@ -18,7 +18,7 @@ run: $(BIN)/.installed
 ## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end with the openai SDK), with branch
 ## coverage of src/tollway (in-process and the `tollway` processes the tests start; see [tool.coverage.run]).
 ## The floor is the measured total minus one point: raise it when coverage rises.
-COVERAGE_FLOOR := 91  # measured 92.54 % (branch, whole suite with PostgreSQL and Redis) on 2026-12-06
+COVERAGE_FLOOR := 92  # measured 93.3 % (statements and branches, whole suite with PostgreSQL and Redis) on 2026-12-06
 test: $(BIN)/.installed
 	$(BIN)/pytest --cov=tollway --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 

@@ -27,15 +27,9 @@ from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.providers.registry import AdapterRegistry
-from tollway.services.accounts import Accounts
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
-from tollway.services.budgets import Budgets
-from tollway.services.catalog_admin import CatalogAdmin
 from tollway.services.container import Services
-from tollway.services.credentials import LlmConfigs, PlatformKeys
-from tollway.services.end_users import EndUsers
-from tollway.services.idempotency import Idempotency
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
 from tollway.services.inference.chat import ChatCompletions
@@ -44,11 +38,17 @@ from tollway.services.inference.models import ModelCatalogView
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
+from tollway.services.management.accounts import Accounts
+from tollway.services.management.budgets import Budgets
+from tollway.services.management.catalog_admin import CatalogAdmin
+from tollway.services.management.credentials import LlmConfigs, PlatformKeys
+from tollway.services.management.end_users import EndUsers
+from tollway.services.management.idempotency import Idempotency
+from tollway.services.management.platforms import Platforms
+from tollway.services.management.rate_overrides import RateLimitOverrides
+from tollway.services.management.webhooks import Webhooks
 from tollway.services.operations import Operations
-from tollway.services.platforms import Platforms
-from tollway.services.rate_overrides import RateLimitOverrides
 from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
-from tollway.services.webhooks import Webhooks
 from tollway.settings import Settings, redis_endpoint
 from tollway.storage.money.writer import MoneyWriter
 from tollway.storage.ratelimit.memory import InProcessRateLimitBackend

@@ -44,9 +44,9 @@ from tollway.domain.ports.management import Action
 from tollway.domain.pricing import Prices
 from tollway.domain.usage import CallStatus, UsageRecord
 from tollway.errors import BudgetExhausted, InvalidRequest
-from tollway.services.budgets import Budgets, Movement
-from tollway.services.end_users import EndUsers
-from tollway.services.platforms import Platforms
+from tollway.services.management.budgets import Budgets, Movement
+from tollway.services.management.end_users import EndUsers
+from tollway.services.management.platforms import Platforms
 from tollway.storage.money.writer import MoneyWriter
 from tollway.storage.sql.budgets import BudgetStore, reset_due_budgets
 from tollway.storage.sql.db import create_engine

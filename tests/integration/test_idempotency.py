@@ -29,7 +29,7 @@ from tests.integration.test_platform_api import Tenant, _ok, assert_error, bad_r
 from tests.support.servers import GatewayServer
 from tollway.domain.idempotency import Claim, IdempotencyIdentity, StoredResponse
 from tollway.errors import IdempotencyInProgress
-from tollway.services.idempotency import CLAIM_LEASE, Idempotency, fingerprint, idempotent_request
+from tollway.services.management.idempotency import CLAIM_LEASE, Idempotency, fingerprint, idempotent_request
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.idempotency import IdempotencyStore, prune_idempotency
 from tollway.storage.sql.tables import budget_transactions, budgets, idempotency_keys, wallet_transactions

@@ -11,7 +11,7 @@ import sqlalchemy.exc
 
 from tests.conftest import STORES, database_url_for, make_settings
 from tollway.domain.clock import utcnow
-from tollway.services.platforms import Platforms
+from tollway.services.management.platforms import Platforms
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.migrate import upgrade
 from tollway.storage.sql.tables import wallet_transactions, wallets

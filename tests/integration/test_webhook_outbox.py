@@ -20,7 +20,7 @@ from tests.support.servers import running_gateway
 from tests.support.webhook_receiver import WebhookReceiver
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.sealing import Sealer
-from tollway.services.budgets import Budgets, Movement
+from tollway.services.management.budgets import Budgets, Movement
 from tollway.settings import Settings, decode_secret_key
 from tollway.storage.sql.budgets import BudgetStore
 from tollway.storage.sql.db import create_engine

@@ -16,7 +16,7 @@ from tollway.http.management.end_users import render_budget
 from tollway.http.management.params import page_body, paging, query_text, query_time
 from tollway.http.responses import json_response
 from tollway.http.state import management
-from tollway.services.accounts import LogFilters
+from tollway.services.management.accounts import LogFilters
 
 # What the platform sees but its end users do not (§6).
 _HIDDEN_USAGE_FIELDS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")

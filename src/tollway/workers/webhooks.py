@@ -32,7 +32,7 @@ from tollway.domain.webhooks import (
 )
 from tollway.observability.metrics import Metrics
 from tollway.providers.transport import redact
-from tollway.services.webhooks import secret_context
+from tollway.services.management.webhooks import secret_context
 
 log = logging.getLogger("tollway.webhooks")
 

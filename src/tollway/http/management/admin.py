@@ -24,8 +24,8 @@ from tollway.http.management.params import (
 )
 from tollway.http.responses import json_response, no_content
 from tollway.http.state import management, services
-from tollway.services.accounts import parse_wallet_topup
-from tollway.services.idempotency import idempotent_request
+from tollway.services.management.accounts import parse_wallet_topup
+from tollway.services.management.idempotency import idempotent_request
 
 # -- providers (§4.1) -----------------------------------------------------------------------------------------
 

@@ -29,10 +29,10 @@ from tollway.http.management.params import (
 )
 from tollway.http.responses import json_response, no_content
 from tollway.http.state import management, services
-from tollway.services import budgets as budget_rules
-from tollway.services.budgets import Budgets
-from tollway.services.end_users import EndUsers
-from tollway.services.idempotency import Idempotency, IdempotentRequest, Outcome, idempotent_request
+from tollway.services.management import budgets as budget_rules
+from tollway.services.management.budgets import Budgets
+from tollway.services.management.end_users import EndUsers
+from tollway.services.management.idempotency import Idempotency, IdempotentRequest, Outcome, idempotent_request
 
 # -- rendering (§5.4, §5.5) -----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from tollway.http.management.params import (
 )
 from tollway.http.responses import json_response, no_content
 from tollway.http.state import management, services
-from tollway.services.accounts import LogFilters
+from tollway.services.management.accounts import LogFilters
 
 
 async def _own_platform(request: Request) -> str:

@@ -16,7 +16,7 @@ from tollway.http.guards import require_platform_manage
 from tollway.http.management.params import path_id, read_body
 from tollway.http.responses import json_response, no_content
 from tollway.http.state import management, services
-from tollway.services.rate_overrides import RateLimitOverrides
+from tollway.services.management.rate_overrides import RateLimitOverrides
 
 
 def render_override(row: Record) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tollway.http.guards import require_platform_manage
 from tollway.http.management.params import page_body, paging, path_id, query_text, read_body
 from tollway.http.responses import json_response, no_content
 from tollway.http.state import management
-from tollway.services.webhooks import Webhooks
+from tollway.services.management.webhooks import Webhooks
 
 
 def _service(request: Request) -> Webhooks:

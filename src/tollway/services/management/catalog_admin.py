@@ -12,7 +12,7 @@ from tollway.domain.catalog import DEFAULT_BASE_URLS, ModelRow, Provider, Provid
 from tollway.domain.conflicts import Duplicate, StillReferenced
 from tollway.domain.ports.management import CatalogRepository
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services import fields as f
+from tollway.services.management import fields as f
 
 PROVIDER_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MODEL_SLUG: Final = re.compile(r"[A-Za-z0-9._:/-]{1,128}")

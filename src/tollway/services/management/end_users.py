@@ -14,8 +14,8 @@ from tollway.domain.keys import END_USER_SCOPES, KeyKind, display_prefix, genera
 from tollway.domain.ports.management import EndUserRepository
 from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services import fields as f
-from tollway.services.credentials import NewKey
+from tollway.services.management import fields as f
+from tollway.services.management.credentials import NewKey
 
 EXTERNAL_ID_MAX: Final = 255
 DISPLAY_NAME_MAX: Final = 100

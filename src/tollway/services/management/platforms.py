@@ -15,8 +15,8 @@ from tollway.domain.platforms import SLUG_MAX
 from tollway.domain.ports.management import PlatformRepository
 from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services import fields as f
-from tollway.services.credentials import new_platform_key
+from tollway.services.management import fields as f
+from tollway.services.management.credentials import new_platform_key
 
 PLATFORM_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RATE_LIMIT_MAX: Final = 10**9

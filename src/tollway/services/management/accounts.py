@@ -12,7 +12,7 @@ from tollway.domain.conflicts import BalanceOverflow
 from tollway.domain.ports.management import Action, UnitOfWork, WalletReads
 from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services import fields as f
+from tollway.services.management import fields as f
 
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage")

@@ -32,7 +32,7 @@ from tollway.domain.platform_settings import BudgetPeriod
 from tollway.domain.ports.management import Action, BudgetReads, UnitOfWork, UnitOfWorkFactory
 from tollway.domain.records import Record
 from tollway.errors import BudgetExhausted, InvalidRequest, NotFound
-from tollway.services import fields as f
+from tollway.services.management import fields as f
 
 TXN_TYPES: Final = tuple(t.value for t in BudgetTxnType)
 REASON_MAX: Final = 500

@@ -18,7 +18,7 @@ from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.domain.webhooks import ALL_EVENTS, DEFAULT_EVENTS, ROTATION_GRACE, DeliveryStatus, new_secret
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services import fields as f
+from tollway.services.management import fields as f
 
 _FIELDS: Final = ("url", "events", "description", "is_active")
 _READ_ONLY: Final = ("id", "platform_id", "disabled_reason", "created_at", "updated_at", "secret")

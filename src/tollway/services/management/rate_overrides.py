@@ -12,7 +12,7 @@ from tollway.domain.ports.management import RateOverrideRepository
 from tollway.domain.ratelimit import MAX_LIMIT, EffectiveLimits, resolve_limits
 from tollway.domain.records import Record
 from tollway.errors import NotFound
-from tollway.services import fields as f
+from tollway.services.management import fields as f
 
 _OVERRIDE_FIELDS: Final = ("rpm_limit", "tpm_limit", "rpd_limit")
 _NO_END_USER: Final = "No end user with this id."

@@ -15,7 +15,7 @@ from tollway.domain.ports.management import ApiKeyRepository, LlmConfigRepositor
 from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services import fields as f
+from tollway.services.management import fields as f
 
 DEFAULT_PLATFORM_SCOPES: Final = ("inference", "manage")
 _KEY_FIELDS: Final = ("name", "scopes", "expires_at")
