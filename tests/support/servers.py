@@ -7,6 +7,7 @@ import asyncio
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -66,19 +67,48 @@ class PostgresServer:
         self._counter = 0
 
     def start(self) -> None:
-        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        assert initdb and pg_ctl
+        initdb = _pg_bin("initdb")
+        assert initdb
         subprocess.run(
             [*self.prefix, initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
             check=True,
             capture_output=True,
         )
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its data directory (again, after ``halt``)."""
+        pg_ctl = _pg_bin("pg_ctl")
+        assert pg_ctl
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
         subprocess.run(
             [*self.prefix, pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"],
             check=True,
             capture_output=True,
         )
+
+    def halt(self) -> None:
+        """Stop the server as an operator would (fast shutdown: sessions are terminated), keeping its data."""
+        pg_ctl = _pg_bin("pg_ctl")
+        assert pg_ctl
+        subprocess.run([*self.prefix, pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"], check=True)
+
+    def pids(self) -> list[int]:
+        """The postmaster and every backend and helper process it started."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP every process of the server: connections stay open and nothing answers."""
+        pids = self.pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw(self, pids: list[int]) -> None:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         pg_ctl = _pg_bin("pg_ctl")

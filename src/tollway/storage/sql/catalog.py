@@ -13,7 +13,6 @@ from tollway.domain.catalog import ModelRow, Provider, ProviderKind
 from tollway.domain.clock import as_utc
 from tollway.domain.pricing import Prices
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.outage import database_required
 from tollway.storage.sql.tables import llm_configs, models, platforms, providers
 
 
@@ -52,7 +51,6 @@ class CatalogStore:
         self._engine = engine
         self._reader = reader(engine)
 
-    @database_required
     async def platform_settings(self, platform_id: str) -> dict[str, Any] | None:
         """The stored settings JSON of a live platform (None when deleted or unknown)."""
         async with self._reader.connect() as conn:
@@ -65,7 +63,6 @@ class CatalogStore:
             ).scalar_one_or_none()
         return dict(value) if isinstance(value, dict) else None
 
-    @database_required
     async def usable_rows(self, platform_id: str) -> list[SealedCandidate]:
         async with self._reader.connect() as conn:
             config_rows = (await conn.execute(_CONFIGS, {"platform_id": platform_id})).all()

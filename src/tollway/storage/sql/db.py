@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tollway.settings import Settings
+from tollway.storage.sql.outage import map_outages
 
 
 def _json_serializer(value: Any) -> str:
@@ -51,7 +52,8 @@ def _sqlite_hooks(sync_engine: sa.Engine) -> None:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """One engine per process; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    """One engine per process; SQLite gets WAL, a busy timeout and foreign keys on every connection; on both stores
+    an unreachable database raises ``ServiceUnavailable``."""
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.sqlalchemy_url,
@@ -61,13 +63,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
 
         _sqlite_hooks(engine.sync_engine)
-
-        return engine
-    return create_async_engine(
-        settings.sqlalchemy_url,
-        json_serializer=_json_serializer,
-        json_deserializer=orjson.loads,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
-    )
+    else:
+        engine = create_async_engine(
+            settings.sqlalchemy_url,
+            json_serializer=_json_serializer,
+            json_deserializer=orjson.loads,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+        )
+    map_outages(engine.sync_engine)  # an unreachable database is a 503 on every path
+    return engine

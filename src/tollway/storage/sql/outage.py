@@ -1,26 +1,46 @@
-"""The database's absence as our error: repositories read on the request path raise ``ServiceUnavailable`` (503,
-SPEC §3) instead of a driver exception, so services never see SQLAlchemy."""
+"""The database's absence as our error (SPEC §3, §8): a database that cannot be reached is ``ServiceUnavailable``
+(503 with Retry-After) on every path, never a driver exception or a 500, and services never see SQLAlchemy.
+
+``map_outages`` translates at the engine: refused or timed-out connections, PostgreSQL's connection and
+operator-intervention states (SQLSTATE classes 08 and 57P: shutting down, starting up, terminated), and
+connections lost mid-statement. Other database errors (constraint violations, SQLite's lock waits) pass as they are.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final
 
-import sqlalchemy.exc
+import sqlalchemy as sa
 
 from tollway.errors import ServiceUnavailable
 
-P = ParamSpec("P")
-T = TypeVar("T")
+UNREACHABLE: Final = "The database is unreachable."
+_UNREACHABLE_SQLSTATES: Final = ("08", "57P")
 
 
-def database_required(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (a driver exception) says the database cannot be reached, as opposed to refusing a statement."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return isinstance(code, str) and code.startswith(_UNREACHABLE_SQLSTATES)
+
+
+def map_outages(sync_engine: sa.Engine) -> None:
+    """Install the translation on an engine (``storage/sql/db.py`` does it for every engine it creates)."""
+
+    @sa.event.listens_for(sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         try:
-            return await method(*args, **kwargs)
-        except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-            raise ServiceUnavailable("The database is unreachable.") from exc
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if unreachable(exc):
+                raise ServiceUnavailable(UNREACHABLE) from exc
+            raise
 
-    return guarded
+    @sa.event.listens_for(sync_engine, "handle_error")
+    def _statement(context: sa.engine.ExceptionContext) -> None:
+        if context.is_pre_ping:  # the pool replaces the connection itself
+            return
+        if context.is_disconnect or unreachable(context.original_exception):
+            raise ServiceUnavailable(UNREACHABLE) from context.original_exception

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tollway.domain.platform_settings import PlatformSettings, RateLimits
 from tollway.domain.records import Record
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.outage import database_required
 from tollway.storage.sql.tables import end_users, platforms, rate_limit_overrides
 
 _overrides = rate_limit_overrides
@@ -84,7 +83,6 @@ class RateOverrideStore:
             )
         return True
 
-    @database_required
     async def limits_of(self, platform_id: str, end_user_id: str) -> tuple[RateLimits | None, RateLimits]:
         """(the override, or None without a row; the platform's default limits) in one round trip."""
         joined = platforms.outerjoin(
