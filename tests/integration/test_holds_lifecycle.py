@@ -186,3 +186,36 @@ def test_kill_minus_nine_with_holds_in_flight(store_settings: Settings, fake_ups
     assert count(store_settings, usage_logs, usage_logs.c.status == "interrupted", usage_logs.c.cost_nanos > 0) == 2
     assert_invariants(store_settings)
     assert asyncio.run(_sweep(store_settings, 10_000)) == 0  # each hold is handled once
+
+
+def test_a_young_stream_is_billed_after_kill_minus_nine(
+    store_settings: Settings, fake_upstream: FakeUpstreamThread
+) -> None:
+    """The first checkpoint is written when the first content byte reaches the client (SPEC §9.4), so a stream
+    whose instance dies long before the next 5 s checkpoint is settled ``interrupted`` for what it delivered,
+    never released at $0."""
+    first = GatewayProcess(store_settings)
+    sockets: list[socket.socket] = []
+    try:
+        with httpx.Client(
+            base_url=first.url, headers={"Authorization": f"Bearer {store_settings.admin_key}"}, timeout=30
+        ) as admin:
+            provider = create_provider(admin, fake_upstream.base_url)
+            create_model(admin, provider["id"], "dribble", "fake/words?n=2000&delay_ms=50", max_output_tokens=5000)
+            tenant = create_tenant(admin, first.url, provider["id"], provider["slug"], topup="5")
+        started = time.monotonic()
+        sockets = [_open_stream(first.url, tenant.platform_key, "dribble")]
+        while count(store_settings, holds, holds.c.checkpoint.is_not(None)) < 1:
+            assert time.monotonic() - started < 4, "no checkpoint before the first periodic one would be due"
+            time.sleep(0.05)
+        first.kill()
+    finally:
+        for sock in sockets:
+            sock.close()
+        first.stop()
+    tenant.client.close()
+    assert asyncio.run(_sweep(store_settings, store_settings.total_timeout_s + 61)) == 1
+    assert count(store_settings, holds, holds.c.status == "captured") == 1
+    assert count(store_settings, usage_logs, usage_logs.c.status == "interrupted", usage_logs.c.cost_nanos > 0) == 1
+    assert count(store_settings, usage_logs, usage_logs.c.error_code == "hold_expired") == 0
+    assert_invariants(store_settings)

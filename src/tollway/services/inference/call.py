@@ -101,7 +101,7 @@ class Plan:
     metadata: dict[str, str] = field(default_factory=dict)
     hold: HoldGrant | None = None
     rate_clamp: int | None = None  # output limit lowered by the TPM headroom (§10)
-    last_checkpoint: float = field(default_factory=time.monotonic)
+    last_checkpoint: float | None = None  # time.monotonic() of the last streaming checkpoint
 
     @property
     def clamped_limit(self) -> int | None:
@@ -307,10 +307,13 @@ class PaidCall:
             raise
 
     def checkpoint(self, candidate: Candidate, delivered: int, usage: Usage | None) -> None:
-        """Streaming progress on the hold, at most every 5 s, so the sweeper can settle it after a crash."""
+        """Streaming progress on the hold, so that the sweeper can settle it after a crash (§9.4): once the first
+        content byte has reached the client, then at most every 5 s. Queued with the money writer's other work."""
         plan = self.plan
         now = time.monotonic()
-        if plan.hold is None or now - plan.last_checkpoint < CHECKPOINT_EVERY_S:
+        if plan.hold is None or (delivered == 0 and usage is None):
+            return
+        if plan.last_checkpoint is not None and now - plan.last_checkpoint < CHECKPOINT_EVERY_S:
             return
         plan.last_checkpoint = now
         progress: dict[str, Any] = {"model_id": candidate.model.id, "delivered_bytes": delivered}
