@@ -16,6 +16,7 @@ import pytest
 from tests.e2e.providers_conftest import ROWS, THOUGHT, Stack, build_stack, logs_for, session_id
 from tests.support.seed import create_model
 from tests.support.servers import GatewayServer
+from tollway.fake_upstream.gemini import THOUGHT_SIGNATURE
 from tollway.fake_upstream.openai_responses import ENCRYPTED_REASONING
 from tollway.fake_upstream.server import FakeUpstreamThread
 
@@ -228,3 +229,50 @@ def test_truncation_auto_drops_the_oldest_items_over_chat(
     assert "message 0 " not in text and "message 11 " in text
     sdk.responses.create(model="tiny", input=history)  # truncation disabled: everything is sent
     assert "message 0 " in str(_sent(fake_upstream))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_gemini_thought_signatures_round_trip_through_stored_responses(
+    sdk: openai.OpenAI, stack: Stack, fake_upstream: FakeUpstreamThread, stream: bool
+) -> None:
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    if stream:
+        with sdk.responses.stream(model="tool", input="Weather?", tools=tools) as events:
+            first = events.get_final_response()
+    else:
+        first = sdk.responses.create(model="tool", input="Weather?", tools=tools)
+    call = first.output[-1]
+    assert call.type == "function_call"
+    extra = (call.model_extra or {}).get("extra_content")
+    answer: Any = [{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    sdk.responses.create(model="echo", input=answer, tools=tools, previous_response_id=first.id)
+    sent = _sent(fake_upstream)
+    if stack.row.kind != "gemini":
+        assert extra is None and "extra_content" not in str(sent)
+        return
+    assert extra == {"google": {"thought_signature": THOUGHT_SIGNATURE}}
+    (model_turn,) = [c for c in sent["contents"] if c["role"] == "model"]
+    assert model_turn["parts"][-1]["thoughtSignature"] == THOUGHT_SIGNATURE
+    # Echoed back by the client (no previous_response_id), the signature goes upstream too.
+    history: Any = [{"role": "user", "content": "Weather?"}, call.model_dump(exclude_none=True), *answer]
+    sdk.responses.create(model="echo", input=history, tools=tools)
+    (model_turn,) = [c for c in _sent(fake_upstream)["contents"] if c["role"] == "model"]
+    assert model_turn["parts"][-1]["thoughtSignature"] == THOUGHT_SIGNATURE
+
+
+def test_gemini_thought_signatures_round_trip_over_chat_completions(
+    sdk: openai.OpenAI, stack: Stack, fake_upstream: FakeUpstreamThread
+) -> None:
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    user: Any = {"role": "user", "content": "Weather?"}
+    message = sdk.chat.completions.create(model="tool", messages=[user], tools=tools).choices[0].message
+    assert message.tool_calls
+    turn: Any = message.model_dump(exclude_none=True)
+    reply: Any = {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"}
+    sdk.chat.completions.create(model="echo", messages=[user, turn, reply], tools=tools)
+    sent = _sent(fake_upstream)
+    if stack.row.kind == "gemini":
+        (model_turn,) = [c for c in sent["contents"] if c["role"] == "model"]
+        assert model_turn["parts"][-1]["thoughtSignature"] == THOUGHT_SIGNATURE
+    else:
+        assert "extra_content" not in str(sent) and "thoughtSignature" not in str(sent)

@@ -8,17 +8,22 @@ from typing import Any
 
 import orjson
 import pydantic
+import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from tests.unit.golden import candidate
 from tollway.domain.catalog import ProviderKind
+from tollway.domain.chat_request import parse_chat_request
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_chat import chat_body, chat_messages
-from tollway.domain.responses_items import prompt_token_bound, truncated
+from tollway.domain.responses_items import output_as_input, parse_input, prompt_token_bound, truncated
 from tollway.domain.responses_output import ResponseEventStream, output_of_choice
 from tollway.domain.responses_request import parse_responses_request
 from tollway.domain.upstream import ResponsesCall
+from tollway.errors import InvalidRequest
+from tollway.providers.gemini.translate import build_payload as gemini_payload
 from tollway.providers.openai.responses import EventTranslator, build_payload, native_input, normalise_response
+from tollway.providers.openai.translate import build_payload as openai_payload
 
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 REASONING = {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "hm"}]}
@@ -198,3 +203,50 @@ def test_truncation_drops_the_oldest_non_system_items_and_whole_calls() -> None:
     kept = truncated(items, full - 150, None, [], None, 3000)
     assert kept == [items[0], items[4]]  # the call went, and its output with it
     assert truncated(items, 1, "instructions", [], None, 3000) == [items[0], items[4]]  # the newest always stays
+
+
+SIGNED: dict[str, Any] = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "f", "arguments": "{}"},
+            "extra_content": {"google": {"thought_signature": "c2ln"}},
+        }
+    ],
+}
+CONVERSATION: list[dict[str, Any]] = [
+    {"role": "user", "content": "q"},
+    SIGNED,
+    {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+]
+
+
+def test_thought_signatures_go_back_to_gemini_only() -> None:
+    chat = parse_chat_request({"model": "m", "messages": CONVERSATION})
+    (model_turn,) = [c for c in gemini_payload(chat, 10)["contents"] if c["role"] == "model"]
+    assert model_turn["parts"] == [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}]
+    for kind in (ProviderKind.OPENAI, ProviderKind.OPENAI_COMPATIBLE, ProviderKind.ASI1):
+        sent = openai_payload(chat, candidate(kind), 10)["messages"][1]["tool_calls"][0]
+        assert "extra_content" not in sent and sent["id"] == "call_1"
+    bad = {**SIGNED, "tool_calls": [{**SIGNED["tool_calls"][0], "extra_content": "sig"}]}
+    with pytest.raises(InvalidRequest) as err:
+        parse_chat_request({"model": "m", "messages": [CONVERSATION[0], bad, CONVERSATION[2]]})
+    assert err.value.param == "messages[1].tool_calls[0].extra_content"
+
+
+def test_thought_signatures_stay_on_function_call_items() -> None:
+    extra = {"google": {"thought_signature": "c2ln"}}
+    choice = {"message": {"role": "assistant", "content": None, "tool_calls": SIGNED["tool_calls"]}}
+    output, _, _ = output_of_choice({**choice, "finish_reason": "tool_calls"})
+    assert output[0]["extra_content"] == extra
+    (item,) = output_as_input(output)
+    assert item["extra_content"] == extra
+    assert chat_messages(None, [item])[0]["tool_calls"][0]["extra_content"] == extra
+    assert "extra_content" not in native_input([item])[0]
+    assert parse_input([{**item, "id": "fc_1"}]) == [item]
+    with pytest.raises(InvalidRequest) as err:
+        parse_input([{**item, "extra_content": []}])
+    assert err.value.param == "input[0].extra_content"

@@ -79,6 +79,8 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
                 "type": "function",
                 "function": {"name": item["name"], "arguments": item["arguments"]},
             }
+            if "extra_content" in item:  # a Gemini thought signature goes back with its call
+                call["extra_content"] = item["extra_content"]
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and _may_take_calls(last):
                 last.setdefault("tool_calls", []).append(call)

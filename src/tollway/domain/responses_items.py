@@ -21,7 +21,8 @@ MAX_ITEMS: Final = 10_000
 _ROLES: Final = ("user", "system", "developer", "assistant")
 # `id` and `status` come with items clients echo back from an earlier response's output; they are dropped.
 _MESSAGE_FIELDS: Final = frozenset({"type", "role", "content", "id", "status"})
-_CALL_FIELDS: Final = frozenset({"type", "call_id", "name", "arguments", "id", "status"})
+# ``extra_content``: provider state of the call (Gemini's thought signature), kept and sent back (SPEC §7.6).
+_CALL_FIELDS: Final = frozenset({"type", "call_id", "name", "arguments", "id", "status", "extra_content"})
 _OUTPUT_FIELDS: Final = frozenset({"type", "call_id", "output", "id", "status"})
 _INPUT_TEXT_FIELDS: Final = frozenset({"type", "text"})
 _OUTPUT_TEXT_FIELDS: Final = frozenset({"type", "text", "annotations", "logprobs"})
@@ -68,12 +69,13 @@ def _item(item: object, path: str) -> dict[str, Any]:
         return _message(item, path)
     if kind == "function_call":
         check_fields(item, _CALL_FIELDS, path, "a function_call item")
-        return {
+        call = {
             "type": "function_call",
             "call_id": _call_id(item, path),
             "name": _string(item, "name", path),
             "arguments": _string(item, "arguments", path),
         }
+        return with_extra_content(call, item, path)
     if kind == "function_call_output":
         check_fields(item, _OUTPUT_FIELDS, path, "a function_call_output item")
         return {"type": "function_call_output", "call_id": _call_id(item, path), "output": _output(item, path)}
@@ -185,15 +187,19 @@ def output_as_input(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
             parts = [{"type": "output_text", "text": p["text"]} for p in item.get("content", ()) if "text" in p]
             items.append({"type": "message", "role": "assistant", "content": parts or ""})
         elif item.get("type") == "function_call":
-            items.append(
-                {
-                    "type": "function_call",
-                    "call_id": item["call_id"],
-                    "name": item["name"],
-                    "arguments": item["arguments"],
-                }
-            )
+            call = {"type": "function_call", "call_id": item["call_id"], "name": item["name"]}
+            items.append(with_extra_content({**call, "arguments": item["arguments"]}, item, "output"))
     return items
+
+
+def with_extra_content(call: dict[str, Any], source: dict[str, Any], path: str) -> dict[str, Any]:
+    """``call`` with the ``extra_content`` of ``source`` (an object of provider state), when it has one."""
+    extra = source.get("extra_content")
+    if extra is None:
+        return call
+    if type(extra) is not dict:
+        raise InvalidRequest(f"{path}.extra_content must be an object.", f"{path}.extra_content")
+    return {**call, "extra_content": extra}
 
 
 def check_call_ids(previous: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:

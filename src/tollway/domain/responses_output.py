@@ -47,8 +47,12 @@ def message_item(item_id: str, text: str, status: str, logprobs: list[dict[str, 
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": [part]}
 
 
-def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str, extra: object = None
+) -> dict[str, Any]:
+    """A ``function_call`` item; ``extra`` is the call's provider state (a Gemini thought signature), kept so
+    that it goes back upstream with the call on the next turn."""
+    item: dict[str, Any] = {
         "id": item_id,
         "type": "function_call",
         "status": status,
@@ -56,6 +60,9 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str, st
         "name": name,
         "arguments": arguments,
     }
+    if isinstance(extra, dict):
+        item["extra_content"] = extra
+    return item
 
 
 def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
@@ -95,7 +102,14 @@ def output_of_choice(
     for call in message.get("tool_calls") or ():
         function = call["function"]
         output.append(
-            function_call_item(_item_id("fc"), call["id"], function["name"], function["arguments"], "completed")
+            function_call_item(
+                _item_id("fc"),
+                call["id"],
+                function["name"],
+                function["arguments"],
+                "completed",
+                call.get("extra_content"),
+            )
         )
     return output, status, incomplete
 
@@ -260,7 +274,8 @@ class ResponseEventStream:
         if item is None:
             events += self._close_reasoning()
             name = function.get("name") or ""
-            item = function_call_item(_item_id("fc"), call.get("id") or _item_id("call"), name, "", "in_progress")
+            call_id = call.get("id") or _item_id("call")
+            item = function_call_item(_item_id("fc"), call_id, name, "", "in_progress", call.get("extra_content"))
             self._calls[key] = item
             self._items.append(item)
             self.delivered_bytes += len(name.encode())

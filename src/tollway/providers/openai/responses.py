@@ -63,6 +63,8 @@ def native_input(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
         if item["type"] == "reasoning" and not item.get("encrypted_content"):
             continue
+        if "extra_content" in item:  # Gemini's state on a call made over chat: not an OpenAI field
+            item = {k: v for k, v in item.items() if k != "extra_content"}
         content: Any = item.get("content")
         if item["type"] != "message" or isinstance(content, str):
             out.append(item)
