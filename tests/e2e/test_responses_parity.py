@@ -188,6 +188,10 @@ def test_logprobs_are_translated_or_refused(
         with pytest.raises(openai.BadRequestError) as err:
             sdk.responses.create(model="echo", input="x", include=include, top_logprobs=2)
         assert err.value.code == "unsupported_parameter" and err.value.param == "include"
+        assert "'include'" in err.value.message and "'logprobs'" not in err.value.message
+        with pytest.raises(openai.BadRequestError) as err:
+            sdk.responses.create(model="echo", input="x", top_logprobs=2)
+        assert err.value.code == "unsupported_parameter" and err.value.param == "top_logprobs"
         return
     sdk.responses.create(model="echo", input="x", include=include, top_logprobs=2)
     sent = _sent(fake_upstream)

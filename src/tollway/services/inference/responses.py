@@ -21,6 +21,7 @@ from tollway.domain.ports.providers import ChatStream, Providers
 from tollway.domain.responses_chat import CHAT_TO_RESPONSES_PARAMS, chat_body
 from tollway.domain.responses_items import check_call_ids, output_as_input, prompt_token_bound, truncated
 from tollway.domain.responses_output import ResponseEventStream, new_response_id, output_of_choice, usage_json
+from tollway.domain.responses_params import LOGPROBS_INCLUDE
 from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.domain.tariffs import TOKENS
@@ -321,6 +322,8 @@ def _renamed(error: TollwayError, request: ResponsesRequest) -> TollwayError:
         new = f"{head}.{rest.removeprefix('function.')}"
     elif param == "tool_choice.function.name":
         new = "tool_choice.name"
+    elif param == "logprobs" and LOGPROBS_INCLUDE not in request.options.include:
+        new = "top_logprobs"  # chat logprobs were asked for by top_logprobs alone
     else:
         new = CHAT_TO_RESPONSES_PARAMS.get(base, param)
     if new != param:
