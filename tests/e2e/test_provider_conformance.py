@@ -28,6 +28,7 @@ from tests.e2e.providers_conftest import (
 )
 from tests.support.seed import FAKE_PROVIDER_KEY
 from tests.support.servers import GatewayServer
+from tollway.fake_upstream.gemini import THOUGHT_SIGNATURE
 from tollway.fake_upstream.routes import RecordedRequest
 from tollway.fake_upstream.server import FakeUpstreamThread
 
@@ -139,7 +140,12 @@ def assert_tool_result_sent(row: Row, body: dict[str, Any], call_id: str) -> Non
         assert body["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": call_id, "content": "sunny"}
         assert body["tools"][0]["input_schema"]["properties"] == {"city": {"type": "string"}}
     elif row.kind == "gemini":
-        assert body["contents"][1]["parts"] == [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]
+        # The call's thought signature came back with it (extra_content on the tool call, SPEC §7.6).
+        call = {
+            "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+            "thoughtSignature": THOUGHT_SIGNATURE,
+        }
+        assert body["contents"][1]["parts"] == [call]
         response = {"name": "get_weather", "response": {"content": "sunny"}}
         assert body["contents"][2]["parts"][0] == {"functionResponse": response}
         assert body["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"

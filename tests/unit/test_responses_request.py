@@ -56,7 +56,7 @@ def test_items_are_normalised_and_echoed_output_fields_dropped() -> None:
         ({"seed": 1}, "seed"),
         ({"input": None}, "input"),
         ({"input": []}, "input"),
-        ({"input": [{"type": "reasoning"}]}, "input[0].type"),
+        ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
         ({"input": [{"role": "user", "content": [{"type": "image_url"}]}]}, "input[0].content[0].type"),
         (
@@ -81,11 +81,44 @@ def test_items_are_normalised_and_echoed_output_fields_dropped() -> None:
         ({"temperature": 2.5}, "temperature"),
         ({"top_p": True}, "top_p"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
-        ({"text": {"verbosity": "low"}}, "text.verbosity"),
+        ({"text": {"verbosity": "loud"}}, "text.verbosity"),
+        ({"text": {"verbosity": 1}}, "text.verbosity"),
+        ({"text": {"stop": 1}}, "text.stop"),
         ({"text": {"format": {"type": "xml"}}}, "text.format.type"),
         ({"text": {"format": {"type": "text"}}, "response_format": {"type": "text"}}, "response_format"),
         ({"reasoning": {"effort": "max"}}, "reasoning.effort"),
-        ({"reasoning": {"summary": "auto"}}, "reasoning.summary"),
+        ({"reasoning": {"summary": "long"}}, "reasoning.summary"),
+        ({"reasoning": {"generate_summary": 1}}, "reasoning.generate_summary"),
+        ({"reasoning": {"context": "all"}}, "reasoning.context"),
+        ({"reasoning": {"mode": 1}}, "reasoning.mode"),
+        ({"reasoning": {"budget": 1}}, "reasoning.budget"),
+        ({"include": "reasoning.encrypted_content"}, "include"),
+        ({"include": [1]}, "include[0]"),
+        ({"include": ["ok", ""]}, "include[1]"),
+        ({"truncation": "on"}, "truncation"),
+        ({"truncation": True}, "truncation"),
+        ({"top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": -1}, "top_logprobs"),
+        ({"top_logprobs": 1.5}, "top_logprobs"),
+        ({"max_tool_calls": 0}, "max_tool_calls"),
+        ({"max_tool_calls": "3"}, "max_tool_calls"),
+        ({"service_tier": "fast"}, "service_tier"),
+        ({"prompt_cache_key": 7}, "prompt_cache_key"),
+        ({"prompt_cache_key": "k" * 257}, "prompt_cache_key"),
+        ({"safety_identifier": ["u"]}, "safety_identifier"),
+        ({"prompt_cache_retention": "1y"}, "prompt_cache_retention"),
+        ({"prompt": "pmpt_1"}, "prompt"),
+        ({"prompt": {"version": "1"}}, "prompt.id"),
+        ({"prompt": {"id": "p", "variables": []}}, "prompt.variables"),
+        ({"prompt": {"id": "p", "extra": 1}}, "prompt.extra"),
+        ({"background": "yes"}, "background"),
+        ({"stream_options": {"include_obfuscation": False}}, "stream_options"),
+        ({"moderation": "block"}, "moderation"),
+        ({"context_management": {}}, "context_management"),
+        ({"agent_address": 5}, "agent_address"),
+        ({"web_search": "yes"}, "web_search"),
+        ({"planner_mode": 1}, "planner_mode"),
+        ({"study_mode": "on"}, "study_mode"),
         ({"metadata": {"k": 1}}, "metadata.k"),
         ({"store": "yes"}, "store"),
         ({"previous_response_id": 7}, "previous_response_id"),
@@ -95,6 +128,66 @@ def test_invalid_fields_name_their_path(fields: dict[str, Any], param: str) -> N
     with pytest.raises(InvalidRequest) as err:
         _parse(**fields)
     assert err.value.param == param and err.value.code == "invalid_request"
+
+
+def test_parity_fields_are_accepted_and_kept() -> None:
+    request = _parse(
+        include=["reasoning.encrypted_content", "message.output_text.logprobs"],
+        truncation="auto",
+        reasoning={"effort": "low", "summary": "auto", "context": "auto", "mode": "standard"},
+        text={"format": {"type": "text"}, "verbosity": "low"},
+        top_logprobs=3,
+        max_tool_calls=4,
+        service_tier="flex",
+        prompt_cache_key="pck",
+        safety_identifier="sid",
+        prompt_cache_retention="24h",
+        prompt={"id": "pmpt_1", "variables": {"city": "Paris"}, "version": "2"},
+        background=False,
+        stream=True,
+        stream_options={"include_obfuscation": False},
+        context_management=[{"type": "compaction"}],
+        image={"context_compression": "auto"},
+        agent_address="agent1q",
+        web_search=True,
+        planner_mode=False,
+        study_mode=True,
+    )
+    options = request.options
+    assert options.include == ("reasoning.encrypted_content", "message.output_text.logprobs")
+    assert (options.truncation, options.top_logprobs, options.max_tool_calls) == ("auto", 3, 4)
+    assert (options.service_tier, options.prompt_cache_key, options.safety_identifier) == ("flex", "pck", "sid")
+    assert options.prompt == {"id": "pmpt_1", "variables": {"city": "Paris"}, "version": "2"}
+    assert (request.reasoning_effort, request.reasoning_summary, request.verbosity) == ("low", "auto", "low")
+    assert options.logprobs
+
+
+def test_parity_defaults_and_empty_include() -> None:
+    request = _parse(include=[], reasoning={"summary": None}, text={"verbosity": None}, truncation=None)
+    assert (request.options.include, request.options.truncation) == ((), "disabled")
+    assert (request.reasoning_summary, request.verbosity, request.options.logprobs) == (None, None, False)
+    assert _parse(reasoning={"generate_summary": "concise"}).reasoning_summary == "concise"
+    assert _parse(top_logprobs=0).options.logprobs
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"background": True}, "background"), ({"conversation": "conv_1"}, "conversation")],
+)
+def test_background_and_conversation_are_unsupported(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameter) as err:
+        _parse(**fields)
+    assert (err.value.param, err.value.code, err.value.status) == (param, "unsupported_parameter", 400)
+    assert param in err.value.message
+
+
+def test_output_items_tollway_does_not_model_pass_through_input_and_context() -> None:
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"}
+    search = {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search"}}
+    assert parse_input([reasoning, search]) == [reasoning, search]
+    message = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hi"}]}
+    assert output_as_input([reasoning, message, search]) == [reasoning, message, search]
+    assert prompt_token_bound([reasoning], None, [], None, 3000) > prompt_token_bound([], None, [], None, 3000)
 
 
 def test_hosted_tools_are_unsupported_at_their_type() -> None:

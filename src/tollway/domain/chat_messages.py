@@ -20,7 +20,9 @@ _USER_FIELDS: Final = _SYSTEM_FIELDS
 # `refusal` and `audio` belong to OpenAI's assistant message param: clients echo earlier replies back.
 _ASSISTANT_FIELDS: Final = frozenset({"role", "content", "name", "tool_calls", "refusal", "audio"})
 _TOOL_FIELDS: Final = frozenset({"role", "content", "name", "tool_call_id"})
-_TOOL_CALL_FIELDS: Final = frozenset({"id", "type", "function"})
+# ``extra_content`` is provider state a tool call must carry back (Gemini's thought signature, as Google's own
+# OpenAI-compatible API spells it: ``{"google": {"thought_signature": ...}}``); only the gemini adapter reads it.
+_TOOL_CALL_FIELDS: Final = frozenset({"id", "type", "function", "extra_content"})
 _TOOL_CALL_FUNCTION_FIELDS: Final = frozenset({"name", "arguments"})
 _AUDIO_REFERENCE_FIELDS: Final = frozenset({"id"})
 
@@ -201,6 +203,8 @@ def _tool_calls(tool_calls: object, index: int, call_ids: set[str]) -> bool:
         call_ids.add(call_id)
         if call.get("type") != "function":
             raise InvalidRequest(f'{call_path}.type must be "function".', f"{call_path}.type")
+        if call.get("extra_content") is not None and type(call["extra_content"]) is not dict:
+            raise InvalidRequest(f"{call_path}.extra_content must be an object.", f"{call_path}.extra_content")
         function = call.get("function")
         if type(function) is not dict:
             _missing_or_wrong(function, f"{call_path}.function", "an object with name and arguments")

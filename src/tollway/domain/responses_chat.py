@@ -4,13 +4,19 @@ format the chat adapters already translate (SPEC §7.4). Pure; no I/O.
 ``instructions`` become the first system message; message items become messages whose text parts are joined into
 string content (user messages with images keep parts); ``function_call`` items become assistant ``tool_calls``
 (consecutive calls share one assistant message); ``function_call_output`` items become tool messages;
-``max_output_tokens`` is the output limit and ``text.format`` the ``response_format``.
+``max_output_tokens`` is the output limit and ``text.format`` the ``response_format``. Output-text logprobs
+(``include`` or ``top_logprobs``) become chat ``logprobs``/``top_logprobs``; the ASI:One extensions of SPEC §7.5 go
+on as chat fields (the asi1 adapter forwards them, the others drop them); reasoning and hosted-tool items are
+skipped. The parity fields that only tune or annotate (``text.verbosity``, ``prompt_cache_key``,
+``safety_identifier``, ``service_tier``, ``max_tool_calls``, ...) are ignored.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from tollway.domain.responses_items import is_passthrough
+from tollway.domain.responses_params import ASI1_FIELDS
 from tollway.domain.responses_request import ResponsesRequest
 
 # Chat-body keys that carry a Responses parameter under another name, for errors raised on the chat form.
@@ -19,6 +25,7 @@ CHAT_TO_RESPONSES_PARAMS = {
     "max_tokens": "max_output_tokens",
     "reasoning_effort": "reasoning.effort",
     "messages": "input",
+    "logprobs": "include",
 }
 
 
@@ -46,6 +53,13 @@ def chat_body(request: ResponsesRequest, items: list[dict[str, Any]]) -> dict[st
         )
     if request.text_format is not None:
         body["response_format"] = chat_response_format(request.text_format)
+    if request.options.logprobs:
+        body["logprobs"] = True
+        if request.options.top_logprobs is not None:
+            body["top_logprobs"] = request.options.top_logprobs
+    for key in ASI1_FIELDS:
+        if request.body.get(key) is not None:
+            body[key] = request.body[key]
     return body
 
 
@@ -55,6 +69,8 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
         messages.append({"role": "system", "content": instructions})
     for item in items:
         kind = item["type"]
+        if is_passthrough(item):
+            continue  # a reasoning or hosted-tool item of an openai response: nothing a chat API can take
         if kind == "message":
             messages.append({"role": item["role"], "content": _content(item["content"])})
         elif kind == "function_call":
@@ -63,6 +79,8 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
                 "type": "function",
                 "function": {"name": item["name"], "arguments": item["arguments"]},
             }
+            if "extra_content" in item:  # a Gemini thought signature goes back with its call
+                call["extra_content"] = item["extra_content"]
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and _may_take_calls(last):
                 last.setdefault("tool_calls", []).append(call)

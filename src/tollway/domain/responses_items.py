@@ -21,7 +21,8 @@ MAX_ITEMS: Final = 10_000
 _ROLES: Final = ("user", "system", "developer", "assistant")
 # `id` and `status` come with items clients echo back from an earlier response's output; they are dropped.
 _MESSAGE_FIELDS: Final = frozenset({"type", "role", "content", "id", "status"})
-_CALL_FIELDS: Final = frozenset({"type", "call_id", "name", "arguments", "id", "status"})
+# ``extra_content``: provider state of the call (Gemini's thought signature), kept and sent back (SPEC §7.6).
+_CALL_FIELDS: Final = frozenset({"type", "call_id", "name", "arguments", "id", "status", "extra_content"})
 _OUTPUT_FIELDS: Final = frozenset({"type", "call_id", "output", "id", "status"})
 _INPUT_TEXT_FIELDS: Final = frozenset({"type", "text"})
 _OUTPUT_TEXT_FIELDS: Final = frozenset({"type", "text", "annotations", "logprobs"})
@@ -30,6 +31,19 @@ _IMAGE_DETAILS: Final = frozenset({"auto", "low", "high"})
 _TEXT_PARTS: Final = frozenset({"input_text", "output_text"})
 _IMAGE_URL: Final = re.compile(r"(https://\S+|data:image/[a-z0-9.+-]+;base64,\S*)", re.IGNORECASE)
 _CALL_ID_CHARS: Final = 256
+
+# Output item types of OpenAI's Responses API that Tollway does not model but passes through (SPEC §7.6): a
+# response's reasoning and hosted-tool items, which clients echo back as input. Anything else is refused.
+PASSTHROUGH_TYPES: Final = frozenset(
+    {
+        "reasoning", "web_search_call", "file_search_call", "computer_call", "computer_call_output",
+        "code_interpreter_call", "image_generation_call", "local_shell_call", "local_shell_call_output",
+        "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
+        "mcp_approval_request", "mcp_approval_response", "mcp_call", "custom_tool_call", "custom_tool_call_output",
+        "compaction",
+    }
+)  # fmt: skip
+MODELLED_TYPES: Final = frozenset({"message", "function_call", "function_call_output"})
 
 # SPEC §9.3 allowances, as for chat messages.
 PROMPT_BOUND_BASE: Final = 32
@@ -55,16 +69,28 @@ def _item(item: object, path: str) -> dict[str, Any]:
         return _message(item, path)
     if kind == "function_call":
         check_fields(item, _CALL_FIELDS, path, "a function_call item")
-        return {
+        call = {
             "type": "function_call",
             "call_id": _call_id(item, path),
             "name": _string(item, "name", path),
             "arguments": _string(item, "arguments", path),
         }
+        return with_extra_content(call, item, path)
     if kind == "function_call_output":
         check_fields(item, _OUTPUT_FIELDS, path, "a function_call_output item")
         return {"type": "function_call_output", "call_id": _call_id(item, path), "output": _output(item, path)}
-    raise InvalidRequest(f"{path}.type must be message, function_call or function_call_output.", f"{path}.type")
+    if kind in PASSTHROUGH_TYPES:
+        return item
+    raise InvalidRequest(
+        f"{path}.type must be message, function_call, function_call_output, or an output item of an earlier "
+        "response (such as reasoning).",
+        f"{path}.type",
+    )
+
+
+def is_passthrough(item: dict[str, Any]) -> bool:
+    """An item Tollway does not model: kept unchanged, forwarded to openai providers, skipped over chat."""
+    return item.get("type") not in MODELLED_TYPES
 
 
 def _message(item: dict[str, Any], path: str) -> dict[str, Any]:
@@ -150,22 +176,30 @@ def _output(item: dict[str, Any], path: str) -> str:
 
 
 def output_as_input(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A stored response's output items as canonical input items (assistant messages and function calls)."""
+    """A stored response's output items as canonical input items: assistant messages and function calls, and the
+    items Tollway does not model (reasoning, hosted-tool calls) unchanged, so they go back to the provider."""
     items: list[dict[str, Any]] = []
     for item in output:
+        if is_passthrough(item):
+            items.append(item)
+            continue
         if item.get("type") == "message":
             parts = [{"type": "output_text", "text": p["text"]} for p in item.get("content", ()) if "text" in p]
             items.append({"type": "message", "role": "assistant", "content": parts or ""})
         elif item.get("type") == "function_call":
-            items.append(
-                {
-                    "type": "function_call",
-                    "call_id": item["call_id"],
-                    "name": item["name"],
-                    "arguments": item["arguments"],
-                }
-            )
+            call = {"type": "function_call", "call_id": item["call_id"], "name": item["name"]}
+            items.append(with_extra_content({**call, "arguments": item["arguments"]}, item, "output"))
     return items
+
+
+def with_extra_content(call: dict[str, Any], source: dict[str, Any], path: str) -> dict[str, Any]:
+    """``call`` with the ``extra_content`` of ``source`` (an object of provider state), when it has one."""
+    extra = source.get("extra_content")
+    if extra is None:
+        return call
+    if type(extra) is not dict:
+        raise InvalidRequest(f"{path}.extra_content must be an object.", f"{path}.extra_content")
+    return {**call, "extra_content": extra}
 
 
 def check_call_ids(previous: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
@@ -195,8 +229,8 @@ def prompt_token_bound(
     bound = PROMPT_BOUND_BASE
     for item in items:
         content = item.get("content")
-        if type(content) is list and any(p["type"] == "input_image" for p in content):
-            kept = [p for p in content if p["type"] != "input_image"]
+        if type(content) is list and any(type(p) is dict and p.get("type") == "input_image" for p in content):
+            kept = [p for p in content if p.get("type") != "input_image"]
             images = len(content) - len(kept)
             removed_separators = (len(content) - 1) - max(len(kept) - 1, 0)
             bound += images * image_allowance_tokens + removed_separators
@@ -209,3 +243,36 @@ def prompt_token_bound(
     if text_format is not None:
         bound += _json_size(text_format)
     return bound
+
+
+def truncated(
+    items: list[dict[str, Any]],
+    window: int,
+    instructions: str | None,
+    tools: list[dict[str, Any]],
+    text_format: dict[str, Any] | None,
+    image_allowance_tokens: int,
+) -> list[dict[str, Any]]:
+    """``truncation: auto`` (SPEC §7.6): drop the oldest non-system items until the prompt bound fits ``window``.
+
+    The newest item is always kept (if it alone does not fit, the provider decides); dropping a ``function_call``
+    drops its outputs too, so the context stays one a chat API accepts."""
+    fixed = prompt_token_bound([], instructions, tools, text_format, image_allowance_tokens)
+    costs = [prompt_token_bound([item], None, [], None, image_allowance_tokens) - PROMPT_BOUND_BASE for item in items]
+    bound = fixed + sum(costs)
+    kept = list(zip(items, costs, strict=True))
+    while bound > window:
+        index = next((i for i, (item, _) in enumerate(kept[:-1]) if not _is_system(item)), None)
+        if index is None:
+            break
+        item, cost = kept.pop(index)
+        bound -= cost
+        if item["type"] == "function_call":
+            orphans = [p for p in kept if p[0]["type"] == "function_call_output" and p[0]["call_id"] == item["call_id"]]
+            bound -= sum(cost for _, cost in orphans)
+            kept = [p for p in kept if all(p is not orphan for orphan in orphans)]
+    return [item for item, _ in kept]
+
+
+def _is_system(item: dict[str, Any]) -> bool:
+    return item["type"] == "message" and item["role"] in ("system", "developer")

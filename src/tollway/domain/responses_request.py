@@ -7,7 +7,7 @@ are rejected (SPEC §1.2); ``null`` counts as absent. Input items are normalised
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tollway.domain.chat_messages import check_fields
@@ -21,23 +21,25 @@ from tollway.domain.chat_request import (
     _optional_type,
 )
 from tollway.domain.responses_items import parse_input
+from tollway.domain.responses_params import ASI1_FIELDS, PARAMS, SUMMARIES, VERBOSITIES, ResponsesOptions, parse_options
 from tollway.errors import InvalidRequest, UnsupportedParameter
 
 _FIELDS: Final = frozenset(
     {
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "previous_response_id",
         "stream", "max_output_tokens", "temperature", "top_p", "text", "response_format", "reasoning", "metadata",
-        "user", "store",
+        "user", "store", *PARAMS, *ASI1_FIELDS,
     }
 )  # fmt: skip
 _TOOL_FIELDS: Final = frozenset({"type", "name", "description", "parameters", "strict"})
 _TOOL_CHOICE_FIELDS: Final = frozenset({"type", "name"})
-_TEXT_FIELDS: Final = frozenset({"format"})
+_TEXT_FIELDS: Final = frozenset({"format", "verbosity"})
 _PLAIN_FORMAT_FIELDS: Final = frozenset({"type"})
 _SCHEMA_FORMAT_FIELDS: Final = frozenset({"type", "name", "description", "schema", "strict"})
 _CHAT_SCHEMA_FORMAT_FIELDS: Final = frozenset({"type", "json_schema"})
 _JSON_SCHEMA_FIELDS: Final = frozenset({"name", "description", "schema", "strict"})
-_REASONING_FIELDS: Final = frozenset({"effort"})
+_REASONING_FIELDS: Final = frozenset({"effort", "summary", "generate_summary", "context", "mode"})
+_REASONING_CONTEXTS: Final = ("auto", "current_turn", "all_turns")
 _REASONING_EFFORTS: Final = ("none", "minimal", "low", "medium", "high")
 _TOOL_MODES: Final = frozenset({"none", "auto", "required"})
 MAX_INSTRUCTIONS_CHARS: Final = 1_048_576
@@ -69,6 +71,9 @@ class ResponsesRequest:
     metadata: dict[str, str]
     user: str | None
     store: bool
+    reasoning_summary: str | None = None  # reasoning.summary (or its deprecated alias generate_summary)
+    verbosity: str | None = None  # text.verbosity
+    options: ResponsesOptions = field(default_factory=ResponsesOptions)  # the parity fields of SPEC §7.6
 
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -89,6 +94,11 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     if previous is not None and (type(previous) is not str or not 1 <= len(previous) <= MAX_RESPONSE_ID_CHARS):
         raise InvalidRequest("previous_response_id must be the id of a stored response.", "previous_response_id")
     store = _boolean(body, "store")
+    options = parse_options(body)
+    _identifier(body, "agent_address")
+    for name in ASI1_FIELDS[1:]:
+        _boolean(body, name)
+    effort, summary = _reasoning(body.get("reasoning"))
     return ResponsesRequest(
         body=body,
         model=model,
@@ -105,10 +115,13 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         top_p=_number(body, "top_p", 0, 1),
         text_format=text_format,
         format_param=format_param,
-        reasoning_effort=_reasoning(body.get("reasoning")),
+        reasoning_effort=effort,
         metadata=_metadata(body.get("metadata")),
         user=_identifier(body, "user"),
         store=True if store is None else store,
+        reasoning_summary=summary,
+        verbosity=_verbosity(body.get("text")),
+        options=options,
     )
 
 
@@ -233,13 +246,32 @@ def _schema_fields(value: dict[str, Any], path: str) -> None:
     _optional_type(value, "strict", bool, "a boolean", path)
 
 
-def _reasoning(value: object) -> str | None:
+def _reasoning(value: object) -> tuple[str | None, str | None]:
+    """(``reasoning.effort``, ``reasoning.summary``); ``generate_summary`` is OpenAI's deprecated alias of
+    ``summary``. ``context`` and ``mode`` are checked for type and only forwarded to openai providers."""
     if value is None:
-        return None
+        return None, None
     if type(value) is not dict:
         raise InvalidRequest('reasoning must be an object such as {"effort": "low"}.', "reasoning")
     check_fields(value, _REASONING_FIELDS, "reasoning", "reasoning")
     effort = value.get("effort")
-    if effort is None or (type(effort) is str and effort in _REASONING_EFFORTS):
-        return effort
-    raise InvalidRequest(f"reasoning.effort must be one of {', '.join(_REASONING_EFFORTS)}.", "reasoning.effort")
+    if effort is not None and (type(effort) is not str or effort not in _REASONING_EFFORTS):
+        raise InvalidRequest(f"reasoning.effort must be one of {', '.join(_REASONING_EFFORTS)}.", "reasoning.effort")
+    for key in ("summary", "generate_summary"):
+        _choice(value, key, SUMMARIES, f"reasoning.{key}")
+    _choice(value, "context", _REASONING_CONTEXTS, "reasoning.context")
+    _optional_type(value, "mode", str, "a string", "reasoning")
+    return effort, value.get("summary") or value.get("generate_summary")
+
+
+def _verbosity(text: object) -> str | None:
+    if type(text) is not dict:  # absent; any other type was refused by _format
+        return None
+    return _choice(text, "verbosity", VERBOSITIES, "text.verbosity")
+
+
+def _choice(obj: dict[str, Any], key: str, allowed: tuple[str, ...], path: str) -> str | None:
+    value = obj.get(key)
+    if value is None or (type(value) is str and value in allowed):
+        return value
+    raise InvalidRequest(f"{path} must be one of {', '.join(allowed)}.", path)

@@ -13,6 +13,7 @@ import orjson
 from tollway.fake_upstream.responses import Completion, Envelope
 
 MODEL_VERSION_SUFFIX: Final = "-fake-001"
+THOUGHT_SIGNATURE: Final = "ZmFrZS10aG91Z2h0LXNpZ25hdHVyZQ=="  # on every functionCall part, as Gemini 2.5+ sends it
 _FINISH_REASONS: Final = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 _STATUSES: Final = {
     400: "INVALID_ARGUMENT",
@@ -96,7 +97,7 @@ class GeminiDialect:
         except orjson.JSONDecodeError:
             args = {}
         call = {"name": completion.tool_name, "args": args if isinstance(args, dict) else {}}
-        return [{"functionCall": call}]
+        return [{"functionCall": call, "thoughtSignature": THOUGHT_SIGNATURE}]
 
     def render_completion(self, completion: Completion, envelope: Envelope) -> bytes:
         parts = self._answer_parts(completion)

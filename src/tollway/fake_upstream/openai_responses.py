@@ -16,6 +16,7 @@ from tollway.fake_upstream.responses import Completion, Envelope, error_fields, 
 from tollway.fake_upstream.scenarios import message_text
 
 TOOL_CALL_ID: Final = "call_fake_1"
+ENCRYPTED_REASONING: Final = "gAAAA-fake-encrypted-reasoning"
 _INCOMPLETE: Final = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -77,7 +78,13 @@ class ResponsesDialect:
         return None
 
     def neutral_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"messages": _messages(body), "max_tokens": body.get("max_output_tokens")}
+        include = body.get("include")
+        encrypted = isinstance(include, list) and "reasoning.encrypted_content" in include
+        return {
+            "messages": _messages(body),
+            "max_tokens": body.get("max_output_tokens"),
+            "encrypted_reasoning": encrypted,
+        }
 
     @staticmethod
     def _ids(envelope: Envelope) -> tuple[str, str, str]:
@@ -108,7 +115,24 @@ class ResponsesDialect:
         items: list[dict[str, Any]] = []
         if completion.reasoning is not None:
             summary = [{"type": "summary_text", "text": completion.reasoning}]
-            items.append({"id": f"rs_fake{envelope.serial:012d}", "type": "reasoning", "summary": summary})
+            reasoning: dict[str, Any] = {
+                "id": f"rs_fake{envelope.serial:012d}",
+                "type": "reasoning",
+                "summary": summary,
+            }
+            if completion.encrypted:
+                reasoning["encrypted_content"] = ENCRYPTED_REASONING
+            items.append(reasoning)
+        if completion.hosted is not None:
+            action = {"type": "search", "query": "fake query"}
+            items.append(
+                {
+                    "id": f"ws_fake{envelope.serial:012d}",
+                    "type": completion.hosted,
+                    "status": "completed",
+                    "action": action,
+                }
+            )
         if completion.tool_name is not None:
             items.append(
                 {
@@ -149,7 +173,18 @@ class ResponsesDialect:
         pieces = completion.pieces if cut_after is None else completion.pieces[:cut_after]
         for index, item in enumerate(items):
             if item["type"] == "reasoning":
-                emit("response.output_item.added", output_index=index, item=item)
+                emit("response.output_item.added", output_index=index, item={**item, "summary": []})
+                where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+                part = item["summary"][0]
+                emit("response.reasoning_summary_part.added", **where, part={**part, "text": ""})
+                emit("response.reasoning_summary_text.delta", **where, delta=part["text"])
+                emit("response.reasoning_summary_text.done", **where, text=part["text"])
+                emit("response.reasoning_summary_part.done", **where, part=part)
+                emit("response.output_item.done", output_index=index, item=item)
+            elif item["type"] not in ("function_call", "message"):  # a hosted-tool call
+                emit("response.output_item.added", output_index=index, item={**item, "status": "in_progress"})
+                for phase in ("in_progress", "searching", "completed"):
+                    emit(f"response.{item['type']}.{phase}", item_id=item["id"], output_index=index)
                 emit("response.output_item.done", output_index=index, item=item)
             elif item["type"] == "function_call":
                 emit(

@@ -48,6 +48,8 @@ class Completion:
     choices: int
     usage: dict[str, Any] | None
     reasoning: str | None = None
+    hosted: str | None = None  # Responses dialect: a hosted-tool item type answered before the message
+    encrypted: bool = False  # Responses dialect: include asked for reasoning.encrypted_content
 
     @property
     def text(self) -> str:
@@ -110,7 +112,10 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
             "prompt_tokens_details": {"cached_tokens": scenario.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": scenario.reasoning_tokens},
         }
-    return Completion(tuple(pieces), tool_name, finish_reason, choices, usage, scenario.thought)
+    encrypted = body.get("encrypted_reasoning") is True
+    return Completion(
+        tuple(pieces), tool_name, finish_reason, choices, usage, scenario.thought, scenario.hosted, encrypted
+    )
 
 
 def _content(scenario: Scenario, messages: list[Any]) -> str:

@@ -45,6 +45,7 @@ _PARAMS = frozenset(
         "name",  # tool-call: the function name
         "args",  # tool-call: the function arguments (a JSON string)
         "thought",  # reasoning text sent before the answer (reasoning_content, thinking blocks, thought parts)
+        "hosted",  # Responses dialect: a hosted-tool output item of this type (web_search_call) before the answer
     }
 )
 _PIECE = re.compile(r"\s*\S+(?:\s+\Z)?")
@@ -76,6 +77,7 @@ class Scenario:
     tool_name: str = "fake_tool"
     tool_args: str = "{}"
     thought: str | None = None
+    hosted: str | None = None
 
 
 def parse_model(model: str) -> Scenario:
@@ -117,6 +119,7 @@ def parse_model(model: str) -> Scenario:
         tool_name=params.get("name") or "fake_tool",
         tool_args=params.get("args", "{}"),
         thought=params.get("thought") or None,
+        hosted=params.get("hosted") or None,
     )
 
 

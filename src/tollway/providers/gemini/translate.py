@@ -5,6 +5,9 @@ Out: ``system``/``developer`` -> ``systemInstruction``; ``assistant`` -> role ``
 JSON object when it is one, else ``{"content": text}``); tools -> one ``functionDeclarations`` list; ``tool_choice``
 -> ``functionCallingConfig``; sampling, output limit and JSON mode -> ``generationConfig``.
 Back: candidates -> choices; ``thought`` parts -> ``reasoning_content``; calls get ids ``call_<24 random chars>``.
+Thought signatures (``thoughtSignature`` on a ``functionCall`` part) ride on the hub's tool call as
+``extra_content.google.thought_signature`` (Google's OpenAI-compatible spelling) and go back on the same part, so
+multi-turn function calling keeps the model's reasoning state (SPEC §7.6).
 """
 
 from __future__ import annotations
@@ -124,8 +127,19 @@ def _model_parts(message: dict[str, Any], index: int) -> list[wire.Part]:
         if arguments is None:  # refused before the call (capabilities); kept here so translation is total
             path = f"messages[{index}].tool_calls[{call_index}].function.arguments"
             raise InvalidForProvider(f"{path} must be a JSON object for Gemini.", path)
-        parts.append({"functionCall": {"name": call["function"]["name"], "args": arguments}})
+        part: wire.Part = {"functionCall": {"name": call["function"]["name"], "args": arguments}}
+        signature = thought_signature(call)
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        parts.append(part)
     return parts
+
+
+def thought_signature(call: dict[str, Any]) -> str | None:
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def function_response(name: str, text: str) -> wire.Part:
@@ -180,7 +194,10 @@ def candidate_delta(candidate: dict[str, Any], new_id: IdFactory, first_call: in
         if isinstance(call, dict) and isinstance(call.get("name"), str):
             arguments = orjson.dumps(call.get("args") or {}).decode()
             function = {"name": call["name"], "arguments": arguments}
-            calls.append({"index": first_call + len(calls), "id": new_id(), "type": "function", "function": function})
+            hub = {"index": first_call + len(calls), "id": new_id(), "type": "function", "function": function}
+            if isinstance(part.get("thoughtSignature"), str) and part["thoughtSignature"]:
+                hub["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
+            calls.append(hub)
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else texts).append(part["text"])
     delta: dict[str, Any] = {}

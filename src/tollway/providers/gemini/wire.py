@@ -47,6 +47,7 @@ class Part(TypedDict, total=False):
     inlineData: dict[str, str]
     functionCall: dict[str, Any]
     functionResponse: dict[str, Any]
+    thoughtSignature: str
 
 
 class Content(TypedDict):

@@ -1,7 +1,9 @@
 """OpenAI's own Responses API for providers of kind ``openai`` (SPEC §7.6): ``POST {base_url}/responses`` with the
 full rebuilt input and ``store: false`` (Tollway keeps the state). The answer is read back into the hub's chat
 shapes (a chat.completion choice, chat.completion.chunk deltas) so that billing and rendering are shared with
-every other provider. The translation functions are pure; ``NativeResponses`` is the only network code here.
+every other provider; the upstream ``output`` itself rides along (``ChatResult.body["output"]``, and stream events
+of items Tollway does not model as ``passthrough`` chunks) so that reasoning and hosted-tool items reach the client
+unchanged (SPEC §7.6). The translation functions are pure; ``NativeResponses`` is the only network code here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from tollway.domain.pricing import Usage
+from tollway.domain.responses_params import NATIVE_FIELDS
 from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk
 from tollway.errors import UpstreamError
 from tollway.providers.content import count, usage_of
@@ -16,6 +19,7 @@ from tollway.providers.streaming import SSEChatStream, answered, event_json
 from tollway.providers.transport import Transport
 
 _FORWARDED: Final = ("temperature", "top_p", "user", "parallel_tool_calls")
+_MODELLED: Final = frozenset({"message", "function_call"})  # output items read into the hub's chat shapes
 _INCOMPLETE_FINISH: Final = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
@@ -37,19 +41,30 @@ def build_payload(call: ResponsesCall) -> dict[str, Any]:
         value = getattr(request, key)
         if value is not None:
             payload[key] = value
-    if request.text_format is not None:
-        payload["text"] = {"format": request.text_format}
-    if request.reasoning_effort is not None:
-        payload["reasoning"] = {"effort": request.reasoning_effort}
+    for key in NATIVE_FIELDS:  # the parity fields of SPEC §7.6, as sent
+        if request.body.get(key) is not None:
+            payload[key] = request.body[key]
+    text = {"format": request.text_format, "verbosity": request.verbosity}
+    if any(value is not None for value in text.values()):
+        payload["text"] = {key: value for key, value in text.items() if value is not None}
+    reasoning = request.body.get("reasoning")
+    if isinstance(reasoning, dict) and any(value is not None for value in reasoning.values()):
+        payload["reasoning"] = {key: value for key, value in reasoning.items() if value is not None}
     if request.stream:
         payload["stream"] = True
     return payload
 
 
 def native_input(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Canonical items as OpenAI takes them: assistant text as a string, other roles' text as ``input_text``."""
+    """Canonical items as OpenAI takes them: assistant text as a string, other roles' text as ``input_text``.
+    Reasoning items without ``encrypted_content`` are left out: with ``store: false`` OpenAI cannot resolve them
+    (ask for ``include: ["reasoning.encrypted_content"]`` to carry reasoning across turns)."""
     out: list[dict[str, Any]] = []
     for item in items:
+        if item["type"] == "reasoning" and not item.get("encrypted_content"):
+            continue
+        if "extra_content" in item:  # Gemini's state on a call made over chat: not an OpenAI field
+            item = {k: v for k, v in item.items() if k != "extra_content"}
         content: Any = item.get("content")
         if item["type"] != "message" or isinstance(content, str):
             out.append(item)
@@ -110,21 +125,27 @@ def normalise_response(raw: dict[str, Any], slug: str) -> ChatResult:
     if calls:
         message["tool_calls"] = calls
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(raw, bool(calls))}
-    return ChatResult({"choices": [choice]}, parse_usage(raw.get("usage")))
+    # The output as the provider gave it, reasoning and hosted-tool items included: it is what the client gets.
+    return ChatResult({"choices": [choice], "output": output}, parse_usage(raw.get("usage")))
 
 
 class EventTranslator:
     """Responses stream events -> hub chunks: text deltas, function calls by output index, and the terminal
-    ``response.completed`` / ``response.incomplete`` as the finish chunk carrying the usage."""
+    ``response.completed`` / ``response.incomplete`` as the finish chunk carrying the usage. Every event of an
+    output item Tollway does not model (reasoning, hosted-tool calls, anything unknown) becomes a chunk with no
+    choices and the event under ``passthrough``, in sequence."""
 
     def __init__(self, slug: str) -> None:
         self._slug = slug
         self._calls: dict[int, int] = {}  # output_index -> tool-call index
+        self._passthrough: set[int] = set()  # output indexes of items Tollway does not model
         self.finished = False
 
     def feed(self, data: bytes) -> list[StreamChunk]:
         event = event_json(data, self._slug)
         kind = event.get("type")
+        if self._is_passthrough(event):
+            return [StreamChunk({"choices": [], "passthrough": event}, None)]
         if kind == "response.output_text.delta":
             return [_chunk({"content": str(event["delta"])})]
         if kind == "response.output_item.added" and event["item"].get("type") == "function_call":
@@ -148,6 +169,16 @@ class EventTranslator:
             message = event.get("message") or "unknown"
             raise UpstreamError(f"Upstream provider '{self._slug}' reported an error mid-stream: {message}")
         return []
+
+    def _is_passthrough(self, event: dict[str, Any]) -> bool:
+        index = event.get("output_index")
+        if not isinstance(index, int):
+            return False
+        item = event.get("item")
+        added = event.get("type") == "response.output_item.added" and isinstance(item, dict)
+        if added and isinstance(item, dict) and item.get("type") not in _MODELLED:
+            self._passthrough.add(index)
+        return index in self._passthrough
 
     def end(self) -> list[StreamChunk]:
         raise UpstreamError(f"Upstream provider '{self._slug}' ended the stream early.")

@@ -39,10 +39,24 @@ def build_payload(request: ChatRequest, candidate: Candidate, output_limit: int)
         payload["max_tokens"] = output_limit
         if TABLE["developer"][kind] is Support.TRANSLATED and any(m["role"] == "developer" for m in request.messages):
             payload["messages"] = [{**m, "role": "system"} if m["role"] == "developer" else m for m in request.messages]
+    if any(_has_extra_content(m) for m in payload.get("messages") or ()):
+        payload["messages"] = [_without_extra_content(m) for m in payload["messages"]]
     if request.stream:
         # Usage is always obtained from the upstream, whatever the client asked (§7.3).
         payload["stream_options"] = {"include_usage": True}
     return payload
+
+
+def _has_extra_content(message: dict[str, Any]) -> bool:
+    return any("extra_content" in call for call in message.get("tool_calls") or ())
+
+
+def _without_extra_content(message: dict[str, Any]) -> dict[str, Any]:
+    """Tool calls without the provider state only Gemini reads (its thought signature): OpenAI dialects refuse it."""
+    if not _has_extra_content(message):
+        return message
+    calls = [{k: v for k, v in call.items() if k != "extra_content"} for call in message["tool_calls"]]
+    return {**message, "tool_calls": calls}
 
 
 def parse_usage(raw: Any) -> Usage | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tollway.domain.catalog import Candidate
@@ -43,9 +43,11 @@ def chat_plan(
     providers: Providers,
     prompt_bound: int,
     limit_param: str | None = None,
+    also: Callable[[Candidate], TollwayError | None] | None = None,
 ) -> Plan:
     """Steps 3b and 4 for a chat-shaped request: the usable rows of the slug minus those whose minimum output or
-    parameter support rule them out. Responses name their own output-limit field ``limit_param``."""
+    parameter support rule them out. Responses name their own output-limit field ``limit_param`` and add the
+    refusals of their own parameters (``also``)."""
     usable = [c for c in catalog.candidates(request.model) if providers.supports(c.provider.kind)]
     if not usable:
         raise ModelNotFound(f"The model '{request.model}' does not exist or is not enabled.", "model")
@@ -59,7 +61,8 @@ def chat_plan(
             return BelowMinValue(
                 f"{param} must be at least {candidate.model.min_output} for model '{request.model}'.", param
             )
-        return providers.get(candidate.provider.kind).refusal(request, candidate)
+        reason = providers.get(candidate.provider.kind).refusal(request, candidate)
+        return reason if reason is not None or also is None else also(candidate)
 
     survivors = choose(usable, refusal)
     limits = {c.model.id: request.output_limit or c.model.max_output_tokens for c in survivors}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tollway.domain.catalog import Candidate
@@ -19,18 +19,28 @@ from tollway.domain.estimation import delivered_bytes
 from tollway.domain.ports.inference import ResponseRepository
 from tollway.domain.ports.providers import ChatStream, Providers
 from tollway.domain.responses_chat import CHAT_TO_RESPONSES_PARAMS, chat_body
-from tollway.domain.responses_items import check_call_ids, output_as_input, prompt_token_bound
+from tollway.domain.responses_items import check_call_ids, output_as_input, prompt_token_bound, truncated
 from tollway.domain.responses_output import ResponseEventStream, new_response_id, output_of_choice, usage_json
+from tollway.domain.responses_params import LOGPROBS_INCLUDE
 from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.domain.tariffs import TOKENS
 from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk, UpstreamCall
 from tollway.domain.usage import CallStatus
-from tollway.errors import BelowMinValue, InvalidRequest, NotFound, ServiceUnavailable, TollwayError, UpstreamError
+from tollway.errors import (
+    BelowMinValue,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    TollwayError,
+    UnsupportedParameter,
+    UpstreamError,
+)
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, PaidCall, token_demand
 from tollway.services.inference.chat import chat_plan
+from tollway.services.inference.routing import PlatformCatalog
 from tollway.services.inference.streams import Opened, StreamTally, first_event, metered
 
 log = logging.getLogger("tollway.responses")
@@ -86,13 +96,16 @@ class ResponsesService:
             previous = stored.input_items + output_as_input(stored.body["output"])
         check_call_ids(previous, request.input)
         items = previous + request.input
-        chat = _as_chat(request, items)
+        catalog = await self._calls.catalog(ctx)
+        chat = _as_chat(request, self._chat_items(request, items, catalog))
+        # The hold counts the full context: openai providers get all of it (they truncate themselves).
         bound = prompt_token_bound(
             items, request.instructions, request.tools, request.text_format, self._settings.image_token_allowance
         )
-        catalog = await self._calls.catalog(ctx)
         try:
-            plan = chat_plan(catalog, chat, self._providers, bound, limit_param="max_output_tokens")
+            plan = chat_plan(
+                catalog, chat, self._providers, bound, limit_param="max_output_tokens", also=self._refusal(request)
+            )
         except (InvalidRequest, BelowMinValue) as error:
             raise _renamed(error, request) from None
         call = await self._calls.open(ctx, plan, TOKENS, token_demand(plan), self._health)
@@ -106,6 +119,42 @@ class ResponsesService:
         if request.store:
             await self._save(owner, items, body)
         return Completion(body, candidate.provider.slug, call.headers)
+
+    def _chat_items(
+        self, request: ResponsesRequest, items: list[dict[str, Any]], catalog: PlatformCatalog
+    ) -> list[dict[str, Any]]:
+        """The context sent over chat. With ``truncation: auto`` the oldest non-system items go until the prompt
+        bound fits the smallest ``context_window`` among the slug's chat-served rows (one chat request serves every
+        candidate, so it must fit the tightest; openai rows get the full context and truncate it themselves)."""
+        if request.options.truncation != "auto":
+            return items
+        windows = [
+            c.model.context_window
+            for c in catalog.candidates(request.model)
+            if c.model.context_window and self._providers.responses(c.provider.kind) is None
+        ]
+        if not windows:
+            return items
+        allowance = self._settings.image_token_allowance
+        return truncated(items, min(windows), request.instructions, request.tools, request.text_format, allowance)
+
+    def _refusal(self, request: ResponsesRequest) -> Callable[[Candidate], TollwayError | None]:
+        """SPEC §7.6: over chat, ``prompt`` (a template only OpenAI can resolve) and ``moderation`` (a promise to
+        block) cannot be ignored, so rows served over chat are ruled out for them."""
+        refused = [name for name in ("prompt", "moderation") if request.body.get(name) is not None]
+
+        def refusal(candidate: Candidate) -> TollwayError | None:
+            if not refused or self._providers.responses(candidate.provider.kind) is not None:
+                return None
+            provider = candidate.provider
+            return UnsupportedParameter(
+                f"The parameter '{refused[0]}' is not supported by provider '{provider.slug}' ({provider.kind}), "
+                "which Tollway serves through chat completions. Remove it, or use a model served by an openai "
+                "provider.",
+                refused[0],
+            )
+
+        return refusal
 
 
 class _Turn:
@@ -122,7 +171,7 @@ class _Turn:
     ) -> None:
         self.service, self.call, self.request = service, call, request
         self.chat, self.items, self.owner = chat, items, owner
-        self.writer = ResponseEventStream(_skeleton(request))
+        self.writer = ResponseEventStream(_skeleton(request), summary=request.reasoning_summary is not None)
 
     async def call_once(self, candidate: Candidate) -> ChatResult:
         limit = self.call.plan.limits[candidate.model.id]
@@ -147,7 +196,9 @@ class _Turn:
 
     async def settle(self, candidate: Candidate, result: ChatResult) -> dict[str, Any]:
         choice = result.body["choices"][0]
-        output, status, incomplete = output_of_choice(choice)
+        output, status, incomplete = output_of_choice(choice, self.request.reasoning_summary is not None)
+        if "output" in result.body:  # a native Responses answer: its output as given, unmodelled items included
+            output = result.body["output"]
         usage = metered(self.call.plan, result.usage, delivered_bytes(choice["message"]))
         body = _skeleton(self.request)
         body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_json(usage.usage))
@@ -178,12 +229,15 @@ class _Turn:
             while chunk is not None:
                 if chunk.usage is not None:
                     tally.reported = chunk.usage
+                if "passthrough" in chunk.chunk:
+                    for event in writer.passthrough(chunk.chunk["passthrough"]):
+                        yield event
                 for choice in chunk.chunk["choices"]:
                     if choice.get("index", 0) != 0:
                         continue
                     if choice.get("finish_reason"):
                         tally.finish = choice["finish_reason"]
-                    events = writer.feed(choice["delta"])
+                    events = writer.feed(choice["delta"], choice.get("logprobs"))
                     if events:
                         tally.first_token()
                     for event in events:
@@ -230,10 +284,16 @@ def _skeleton(request: ResponsesRequest) -> dict[str, Any]:
         "instructions": request.instructions,
         "max_output_tokens": request.max_output_tokens,
         "parallel_tool_calls": True if request.parallel_tool_calls is None else request.parallel_tool_calls,
-        "reasoning": {"effort": request.reasoning_effort},
+        "reasoning": {"effort": request.reasoning_effort, "summary": request.reasoning_summary},
         "store": request.store,
         "temperature": request.temperature,
-        "text": {"format": text_format},
+        "text": {"format": text_format, "verbosity": request.verbosity or "medium"},
+        "truncation": request.options.truncation,
+        "top_logprobs": request.options.top_logprobs,
+        "max_tool_calls": request.options.max_tool_calls,
+        "prompt_cache_key": request.options.prompt_cache_key,
+        "safety_identifier": request.options.safety_identifier,
+        "background": False,
         "tool_choice": request.tool_choice or "auto",
         "tools": request.tools,
         "top_p": request.top_p,
@@ -262,6 +322,8 @@ def _renamed(error: TollwayError, request: ResponsesRequest) -> TollwayError:
         new = f"{head}.{rest.removeprefix('function.')}"
     elif param == "tool_choice.function.name":
         new = "tool_choice.name"
+    elif param == "logprobs" and LOGPROBS_INCLUDE not in request.options.include:
+        new = "top_logprobs"  # chat logprobs were asked for by top_logprobs alone
     else:
         new = CHAT_TO_RESPONSES_PARAMS.get(base, param)
     if new != param:
