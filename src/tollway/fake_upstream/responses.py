@@ -18,6 +18,7 @@ from tollway.fake_upstream.scenarios import (
     last_user_text,
     split_fragments,
     split_pieces,
+    tool_result,
 )
 
 FINGERPRINT = "fp_fake"
@@ -93,7 +94,8 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
     choices = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 0 else 1
     finish_reason = "length" if scenario.kind == "length" else "stop"
     tool_name: str | None = None
-    if scenario.kind == "tool-call":
+    calls_tool = scenario.kind == "tool-call" or (scenario.kind == "agent" and tool_result(messages) is None)
+    if calls_tool:
         tool_name, finish_reason = scenario.tool_name, "tool_calls"
         pieces = split_fragments(scenario.tool_args)
     else:
@@ -121,6 +123,8 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
 def _content(scenario: Scenario, messages: list[Any]) -> str:
     if scenario.kind == "echo":
         return last_user_text(messages)
+    if scenario.kind == "agent":
+        return f"The tool returned: {tool_result(messages)}"
     if scenario.words is not None:
         return " ".join(f"w{i}" for i in range(1, scenario.words + 1))
     return DEFAULT_CONTENT

@@ -18,9 +18,12 @@ DEFAULT_WORDS = 16
 # stream-cut: the stream stops after `after` pieces with no [DONE] (non-stream: the connection closes, no reply);
 # stream-error: a `data: {"error": ...}` event after `after` pieces (non-stream: the HTTP error); tool-call: one
 # function call; length: finish_reason "length"; words: "w1 ... wN"; garbage: a 200 whose body/event is not JSON;
-# redirect: a 307 to the same URL (a client that follows it loops; Tollway must not follow it).
+# redirect: a 307 to the same URL (a client that follows it loops; Tollway must not follow it); agent: one function
+# call (as tool-call) until the conversation ends with a tool result, then "The tool returned: <that result>" (an
+# agent loop runs to completion against it).
 KINDS = (
-    "default", "echo", "error", "stream-cut", "stream-error", "tool-call", "length", "words", "garbage", "redirect"
+    "default", "echo", "error", "stream-cut", "stream-error", "tool-call", "length", "words", "garbage", "redirect",
+    "agent",
 )  # fmt: skip
 
 # Tool-call arguments are streamed, and counted as completion tokens, in fragments of this many characters.
@@ -154,6 +157,14 @@ def count_prompt_tokens(messages: list[Any]) -> int:
     """ceil(UTF-8 bytes of all message texts / 4) + 3 per message: deterministic, roughly tiktoken-sized."""
     total_bytes = sum(len(message_text(m.get("content")).encode()) for m in messages if isinstance(m, dict))
     return (total_bytes + 3) // 4 + 3 * len(messages)
+
+
+def tool_result(messages: list[Any]) -> str | None:
+    """The text of the last message when it is a tool result (role "tool"), else None."""
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return message_text(last.get("content"))
+    return None
 
 
 def last_user_text(messages: list[Any]) -> str:
