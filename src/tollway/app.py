@@ -229,7 +229,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         app.state.drain = drain
         drain.install_signal_hook()  # SIGTERM: /readyz 503, streams ended after drain_s (SPEC §14.3)
         runtime.money.start()
-        presence = Presence(InstanceStore(runtime.engine), uses_redis=settings.redis_url is not None)
+        presence = Presence(
+            InstanceStore(runtime.engine),
+            uses_redis=settings.redis_url is not None,
+            instance_id=runtime.money.instance_id,
+        )
         await presence.start()
         runtime.background.append(asyncio.create_task(presence.run()))
         runtime.background.append(asyncio.create_task(_touch_keys_loop(services.authenticator, runtime.keys)))

@@ -63,22 +63,38 @@ async def _violations(settings: Settings) -> list[str]:
             # invariant 3 and 6: one usage row per request, matching the log's cost − uncollected
             rows = (
                 await conn.execute(
-                    sa.select(usage_logs.c.request_id, usage_logs.c.cost_nanos, usage_logs.c.uncollected_nanos).where(
-                        usage_logs.c.status != "error"
-                    )
+                    sa.select(
+                        usage_logs.c.request_id,
+                        usage_logs.c.cost_nanos,
+                        usage_logs.c.uncollected_nanos,
+                        usage_logs.c.charged_nanos,
+                    ).where(usage_logs.c.status != "error")
                 )
             ).all()
             debits: dict[str, int] = {}
+            usage_rows: set[str] = set()
             for r in (
                 await conn.execute(
-                    sa.select(wallet_transactions.c.request_id, wallet_transactions.c.amount_nanos).where(
-                        wallet_transactions.c.type == "usage"
+                    sa.select(
+                        wallet_transactions.c.request_id, wallet_transactions.c.type, wallet_transactions.c.amount_nanos
+                    ).where(wallet_transactions.c.type.in_(("usage", "usage_correction")))
+                )
+            ).all():
+                if r.type == "usage" and r.request_id in usage_rows:
+                    problems.append(f"request {r.request_id}: two wallet usage rows")
+                if r.type == "usage":
+                    usage_rows.add(r.request_id)
+                # a late charge's correction row (storage/money/late.py) adds to the request's usage row
+                debits[r.request_id] = debits.get(r.request_id, 0) - r.amount_nanos
+            charges: dict[str, int] = {}
+            for r in (
+                await conn.execute(
+                    sa.select(budget_transactions.c.request_id, budget_transactions.c.amount_nanos).where(
+                        budget_transactions.c.type.in_(("inference", "inference_correction"))
                     )
                 )
             ).all():
-                if r.request_id in debits:
-                    problems.append(f"request {r.request_id}: two wallet usage rows")
-                debits[r.request_id] = -r.amount_nanos
+                charges[r.request_id] = charges.get(r.request_id, 0) - r.amount_nanos
             seen: set[str] = set()
             for r in rows:
                 if r.request_id in seen:
@@ -86,6 +102,8 @@ async def _violations(settings: Settings) -> list[str]:
                 seen.add(r.request_id)
                 if debits.get(r.request_id, 0) != r.cost_nanos - r.uncollected_nanos:
                     problems.append(f"request {r.request_id}: wallet row != cost - uncollected")
+                if r.request_id in charges and charges[r.request_id] != (r.charged_nanos or 0):
+                    problems.append(f"request {r.request_id}: budget rows != charged")
     finally:
         await engine.dispose()
     return problems

@@ -21,6 +21,7 @@ class BudgetTxnType(StrEnum):
     TOPUP = "topup"
     DEBIT = "debit"
     INFERENCE = "inference"
+    INFERENCE_CORRECTION = "inference_correction"  # a late charge's difference (storage/money/late.py)
     RESET = "reset"
     ADJUSTMENT = "adjustment"
     SUSPEND = "suspend"

@@ -64,10 +64,13 @@ async def ensure_alone(
 class Presence:
     """This process's heartbeat row, beaten every 5 s while it serves."""
 
-    def __init__(self, instances: InstanceRegistry, uses_redis: bool, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, instances: InstanceRegistry, uses_redis: bool, clock: Clock = utcnow, instance_id: str | None = None
+    ) -> None:
+        """``instance_id``: the id this process goes by (its settlement journal has the same name)."""
         self._instances = instances
         self._clock = clock
-        self.beat = Heartbeat(new_id(), socket.gethostname(), os.getpid(), uses_redis, clock())
+        self.beat = Heartbeat(instance_id or new_id(), socket.gethostname(), os.getpid(), uses_redis, clock())
 
     async def start(self) -> None:
         await self._instances.register(self.beat)

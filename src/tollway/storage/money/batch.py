@@ -30,7 +30,7 @@ from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
 from tollway.domain.recovery import sweep_outcome
 from tollway.domain.usage import UsageRecord
 from tollway.domain.webhooks import EventType, budget_data, wallet_data
-from tollway.storage.money import statements
+from tollway.storage.money import late, statements
 from tollway.storage.money.driver_sql import DriverConnection, DriverSQL
 from tollway.storage.money.rows import BudgetRow, HoldRow, RowCache, WalletRow, as_datetime, from_json
 from tollway.storage.sql.outbox import DriverOutbox, PendingEvent
@@ -61,6 +61,8 @@ class Batch:
         self.outbox_platforms: list[str] = []
         self.placed: list[HoldRow] = []  # the holds this batch places, for the cache
         self.external_ids: dict[str, str | None] = {}
+        self.late: late.LateState | None = None  # what settlements of already resolved holds need (``late.py``)
+        self.replaced: list[dict[str, str]] = []  # the sweeper's log rows late settlements replace
 
     def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
         clause, params = self.sql.in_list(prefix, ids)
@@ -82,6 +84,7 @@ class Batch:
             for r in self._select(sql, "h", missing):
                 terms, checkpoint = from_json(r[8]) or {}, from_json(r[9])
                 self.holds[r[0]] = HoldRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
+        self.late = late.load(self, commands)
         platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
         platform_ids |= {h.platform_id for h in self.holds.values()}
         if cache is not None:
@@ -224,10 +227,11 @@ class Batch:
         return hold
 
     def settle(self, command: Settlement) -> bool:
+        """Capture the hold; its log row takes the hold's id, which makes a settlement apply at most once."""
         hold = self._resolve(command.hold_id, "captured")
         if hold is None:
-            return False
-        self._capture(hold, command.record, command.charge_nanos)
+            return late.charge(self, command)
+        self._capture(hold, command.record, command.charge_nanos, hold.id)
         return True
 
     def expire(self, command: Expire) -> bool:
@@ -245,7 +249,7 @@ class Batch:
             self.log_rows.append(self.log_row(record, 0, record.charged_nanos))
         return True
 
-    def _capture(self, hold: HoldRow, record: UsageRecord, charge_nanos: int) -> None:
+    def _capture(self, hold: HoldRow, record: UsageRecord, charge_nanos: int, row_id: str | None = None) -> None:
         wallet = self.wallets[hold.platform_id]
         take = max(0, min(record.cost_nanos, wallet.balance - wallet.held))
         if take > 0:
@@ -264,7 +268,7 @@ class Batch:
             row = self._budget_row(budget, record.request_id, -charged, "inference")
             self.budget_rows.append(row)
             self._budget_events(budget, row, fires)
-        self.log_rows.append(self.log_row(record, take, charged))
+        self.log_rows.append(self.log_row(record, take, charged, row_id))
 
     def _wallet_event(self, wallet: WalletRow, platform_id: str, row: dict[str, Any]) -> None:
         event = EventType.WALLET_LOW_BALANCE.value
@@ -357,9 +361,9 @@ class Batch:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def log_row(self, record: UsageRecord, take: int, charged: int | None) -> dict[str, Any]:
+    def log_row(self, record: UsageRecord, take: int, charged: int | None, row_id: str | None = None) -> dict[str, Any]:
         return {
-            "id": new_id(),
+            "id": row_id or new_id(),
             "platform_id": record.platform_id,
             "end_user_id": record.end_user_id,
             "request_type": record.request_type,
@@ -410,6 +414,8 @@ class Batch:
             sql.executemany(conn, statements.CHECKPOINT_HOLD, checkpoints)
         if resolved:
             sql.executemany(conn, statements.RESOLVE_HOLD, resolved)
+        if self.replaced:
+            sql.executemany(conn, late.DELETE_SWEPT_LOGS, self.replaced)
         for statement, rows in (
             (statements.INSERT_HOLD, self.new_holds),
             (statements.INSERT_WALLET_TX, self.wallet_rows),
@@ -433,25 +439,31 @@ def prepare_batch(
     it holds are not read again, and it absorbs the batch once the caller has committed (``RowCache.committed``)."""
     batch = Batch(conn, now, sql, cache)
     batch.load(commands)
-    results: list[Result] = []
-    for command in commands:
-        if isinstance(command, HoldRequest):
-            results.append(batch.place(command))
-        elif isinstance(command, Settlement):
-            results.append(batch.settle(command))
-        elif isinstance(command, Release):
-            results.append(batch.release(command))
-        elif isinstance(command, Checkpoint):
-            results.append(batch.checkpoint(command))
-        elif isinstance(command, Expire):
-            results.append(batch.expire(command))
-        else:
-            assert isinstance(command, LogOnly)
-            batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
-            results.append(None)
+    results: list[Result] = [None] * len(commands)
+    # The sweeper's commands go last: a settlement in the same batch captures its hold in full first.
+    sweeps = [i for i, command in enumerate(commands) if isinstance(command, Expire)]
+    order = [i for i in range(len(commands)) if i not in sweeps] + sweeps if sweeps else range(len(commands))
+    for i in order:
+        results[i] = _decide(batch, commands[i])
     if cache is not None:
         cache.pending = batch
     return batch, results
+
+
+def _decide(batch: Batch, command: MoneyCommand) -> Result:
+    if isinstance(command, HoldRequest):
+        return batch.place(command)
+    if isinstance(command, Settlement):
+        return batch.settle(command)
+    if isinstance(command, Release):
+        return batch.release(command)
+    if isinstance(command, Checkpoint):
+        return batch.checkpoint(command)
+    if isinstance(command, Expire):
+        return batch.expire(command)
+    assert isinstance(command, LogOnly)
+    batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
+    return None
 
 
 def apply_batch(

@@ -3,7 +3,17 @@
 Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
 sees one commit per batch however many calls run at once, and a lone call never waits for a window (its hold and
 its settlement commit on their own). Hold placement is awaited; settlements are queued from the stream's
-``finally`` and retried until they commit or the hold expires (then the sweeper settles it).
+``finally``.
+
+A settlement is never dropped (SPEC §9.4 "Nothing delivered is ever free"). When it fails to commit on its own (its
+batch failed, then it failed alone), it is appended to this instance's durable journal (``journal.py``, fsynced)
+before the writer moves on, and the journal task retries it, with backoff from 0.5 s doubling to 30 s, until it
+commits, across restarts (a starting instance adopts the journals of instances that are gone). It is journaled on
+the first failure rather than after a few in-memory retries: until it is on disk, a crash or a kill loses it, and
+an outage long enough to fail a commit usually outlasts seconds of retries; the fsync costs nothing on the path that
+succeeds. Retrying from a separate task keeps the writer free for holds (which fail fast, 503) and for the
+settlements of calls that still reach the database. A retried settlement whose hold the sweeper resolved meanwhile
+commits as a late charge (``late.py``), and at most once per hold (``Batch.settle``).
 
 Embedded SQLite answers a hold as soon as it is decided under the write lock and commits the batch while the caller
 sends its upstream request (the commit's cost hides behind the upstream's latency); ``confirm`` then waits for that
@@ -22,10 +32,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
-from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal, Release
+from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal, Release, Settlement
+from tollway.domain.ids import new_id
 from tollway.settings import Settings
 from tollway.storage.money.batch import Result, apply_batch
 from tollway.storage.money.driver_sql import DriverSQL
+from tollway.storage.money.journal import SettlementJournal
 from tollway.storage.money.sqlite import SqliteMoneyConnection
 from tollway.storage.sql.db import reader
 
@@ -41,11 +53,23 @@ _LINGER_S = 0.005
 # rewrites the same hot pages, so fewer, larger commits cost far less; a lone caller never waits.
 _GATHER_S = 0.002
 _RETRY_DELAY_S = 0.5
+# Journaled settlements: the first retry 0.5 s after the failure, doubling to at most 30 s while the database stays
+# away; journals of instances that are gone are looked for at start and then every minute.
+_REPLAY_FIRST_S = 0.5
+_REPLAY_MAX_S = 30.0
+_ADOPT_EVERY_S = 60.0
 
 
 class MoneyWriter:
-    def __init__(self, settings: Settings, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
-        """``clock`` dates the rows and decides period resets; tests replace it to move time."""
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        clock: Callable[[], datetime] = utcnow,
+        instance_id: str | None = None,
+    ) -> None:
+        """``clock`` dates the rows and decides period resets; tests replace it to move time. ``instance_id`` names
+        this instance's settlement journal (the heartbeat's id; a fresh one by default)."""
         self._clock = clock
         self._engine = engine
         self._reader = reader(engine)
@@ -58,17 +82,32 @@ class MoneyWriter:
         # Holds answered before their batch committed (embedded SQLite): hold id -> the commit's outcome.
         self._unconfirmed: dict[str, asyncio.Future[None]] = {}
         self._void: set[str] = set()  # holds answered whose batch then failed, until their caller confirms
+        self.instance_id = instance_id or new_id()
+        self.journal = SettlementJournal(settings.data_dir / "journal", self.instance_id)
+        self._journal_lock = asyncio.Lock()  # one disk operation on the journal at a time (they run in a thread)
+        self._journal_wake = asyncio.Event()
+        self._replay_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="money-writer")
+        self._replay_task = asyncio.create_task(self._replay(), name="settlement-journal")
 
     async def stop(self) -> None:
-        """Commit everything already queued, then stop."""
+        """Commit everything already queued, then stop. Settlements still journaled stay on disk: the next instance
+        to start on this data directory adopts them."""
         await self._queue.join()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._replay_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.journal.entries:
+            log.warning(
+                "stopping with %d settlements journaled in %s; the next instance on this data directory commits them",
+                len(self.journal.entries),
+                self.journal.path,
+            )
+        self.journal.close()
         if self._sqlite is not None:
             self._sqlite.close()
 
@@ -187,6 +226,9 @@ class MoneyWriter:
                     await self._commit_one(command, future)
 
     async def _commit_one(self, command: MoneyCommand, future: asyncio.Future[Result]) -> None:
+        if isinstance(command, Settlement):
+            await self._settle_or_journal(command, future)
+            return
         attempts = 1 if isinstance(command, HoldRequest) else 3
         for attempt in range(attempts):
             try:
@@ -202,6 +244,125 @@ class MoneyWriter:
                 if not future.done():
                     future.set_result(result)
                 return
+
+    async def _settle_or_journal(self, command: Settlement, future: asyncio.Future[Result]) -> None:
+        """One try on its own; on failure the settlement goes to the journal (fsynced) before the writer moves on,
+        and its future answers None (journaled: it commits later). A journaled settlement being retried fails its
+        future instead, so the journal task knows to try again."""
+        request_id = command.record.request_id
+        try:
+            (result,) = await self._apply([command])
+        except Exception as exc:
+            if command.hold_id in self.journal:
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            await self._journal_append(command, exc)
+            if not future.done():
+                future.set_result(None)
+            return
+        if not future.done():
+            future.set_result(result)
+        log.debug("settlement of hold %s committed", command.hold_id, extra={"request_id": request_id})
+
+    async def _journal_append(self, command: Settlement, exc: Exception) -> None:
+        request_id = command.record.request_id
+        try:
+            async with self._journal_lock:
+                await asyncio.to_thread(self.journal.append, [command])
+        except OSError:
+            # The data directory refuses the write (full, read-only): keep retrying from memory all the same.
+            log.error(
+                "settlement of hold %s could not be committed (%s) nor journaled in %s; retried from memory",
+                command.hold_id,
+                exc,
+                self.journal.directory,
+                exc_info=True,
+                extra={"request_id": request_id},
+            )
+            self.journal.entries[command.hold_id] = command
+        else:
+            log.warning(
+                "settlement of hold %s could not be committed (%s); journaled in %s and retried until it commits",
+                command.hold_id,
+                exc,
+                self.journal.path,
+                extra={"request_id": request_id},
+            )
+        self._journal_wake.set()
+
+    async def _replay(self) -> None:
+        """Retry the journaled settlements (with backoff) until each commits; adopt orphaned journals."""
+        loop = asyncio.get_running_loop()
+        next_scan = loop.time()
+        delay = _REPLAY_FIRST_S
+        while True:
+            if loop.time() >= next_scan:
+                await self._adopt_orphans()
+                next_scan = loop.time() + _ADOPT_EVERY_S
+            if not self.journal.entries:
+                delay = _REPLAY_FIRST_S
+                self._journal_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._journal_wake.wait(), max(0.0, next_scan - loop.time()))
+                continue
+            await asyncio.sleep(delay)
+            delay = _REPLAY_FIRST_S if await self._replay_pass(delay) else min(delay * 2, _REPLAY_MAX_S)
+
+    async def _adopt_orphans(self) -> None:
+        try:
+            async with self._journal_lock:
+                adopted = await asyncio.to_thread(self.journal.adopt_orphans)
+        except OSError:
+            log.error("could not read the settlement journals in %s", self.journal.directory, exc_info=True)
+            return
+        for owner in adopted:
+            log.warning("adopted the settlement journal of instance %s, which is gone", owner)
+
+    async def _replay_pass(self, delay: float) -> bool:
+        """Submit every journaled settlement (they share batches); True when none is left."""
+        entries = list(self.journal.entries.values())
+        for settlement in entries:
+            log.info(
+                "retrying the journaled settlement of hold %s",
+                settlement.hold_id,
+                extra={"request_id": settlement.record.request_id},
+            )
+        outcomes = await asyncio.gather(*(self.submit(s) for s in entries), return_exceptions=True)
+        done: list[str] = []
+        for settlement, outcome in zip(entries, outcomes, strict=True):
+            request_id = settlement.record.request_id
+            if isinstance(outcome, BaseException):
+                log.warning(
+                    "journaled settlement of hold %s still not committed (%s); next try in %.1f s",
+                    settlement.hold_id,
+                    outcome,
+                    min(delay * 2, _REPLAY_MAX_S),
+                    extra={"request_id": request_id},
+                )
+                continue
+            done.append(settlement.hold_id)
+            if outcome:
+                log.warning(
+                    "journaled settlement of hold %s committed", settlement.hold_id, extra={"request_id": request_id}
+                )
+            else:
+                log.warning(
+                    "journaled settlement of hold %s was already applied (or its hold is unknown); nothing charged",
+                    settlement.hold_id,
+                    extra={"request_id": request_id},
+                )
+        if done:
+            try:
+                async with self._journal_lock:
+                    await asyncio.to_thread(self.journal.remove, done)
+            except OSError:
+                log.error("could not compact the settlement journal %s", self.journal.path, exc_info=True)
+            for settlement in entries:
+                if settlement.hold_id in done:
+                    request_id = settlement.record.request_id
+                    log.info("journal entry of hold %s removed", settlement.hold_id, extra={"request_id": request_id})
+        return not self.journal.entries
 
     async def _apply(self, commands: list[MoneyCommand]) -> list[Result]:
         now = self._clock()

@@ -74,13 +74,13 @@ async def _usage(conn: AsyncConnection) -> list[Difference]:
     )
     debits = (
         sa.select(wallet_transactions.c.request_id, (-sa.func.sum(wallet_transactions.c.amount_nanos)).label("debit"))
-        .where(wallet_transactions.c.type == "usage")
+        .where(wallet_transactions.c.type.in_(("usage", "usage_correction")))
         .group_by(wallet_transactions.c.request_id)
         .subquery()
     )
     charges = (
         sa.select(budget_transactions.c.request_id, (-sa.func.sum(budget_transactions.c.amount_nanos)).label("charge"))
-        .where(budget_transactions.c.type == "inference")
+        .where(budget_transactions.c.type.in_(("inference", "inference_correction")))
         .group_by(budget_transactions.c.request_id)
         .subquery()
     )
