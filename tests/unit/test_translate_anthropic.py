@@ -3,6 +3,7 @@ and events are checked with the official ``anthropic`` SDK's types first, so the
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import anthropic.types
@@ -131,3 +132,8 @@ def test_usage(usage: dict[str, Any], expected: tuple[int, int, int] | None) -> 
     assert (
         None if parsed is None else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens)
     ) == expected
+
+
+def test_read_error_shapes() -> None:
+    """ "prompt is too long" is a context-length refusal; a ``field.path: `` prefix names the parameter (SPEC §3)."""
+    check("anthropic", "errors", [asdict(translate.read_error(body)) for body in load("anthropic", "errors")["input"]])

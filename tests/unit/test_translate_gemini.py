@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -141,3 +142,8 @@ def test_usage(usage: dict[str, Any], expected: tuple[int, int, int, int | None]
         else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens, parsed.reasoning_tokens)
     )
     assert got == expected
+
+
+def test_read_error_shapes() -> None:
+    """The token-count refusal is a context-length one; a BadRequest field violation names the parameter (SPEC §3)."""
+    check("gemini", "errors", [asdict(translate.read_error(body)) for body in load("gemini", "errors")["input"]])
