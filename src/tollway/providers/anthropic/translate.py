@@ -195,7 +195,7 @@ def completion_result(raw: dict[str, Any], slug: str) -> ChatResult:
 
 # Anthropic names the offending field as the message's prefix: "max_tokens: Field required",
 # "messages.0.content.0.text: text content blocks must be non-empty".
-_FIELD_PREFIX: Final = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): ")
+_FIELD_PREFIX: Final = re.compile(r"([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): ")
 
 
 def read_error(body: object) -> Fault:
