@@ -14,7 +14,7 @@ from google.genai import types
 
 from tests.unit.golden import check, load, request, usage_json
 from tests.unit.test_translate_openai import feed_all
-from tollway.errors import UpstreamError
+from tollway.errors import ContextLengthExceeded, UpstreamError
 from tollway.providers.gemini import translate, wire
 from tollway.providers.gemini.events import EventTranslator
 
@@ -99,6 +99,8 @@ def test_stream_cut_before_a_finish_reason_and_error_events() -> None:
     with pytest.raises(UpstreamError, match="UNAVAILABLE: The model is overloaded") as err:
         EventTranslator("p").feed(orjson.dumps(error))
     assert err.value.upstream_status == 503
+    with pytest.raises(ContextLengthExceeded, match="reported an error mid-stream: INVALID_ARGUMENT: The input"):
+        EventTranslator("p").feed(orjson.dumps(load("gemini", "errors")["input"][0]))
 
 
 def test_generated_call_ids() -> None:

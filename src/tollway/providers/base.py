@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from tollway.errors import UnsupportedParameter
+from tollway.errors import ContextLengthExceeded, UnsupportedParameter, UpstreamError, UpstreamInvalidRequest
 
 # How providers word a context-length refusal when no code says so: OpenAI-compatible servers (vLLM, Groq, xAI),
 # Anthropic ("prompt is too long: N tokens > M maximum"), Gemini ("The input token count (N) exceeds the maximum
@@ -32,6 +32,17 @@ class Fault:
 
 # The parsed JSON of an error body (None when it is not JSON) -> what it says.
 ErrorReader = Callable[[object], Fault]
+
+REQUEST_FAULTS: Final = frozenset({400, 413, 422})  # the request was at fault: returned at once (SPEC §14.2)
+
+
+def upstream_failure(message: str, status: int | None, fault: Fault) -> UpstreamError:
+    """The error for a provider's refusal: a request fault (400/413/422) as the client's own error keeping the
+    provider's status and param, anything else an UpstreamError carrying the status."""
+    if status in REQUEST_FAULTS:
+        kind = ContextLengthExceeded if fault.context_length else UpstreamInvalidRequest
+        return kind(message, upstream_status=status, param=fault.param)
+    return UpstreamError(message, upstream_status=status)
 
 
 def mentions_context_length(message: str | None) -> bool:

@@ -6,6 +6,7 @@ reads its error body (§3, §14.2)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import re
@@ -16,14 +17,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tollway.errors import ContextLengthExceeded, UpstreamError, UpstreamInvalidRequest, UpstreamTimeout
-from tollway.providers.base import ErrorReader
+from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.providers.base import REQUEST_FAULTS, ErrorReader, upstream_failure
 from tollway.settings import Settings
 
 _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|whsec_[A-Za-z0-9+/=_\-]+|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+\S+)")
 _EXCERPT_CHARS = 512
 _PARAM_CHARS = 200
-_REQUEST_FAULTS = frozenset({400, 413, 422})  # the request was at fault: returned at once, never retried (§14.2)
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -60,7 +60,7 @@ def _is_quota(body: bytes) -> bool:
     return b"insufficient_quota" in body or (b"quota" in body.lower() and b"exceeded" in body.lower())
 
 
-def rejection(slug: str, status: int, body: bytes, secret: str, read_error: ErrorReader) -> UpstreamInvalidRequest:
+def rejection(slug: str, status: int, body: bytes, secret: str, read_error: ErrorReader) -> UpstreamError:
     """An upstream 400/413/422 as the client's error: the provider's status and parameter, its own message (else the
     body) as the redacted excerpt, and 400 ``context_length_exceeded`` when it refused the input as too long."""
     try:
@@ -70,8 +70,8 @@ def rejection(slug: str, status: int, body: bytes, secret: str, read_error: Erro
     fault = read_error(parsed)
     excerpt = redact(fault.message or body.decode("utf-8", "replace"), secret)[:_EXCERPT_CHARS]
     param = redact(fault.param, secret)[:_PARAM_CHARS] if fault.param else None
-    kind = ContextLengthExceeded if fault.context_length else UpstreamInvalidRequest
-    return kind(f"Upstream provider '{slug}' rejected the request: {excerpt}", upstream_status=status, param=param)
+    message = f"Upstream provider '{slug}' rejected the request: {excerpt}"
+    return upstream_failure(message, status, dataclasses.replace(fault, param=param))
 
 
 class Transport:
@@ -112,7 +112,7 @@ class Transport:
             body = b""
         finally:
             response.release()
-        if response.status in _REQUEST_FAULTS:
+        if response.status in REQUEST_FAULTS:
             raise rejection(provider_slug, response.status, body, secret, read_error)
         excerpt = redact(body.decode("utf-8", "replace"), secret)[:_EXCERPT_CHARS]
         raise UpstreamError(

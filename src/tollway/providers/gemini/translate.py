@@ -20,7 +20,7 @@ from tollway.domain.chat_request import ChatRequest
 from tollway.domain.pricing import Usage
 from tollway.domain.upstream import ChatResult
 from tollway.errors import UpstreamError
-from tollway.providers.base import Fault, InvalidForProvider, mentions_context_length, text
+from tollway.providers.base import Fault, InvalidForProvider, mentions_context_length, text, upstream_failure
 from tollway.providers.content import (
     arguments_object,
     count,
@@ -226,9 +226,10 @@ def _error_message(error: object) -> str:
 def error_event(raw: dict[str, Any], slug: str) -> UpstreamError:
     error = raw["error"]
     status = error.get("code") if isinstance(error, dict) else None
-    return UpstreamError(
+    return upstream_failure(
         f"Upstream provider '{slug}' reported an error mid-stream: {_error_message(error)}",
-        upstream_status=status if isinstance(status, int) and 400 <= status <= 599 else None,
+        status if isinstance(status, int) and 400 <= status <= 599 else None,
+        read_error(raw),  # a refusal as the first event is the same refusal as an HTTP 400
     )
 
 
