@@ -16,18 +16,24 @@ OpenAI error ``type``, string ``code`` and whether a retry against the upstream 
     ├── BillingError               402 (budget_suspended, budget_exhausted, wallet_insufficient)
     ├── RateLimited                429 rate_limit_exceeded
     ├── UpstreamError              502 upstream_error
-    │   └── UpstreamTimeout        504 upstream_timeout
+    │   ├── UpstreamTimeout        504 upstream_timeout
+    │   ├── UpstreamInvalidRequest 400/413/422 upstream_invalid_request (the provider's status)
+    │   │   └── ContextLengthExceeded  400 context_length_exceeded
+    │   ├── UpstreamRateLimited    429 upstream_rate_limited (Retry-After)
+    │   └── ProviderUnavailable    503 provider_unavailable (Retry-After)
     ├── ServiceUnavailable         503 service_unavailable
     └── InternalError              500 internal_error
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
 class TollwayError(Exception):
-    status: ClassVar[int] = 500
+    # Not a ClassVar: UpstreamInvalidRequest keeps the provider's status per instance (SPEC §14.2).
+    status: int = 500
     type: ClassVar[str] = "server_error"
     code: ClassVar[str] = "internal_error"
     retryable: ClassVar[bool] = False
@@ -131,8 +137,10 @@ class UpstreamError(TollwayError):
         upstream_status: int | None = None,
         retry_after_s: float | None = None,
         quota_exhausted: bool = False,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, param, headers=headers)
         self.upstream_status = upstream_status
         self.retry_after_s = retry_after_s
         self.quota_exhausted = quota_exhausted
@@ -140,6 +148,53 @@ class UpstreamError(TollwayError):
 
 class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
+
+
+class UpstreamInvalidRequest(UpstreamError):
+    """The provider refused the request itself (its 400, 413 or 422, kept as our status): returned at once, never
+    retried (SPEC §14.2). ``param`` is the provider's when its error names one."""
+
+    type, code, retryable = "invalid_request_error", "upstream_invalid_request", False
+
+    def __init__(self, message: str, *, upstream_status: int, param: str | None = None) -> None:
+        super().__init__(message, upstream_status=upstream_status, param=param)
+        self.status = upstream_status
+
+
+class ContextLengthExceeded(UpstreamInvalidRequest):
+    """The provider refused the input as longer than the model's context: always 400, so that agents trim it."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, upstream_status: int, param: str | None = None) -> None:
+        super().__init__(message, upstream_status=upstream_status, param=param)
+        self.status = 400
+
+
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, at least 1 (SPEC §3); 1 when the wait is unknown."""
+    whole = 1 if seconds is None else math.ceil(seconds)
+    return {"retry-after": str(max(1, whole))}
+
+
+class UpstreamRateLimited(UpstreamError):
+    """A provider 429 that outlasted the retries and fallbacks; ``Retry-After`` is the provider's, else 1."""
+
+    status, type, code = 429, "rate_limit_error", "upstream_rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float | None) -> None:
+        super().__init__(
+            message, upstream_status=429, retry_after_s=retry_after_s, headers=retry_after_header(retry_after_s)
+        )
+
+
+class ProviderUnavailable(UpstreamError):
+    """Every candidate was skipped by its circuit breaker; ``Retry-After`` is when the first one half-opens."""
+
+    status, type, code = 503, "server_error", "provider_unavailable"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, headers=retry_after_header(retry_after_s))
 
 
 class ServiceUnavailable(TollwayError):

@@ -167,21 +167,27 @@ def test_stream_cut_ends_with_error_event_and_is_billed_once(gateway: Any, tenan
     assert rows[0]["cost_usd"] > 0
 
 
-def test_upstream_400_is_502_at_once(sdk: openai.OpenAI, fake_upstream: FakeUpstreamThread) -> None:
+def test_upstream_400_is_upstream_invalid_request_at_once(
+    sdk: openai.OpenAI, fake_upstream: FakeUpstreamThread
+) -> None:
     before = fake_upstream.request_count
-    with pytest.raises(openai.APIStatusError) as err:
+    with pytest.raises(openai.BadRequestError) as err:
         sdk.chat.completions.create(model="bad-request", messages=USER)
-    assert err.value.status_code == 502
-    assert err.value.code == "upstream_error"
-    assert "returned HTTP 400" in err.value.message
+    assert (err.value.status_code, err.value.code, err.value.type) == (
+        400,
+        "upstream_invalid_request",
+        "invalid_request_error",
+    )
+    assert "rejected the request: fake upstream: simulated HTTP 400" in err.value.message
     assert fake_upstream.request_count - before == 1
 
 
-def test_upstream_429_retried_then_502(sdk: openai.OpenAI, fake_upstream: FakeUpstreamThread) -> None:
+def test_upstream_429_retried_then_upstream_rate_limited(sdk: openai.OpenAI, fake_upstream: FakeUpstreamThread) -> None:
     before = fake_upstream.request_count
-    with pytest.raises(openai.APIStatusError) as err:
+    with pytest.raises(openai.RateLimitError) as err:
         sdk.chat.completions.create(model="rate-limited", messages=USER)
-    assert err.value.status_code == 502
+    assert (err.value.status_code, err.value.code) == (429, "upstream_rate_limited")
+    assert err.value.response.headers["retry-after"] == "1"  # the provider sent none
     assert fake_upstream.request_count - before == 3  # the first try and two retries (SPEC §14.2)
 
 

@@ -55,6 +55,9 @@ def stack(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstre
     _image_model(admin, asi1["id"], "asi-img", "asi1-mini", "0.01", priority=0)  # the alias route's default
     _image_model(admin, native["id"], "img-fallback", "fake/error?status=500", "0.05", priority=0)
     _image_model(admin, compat["id"], "img-fallback", "fake/default", "0.02", priority=1)
+    _image_model(admin, native["id"], "img-bad-size", "fake/error?status=400&param=size", "0.05")
+    _image_model(admin, compat["id"], "img-limited", "fake/error?status=429&retry_after=0", "0.05")
+    _image_model(admin, asi1["id"], "asi-img-limited", "fake/error?status=429&retry_after=3600", "0.05", priority=1)
     tenant = create_tenant(admin, gateway.url, native["id"], native["slug"], topup="10")
     _add_config(tenant, compat["id"])
     _add_config(tenant, asi1["id"])
@@ -261,6 +264,33 @@ def _end_user(tenant: Tenant, budget_usd: str | None) -> tuple[str, str]:
         )
         assert budget.status_code == 201, budget.text
     return user["id"], user["api_key"]["raw_key"]
+
+
+def test_upstream_refusals_map_as_for_chat(
+    sdk: openai.OpenAI, stack: Stack, gateway: GatewayServer, fake_upstream: FakeUpstreamThread
+) -> None:
+    """SPEC §3, §14.2 on the image routes: a refusal keeps the provider's status and param and is not retried; a
+    persisting 429 is upstream_rate_limited with Retry-After, on the OpenAI route and on ASI:One's alias."""
+    before = fake_upstream.request_count
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.images.generate(model="img-bad-size", prompt=PROMPT)
+    assert (bad.value.code, bad.value.param, bad.value.type) == (
+        "upstream_invalid_request",
+        "size",
+        "invalid_request_error",
+    )
+    assert fake_upstream.request_count - before == 1
+    with pytest.raises(openai.RateLimitError) as limited:
+        sdk.images.generate(model="img-limited", prompt=PROMPT)
+    assert (limited.value.code, limited.value.response.headers["retry-after"]) == ("upstream_rate_limited", "1")
+    assert fake_upstream.request_count - before == 1 + 3
+    rows = _logs(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
+    assert [(r["status"], r["cost_usd"]) for r in rows] == [("error", 0)] * 3
+    alias = stack.tenant.client.post("/v1/image/generate", json={"prompt": PROMPT, "model": "asi-img-limited"})
+    assert (alias.status_code, alias.json()["error"]["code"]) == (429, "upstream_rate_limited")
+    assert alias.headers["retry-after"] == "3600"  # the provider's own (too long to wait for: one attempt)
+    assert fake_upstream.request_count - before == 1 + 3 + 1
+    assert_invariants(gateway.settings)
 
 
 def test_end_user_budget_charged_with_markup(

@@ -93,16 +93,16 @@ def test_metrics_after_traffic(gateway: GatewayServer, sdk: openai.OpenAI, tenan
         sdk.chat.completions.create(model="usage", messages=USER)
     chunks = list(sdk.chat.completions.create(model="usage", messages=USER, stream=True))
     assert chunks
-    with pytest.raises(openai.APIStatusError) as err:
+    with pytest.raises(openai.BadRequestError) as err:
         sdk.chat.completions.create(model="bad-request", messages=USER)
-    assert err.value.status_code == 502
+    assert err.value.code == "upstream_invalid_request"  # the provider's own 400, returned as is (SPEC §14.2)
     assert httpx.get(gateway.url + "/v1/no-such-route").status_code == 404
     tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet").raise_for_status()
     wait_settled(tenant, 4)
 
     found = samples(gateway)
     assert value(found, "tollway_requests_total", route="/v1/chat/completions", status="200") == 3
-    assert value(found, "tollway_requests_total", route="/v1/chat/completions", status="502") == 1
+    assert value(found, "tollway_requests_total", route="/v1/chat/completions", status="400") == 1
     assert value(found, "tollway_requests_total", route="unmatched", status="404") == 1
     assert value(found, "tollway_requests_total", route="/v1/platforms/{pid}/wallet", status="200") == 1
     slug = tenant.provider_slug

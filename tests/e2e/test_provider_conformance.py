@@ -259,18 +259,30 @@ def test_usage_exact_with_cached_tokens(sdk: openai.OpenAI, stack: Stack) -> Non
 # Errors: mapping, mid-stream, fallback.
 
 
-@pytest.mark.parametrize(
-    ("model", "attempts"), [("error-400", 1), ("error-401", 1), ("error-429", 3), ("error-500", 1)]
-)
+ERROR_MAPPING = [
+    ("error-400", 1, (400, "upstream_invalid_request", "invalid_request_error"), "rejected the request"),
+    ("error-401", 1, (502, "upstream_error", "upstream_error"), "returned HTTP 401"),
+    ("error-429", 3, (429, "upstream_rate_limited", "rate_limit_error"), "returned HTTP 429"),
+    ("error-500", 1, (502, "upstream_error", "upstream_error"), "returned HTTP 500"),
+]
+
+
+@pytest.mark.parametrize(("model", "attempts", "error", "says"), ERROR_MAPPING, ids=[m[0] for m in ERROR_MAPPING])
 def test_error_mapping(
-    sdk: openai.OpenAI, stack: Stack, fake_upstream: FakeUpstreamThread, model: str, attempts: int
+    sdk: openai.OpenAI,
+    stack: Stack,
+    fake_upstream: FakeUpstreamThread,
+    model: str,
+    attempts: int,
+    error: tuple[int, str, str],
+    says: str,
 ) -> None:
     before = fake_upstream.request_count
     with pytest.raises(openai.APIStatusError) as err:
         sdk.chat.completions.create(model=model, messages=USER)
     status = model.removeprefix("error-")
-    assert (err.value.status_code, err.value.code, err.value.type) == (502, "upstream_error", "upstream_error")
-    assert f"Upstream provider '{stack.tenant.provider_slug}' returned HTTP {status}: " in err.value.message
+    assert (err.value.status_code, err.value.code, err.value.type) == error
+    assert f"Upstream provider '{stack.tenant.provider_slug}' {says}: " in err.value.message
     assert "simulated HTTP" in err.value.message  # the redacted excerpt of the provider's own error body
     assert FAKE_PROVIDER_KEY not in err.value.message and "sk-fakeprovider" not in err.value.message
     if status == "401":  # the fake echoes the refused key, as real providers do

@@ -29,6 +29,10 @@ MODELS = {
     "tool": 'fake/tool-call?name=get_weather&args={"city":"Paris"}',
     "mid-error": "fake/stream-error?after=2",
     "words": "fake/words?n=50",
+    "too-long": "fake/error?status=400&type=context_length_exceeded",
+    "bad-param": "fake/error?status=422&param=temperature",
+    "limited": "fake/error?status=429&retry_after=0",
+    "limited-stream": "fake/error?status=429&retry_after=0",  # its own row: five 429s in a row open a circuit
 }
 TOOLS: Any = [
     {
@@ -170,6 +174,34 @@ def test_mid_stream_failure_is_response_failed_and_settles_interrupted(stack: St
     (row,) = logs_for(stack.tenant, request_id)
     assert (row["status"], row["error_code"], row["request_type"]) == ("interrupted", "upstream_error", "response")
     assert row["cost_usd"] > 0
+
+
+def _create(stack: Stack, model: str, stream: bool) -> None:
+    if stream:
+        list(stack.sdk.responses.create(model=model, input="hi", stream=True))
+    else:
+        stack.sdk.responses.create(model=model, input="hi")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_upstream_refusals_map_as_for_chat(stack: Stack, fake_upstream: FakeUpstreamThread, stream: bool) -> None:
+    """SPEC §3, §14.2 on /v1/responses, natively (the Responses API's own refusal, param ``input``) and translated;
+    a stream gets the same error before its first byte."""
+    before = fake_upstream.request_count
+    with pytest.raises(openai.BadRequestError) as too_long:
+        _create(stack, "too-long", stream)
+    assert (too_long.value.code, too_long.value.type) == ("context_length_exceeded", "invalid_request_error")
+    assert too_long.value.param == {"openai": "input", "openai_compatible": "messages", "anthropic": None}[stack.kind]
+    with pytest.raises(openai.UnprocessableEntityError) as bad:
+        _create(stack, "bad-param", stream)
+    assert (bad.value.code, bad.value.param) == ("upstream_invalid_request", "temperature")
+    assert fake_upstream.request_count - before == 2
+    with pytest.raises(openai.RateLimitError) as limited:
+        _create(stack, "limited-stream" if stream else "limited", stream)
+    assert (limited.value.code, limited.value.response.headers["retry-after"]) == ("upstream_rate_limited", "1")
+    assert fake_upstream.request_count - before == 2 + 3
+    rows = logs_for(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
+    assert [(r["status"], r["cost_usd"], r["request_type"]) for r in rows] == [("error", 0, "response")] * 3
 
 
 def test_incomplete_when_the_output_limit_is_reached(stack: Stack) -> None:

@@ -74,7 +74,7 @@ def test_filters(seeded: Seeded) -> None:
     assert {r["model"] for r in _logs(seeded, model="refused")["data"]} == {"refused"}
     assert _logs(seeded, model="refused")["total"] == 1
     errors = _logs(seeded, status="error")["data"]
-    assert len(errors) == 1 and errors[0]["error_code"] == "upstream_error" and errors[0]["cost_usd"] == 0
+    assert len(errors) == 1 and errors[0]["error_code"] == "upstream_invalid_request" and errors[0]["cost_usd"] == 0
     assert _logs(seeded, status="success")["total"] == 3
     mine = _logs(seeded, end_user_id=seeded.end_user_id)["data"]
     assert len(mine) == 2 and {r["end_user_id"] for r in mine} == {seeded.end_user_id}

@@ -10,7 +10,15 @@ import pytest
 
 from tollway.domain.catalog import Candidate, ModelRow, Provider, ProviderKind
 from tollway.domain.pricing import Prices
-from tollway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from tollway.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ProviderUnavailable,
+    UpstreamError,
+    UpstreamInvalidRequest,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
 from tollway.services.inference.attempts import with_fallback
 from tollway.services.inference.breaker import BreakerState, CircuitBreaker, DeploymentHealth, RetryBudget
 
@@ -150,3 +158,108 @@ async def test_retries_without_health_and_the_last_timeout_wins() -> None:
     calls.clear()
     with pytest.raises(UpstreamTimeout):
         await with_fallback([row("a")], failing(None, calls, timeout=True), lambda c, e: None, deadline)
+
+
+# What the client sees once retries and fallback are over (SPEC §3, §14.2).
+
+
+def test_half_opens_in_counts_down_to_the_trial() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(clock)
+    assert breaker.half_opens_in("r") == 0
+    for _ in range(5):
+        breaker.failure("r")
+    assert breaker.half_opens_in("r") == 30
+    clock.now += 29.5
+    assert breaker.half_opens_in("r") == pytest.approx(0.5)
+    clock.now += 1
+    assert breaker.half_opens_in("r") == 0 and breaker.state("r") is BreakerState.HALF_OPEN
+
+
+async def test_every_candidate_open_is_503_provider_unavailable_until_the_first_half_opens() -> None:
+    clock = Clock()
+    health = DeploymentHealth.with_clock(clock)
+    deadline = asyncio.get_running_loop().time() + 60
+    for _ in range(5):
+        health.breaker.failure("a")
+    clock.now += 20.2
+    for _ in range(5):
+        health.breaker.failure("b")
+    calls: list[str] = []
+    with pytest.raises(ProviderUnavailable) as err:
+        await with_fallback([row("b", "pb"), row("a")], failing(500, calls), lambda c, e: None, deadline, health=health)
+    assert calls == [] and (err.value.status, err.value.code, err.value.type) == (
+        503,
+        "provider_unavailable",
+        "server_error",
+    )
+    assert err.value.headers == {"retry-after": "10"}  # "a" half-opens in 9.8 s: rounded up to whole seconds
+    assert "circuit open" in err.value.message and "'pb'" in err.value.message
+
+
+async def test_a_persisting_429_is_upstream_rate_limited_with_the_providers_retry_after() -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    calls: list[str] = []
+
+    async def limited(candidate: Candidate) -> str:
+        calls.append(candidate.model.id)
+        raise UpstreamError(
+            "Upstream provider 'p1' returned HTTP 429: slow down", upstream_status=429, retry_after_s=1.2
+        )
+
+    with pytest.raises(UpstreamRateLimited) as err:
+        await with_fallback([row("a")], limited, lambda c, e: None, deadline)
+    assert calls == ["a", "a", "a"]
+    assert (err.value.status, err.value.code, err.value.type) == (429, "upstream_rate_limited", "rate_limit_error")
+    assert err.value.headers == {"retry-after": "2"} and err.value.message.endswith("slow down")
+    calls.clear()
+    with pytest.raises(UpstreamRateLimited) as err:
+        await with_fallback([row("a")], failing(429, calls), lambda c, e: None, deadline)
+    assert err.value.headers == {"retry-after": "1"}  # Retry-After: 0 is never sent as 0
+
+
+async def test_a_quota_exhausted_429_or_a_later_other_failure_stays_502() -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+
+    async def quota(candidate: Candidate) -> str:
+        raise UpstreamError("out of quota", upstream_status=429, quota_exhausted=True)
+
+    with pytest.raises(UpstreamError) as err:
+        await with_fallback([row("a"), row("b")], quota, lambda c, e: None, deadline)
+    assert (err.value.status, err.value.code, err.value.headers) == (502, "upstream_error", {})
+
+    async def limited_then_broken(candidate: Candidate) -> str:
+        status = 429 if candidate.model.id == "a" else 500
+        raise UpstreamError("no", upstream_status=status, retry_after_s=0)
+
+    with pytest.raises(UpstreamError) as err:
+        await with_fallback([row("a"), row("b")], limited_then_broken, lambda c, e: None, deadline)
+    assert (err.value.status, err.value.code) == (502, "upstream_error")  # the last failure decides
+
+
+async def test_request_faults_are_returned_at_once_as_the_clients_error() -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    calls: list[str] = []
+    failures: list[str] = []
+    with pytest.raises(UpstreamInvalidRequest) as err:
+        await with_fallback([row("a"), row("b")], failing(413, calls), lambda c, e: failures.append(e.code), deadline)
+    assert (err.value.status, err.value.code, err.value.type) == (
+        413,
+        "upstream_invalid_request",
+        "invalid_request_error",
+    )
+    assert calls == ["a"] and failures == ["upstream_error"]
+    too_long = ContextLengthExceeded("too long", upstream_status=400, param="messages")
+
+    async def context(candidate: Candidate) -> str:
+        raise too_long
+
+    with pytest.raises(ContextLengthExceeded) as raised:
+        await with_fallback([row("a"), row("b")], context, lambda c, e: failures.append(e.code), deadline)
+    assert raised.value is too_long and failures[-1] == "context_length_exceeded"
+    assert raised.value.body()["error"] == {
+        "message": "too long",
+        "type": "invalid_request_error",
+        "code": "context_length_exceeded",
+        "param": "messages",
+    }

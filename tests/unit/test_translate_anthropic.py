@@ -3,6 +3,7 @@ and events are checked with the official ``anthropic`` SDK's types first, so the
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import anthropic.types
@@ -12,7 +13,7 @@ from pydantic import TypeAdapter
 
 from tests.unit.golden import check, load, request, usage_json
 from tests.unit.test_translate_openai import feed_all
-from tollway.errors import UpstreamError
+from tollway.errors import ContextLengthExceeded, UpstreamError, UpstreamInvalidRequest
 from tollway.providers.anthropic import translate
 from tollway.providers.anthropic.events import EventTranslator
 from tollway.providers.base import InvalidForProvider
@@ -88,6 +89,14 @@ def test_stream_error_event_carries_the_status_it_stands_for() -> None:
     with pytest.raises(UpstreamError, match="overloaded_error: Overloaded") as err:
         translator.feed(orjson.dumps(error))
     assert err.value.upstream_status == 529
+    too_long = {"type": "error", "error": load("anthropic", "errors")["input"][0]["error"]}
+    with pytest.raises(ContextLengthExceeded) as refused:
+        EventTranslator("p").feed(orjson.dumps(too_long))
+    assert (refused.value.status, refused.value.upstream_status) == (400, 400)
+    field = {"type": "error", "error": {"type": "invalid_request_error", "message": "top_k: must be positive"}}
+    with pytest.raises(UpstreamInvalidRequest) as invalid:
+        EventTranslator("p").feed(orjson.dumps(field))
+    assert (invalid.value.code, invalid.value.param) == ("upstream_invalid_request", "top_k")
 
 
 def test_stream_without_message_stop_is_cut() -> None:
@@ -131,3 +140,8 @@ def test_usage(usage: dict[str, Any], expected: tuple[int, int, int] | None) -> 
     assert (
         None if parsed is None else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens)
     ) == expected
+
+
+def test_read_error_shapes() -> None:
+    """ "prompt is too long" is a context-length refusal; a ``field.path: `` prefix names the parameter (SPEC §3)."""
+    check("anthropic", "errors", [asdict(translate.read_error(body)) for body in load("anthropic", "errors")["input"]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from google.genai import types
 
 from tests.unit.golden import check, load, request, usage_json
 from tests.unit.test_translate_openai import feed_all
-from tollway.errors import UpstreamError
+from tollway.errors import ContextLengthExceeded, UpstreamError
 from tollway.providers.gemini import translate, wire
 from tollway.providers.gemini.events import EventTranslator
 
@@ -98,6 +99,8 @@ def test_stream_cut_before_a_finish_reason_and_error_events() -> None:
     with pytest.raises(UpstreamError, match="UNAVAILABLE: The model is overloaded") as err:
         EventTranslator("p").feed(orjson.dumps(error))
     assert err.value.upstream_status == 503
+    with pytest.raises(ContextLengthExceeded, match="reported an error mid-stream: INVALID_ARGUMENT: The input"):
+        EventTranslator("p").feed(orjson.dumps(load("gemini", "errors")["input"][0]))
 
 
 def test_generated_call_ids() -> None:
@@ -141,3 +144,8 @@ def test_usage(usage: dict[str, Any], expected: tuple[int, int, int, int | None]
         else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens, parsed.reasoning_tokens)
     )
     assert got == expected
+
+
+def test_read_error_shapes() -> None:
+    """The token-count refusal is a context-length one; a BadRequest field violation names the parameter (SPEC §3)."""
+    check("gemini", "errors", [asdict(translate.read_error(body)) for body in load("gemini", "errors")["input"]])

@@ -4,6 +4,7 @@ any JSON a provider sends is translated or becomes an upstream error, never a 50
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from tests.unit.golden import candidate, check, load, request, usage_json
 from tollway.domain.catalog import ProviderKind
 from tollway.domain.upstream import StreamChunk
-from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.errors import ContextLengthExceeded, UpstreamError, UpstreamInvalidRequest, UpstreamTimeout
+from tollway.providers import transport
 from tollway.providers.anthropic import translate as anthropic_translate
 from tollway.providers.anthropic.events import EventTranslator as AnthropicEvents
 from tollway.providers.asi1 import translate as asi1_translate
@@ -148,3 +150,32 @@ def test_any_json_shape_is_translated_or_an_upstream_error(raw: dict[str, Any]) 
                 run()
         except UpstreamError:
             pass
+
+
+def test_read_error_shapes() -> None:
+    """Context-length refusals and named parameters in the OpenAI shape, older vLLM's and xAI's (SPEC §3)."""
+    check("openai", "errors", [asdict(translate.read_error(body)) for body in load("openai", "errors")["input"]])
+
+
+def test_rejection_keeps_status_and_param_with_a_redacted_capped_excerpt() -> None:
+    secret = "sk-provider-secret-123456"
+    body = orjson.dumps({"error": {"message": f"Bad key {secret} " + "x" * 900, "param": "temperature", "code": "x"}})
+    error = transport.rejection("acme", 422, body, secret, translate.read_error)
+    assert type(error) is UpstreamInvalidRequest
+    assert (error.status, error.code, error.param, error.upstream_status) == (
+        422,
+        "upstream_invalid_request",
+        "temperature",
+        422,
+    )
+    assert error.message.startswith("Upstream provider 'acme' rejected the request: Bad key [redacted] xxx")
+    assert (
+        secret not in error.message
+        and len(error.message) == len("Upstream provider 'acme' rejected the request: ") + 512
+    )
+    too_long = orjson.dumps(load("openai", "errors")["input"][0])
+    error = transport.rejection("acme", 400, too_long, secret, translate.read_error)
+    assert (type(error), error.status, error.param) == (ContextLengthExceeded, 400, "messages")
+    error = transport.rejection("acme", 413, b"<html>Request Entity Too Large</html>", secret, translate.read_error)
+    assert (type(error), error.status, error.param) == (UpstreamInvalidRequest, 413, None)
+    assert error.message == "Upstream provider 'acme' rejected the request: <html>Request Entity Too Large</html>"

@@ -9,11 +9,12 @@ from typing import Any, Final
 
 import orjson
 
-from tollway.fake_upstream.responses import Completion, Envelope
+from tollway.fake_upstream.responses import CONTEXT_LENGTH, Completion, Envelope
 
 SIGNATURE: Final = "fake-signature"
 TOOL_USE_ID: Final = "toolu_fake_1"
 _STOP_REASONS: Final = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+CONTEXT_MESSAGE: Final = "prompt is too long: 208310 tokens > 200000 maximum"  # type=context_length_exceeded
 _ERROR_TYPES: Final = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -136,9 +137,13 @@ class AnthropicDialect:
         events += [_event(final), _event({"type": "message_stop"})]
         return events
 
-    def render_error(self, status: int, message: str, error_type: str | None) -> bytes:
+    def render_error(self, status: int, message: str, error_type: str | None, param: str | None = None) -> bytes:
         kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         text = f"{message} ({error_type})" if error_type else message
+        if error_type == CONTEXT_LENGTH:
+            text = CONTEXT_MESSAGE
+        elif param:
+            text = f"{param}: {text}"  # Anthropic names the field as the message's prefix
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": text}})
 
     def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes:

@@ -20,8 +20,7 @@ from tollway.fake_upstream.responses import (
     Completion,
     Envelope,
     OpenAIDialect,
-    error_fields,
-    render_error,
+    render_scenario_error,
 )
 
 CONVERSATION_ID: Final = "conv_fake"
@@ -149,5 +148,5 @@ class ASI1Dialect(OpenAIDialect):
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
         return {**choice, "matched_stop": MATCHED_STOP} if finish else choice
 
-    def render_error(self, status: int, message: str, error_type: str | None) -> bytes:
-        return render_error(message, *error_fields(status, error_type))
+    def render_error(self, status: int, message: str, error_type: str | None, param: str | None = None) -> bytes:
+        return render_scenario_error(status, message, error_type, param)

@@ -10,11 +10,14 @@ from typing import Any, Final
 
 import orjson
 
-from tollway.fake_upstream.responses import Completion, Envelope
+from tollway.fake_upstream.responses import CONTEXT_LENGTH, Completion, Envelope
 
 MODEL_VERSION_SUFFIX: Final = "-fake-001"
 THOUGHT_SIGNATURE: Final = "ZmFrZS10aG91Z2h0LXNpZ25hdHVyZQ=="  # on every functionCall part, as Gemini 2.5+ sends it
 _FINISH_REASONS: Final = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
+# type=context_length_exceeded
+CONTEXT_MESSAGE: Final = "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576)."
+_BAD_REQUEST: Final = "type.googleapis.com/google.rpc.BadRequest"
 _STATUSES: Final = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -141,13 +144,19 @@ class GeminiDialect:
         objects, _ = self.stream_objects(completion, envelope, None)
         return b"[" + b",\r\n".join(orjson.dumps(o) for o in objects) + b"]"
 
-    def render_error(self, status: int, message: str, error_type: str | None) -> bytes:
+    def render_error(self, status: int, message: str, error_type: str | None, param: str | None = None) -> bytes:
         if error_type == "insufficient_quota":
             message = "You exceeded your current quota, please check your plan and billing details."
+        elif error_type == CONTEXT_LENGTH:
+            message = CONTEXT_MESSAGE
         elif error_type:
             message = f"{message} ({error_type})"
         code = _STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
-        return orjson.dumps({"error": {"code": status, "message": message, "status": code}})
+        error: dict[str, Any] = {"code": status, "message": message, "status": code}
+        if param:  # a google.rpc.BadRequest detail names the field
+            violation = {"field": param, "description": message}
+            error["details"] = [{"@type": _BAD_REQUEST, "fieldViolations": [violation]}]
+        return orjson.dumps({"error": error})
 
     def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes:
         return b"data: " + self.render_error(status, message, error_type) + b"\r\n\r\n"

@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 
 from tollway.fake_upstream.http import Reply
-from tollway.fake_upstream.responses import GARBAGE, error_fields, render_error
+from tollway.fake_upstream.responses import GARBAGE, render_error, render_scenario_error
 from tollway.fake_upstream.scenarios import Scenario, ScenarioError
 
 PNG_B64: Final = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP438DwHwAGgAJ/EEwb4QAAAABJRU5ErkJggg=="
@@ -104,5 +104,5 @@ def _error(scenario: Scenario, delay_s: float) -> Reply:
     if scenario.retry_after_ms is not None:
         headers.append(("retry-after-ms", scenario.retry_after_ms))
     message = f"fake upstream: simulated HTTP {scenario.status}"
-    body = render_error(message, *error_fields(scenario.status, scenario.error_type))
+    body = render_scenario_error(scenario.status, message, scenario.error_type, scenario.param)
     return Reply(scenario.status, tuple(headers), body, delay_s=delay_s)

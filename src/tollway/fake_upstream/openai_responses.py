@@ -12,8 +12,20 @@ from typing import Any, Final
 
 import orjson
 
-from tollway.fake_upstream.responses import Completion, Envelope, error_fields, render_error
+from tollway.fake_upstream.responses import (
+    Completion,
+    Envelope,
+    error_fields,
+    render_error,
+    render_scenario_error,
+)
 from tollway.fake_upstream.scenarios import message_text
+
+# type=context_length_exceeded: how the Responses API refuses a too-long input (message, param).
+CONTEXT: Final = (
+    "Your input exceeds the context window of this model. Please adjust your input and try again.",
+    "input",
+)
 
 TOOL_CALL_ID: Final = "call_fake_1"
 ENCRYPTED_REASONING: Final = "gAAAA-fake-encrypted-reasoning"
@@ -220,8 +232,8 @@ class ResponsesDialect:
         emit(f"response.{final['status']}", response=final)
         return events
 
-    def render_error(self, status: int, message: str, error_type: str | None) -> bytes:
-        return render_error(message, *error_fields(status, error_type))
+    def render_error(self, status: int, message: str, error_type: str | None, param: str | None = None) -> bytes:
+        return render_scenario_error(status, message, error_type, param, CONTEXT)
 
     def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes:
         _, code = error_fields(status, error_type)

@@ -6,7 +6,7 @@ One ``Completion`` renders both ways, so content and usage always agree between 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -26,6 +26,12 @@ TOOL_CALL_ID = "call_fake_1"
 DONE_EVENT = b"data: [DONE]\n\n"
 GARBAGE = b"<html>this is not JSON</html>"
 
+# ``type=context_length_exceeded``: how OpenAI refuses an input longer than the model's context.
+CONTEXT_LENGTH: Final = "context_length_exceeded"
+OPENAI_CONTEXT_MESSAGE: Final = (
+    "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens. "
+    "Please reduce the length of the messages."
+)
 # (type, code) of the error envelope per status; type=X in the model string overrides both.
 _ERROR_KINDS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "invalid_request"),
@@ -82,7 +88,10 @@ class Dialect(Protocol):
         """The SSE events, terminator included; with ``cut_after``, only the first pieces (no terminator)."""
         ...
 
-    def render_error(self, status: int, message: str, error_type: str | None) -> bytes: ...
+    def render_error(self, status: int, message: str, error_type: str | None, param: str | None = None) -> bytes:
+        """The error body; ``error_type`` ``context_length_exceeded`` is the dialect's own refusal of a too-long
+        input, and ``param`` is named the way the dialect names a parameter."""
+        ...
 
     def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes: ...
 
@@ -220,6 +229,20 @@ def render_error(message: str, error_type: str, code: str, param: str | None = N
     return orjson.dumps({"error": {"message": message, "type": error_type, "code": code, "param": param}})
 
 
+def render_scenario_error(
+    status: int,
+    message: str,
+    error_type: str | None,
+    param: str | None,
+    context: tuple[str, str] = (OPENAI_CONTEXT_MESSAGE, "messages"),
+) -> bytes:
+    """OpenAI's envelope for an ``error`` scenario; ``type=context_length_exceeded`` gives OpenAI's real refusal
+    (``context``: its message and param), whatever the status."""
+    if error_type == CONTEXT_LENGTH:
+        return render_error(context[0], "invalid_request_error", CONTEXT_LENGTH, param or context[1])
+    return render_error(message, *error_fields(status, error_type), param)
+
+
 def render_error_event(message: str, error_type: str, code: str) -> bytes:
     """A mid-stream error, as OpenAI sends it once the 200 has gone out."""
     return b"data: " + render_error(message, error_type, code) + b"\n\n"
@@ -247,8 +270,8 @@ class OpenAIDialect:
     ) -> list[bytes]:
         return render_stream(completion, envelope, include_usage=include_usage, cut_after=cut_after)
 
-    def render_error(self, status: int, message: str, error_type: str | None) -> bytes:
-        return render_error(message, *error_fields(status, error_type))
+    def render_error(self, status: int, message: str, error_type: str | None, param: str | None = None) -> bytes:
+        return render_scenario_error(status, message, error_type, param)
 
     def render_error_event(self, status: int, message: str, error_type: str | None) -> bytes:
         return render_error_event(message, *error_fields(status, error_type))

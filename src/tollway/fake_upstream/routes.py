@@ -316,5 +316,5 @@ def _error_reply(dialect: Dialect, scenario: Scenario, delay_s: float, key: str)
     message = f"fake upstream: simulated HTTP {scenario.status}"
     if scenario.status == 401:  # like real providers, echo the key that was refused (gateways must redact it)
         message += f"; incorrect API key provided: {key}"
-    body = dialect.render_error(scenario.status, message, scenario.error_type)
+    body = dialect.render_error(scenario.status, message, scenario.error_type, scenario.param)
     return Reply(scenario.status, tuple(headers), body, delay_s=delay_s)

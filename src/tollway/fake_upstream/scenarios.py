@@ -37,7 +37,10 @@ _PARAMS = frozenset(
         "status",  # error: the HTTP status (400-599, default 500)
         "retry_after",  # error: the Retry-After header (seconds)
         "retry_after_ms",  # error: the retry-after-ms header the openai SDK prefers (fast retry tests)
-        "type",  # error: the error type and code (e.g. insufficient_quota)
+        "type",  # error: the error type and code (insufficient_quota: quota-exhausted; context_length_exceeded: the
+        # dialect's own refusal of a too-long input, e.g. Anthropic's "prompt is too long")
+        "param",  # error: the parameter the error names, the dialect's way (OpenAI param, Anthropic prefix, Gemini
+        # BadRequest field violation)
         "times",  # error: fail only the first K calls with this exact model string
         "after",  # stream-cut / stream-error: content pieces sent before the cut or the error event
         "in",  # usage.prompt_tokens
@@ -70,6 +73,7 @@ class Scenario:
     retry_after: str | None = None
     retry_after_ms: str | None = None
     error_type: str | None = None
+    param: str | None = None
     times: int | None = None
     cut_after: int | None = None
     prompt_tokens: int | None = None
@@ -112,6 +116,7 @@ def parse_model(model: str) -> Scenario:
         retry_after=params.get("retry_after"),
         retry_after_ms=params.get("retry_after_ms"),
         error_type=error_type,
+        param=params.get("param") or None,
         times=_opt_int(params, "times"),
         cut_after=cut_after,
         prompt_tokens=_opt_int(params, "in"),

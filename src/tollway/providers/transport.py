@@ -1,9 +1,12 @@
 """The network boundary shared by adapters: POST with the four timeouts, capped bodies, SSE event reading, and
-mapping of every transport or HTTP failure to UpstreamError / UpstreamTimeout with a redacted excerpt (§14.1)."""
+mapping of every transport or HTTP failure to UpstreamError / UpstreamTimeout with a redacted excerpt (§14.1).
+An upstream 400/413/422 becomes ContextLengthExceeded or UpstreamInvalidRequest, as the dialect's ``read_error``
+reads its error body (§3, §14.2)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import re
@@ -15,10 +18,12 @@ import aiohttp
 import orjson
 
 from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.providers.base import REQUEST_FAULTS, ErrorReader, upstream_failure
 from tollway.settings import Settings
 
 _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|whsec_[A-Za-z0-9+/=_\-]+|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+\S+)")
 _EXCERPT_CHARS = 512
+_PARAM_CHARS = 200
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -55,6 +60,20 @@ def _is_quota(body: bytes) -> bool:
     return b"insufficient_quota" in body or (b"quota" in body.lower() and b"exceeded" in body.lower())
 
 
+def rejection(slug: str, status: int, body: bytes, secret: str, read_error: ErrorReader) -> UpstreamError:
+    """An upstream 400/413/422 as the client's error: the provider's status and parameter, its own message (else the
+    body) as the redacted excerpt, and 400 ``context_length_exceeded`` when it refused the input as too long."""
+    try:
+        parsed: object = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    fault = read_error(parsed)
+    excerpt = redact(fault.message or body.decode("utf-8", "replace"), secret)[:_EXCERPT_CHARS]
+    param = redact(fault.param, secret)[:_PARAM_CHARS] if fault.param else None
+    message = f"Upstream provider '{slug}' rejected the request: {excerpt}"
+    return upstream_failure(message, status, dataclasses.replace(fault, param=param))
+
+
 class Transport:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
         self.session = session
@@ -71,8 +90,11 @@ class Transport:
         headers: dict[str, str],
         secret: str,
         deadline: float,
+        *,
+        read_error: ErrorReader,
     ) -> aiohttp.ClientResponse:
-        """POST and wait for a 2xx response's headers (first-byte timeout); anything else raises."""
+        """POST and wait for a 2xx response's headers (first-byte timeout); anything else raises. ``read_error``
+        reads the dialect's error body when the provider refuses the request (400/413/422)."""
         timeout = min(self.settings.first_byte_timeout_s, self._remaining(deadline))
         try:
             async with asyncio.timeout(timeout):
@@ -90,6 +112,8 @@ class Transport:
             body = b""
         finally:
             response.release()
+        if response.status in REQUEST_FAULTS:
+            raise rejection(provider_slug, response.status, body, secret, read_error)
         excerpt = redact(body.decode("utf-8", "replace"), secret)[:_EXCERPT_CHARS]
         raise UpstreamError(
             f"Upstream provider '{provider_slug}' returned HTTP {response.status}: {excerpt}"[:700],

@@ -38,6 +38,7 @@ class AnthropicAdapter:
             headers,
             candidate.api_key,
             call.deadline,
+            read_error=translate.read_error,
         )
 
     async def chat(self, call: UpstreamCall) -> ChatResult:

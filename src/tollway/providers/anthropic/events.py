@@ -10,7 +10,8 @@ from typing import Any
 from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError
 from tollway.providers.anthropic import wire
-from tollway.providers.anthropic.translate import finish_reason, parse_usage
+from tollway.providers.anthropic.translate import finish_reason, parse_usage, read_error
+from tollway.providers.base import upstream_failure
 from tollway.providers.content import choice_delta
 from tollway.providers.streaming import cut, event_json
 
@@ -104,7 +105,8 @@ class EventTranslator:
     def _error(self, error: object) -> UpstreamError:
         kind = error.get("type") if isinstance(error, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
-        return UpstreamError(
+        return upstream_failure(
             f"Upstream provider '{self._slug}' reported an error mid-stream: {kind or 'error'}: {message or 'unknown'}",
-            upstream_status=wire.ERROR_STATUSES.get(kind) if isinstance(kind, str) else None,
+            wire.ERROR_STATUSES.get(kind) if isinstance(kind, str) else None,
+            read_error({"error": error}),  # a refusal as the first event is the same refusal as an HTTP 400
         )

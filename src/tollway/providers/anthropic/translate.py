@@ -9,6 +9,7 @@ stop reasons and usage mapped (``prompt_tokens`` counts cache reads and writes, 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Literal
 
 import orjson
@@ -18,7 +19,7 @@ from tollway.domain.pricing import Usage
 from tollway.domain.upstream import ChatResult
 from tollway.errors import UpstreamError
 from tollway.providers.anthropic import wire
-from tollway.providers.base import InvalidForProvider
+from tollway.providers.base import Fault, InvalidForProvider, mentions_context_length, text
 from tollway.providers.content import (
     arguments_object,
     count,
@@ -190,3 +191,19 @@ def completion_result(raw: dict[str, Any], slug: str) -> ChatResult:
         message["reasoning_content"] = "".join(thoughts)
     choice = message_choice(0, message, finish_reason(raw.get("stop_reason")))
     return ChatResult({"choices": [choice]}, parse_usage(raw.get("usage")))
+
+
+# Anthropic names the offending field as the message's prefix: "max_tokens: Field required",
+# "messages.0.content.0.text: text content blocks must be non-empty".
+_FIELD_PREFIX: Final = re.compile(r"([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): ")
+
+
+def read_error(body: object) -> Fault:
+    """``{"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 208310 tokens >
+    200000 maximum"}}``; the parameter is the message's ``field.path: `` prefix when it has one."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return Fault()
+    message = text(error.get("message"))
+    field = _FIELD_PREFIX.match(message) if message is not None else None
+    return Fault(message, field.group(1) if field else None, mentions_context_length(message))

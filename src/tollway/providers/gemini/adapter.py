@@ -30,7 +30,13 @@ class GeminiAdapter:
         headers = {"x-goog-api-key": candidate.api_key, "Content-Type": "application/json"}
         payload = translate.build_payload(call.request, call.output_limit)
         return await self._transport.open(
-            candidate.provider.slug, url, payload, headers, candidate.api_key, call.deadline
+            candidate.provider.slug,
+            url,
+            payload,
+            headers,
+            candidate.api_key,
+            call.deadline,
+            read_error=translate.read_error,
         )
 
     async def chat(self, call: UpstreamCall) -> ChatResult:

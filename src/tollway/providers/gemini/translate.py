@@ -23,7 +23,7 @@ from tollway.domain.chat_request import ChatRequest
 from tollway.domain.pricing import Usage
 from tollway.domain.upstream import ChatResult
 from tollway.errors import UpstreamError
-from tollway.providers.base import InvalidForProvider
+from tollway.providers.base import Fault, InvalidForProvider, mentions_context_length, text, upstream_failure
 from tollway.providers.content import (
     arguments_object,
     count,
@@ -243,7 +243,29 @@ def _error_message(error: object) -> str:
 def error_event(raw: dict[str, Any], slug: str) -> UpstreamError:
     error = raw["error"]
     status = error.get("code") if isinstance(error, dict) else None
-    return UpstreamError(
+    return upstream_failure(
         f"Upstream provider '{slug}' reported an error mid-stream: {_error_message(error)}",
-        upstream_status=status if isinstance(status, int) and 400 <= status <= 599 else None,
+        status if isinstance(status, int) and 400 <= status <= 599 else None,
+        read_error(raw),  # a refusal as the first event is the same refusal as an HTTP 400
     )
+
+
+def read_error(body: object) -> Fault:
+    """``{"error": {"code": 400, "message": "The input token count (1048577) exceeds the maximum number of tokens
+    allowed (1048576).", "status": "INVALID_ARGUMENT", "details": [...]}}``; the parameter is the first
+    ``google.rpc.BadRequest`` field violation's ``field`` when the details carry one."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return Fault()
+    message = text(error.get("message"))
+    return Fault(message, _violated_field(error.get("details")), mentions_context_length(message))
+
+
+def _violated_field(details: object) -> str | None:
+    for detail in details if isinstance(details, list) else ():
+        violations = detail.get("fieldViolations") if isinstance(detail, dict) else None
+        for violation in violations if isinstance(violations, list) else ():
+            field = text(violation.get("field")) if isinstance(violation, dict) else None
+            if field is not None:
+                return field
+    return None

@@ -51,6 +51,7 @@ class OpenAIAdapter:
             self._headers(call),
             candidate.api_key,
             call.deadline,
+            read_error=translate.read_error,
         )
 
     async def chat(self, call: UpstreamCall) -> ChatResult:

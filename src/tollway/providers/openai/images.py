@@ -15,6 +15,7 @@ from tollway.domain.catalog import Candidate
 from tollway.domain.image_request import ImageRequest
 from tollway.domain.upstream import GeneratedImage, ImageCall, ImageResult
 from tollway.errors import UpstreamError
+from tollway.providers.openai.translate import read_error
 from tollway.providers.streaming import answered
 from tollway.providers.transport import Transport
 
@@ -68,7 +69,13 @@ async def post_json(
     slug = candidate.provider.slug
     headers = {"Authorization": f"Bearer {candidate.api_key}", "Content-Type": "application/json"}
     response = await transport.open(
-        slug, candidate.provider.base_url + path, payload, headers, candidate.api_key, call.deadline
+        slug,
+        candidate.provider.base_url + path,
+        payload,
+        headers,
+        candidate.api_key,
+        call.deadline,
+        read_error=read_error,
     )
     with answered(response.status, slug):
         return parse(await transport.read_json(response, call.deadline, slug, candidate.api_key), slug)

@@ -15,6 +15,7 @@ from tollway.domain.responses_params import NATIVE_FIELDS
 from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk
 from tollway.errors import UpstreamError
 from tollway.providers.content import count, usage_of
+from tollway.providers.openai.translate import read_error
 from tollway.providers.streaming import SSEChatStream, answered, event_json
 from tollway.providers.transport import Transport
 
@@ -204,6 +205,7 @@ class NativeResponses:
             headers,
             candidate.api_key,
             call.deadline,
+            read_error=read_error,
         )
 
     async def create(self, call: ResponsesCall) -> ChatResult:

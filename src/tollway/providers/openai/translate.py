@@ -12,6 +12,7 @@ from tollway.domain.chat_request import ChatRequest
 from tollway.domain.pricing import Usage
 from tollway.domain.upstream import StreamChunk
 from tollway.errors import UpstreamError
+from tollway.providers.base import Fault, mentions_context_length, text
 from tollway.providers.capabilities import TABLE, Support
 from tollway.providers.content import count, usage_of
 from tollway.providers.streaming import event_json
@@ -141,3 +142,19 @@ class ChunkTranslator:
 
     def end(self) -> list[StreamChunk]:
         raise UpstreamError(f"Upstream provider '{self._slug}' ended the stream early.")
+
+
+def read_error(body: object) -> Fault:
+    """OpenAI's error envelope ``{"error": {"message", "type", "param", "code"}}`` (also openai_compatible, xAI and
+    asi1): ``code: "context_length_exceeded"``, or a context-length wording from servers that set no code. Some
+    compatible servers put the fields at the top level (older vLLM) or send ``error`` as a string (xAI)."""
+    if not isinstance(body, dict):
+        return Fault()
+    error = body.get("error")
+    if isinstance(error, str):
+        error = {"message": error}
+    elif not isinstance(error, dict):
+        error = body
+    message = text(error.get("message"))
+    context = error.get("code") == "context_length_exceeded" or mentions_context_length(message)
+    return Fault(message, text(error.get("param")), context)

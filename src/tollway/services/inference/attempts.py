@@ -3,9 +3,15 @@
 Same row again (at most 2 retries) on connection errors, timeouts, 502/503/504 and a 429 that is not
 quota-exhausted, waiting for Retry-After (else 0.5 s, then 1 s) only when the wait ends before the deadline; the
 next candidate at once on any other upstream failure (401/403/404/500, quota-exhausted 429, a 3xx); 400/413/422 are
-returned at once. With a ``DeploymentHealth``, rows whose circuit is open are skipped and retries come out of the
-provider's retry budget (services/breaker.py). Every failed attempt is reported to ``on_failure`` so that it is
-logged with zero cost; a skipped row is not an attempt and is not logged.
+returned at once as ``context_length_exceeded`` or ``upstream_invalid_request`` (the adapter tells which). With a
+``DeploymentHealth``, rows whose circuit is open are skipped and retries come out of the provider's retry budget
+(services/breaker.py). Every failed attempt is reported to ``on_failure`` so that it is logged with zero cost; a
+skipped row is not an attempt and is not logged.
+
+When every candidate fails, the last failure decides: a timeout -> 504 ``upstream_timeout``; a 429 that is not
+quota-exhausted -> 429 ``upstream_rate_limited`` with the provider's Retry-After; anything else -> 502
+``upstream_error``. When every candidate was skipped by its breaker -> 503 ``provider_unavailable``, Retry-After the
+seconds until the first of them half-opens.
 
 Every attempt is counted in ``tollway_upstream_requests_total`` and timed in ``tollway_upstream_latency_seconds``,
 and the whole call (retry waits included) counts as upstream wait, which the added-latency measure subtracts.
@@ -19,7 +25,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from tollway.domain.catalog import Candidate
-from tollway.errors import UpstreamError, UpstreamTimeout
+from tollway.errors import (
+    ProviderUnavailable,
+    UpstreamError,
+    UpstreamInvalidRequest,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
 from tollway.observability.context import RequestContext, current_request
 from tollway.services.inference.breaker import DeploymentHealth
 
@@ -40,11 +52,31 @@ def _retryable(error: UpstreamError) -> bool:
     return status in _RETRY_STATUSES
 
 
-def _circuit_open(candidate: Candidate) -> UpstreamError:
-    return UpstreamError(
-        f"Upstream provider '{candidate.provider.slug}' could not be reached: it failed repeatedly and is paused "
-        "for up to 30 s (circuit open)."
+def _rejected(error: UpstreamError) -> UpstreamInvalidRequest:
+    """An upstream 400/413/422 as the client's error; adapters already classify theirs (providers/transport.py)."""
+    if isinstance(error, UpstreamInvalidRequest):
+        return error
+    assert error.upstream_status is not None
+    return UpstreamInvalidRequest(error.message, upstream_status=error.upstream_status, param=error.param)
+
+
+def _circuit_open(candidates: Sequence[Candidate], health: DeploymentHealth) -> ProviderUnavailable:
+    first = candidates[0]
+    wait_s = min(health.breaker.half_opens_in(c.model.id) for c in candidates)
+    return ProviderUnavailable(
+        f"Upstream provider '{first.provider.slug}' could not be reached: it failed repeatedly and is paused "
+        "for up to 30 s (circuit open).",
+        wait_s,
     )
+
+
+def _exhausted(last: UpstreamError) -> UpstreamError:
+    """The error once every candidate has failed: the last failure decides (SPEC §14.2)."""
+    if isinstance(last, UpstreamTimeout):
+        return last
+    if last.upstream_status == 429 and not last.quota_exhausted:
+        return UpstreamRateLimited(last.message, last.retry_after_s)
+    return UpstreamError(last.message, upstream_status=last.upstream_status)
 
 
 async def _measured(
@@ -132,7 +164,7 @@ async def _with_fallback(
                 last = error
                 on_failure(candidate, error)
                 if error.upstream_status in _RETURN_AT_ONCE:
-                    raise
+                    raise _rejected(error) from None
                 if not _retryable(error) or retries >= MAX_RETRIES:
                     break
                 wait = error.retry_after_s if error.retry_after_s is not None else _DEFAULT_WAITS[retries]
@@ -147,9 +179,7 @@ async def _with_fallback(
         if loop.time() >= deadline:
             break
     if last is None:  # every candidate was skipped by its circuit breaker
-        if not candidates:
+        if not candidates or health is None:
             raise UpstreamError("No upstream provider could be called.")
-        raise _circuit_open(candidates[0])
-    if isinstance(last, UpstreamTimeout):
-        raise last
-    raise UpstreamError(last.message, upstream_status=last.upstream_status)
+        raise _circuit_open(candidates, health)
+    raise _exhausted(last)

@@ -58,6 +58,14 @@ class CircuitBreaker:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
 
+    def half_opens_in(self, row_id: str) -> float:
+        """Seconds until an open row lets a trial through (0 when it is not open): the ``Retry-After`` of a 503
+        ``provider_unavailable`` (SPEC §14.2)."""
+        row = self._rows.get(row_id)
+        if row is None or row.opened_at is None:
+            return 0.0
+        return max(0.0, self._open_s - (self._clock() - row.opened_at))
+
     def admit(self, row_id: str) -> bool:
         """May this row be called now? In half-open state only one trial runs at a time."""
         state = self.state(row_id)
