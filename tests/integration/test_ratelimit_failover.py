@@ -46,7 +46,7 @@ async def test_the_ledger_charges_recorded_admissions_to_the_local_share_and_lis
     ledger = InProcessRateLimitBackend(clock)
     user = _user()
     for i in range(8):
-        ledger.record(user, f"r:{i}", 20)  # admitted by Redis
+        ledger.record(user, RateLimits(rpm=30), f"r:{i}", 20)  # admitted by Redis
     assert ledger.unshared(everything=False).users == ()
     clock.now_ms += 1_000
     share = RateLimits(rpm=15, tpm=500)
@@ -84,6 +84,18 @@ async def test_the_ledger_charges_recorded_admissions_to_the_local_share_and_lis
     assert (reservation.id, 100 * DAY_MS + 2_000, 0) in current.entries
     assert current.entries[-1] == ("r:new", clock.now_ms, 5)
     assert len(current.entries) == 8
+
+
+async def test_the_ledger_keeps_a_day_count_only_for_end_users_with_an_rpd_limit() -> None:
+    clock = FakeClock(100 * DAY_MS)
+    ledger = InProcessRateLimitBackend(clock)
+    minute_only, daily = _user(), _user()
+    ledger.record(minute_only, RateLimits(rpm=10), "r:1", 0)
+    ledger.record(daily, RateLimits(rpm=10, rpd=100), "r:2", 0)
+    clock.now_ms += 61_000
+    await ledger.admit(_user(), RateLimits(rpm=1), SMALL)  # the once-a-minute sweep
+    listed = {u.key: (u.entries, u.requests) for u in ledger.unshared(everything=True).users}
+    assert listed[daily] == ((), 1) and minute_only not in listed
 
 
 # -- two instances on a real Redis ---------------------------------------------------------------------------------

@@ -63,21 +63,24 @@ class FailoverBackend:
         self._last_probe = -math.inf
         self._probe: asyncio.Task[None] | None = None
         self._lost = False  # the shared backend lost its windows: write back everything, not only local admissions
-        self._settled_at = -math.inf  # until then admissions also fit the local share
+        self._settling = False  # admissions also fit the local share until ``_settled_at``
+        self._settled_at = -math.inf
         self.degraded = False
         self.local_decisions = 0
 
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
         if not self.degraded:
-            if self._clock() < self._settled_at:
-                return await self._admit_settling(key, limits, demand)
+            if self._settling:
+                if self._clock() < self._settled_at:
+                    return await self._admit_settling(key, limits, demand)
+                self._settling = False
             try:
                 decision = await self._shared.admit(key, limits, demand)
             except Exception as exc:  # RateLimitBackendDown, or anything else the client raises: never a 500
                 self._degrade(exc)
             else:
                 if decision.reservation is not None:
-                    self._local.record(key, decision.reservation.id, decision.reserved_tokens)
+                    self._local.record(key, limits, decision.reservation.id, decision.reserved_tokens)
                 return decision
         else:
             self._start_probe()
@@ -169,7 +172,7 @@ class FailoverBackend:
                 log.warning("rate limits back on the shared backend")
                 if self._metrics is not None:
                     self._metrics.set_ratelimit_degraded(False)
-                self._settled_at = self._clock() + self._settle_s
+                self._settling, self._settled_at = True, self._clock() + self._settle_s
             self.degraded = False
         finally:
             self._probe = None

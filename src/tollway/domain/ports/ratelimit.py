@@ -41,8 +41,8 @@ class AdmissionLedger(RateLimitBackend, Protocol):
     """The local backend of the failover: its windows hold every admission of this instance, those the shared
     backend decided too (``record``), so while the shared backend is away the local share is charged with them."""
 
-    def record(self, key: str, entry_id: str, tokens: int) -> None:
-        """Counts an admission the shared backend made (under its id, for ``adjust``), now."""
+    def record(self, key: str, limits: RateLimits, entry_id: str, tokens: int) -> None:
+        """Counts an admission the shared backend made under ``limits`` (under its id, for ``adjust``), now."""
 
     def relabel(self, entry_id: str, shared_id: str, tokens: int) -> None:
         """A local admission the shared backend also admitted: it now goes by the shared id and holds ``tokens``."""

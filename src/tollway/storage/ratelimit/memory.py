@@ -58,9 +58,9 @@ class _Entry:
 
 class _Window:
     """One end user's admissions in the last 60 s and its count for the current UTC day (``unshared_today``: how
-    many of those the shared backend does not hold)."""
+    many of those the shared backend does not hold; ``keep_day``: whether the count outlives an empty window)."""
 
-    __slots__ = ("day", "entries", "today", "tokens", "unshared_today")
+    __slots__ = ("day", "entries", "keep_day", "today", "tokens", "unshared_today")
 
     def __init__(self) -> None:
         self.entries: deque[_Entry] = deque()
@@ -68,6 +68,7 @@ class _Window:
         self.day = -1
         self.today = 0
         self.unshared_today = 0
+        self.keep_day = True
 
     def roll(self, day: int) -> None:
         if self.day != day:
@@ -95,6 +96,7 @@ class InProcessRateLimitBackend:
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
         now = self._clock_ms()
         window = self._window(key, now)
+        window.keep_day = True  # what this backend decides counts for the whole day, as the embedded mode always did
         verdict = decide(limits, demand, len(window.entries), window.today, window.tokens)
         if verdict.refused:
             return Decision(
@@ -129,9 +131,16 @@ class InProcessRateLimitBackend:
 
     # -- the failover's ledger (domain.ports.ratelimit.AdmissionLedger) -----------------------------------------
 
-    def record(self, key: str, entry_id: str, tokens: int) -> None:
+    def record(self, key: str, limits: RateLimits, entry_id: str, tokens: int) -> None:
+        """Without an RPD limit the day count of a recorded end user is dropped with its last window entry, so the
+        ledger holds only the last minute of end users who have none: memory follows traffic, not the day's users."""
         now = self._clock_ms()
-        self._append(self._window(key, now), entry_id, now, tokens, shared=True)
+        window = self._window(key, now)
+        if not window.entries:
+            window.keep_day = limits.rpd is not None
+        elif limits.rpd is not None:
+            window.keep_day = True
+        self._append(window, entry_id, now, tokens, shared=True)
 
     def relabel(self, entry_id: str, shared_id: str, tokens: int) -> None:
         entry = self._entries.pop(entry_id, None)
@@ -239,5 +248,5 @@ class InProcessRateLimitBackend:
         for key in list(self._windows):
             window = self._windows[key]
             self._trim(window, now)
-            if not window.entries and (window.day != day or window.today == 0):
+            if not window.entries and (window.day != day or window.today == 0 or not window.keep_day):
                 del self._windows[key]
