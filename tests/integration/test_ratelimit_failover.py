@@ -116,7 +116,10 @@ class Pair:
 
 def _instance(server: RedisServer) -> FailoverBackend:
     shared = RedisRateLimitBackend(redis_endpoint(server.url, connect_timeout_s=0.5), timeout_s=0.5)
-    return FailoverBackend(shared, InProcessRateLimitBackend(), 2, probe_interval_s=0.05, settle_s=SETTLE_S)
+    # Probes only when a test asks (an admission, ``probe``), so a test decides which instance returns first.
+    return FailoverBackend(
+        shared, InProcessRateLimitBackend(), 2, probe_interval_s=0.05, settle_s=SETTLE_S, probe_when_idle=False
+    )
 
 
 @pytest.fixture
@@ -268,3 +271,26 @@ async def test_tpm_counts_and_corrections_follow_the_admission_to_whichever_side
     await pair.a.drain()
     assert (await pair.window(user))[1]["#"] == "820"
     assert (await pair.b.admit(user, tpm, HUNDRED)).admitted
+
+
+@pytest.mark.redis
+async def test_an_idle_degraded_instance_writes_back_and_returns_on_its_own(pair: Pair) -> None:
+    user, rpm30 = _user(), RateLimits(rpm=30)
+    idle = FailoverBackend(
+        RedisRateLimitBackend(redis_endpoint(pair.server.url, connect_timeout_s=0.5), timeout_s=0.5),
+        InProcessRateLimitBackend(),
+        2,
+        probe_interval_s=0.05,
+    )
+    try:
+        assert len(await _admit(idle, user, rpm30, 4)) == 4
+        await asyncio.to_thread(pair.server.kill)
+        assert len(await _admit(idle, user, rpm30, 20)) == 11  # 15 less its own 4
+        await asyncio.to_thread(pair.server.start)
+        deadline = asyncio.get_running_loop().time() + 10
+        while idle.degraded:  # no admission, no readiness check: the instance probes by itself
+            assert asyncio.get_running_loop().time() < deadline, "never returned to Redis"
+            await asyncio.sleep(0.05)
+        assert (await pair.window(user))[0] == 15
+    finally:
+        await idle.close()

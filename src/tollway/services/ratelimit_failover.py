@@ -9,7 +9,8 @@ transitions:
   and only then leaves degraded mode. A write-back that fails keeps the instance degraded.
 - Settling: for one window (60 s) after returning, an admission must also fit the local share (counted before Redis
   is asked, withdrawn when Redis refuses). Other instances may still hold admissions they have not written back;
-  with the share as a second limit, no instance admits more in that minute than it could while degraded.
+  with the share as a second limit, no instance admits more in that minute than it could while degraded. A degraded
+  instance probes every second with or without traffic, so every instance is back well within that minute.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class FailoverBackend:
         *,
         probe_interval_s: float = PROBE_INTERVAL_S,
         settle_s: float = SETTLE_S,
+        probe_when_idle: bool = True,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
     ) -> None:
@@ -62,6 +64,8 @@ class FailoverBackend:
         self._clock = clock
         self._last_probe = -math.inf
         self._probe: asyncio.Task[None] | None = None
+        self._probe_when_idle = probe_when_idle  # tests turn it off to hold an instance degraded
+        self._watch: asyncio.Task[None] | None = None
         self._lost = False  # the shared backend lost its windows: write back everything, not only local admissions
         self._settling = False  # admissions also fit the local share until ``_settled_at``
         self._settled_at = -math.inf
@@ -140,8 +144,9 @@ class FailoverBackend:
         await self._shared.drain()
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
+        for task in (self._probe, self._watch):
+            if task is not None:
+                task.cancel()
         await self._local.close()
         await self._shared.close()
 
@@ -152,6 +157,18 @@ class FailoverBackend:
                 self._metrics.set_ratelimit_degraded(True)
         self.degraded = True
         self._last_probe = self._clock()
+        if self._probe_when_idle and self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._probe_while_degraded())
+
+    async def _probe_while_degraded(self) -> None:
+        """Admissions and readiness checks start probes too; this one also returns an idle instance, whose local
+        admissions would otherwise wait for its next request to be written back."""
+        try:
+            while self.degraded:
+                await asyncio.sleep(self._probe_interval_s)
+                self._start_probe()
+        finally:
+            self._watch = None
 
     def _start_probe(self) -> None:
         if self._probe is not None or self._clock() - self._last_probe < self._probe_interval_s:
