@@ -294,3 +294,17 @@ async def test_an_idle_degraded_instance_writes_back_and_returns_on_its_own(pair
         assert (await pair.window(user))[0] == 15
     finally:
         await idle.close()
+
+
+@pytest.mark.redis
+async def test_many_end_users_are_written_back_in_batches(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tollway.services.ratelimit_failover.WRITE_BACK_BATCH", 5)
+    users, rpm4 = [_user() for _ in range(12)], RateLimits(rpm=4)
+    for user in users:
+        assert len(await _admit(pair.a, user, rpm4, 1)) == 1
+    await asyncio.to_thread(pair.server.kill)
+    for user in users:
+        assert len(await _admit(pair.a, user, rpm4, 3)) == 1  # ⌊4 ÷ 2⌋ less its own 1
+    await asyncio.to_thread(pair.server.start)
+    await _back_on_redis(pair.a)
+    assert [(await pair.window(user))[0] for user in users] == [2] * 12

@@ -25,7 +25,7 @@ from typing import Final
 
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ports.ratelimit import AdmissionLedger, SharedBackend
-from tollway.domain.ratelimit import WINDOW_MS, Decision, Reservation, TokenDemand, shared_limits
+from tollway.domain.ratelimit import WINDOW_MS, Decision, Reservation, TokenDemand, WriteBack, shared_limits
 from tollway.observability.metrics import Metrics
 
 log = logging.getLogger("tollway.ratelimit")
@@ -33,6 +33,9 @@ log = logging.getLogger("tollway.ratelimit")
 PROBE_INTERVAL_S: Final = 1.0
 SETTLE_S: Final = WINDOW_MS / 1000
 _WRITE_BACK_ROUNDS: Final = 8  # local admissions keep coming while a round is on its way; each round is smaller
+# End users per restore batch: a batch must come back within the shared backend's reply timeout (0.25 s for Redis),
+# and a batch that fails is the only one sent again.
+WRITE_BACK_BATCH: Final = 256
 
 
 class FailoverBackend:
@@ -201,7 +204,10 @@ class FailoverBackend:
             write_back = self._local.unshared(self._lost)
             if not write_back.users:
                 return
-            await self._shared.restore(write_back)
-            self._local.mark_shared(write_back)
+            users = write_back.users
+            for start in range(0, len(users), WRITE_BACK_BATCH):
+                batch = WriteBack(write_back.as_of_ms, users[start : start + WRITE_BACK_BATCH])
+                await self._shared.restore(batch)
+                self._local.mark_shared(batch)
             self._lost = False
         raise RuntimeError("local admissions kept coming during the write-back; trying again at the next probe")
