@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -81,6 +82,15 @@ class RedisServer:
             self._process.kill()
             self._process.wait(timeout=10)
             self._process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server holds its connections and answers nothing, as a stalled host would."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.kill()

@@ -98,6 +98,29 @@ class Reservation:
     origin: str
 
 
+@dataclass(frozen=True, slots=True)
+class OwnAdmissions:
+    """One end user's admissions made by this instance that a shared backend must be told about (SPEC §10, the
+    write-back before returning to it): ``entries`` are (id, local wall-clock ms, tokens) still in the 60 s window,
+    ``requests`` the admissions of ``day`` to add to its day count, ``local_requests`` how many of them this
+    instance decided on its own (what a successful write-back settles)."""
+
+    key: str
+    entries: tuple[tuple[str, int, int], ...]
+    day: int
+    requests: int
+    local_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBack:
+    """What to write back, read on the local wall clock at ``as_of_ms``: the shared backend maps each time to its
+    own clock through ``as_of_ms`` (never earlier than it was, so an admission never leaves a window too soon)."""
+
+    as_of_ms: int
+    users: tuple[OwnAdmissions, ...]
+
+
 @dataclass(slots=True)
 class Decision:
     """A backend's answer for one admission, with the window state after it (for the headers)."""

@@ -4,139 +4,40 @@ and the ``x-ratelimit-*`` headers.
 
     RateLimiter ── RateLimitBackend ─┬─ InProcessRateLimitBackend          (embedded mode)
                                      └─ FailoverBackend ─┬─ RedisRateLimitBackend (shared, exact)
-                                                         └─ InProcessRateLimitBackend (⌊limit ÷ instances⌋)
+                                        (ratelimit_failover) └─ InProcessRateLimitBackend (⌊limit ÷ instances⌋,
+                                                                 and the ledger of this instance's admissions)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tollway.domain.platform_settings import RateLimits
-from tollway.domain.ports.ratelimit import LimitSource, RateLimitBackend, SharedBackend
+from tollway.domain.ports.ratelimit import LimitSource, RateLimitBackend
 from tollway.domain.ratelimit import (
     Decision,
     Dimension,
     EffectiveLimits,
-    Reservation,
     TokenDemand,
     rate_limit_headers,
     refusal_message,
     resolve_limits,
     retry_after_s,
-    shared_limits,
 )
 from tollway.errors import RateLimited
 from tollway.observability.metrics import Metrics
+from tollway.services.ratelimit_failover import FailoverBackend
+
+__all__ = ["CACHE_TTL_S", "UNLIMITED", "Admission", "FailoverBackend", "LimitCache", "RateLimiter"]
 
 log = logging.getLogger("tollway.ratelimit")
 
 CACHE_TTL_S: Final = 0.9  # < 1 s: an override or default change reaches every instance within 1 s of its commit
-PROBE_INTERVAL_S: Final = 1.0
 _CACHE_SWEEP_SIZE: Final = 4096
-
-
-# -- failover ---------------------------------------------------------------------------------------------------
-
-
-class FailoverBackend:
-    """The shared backend while it answers; while it does not, each instance enforces ⌊limit ÷ instances⌋ (at least
-    1) locally, and probes the shared one at most every second to return to it (SPEC §10). ``degraded`` and
-    ``local_decisions`` feed ``tollway_ratelimit_degraded`` and ``tollway_ratelimit_local_decisions_total``."""
-
-    origin = "failover"
-
-    def __init__(
-        self,
-        shared: SharedBackend,
-        local: RateLimitBackend,
-        instances: int,
-        *,
-        probe_interval_s: float = PROBE_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self._metrics = metrics
-        self._shared = shared
-        self._local = local
-        self._instances = max(1, instances)
-        self._probe_interval_s = probe_interval_s
-        self._clock = clock
-        self._last_probe = -math.inf
-        self._probe: asyncio.Task[None] | None = None
-        self.degraded = False
-        self.local_decisions = 0
-
-    async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
-        if not self.degraded:
-            try:
-                return await self._shared.admit(key, limits, demand)
-            except Exception as exc:  # RateLimitBackendDown, or anything else the client raises: never a 500
-                self._degrade(exc)
-        else:
-            self._start_probe()
-        self.local_decisions += 1
-        if self._metrics is not None:
-            self._metrics.ratelimit_local_decision()
-        return await self._local.admit(key, shared_limits(limits, self._instances), demand)
-
-    def adjust(self, reservation: Reservation, tokens: int) -> None:
-        backend = self._local if reservation.origin == self._local.origin else self._shared
-        try:
-            backend.adjust(reservation, tokens)
-        except Exception:  # adjust never raises by contract; this is the belt to those braces
-            log.warning("could not correct a TPM reservation", exc_info=True)
-
-    async def probe(self) -> bool:
-        """For readiness checks: probe now if degraded and the last probe is over a second old; True when shared."""
-        if self.degraded:
-            self._start_probe()
-            if self._probe is not None:
-                await asyncio.shield(self._probe)
-        return not self.degraded
-
-    async def drain(self) -> None:
-        await self._local.drain()
-        await self._shared.drain()
-
-    async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-        await self._local.close()
-        await self._shared.close()
-
-    def _degrade(self, exc: Exception) -> None:
-        if not self.degraded:
-            log.warning("rate limits degraded to local shares: %s", exc)
-            if self._metrics is not None:
-                self._metrics.set_ratelimit_degraded(True)
-        self.degraded = True
-        self._last_probe = self._clock()
-
-    def _start_probe(self) -> None:
-        if self._probe is not None or self._clock() - self._last_probe < self._probe_interval_s:
-            return
-        self._last_probe = self._clock()
-        self._probe = asyncio.get_running_loop().create_task(self._run_probe())
-
-    async def _run_probe(self) -> None:
-        try:
-            await self._shared.ping()
-        except Exception as exc:
-            log.debug("rate-limit backend still down: %s", exc)
-        else:
-            if self.degraded:
-                log.warning("rate limits back on the shared backend")
-                if self._metrics is not None:
-                    self._metrics.set_ratelimit_degraded(False)
-            self.degraded = False
-        finally:
-            self._probe = None
 
 
 # -- limits of an end user --------------------------------------------------------------------------------------

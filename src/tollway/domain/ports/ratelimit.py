@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from tollway.domain.platform_settings import RateLimits
-from tollway.domain.ratelimit import Decision, Reservation, TokenDemand
+from tollway.domain.ratelimit import Decision, Reservation, TokenDemand, WriteBack
 
 
 class RateLimitBackend(Protocol):
@@ -27,7 +27,35 @@ class RateLimitBackend(Protocol):
 class SharedBackend(RateLimitBackend, Protocol):
     """A backend shared by instances, which may become unreachable (raises ``RateLimitBackendDown``)."""
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> bool:
+        """Whether it answers (else raises); True when it lost its windows (a restart, a flush) since the last
+        ping that said so: then everything this instance admitted in the current windows must be written back."""
+        ...
+
+    async def restore(self, write_back: WriteBack) -> None:
+        """Adds admissions to the windows, atomically per end user, at their original times on the shared clock;
+        an admission it holds already is not counted twice. Raises ``RateLimitBackendDown``."""
+
+
+class AdmissionLedger(RateLimitBackend, Protocol):
+    """The local backend of the failover: its windows hold every admission of this instance, those the shared
+    backend decided too (``record``), so while the shared backend is away the local share is charged with them."""
+
+    def record(self, key: str, limits: RateLimits, entry_id: str, tokens: int) -> None:
+        """Counts an admission the shared backend made under ``limits`` (under its id, for ``adjust``), now."""
+
+    def relabel(self, entry_id: str, shared_id: str, tokens: int) -> None:
+        """A local admission the shared backend also admitted: it now goes by the shared id and holds ``tokens``."""
+
+    def forget(self, entry_id: str) -> None:
+        """Removes an admission the shared backend refused after all."""
+
+    def unshared(self, everything: bool) -> WriteBack:
+        """The admissions the shared backend does not hold (``everything``: all of the current windows)."""
+        ...
+
+    def mark_shared(self, write_back: WriteBack) -> None:
+        """The shared backend now holds what ``write_back`` carried."""
 
 
 class LimitSource(Protocol):

@@ -1,6 +1,12 @@
 """The in-process rate-limit backend (SPEC §10): exact sliding windows per end user, the embedded default and the
 local fallback of the Redis backend.
 
+As that fallback it is also the instance's ledger of its own admissions: the failover ``record``s each admission
+Redis made here, so the windows hold everything this instance admitted, each entry marked whether Redis holds it
+(``shared``); while Redis is away the local share is charged with all of them, and ``unshared`` lists what to write
+back before returning. A recorded admission costs what a local one does: one small object, a deque append, a dict
+slot, all dropped when it leaves the window.
+
 Each end user has a deque of its admissions in the last 60 s (timestamp, tokens) and a running token sum; an
 admission trims expired entries from the left, decides with ``domain.ratelimit.decide`` and appends. Every entry is
 appended and popped once, so an admission is O(1) amortised. ``admit`` never awaits: on one event loop it is atomic
@@ -19,8 +25,10 @@ from tollway.domain.ratelimit import (
     WINDOW_MS,
     Decision,
     Dimension,
+    OwnAdmissions,
     Reservation,
     TokenDemand,
+    WriteBack,
     day_of,
     decide,
     ms_until_midnight,
@@ -38,25 +46,33 @@ def wall_clock_ms() -> int:
 
 
 class _Entry:
-    __slots__ = ("id", "stamp", "tokens", "window")
+    __slots__ = ("id", "shared", "stamp", "tokens", "window")
 
-    def __init__(self, entry_id: str, stamp: int, tokens: int, window: _Window) -> None:
+    def __init__(self, entry_id: str, stamp: int, tokens: int, window: _Window, shared: bool) -> None:
         self.id = entry_id
         self.stamp = stamp
         self.tokens = tokens
         self.window = window
+        self.shared = shared  # the shared backend (Redis) holds it too
 
 
 class _Window:
-    """One end user's admissions in the last 60 s and its count for the current UTC day."""
+    """One end user's admissions in the last 60 s and its count for the current UTC day (``unshared_today``: how
+    many of those the shared backend does not hold; ``keep_day``: whether the count outlives an empty window)."""
 
-    __slots__ = ("day", "entries", "today", "tokens")
+    __slots__ = ("day", "entries", "keep_day", "today", "tokens", "unshared_today")
 
     def __init__(self) -> None:
         self.entries: deque[_Entry] = deque()
         self.tokens = 0
         self.day = -1
         self.today = 0
+        self.unshared_today = 0
+        self.keep_day = True
+
+    def roll(self, day: int) -> None:
+        if self.day != day:
+            self.day, self.today, self.unshared_today = day, 0, 0
 
 
 class InProcessRateLimitBackend:
@@ -79,15 +95,8 @@ class InProcessRateLimitBackend:
 
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
         now = self._clock_ms()
-        if now >= self._next_sweep:
-            self._sweep(now)
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window()
-        self._trim(window, now)
-        day = day_of(now)
-        if window.day != day:
-            window.day, window.today = day, 0
+        window = self._window(key, now)
+        window.keep_day = True  # what this backend decides counts for the whole day, as the embedded mode always did
         verdict = decide(limits, demand, len(window.entries), window.today, window.tokens)
         if verdict.refused:
             return Decision(
@@ -99,11 +108,7 @@ class InProcessRateLimitBackend:
                 window.tokens,
                 *self._resets(window, now),
             )
-        entry = _Entry(str(next(self._ids)), now, verdict.reserved_tokens, window)
-        window.entries.append(entry)
-        window.tokens += entry.tokens
-        window.today += 1
-        self._entries[entry.id] = entry
+        entry = self._append(window, str(next(self._ids)), now, verdict.reserved_tokens, shared=False)
         return Decision(
             limits,
             (),
@@ -124,6 +129,68 @@ class InProcessRateLimitBackend:
             entry.window.tokens += tokens - entry.tokens
             entry.tokens = tokens
 
+    # -- the failover's ledger (domain.ports.ratelimit.AdmissionLedger) -----------------------------------------
+
+    def record(self, key: str, limits: RateLimits, entry_id: str, tokens: int) -> None:
+        """Without an RPD limit the day count of a recorded end user is dropped with its last window entry, so the
+        ledger holds only the last minute of end users who have none: memory follows traffic, not the day's users."""
+        now = self._clock_ms()
+        window = self._window(key, now)
+        if not window.entries:
+            window.keep_day = limits.rpd is not None
+        elif limits.rpd is not None:
+            window.keep_day = True
+        self._append(window, entry_id, now, tokens, shared=True)
+
+    def relabel(self, entry_id: str, shared_id: str, tokens: int) -> None:
+        entry = self._entries.pop(entry_id, None)
+        if entry is None:
+            return
+        window = entry.window
+        window.tokens += tokens - entry.tokens
+        if not entry.shared and window.day == day_of(entry.stamp):
+            window.unshared_today -= 1
+        entry.id, entry.tokens, entry.shared = shared_id, tokens, True
+        self._entries[shared_id] = entry
+
+    def forget(self, entry_id: str) -> None:
+        entry = self._entries.pop(entry_id, None)
+        if entry is None:
+            return
+        window = entry.window
+        if window.entries and window.entries[-1] is entry:
+            window.entries.pop()  # the usual case: the admission just made
+        else:
+            window.entries.remove(entry)
+        window.tokens -= entry.tokens
+        if window.day == day_of(entry.stamp):
+            window.today -= 1
+            if not entry.shared:
+                window.unshared_today -= 1
+
+    def unshared(self, everything: bool) -> WriteBack:
+        now = self._clock_ms()
+        day = day_of(now)
+        users: list[OwnAdmissions] = []
+        for key, window in self._windows.items():
+            self._trim(window, now)
+            entries = tuple((e.id, e.stamp, e.tokens) for e in window.entries if everything or not e.shared)
+            local = window.unshared_today if window.day == day else 0
+            requests = (window.today if window.day == day else 0) if everything else local
+            if entries or requests:
+                users.append(OwnAdmissions(key, entries, day, requests, local))
+        return WriteBack(now, tuple(users))
+
+    def mark_shared(self, write_back: WriteBack) -> None:
+        for user in write_back.users:
+            for entry_id, _, _ in user.entries:
+                entry = self._entries.get(entry_id)
+                if entry is not None:
+                    entry.shared = True
+            window = self._windows.get(user.key)
+            if window is not None and window.day == user.day:
+                window.unshared_today = max(0, window.unshared_today - user.local_requests)
+
     async def drain(self) -> None:
         """Corrections apply at once here."""
 
@@ -132,6 +199,26 @@ class InProcessRateLimitBackend:
         self._entries.clear()
 
     # -- internals ----------------------------------------------------------------------------------------------
+
+    def _window(self, key: str, now: int) -> _Window:
+        if now >= self._next_sweep:
+            self._sweep(now)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        self._trim(window, now)
+        window.roll(day_of(now))
+        return window
+
+    def _append(self, window: _Window, entry_id: str, now: int, tokens: int, *, shared: bool) -> _Entry:
+        entry = _Entry(entry_id, now, tokens, window, shared)
+        window.entries.append(entry)
+        window.tokens += tokens
+        window.today += 1
+        if not shared:
+            window.unshared_today += 1
+        self._entries[entry_id] = entry
+        return entry
 
     @staticmethod
     def _resets(window: _Window, now: int) -> tuple[int, int, int]:
@@ -161,5 +248,5 @@ class InProcessRateLimitBackend:
         for key in list(self._windows):
             window = self._windows[key]
             self._trim(window, now)
-            if not window.entries and (window.day != day or window.today == 0):
+            if not window.entries and (window.day != day or window.today == 0 or not window.keep_day):
                 del self._windows[key]

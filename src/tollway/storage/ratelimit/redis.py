@@ -5,8 +5,12 @@ Keys per end user (one hash tag, so a cluster keeps them on one slot), both expi
     tollway:rl:{<end user>}:w   sorted set: admission id -> admission time (ms), the last 60 s (expires 61 s idle)
     tollway:rl:{<end user>}:s   hash: admission id -> tokens reserved, '#' -> their sum, 'd' -> the UTC day number,
                                 'n' -> requests admitted that day (expires a minute after the next midnight)
-The admit script mirrors ``domain.ratelimit.decide`` and the wait functions beside it. Every Redis failure is
-raised as ``RateLimitBackendDown``; the failover backend turns that into local limits, never into a 500.
+and one key for the whole server, which nothing expires:
+    tollway:rl:epoch            a random value set by the first connection that finds it missing: a Redis that
+                                restarted empty (or was flushed) lost it, so a connection that finds another value
+                                than the one it knew knows the windows were lost (``ping`` says so)
+The scripts (``scripts.py``) mirror ``domain.ratelimit.decide`` and the wait functions beside it. Every Redis
+failure is raised as ``RateLimitBackendDown``; the failover backend turns that into local limits, never into a 500.
 """
 
 from __future__ import annotations
@@ -22,133 +26,23 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from tollway.domain.platform_settings import RateLimits
-from tollway.domain.ratelimit import Decision, Dimension, RateLimitBackendDown, Reservation, TokenDemand
+from tollway.domain.ratelimit import (
+    Decision,
+    Dimension,
+    RateLimitBackendDown,
+    Reservation,
+    TokenDemand,
+    WriteBack,
+)
 from tollway.settings import RedisEndpoint
+from tollway.storage.ratelimit.scripts import ADJUST_LUA, ADMIT_LUA, RESTORE_LUA
 from tollway.storage.redis.pipe import RedisPipe, RedisPipeError, ReplyError, open_pipe
 
+__all__ = ["ADMIT_LUA", "CORRECTION_DELAY_S", "EPOCH_KEY", "ORIGIN", "RedisRateLimitBackend"]
+
 ORIGIN: Final = "redis"
+EPOCH_KEY: Final = "tollway:rl:epoch"
 log = logging.getLogger("tollway.ratelimit")
-
-# ARGV: id rpm rpd tpm T_p n output_limit min_output now_ms (limit 0 = none; now_ms -1 = the server clock).
-# Returns {refused wait in_window today tokens window_reset tokens_reset day_reset reserved clamp}: refused is a
-# bitmask (1 rpm, 2 rpd, 4 tpm), clamp -1 when none. Every redis.call costs a microsecond or more, so the admitting
-# path makes as few as it can: 8 (TIME included), and 4 more when admissions leave the window.
-ADMIT_LUA: Final = """
-local WINDOW, DAY = 60000, 86400000
-local win, st = KEYS[1], KEYS[2]
-local a = ARGV
-local id = a[1]
-local now = tonumber(a[9])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local cutoff = now - WINDOW
-local state = redis.call('HMGET', st, '#', 'd', 'n')
-local stored = tonumber(state[1]) or 0
-local sum = stored
-local day = math.floor(now / DAY)
-local today = 0
-if tonumber(state[2]) == day then today = tonumber(state[3]) or 0 end
-while true do
-  local old = redis.call('ZRANGEBYSCORE', win, '-inf', cutoff, 'LIMIT', 0, 500)
-  if #old == 0 then break end
-  local amounts = redis.call('HMGET', st, unpack(old))
-  for i = 1, #amounts do sum = sum - (tonumber(amounts[i]) or 0) end
-  redis.call('HDEL', st, unpack(old))
-  redis.call('ZREM', win, unpack(old))
-  if #old < 500 then break end
-end
-local count = redis.call('ZCARD', win)
-if count == 0 then
-  -- The window expired while idle (or never existed): drop whatever admissions the state hash still holds.
-  if redis.call('HLEN', st) > 3 then
-    redis.call('DEL', st)
-    stored = 0
-    if today > 0 then
-      redis.call('HSET', st, 'd', day, 'n', today)
-      redis.call('PEXPIRE', st, (day + 1) * DAY - now + WINDOW)
-    end
-  end
-  sum = 0
-end
-local rpm, rpd, tpm = tonumber(a[2]), tonumber(a[3]), tonumber(a[4])
-local prompt, n, out, minout = tonumber(a[5]), tonumber(a[6]), tonumber(a[7]), tonumber(a[8])
-local refused, wait = 0, 0
-if rpm > 0 and count >= rpm then
-  refused = refused + 1
-  local at = redis.call('ZRANGE', win, count - rpm, count - rpm, 'WITHSCORES')
-  wait = math.max(wait, tonumber(at[2]) + WINDOW - now)
-end
-if rpd > 0 and today >= rpd then
-  refused = refused + 2
-  wait = math.max(wait, (day + 1) * DAY - now)
-end
-local reserve, clamp = prompt + n * out, -1
-if tpm > 0 then
-  local headroom = tpm - sum
-  local minimum = prompt + n * math.min(minout, out)
-  if reserve > headroom then
-    if minimum <= headroom then
-      clamp = math.floor((headroom - prompt) / n)
-      reserve = prompt + n * clamp
-    else
-      refused = refused + 4
-      local tw = WINDOW
-      if minimum <= tpm then
-        local excess, freed, start, found = sum - (tpm - minimum), 0, 0, false
-        while not found do
-          local batch = redis.call('ZRANGE', win, start, start + 199, 'WITHSCORES')
-          if #batch == 0 then break end
-          local ids = {}
-          for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
-          local amounts = redis.call('HMGET', st, unpack(ids))
-          for i = 1, #ids do
-            freed = freed + (tonumber(amounts[i]) or 0)
-            if freed >= excess then
-              tw = math.max(0, tonumber(batch[2 * i]) + WINDOW - now)
-              found = true
-              break
-            end
-          end
-          start = start + 200
-        end
-      end
-      wait = math.max(wait, tw)
-    end
-  end
-end
-local until_midnight = (day + 1) * DAY - now
-if refused == 0 then
-  redis.call('ZADD', win, now, id)
-  count, today, sum = count + 1, today + 1, sum + reserve
-  redis.call('HSET', st, id, reserve, '#', sum, 'd', day, 'n', today)
-  redis.call('PEXPIRE', win, WINDOW + 1000)
-  redis.call('PEXPIRE', st, until_midnight + WINDOW)
-  local treset = 0
-  if sum > 0 then treset = WINDOW end
-  return {0, 0, count, today, sum, WINDOW, treset, until_midnight, reserve, clamp}
-end
-if sum ~= stored then
-  redis.call('HSET', st, '#', sum)  -- what the trim took out, also when nothing is admitted
-end
-local wreset, treset = 0, 0
-if count > 0 then
-  local last = redis.call('ZRANGE', win, -1, -1, 'WITHSCORES')
-  wreset = math.max(0, tonumber(last[2]) + WINDOW - now)
-  if sum > 0 then treset = wreset end
-end
-return {refused, wait, count, today, sum, wreset, treset, until_midnight, 0, -1}
-"""
-
-# ARGV: id, tokens. A no-op once the admission left the window (or its keys expired).
-ADJUST_LUA: Final = """
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if not old then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[2], '#', tonumber(ARGV[2]) - tonumber(old))
-return 1
-"""
 
 # How long TPM corrections gather before they go to Redis together.
 CORRECTION_DELAY_S: Final = 0.005
@@ -183,7 +77,12 @@ class _Script:
 
 _ADMIT: Final = _Script(ADMIT_LUA)
 _ADJUST: Final = _Script(ADJUST_LUA)
-_LOAD_SCRIPTS: Final = (("SCRIPT", "LOAD", _ADMIT.source), ("SCRIPT", "LOAD", _ADJUST.source))
+_RESTORE: Final = _Script(RESTORE_LUA)
+_LOAD_SCRIPTS: Final = tuple(("SCRIPT", "LOAD", script.source) for script in (_ADMIT, _ADJUST, _RESTORE))
+
+
+class WindowsLost(RateLimitBackendDown):
+    """Redis answers but lost the windows (a restart, a flush): admitting now would forget what was admitted."""
 
 
 async def _busy_poll(future: asyncio.Future[Any], seconds: float) -> None:
@@ -227,6 +126,8 @@ class RedisRateLimitBackend:
         self._running: dict[str, float] = {}  # admitted here, no correction yet: admission id -> when (monotonic)
         self._pipe: RedisPipe | None = None
         self._opening: asyncio.Task[RedisPipe] | None = None
+        self._epoch: str | None = None  # the value of EPOCH_KEY this instance knows; None before it connected
+        self._lost = False  # a connection found another epoch since ``ping`` last said so
 
     async def _connection(self) -> RedisPipe:
         """The open connection, or a new one; callers that arrive while it opens share that attempt."""
@@ -239,8 +140,28 @@ class RedisRateLimitBackend:
         return await asyncio.shield(self._opening)
 
     async def _open(self) -> RedisPipe:
-        self._pipe = await open_pipe(self._endpoint, self._timeout_s, _LOAD_SCRIPTS)
-        return self._pipe
+        pipe = await self._open_checked()
+        if self._lost:
+            pipe.close()  # the failover writes back first, through ``ping`` and ``restore``
+            raise WindowsLost("Redis lost the rate-limit windows (restarted empty or flushed)")
+        self._pipe = pipe
+        return pipe
+
+    async def _open_checked(self) -> RedisPipe:
+        """A new connection, the scripts loaded and the epoch read: the first connection sets it, any later one
+        that finds another value marks the windows lost."""
+        pipe = await open_pipe(self._endpoint, self._timeout_s, _LOAD_SCRIPTS)
+        try:
+            candidate = os.urandom(8).hex()
+            _, epoch = [await f for f in pipe.send([("SET", EPOCH_KEY, candidate, "NX"), ("GET", EPOCH_KEY)])]
+        except BaseException:
+            pipe.close()
+            raise
+        epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if self._epoch is not None and epoch != self._epoch:
+            self._lost = True
+        self._epoch = epoch
+        return pipe
 
     def _opened(self, task: asyncio.Task[RedisPipe]) -> None:
         self._opening = None
@@ -335,9 +256,12 @@ class RedisRateLimitBackend:
 
     def adjust(self, reservation: Reservation, tokens: int) -> None:
         """Queued, not awaited: a correction never stalls a response; ``drain`` sends what is queued and waits.
-        Other instances see it within ``CORRECTION_DELAY_S`` (until then the window holds the larger estimate)."""
+        Other instances see it within ``CORRECTION_DELAY_S`` (until then the window holds the larger estimate).
+        A reservation of another origin (a local admission) is corrected under the id ``restore`` gave it: a no-op
+        when it was never written back."""
         self._running.pop(reservation.id, None)
-        self._corrections.append((reservation.key, reservation.id, tokens))
+        entry_id = reservation.id if reservation.origin == ORIGIN else self._shared_id(reservation.id)
+        self._corrections.append((reservation.key, entry_id, tokens))
         if self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(CORRECTION_DELAY_S, self._flush_corrections)
 
@@ -374,16 +298,35 @@ class RedisRateLimitBackend:
         while self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
-    async def ping(self) -> None:
+    async def ping(self) -> bool:
         """Whether Redis answers on a fresh connection, which replaces the current one when it does (the current
-        one may date from before an outage)."""
+        one may date from before an outage); True when it lost the windows since the last ping that said so."""
         try:
-            pipe = await open_pipe(self._endpoint, self._timeout_s, _LOAD_SCRIPTS)
+            pipe = await self._open_checked()
         except _FAILURES as exc:
             raise RateLimitBackendDown(f"Redis rate limiter unavailable: {exc}") from exc
         old, self._pipe = self._pipe, pipe
         if old is not None:
             old.close()
+        lost, self._lost = self._lost, False
+        return lost
+
+    async def restore(self, write_back: WriteBack) -> None:
+        """One restore script per end user, all written at once: each is atomic, so another instance sees all of
+        an end user's written-back admissions or none. Local admissions get ids unique to this instance."""
+        now = -1 if self._clock_ms is None else self._clock_ms()
+        calls: list[_Call] = []
+        for user in write_back.users:
+            args: list[str | int] = [now, write_back.as_of_ms, user.day, user.requests]
+            for entry_id, stamp, tokens in user.entries:
+                args += (self._shared_id(entry_id), stamp, tokens)
+            calls.append((_RESTORE, user.key, tuple(args)))
+        if calls:
+            await self._run(calls)
+
+    def _shared_id(self, entry_id: str) -> str:
+        """The id in Redis of an admission this instance made: Redis's own, or its local id made unique."""
+        return entry_id if entry_id.startswith(self._prefix) else self._prefix + "l" + entry_id
 
     async def close(self) -> None:
         await self.drain()
