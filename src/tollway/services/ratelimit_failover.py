@@ -32,7 +32,7 @@ log = logging.getLogger("tollway.ratelimit")
 
 PROBE_INTERVAL_S: Final = 1.0
 SETTLE_S: Final = WINDOW_MS / 1000
-_WRITE_BACK_ROUNDS: Final = 8  # local admissions keep coming while a round is on its way; each round is smaller
+_WRITE_BACK_ROUNDS: Final = 8  # admissions wait while a write-back runs, so a second round is rarely needed
 # End users per restore batch: a batch must come back within the shared backend's reply timeout (0.25 s for Redis),
 # and a batch that fails is the only one sent again.
 WRITE_BACK_BATCH: Final = 256
@@ -72,10 +72,15 @@ class FailoverBackend:
         self._lost = False  # the shared backend lost its windows: write back everything, not only local admissions
         self._settling = False  # admissions also fit the local share until ``_settled_at``
         self._settled_at = -math.inf
+        # Set while a write-back is on its way: admissions wait for its outcome instead of adding local admissions
+        # it would have to write back too (under steady traffic it would never catch up).
+        self._returning: asyncio.Future[None] | None = None
         self.degraded = False
         self.local_decisions = 0
 
     async def admit(self, key: str, limits: RateLimits, demand: TokenDemand) -> Decision:
+        if self._returning is not None:
+            await asyncio.shield(self._returning)  # then back on the shared backend, or still degraded
         if not self.degraded:
             if self._settling:
                 if self._clock() < self._settled_at:
@@ -183,6 +188,7 @@ class FailoverBackend:
         try:
             if await self._shared.ping():
                 self._lost = True
+            self._returning = asyncio.get_running_loop().create_future()
             await self._write_back()
         except Exception as exc:
             log.debug("rate-limit backend still down: %s", exc)
@@ -195,6 +201,9 @@ class FailoverBackend:
                 self._settling, self._settled_at = True, self._clock() + self._settle_s
             self.degraded = False
         finally:
+            returning, self._returning = self._returning, None
+            if returning is not None:
+                returning.set_result(None)
             self._probe = None
 
     async def _write_back(self) -> None:
