@@ -7,21 +7,10 @@ from __future__ import annotations
 
 from typing import Final
 
-# ARGV: id rpm rpd tpm T_p n output_limit min_output now_ms (limit 0 = none; now_ms -1 = the server clock).
-# Returns {refused wait in_window today tokens window_reset tokens_reset day_reset reserved clamp}: refused is a
-# bitmask (1 rpm, 2 rpd, 4 tpm), clamp -1 when none. Every redis.call costs a microsecond or more, so the admitting
-# path makes as few as it can: 8 (TIME included), and 4 more when admissions leave the window.
-ADMIT_LUA: Final = """
-local WINDOW, DAY = 60000, 86400000
-local win, st = KEYS[1], KEYS[2]
-local a = ARGV
-local id = a[1]
-local now = tonumber(a[9])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local cutoff = now - WINDOW
+# Shared by the admit and restore scripts, with ``win``, ``st`` and ``now`` set: the window's state read, then the
+# admissions that left the window (up to 500 per call) dropped and subtracted from ``sum`` (``stored`` keeps the sum
+# as read, so the caller writes '#' only when it changed).
+_TRIM: Final = """local cutoff = now - WINDOW
 local state = redis.call('HMGET', st, '#', 'd', 'n')
 local stored = tonumber(state[1]) or 0
 local sum = stored
@@ -37,7 +26,26 @@ while true do
   redis.call('ZREM', win, unpack(old))
   if #old < 500 then break end
 end
-local count = redis.call('ZCARD', win)
+"""
+
+# ARGV: id rpm rpd tpm T_p n output_limit min_output now_ms (limit 0 = none; now_ms -1 = the server clock).
+# Returns {refused wait in_window today tokens window_reset tokens_reset day_reset reserved clamp}: refused is a
+# bitmask (1 rpm, 2 rpd, 4 tpm), clamp -1 when none. Every redis.call costs a microsecond or more, so the admitting
+# path makes as few as it can: 8 (TIME included), and 4 more when admissions leave the window.
+ADMIT_LUA: Final = (
+    """
+local WINDOW, DAY = 60000, 86400000
+local win, st = KEYS[1], KEYS[2]
+local a = ARGV
+local id = a[1]
+local now = tonumber(a[9])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+    + _TRIM
+    + """local count = redis.call('ZCARD', win)
 if count == 0 then
   -- The window expired while idle (or never existed): drop whatever admissions the state hash still holds.
   if redis.call('HLEN', st) > 3 then
@@ -118,6 +126,7 @@ if count > 0 then
 end
 return {refused, wait, count, today, sum, wreset, treset, until_midnight, 0, -1}
 """
+)
 
 # ARGV: id, tokens. A no-op once the admission left the window (or its keys expired).
 ADJUST_LUA: Final = """
@@ -134,7 +143,8 @@ return 1
 # earlier than it really was on the server clock. An id the window holds already is not added again; ``requests``
 # join today's count unless they belong to another day (the two clocks straddle midnight by at most their offset).
 # Trims expired admissions first, as the admit script does, so '#' stays the sum of what the window holds.
-RESTORE_LUA: Final = """
+RESTORE_LUA: Final = (
+    """
 local WINDOW, DAY = 60000, 86400000
 local win, st = KEYS[1], KEYS[2]
 local a = ARGV
@@ -144,22 +154,9 @@ if now < 0 then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local shift = now - tonumber(a[2])
-local cutoff = now - WINDOW
-local state = redis.call('HMGET', st, '#', 'd', 'n')
-local sum = tonumber(state[1]) or 0
-local day = math.floor(now / DAY)
-local today = 0
-if tonumber(state[2]) == day then today = tonumber(state[3]) or 0 end
-while true do
-  local old = redis.call('ZRANGEBYSCORE', win, '-inf', cutoff, 'LIMIT', 0, 500)
-  if #old == 0 then break end
-  local amounts = redis.call('HMGET', st, unpack(old))
-  for i = 1, #amounts do sum = sum - (tonumber(amounts[i]) or 0) end
-  redis.call('HDEL', st, unpack(old))
-  redis.call('ZREM', win, unpack(old))
-  if #old < 500 then break end
-end
-if redis.call('ZCARD', win) == 0 then
+"""
+    + _TRIM
+    + """if redis.call('ZCARD', win) == 0 then
   redis.call('DEL', st)
   sum = 0
 end
@@ -177,3 +174,4 @@ redis.call('PEXPIRE', win, WINDOW + 1000)
 redis.call('PEXPIRE', st, (day + 1) * DAY - now + WINDOW)
 return {redis.call('ZCARD', win), today, sum}
 """
+)
