@@ -32,8 +32,7 @@ def fake_upstream() -> Iterator[FakeUpstreamThread]:
         yield fake
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def _running_postgres() -> Iterator[PostgresServer]:
     if not postgres_available():
         if _postgres_required():
             pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are missing but TOLLWAY_REQUIRE_POSTGRES=1")
@@ -46,6 +45,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield from _running_postgres()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A server of the test's own, which it may stop, freeze or restart (``halt``, ``freeze``, ``resume``)."""
+    yield from _running_postgres()
 
 
 def make_settings(tmp: Path, database_url: str, **overrides: object) -> Settings:

@@ -14,24 +14,11 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.support.seed import create_cent_model, create_provider, create_tenant
-from tests.support.servers import GatewayServer, PostgresServer, postgres_available
+from tests.support.servers import GatewayServer, PostgresServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 
 CACHE_S = 1.2  # past every in-process cache of keys, catalog and limits (≤ 0.9 s)
 CENT = {"model": "cent", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is stopped and frozen."""
-    if not postgres_available():
-        pytest.skip("PostgreSQL binaries not found")
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

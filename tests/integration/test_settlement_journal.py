@@ -9,7 +9,6 @@ import asyncio
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from tests.support.canary import WATCH
 from tests.support.invariants import assert_invariants, count
 from tests.support.processes import GatewayProcess
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
-from tests.support.servers import GatewayServer, PostgresServer, free_port, postgres_available
+from tests.support.servers import GatewayServer, PostgresServer, free_port
 from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
 from tollway.storage.money.journal import read_entries
@@ -34,18 +33,6 @@ from tollway.storage.sql.tables import budget_transactions, budgets, holds, usag
 CALL_NANOS = 10_000_000  # 10 completion tokens at $1,000 per Mtok, input free: $0.01 a call
 USER = [{"role": "user", "content": "hi"}]
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    if not postgres_available():
-        pytest.skip("PostgreSQL binaries not found")
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _seed(url: str, admin_key: str | None, upstream: str) -> tuple[Tenant, str]:
