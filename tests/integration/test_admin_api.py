@@ -238,6 +238,8 @@ def test_model_create_and_render(admin: httpx.Client) -> None:
     assert created["output_price_per_mtok"] == 0.6
     assert created["cached_input_price_per_mtok"] == 0.075
     assert created["price_per_image"] is None
+    assert created["cache_write_price_per_mtok"] is None
+    assert created["price_per_request"] is None
     assert created["priority"] == 100
     assert created["min_output_tokens"] is None
     assert created["max_output_tokens"] == 1000
@@ -265,6 +267,10 @@ def test_model_create_and_render(admin: httpx.Client) -> None:
         ("output_price_per_mtok", "0.0000000001"),
         ("output_price_per_mtok", 1000000001),
         ("cached_input_price_per_mtok", "-0.1"),
+        ("cache_write_price_per_mtok", "-0.1"),
+        ("cache_write_price_per_mtok", "x"),
+        ("price_per_request", -1),
+        ("price_per_request", "0.0000000001"),
         ("priority", -1),
         ("priority", 1.5),
         ("priority", True),
@@ -362,6 +368,11 @@ def test_model_patch_and_delete(admin: httpx.Client) -> None:
     assert updated["output_price_per_mtok"] == 0.6
     cleared = _ok(admin.patch(url, json={"cached_input_price_per_mtok": None}))
     assert cleared["cached_input_price_per_mtok"] is None
+    priced = _ok(admin.patch(url, json={"cache_write_price_per_mtok": "3.75", "price_per_request": 0}))
+    assert (priced["cache_write_price_per_mtok"], priced["price_per_request"]) == (3.75, 0)
+    assert _ok(admin.get(url)) == priced
+    unpriced = _ok(admin.patch(url, json={"cache_write_price_per_mtok": None, "price_per_request": None}))
+    assert (unpriced["cache_write_price_per_mtok"], unpriced["price_per_request"]) == (None, None)
     bad_request(admin.patch(url, json={"slug": "renamed"}), "slug")
     bad_request(admin.patch(url, json={"provider_id": provider["id"]}), "provider_id")
     bad_request(admin.patch(url, json={"min_output_tokens": 2000}), "min_output_tokens")

@@ -53,6 +53,7 @@ class ModelRow:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    price_per_request_nanos: int | None = None  # a fixed price per call (moderations, §19); None → no such price
 
     @property
     def min_output(self) -> int:

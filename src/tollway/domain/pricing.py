@@ -16,10 +16,15 @@ class Prices:
     input_nanos: int
     output_nanos: int
     cached_input_nanos: int | None = None
+    cache_write_nanos: int | None = None  # Anthropic cache-creation tokens; None → the input price (§19)
 
     @property
     def cached_nanos(self) -> int:
         return self.input_nanos if self.cached_input_nanos is None else self.cached_input_nanos
+
+    @property
+    def cache_write_price_nanos(self) -> int:
+        return self.input_nanos if self.cache_write_nanos is None else self.cache_write_nanos
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,15 +21,18 @@ _READ_ONLY: Final = ("id", "created_at", "updated_at")
 _PROVIDER_FIELDS: Final = ("slug", "name", "kind", "base_url", "is_active")
 _MODEL_FIELDS: Final = (
     "slug", "provider_id", "upstream_model", "input_price_per_mtok", "output_price_per_mtok",
-    "cached_input_price_per_mtok", "price_per_image", "priority", "min_output_tokens", "max_output_tokens",
-    "context_window", "is_active",
+    "cached_input_price_per_mtok", "cache_write_price_per_mtok", "price_per_image", "price_per_request", "priority",
+    "min_output_tokens", "max_output_tokens", "context_window", "is_active",
 )  # fmt: skip
 _MODEL_PRICES: Final = {
     "input_price_per_mtok": "input_price_nanos",
     "output_price_per_mtok": "output_price_nanos",
     "cached_input_price_per_mtok": "cached_input_price_nanos",
+    "cache_write_price_per_mtok": "cache_write_price_nanos",
     "price_per_image": "price_per_image_nanos",
+    "price_per_request": "price_per_request_nanos",
 }
+_NULLABLE_PRICES: Final = frozenset({"cached_input_price_per_mtok", "cache_write_price_per_mtok", "price_per_request"})
 
 
 def normalise_base_url(value: object, param: str = "base_url") -> str:
@@ -145,9 +148,7 @@ class CatalogAdmin:
             "output_price_nanos": f.as_usd(
                 f.required(body, "output_price_per_mtok"), "output_price_per_mtok", allow_zero=True
             ),
-            "cached_input_price_nanos": f.as_opt_usd(
-                body.get("cached_input_price_per_mtok"), "cached_input_price_per_mtok", allow_zero=True
-            ),
+            **{_MODEL_PRICES[name]: f.as_opt_usd(body.get(name), name, allow_zero=True) for name in _NULLABLE_PRICES},
             "price_per_image_nanos": self._image_price(body.get("price_per_image"), provider),
             "priority": f.as_int(body.get("priority", 100), "priority", minimum=0),
             "min_output_tokens": f.as_opt_int(body.get("min_output_tokens"), "min_output_tokens", minimum=1),
@@ -179,8 +180,7 @@ class CatalogAdmin:
         values: dict[str, Any] = {}
         for name, column in _MODEL_PRICES.items():
             if name in body and name != "price_per_image":
-                nullable = name == "cached_input_price_per_mtok"
-                convert = f.as_opt_usd if nullable else f.as_usd
+                convert = f.as_opt_usd if name in _NULLABLE_PRICES else f.as_usd
                 values[column] = convert(body[name], name, allow_zero=True)
         if "price_per_image" in body:
             provider = await self._store.get_provider(current.provider_id)

@@ -89,8 +89,11 @@ class CatalogStore:
                 slug=r.slug,
                 provider_id=r.provider_id,
                 upstream_model=r.upstream_model,
-                prices=Prices(r.input_price_nanos, r.output_price_nanos, r.cached_input_price_nanos),
+                prices=Prices(
+                    r.input_price_nanos, r.output_price_nanos, r.cached_input_price_nanos, r.cache_write_price_nanos
+                ),
                 price_per_image_nanos=r.price_per_image_nanos,
+                price_per_request_nanos=r.price_per_request_nanos,
                 priority=r.priority,
                 min_output_tokens=r.min_output_tokens,
                 max_output_tokens=r.max_output_tokens,
