@@ -33,8 +33,10 @@ from tollway.services.container import Services
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
 from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.embeddings import EmbeddingsService
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.moderations import ModerationsService
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
@@ -177,6 +179,8 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         chat=chat,
         responses=responses,
         images=images,
+        embeddings=EmbeddingsService(calls, adapters),
+        moderations=ModerationsService(calls, adapters),
         models=ModelCatalogView(router, adapters),
         management=_management(settings, engine, sealer, overrides),
         invalidate_caches=invalidate_caches,

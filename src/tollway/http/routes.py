@@ -5,10 +5,17 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from tollway.http import health
-from tollway.http.inference import chat, images, models, responses
+from tollway.http.inference import chat, embeddings, images, models, responses
 
 # Served by ``http/fastpath.py`` ahead of Starlette's router (the same handlers; they stay listed below).
-HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/image/generate")
+HOT_PATHS = (
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/images/generations",
+    "/v1/image/generate",
+    "/v1/embeddings",
+    "/v1/moderations",
+)
 
 
 def build_routes() -> list[BaseRoute]:
@@ -27,6 +34,8 @@ def build_routes() -> list[BaseRoute]:
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/images/generations", images.generate_images, methods=["POST"]),
         Route("/v1/image/generate", images.generate_image_asi1, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
+        Route("/v1/moderations", embeddings.create_moderation, methods=["POST"]),
         *admin.routes,
         *reconcile.routes,
         *platform.routes,

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from tollway.observability.metrics import Metrics
 from tollway.services.auth import Authenticator
 from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.embeddings import EmbeddingsService
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.moderations import ModerationsService
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.management import Management
 from tollway.services.operations import Operations
@@ -27,6 +29,8 @@ class Services:
     chat: ChatCompletions
     responses: ResponsesService
     images: ImagesService
+    embeddings: EmbeddingsService
+    moderations: ModerationsService
     models: ModelCatalogView
     management: Management
     operations: Operations

@@ -368,6 +368,6 @@ class PaidCall:
             token_count_method=metered.method,
             session_id=ctx.session_id,
             metadata=plan.metadata,
-            images=metered.units,
+            units=metered.units,
         )
         return record, charge
