@@ -318,6 +318,11 @@ def test_end_user_charged_with_markup_and_refused_when_the_budget_cannot_hold(
     me = httpx.get(gateway.url + "/v1/me/budget", headers={"Authorization": f"Bearer {key}"}).json()
     assert me["used_usd"] == 0.0001495
     assert _balance_nanos(tenant) == 10**9 - 130_000
+    base = f"/v1/platforms/{tenant.platform_id}"
+    budget_rows = tenant.client.get(f"{base}/end-users/{user_id}/budget/transactions", params={"type": "inference"})
+    assert [t["amount_usd"] for t in budget_rows.json()["data"]] == [-0.0001495]
+    wallet_rows = tenant.client.get(f"{base}/wallet/transactions", params={"type": "usage"}).json()["data"]
+    assert [(t["amount_usd"], t["description"]) for t in wallet_rows] == [(-0.00013, "emb-1000: 1000 in")]
     # "hello" holds 5 tokens × $0.02 / Mtok = 100 n$, 115 n$ with markup: a 100 n$ budget refuses it
     _, poor_key = _end_user(tenant, "0.0000001")
     poor = openai.OpenAI(base_url=gateway.url + "/v1", api_key=poor_key, max_retries=0, timeout=30)
@@ -390,6 +395,10 @@ def test_moderation_free_row(sdk: openai.OpenAI, stack: Stack, fake_upstream: Fa
         0,
     )
     assert _balance_nanos(stack.tenant) == before
+    logs = f"/v1/platforms/{stack.tenant.platform_id}/logs"
+    for kind in ("moderation", "embedding"):
+        rows = stack.tenant.client.get(logs, params={"request_type": kind, "limit": 100}).json()["data"]
+        assert rows and {r["request_type"] for r in rows} == {kind}
 
 
 def test_moderation_without_model_uses_the_lowest_priority_slug(sdk: openai.OpenAI, stack: Stack) -> None:
