@@ -60,6 +60,8 @@ def stack(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstre
     create_model(admin, native["id"], "emb-fallback", "fake/error?status=500", **emb, priority=0)
     create_model(admin, compat["id"], "emb-fallback", "fake/default", **emb, priority=1)
     create_model(admin, native["id"], "emb-bad", "fake/error?status=400&param=input", **emb)
+    create_model(admin, native["id"], "emb-garbage", "fake/garbage", **emb)
+    create_model(admin, native["id"], "emb-limited", "fake/error?status=429&retry_after=0", **emb)
     create_model(admin, native["id"], "emb-tiny-window", "fake/default?in=3", **{**emb, "context_window": 2})
     create_model(
         admin, native["id"], "omni-moderation-latest", "omni-moderation-latest", **MODERATION, price_per_request="0"
@@ -278,6 +280,14 @@ def test_upstream_errors_map_as_for_chat(sdk: openai.OpenAI, stack: Stack, gatew
     with pytest.raises(openai.BadRequestError) as bad:
         sdk.embeddings.create(model="emb-bad", input="hello")
     assert (bad.value.code, bad.value.param) == ("upstream_invalid_request", "input")
+    with pytest.raises(openai.InternalServerError) as garbage:
+        sdk.embeddings.create(model="emb-garbage", input="hello")
+    assert (garbage.value.status_code, garbage.value.code) == (502, "upstream_error")
+    with pytest.raises(openai.RateLimitError) as limited:
+        sdk.embeddings.create(model="emb-limited", input="hello")
+    assert (limited.value.code, limited.value.response.headers["retry-after"]) == ("upstream_rate_limited", "1")
+    rows = _logs(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
+    assert [(r["status"], r["cost_usd"]) for r in rows] == [("error", 0)] * 3  # the first try and 2 retries
     raw = sdk.embeddings.with_raw_response.create(model="emb-fallback", input="hello")
     assert raw.headers["x-tollway-provider"] == stack.compat_slug
     rows = _logs(stack.tenant, raw.headers["x-request-id"], expected=2)

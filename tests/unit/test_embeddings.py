@@ -128,6 +128,9 @@ def test_vector_encodings_round_trip_as_float32_little_endian() -> None:
     for bad in ("not base64!", base64.b64encode(b"abc").decode()):
         with pytest.raises(ValueError):
             to_floats(bad)
+    for encoding in ("float", "base64"):
+        with pytest.raises(ValueError):
+            encode([0.5, "x"], encoding)  # type: ignore[list-item]
 
 
 def test_render_is_openais_list() -> None:

@@ -13,8 +13,12 @@ Encoding = Literal["float", "base64"]
 
 
 def to_base64(values: list[float]) -> str:
-    """Each value rounded to float32, little-endian, base64: byte for byte what OpenAI sends."""
-    packed = array("f", values)
+    """Each value rounded to float32, little-endian, base64: byte for byte what OpenAI sends. ValueError when a
+    value is not a number."""
+    try:
+        packed = array("f", values)
+    except TypeError as exc:
+        raise ValueError("not a list of numbers") from exc
     if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
         packed.byteswap()
     return base64.b64encode(packed.tobytes()).decode("ascii")
@@ -36,7 +40,14 @@ def to_floats(encoded: str) -> list[float]:
 
 
 def encode(vector: list[float] | str, encoding: Encoding) -> list[float] | str:
-    """``vector`` (either encoding) in the encoding asked for; a vector already in it is returned unchanged."""
+    """``vector`` (either encoding) in the encoding asked for; a vector already in it is returned unchanged once
+    checked (ValueError when it is not numbers, or not base64 of float32 values)."""
     if encoding == "base64":
         return vector if isinstance(vector, str) else to_base64(vector)
-    return to_floats(vector) if isinstance(vector, str) else vector
+    if isinstance(vector, str):
+        return to_floats(vector)
+    try:
+        array("d", vector)  # the type check at C speed: every value a number
+    except TypeError as exc:
+        raise ValueError("not a list of numbers") from exc
+    return vector

@@ -87,13 +87,13 @@ class EmbeddingsService:
 
 
 def _encoded(result: EmbeddingResult, request: EmbeddingRequest, slug: str) -> list[Vector]:
-    """The vectors in the encoding asked for; a vector that is not valid base64 is the provider's fault (the
-    attempt fails and falls back)."""
+    """The vectors in the encoding asked for; a vector that is neither numbers nor valid base64 is the provider's
+    fault (the attempt fails and falls back)."""
     try:
         return [encode(vector, request.encoding_format) for vector in result.vectors]
     except ValueError as exc:
         raise UpstreamError(
-            f"Upstream provider '{slug}' returned an embedding that is not valid base64.", upstream_status=200
+            f"Upstream provider '{slug}' returned an embedding that is neither numbers nor base64.", upstream_status=200
         ) from exc
 
 
