@@ -45,20 +45,13 @@ class EmbeddingRequest:
     encoding_format: EncodingFormat
     encoding_format_given: bool
     user: str | None
+    input_bounds: tuple[int, ...]  # each input's token bound: UTF-8 bytes of a string, length of a token array
 
     @property
     def count(self) -> int:
         inputs = self.texts if self.texts is not None else self.tokens
         assert inputs is not None
         return len(inputs)
-
-    @property
-    def input_bounds(self) -> tuple[int, ...]:
-        """Each input's token bound: UTF-8 bytes of a string, length of a token array."""
-        if self.texts is not None:
-            return tuple(len(text.encode("utf-8")) for text in self.texts)
-        assert self.tokens is not None
-        return tuple(len(array) for array in self.tokens)
 
     def prompt_bound(self, context_window: int | None = None) -> int:
         """The prompt tokens this request can be billed for at most: Σ per input, each capped at the context."""
@@ -93,6 +86,11 @@ def parse_embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
     if user is not None and (type(user) is not str or len(user) > MAX_USER_CHARS):
         raise InvalidRequest(f"user must be a string of at most {MAX_USER_CHARS} characters.", "user")
     assert isinstance(value, str | list)
+    if texts is not None:
+        bounds = tuple(len(text.encode("utf-8")) for text in texts)
+    else:
+        assert tokens is not None
+        bounds = tuple(len(array) for array in tokens)
     return EmbeddingRequest(
         model=model,
         input_value=value,
@@ -102,6 +100,7 @@ def parse_embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
         encoding_format="base64" if encoding == "base64" else "float",
         encoding_format_given=encoding is not None,
         user=user,
+        input_bounds=bounds,
     )
 
 
