@@ -57,6 +57,7 @@ def stack(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstre
         admin, gemini["id"], "emb-gemini", "gemini-embedding-001", **{**EMBEDDING, "input_price_per_mtok": "0.15"}
     )
     create_model(admin, asi1["id"], "emb-asi", "asi1-mini", **emb)
+    create_model(admin, gemini["id"], "emb-gemini-long", "fake/error?status=400&type=context_length_exceeded", **emb)
     create_model(admin, native["id"], "emb-fallback", "fake/error?status=500", **emb, priority=0)
     create_model(admin, compat["id"], "emb-fallback", "fake/default", **emb, priority=1)
     create_model(admin, native["id"], "emb-bad", "fake/error?status=400&param=input", **emb)
@@ -223,6 +224,14 @@ def test_gemini_batch_embed_contents(
     floats = sdk.embeddings.create(model="emb-gemini", input="plain", encoding_format="float")
     assert floats.data[0].embedding == _float32(fake_vector("plain"))
     assert_invariants(gateway.settings)
+
+
+def test_gemini_refusal_maps_as_for_chat(sdk: openai.OpenAI, fake_upstream: FakeUpstreamThread) -> None:
+    before = fake_upstream.request_count
+    with pytest.raises(openai.BadRequestError) as error:
+        sdk.embeddings.create(model="emb-gemini-long", input="a very long text")
+    assert error.value.code == "context_length_exceeded"
+    assert fake_upstream.request_count - before == 1  # a request fault is returned at once (§14.2)
 
 
 def test_gemini_refuses_token_arrays_before_any_call(sdk: openai.OpenAI, fake_upstream: FakeUpstreamThread) -> None:
