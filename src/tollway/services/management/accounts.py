@@ -17,7 +17,7 @@ from tollway.services.management import fields as f
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage", "usage_correction")  # a late charge's difference (SPEC §9.4)
 LOG_STATUSES: Final = ("success", "error", "interrupted")
-LOG_REQUEST_TYPES: Final = ("chat.completion", "response", "image")
+LOG_REQUEST_TYPES: Final = ("chat.completion", "response", "image", "embedding", "moderation", "messages", "mcp")  # §12
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class Accounts:
         if filters.status is not None and filters.status not in LOG_STATUSES:
             raise InvalidRequest("status must be one of success, error, interrupted.", "status")
         if filters.request_type is not None and filters.request_type not in LOG_REQUEST_TYPES:
-            raise InvalidRequest("request_type must be one of chat.completion, response, image.", "request_type")
+            raise InvalidRequest(f"request_type must be one of {', '.join(LOG_REQUEST_TYPES)}.", "request_type")
         columns = {
             "model": filters.model,
             "end_user_id": filters.end_user_id,
