@@ -118,6 +118,13 @@ wallet_transactions = sa.Table(
         sqlite_where=sa.text("type = 'usage'"),
         postgresql_where=sa.text("type = 'usage'"),
     ),
+    # Late charges (§9.4) look corrections up by request id; they are rare, so this index costs settlements nothing.
+    sa.Index(
+        "ix_wallet_transactions_correction_request",
+        "request_id",
+        sqlite_where=sa.text("type = 'usage_correction'"),
+        postgresql_where=sa.text("type = 'usage_correction'"),
+    ),
 )
 
 api_keys = sa.Table(
@@ -261,6 +268,12 @@ budget_transactions = sa.Table(
         unique=True,
         sqlite_where=sa.text("type = 'inference'"),
         postgresql_where=sa.text("type = 'inference'"),
+    ),
+    sa.Index(
+        "ix_budget_transactions_correction_request",
+        "request_id",
+        sqlite_where=sa.text("type = 'inference_correction'"),
+        postgresql_where=sa.text("type = 'inference_correction'"),
     ),
 )
 
