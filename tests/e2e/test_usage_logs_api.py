@@ -81,6 +81,11 @@ def test_filters(seeded: Seeded) -> None:
     assert _logs(seeded, end_user_id="00000000-0000-4000-8000-000000000000")["total"] == 0
     assert _logs(seeded, request_type="chat.completion")["total"] == 4
     assert _logs(seeded, request_type="image")["total"] == 0
+    for kind in ("embedding", "moderation", "messages", "mcp"):  # every §12 request type is a valid filter
+        assert _logs(seeded, request_type=kind)["total"] == 0
+    for row in _logs(seeded)["data"]:  # chat rows belong to no response, thread or MCP tool
+        labels = ("response_id", "iteration", "thread_id", "mcp_app", "mcp_tool", "mcp_free")
+        assert {name: row[name] for name in labels} == dict.fromkeys(labels)
     assert _logs(seeded, since=seeded.between)["total"] == 3  # since is inclusive
     assert _logs(seeded, until=seeded.between)["total"] == 1  # until is exclusive
 
@@ -123,3 +128,18 @@ def test_me_usage_shows_only_the_callers_rows_without_cost(gateway: GatewayServe
         assert me.get("/v1/me/usage", params={"limit": "x"}).json()["error"]["param"] == "limit"
     platform = seeded.tenant.client.get("/v1/me/usage")
     assert platform.status_code == 403 and platform.json()["error"]["code"] == "wrong_key_type"
+
+
+def test_response_rows_name_their_response_and_turn(
+    admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstreamThread
+) -> None:
+    provider = create_provider(admin, fake_upstream.base_url)
+    create_model(admin, provider["id"], "turns", "fake/usage?in=5&out=6")
+    tenant = create_tenant(admin, gateway.url, provider["id"], provider["slug"])
+    created = tenant.client.post("/v1/responses", json={"model": "turns", "input": "hi"})
+    assert created.status_code == 200, created.text
+    [row] = _wait(tenant, 1)
+    tenant.client.close()
+    assert row["request_type"] == "response"
+    assert (row["response_id"], row["iteration"], row["thread_id"]) == (created.json()["id"], 0, None)
+    assert (row["mcp_app"], row["mcp_tool"], row["mcp_free"]) == (None, None, None)

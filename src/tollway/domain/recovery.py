@@ -11,7 +11,7 @@ from typing import Any
 
 from tollway.domain.estimation import ceil_quarter, estimate_completion_tokens
 from tollway.domain.pricing import Prices, Usage, charge_nanos, cost_nanos
-from tollway.domain.usage import CallStatus, UsageRecord
+from tollway.domain.usage import NO_LABELS, CallLabels, CallStatus, UsageRecord
 
 
 def recovery_terms(
@@ -21,8 +21,9 @@ def recovery_terms(
     metadata: dict[str, str],
     prompt_bound: int,
     candidates: dict[str, dict[str, Any]],
+    labels: CallLabels = NO_LABELS,
 ) -> dict[str, Any]:
-    return {
+    terms = {
         "slug": slug,
         "request_type": request_type,
         "session_id": session_id,
@@ -30,6 +31,9 @@ def recovery_terms(
         "prompt_bound": prompt_bound,
         "candidates": candidates,
     }
+    if labels != NO_LABELS:
+        terms["labels"] = labels.columns()
+    return terms
 
 
 def sweep_outcome(
@@ -53,6 +57,7 @@ def sweep_outcome(
         "ttft_ms": None,
         "session_id": terms.get("session_id"),
         "metadata": terms.get("metadata", {}),
+        **CallLabels.from_columns(terms.get("labels")).columns(),
     }
     if checkpoint is None or serving is None:
         first = next(iter(candidates.values()), {})

@@ -16,6 +16,41 @@ class CallStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CallLabels:
+    """What ties a usage row to a Responses chain, an agent thread or an MCP tool (SPEC §12); all null otherwise."""
+
+    response_id: str | None = None
+    iteration: int | None = None  # the model turn of a Responses tool loop: 0, 1, …
+    thread_id: str | None = None
+    mcp_app: str | None = None
+    mcp_tool: str | None = None
+    mcp_free: bool | None = None  # whether the platform's free MCP tier paid for the call (§16.1)
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in LABEL_COLUMNS}
+
+    @classmethod
+    def from_columns(cls, values: object) -> CallLabels:
+        """Back from ``columns()`` as kept in hold recovery terms; anything malformed reads as no label."""
+        if not isinstance(values, dict):
+            return NO_LABELS
+        texts = {
+            n: v for n in ("response_id", "thread_id", "mcp_app", "mcp_tool") if isinstance(v := values.get(n), str)
+        }
+        iteration = values.get("iteration")
+        free = values.get("mcp_free")
+        return cls(
+            **texts,
+            iteration=iteration if isinstance(iteration, int) and not isinstance(iteration, bool) else None,
+            mcp_free=free if isinstance(free, bool) else None,
+        )
+
+
+LABEL_COLUMNS = ("response_id", "iteration", "thread_id", "mcp_app", "mcp_tool", "mcp_free")
+NO_LABELS = CallLabels()
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecord:
     request_id: str
     platform_id: str
@@ -38,6 +73,12 @@ class UsageRecord:
     session_id: str | None
     metadata: dict[str, str] = field(default_factory=dict)
     units: int = 0  # images returned for request_type "image", calls for "moderation"
+    response_id: str | None = None
+    iteration: int | None = None
+    thread_id: str | None = None
+    mcp_app: str | None = None
+    mcp_tool: str | None = None
+    mcp_free: bool | None = None
 
     @property
     def total_tokens(self) -> int:

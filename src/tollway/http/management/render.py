@@ -166,6 +166,12 @@ def usage_log(row: Record) -> dict[str, Any]:
         "token_count_method": row["token_count_method"],
         "request_id": row["request_id"],
         "session_id": row["session_id"],
+        "response_id": row["response_id"],
+        "iteration": row["iteration"],
+        "thread_id": row["thread_id"],
+        "mcp_app": row["mcp_app"],
+        "mcp_tool": row["mcp_tool"],
+        "mcp_free": None if row["mcp_free"] is None else bool(row["mcp_free"]),
         "metadata": row["metadata"] if row["metadata"] is not None else {},
         "created_at": rfc3339(row["created_at"]),
     }

@@ -34,7 +34,7 @@ from tollway.domain.ratelimit import TokenDemand
 from tollway.domain.recovery import recovery_terms
 from tollway.domain.tariffs import NOTHING, Metered, Tariff
 from tollway.domain.tenancy import Principal
-from tollway.domain.usage import CallStatus, UsageRecord
+from tollway.domain.usage import NO_LABELS, CallLabels, CallStatus, UsageRecord
 from tollway.errors import (
     BudgetExhausted,
     BudgetSuspended,
@@ -75,6 +75,7 @@ class CallContext:
     # Whether the client has left; checked when a non-streaming call settles, so that a call whose client left runs
     # to completion, is billed in full and is logged ``interrupted`` (SPEC §7.3).
     client_gone: Callable[[], Awaitable[bool]] | None = None
+    labels: CallLabels = NO_LABELS  # response, turn, thread and MCP tool the usage row is tied to (§12)
 
     @property
     def platform_id(self) -> str:
@@ -195,6 +196,7 @@ class CallLifecycle:
             plan.metadata,
             plan.prompt_bound,
             {c.model.id: tariff.recovery(c) for c in plan.candidates},
+            ctx.labels,
         )
         expires_at = utcnow() + timedelta(seconds=self.settings.total_timeout_s + 60)
         command = HoldRequest(
@@ -369,5 +371,6 @@ class PaidCall:
             session_id=ctx.session_id,
             metadata=plan.metadata,
             units=metered.units,
+            **ctx.labels.columns(),
         )
         return record, charge

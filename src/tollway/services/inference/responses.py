@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from tollway.domain.catalog import Candidate
@@ -26,7 +27,7 @@ from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.domain.tariffs import TOKENS
 from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk, UpstreamCall
-from tollway.domain.usage import CallStatus
+from tollway.domain.usage import CallLabels, CallStatus
 from tollway.errors import (
     BelowMinValue,
     InvalidRequest,
@@ -90,6 +91,7 @@ class ResponsesService:
 
     async def create(self, ctx: CallContext, request: ResponsesRequest) -> Completion | StreamedCompletion:
         owner = _owner(ctx)
+        ctx = replace(ctx, labels=CallLabels(response_id=new_response_id(), iteration=0))
         previous: list[dict[str, Any]] = []
         if request.previous_response_id is not None:
             stored = await self._read(owner, request.previous_response_id, "previous_response_id")
@@ -171,7 +173,9 @@ class _Turn:
     ) -> None:
         self.service, self.call, self.request = service, call, request
         self.chat, self.items, self.owner = chat, items, owner
-        self.writer = ResponseEventStream(_skeleton(request), summary=request.reasoning_summary is not None)
+        self.writer = ResponseEventStream(
+            _skeleton(request, call.ctx.labels), summary=request.reasoning_summary is not None
+        )
 
     async def call_once(self, candidate: Candidate) -> ChatResult:
         limit = self.call.plan.limits[candidate.model.id]
@@ -200,7 +204,7 @@ class _Turn:
         if "output" in result.body:  # a native Responses answer: its output as given, unmodelled items included
             output = result.body["output"]
         usage = metered(self.call.plan, result.usage, delivered_bytes(choice["message"]))
-        body = _skeleton(self.request)
+        body = _skeleton(self.request, self.call.ctx.labels)
         body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_json(usage.usage))
         outcome = Outcome(await self.call.ctx.delivered_status(), choice.get("finish_reason"))
         self.call.settle(candidate, usage, outcome)
@@ -266,11 +270,12 @@ def _owner(ctx: CallContext) -> Owner:
     return Owner(ctx.platform_id, ctx.principal.end_user_id)
 
 
-def _skeleton(request: ResponsesRequest) -> dict[str, Any]:
+def _skeleton(request: ResponsesRequest, labels: CallLabels) -> dict[str, Any]:
     """The result object before its output (SPEC §7.6), echoing the request's settings as OpenAI does."""
     text_format = request.text_format or {"type": "text"}
+    assert labels.response_id is not None, "create() names the response before its first turn"
     return {
-        "id": new_response_id(),
+        "id": labels.response_id,
         "object": "response",
         "created_at": int(time.time()),
         "status": "in_progress",

@@ -17,7 +17,7 @@ from tollway.services.management import fields as f
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage", "usage_correction")  # a late charge's difference (SPEC §9.4)
 LOG_STATUSES: Final = ("success", "error", "interrupted")
-LOG_REQUEST_TYPES: Final = ("chat.completion", "response", "image", "embedding", "moderation")
+LOG_REQUEST_TYPES: Final = ("chat.completion", "response", "image", "embedding", "moderation", "messages", "mcp")  # §12
 
 
 @dataclass(frozen=True, slots=True)

@@ -386,6 +386,12 @@ class Batch:
             "request_id": record.request_id,
             "session_id": record.session_id,
             "metadata": self.sql.json(record.metadata),
+            "response_id": record.response_id,
+            "iteration": record.iteration,
+            "thread_id": record.thread_id,
+            "mcp_app": record.mcp_app,
+            "mcp_tool": record.mcp_tool,
+            "mcp_free": record.mcp_free,
             "created_at": self.stamp,
         }
 

@@ -24,10 +24,11 @@ INSERT_LOG = (
     "INSERT INTO usage_logs (id, platform_id, end_user_id, request_type, provider_id, model, provider_model,"
     " prompt_tokens, completion_tokens, total_tokens, cached_tokens, latency_ms, ttft_ms, cost_nanos, charged_nanos,"
     " uncollected_nanos, status, finish_reason, error_code, token_count_method, request_id, session_id, metadata,"
+    " response_id, iteration, thread_id, mcp_app, mcp_tool, mcp_free,"
     " created_at) VALUES (:id, :platform_id, :end_user_id, :request_type, :provider_id, :model, :provider_model,"
     " :prompt_tokens, :completion_tokens, :total_tokens, :cached_tokens, :latency_ms, :ttft_ms, :cost_nanos,"
     " :charged_nanos, :uncollected_nanos, :status, :finish_reason, :error_code, :token_count_method, :request_id,"
-    " :session_id, :metadata, :created_at)"
+    " :session_id, :metadata, :response_id, :iteration, :thread_id, :mcp_app, :mcp_tool, :mcp_free, :created_at)"
 )
 UPDATE_WALLET = (
     "UPDATE wallets SET balance_nanos = :balance, held_nanos = :held, low_balance_armed = :armed, updated_at = :now"

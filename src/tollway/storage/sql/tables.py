@@ -118,6 +118,13 @@ wallet_transactions = sa.Table(
         sqlite_where=sa.text("type = 'usage'"),
         postgresql_where=sa.text("type = 'usage'"),
     ),
+    # Late charges (§9.4) look corrections up by request id; they are rare, so this index costs settlements nothing.
+    sa.Index(
+        "ix_wallet_transactions_correction_request",
+        "request_id",
+        sqlite_where=sa.text("type = 'usage_correction'"),
+        postgresql_where=sa.text("type = 'usage_correction'"),
+    ),
 )
 
 api_keys = sa.Table(
@@ -176,6 +183,12 @@ usage_logs = sa.Table(
     sa.Column("token_count_method", sa.String(16), nullable=False),
     sa.Column("request_id", sa.String(40), nullable=False),
     sa.Column("session_id", sa.String(128), nullable=True),
+    sa.Column("response_id", sa.String(64), nullable=True),
+    sa.Column("iteration", sa.Integer, nullable=True),
+    sa.Column("thread_id", sa.String(64), nullable=True),
+    sa.Column("mcp_app", sa.String(63), nullable=True),
+    sa.Column("mcp_tool", sa.String(128), nullable=True),
+    sa.Column("mcp_free", sa.Boolean, nullable=True),
     sa.Column("metadata", sa.JSON, nullable=False),
     _ts("created_at"),
     sa.Index("ix_usage_logs_platform_created", "platform_id", "created_at"),
@@ -255,6 +268,12 @@ budget_transactions = sa.Table(
         unique=True,
         sqlite_where=sa.text("type = 'inference'"),
         postgresql_where=sa.text("type = 'inference'"),
+    ),
+    sa.Index(
+        "ix_budget_transactions_correction_request",
+        "request_id",
+        sqlite_where=sa.text("type = 'inference_correction'"),
+        postgresql_where=sa.text("type = 'inference_correction'"),
     ),
 )
 
