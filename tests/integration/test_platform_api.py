@@ -498,6 +498,12 @@ def test_usage_logs(gateway: GatewayServer, admin: httpx.Client, other: Tenant) 
             "request_id": rows[0]["request_id"],
             "session_id": None,
             "metadata": {},
+            "response_id": None,
+            "iteration": None,
+            "thread_id": None,
+            "mcp_app": None,
+            "mcp_tool": None,
+            "mcp_free": None,
             "created_at": base.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         assert '"cost_usd":0.000345,' in response.text
