@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,11 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.support.canary import WATCH
 from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer
 from tollway.domain.clock import utcnow
 from tollway.domain.sealing import Sealer
-from tollway.errors import InvalidRequest, McpAppNotConnected
+from tollway.errors import Forbidden, InvalidRequest, McpAppNotConnected, NotFound
 from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.settings import decode_secret_key
@@ -119,8 +121,9 @@ def _status(platform: tuple[str, httpx.Client], end_user_id: str) -> str:
 
 
 async def test_expired_token_is_refreshed_once_under_concurrent_requests_across_instances(
-    gateway: GatewayServer, platform: tuple[str, httpx.Client], oauth: OAuthServer
+    gateway: GatewayServer, platform: tuple[str, httpx.Client], oauth: OAuthServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     oauth.access_ttl_s = 5  # inside the refresh margin: due at once
     try:
         end_user_id, end_user = connected_end_user(gateway, platform)
@@ -145,7 +148,51 @@ async def test_expired_token_is_refreshed_once_under_concurrent_requests_across_
     finally:
         oauth.refresh_delay_s = 0.0
     assert _status(platform, end_user_id) == "connected"
+    for token in (*oauth.issued, oauth.client_secret):
+        assert token not in caplog.text
     end_user.close()
+
+
+async def test_a_token_the_server_rejected_is_refreshed_once(
+    gateway: GatewayServer, platform: tuple[str, httpx.Client], oauth: OAuthServer
+) -> None:
+    end_user_id, end_user = connected_end_user(gateway, platform)
+    refreshes = oauth.refreshes
+    async with instance(gateway) as one, instance(gateway) as two:
+        current = await one.access_token(platform[0], end_user_id, "notes")
+        assert oauth.refreshes == refreshes  # valid for an hour: no refresh
+        calls = [
+            svc.access_token(platform[0], end_user_id, "notes", rejected=current)
+            for svc in (one, two)
+            for _ in range(4)
+        ]
+        fresh = set(await asyncio.gather(*calls))
+        assert oauth.refreshes == refreshes + 1 and len(fresh) == 1 and current not in fresh
+        headers = await two.auth_headers(platform[0], end_user_id, "notes")
+        assert headers == {"Authorization": "Bearer " + fresh.pop()}
+        with pytest.raises(Forbidden):
+            await two.auth_headers(platform[0], None, "notes")  # platform keys use only none and header apps
+    end_user.close()
+
+
+async def test_shared_header_and_no_auth_apps(
+    gateway: GatewayServer, platform: tuple[str, httpx.Client], oauth: OAuthServer
+) -> None:
+    platform_id, client = platform
+    value = "Bearer shared-" + uuid.uuid4().hex
+    WATCH.remember(value.split()[1])
+    base = {"server_url": "http://127.0.0.1:9/mcp"}
+    header = {"slug": "shared", "name": "Shared", "auth": {"type": "header", "name": "X-Api-Key", "value": value}}
+    _ok(client.post(f"/v1/platforms/{platform_id}/mcp/apps", json={**base, **header}), 201)
+    public = {"slug": "public", "name": "Public", "auth": {"type": "none"}}
+    _ok(client.post(f"/v1/platforms/{platform_id}/mcp/apps", json={**base, **public}), 201)
+    async with instance(gateway) as svc:
+        assert await svc.auth_headers(platform_id, None, "shared") == {"X-Api-Key": value}
+        assert await svc.auth_headers(platform_id, None, "public") == {}
+        with pytest.raises(NotFound):
+            await svc.auth_headers(platform_id, None, "missing")
+        with pytest.raises(InvalidRequest):
+            await svc.access_token(platform_id, str(uuid.uuid4()), "shared")
 
 
 async def test_token_without_expiry_is_used_as_is(

@@ -39,7 +39,14 @@ from tollway.domain.ports.management import PlatformRepository
 from tollway.domain.ports.mcp import McpAppRepository, McpConnectionRepository, OAuthClient
 from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer, SealError
-from tollway.errors import InvalidRequest, McpAppNotConnected, NotFound, ServiceUnavailable, UpstreamError
+from tollway.errors import (
+    Forbidden,
+    InvalidRequest,
+    McpAppNotConnected,
+    NotFound,
+    ServiceUnavailable,
+    UpstreamError,
+)
 from tollway.services.management import fields as f
 
 log = logging.getLogger("tollway.mcp")
@@ -101,7 +108,7 @@ class McpConnections:
 
     async def connect(self, platform_id: str, end_user_id: str, slug: str, body: Mapping[str, Any]) -> Authorization:
         f.check_keys(body, ("redirect_uri",))
-        app = await self._active_app(platform_id, slug)
+        app = await self.active_app(platform_id, slug)
         if app["auth_type"] != AuthType.OAUTH2.value:
             raise InvalidRequest(f"The MCP app '{slug}' does not use OAuth; it needs no connection.", None)
         redirect_uri = await self._redirect_uri(platform_id, body.get("redirect_uri"))
@@ -219,10 +226,26 @@ class McpConnections:
 
     # -- the proxy's token ------------------------------------------------------------------------------------------
 
-    async def access_token(self, platform_id: str, end_user_id: str, slug: str) -> str:
+    async def auth_headers(self, platform_id: str, end_user_id: str | None, slug: str) -> dict[str, str]:
+        """The headers a call to the app's server carries for this caller: none, the shared header, or the end
+        user's bearer token (platform keys, ``end_user_id`` None, may use only ``none`` and ``header`` apps)."""
+        app = await self.active_app(platform_id, slug)
+        kind = AuthType(app["auth_type"])
+        if kind is AuthType.NONE:
+            return {}
+        if kind is AuthType.HEADER:
+            value = self._open(app["secret_sealed"], app_secret_context(platform_id, app["id"]), slug)
+            return {app["auth_config"]["name"]: value}
+        if end_user_id is None:
+            raise Forbidden(f"The MCP app '{slug}' uses end users' OAuth connections; call it with an end-user key.")
+        return {"Authorization": "Bearer " + await self.access_token(platform_id, end_user_id, slug)}
+
+    async def access_token(self, platform_id: str, end_user_id: str, slug: str, *, rejected: str | None = None) -> str:
         """A valid access token of the end user's connection to the (OAuth) app; an expired one is refreshed first,
-        once across instances. 409 ``mcp_app_not_connected`` when there is no usable connection."""
-        app = await self._active_app(platform_id, slug)
+        once across instances. ``rejected``: a token the app's server just refused (HTTP 401); it is refreshed as if
+        expired, unless another caller already replaced it. 409 ``mcp_app_not_connected`` without a usable
+        connection."""
+        app = await self.active_app(platform_id, slug)
         if app["auth_type"] != AuthType.OAUTH2.value:
             raise InvalidRequest(f"The MCP app '{slug}' does not use OAuth connections.", None)
         context = connection_context(platform_id, app["id"], end_user_id)
@@ -234,7 +257,9 @@ class McpConnections:
             now = self._now()
             expires_at = row["access_expires_at"]
             if not refresh_due(None if expires_at is None else as_utc(expires_at), now):
-                return self._open(row["access_token_sealed"], context, slug)
+                token = self._open(row["access_token_sealed"], context, slug)
+                if rejected is None or token != rejected:
+                    return token
             lease_until = now + REFRESH_LEASE
             if await self._connections.claim_refresh(row["id"], row["version"], now, lease_until):
                 return await self._refresh(app, row, lease_until, context)
@@ -264,7 +289,8 @@ class McpConnections:
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    async def _active_app(self, platform_id: str, slug: str) -> Record:
+    async def active_app(self, platform_id: str, slug: str) -> Record:
+        """The platform's active app with this slug (404 otherwise), for the proxy: server, price, allowed tools."""
         app = await self._apps.by_slug(platform_id, slug)
         if app is None or not app["is_active"]:
             raise NotFound("No active MCP app with this slug.")

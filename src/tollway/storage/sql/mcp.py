@@ -17,7 +17,7 @@ from tollway.domain.mcp import ConnectionStatus
 from tollway.domain.records import Record
 from tollway.storage.sql.db import reader
 from tollway.storage.sql.paging import fetch_page
-from tollway.storage.sql.tables import mcp_apps, mcp_connections, mcp_oauth_states
+from tollway.storage.sql.tables import end_users, mcp_apps, mcp_connections, mcp_oauth_states
 
 _A = mcp_apps
 _C = mcp_connections
@@ -91,8 +91,8 @@ class McpAppStore:
             sa.select(
                 _C.c.id, _C.c.end_user_id, _C.c.status, _C.c.scopes, _C.c.connected_at, _A.c.slug.label("app_slug")
             )
-            .select_from(_C.join(_A, _A.c.id == _C.c.app_id))
-            .where(_C.c.platform_id == platform_id, _A.c.platform_id == platform_id)
+            .select_from(_C.join(_A, _A.c.id == _C.c.app_id).join(end_users, end_users.c.id == _C.c.end_user_id))
+            .where(_C.c.platform_id == platform_id, _A.c.platform_id == platform_id, end_users.c.deleted_at.is_(None))
         )
         if end_user_id is not None:
             query = query.where(_C.c.end_user_id == end_user_id)
