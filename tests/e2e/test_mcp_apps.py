@@ -466,6 +466,9 @@ def test_connect_refuses_unknown_inactive_and_non_oauth_apps(
     idle = _ok(platform.client.post(apps, json={"slug": "idle", "is_active": False, **plain}), 201)
     _, end_user = make_end_user(gateway, platform)
     _error(end_user.post("/v1/me/mcp/apps/nope/connect"), 404, "not_found", None)
+    for odd in ("NOTES", "no%00tes", "%E2%9C%93"):
+        _error(end_user.post(f"/v1/me/mcp/apps/{odd}/connect"), 404, "not_found", None)
+        _error(end_user.delete(f"/v1/me/mcp/apps/{odd}/connection"), 404, "not_found", None)
     _error(end_user.post("/v1/me/mcp/apps/idle/connect"), 404, "not_found", None)
     _error(end_user.post("/v1/me/mcp/apps/plain/connect"), 400, "invalid_request", None)
     _error(end_user.post("/v1/me/mcp/apps/notes/connect", json={"scope": "x"}), 400, "invalid_request", "scope")

@@ -4,6 +4,7 @@ sealed secret is bound to, state digests, and when an access token is due for a 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from enum import StrEnum
 from typing import Final
 from urllib.parse import urlsplit
 
+APP_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 STATE_TTL: Final = timedelta(minutes=10)
 # An access token this close to its expiry is refreshed before use, so that it does not lapse in flight.
 REFRESH_SKEW: Final = timedelta(seconds=30)

@@ -17,6 +17,7 @@ from typing import Any, Final
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.mcp import (
+    APP_SLUG,
     REFRESH_LEASE,
     STATE_TTL,
     AuthType,
@@ -206,7 +207,7 @@ class McpConnections:
 
     async def disconnect(self, platform_id: str, end_user_id: str, slug: str) -> None:
         """Deletes the tokens, then revokes them at the app's ``revocation_url`` (a failure there is logged)."""
-        app = await self._apps.by_slug(platform_id, slug)
+        app = await self._apps.by_slug(platform_id, slug) if APP_SLUG.fullmatch(slug) else None
         if app is None:
             raise NotFound("No MCP app with this slug.")
         row = await self._connections.delete(platform_id, app["id"], end_user_id)
@@ -291,7 +292,7 @@ class McpConnections:
 
     async def active_app(self, platform_id: str, slug: str) -> Record:
         """The platform's active app with this slug (404 otherwise), for the proxy: server, price, allowed tools."""
-        app = await self._apps.by_slug(platform_id, slug)
+        app = await self._apps.by_slug(platform_id, slug) if APP_SLUG.fullmatch(slug) else None
         if app is None or not app["is_active"]:
             raise NotFound("No active MCP app with this slug.")
         return app

@@ -11,7 +11,7 @@ from typing import Any, Final
 from tollway.domain.clock import utcnow
 from tollway.domain.conflicts import Duplicate
 from tollway.domain.ids import new_id
-from tollway.domain.mcp import AuthType, app_secret_context
+from tollway.domain.mcp import APP_SLUG, AuthType, app_secret_context
 from tollway.domain.ports.mcp import McpAppRepository
 from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
@@ -20,7 +20,6 @@ from tollway.services.management import fields as f
 from tollway.services.management.public_urls import public_url
 from tollway.services.management.webhooks import Resolver, resolve_host
 
-APP_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HEADER_NAME: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 TOOL_NAME_MAX: Final = 128
 TOOLS_MAX: Final = 256
