@@ -69,7 +69,7 @@ from tollway.storage.sql.instances import InstanceStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.ledger import LedgerStore
 from tollway.storage.sql.llm_configs import LlmConfigStore
-from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore
+from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore, prune_oauth_states
 from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
@@ -264,6 +264,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
+            asyncio.create_task(every(3600, "MCP OAuth state pruning", lambda now: prune_oauth_states(engine, now))),
         ]
         try:
             yield

@@ -30,7 +30,7 @@ from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.settings import decode_secret_key
 from tollway.storage.sql.db import create_engine
-from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore
+from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore, prune_oauth_states
 from tollway.storage.sql.tenants import PlatformStore
 from tollway.workers.webhooks import webhook_session
 
@@ -279,6 +279,26 @@ async def test_state_past_ten_minutes_is_refused_and_nothing_is_stored(
             await now_svc.callback(query["code"][0], query["state"][0], None)
     listed = _ok(client.get(f"/v1/platforms/{platform_id}/mcp/connections", params={"end_user_id": end_user_id}))
     assert listed["total"] == 0
+
+
+async def test_unused_states_are_pruned_after_ten_minutes(
+    gateway: GatewayServer, platform: tuple[str, httpx.Client], oauth: OAuthServer
+) -> None:
+    platform_id, client = platform
+    created = _ok(client.post(f"/v1/platforms/{platform_id}/end-users", json={"external_id": uuid.uuid4().hex}), 201)
+    engine = create_engine(gateway.settings)
+    try:
+        async with instance(gateway) as svc:
+            started = await svc.connect(platform_id, created["id"], "notes", {})
+            assert await prune_oauth_states(engine, utcnow()) == 0  # still valid: kept
+            assert await prune_oauth_states(engine, started.expires_at) >= 1
+            async with httpx.AsyncClient() as browser:
+                location = (await browser.get(started.authorize_url, follow_redirects=False)).headers["location"]
+            query = parse_qs(urlsplit(location).query)
+            with pytest.raises(InvalidRequest):
+                await svc.callback(query["code"][0], query["state"][0], None)
+    finally:
+        await engine.dispose()
 
 
 def test_stored_tokens_are_sealed(

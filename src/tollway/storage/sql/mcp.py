@@ -182,3 +182,10 @@ class McpConnectionStore:
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.delete(_C).where(where).returning(*_C.c))).first()
         return None if row is None else dict(row._mapping)
+
+
+async def prune_oauth_states(engine: AsyncEngine, now: datetime) -> int:
+    """The hourly job: deletes pending OAuth states past their 10 minutes (never used). Returns how many."""
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.delete(_S).where(_S.c.expires_at <= now))
+    return result.rowcount
