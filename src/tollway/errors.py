@@ -13,6 +13,7 @@ OpenAI error ``type``, string ``code`` and whether a retry against the upstream 
     ├── RequestTooLarge            413 request_too_large
     ├── IdempotencyKeyMismatch     422 idempotency_key_mismatch
     ├── IdempotencyInProgress      409 idempotency_in_progress
+    ├── McpAppNotConnected         409 mcp_app_not_connected
     ├── BillingError               402 (budget_suspended, budget_exhausted, wallet_insufficient)
     ├── RateLimited                429 rate_limit_exceeded
     ├── UpstreamError              502 upstream_error
@@ -97,6 +98,18 @@ class IdempotencyKeyMismatch(TollwayError):
 
 class IdempotencyInProgress(TollwayError):
     status, type, code = 409, "idempotency_error", "idempotency_in_progress"
+
+
+class McpAppNotConnected(TollwayError):
+    """An MCP call needs an app the end user has not connected, or whose connection expired (SPEC §16.2)."""
+
+    status, type, code = 409, "invalid_request_error", "mcp_app_not_connected"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(
+            f"The MCP app '{slug}' is not connected for this end user; "
+            f"see GET /v1/me/mcp-config and connect it with POST /v1/me/mcp/apps/{slug}/connect."
+        )
 
 
 class BillingError(TollwayError):

@@ -19,8 +19,9 @@ HOT_PATHS = (
 
 
 def build_routes() -> list[BaseRoute]:
-    from tollway.http import me, me_rate_limits
-    from tollway.http.management import admin, end_users, platform, rate_limits, reconcile, webhooks
+    from tollway.http import me, me_mcp, me_rate_limits
+    from tollway.http.management import admin, end_users, mcp_apps, platform, rate_limits, reconcile, webhooks
+    from tollway.http.mcp import oauth
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -44,4 +45,7 @@ def build_routes() -> list[BaseRoute]:
         *rate_limits.routes,
         *me_rate_limits.routes,
         *webhooks.routes,
+        *mcp_apps.routes,
+        *me_mcp.routes,
+        *oauth.routes,
     ]
