@@ -419,7 +419,7 @@ instance_heartbeats = sa.Table(
     _ts("heartbeat_at"),
 )
 
-# -- MCP apps and end users' OAuth connections (SPEC §16.1, §16.2; migration 0016) ----------------------------
+# -- MCP apps and end users' OAuth connections (SPEC §16.1, §16.2; migration 0010) ----------------------------
 
 # ``auth_config`` holds the non-secret part of ``auth`` (header name; OAuth endpoints, client id, scopes); the header
 # value or client secret is sealed in ``secret_sealed`` (bound to platform and app).
