@@ -26,6 +26,7 @@ from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
+from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
@@ -45,6 +46,7 @@ from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
 from tollway.services.management.platforms import Platforms
+from tollway.services.management.price_import import PriceImport
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
 from tollway.services.operations import Operations
@@ -202,6 +204,7 @@ def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrid
         idempotency=Idempotency(IdempotencyStore(engine), unit_of_work),
         webhooks=Webhooks(WebhookStore(engine), sealer, allow_private=settings.allow_private_urls),
         rate_limits=RateLimitOverrides(overrides),
+        prices=PriceImport(CatalogAdminStore(engine), HttpCatalogSource(settings.allow_private_urls)),
     )
 
 

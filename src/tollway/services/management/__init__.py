@@ -12,6 +12,7 @@ from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
 from tollway.services.management.platforms import Platforms
+from tollway.services.management.price_import import PriceImport
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
 
@@ -28,3 +29,4 @@ class Management:
     idempotency: Idempotency  # runs budget and wallet writes under an Idempotency-Key (§9.7)
     webhooks: Webhooks
     rate_limits: RateLimitOverrides
+    prices: PriceImport  # the LiteLLM price catalogue import (§19)
