@@ -4,25 +4,31 @@ what the real run applies, a second import changes nothing, malformed entries ap
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import os
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 import pytest
 
 from tests.support.servers import GatewayServer
+from tollway.domain.price_catalog import parse_catalog, plan_import
 from tollway.errors import InvalidRequest
 from tollway.providers.price_catalog import HttpCatalogSource
+from tollway.services.management.price_import import COLUMNS
+from tollway.storage.sql.catalog_admin import CatalogAdminStore
+from tollway.storage.sql.db import create_engine
 
+T = TypeVar("T")
 CATALOG_PATH = Path(__file__).parents[1] / "data" / "litellm_model_prices.json"
 CATALOG = CATALOG_PATH.read_bytes()
 TOLLWAY = str(Path(sys.executable).with_name("tollway"))
@@ -277,3 +283,34 @@ def test_cli_dry_run_then_import(admin: httpx.Client, gateway: GatewayServer, tm
     )
     unreadable = _cli(gateway, str(tmp_path / "absent.json"))
     assert unreadable.returncode == 2 and "absent.json" in unreadable.stderr
+
+
+def _with_store(gateway: GatewayServer, use: Callable[[CatalogAdminStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(gateway.settings)
+        try:
+            return await use(CatalogAdminStore(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_rows_changed_after_planning_apply_nothing(admin: httpx.Client, gateway: GatewayServer) -> None:
+    """The real run applies its plan only while every row still holds the values the plan read: a PATCH between
+    planning and applying rolls the whole transaction back (the route then answers 400 'run it again')."""
+    anthropic = _provider(admin, "anthropic")
+    sonnet = _model(admin, anthropic["id"], "claude-sonnet-4-5")
+    opus = _model(admin, anthropic["id"], "claude-opus-4-5")
+    providers, rows = _with_store(gateway, lambda store: store.catalog_rows())
+    selected = [p for p in providers if p.id == anthropic["id"]]
+    plan = plan_import(parse_catalog(CATALOG), selected, rows, create=False)
+    assert {u.row.id for u in plan.updates} == {sonnet["id"], opus["id"]}
+    updates = [(u.row.id, {COLUMNS[n]: (c.old, c.new) for n, c in u.changes.items()}) for u in plan.updates]
+    _ok(admin.patch(f"/v1/admin/models/{opus['id']}", json={"input_price_per_mtok": "9"}))
+    before = _rows(admin, anthropic["id"])
+    assert _with_store(gateway, lambda store: store.apply_model_changes(updates, [])) is False
+    assert _rows(admin, anthropic["id"]) == before  # sonnet's update was rolled back with opus's
+    sonnet_only = [u for u in updates if u[0] == sonnet["id"]]
+    assert _with_store(gateway, lambda store: store.apply_model_changes(sonnet_only, [])) is True
+    assert _rows(admin, anthropic["id"])[sonnet["id"]]["input_price_per_mtok"] == 3
