@@ -27,6 +27,7 @@ from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.providers.oauth import AuthlibOAuthClient
+from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.auth import Authenticator
@@ -50,6 +51,7 @@ from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
 from tollway.services.management.mcp_apps import McpApps
 from tollway.services.management.platforms import Platforms
+from tollway.services.management.price_import import PriceImport
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
 from tollway.services.operations import Operations
@@ -222,6 +224,7 @@ def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrid
         webhooks=Webhooks(WebhookStore(engine), sealer, allow_private=settings.allow_private_urls),
         rate_limits=RateLimitOverrides(overrides),
         mcp_apps=McpApps(McpAppStore(engine), sealer, allow_private=settings.allow_private_urls),
+        prices=PriceImport(CatalogAdminStore(engine), HttpCatalogSource(settings.allow_private_urls)),
     )
 
 

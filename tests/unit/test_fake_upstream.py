@@ -651,6 +651,10 @@ async def test_anthropic_messages(fake: FakeUpstream, http: aiohttp.ClientSessio
     assert status == 200 and message.stop_reason == "end_turn"
     assert [block.type for block in message.content] == ["thinking", "text"]
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == (6, 3, 4)
+    assert message.usage.cache_creation_input_tokens == 0
+    _, raw = await post_to(http, url, anthropic_body("fake/usage?in=9&out=4&cached=3&cache_write=2"), ANTHROPIC_HEADERS)
+    written = anthropic.types.Message.model_validate_json(raw).usage
+    assert (written.input_tokens, written.cache_read_input_tokens, written.cache_creation_input_tokens) == (4, 3, 2)
     _, raw = await post_to(http, url, anthropic_body(TOOL_MODEL), ANTHROPIC_HEADERS)
     tool = anthropic.types.Message.model_validate_json(raw)
     assert tool.stop_reason == "tool_use"

@@ -126,19 +126,24 @@ def test_finish_reasons(stop_reason: str | None, finish: str) -> None:
 @pytest.mark.parametrize(
     ("usage", "expected"),
     [
-        ({"input_tokens": 10, "output_tokens": 2}, (10, 2, 0)),
+        ({"input_tokens": 10, "output_tokens": 2}, (10, 2, 0, 0)),
         (
             {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 1},
-            (16, 2, 5),
+            (16, 2, 5, 1),
         ),
+        ({"input_tokens": 10, "output_tokens": 2, "cache_creation_input_tokens": None}, (10, 2, 0, 0)),
         ({"input_tokens": 10}, None),
         ({"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": -1}, None),
+        ({"input_tokens": 10, "output_tokens": 2, "cache_creation_input_tokens": "4"}, None),
     ],
 )
-def test_usage(usage: dict[str, Any], expected: tuple[int, int, int] | None) -> None:
+def test_usage(usage: dict[str, Any], expected: tuple[int, int, int, int] | None) -> None:
+    """SPEC §7.4: prompt = input + cache reads + cache writes; cached = reads; the writes kept for §19's price."""
     parsed = translate.parse_usage(usage)
     assert (
-        None if parsed is None else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens)
+        None
+        if parsed is None
+        else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens, parsed.cache_write_tokens)
     ) == expected
 
 

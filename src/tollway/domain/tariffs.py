@@ -43,7 +43,7 @@ class Tariff(Protocol):
 
 
 class TokenTariff:
-    """Prices per million prompt, cached and completion tokens (chat, Responses turns)."""
+    """Prices per million prompt, cached, cache-write and completion tokens (chat, Responses turns)."""
 
     def terms(self, candidate: Candidate, output_limit: int, prompt_bound: int) -> CandidateTerms:
         model = candidate.model
@@ -61,6 +61,7 @@ class TokenTariff:
             "input": prices.input_nanos,
             "output": prices.output_nanos,
             "cached": prices.cached_input_nanos,
+            "cache_write": prices.cache_write_nanos,
             "provider_id": candidate.provider.id,
             "upstream_model": candidate.model.upstream_model,
         }

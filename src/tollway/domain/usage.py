@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tollway.domain.money import nanos_to_json_number
 from tollway.domain.pricing import Usage
 
 
@@ -106,3 +107,9 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     if usage.reasoning_tokens is not None:
         body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return body
+
+
+def with_cost(usage: dict[str, Any], cost_nanos: int) -> dict[str, Any]:
+    """``usage`` (any dialect's usage object) with ``cost``: the USD the caller is charged for the call (SPEC §19),
+    a §9.1 JSON number (at most 9 decimals, no exponent)."""
+    return {**usage, "cost": nanos_to_json_number(cost_nanos)}

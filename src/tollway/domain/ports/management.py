@@ -4,7 +4,7 @@ each of whose methods is one short transaction of its own (reads never take SQLi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -249,6 +249,23 @@ class CatalogRepository(Protocol):
     async def update_model(self, model_id: str, values: Mapping[str, Any]) -> ModelRow | None: ...
 
     async def delete_model(self, model_id: str) -> bool: ...
+
+    async def catalog_rows(self) -> tuple[list[Provider], list[ModelRow]]:
+        """Every provider and every model row (price catalogue imports, §19)."""
+        ...
+
+    async def apply_model_changes(
+        self, updates: Sequence[tuple[str, Mapping[str, tuple[Any, Any]]]], inserts: Sequence[Mapping[str, Any]]
+    ) -> bool:
+        """One transaction: updates ``(row id, {column: (old, new)})`` applied only where every column still holds
+        its old value, and the inserts; False (nothing applied) when any row changed or a slug was taken."""
+        ...
+
+
+class CatalogSource(Protocol):
+    """Reads a price catalogue from an http(s) URL (§19): size-limited, with a timeout, §11.5's address rules."""
+
+    async def fetch(self, url: str) -> bytes: ...
 
 
 class WebhookEndpointRepository(Protocol):

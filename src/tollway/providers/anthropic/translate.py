@@ -146,7 +146,8 @@ def finish_reason(stop_reason: object) -> str:
 
 
 def parse_usage(raw: object) -> Usage | None:
-    """prompt = input + cache reads + cache writes; cached = cache reads; completion = output (SPEC §7.4)."""
+    """prompt = input + cache reads + cache writes; cached = cache reads; completion = output (SPEC §7.4); the
+    cache writes are kept apart too, for the cache-write price (§19)."""
     if not isinstance(raw, dict):
         return None
     cache_read = raw.get("cache_read_input_tokens")
@@ -156,7 +157,7 @@ def parse_usage(raw: object) -> Usage | None:
     prompt = count(raw.get("input_tokens"))
     if prompt is None or read is None or write is None:
         return None
-    return usage_of(prompt + read + write, count(raw.get("output_tokens")), read, None)
+    return usage_of(prompt + read + write, count(raw.get("output_tokens")), read, None, write)
 
 
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:

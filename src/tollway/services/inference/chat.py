@@ -18,7 +18,7 @@ from tollway.domain.estimation import delivered_bytes
 from tollway.domain.ports.providers import ChatStream, Providers
 from tollway.domain.tariffs import TOKENS
 from tollway.domain.upstream import ChatResult, StreamChunk, UpstreamCall
-from tollway.domain.usage import CallStatus, usage_json
+from tollway.domain.usage import CallStatus, usage_json, with_cost
 from tollway.errors import BelowMinValue, ModelNotFound, TollwayError, UpstreamError
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.breaker import DeploymentHealth
@@ -99,17 +99,17 @@ class ChatCompletions:
         await call.confirm()
         choices: list[dict[str, Any]] = result.body["choices"]
         usage = metered(call.plan, result.usage, sum(delivered_bytes(c["message"]) for c in choices))
+        finish = choices[0].get("finish_reason") if choices else None
+        priced = call.settle(candidate, usage, Outcome(await call.ctx.delivered_status(), finish))
         body = {
             "id": _completion_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": request.model,
             "choices": choices,
-            "usage": usage_json(usage.usage),
+            "usage": with_cost(usage_json(usage.usage), priced.caller_nanos),
             **_extensions(result.body),
         }
-        finish = choices[0].get("finish_reason") if choices else None
-        call.settle(candidate, usage, Outcome(await call.ctx.delivered_status(), finish))
         return Completion(body, candidate.provider.slug, call.headers)
 
     async def _stream(self, call: PaidCall, request: ChatRequest) -> StreamedCompletion:
@@ -169,8 +169,9 @@ async def _relay(
             chunk = await anext(iterator, None)
         tally.status = CallStatus.SUCCESS
         if request.include_usage:
-            usage = metered(call.plan, tally.reported, tally.delivered)
-            yield {**base, "choices": [], "usage": usage_json(usage.usage)}
+            usage = tally.metered(call.plan)
+            cost = call.price(candidate, usage).caller_nanos  # what the ``finally`` below settles
+            yield {**base, "choices": [], "usage": with_cost(usage_json(usage.usage), cost)}
     except UpstreamError as error:
         tally.error_code = error.code
         yield error

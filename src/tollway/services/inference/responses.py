@@ -27,7 +27,7 @@ from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.domain.tariffs import TOKENS
 from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk, UpstreamCall
-from tollway.domain.usage import CallLabels, CallStatus
+from tollway.domain.usage import CallLabels, CallStatus, with_cost
 from tollway.errors import (
     BelowMinValue,
     InvalidRequest,
@@ -81,7 +81,11 @@ class ResponsesService:
         return stored
 
     async def _save(self, owner: Owner, items: list[dict[str, Any]], body: dict[str, Any]) -> None:
-        """Keep the result; a failure here loses only the stored copy, never the paid answer."""
+        """Keep the result; a failure here loses only the stored copy, never the paid answer. The copy has no
+        ``usage.cost``: that is what the create call charged, told once in its answer (SPEC §19)."""
+        usage = body.get("usage")
+        if isinstance(usage, dict) and "cost" in usage:
+            body = {**body, "usage": {k: v for k, v in usage.items() if k != "cost"}}
         try:
             await self._store.save(owner, items, body)
         except Exception:
@@ -204,10 +208,11 @@ class _Turn:
         if "output" in result.body:  # a native Responses answer: its output as given, unmodelled items included
             output = result.body["output"]
         usage = metered(self.call.plan, result.usage, delivered_bytes(choice["message"]))
-        body = _skeleton(self.request, self.call.ctx.labels)
-        body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_json(usage.usage))
         outcome = Outcome(await self.call.ctx.delivered_status(), choice.get("finish_reason"))
-        self.call.settle(candidate, usage, outcome)
+        priced = self.call.settle(candidate, usage, outcome)
+        body = _skeleton(self.request, self.call.ctx.labels)
+        usage_body = with_cost(usage_json(usage.usage), priced.caller_nanos)
+        body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_body)
         return body
 
     async def stream(self) -> StreamedCompletion:
@@ -249,9 +254,11 @@ class _Turn:
                 tally.delivered = writer.delivered_bytes
                 call.checkpoint(candidate, tally.delivered, tally.reported)
                 chunk = await anext(iterator, None)
-            usage = metered(call.plan, tally.reported, writer.delivered_bytes)
-            terminal = writer.finish(tally.finish, usage.usage)
+            tally.delivered = writer.delivered_bytes
             tally.status = CallStatus.SUCCESS
+            usage = tally.metered(call.plan)
+            cost = call.price(candidate, usage).caller_nanos  # what the ``finally`` below settles
+            terminal = writer.finish(tally.finish, usage.usage, cost)
             if self.request.store:
                 await self.service._save(self.owner, self.items, writer.response)
             for event in terminal:

@@ -13,6 +13,7 @@ from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
 from tollway.services.management.mcp_apps import McpApps
 from tollway.services.management.platforms import Platforms
+from tollway.services.management.price_import import PriceImport
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
 
@@ -30,3 +31,4 @@ class Management:
     webhooks: Webhooks
     rate_limits: RateLimitOverrides
     mcp_apps: McpApps
+    prices: PriceImport  # the LiteLLM price catalogue import (§19)
