@@ -27,6 +27,7 @@ from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.providers.registry import AdapterRegistry
+from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.container import Services
@@ -70,6 +71,7 @@ from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
 from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.threads import ThreadStore, prune_threads
 from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
@@ -161,7 +163,8 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     health = DeploymentHealth()  # per process, shared by chat and Responses: the same rows, the same breakers
     chat = ChatCompletions(calls, adapters, health)
     store = ResponseStore(engine, settings.response_retention_days)
-    responses = ResponsesService(calls, adapters, health, store)
+    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.total_timeout_s)
+    responses = ResponsesService(calls, adapters, health, store, threads)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
 
@@ -176,6 +179,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         authenticator=authenticator,
         chat=chat,
         responses=responses,
+        threads=threads,
         images=images,
         models=ModelCatalogView(router, adapters),
         management=_management(settings, engine, sealer, overrides),
@@ -248,6 +252,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
+            asyncio.create_task(
+                every(3600, "thread pruning", lambda now: prune_threads(engine, now, settings.response_retention_days))
+            ),
         ]
         try:
             yield

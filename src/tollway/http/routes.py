@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from tollway.http import health
-from tollway.http.inference import chat, images, models, responses
+from tollway.http.inference import chat, images, models, responses, threads
 
 # Served by ``http/fastpath.py`` ahead of Starlette's router (the same handlers; they stay listed below).
 HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/image/generate")
@@ -27,6 +27,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/images/generations", images.generate_images, methods=["POST"]),
         Route("/v1/image/generate", images.generate_image_asi1, methods=["POST"]),
+        *threads.routes,
         *admin.routes,
         *reconcile.routes,
         *platform.routes,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tollway.observability.metrics import Metrics
+from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.inference.chat import ChatCompletions
 from tollway.services.inference.images import ImagesService
@@ -26,6 +27,7 @@ class Services:
     authenticator: Authenticator
     chat: ChatCompletions
     responses: ResponsesService
+    threads: Threads
     images: ImagesService
     models: ModelCatalogView
     management: Management

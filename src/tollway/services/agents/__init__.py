@@ -1,0 +1,1 @@
+"""Agent use cases beyond a single model call: threads (SPEC §16.4)."""
