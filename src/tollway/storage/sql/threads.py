@@ -125,7 +125,7 @@ class ThreadStore:
             if seq is None:
                 raise LookupError(f"thread {lease.thread_id} no longer exists")
             row = response_row(owner, input_items, body, now, self._retention)
-            await conn.execute(sa.insert(stored_responses).values(row, thread_key=lease.key, thread_seq=seq))
+            await conn.execute(sa.insert(stored_responses).values({**row, "thread_key": lease.key, "thread_seq": seq}))
 
     # -- reads -------------------------------------------------------------------------------------------------
 
