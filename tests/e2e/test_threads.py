@@ -131,7 +131,12 @@ def test_a_thread_carries_its_context_upstream(stack: Stack, fake_upstream: Fake
         f"gamma {mark}",
     ]
     got = stack.tenant.client.get(f"/v1/threads/{thread}").json()
-    assert (got["id"], got["object"], got["response_count"], got["metadata"]) == (thread, "thread", 3, {"topic": "demo"})
+    assert (got["id"], got["object"], got["response_count"], got["metadata"]) == (
+        thread,
+        "thread",
+        3,
+        {"topic": "demo"},
+    )
     assert got["created_at"].endswith("Z") and got["updated_at"] >= got["created_at"]
     # each turn is stored with its own input only: the thread holds the rest
     assert stack.sdk.responses.retrieve(third.id).output_text == f"gamma {mark}"
@@ -139,7 +144,9 @@ def test_a_thread_carries_its_context_upstream(stack: Stack, fake_upstream: Fake
 
 def test_items_in_order_and_paginated(native: Stack) -> None:
     thread = _thread()
-    answers = [native.sdk.responses.create(model="echo", input=f"m{i}", extra_body={"thread_id": thread}) for i in range(3)]
+    answers = [
+        native.sdk.responses.create(model="echo", input=f"m{i}", extra_body={"thread_id": thread}) for i in range(3)
+    ]
     items = native.tenant.client.get(f"/v1/threads/{thread}/items", params={"limit": 100}).json()
     assert (items["total"], items["page"], items["limit"]) == (6, 1, 100)
     data = items["data"]
@@ -223,7 +230,9 @@ def test_a_stream_cut_by_its_client_frees_the_thread(native: Stack, gateway: Gat
         assert busy.status_code == 409 and busy.json()["error"]["code"] == "thread_busy"
     deadline = time.monotonic() + 15
     while True:  # the client left: the relay's ``finally`` releases the thread
-        retry = _raw(gateway, native.tenant.platform_key, "POST", "/v1/responses", {**body, "model": "echo", "stream": False})
+        retry = _raw(
+            gateway, native.tenant.platform_key, "POST", "/v1/responses", {**body, "model": "echo", "stream": False}
+        )
         if retry.status_code == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
