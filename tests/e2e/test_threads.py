@@ -29,7 +29,9 @@ MODELS = {
     "mid-error": "fake/stream-error?after=2",
     "broken": "fake/error?status=500",
     "usage": "fake/usage?in=5&out=6",
+    "tool": 'fake/tool-call?name=get_weather&args={"city":"Paris"}',
 }
+TOOLS: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
 UPSTREAM_PATHS = {"openai": "/v1/responses", "openai_compatible": "/v1/chat/completions"}
 
 
@@ -280,6 +282,25 @@ def test_a_failed_first_request_leaves_no_thread(native: Stack) -> None:
     with pytest.raises(openai.InternalServerError):  # a later failure leaves the thread as it was, and free
         native.sdk.responses.create(model="broken", input="y", extra_body={"thread_id": thread})
     assert native.tenant.client.get(f"/v1/threads/{thread}").json()["response_count"] == 1
+
+
+def test_a_function_call_is_answered_on_the_thread(stack: Stack, fake_upstream: FakeUpstreamThread) -> None:
+    thread = _thread()
+    asked = stack.sdk.responses.create(model="tool", input="Weather?", tools=TOOLS, extra_body={"thread_id": thread})
+    call = asked.output[-1]
+    assert call.type == "function_call"
+    unknown = {"type": "function_call_output", "call_id": "call_unknown", "output": "?"}
+    with pytest.raises(openai.BadRequestError) as refused:
+        stack.sdk.responses.create(model="echo", input=[unknown], conversation=thread)
+    assert refused.value.body is not None and refused.value.body["param"] == "input[0].call_id"  # type: ignore[index]
+    answer = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    done = stack.sdk.responses.create(model="echo", input=[answer], tools=TOOLS, conversation=thread)
+    assert done.status == "completed"  # the refused request freed the thread and left nothing in it
+    assert stack.tenant.client.get(f"/v1/threads/{thread}").json()["response_count"] == 2
+    if stack.kind == "openai_compatible":
+        upstream = _upstream_with(fake_upstream, "/v1/chat/completions", call.call_id)
+        roles = [m["role"] for m in upstream["messages"]]
+        assert roles == ["user", "assistant", "tool"] and upstream["messages"][1]["tool_calls"][0]["id"] == call.call_id
 
 
 # Usage rows, previous_response_id, validation.
