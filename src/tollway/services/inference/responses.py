@@ -274,8 +274,8 @@ class _Turn:
     async def _let_go(self) -> None:
         """Release the thread before the stream's last events, so that a client reacting to them finds it free."""
         if self.lease is not None:
-            lease, self.lease = self.lease, None
-            await self.service._threads.release(lease)
+            await self.service._threads.release(self.lease)
+            self.lease = None  # only now: a release cut short is retried by ``finally``
 
     async def _relay(
         self, candidate: Candidate, stream: ChatStream, iterator: AsyncIterator[StreamChunk], first: StreamChunk
