@@ -24,7 +24,7 @@ from tollway.fake_upstream.server import FakeUpstreamThread
 KINDS = {"openai": "openai", "openai_compatible": "openai"}  # provider kind -> fake dialect
 MODELS = {
     "echo": "fake/echo",
-    "slow": "fake/echo?ms=1500",
+    "slow": "fake/echo?ms=3000",  # long enough for every racer to arrive while the first one runs, under load
     "slow-stream": "fake/echo?delay_ms=400",
     "mid-error": "fake/stream-error?after=2",
     "broken": "fake/error?status=500",
@@ -222,7 +222,8 @@ def test_a_stream_appends_when_complete_and_a_failed_one_does_not(stack: Stack) 
 
 def test_a_stream_cut_by_its_client_frees_the_thread(native: Stack, gateway: GatewayServer) -> None:
     thread = _thread()
-    body = {"model": "slow-stream", "input": "w1 w2 w3 w4 w5 w6", "stream": True, "thread_id": thread}
+    words = " ".join(f"w{i}" for i in range(15))  # 15 events 400 ms apart: still running when it is cut
+    body = {"model": "slow-stream", "input": words, "stream": True, "thread_id": thread}
     headers = {"Authorization": f"Bearer {native.tenant.platform_key}"}
     with httpx.stream("POST", gateway.url + "/v1/responses", json=body, headers=headers, timeout=30) as response:
         assert response.status_code == 200

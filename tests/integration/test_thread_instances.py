@@ -36,7 +36,7 @@ def test_one_request_per_thread_across_instances(
     headers = {"Authorization": f"Bearer {first.settings.admin_key}"}
     with httpx.Client(base_url=first.url, headers=headers, timeout=30) as admin:
         provider = create_provider(admin, fake_upstream.base_url)
-        create_model(admin, provider["id"], "slow", "fake/echo?ms=1500")
+        create_model(admin, provider["id"], "slow", "fake/echo?ms=3000")
         tenant = create_tenant(admin, first.url, provider["id"], provider["slug"])
     thread = f"t-{uuid.uuid4().hex[:12]}"
     body = {"model": "slow", "input": "race", "thread_id": thread}

@@ -198,11 +198,9 @@ async def prune_threads(engine: AsyncEngine, now: datetime, retention_days: int)
     """The hourly job: deletes the threads whose last response is past the retention (so every response of theirs
     has expired) and that no request holds, with their expired responses. Returns how many were deleted."""
     stale = (_t.updated_at <= now - timedelta(days=retention_days), _free(now))
+    emptied = ~sa.exists().where(_r.thread_key == _t.id)  # a response appended meanwhile keeps its thread
     async with engine.begin() as conn:
-        keys = [row.id for row in (await conn.execute(sa.select(_t.id).where(*stale))).all()]
-        if not keys:
-            return 0
-        await conn.execute(sa.delete(stored_responses).where(_r.thread_key.in_(keys), _r.expires_at <= now))
-        emptied = ~sa.exists().where(_r.thread_key == _t.id)  # a response appended meanwhile keeps its thread
-        result = await conn.execute(sa.delete(threads).where(_t.id.in_(keys), *stale, emptied))
+        expired = (_r.thread_key.in_(sa.select(_t.id).where(*stale)), _r.expires_at <= now)
+        await conn.execute(sa.delete(stored_responses).where(*expired))
+        result = await conn.execute(sa.delete(threads).where(*stale, emptied))
     return result.rowcount
