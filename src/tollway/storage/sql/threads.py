@@ -8,7 +8,6 @@ numbered by ``thread_seq``; they expire with ``TOLLWAY_RESPONSE_RETENTION_DAYS``
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.clock import utcnow
+from tollway.domain.ids import new_id
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.domain.threads import Deletion, Thread, ThreadLease
 from tollway.storage.sql.responses import STORED_COLUMNS, response_row, stored_response
@@ -79,7 +79,7 @@ class ThreadStore:
             key = (await conn.execute(taken)).scalar_one_or_none()
         if key is not None:
             return ThreadLease(key, thread_id, holder)
-        key = str(uuid.uuid4())
+        key = new_id()
         row = {
             "id": key,
             "platform_id": owner.platform_id,
