@@ -31,6 +31,13 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 64}
+# The embeddings line: one input, as the openai SDK sends it by default (base64 vectors, passed through).
+EMBED_BODY = {
+    "model": "bench-embed",
+    "input": "The quick brown fox jumps over the lazy dog.",
+    "encoding_format": "base64",
+}
+EMBED_UPSTREAM = "text-embedding-3-small"
 
 
 def free_port() -> int:
@@ -87,6 +94,20 @@ async def seed(
                 "max_output_tokens": 256,
             },
         )
+        await call(
+            "POST",
+            "/v1/admin/models",
+            admin_key,
+            {
+                "slug": "bench-embed",
+                "provider_id": provider["id"],
+                "upstream_model": EMBED_UPSTREAM,
+                "input_price_per_mtok": "0.02",
+                "output_price_per_mtok": "0",
+                "max_output_tokens": 1,
+                "context_window": 8192,
+            },
+        )
         created = await call("POST", "/v1/admin/platforms", admin_key, {"name": "Bench"})
         pid, key = created["platform"]["id"], created["api_key"]["raw_key"]
         await call("POST", f"/v1/platforms/{pid}/llm-configs", key, {"provider_id": provider["id"], "api_key": "sk-x"})
@@ -111,10 +132,15 @@ async def latency_block(session: aiohttp.ClientSession, url: str, key: str, body
 
 
 async def measure_latency(
-    direct: str, gateway: str, key: str, user_key: str, blocks: int, per_block: int
+    direct: str,
+    gateway: str,
+    key: str,
+    user_key: str,
+    blocks: int,
+    per_block: int,
+    bodies: tuple[dict[str, Any], dict[str, Any]] = ({**BODY, "model": "fake/default"}, BODY),
 ) -> dict[str, float]:
-    body_direct = json.dumps({**BODY, "model": "fake/default"}).encode()
-    body_gateway = json.dumps(BODY).encode()
+    body_direct, body_gateway = (json.dumps(body).encode() for body in bodies)
     direct_s: list[float] = []
     gateway_s: list[float] = []
     user_s: list[float] = []
@@ -172,7 +198,7 @@ def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int
 def write_report(results: dict[str, Any]) -> None:
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    lat, thr = results["latency"], results["throughput"]
+    lat, thr, emb = results["latency"], results["throughput"], results["embeddings"]
     table = f"""<!-- bench:start -->
 Last run: {results["when"]} on {results["machine"]} ({results["cpus"]} cores), {results["store"]}, one worker,
 platform-key path, `{results["upstream_model"]}` upstream.
@@ -184,6 +210,8 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
 | end-user path (budget hold + markup), p50, concurrency 1 | | {lat["end_user_p50_ms"]:.3f} ms | **+{lat["end_user_added_p50_ms"]:.3f} ms**, {lat["end_user_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the platform path | ≤ 1.5× |
 | end-user path, p99, concurrency 1 | | | +{lat["end_user_added_p99_ms"]:.3f} ms | |
+| embeddings (one input, base64), p50 / p99, concurrency 1 | {emb["direct_p50_ms"]:.3f} / {emb["direct_p99_ms"]:.3f} ms | {emb["gateway_p50_ms"]:.3f} / {emb["gateway_p99_ms"]:.3f} ms | **+{emb["added_p50_ms"]:.3f} / +{emb["added_p99_ms"]:.3f} ms** | |
+| embeddings throughput, concurrency 32 | {emb["direct_rps"]:.0f} req/s | {emb["gateway_rps"]:.0f} req/s | **{emb["ratio"]:.2f}×** of direct | |
 <!-- bench:end -->"""
     doc = ROOT / "docs" / "performance.md"
     text = doc.read_text() if doc.exists() else "<!-- bench:start -->\n<!-- bench:end -->\n"
@@ -238,6 +266,25 @@ def main() -> None:
         direct_body = {**BODY, "model": args.upstream_model}
         direct_rps = wrk(upstream + "/chat/completions", "sk-x", direct_body, args.seconds, 32, 1)
         gateway_rps = wrk(gateway + "/chat/completions", key, BODY, args.seconds, 32, 1)
+        embed_direct = {**EMBED_BODY, "model": EMBED_UPSTREAM}
+        embeddings = asyncio.run(
+            measure_latency(
+                upstream + "/embeddings",
+                gateway + "/embeddings",
+                key,
+                user_key,
+                args.blocks,
+                args.per_block,
+                (embed_direct, EMBED_BODY),
+            )
+        )
+        embed_direct_rps = wrk(upstream + "/embeddings", "sk-x", embed_direct, args.seconds, 32, 1)
+        embed_gateway_rps = wrk(gateway + "/embeddings", key, EMBED_BODY, args.seconds, 32, 1)
+        embeddings |= {
+            "direct_rps": embed_direct_rps,
+            "gateway_rps": embed_gateway_rps,
+            "ratio": embed_gateway_rps / embed_direct_rps,
+        }
     finally:
         for proc in procs:
             proc.terminate()
@@ -252,6 +299,7 @@ def main() -> None:
         "upstream_model": args.upstream_model,
         "latency": latency,
         "throughput": {"direct_rps": direct_rps, "gateway_rps": gateway_rps, "ratio": gateway_rps / direct_rps},
+        "embeddings": embeddings,
     }
     write_report(results)
     print(json.dumps(results, indent=2))

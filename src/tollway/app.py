@@ -26,7 +26,9 @@ from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
+from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.providers.registry import AdapterRegistry
+from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
@@ -34,8 +36,10 @@ from tollway.services.container import Services
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
 from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.embeddings import EmbeddingsService
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.moderations import ModerationsService
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
@@ -45,6 +49,7 @@ from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
+from tollway.services.management.mcp_apps import McpApps
 from tollway.services.management.platforms import Platforms
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
@@ -67,6 +72,7 @@ from tollway.storage.sql.instances import InstanceStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.ledger import LedgerStore
 from tollway.storage.sql.llm_configs import LlmConfigStore
+from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore, prune_oauth_states
 from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
@@ -94,6 +100,7 @@ class Runtime:
     rate_limiter: RateLimiter
     http: aiohttp.ClientSession
     services: Services
+    oauth_http: aiohttp.ClientSession  # to MCP apps' authorization servers, public addresses only (§11.5)
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -167,6 +174,15 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     responses = ResponsesService(calls, adapters, health, store, threads)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
+    oauth_http = webhook_session(settings.allow_private_urls)  # 15 s per request, guarded connector, no redirects
+    mcp_connections = McpConnections(
+        McpAppStore(engine),
+        McpConnectionStore(engine),
+        PlatformStore(engine),
+        AuthlibOAuthClient(oauth_http),
+        sealer,
+        public_url=settings.public_base_url,
+    )
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -181,12 +197,15 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         responses=responses,
         threads=threads,
         images=images,
+        embeddings=EmbeddingsService(calls, adapters),
+        moderations=ModerationsService(calls, adapters),
         models=ModelCatalogView(router, adapters),
         management=_management(settings, engine, sealer, overrides),
         invalidate_caches=invalidate_caches,
         operations=operations,
+        mcp_connections=mcp_connections,
     )
-    return Runtime(settings, engine, sealer, keys, money, limiter, http, services)
+    return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http)
 
 
 def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrides: RateOverrideStore) -> Management:
@@ -206,6 +225,7 @@ def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrid
         idempotency=Idempotency(IdempotencyStore(engine), unit_of_work),
         webhooks=Webhooks(WebhookStore(engine), sealer, allow_private=settings.allow_private_urls),
         rate_limits=RateLimitOverrides(overrides),
+        mcp_apps=McpApps(McpAppStore(engine), sealer, allow_private=settings.allow_private_urls),
     )
 
 
@@ -255,6 +275,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             asyncio.create_task(
                 every(3600, "thread pruning", lambda now: prune_threads(engine, now, settings.response_retention_days))
             ),
+            asyncio.create_task(every(3600, "MCP OAuth state pruning", lambda now: prune_oauth_states(engine, now))),
         ]
         try:
             yield
@@ -266,6 +287,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.money.stop()
             await runtime.rate_limiter.close()
             await runtime.http.close()
+            await runtime.oauth_http.close()
             await hooks.close()
             await runtime.engine.dispose()
             metrics.process_exited()

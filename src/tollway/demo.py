@@ -37,21 +37,30 @@ async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
             admin_key,
             {"slug": "fake", "name": "Built-in fake upstream", "kind": "openai_compatible", "base_url": upstream_base},
         )
-        for slug, upstream in (("gpt-4o-mini", "fake/default"), ("echo", "fake/echo")):
-            await _call(
-                session,
-                "POST",
-                f"{base}/v1/admin/models",
-                admin_key,
-                {
-                    "slug": slug,
-                    "provider_id": provider["id"],
-                    "upstream_model": upstream,
-                    "input_price_per_mtok": "0.15",
-                    "output_price_per_mtok": "0.6",
-                    "max_output_tokens": 1024,
-                },
-            )
+        chat = {"input_price_per_mtok": "0.15", "output_price_per_mtok": "0.6", "max_output_tokens": 1024}
+        rows = (
+            {"slug": "gpt-4o-mini", "upstream_model": "fake/default", **chat},
+            {"slug": "echo", "upstream_model": "fake/echo", **chat},
+            # OpenAI's list prices: $0.02 per million input tokens; moderations are free (SPEC §19).
+            {
+                "slug": "text-embedding-3-small",
+                "upstream_model": "text-embedding-3-small",
+                "input_price_per_mtok": "0.02",
+                "output_price_per_mtok": "0",
+                "max_output_tokens": 1,
+                "context_window": 8192,
+            },
+            {
+                "slug": "omni-moderation-latest",
+                "upstream_model": "omni-moderation-latest",
+                "input_price_per_mtok": "0",
+                "output_price_per_mtok": "0",
+                "max_output_tokens": 1,
+                "price_per_request": "0",
+            },
+        )
+        for row in rows:
+            await _call(session, "POST", f"{base}/v1/admin/models", admin_key, {**row, "provider_id": provider["id"]})
         created = await _call(session, "POST", f"{base}/v1/admin/platforms", admin_key, {"name": "Demo Notes"})
         platform_id = created["platform"]["id"]
         platform_key = created["api_key"]["raw_key"]
@@ -101,11 +110,14 @@ Tollway demo is running on {base} (SQLite, fake upstream, wallet funded with $25
   platform key : {seeded["platform_key"]}
   end user     : demo-user, monthly budget $5
   end-user key : {key}
-  models       : gpt-4o-mini (canned answer), echo (repeats your last message)
+  models       : gpt-4o-mini (canned answer), echo (repeats your last message),
+                 text-embedding-3-small (embeddings), omni-moderation-latest (moderations, free)
 
 curl:
   curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
     -d '{{"model": "echo", "messages": [{{"role": "user", "content": "Hello, Tollway!"}}]}}'
+  curl -s {base}/v1/embeddings -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "text-embedding-3-small", "input": "Hello, Tollway!"}}'
 
 Python (openai SDK):
   from openai import OpenAI

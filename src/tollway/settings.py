@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     drain_s: float = Field(default=30, ge=0)
     webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
     cors_origins: str | None = None
+    public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("admin_key")
@@ -126,6 +127,13 @@ class Settings(BaseSettings):
             redis_endpoint(value)  # ValueError names what is wrong, never the password
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", value):
+            raise ValueError("must be an http(s) URL without query, fragment or credentials")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: Any) -> Any:
@@ -145,6 +153,13 @@ class Settings(BaseSettings):
         if not delays or any(d < 0 for d in delays):
             raise ValueError("TOLLWAY_WEBHOOK_RETRY_DELAYS_S must be comma-separated non-negative seconds")
         return delays
+
+    @property
+    def public_base_url(self) -> str:
+        """``TOLLWAY_PUBLIC_URL`` without a trailing slash, by default ``http://127.0.0.1:<port>`` (SPEC §16)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

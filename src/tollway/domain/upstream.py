@@ -11,6 +11,7 @@ from typing import Any
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest
+from tollway.domain.embedding_request import EmbeddingRequest, ModerationRequest
 from tollway.domain.image_request import ImageRequest
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_request import ResponsesRequest
@@ -68,3 +69,38 @@ class GeneratedImage:
 @dataclass(frozen=True, slots=True)
 class ImageResult:
     images: tuple[GeneratedImage, ...]
+
+
+# One embedding as a provider returned it: a list of floats, or OpenAI's base64 of the float32 little-endian vector.
+Vector = list[float] | str
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    request: EmbeddingRequest
+    candidate: Candidate
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    """The vectors in input order, and the prompt tokens the provider reported (None: it reported none, or a count
+    that §9.4 does not accept; Tollway then estimates)."""
+
+    vectors: tuple[Vector, ...]
+    prompt_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationCall:
+    request: ModerationRequest
+    candidate: Candidate
+    deadline: float  # loop.time() by which the whole call must end
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationResult:
+    """OpenAI's moderation answer: its id (None when it sent none) and one result per input, passed through."""
+
+    id: str | None
+    results: list[dict[str, Any]]

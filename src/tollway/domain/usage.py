@@ -72,7 +72,7 @@ class UsageRecord:
     token_count_method: str
     session_id: str | None
     metadata: dict[str, str] = field(default_factory=dict)
-    images: int = 0  # images returned, for request_type "image"
+    units: int = 0  # images returned for request_type "image", calls for "moderation"
     response_id: str | None = None
     iteration: int | None = None
     thread_id: str | None = None
@@ -87,7 +87,11 @@ class UsageRecord:
     @property
     def ledger_description(self) -> str:
         if self.request_type == "image":
-            return f"{self.model}: {self.images} image{'' if self.images == 1 else 's'}"
+            return f"{self.model}: {self.units} image{'' if self.units == 1 else 's'}"
+        if self.request_type == "moderation":
+            return f"{self.model}: moderation"
+        if self.request_type == "embedding":
+            return f"{self.model}: {self.prompt_tokens} in"
         return f"{self.model}: {self.prompt_tokens} in / {self.completion_tokens} out"
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from tollway.http import health
-from tollway.http.inference import chat, images, models, responses, threads
+from tollway.http.inference import chat, embeddings, images, models, responses, threads
 
 # Served by ``http/fastpath.py`` ahead of Starlette's router (the same handlers; they stay listed below).
-HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/image/generate")
+HOT_PATHS = (
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/images/generations",
+    "/v1/image/generate",
+    "/v1/embeddings",
+    "/v1/moderations",
+)
 
 
 def build_routes() -> list[BaseRoute]:
-    from tollway.http import me, me_rate_limits
-    from tollway.http.management import admin, end_users, platform, rate_limits, reconcile, webhooks
+    from tollway.http import me, me_mcp, me_rate_limits
+    from tollway.http.management import admin, end_users, mcp_apps, platform, rate_limits, reconcile, webhooks
+    from tollway.http.mcp import oauth
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -27,6 +35,8 @@ def build_routes() -> list[BaseRoute]:
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/images/generations", images.generate_images, methods=["POST"]),
         Route("/v1/image/generate", images.generate_image_asi1, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
+        Route("/v1/moderations", embeddings.create_moderation, methods=["POST"]),
         *threads.routes,
         *admin.routes,
         *reconcile.routes,
@@ -36,4 +46,7 @@ def build_routes() -> list[BaseRoute]:
         *rate_limits.routes,
         *me_rate_limits.routes,
         *webhooks.routes,
+        *mcp_apps.routes,
+        *me_mcp.routes,
+        *oauth.routes,
     ]

@@ -1,1 +1,2 @@
-"""Agent use cases beyond a single model call: threads (SPEC §16.4)."""
+"""Agent use cases (SPEC §16): end users' MCP connections and threads; later the Responses tool loop and MCP
+sessions."""

@@ -370,7 +370,7 @@ class PaidCall:
             token_count_method=metered.method,
             session_id=ctx.session_id,
             metadata=plan.metadata,
-            images=metered.units,
+            units=metered.units,
             **ctx.labels.columns(),
         )
         return record, charge

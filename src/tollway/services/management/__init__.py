@@ -11,6 +11,7 @@ from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
+from tollway.services.management.mcp_apps import McpApps
 from tollway.services.management.platforms import Platforms
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
@@ -28,3 +29,4 @@ class Management:
     idempotency: Idempotency  # runs budget and wallet writes under an Idempotency-Key (§9.7)
     webhooks: Webhooks
     rate_limits: RateLimitOverrides
+    mcp_apps: McpApps

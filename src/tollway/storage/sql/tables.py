@@ -118,6 +118,13 @@ wallet_transactions = sa.Table(
         sqlite_where=sa.text("type = 'usage'"),
         postgresql_where=sa.text("type = 'usage'"),
     ),
+    # Late charges (§9.4) look corrections up by request id; they are rare, so this index costs settlements nothing.
+    sa.Index(
+        "ix_wallet_transactions_correction_request",
+        "request_id",
+        sqlite_where=sa.text("type = 'usage_correction'"),
+        postgresql_where=sa.text("type = 'usage_correction'"),
+    ),
 )
 
 api_keys = sa.Table(
@@ -261,6 +268,12 @@ budget_transactions = sa.Table(
         unique=True,
         sqlite_where=sa.text("type = 'inference'"),
         postgresql_where=sa.text("type = 'inference'"),
+    ),
+    sa.Index(
+        "ix_budget_transactions_correction_request",
+        "request_id",
+        sqlite_where=sa.text("type = 'inference_correction'"),
+        postgresql_where=sa.text("type = 'inference_correction'"),
     ),
 )
 
@@ -432,4 +445,64 @@ instance_heartbeats = sa.Table(
     sa.Column("uses_redis", sa.Boolean, nullable=False),
     _ts("started_at"),
     _ts("heartbeat_at"),
+)
+
+# -- MCP apps and end users' OAuth connections (SPEC §16.1, §16.2; migration 0016) ----------------------------
+
+# ``auth_config`` holds the non-secret part of ``auth`` (header name; OAuth endpoints, client id, scopes); the header
+# value or client secret is sealed in ``secret_sealed`` (bound to platform and app).
+mcp_apps = sa.Table(
+    "mcp_apps",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("slug", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("server_url", sa.String(2048), nullable=False),
+    sa.Column("auth_type", sa.String(16), nullable=False),
+    sa.Column("auth_config", sa.JSON, nullable=False),
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("price_per_call_nanos", sa.BigInteger, nullable=False),
+    sa.Column("allowed_tools", sa.JSON, nullable=True),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.UniqueConstraint("platform_id", "slug", name="uq_mcp_apps_platform_slug"),
+    sa.CheckConstraint("price_per_call_nanos >= 0", name="price_non_negative"),
+)
+
+# One row per (app, end user). ``version`` changes with every token change; a refresher holds ``refresh_lease_until``
+# (a conditional UPDATE claims it), so that one refresh runs per token across instances (SPEC §16.2).
+mcp_connections = sa.Table(
+    "mcp_connections",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("app_id", _ID, sa.ForeignKey("mcp_apps.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("access_token_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("refresh_token_sealed", sa.LargeBinary, nullable=True),
+    _ts("access_expires_at", nullable=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    _ts("refresh_lease_until", nullable=True),
+    _ts("connected_at"),
+    _ts("updated_at"),
+    sa.UniqueConstraint("app_id", "end_user_id", name="uq_mcp_connections_app_end_user"),
+    sa.Index("ix_mcp_connections_platform_end_user", "platform_id", "end_user_id"),
+)
+
+# Pending authorizations: the state's digest (never the state), the sealed PKCE verifier, valid 10 minutes.
+mcp_oauth_states = sa.Table(
+    "mcp_oauth_states",
+    metadata,
+    sa.Column("state_digest", sa.String(64), primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("app_id", _ID, sa.ForeignKey("mcp_apps.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=False),
+    sa.Column("verifier_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=True),
+    _ts("expires_at"),
+    _ts("created_at"),
 )

@@ -1,7 +1,7 @@
 """agent threads (SPEC 16.4): the threads table and the link of stored responses to their thread
 
 Revision ID: 0015
-Revises: 0009
+Revises: 0016
 Create Date: 2026-12-07 01:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0009"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
