@@ -30,6 +30,7 @@ from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.container import Services
@@ -78,6 +79,7 @@ from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
 from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.threads import ThreadStore, prune_threads
 from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
@@ -170,7 +172,8 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     health = DeploymentHealth()  # per process, shared by chat and Responses: the same rows, the same breakers
     chat = ChatCompletions(calls, adapters, health)
     store = ResponseStore(engine, settings.response_retention_days)
-    responses = ResponsesService(calls, adapters, health, store)
+    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.total_timeout_s)
+    responses = ResponsesService(calls, adapters, health, store, threads)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
     oauth_http = webhook_session(settings.allow_private_urls)  # 15 s per request, guarded connector, no redirects
@@ -194,6 +197,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         authenticator=authenticator,
         chat=chat,
         responses=responses,
+        threads=threads,
         images=images,
         embeddings=EmbeddingsService(calls, adapters),
         moderations=ModerationsService(calls, adapters),
@@ -271,6 +275,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
+            asyncio.create_task(
+                every(3600, "thread pruning", lambda now: prune_threads(engine, now, settings.response_retention_days))
+            ),
             asyncio.create_task(every(3600, "MCP OAuth state pruning", lambda now: prune_oauth_states(engine, now))),
         ]
         try:

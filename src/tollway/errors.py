@@ -13,6 +13,7 @@ OpenAI error ``type``, string ``code`` and whether a retry against the upstream 
     ├── RequestTooLarge            413 request_too_large
     ├── IdempotencyKeyMismatch     422 idempotency_key_mismatch
     ├── IdempotencyInProgress      409 idempotency_in_progress
+    ├── ThreadBusy                 409 thread_busy
     ├── McpAppNotConnected         409 mcp_app_not_connected
     ├── BillingError               402 (budget_suspended, budget_exhausted, wallet_insufficient)
     ├── RateLimited                429 rate_limit_exceeded
@@ -98,6 +99,12 @@ class IdempotencyKeyMismatch(TollwayError):
 
 class IdempotencyInProgress(TollwayError):
     status, type, code = 409, "idempotency_error", "idempotency_in_progress"
+
+
+class ThreadBusy(TollwayError):
+    """Another request of the same agent thread is still running (SPEC §16.4)."""
+
+    status, type, code = 409, "invalid_request_error", "thread_busy"
 
 
 class McpAppNotConnected(TollwayError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from tollway.http import health
-from tollway.http.inference import chat, embeddings, images, models, responses
+from tollway.http.inference import chat, embeddings, images, models, responses, threads
 
 # Served by ``http/fastpath.py`` ahead of Starlette's router (the same handlers; they stay listed below).
 HOT_PATHS = (
@@ -37,6 +37,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/v1/image/generate", images.generate_image_asi1, methods=["POST"]),
         Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
         Route("/v1/moderations", embeddings.create_moderation, methods=["POST"]),
+        *threads.routes,
         *admin.routes,
         *reconcile.routes,
         *platform.routes,

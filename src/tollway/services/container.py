@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tollway.observability.metrics import Metrics
 from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.inference.chat import ChatCompletions
 from tollway.services.inference.embeddings import EmbeddingsService
@@ -29,6 +30,7 @@ class Services:
     authenticator: Authenticator
     chat: ChatCompletions
     responses: ResponsesService
+    threads: Threads
     images: ImagesService
     embeddings: EmbeddingsService
     moderations: ModerationsService

@@ -1,1 +1,2 @@
-"""Agent use cases (SPEC §16): end users' MCP connections; later the Responses tool loop, MCP sessions, threads."""
+"""Agent use cases (SPEC §16): end users' MCP connections and threads; later the Responses tool loop and MCP
+sessions."""

@@ -347,7 +347,35 @@ stored_responses = sa.Table(
     sa.Column("response_body", sa.LargeBinary, nullable=False),
     _ts("created_at"),
     _ts("expires_at"),
+    # A turn of an agent thread (SPEC §16.4; migration 0011): its thread and its place in it. Its input_items are
+    # then the input of its own request only.
+    sa.Column("thread_key", _ID, sa.ForeignKey("threads.id"), nullable=True),
+    sa.Column("thread_seq", sa.Integer, nullable=True),
     sa.Index("ix_stored_responses_expires", "expires_at"),
+    sa.Index("ix_stored_responses_thread", "thread_key", "thread_seq"),
+)
+
+# -- agent threads (SPEC §16.4; migration 0011) ---------------------------------------------------------------
+
+# One row per owner and caller-chosen id. ``owner_key`` is the end user's id, or '' for a platform key, so that the
+# unique constraint holds for platform keys too (NULLs are distinct in a unique index). ``turns`` numbers the
+# appended responses; ``busy_until``/``busy_request_id`` are the lease of the request running on the thread.
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=True),
+    sa.Column("owner_key", sa.String(36), nullable=False),
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("turns", sa.Integer, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("busy_until", nullable=True),
+    sa.Column("busy_request_id", sa.String(64), nullable=True),
+    sa.UniqueConstraint("platform_id", "owner_key", "thread_id", name="uq_threads_owner_thread_id"),
+    sa.Index("ix_threads_platform_created", "platform_id", "created_at"),
 )
 
 # -- webhooks: endpoints, outbox events, deliveries (SPEC §11; migration 0006) -----------------------------------
