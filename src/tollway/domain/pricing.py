@@ -33,6 +33,8 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int | None = None
+    # Part of prompt_tokens: Anthropic's cache_creation_input_tokens, reported back by /v1/messages (SPEC §19).
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
