@@ -15,8 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.invariants import assert_invariants
 from tests.e2e.providers_conftest import ROWS, THOUGHT, Stack, build_stack, logs_for
+from tests.support.invariants import assert_invariants
 from tests.support.seed import create_tenant
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.anthropic import SIGNATURE
@@ -212,9 +212,9 @@ def test_image_block(client: anthropic.Anthropic, stack: Stack, fake_upstream: F
 
 
 def test_bad_key_is_authentication_error(gateway: GatewayServer) -> None:
-    with anthropic.Anthropic(base_url=gateway.url, api_key="sk-plat_nope", max_retries=0) as sdk:
-        with pytest.raises(anthropic.AuthenticationError) as error:
-            sdk.messages.create(model="echo", max_tokens=50, messages=USER)
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key="sk-plat_nope", max_retries=0)
+    with sdk, pytest.raises(anthropic.AuthenticationError) as error:
+        sdk.messages.create(model="echo", max_tokens=50, messages=USER)
     assert error.value.status_code == 401
     assert error.value.body["type"] == "error"  # type: ignore[index]
     assert error.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
