@@ -306,7 +306,7 @@ def test_end_user_budget_charge_and_402(
             before = fake_upstream.request_count
             # The hold for 100,000 output tokens at $0.60/Mtok ($0.06) cannot fit the $0.000655 left (clamped to
             # the fewest tokens the row allows, it still needs more than what is left): 402 before any upstream call.
-            with pytest.raises(anthropic.APIStatusError) as error:
+            with pytest.raises(anthropic.PaymentRequiredError) as error:
                 sdk.messages.create(
                     model="big", max_tokens=100_000, messages=[{"role": "user", "content": "x" * 20_000}]
                 )
