@@ -55,21 +55,21 @@ def missing_or_wrong(value: object, path: str, expected: str) -> NoReturn:
     raise InvalidRequest(f"{path} must be {expected}.", path)
 
 
-def _system(value: object, conversation: Conversation) -> None:
+def _system(value: object, built: Conversation) -> None:
     if value is None or value == "":
         return
     if type(value) is str:
-        conversation.messages.append({"role": "system", "content": value})
+        built.messages.append({"role": "system", "content": value})
         return
     if type(value) is not list:
         raise InvalidRequest("system must be a string or an array of text blocks.", "system")
     for index, block in enumerate(value):  # one system message per block: adapters join them with a blank line
         text = _text_block(block, f"system[{index}]", "system")["text"]
         if text:
-            conversation.messages.append({"role": "system", "content": text})
+            built.messages.append({"role": "system", "content": text})
 
 
-def _turns(turns: object, conversation: Conversation) -> None:
+def _turns(turns: object, built: Conversation) -> None:
     if turns is None:
         raise InvalidRequest("messages is required.", "messages")
     if type(turns) is not list or not 1 <= len(turns) <= MAX_TURNS:
@@ -82,9 +82,9 @@ def _turns(turns: object, conversation: Conversation) -> None:
         role = turn.get("role")
         content = turn.get("content")
         if role == "user":
-            _user_turn(content, path, conversation)
+            _user_turn(content, path, built)
         elif role == "assistant":
-            _assistant_turn(content, path, conversation)
+            _assistant_turn(content, path, built)
         else:
             missing_or_wrong(role, f"{path}.role", "user or assistant")
 
@@ -105,9 +105,9 @@ def _kind(block: object, path: str, allowed: tuple[str, ...]) -> str:
     return kind
 
 
-def _user_turn(content: object, path: str, conversation: Conversation) -> None:
+def _user_turn(content: object, path: str, built: Conversation) -> None:
     if type(content) is str:
-        conversation.messages.append({"role": "user", "content": content})
+        built.messages.append({"role": "user", "content": content})
         return
     parts: list[dict[str, Any]] = []
     has_image = False
@@ -120,16 +120,16 @@ def _user_turn(content: object, path: str, conversation: Conversation) -> None:
             parts.append(_image_block(block, block_path))
             has_image = True
         else:
-            conversation.messages.append(_tool_result(block, block_path, conversation.call_ids))
+            built.messages.append(_tool_result(block, block_path, built.call_ids))
     if parts:
         if has_image:
-            conversation.images.append(len(conversation.messages))
-        conversation.messages.append({"role": "user", "content": parts})
+            built.images.append(len(built.messages))
+        built.messages.append({"role": "user", "content": parts})
 
 
-def _assistant_turn(content: object, path: str, conversation: Conversation) -> None:
+def _assistant_turn(content: object, path: str, built: Conversation) -> None:
     if type(content) is str:
-        conversation.messages.append({"role": "assistant", "content": content})
+        built.messages.append({"role": "assistant", "content": content})
         return
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -140,7 +140,7 @@ def _assistant_turn(content: object, path: str, conversation: Conversation) -> N
         if kind == "text":
             texts.append(_text_block(block, block_path, "an assistant message")["text"])
         elif kind == "tool_use":
-            calls.append(_tool_use(block, block_path, conversation.call_ids))
+            calls.append(_tool_use(block, block_path, built.call_ids))
         elif kind == "thinking":
             check_fields(block, _THINKING_FIELDS, block_path, "a thinking block")
             _string(block, "thinking", block_path)
@@ -154,8 +154,8 @@ def _assistant_turn(content: object, path: str, conversation: Conversation) -> N
     if calls:
         message["tool_calls"] = calls
     if thinking:
-        conversation.thinking[len(conversation.messages)] = tuple(thinking)
-    conversation.messages.append(message)
+        built.thinking[len(built.messages)] = tuple(thinking)
+    built.messages.append(message)
 
 
 def _string(block: dict[str, Any], key: str, path: str) -> str:
