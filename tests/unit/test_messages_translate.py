@@ -211,3 +211,15 @@ def test_errors_use_anthropics_envelope(error: Any, kind: str) -> None:
     assert rendered == {"type": "error", "error": {"type": kind, "message": error.message}, "request_id": "req_1"}
     if kind != "request_too_large":  # Anthropic documents it for 413; the SDK's union does not list it
         ERROR_RESPONSE.validate_python(orjson.loads(orjson.dumps(rendered)))
+
+
+def test_a_call_id_repeated_on_every_delta_stays_one_tool_use_block() -> None:
+    """Some OpenAI-compatible servers repeat ``id`` (and ``name``) on every delta of the same call."""
+    shaper = MESSAGES.chunks(parse_messages_request(body(stream=True)))
+    events: list[dict[str, Any]] = []
+    for piece in ('{"a":', "1}"):
+        call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": piece}}
+        choice = {"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}
+        events += shaper.shape(StreamChunk({"choices": [choice]}, None))
+    assert [e["type"] for e in events] == ["content_block_start", "content_block_delta", "content_block_delta"]
+    assert {e["index"] for e in events} == {0}

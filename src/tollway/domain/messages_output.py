@@ -115,7 +115,7 @@ class MessagesStream:
         self._model = model
         self._open: str | None = None  # the kind of the block being streamed
         self._next = 0  # the index of the next block
-        self._tools: dict[int, int] = {}  # hub tool-call index -> block index
+        self._tools: dict[int, tuple[int, str]] = {}  # hub tool-call index -> (block index, call id)
         self._finish: str | None = None
         self._stop_sequence: str | None = None
 
@@ -172,20 +172,18 @@ class MessagesStream:
     def _tool_call(self, events: list[dict[str, Any]], call: dict[str, Any]) -> None:
         position = call.get("index", 0)
         function = call.get("function") or {}
-        if call.get("id") is not None or position not in self._tools:
-            block: dict[str, Any] = {
-                "type": "tool_use",
-                "id": call.get("id") or "",
-                "name": function.get("name") or "",
-                "input": {},
-            }
+        call_id = call.get("id")
+        known = self._tools.get(position)
+        # A new block for a new call; some OpenAI-compatible servers repeat the id on every delta of the same call.
+        if known is None or (call_id is not None and call_id != known[1]):
+            name = function.get("name") or ""
+            block: dict[str, Any] = {"type": "tool_use", "id": call_id or "", "name": name, "input": {}}
             self._start(events, "tool_use", block)
-            self._tools[position] = self._next - 1
+            known = self._tools[position] = (self._next - 1, call_id or "")
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            index = self._tools[position]
             delta = {"type": "input_json_delta", "partial_json": arguments}
-            events.append({"type": "content_block_delta", "index": index, "delta": delta})
+            events.append({"type": "content_block_delta", "index": known[0], "delta": delta})
 
     def _start(self, events: list[dict[str, Any]], kind: str, block: dict[str, Any]) -> None:
         self._close(events)
