@@ -317,3 +317,20 @@ def test_end_user_budget_charge_and_402(
     finally:
         tenant.client.close()
     assert_invariants(gateway.settings)
+
+
+def test_a_provider_refusal_names_the_anthropic_path(client: anthropic.Anthropic, stack: Stack) -> None:
+    """Gemini takes no image by URL (SPEC §7.4): the refusal names the path in the caller's body, not in the
+    translated conversation (where the system message shifts every index)."""
+    content: Any = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+    ]
+    history: Any = [*USER, {"role": "assistant", "content": "Yes?"}, {"role": "user", "content": content}]
+    if stack.row.kind != "gemini":
+        assert client.messages.create(model="echo", max_tokens=50, system="Brief.", messages=history).content
+        return
+    with pytest.raises(anthropic.BadRequestError) as error:
+        client.messages.create(model="echo", max_tokens=50, system="Brief.", messages=history)
+    message = error.value.body["error"]["message"]  # type: ignore[index]
+    assert "messages[2].content[1].source" in message and "image_url" not in message

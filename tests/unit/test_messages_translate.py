@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from tests.unit.golden import check, load
 from tollway.domain.messages_output import MESSAGES, error_body, stop_reason, usage_json
-from tollway.domain.messages_request import parse_messages_request
+from tollway.domain.messages_request import in_anthropic_terms, parse_messages_request
 from tollway.domain.pricing import Usage
 from tollway.domain.upstream import ChatResult, StreamChunk
 from tollway.errors import (
@@ -223,3 +223,22 @@ def test_a_call_id_repeated_on_every_delta_stays_one_tool_use_block() -> None:
         events += shaper.shape(StreamChunk({"choices": [choice]}, None))
     assert [e["type"] for e in events] == ["content_block_start", "content_block_delta", "content_block_delta"]
     assert {e["index"] for e in events} == {0}
+
+
+@pytest.mark.parametrize(
+    ("canonical", "anthropic_path"),
+    [
+        ("messages[2].content[1].image_url.url", "messages[0].content[1].source"),
+        ("messages[2].content[0].image_url", "messages[0].content[0].source"),
+        ("messages[5].content[0].text", "messages[2].content[1].text"),
+        ("messages[4].content", "messages[2].content[0].content"),
+        ("messages[3].tool_calls[0].function.arguments", "messages[1].tool_calls[0].function.arguments"),
+        ("messages[0].content", "system[0].content"),
+        ("messages[99].content", "messages[99].content"),
+        ("temperature", "temperature"),
+    ],
+)
+def test_errors_after_translation_name_the_anthropic_path(canonical: str, anthropic_path: str) -> None:
+    source = load("messages", "request_full")["input"]
+    error = in_anthropic_terms(InvalidRequest(f"Bad part at {canonical}.", canonical), source)
+    assert (error.param, error.message) == (anthropic_path, f"Bad part at {anthropic_path}.")

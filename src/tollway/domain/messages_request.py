@@ -245,3 +245,16 @@ def _thinking(value: object, max_tokens: int) -> dict[str, Any] | None:
     if display is not None and display not in ("summarized", "omitted"):
         raise InvalidRequest("thinking.display must be summarized or omitted.", "thinking.display")
     return dict(value)
+
+
+def in_anthropic_terms(error: InvalidRequest, body: dict[str, Any]) -> InvalidRequest:
+    """An error found after translation (a provider's refusal of §7.4 at ``messages[i]...``) renamed to the path in
+    the Anthropic body ``body`` was parsed from; the conversation is translated again, off the hot path."""
+    param = error.param
+    if param is None or not param.startswith("messages["):
+        return error
+    path = messages_turns.conversation(body.get("system"), body.get("messages")).anthropic_path(param)
+    error.message = error.message.replace(param, path)
+    error.param = path
+    error.args = (error.message,)
+    return error

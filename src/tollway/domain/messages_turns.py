@@ -10,6 +10,7 @@ message index, for the anthropic adapter only. ``cache_control`` and ``citations
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, NoReturn, cast
 
 import orjson
@@ -18,6 +19,7 @@ from tollway.domain.chat_messages import check_fields
 from tollway.errors import InvalidRequest
 
 MAX_TURNS: Final = 10_000
+_CANONICAL_PATH: Final = re.compile(r"messages\[(\d+)\](?:\.content\[(\d+)\])?(.*)", re.DOTALL)
 
 _TURN_FIELDS: Final = frozenset({"role", "content"})
 _TEXT_FIELDS: Final = frozenset({"type", "text", "cache_control", "citations"})
@@ -39,6 +41,26 @@ class Conversation:
         self.thinking: dict[int, tuple[dict[str, Any], ...]] = {}
         self.images: list[int] = []
         self.call_ids: set[str] = set()
+        # Per canonical message: the Anthropic path it came from, and the content index of each of its parts (user
+        # messages with parts), so that an error found after translation can name the Anthropic path.
+        self.origins: list[tuple[str, tuple[int, ...]]] = []
+
+    def add(self, message: dict[str, Any], origin: str, parts: tuple[int, ...] = ()) -> None:
+        self.messages.append(message)
+        self.origins.append((origin, parts))
+
+    def anthropic_path(self, path: str) -> str:
+        """The Anthropic path of a canonical one (``messages[3].content[1].image_url.url`` ->
+        ``messages[2].content[0].source``); a path of no canonical message is returned as it is."""
+        match = _CANONICAL_PATH.fullmatch(path)
+        if match is None or int(match.group(1)) >= len(self.origins):
+            return path
+        origin, parts = self.origins[int(match.group(1))]
+        part, rest = match.group(2), match.group(3)
+        if part is not None and int(part) < len(parts):
+            rest = rest.replace(".image_url.url", ".source").replace(".image_url", ".source")
+            return f"{origin}.content[{parts[int(part)]}]{rest}"
+        return origin + (f".content[{part}]" if part is not None else "") + rest
 
 
 def conversation(system: object, turns: object) -> Conversation:
@@ -59,14 +81,14 @@ def _system(value: object, built: Conversation) -> None:
     if value is None or value == "":
         return
     if type(value) is str:
-        built.messages.append({"role": "system", "content": value})
+        built.add({"role": "system", "content": value}, "system")
         return
     if type(value) is not list:
         raise InvalidRequest("system must be a string or an array of text blocks.", "system")
     for index, block in enumerate(value):  # one system message per block: adapters join them with a blank line
         text = _text_block(block, f"system[{index}]", "system")["text"]
         if text:
-            built.messages.append({"role": "system", "content": text})
+            built.add({"role": "system", "content": text}, f"system[{index}]")
 
 
 def _turns(turns: object, built: Conversation) -> None:
@@ -107,29 +129,32 @@ def _kind(block: object, path: str, allowed: tuple[str, ...]) -> str:
 
 def _user_turn(content: object, path: str, built: Conversation) -> None:
     if type(content) is str:
-        built.messages.append({"role": "user", "content": content})
+        built.add({"role": "user", "content": content}, path)
         return
     parts: list[dict[str, Any]] = []
+    positions: list[int] = []
     has_image = False
     for index, block in enumerate(_blocks(content, path)):
         block_path = f"{path}.content[{index}]"
         kind = _kind(block, block_path, ("text", "image", "tool_result"))
+        if kind == "tool_result":
+            built.add(_tool_result(block, block_path, built.call_ids), block_path)
+            continue
         if kind == "text":
             parts.append(_text_block(block, block_path, "a user message"))
-        elif kind == "image":
+        else:
             parts.append(_image_block(block, block_path))
             has_image = True
-        else:
-            built.messages.append(_tool_result(block, block_path, built.call_ids))
+        positions.append(index)
     if parts:
         if has_image:
             built.images.append(len(built.messages))
-        built.messages.append({"role": "user", "content": parts})
+        built.add({"role": "user", "content": parts}, path, tuple(positions))
 
 
 def _assistant_turn(content: object, path: str, built: Conversation) -> None:
     if type(content) is str:
-        built.messages.append({"role": "assistant", "content": content})
+        built.add({"role": "assistant", "content": content}, path)
         return
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -155,7 +180,7 @@ def _assistant_turn(content: object, path: str, built: Conversation) -> None:
         message["tool_calls"] = calls
     if thinking:
         built.thinking[len(built.messages)] = tuple(thinking)
-    built.messages.append(message)
+    built.add(message, path)
 
 
 def _string(block: dict[str, Any], key: str, path: str) -> str:

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tollway.domain.messages_output import MESSAGES, error_body
-from tollway.domain.messages_request import parse_messages_request
-from tollway.errors import InternalError, TollwayError
+from tollway.domain.messages_request import in_anthropic_terms, parse_messages_request
+from tollway.errors import InternalError, InvalidRequest, TollwayError
 from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
@@ -48,7 +48,8 @@ async def _create_message(request: Request) -> Response:
     received = time.perf_counter()
     svc = services(request)
     principal = await require_inference(request, api_key_header=True)
-    chat = parse_messages_request(await read_json(request, svc.settings.max_body_bytes))
+    body = await read_json(request, svc.settings.max_body_bytes)
+    chat = parse_messages_request(body)
     ctx = CallContext(
         principal,
         request.state.request_id,
@@ -57,7 +58,10 @@ async def _create_message(request: Request) -> Response:
         request_type="messages",
         client_gone=disconnect_probe(request),
     )
-    outcome = await svc.chat.complete(ctx, chat, MESSAGES)
+    try:
+        outcome = await svc.chat.complete(ctx, chat, MESSAGES)
+    except InvalidRequest as error:  # a provider's refusal names the translated path: name the caller's
+        raise in_anthropic_terms(error, body) from None
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
