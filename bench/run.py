@@ -38,6 +38,12 @@ EMBED_BODY = {
     "encoding_format": "base64",
 }
 EMBED_UPSTREAM = "text-embedding-3-small"
+# The chat call in Anthropic's Messages shape (POST /v1/messages): its added latency is the translation's cost.
+MESSAGES_BODY = {
+    "model": "bench",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Say hello in five words."}],
+}
 
 
 def free_port() -> int:
@@ -139,19 +145,27 @@ async def measure_latency(
     blocks: int,
     per_block: int,
     bodies: tuple[dict[str, Any], dict[str, Any]] = ({**BODY, "model": "fake/default"}, BODY),
+    messages: str | None = None,
 ) -> dict[str, float]:
+    """``messages``: the /v1/messages URL, measured (platform key) in the same interleaved blocks."""
     body_direct, body_gateway = (json.dumps(body).encode() for body in bodies)
+    body_messages = json.dumps(MESSAGES_BODY).encode()
     direct_s: list[float] = []
     gateway_s: list[float] = []
     user_s: list[float] = []
+    messages_s: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         await latency_block(session, direct, "sk-x", body_direct, 200)  # warm-up every path
         await latency_block(session, gateway, key, body_gateway, 200)
         await latency_block(session, gateway, user_key, body_gateway, 200)
+        if messages is not None:
+            await latency_block(session, messages, key, body_messages, 200)
         for _ in range(blocks):
             direct_s += await latency_block(session, direct, "sk-x", body_direct, per_block)
             gateway_s += await latency_block(session, gateway, key, body_gateway, per_block)
             user_s += await latency_block(session, gateway, user_key, body_gateway, per_block)
+            if messages is not None:
+                messages_s += await latency_block(session, messages, key, body_messages, per_block)
 
     def pct(values: list[float], q: float) -> float:
         ordered = sorted(values)
@@ -169,7 +183,15 @@ async def measure_latency(
         "end_user_added_p50_ms": pct(user_s, 0.50) - pct(direct_s, 0.50),
         "end_user_added_p99_ms": pct(user_s, 0.99) - pct(direct_s, 0.99),
         "samples": len(gateway_s),
-    }
+    } | (
+        {
+            "messages_p50_ms": pct(messages_s, 0.50),
+            "messages_added_p50_ms": pct(messages_s, 0.50) - pct(direct_s, 0.50),
+            "messages_added_p99_ms": pct(messages_s, 0.99) - pct(direct_s, 0.99),
+        }
+        if messages_s
+        else {}
+    )
 
 
 def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int, core: int) -> float:
@@ -210,6 +232,7 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
 | end-user path (budget hold + markup), p50, concurrency 1 | | {lat["end_user_p50_ms"]:.3f} ms | **+{lat["end_user_added_p50_ms"]:.3f} ms**, {lat["end_user_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the platform path | ≤ 1.5× |
 | end-user path, p99, concurrency 1 | | | +{lat["end_user_added_p99_ms"]:.3f} ms | |
+| `/v1/messages` (the chat call in Anthropic's shape), p50, concurrency 1 | | {lat["messages_p50_ms"]:.3f} ms | **+{lat["messages_added_p50_ms"]:.3f} ms**, {lat["messages_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the chat path | ≤ 1.2× |
 | embeddings (one input, base64), p50 / p99, concurrency 1 | {emb["direct_p50_ms"]:.3f} / {emb["direct_p99_ms"]:.3f} ms | {emb["gateway_p50_ms"]:.3f} / {emb["gateway_p99_ms"]:.3f} ms | **+{emb["added_p50_ms"]:.3f} / +{emb["added_p99_ms"]:.3f} ms** | |
 | embeddings throughput, concurrency 32 | {emb["direct_rps"]:.0f} req/s | {emb["gateway_rps"]:.0f} req/s | **{emb["ratio"]:.2f}×** of direct | |
 <!-- bench:end -->"""
@@ -261,6 +284,7 @@ def main() -> None:
                 user_key,
                 args.blocks,
                 args.per_block,
+                messages=gateway + "/messages",
             )
         )
         direct_body = {**BODY, "model": args.upstream_model}

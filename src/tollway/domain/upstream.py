@@ -31,12 +31,19 @@ class UpstreamCall:
 class ChatResult:
     body: dict[str, Any]
     usage: Usage | None
+    # Provider state beside the hub body, for answers in Anthropic's shape (/v1/messages): the thinking and
+    # redacted_thinking blocks as the provider returned them (with their signatures), and the stop sequence matched.
+    thinking: tuple[dict[str, Any], ...] = ()
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
     chunk: dict[str, Any]
     usage: Usage | None
+    signature: str | None = None  # closes the thinking block being streamed (Anthropic signature_delta)
+    redacted_thinking: str | None = None  # the data of a redacted_thinking block
+    stop_sequence: str | None = None  # with the finish chunk, when the provider names the stop sequence matched
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from tollway.http import health
-from tollway.http.inference import chat, embeddings, images, models, responses, threads
+from tollway.http.inference import chat, embeddings, images, messages, models, responses, threads
 
 # Served by ``http/fastpath.py`` ahead of Starlette's router (the same handlers; they stay listed below).
 HOT_PATHS = (
     "/v1/chat/completions",
+    "/v1/messages",
     "/v1/responses",
     "/v1/images/generations",
     "/v1/image/generate",
@@ -30,6 +31,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{slug:path}", models.get_model, methods=["GET"]),
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/responses", responses.create_response, methods=["POST"]),
         Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
