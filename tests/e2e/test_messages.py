@@ -277,8 +277,10 @@ def test_exact_billing_as_messages(client: anthropic.Anthropic, stack: Stack, ga
     transactions = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/wallet/transactions").json()["data"]
     usage_rows = [t for t in transactions if t.get("request_id") == raw.headers["x-request-id"]]
     assert [t["amount_usd"] for t in usage_rows] == [-0.000345]
-    assert '"cost":0.000345' in raw.text  # SPEC §19: usage.cost, the raw cost for a platform key
-    streamed = client.messages.with_raw_response.create(model="usage", max_tokens=100, messages=USER, stream=True)
+    assert '"cost":0.000345' in raw.http_response.text  # SPEC §19: usage.cost, the raw cost for a platform key
+    body = {"model": "usage", "max_tokens": 100, "messages": USER, "stream": True}
+    headers = {"x-api-key": tenant.platform_key}
+    streamed = httpx.post(gateway.url + "/v1/messages", json=body, headers=headers, timeout=30)
     deltas = [line for line in streamed.text.splitlines() if line.startswith("data:") and "message_delta" in line]
     assert len(deltas) == 1 and '"cost":0.000345' in deltas[0]
     filtered = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"request_type": "messages"})
@@ -301,7 +303,7 @@ def test_end_user_budget_charge_and_402(
             raw = sdk.messages.with_raw_response.create(model="usage", max_tokens=100, messages=USER)
             rows = logs_for(tenant, raw.headers["x-request-id"])
             assert (rows[0]["cost_usd"], rows[0]["charged_usd"]) == (0.000345, 0.000345)
-            assert orjson.loads(raw.text)["usage"]["cost"] == 0.000345  # the end user's charge (no markup here)
+            assert orjson.loads(raw.http_response.text)["usage"]["cost"] == 0.000345  # the end user's charge (no markup here)
             me = httpx.get(gateway.url + "/v1/me/budget", headers={"Authorization": f"Bearer {key}"}).json()
             deadline = time.monotonic() + 5
             while me["used_usd"] != 0.000345 and time.monotonic() < deadline:
