@@ -49,6 +49,7 @@ _FIELDS: Final = frozenset(
         "web_search_options",
     }
 )  # fmt: skip
+REQUEST_FIELDS: Final = _FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
 _STREAM_OPTIONS_FIELDS: Final = frozenset({"include_usage"})
 _TOOL_FIELDS: Final = frozenset({"type", "function"})
 _FUNCTION_FIELDS: Final = frozenset({"name", "description", "parameters", "strict"})

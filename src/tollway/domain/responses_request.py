@@ -32,6 +32,7 @@ _FIELDS: Final = frozenset(
         "user", "store", "thread_id", *PARAMS, *ASI1_FIELDS,
     }
 )  # fmt: skip
+REQUEST_FIELDS: Final = _FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
 _TOOL_FIELDS: Final = frozenset({"type", "name", "description", "parameters", "strict"})
 _TOOL_CHOICE_FIELDS: Final = frozenset({"type", "name"})
 _TEXT_FIELDS: Final = frozenset({"format", "verbosity"})

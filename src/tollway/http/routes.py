@@ -23,6 +23,7 @@ def build_routes() -> list[BaseRoute]:
     from tollway.http import me, me_mcp, me_rate_limits
     from tollway.http.management import admin, end_users, mcp_apps, platform, rate_limits, reconcile, webhooks
     from tollway.http.mcp import oauth
+    from tollway.http.openapi import routes as openapi
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -51,4 +52,5 @@ def build_routes() -> list[BaseRoute]:
         *mcp_apps.routes,
         *me_mcp.routes,
         *oauth.routes,
+        *openapi.routes,
     ]
