@@ -216,7 +216,16 @@ def _open(required: tuple[str, ...], **properties: Schema) -> Schema:
 
 COMPONENTS: Final[dict[str, Schema]] = {
     "Error": exact(error=_ERROR_BODY),
-    "AnthropicError": exact(type=enum("error"), error=_open(("type", "message"), type=STRING, message=STRING)),
+    "AnthropicError": {
+        "type": "object",
+        "properties": {
+            "type": enum("error"),
+            "error": _open(("type", "message"), type=STRING, message=STRING),
+            "request_id": STRING,
+        },
+        "required": ["type", "error"],
+        "additionalProperties": False,
+    },
     "Provider": exact(
         id=UUID,
         slug=STRING,
