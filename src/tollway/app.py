@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.ports.payments import PaymentGateway
 from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
@@ -26,6 +27,7 @@ from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
+from tollway.payments.stripe_checkout import StripeCheckout
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
@@ -40,6 +42,7 @@ from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
 from tollway.services.management.accounts import Accounts
 from tollway.services.management.budgets import Budgets
+from tollway.services.management.card_topups import CardTopups
 from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
@@ -93,6 +96,7 @@ class Runtime:
     http: aiohttp.ClientSession
     services: Services
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    payments: PaymentGateway | None = None  # Stripe, when card top-ups are configured (SPEC §17.2)
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -164,6 +168,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     responses = ResponsesService(calls, adapters, health, store)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
+    payments = _payments(settings)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -178,14 +183,32 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         responses=responses,
         images=images,
         models=ModelCatalogView(router, adapters),
-        management=_management(settings, engine, sealer, overrides),
+        management=_management(settings, engine, sealer, overrides, payments),
         invalidate_caches=invalidate_caches,
         operations=operations,
     )
-    return Runtime(settings, engine, sealer, keys, money, limiter, http, services)
+    return Runtime(settings, engine, sealer, keys, money, limiter, http, services, payments=payments)
 
 
-def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrides: RateOverrideStore) -> Management:
+def _payments(settings: Settings) -> PaymentGateway | None:
+    """Stripe Checkout when both of its secrets are set (SPEC §17.2); card top-ups are off otherwise."""
+    if not (settings.stripe_secret_key and settings.stripe_webhook_secret):
+        return None
+    return StripeCheckout(
+        settings.stripe_secret_key,
+        settings.stripe_webhook_secret,
+        api_base=settings.stripe_api_base,
+        timeout_s=settings.total_timeout_s,
+    )
+
+
+def _management(
+    settings: Settings,
+    engine: AsyncEngine,
+    sealer: Sealer,
+    overrides: RateOverrideStore,
+    payments: PaymentGateway | None,
+) -> Management:
     """The management use cases over their SQL repositories; the unit of work is one transaction per operation."""
 
     def unit_of_work() -> SqlUnitOfWork:
@@ -202,6 +225,7 @@ def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrid
         idempotency=Idempotency(IdempotencyStore(engine), unit_of_work),
         webhooks=Webhooks(WebhookStore(engine), sealer, allow_private=settings.allow_private_urls),
         rate_limits=RateLimitOverrides(overrides),
+        card_topups=CardTopups(payments, unit_of_work),
     )
 
 
@@ -260,6 +284,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.rate_limiter.close()
             await runtime.http.close()
             await hooks.close()
+            if runtime.payments is not None:
+                await runtime.payments.close()
             await runtime.engine.dispose()
             metrics.process_exited()
 

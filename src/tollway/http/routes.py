@@ -13,7 +13,7 @@ HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/images/generations", 
 
 def build_routes() -> list[BaseRoute]:
     from tollway.http import me, me_rate_limits
-    from tollway.http.management import admin, end_users, platform, rate_limits, reconcile, webhooks
+    from tollway.http.management import admin, card_topups, end_users, platform, rate_limits, reconcile, webhooks
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -35,4 +35,5 @@ def build_routes() -> list[BaseRoute]:
         *rate_limits.routes,
         *me_rate_limits.routes,
         *webhooks.routes,
+        *card_topups.routes,
     ]

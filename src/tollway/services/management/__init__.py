@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tollway.services.management.accounts import Accounts
 from tollway.services.management.budgets import Budgets
+from tollway.services.management.card_topups import CardTopups
 from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
@@ -28,3 +29,4 @@ class Management:
     idempotency: Idempotency  # runs budget and wallet writes under an Idempotency-Key (§9.7)
     webhooks: Webhooks
     rate_limits: RateLimitOverrides
+    card_topups: CardTopups  # Stripe Checkout (§17.2); its routes answer 404 when Stripe is not configured
