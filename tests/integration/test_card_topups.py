@@ -24,7 +24,9 @@ from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.canary import WATCH
 from tests.support.fake_stripe import FakeStripe, event
 from tests.support.invariants import assert_invariants, count
-from tests.support.servers import GatewayServer, running_gateway
+from tests.support.processes import GatewayProcess
+from tests.support.redis_server import start_redis_or_skip
+from tests.support.servers import GatewayServer, PostgresServer, free_port, running_gateway
 from tests.support.stripe_signing import signature, signed
 from tests.support.webhook_receiver import WebhookReceiver
 from tollway.settings import Settings
@@ -427,6 +429,56 @@ def test_no_secret_reaches_a_log_line(setup: StripeSetup, caplog: pytest.LogCapt
     logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
     assert "stripe session already credited" in logged  # the lines were captured
     assert setup.fake.secret_key not in logged and setup.webhook_secret not in logged
+
+
+@pytest.mark.postgres
+def test_the_same_event_sent_to_two_processes_credits_once(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """Two ``tollway serve`` processes on one PostgreSQL database (and Redis, which scale-out needs): each event is
+    sent to both at once, twice over; every session is credited exactly once. The processes log at ``info``, and
+    their log lines pass the suite's canary check (no Stripe secret) when they stop."""
+    redis = start_redis_or_skip()
+    secret_key, webhook_secret = stripe_secrets()
+    fake = FakeStripe(secret_key).start()
+    base = stripe_settings(
+        tmp_path,
+        postgres_server.new_database(),
+        fake,
+        webhook_secret,
+        redis_url=redis.url,
+        expected_instances=2,
+        log_level="info",
+    )
+    processes: list[GatewayProcess] = []
+    clients: list[httpx.Client] = []
+    try:
+        for _ in range(2):
+            processes.append(GatewayProcess(base.model_copy(update={"port": free_port()})))
+        first, second = processes
+        admin = httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {base.admin_key}"}, timeout=30)
+        clients.append(admin)
+        platform = new_platform(admin, second.url)  # checkouts through the second, webhooks to both
+        clients.append(platform.client)
+        sessions = []
+        for _ in range(4):
+            created = platform.checkout(amount_usd="7.25", **RETURN)
+            assert created.status_code == 201, created.text
+            sessions.append(created.json()["session_id"])
+        for session_id in sessions:
+            payload, headers = signed(fake.completed_event(session_id), webhook_secret)
+            assert _concurrently([first.url, second.url, first.url, second.url], payload, headers) == [200] * 4
+        assert platform.balance() == Decimal("29.00")
+        rows = platform.topups()
+        assert sorted(r["metadata"]["stripe_session_id"] for r in rows) == sorted(sessions)
+        assert all(Decimal(str(r["amount_usd"])) == Decimal("7.25") for r in rows)
+        assert count(base, card_payments) == 4
+        assert_invariants(base)
+    finally:
+        for client in clients:
+            client.close()
+        for process in processes:
+            process.stop()
+        fake.stop()
+        redis.stop()
 
 
 # -- without Stripe settings ------------------------------------------------------------------------------------
