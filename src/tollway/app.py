@@ -81,6 +81,7 @@ from tollway.workers.sweeper import HoldSweeper
 from tollway.workers.webhooks import WebhookDispatcher, webhook_session
 
 log = logging.getLogger("tollway")
+STRIPE_TIMEOUT_S = 30.0  # per attempt of a Checkout Session creation; the stripe library retries twice
 
 
 @dataclass
@@ -198,7 +199,7 @@ def _payments(settings: Settings) -> PaymentGateway | None:
         settings.stripe_secret_key,
         settings.stripe_webhook_secret,
         api_base=settings.stripe_api_base,
-        timeout_s=settings.total_timeout_s,
+        timeout_s=min(settings.total_timeout_s, STRIPE_TIMEOUT_S),
     )
 
 
