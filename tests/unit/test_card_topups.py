@@ -86,6 +86,12 @@ def test_checkout_body_and_default_return_urls() -> None:
     defaults = ReturnUrls("https://gw.example/console/wallet?paid=1", "https://gw.example/console/wallet")
     defaulted = parse_checkout(PID, {"amount_usd": "20"}, defaults)
     assert (defaulted.success_url, defaulted.cancel_url) == (defaults.success_url, defaults.cancel_url)
+    assert ReturnUrls.under(None) == ReturnUrls()
+    console = ReturnUrls.under("https://gw.example/base/")
+    assert (
+        console.success_url == "https://gw.example/base/console/wallet?checkout=paid&session_id={CHECKOUT_SESSION_ID}"
+    )
+    assert console.cancel_url == "https://gw.example/base/console/wallet?checkout=cancelled"
     with pytest.raises(InvalidRequest) as bad:
         parse_checkout(PID, {"amount_usd": "20", "success_url": "https://[::1/"}, defaults)
     assert bad.value.param == "success_url"

@@ -47,6 +47,14 @@ class ReturnUrls:
     success_url: str | None = None
     cancel_url: str | None = None
 
+    @classmethod
+    def under(cls, public_url: str | None) -> ReturnUrls:
+        """The console's wallet page under the gateway's public URL (``TOLLWAY_PUBLIC_URL``), when one is set."""
+        if not public_url:
+            return cls()
+        page = public_url.rstrip("/") + "/console/wallet"
+        return cls(page + "?checkout=paid&session_id={CHECKOUT_SESSION_ID}", page + "?checkout=cancelled")
+
 
 def _return_url(body: Mapping[str, Any], name: str, default: str | None) -> str:
     value = body.get(name)
