@@ -79,7 +79,12 @@ def test_schema() -> None:
     schema = SPEC.schema()
     assert schema["required"] == ["name"]
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["slug"] == {"type": ["string", "null"], "maxLength": 8, "minLength": 1, "pattern": "^(?:[a-z]+)$"}
+    assert schema["properties"]["slug"] == {
+        "type": ["string", "null"],
+        "maxLength": 8,
+        "minLength": 1,
+        "pattern": "^(?:[a-z]+)$",
+    }
     assert schema["properties"]["count"]["default"] == 2
     assert schema["properties"]["kind"] == {"type": "string", "enum": ["a", "b"]}
     assert schema["properties"]["price"]["anyOf"][1] == {"type": "null"}

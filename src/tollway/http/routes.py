@@ -21,7 +21,16 @@ HOT_PATHS = (
 
 def build_routes() -> list[BaseRoute]:
     from tollway.http import me, me_mcp, me_rate_limits
-    from tollway.http.management import admin, end_users, mcp_apps, platform, rate_limits, reconcile, webhooks
+    from tollway.http.management import (
+        admin,
+        card_topups,
+        end_users,
+        mcp_apps,
+        platform,
+        rate_limits,
+        reconcile,
+        webhooks,
+    )
     from tollway.http.mcp import oauth
     from tollway.http.openapi import routes as openapi
 
@@ -52,5 +61,6 @@ def build_routes() -> list[BaseRoute]:
         *mcp_apps.routes,
         *me_mcp.routes,
         *oauth.routes,
+        *card_topups.routes,
         *openapi.routes,
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from tollway.domain.budgets import BudgetTxnType
-from tollway.errors import BudgetExhausted, IdempotencyInProgress, IdempotencyKeyMismatch
+from tollway.errors import BudgetExhausted, IdempotencyInProgress, IdempotencyKeyMismatch, UpstreamError
 from tollway.http.openapi.operations import (
     IDEMPOTENCY_KEY,
     PAGING,
@@ -23,6 +23,7 @@ from tollway.http.openapi.operations import (
 from tollway.http.openapi.schemas import STRING, page_of, ref
 from tollway.services.management.accounts import LOG_REQUEST_TYPES, LOG_STATUSES, WALLET_TXN_TYPES
 from tollway.services.management.budgets import BUDGET_BODY, BUDGET_PATCH, DEBIT_BODY, TOPUP_BODY
+from tollway.services.management.card_topups import CHECKOUT_BODY
 from tollway.services.management.credentials import LLM_CONFIG_BODY, LLM_CONFIG_PATCH, PLATFORM_KEY_BODY
 from tollway.services.management.end_users import END_USER_BODY, END_USER_KEY_BODY, END_USER_PATCH
 from tollway.services.management.mcp_apps import APP_BODY, APP_PATCH
@@ -106,6 +107,12 @@ OPERATIONS: Final = {
     ("GET", f"{_BASE}/wallet/transactions"): Operation(
         "listWalletTransactions", "The wallet's ledger", "Platform: wallet", _PL, page_of(ref("WalletTransaction")),
         params=(PID, *PAGING, choice("type", *WALLET_TXN_TYPES), *TIME_RANGE),
+    ),
+    ("POST", f"{_BASE}/wallet/checkout"): Operation(
+        "createCheckout", "Add funds by card (Stripe Checkout)", "Platform: wallet", _PL, ref("CheckoutSession"), 201,
+        body=CHECKOUT_BODY, params=(PID,), errors=(UpstreamError,),
+        description="404 not_found when card top-ups are not configured; the wallet is credited once Stripe says "
+        "the session was paid (SPEC §17.2).",
     ),
     ("GET", f"{_BASE}/logs"): Operation(
         "listLogs", "Usage logs", "Platform: wallet", _PL, page_of(ref("UsageLog")),

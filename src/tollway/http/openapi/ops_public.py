@@ -145,6 +145,13 @@ OPERATIONS: Final = {
     ("GET", "/v1/me/mcp-config"): Operation(
         "getMcpConfig", "The MCP configuration to give an MCP client", "Self-service", _ME, ref("McpConfig")
     ),
+    ("POST", "/v1/stripe/webhook"): Operation(
+        "stripeWebhook", "Stripe's events (card top-ups)", "Operations", _PUB, ref("Received"),
+        body={**OBJECT, "description": "A Stripe event, verified against Stripe-Signature."},
+        params=(Param("Stripe-Signature", "header", STRING, required=True),),
+        errors=(NotFound,),
+        description="No key: Stripe signs it (300 s tolerance, else 400). 404 when card top-ups are not configured.",
+    ),
     ("GET", "/v1/mcp/oauth/callback"): Operation(
         "mcpOAuthCallback", "OAuth redirect target of MCP connections", "Self-service", _PUB, STRING,
         media="text/html",

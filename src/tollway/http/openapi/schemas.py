@@ -336,6 +336,8 @@ COMPONENTS: Final[dict[str, Schema]] = {
         scopes={"type": "array", "items": STRING},
     ),
     "McpAuthorization": exact(authorize_url=STRING, expires_at=TIME),
+    "CheckoutSession": exact(checkout_url=STRING, session_id=STRING),
+    "Received": exact(received={"const": True}),
     "McpConfig": exact(
         apps={
             "type": "array",
