@@ -158,6 +158,8 @@ def test_operator_platform_and_self_service_answers_conform(
         _ok(platform.get(f"{base}/wallet"))
         _ok(platform.get(f"{base}/wallet/transactions", params={"since": "2020-01-01T00:00:00Z"}))
         assert platform.get(f"{base}/logs", params={"status": "nope"}).status_code == 400
+        # Card top-ups are off without Stripe settings (SPEC §17.2): 404, as documented.
+        assert platform.post(f"{base}/wallet/checkout", json={"amount_usd": 10}).status_code == 404
 
         with _client(gateway, checker, again["api_key"]["raw_key"]) as end_user:
             chat = {"model": model["slug"], "messages": [{"role": "user", "content": "hi"}]}
@@ -202,6 +204,9 @@ def test_operator_platform_and_self_service_answers_conform(
         _ok(anonymous.get("/readyz"))
         assert anonymous.get("/metrics").status_code == 200
         assert anonymous.get("/v1/admin/providers").status_code == 401
+        assert (
+            anonymous.post("/v1/stripe/webhook", json={}, headers={"Stripe-Signature": "t=1,v1=x"}).status_code == 404
+        )
         assert anonymous.get("/v1/mcp/oauth/callback", params={"state": "forged", "code": "x"}).status_code == 400
 
     documented = {(method, template) for method, template, _ in checker.checked}
