@@ -115,6 +115,10 @@ def test_operator_platform_and_self_service_answers_conform(
         again = _ok(platform.post(f"{base}/end-users", json={"external_id": "u-1"}), 200)
         assert again["id"] == user["id"]
         uid = user["id"]
+        huge = b'{"external_id": "u-2", "metadata": {"n": 15904859041765890457600}}'  # found by schemathesis
+        refused = platform.post(f"{base}/end-users", content=huge, headers={"content-type": "application/json"})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "metadata.n"
         _ok(platform.get(f"{base}/end-users", params={"external_id": "u-1"}))
         _ok(platform.get(f"{base}/end-users/{uid}"))
         _ok(platform.patch(f"{base}/end-users/{uid}", json={"display_name": "Dana"}))
