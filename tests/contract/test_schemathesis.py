@@ -68,12 +68,21 @@ class Live:
         return self.end_user_key  # /v1/me and inference: the end user pays through its budget and the wallet
 
     def aim(self, case: Case) -> None:
-        """Point path ids at the seeded tenant, so operations get past the 404 of a foreign platform."""
+        """Point path ids at the seeded tenant, so operations get past the 404 of a foreign platform, and half the
+        paid calls at the seeded model, so they reach the fake upstream and are billed."""
+        heads = uuid.uuid5(uuid.NAMESPACE_URL, repr(case.body)).int % 2 == 1
+        if (
+            isinstance(case.body, dict)
+            and "model" in case.body
+            and heads
+            and not case.operation.path.startswith("/v1/admin")
+        ):
+            case.body["model"] = "chat"
         if case.operation.definition.raw.get("operationId") in KEEP_RANDOM_IDS or not case.path_parameters:
             return
         if "pid" in case.path_parameters:
             case.path_parameters["pid"] = self.platform_id
-        if "/end-users/{id}" in case.operation.path and uuid.uuid5(uuid.NAMESPACE_URL, repr(case.body)).int % 2:
+        if "/end-users/{id}" in case.operation.path and heads:
             case.path_parameters["id"] = self.end_user_id  # half the time: the budget and limits routes run too
 
     def headers(self, case: Case) -> dict[str, str]:
@@ -107,7 +116,12 @@ def live(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeUpstreamTh
                 ),
                 201,
             )
-            model = {"provider_id": provider["id"], "input_price_per_mtok": "0.1", "output_price_per_mtok": "0.2"}
+            model = {
+                "provider_id": provider["id"],
+                "input_price_per_mtok": "0.1",
+                "output_price_per_mtok": "0.2",
+                "price_per_image": "0.01",
+            }
             _ok(
                 admin.post(
                     "/v1/admin/models",
@@ -130,7 +144,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeUpstreamTh
 @pytest.fixture(scope="module")
 def api_schema(live: Live) -> Any:
     schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
-    DOCUMENTED[:] = [len(list(schema.get_all_operations()))]
+    document = httpx.get(live.url + "/openapi.json", timeout=30).json()
+    DOCUMENTED[:] = [sum(len(operations) for operations in document["paths"].values())]
     SKIPPED_FIGURE[:] = sorted(SKIPPED)
     return schema.exclude(operation_id=sorted(SKIPPED))
 
