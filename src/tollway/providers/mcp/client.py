@@ -151,10 +151,12 @@ class SdkMcpClient:
             if status >= 300 and watch.status is None:
                 watch.status = status
             if 300 <= status < 400:
+                await response.aclose()
                 raise _Refused("redirects are never followed")
             length = response.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 watch.oversized = True
+                await response.aclose()
                 raise _Refused("result too large")
 
         timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=max(self._call_timeout_s, CONNECT_TIMEOUT_S))
