@@ -425,6 +425,26 @@ async def test_an_oauth_app_gets_the_end_users_token(
     assert (row["mcp_app"], row["mcp_tool"]) == ("notes", "echo")
 
 
+async def test_a_token_the_app_refuses_is_refreshed_once_and_the_call_sent_again(
+    platform: Platform, notes: str, oauth: OAuthServer, oauth_app: McpApp
+) -> None:
+    end_user_id, key = platform.end_user(budget_usd="1")
+    _connect(platform.gateway, key, notes)
+    await call(platform.url(notes), key, "echo", {"text": "first"})
+    stale = (oauth_app.authorizations[-1] or "").removeprefix("Bearer ")
+    revoked = httpx.post(oauth.revocation_url, data={"token": stale}, auth=(oauth.client_id, oauth.client_secret))
+    assert revoked.status_code == 200 and not oauth.is_valid(stale)  # the app now answers 401 to it
+    refreshes, served = oauth.refreshes, len(oauth_app.calls)
+    result = await call(platform.url(notes), key, "echo", {"text": "again"})
+    assert result.content[0].text == "again"
+    assert oauth.refreshes == refreshes + 1 and len(oauth_app.calls) == served + 1
+    fresh = (oauth_app.authorizations[-1] or "").removeprefix("Bearer ")
+    assert fresh != stale and oauth.is_valid(fresh)
+    rows = await _settled(platform, 2, end_user_id=end_user_id)
+    assert [r["status"] for r in rows] == ["success", "success"]  # the refused attempt was not billed
+    assert len(platform.budget_rows(end_user_id)) == 2
+
+
 async def test_an_oauth_app_without_a_connection_is_refused(platform: Platform, notes: str) -> None:
     _, key = platform.end_user()
     error = await refusal(platform.url(notes), key, "echo")
