@@ -397,6 +397,11 @@ def _connect(gateway: GatewayServer, key: str, slug: str) -> None:
     assert httpx.get(callback, follow_redirects=False).status_code == 200
 
 
+def _revoke(oauth: OAuthServer, token: str) -> None:
+    revoked = httpx.post(oauth.revocation_url, data={"token": token}, auth=(oauth.client_id, oauth.client_secret))
+    assert revoked.status_code == 200
+
+
 @pytest.fixture(scope="module")
 def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
     auth = {
@@ -432,8 +437,8 @@ async def test_a_token_the_app_refuses_is_refreshed_once_and_the_call_sent_again
     _connect(platform.gateway, key, notes)
     await call(platform.url(notes), key, "echo", {"text": "first"})
     stale = (oauth_app.authorizations[-1] or "").removeprefix("Bearer ")
-    revoked = httpx.post(oauth.revocation_url, data={"token": stale}, auth=(oauth.client_id, oauth.client_secret))
-    assert revoked.status_code == 200 and not oauth.is_valid(stale)  # the app now answers 401 to it
+    _revoke(oauth, stale)
+    assert not oauth.is_valid(stale)  # the app now answers 401 to it
     refreshes, served = oauth.refreshes, len(oauth_app.calls)
     result = await call(platform.url(notes), key, "echo", {"text": "again"})
     assert result.content[0].text == "again"

@@ -67,7 +67,8 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
         assert called.status_code == 200, called.text
         answer = called.json()["result"]
         assert answer["isError"] is False
-        assert answer["content"][0]["text"] == "Order A-1001 (notebook, pen set) is shipped with DHL, arriving in 2 days."
+        shipped = "Order A-1001 (notebook, pen set) is shipped with DHL, arriving in 2 days."
+        assert answer["content"][0]["text"] == shipped
         assert 'mcp.call_tool("get_time"' in banner
         budget = httpx.get(f"http://127.0.0.1:{port}/v1/me/budget", headers={"Authorization": f"Bearer {key.group(1)}"})
         assert budget.json()["max_usd"] == 5
