@@ -523,3 +523,17 @@ async def test_prompts_are_relayed_unbilled(platform: Platform) -> None:
     assert [p.name for p in prompts.prompts] == ["greet"]
     await asyncio.sleep(0.3)
     assert _mcp_rows(platform, end_user_id=end_user_id) == []
+
+
+async def test_a_batch_is_refused_so_each_call_has_its_own_request_id(platform: Platform, app: McpApp) -> None:
+    """A POST carries one JSON-RPC message (the SDK refuses 2025-03-26 batches), so one HTTP request id bills at most
+    one MCP call: holds and usage rows stay one per request id."""
+    end_user_id, key = platform.end_user()
+    served = len(app.calls)
+    one = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "a"}}}
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-03-26"}
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}", **headers}) as http:
+        answer = await http.post(platform.url("tools"), json=[one, {**one, "id": 2}])
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == -32602
+    await asyncio.sleep(0.3)
+    assert len(app.calls) == served and _mcp_rows(platform, end_user_id=end_user_id) == []
