@@ -450,6 +450,17 @@ async def test_a_token_the_app_refuses_is_refreshed_once_and_the_call_sent_again
     assert len(platform.budget_rows(end_user_id)) == 2
 
 
+async def test_the_apps_error_messages_are_scrubbed_of_credentials(
+    platform: Platform, notes: str, oauth_app: McpApp
+) -> None:
+    _, key = platform.end_user()
+    _connect(platform.gateway, key, notes)
+    error = await refusal(platform.url(notes), key, "leak")
+    token = (oauth_app.authorizations[-1] or "").removeprefix("Bearer ")
+    assert token and token not in error.message and "sk-live" not in error.message
+    assert error.message.startswith("refused [redacted]") and error.code == -32602
+
+
 async def test_an_oauth_app_without_a_connection_is_refused(platform: Platform, notes: str) -> None:
     _, key = platform.end_user()
     error = await refusal(platform.url(notes), key, "echo")

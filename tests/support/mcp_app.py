@@ -40,6 +40,7 @@ TOOLS = [
     _tool("sleep", "Sleeps `s` seconds.", {"s": {"type": "number"}}),
     _tool("big", "Returns `n` bytes of text.", {"n": {"type": "integer"}}),
     _tool("secret", "Not for everyone."),
+    _tool("leak", "A JSON-RPC error quoting the request's Authorization header."),
 ]
 
 
@@ -73,6 +74,10 @@ class McpApp:
             return types.CallToolResult(content=[types.TextContent(text="x" * int(args.get("n", 10)))])
         if params.name == "secret":
             return types.CallToolResult(content=[types.TextContent(text="classified")])
+        if params.name == "leak":
+            request = ctx.request
+            quoted = request.headers.get("authorization") if request is not None else None
+            raise MCPError(types.INVALID_PARAMS, f"refused {quoted} and sk-live-{'x' * 12}")
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
 
     async def _list_prompts(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from tollway.http.state import services
 from tollway.services.agents.mcp_calls import McpAppError, McpCalls
 from tollway.services.inference.call import CallContext
 
+log = logging.getLogger("tollway.mcp")
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
 _SCOPE_KEY = "tollway.mcp_caller"
@@ -77,16 +79,22 @@ def _refusal(error: TollwayError) -> MCPError:
 
 
 async def _answering(work: Awaitable[T]) -> T:
-    """A handler's work, its errors as JSON-RPC errors: refusals carry the §3 body, the app's own are relayed."""
+    """A handler's work, its errors as JSON-RPC errors: refusals carry the §3 body, the app's own are relayed, and
+    anything else is an internal error that says nothing of its cause (logged with the request id)."""
     try:
         return await work
     except TollwayError as error:
         raise _refusal(error) from None
     except McpAppError as error:
         raise MCPError(error.code, error.message) from None
+    except MCPError:
+        raise
+    except Exception:
+        log.exception("MCP proxy request failed")
+        raise _refusal(InternalError()) from None
 
 
-def _result(model: type[R], body: dict[str, Any]) -> R:
+async def _result(model: type[R], body: dict[str, Any]) -> R:
     meta = body.get("_meta")
     if isinstance(meta, dict) and _SERVER_INFO in meta:  # the app's own identity stays behind the proxy
         rest = {k: v for k, v in meta.items() if k != _SERVER_INFO}
@@ -132,8 +140,8 @@ class McpProxy:
     ) -> types.ListToolsResult:
         caller = _caller(ctx)
         cursor = params.cursor if params is not None else None
-        listing = _answering(self._calls.list_tools(caller.principal, caller.app, cursor))
-        return _result(types.ListToolsResult, await listing)
+        listing = await _answering(self._calls.list_tools(caller.principal, caller.app, cursor))
+        return await _answering(_result(types.ListToolsResult, listing))
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -144,13 +152,13 @@ class McpProxy:
         work = asyncio.ensure_future(self._calls.call(call_ctx, caller.app, params.name, params.arguments))
         work.add_done_callback(_retrieve)
         result = await _answering(asyncio.shield(work))
-        return _result(types.CallToolResult, result.body)
+        return await _answering(_result(types.CallToolResult, result.body))
 
     def _relay(self, model: type[R], method: str) -> Callable[[ServerRequestContext[Any], Any], Awaitable[R]]:
         async def handle(ctx: ServerRequestContext[Any], params: Any) -> R:
             caller = _caller(ctx)
             body = await _answering(self._calls.relay(caller.principal, caller.app, method, _params(params)))
-            return _result(model, body)
+            return await _answering(_result(model, body))
 
         return handle
 

@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 
 from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
+from tollway.providers.transport import redact
 
 T = TypeVar("T")
 
@@ -113,12 +114,12 @@ class SdkMcpClient:
         except McpCallFailed:
             raise
         except MCPError as exc:
-            raise self._mapped(watch, connected, exc.code, exc.message) from None
+            raise self._mapped(watch, connected, exc.code, _scrubbed(exc.message, server)) from None
         except (Exception, BaseExceptionGroup) as exc:
             if (failed := _inner(exc, McpCallFailed)) is not None:
                 raise failed from None
             rpc = _inner(exc, MCPError)
-            code, message = (rpc.code, rpc.message) if rpc is not None else (None, None)
+            code, message = (rpc.code, _scrubbed(rpc.message, server)) if rpc is not None else (None, None)
             raise self._mapped(watch, connected, code, message) from None
         if outcome:
             return outcome[0]
@@ -197,6 +198,13 @@ def _json(model: Any) -> dict[str, Any]:
 
 def _encoded(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
+
+
+def _scrubbed(message: str, server: McpServer) -> str:
+    """The app's error message without the caller's credential or anything shaped like a key (SPEC §15)."""
+    for value in server.headers.values():
+        message = redact(message, value.removeprefix("Bearer ").strip() or None)
+    return redact(message, None)[:512]
 
 
 def _too_large(limit: int) -> McpCallFailed:
