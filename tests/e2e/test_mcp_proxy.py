@@ -29,6 +29,7 @@ from tests.support.servers import GatewayServer
 CALL_TIMEOUT_S = 1.5
 MAX_RESULT_BYTES = 4096
 PRICE = "0.002"  # USD per call; with 15 % markup the end user is charged 0.0023
+MAX_BODY_BYTES = 65_536
 ALLOWED = ["echo", "fail", "explode", "sleep", "big"]  # "secret" is left out
 
 
@@ -40,6 +41,7 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         database_url_for(request.param, tmp, request),
         mcp_call_timeout_s=CALL_TIMEOUT_S,
         mcp_max_result_bytes=MAX_RESULT_BYTES,
+        max_body_bytes=MAX_BODY_BYTES,
     )
     server = GatewayServer(settings)
     server.start()
@@ -484,6 +486,17 @@ def test_unknown_or_foreign_slugs_and_bad_keys_are_http_errors(new_platform: New
     assert missing.status_code == 404
     anonymous = httpx.post(platform.url("tools"), json=init, headers=headers)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_body_over_the_limit_is_a_413_before_the_sdk_reads_it(platform: Platform, app: McpApp) -> None:
+    _, key = platform.end_user()
+    served = len(app.calls)
+    arguments = {"text": "x" * MAX_BODY_BYTES}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": arguments}}
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    answer = httpx.post(platform.url("tools"), json=body, headers=headers)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+    assert len(app.calls) == served
 
 
 # -- protocol versions ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.domain.mcp_calls import McpApp
 from tollway.domain.tenancy import Principal
-from tollway.errors import InternalError, TollwayError
+from tollway.errors import InternalError, RequestTooLarge, TollwayError
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import error_response
@@ -177,7 +177,12 @@ class ProxyEndpoint:
         try:
             received = time.perf_counter()
             principal = await require_inference(request)
-            calls = services(request).mcp_calls
+            svc = services(request)
+            limit = svc.settings.max_body_bytes
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+            calls = svc.mcp_calls
             app = await calls.app(principal, str(scope["path_params"]["slug"]))
             session_id = session_id_header(request)
         except TollwayError as error:

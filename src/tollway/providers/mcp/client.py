@@ -67,7 +67,7 @@ class SdkMcpClient:
         async def step(client: Client) -> dict[str, Any]:
             return _json(await client.session.list_tools(params=params))
 
-        return await self._run(server, step, CONNECT_TIMEOUT_S, Failure.CONNECT_TIMEOUT)
+        return await self._run(server, step, None)
 
     async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
         async def step(client: Client) -> ToolResult:
@@ -79,7 +79,7 @@ class SdkMcpClient:
                 raise _too_large(self._max_result_bytes)
             return ToolResult(body, bool(result.is_error))
 
-        return await self._run(server, step, self._call_timeout_s, Failure.CALL_TIMEOUT)
+        return await self._run(server, step, self._call_timeout_s)
 
     async def relay(self, server: McpServer, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Any other request the proxy relays unbilled (resources, prompts, completion): the app's result as sent."""
@@ -92,13 +92,19 @@ class SdkMcpClient:
         async def step(client: Client) -> dict[str, Any]:
             return _json(await client.session.send_request(request, result_type))
 
-        return await self._run(server, step, self._call_timeout_s, Failure.CALL_TIMEOUT)
+        return await self._run(server, step, self._call_timeout_s, f"the MCP request {method}")
 
     # -- one session --------------------------------------------------------------------------------------------
 
     async def _run(
-        self, server: McpServer, step: Callable[[Client], Awaitable[T]], step_timeout_s: float, late: Failure
+        self,
+        server: McpServer,
+        step: Callable[[Client], Awaitable[T]],
+        step_timeout_s: float | None,
+        what: str = "the MCP tool call",
     ) -> T:
+        """One session: ``step`` once connected. ``step_timeout_s`` None: the step shares the 15 s of connecting
+        (listing tools); else it gets its own limit from the moment the session is up."""
         await self._check_address(server.url)
         watch = _Watch()
         connected = False
@@ -109,7 +115,8 @@ class SdkMcpClient:
             with anyio.CancelScope(deadline=anyio.current_time() + CONNECT_TIMEOUT_S) as scope:
                 async with self._client(server, watch) as client:
                     connected = True
-                    scope.deadline = anyio.current_time() + step_timeout_s
+                    if step_timeout_s is not None:
+                        scope.deadline = anyio.current_time() + step_timeout_s
                     outcome.append(await step(client))
         except McpCallFailed:
             raise
@@ -125,8 +132,10 @@ class SdkMcpClient:
             return outcome[0]
         if not connected:
             raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
-        what = "the MCP tool call" if late is Failure.CALL_TIMEOUT else "listing the MCP app's tools"
-        raise McpCallFailed(late, _limit(what, step_timeout_s))
+        if step_timeout_s is None:
+            listing = "connecting to the MCP app and listing its tools"
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit(listing, CONNECT_TIMEOUT_S))
+        raise McpCallFailed(Failure.CALL_TIMEOUT, _limit(what, step_timeout_s))
 
     def _mapped(self, watch: _Watch, connected: bool, code: int | None, message: str | None) -> McpCallFailed:
         if watch.oversized:
