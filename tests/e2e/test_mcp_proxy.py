@@ -486,6 +486,13 @@ def test_unknown_or_foreign_slugs_and_bad_keys_are_http_errors(new_platform: New
     assert missing.status_code == 404
     anonymous = httpx.post(platform.url("tools"), json=init, headers=headers)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
+    operator = f"Bearer {platform.gateway.settings.admin_key}"
+    as_operator = httpx.post(platform.url("tools"), json=init, headers={**headers, "Authorization": operator})
+    assert as_operator.status_code == 403 and as_operator.json()["error"]["code"] == "wrong_key_type"
+    end_user_id, key = platform.end_user()
+    _ok(platform.client.patch(f"{platform.base}/end-users/{end_user_id}", json={"is_active": False}))
+    inactive = httpx.post(platform.url("tools"), json=init, headers={**headers, "Authorization": f"Bearer {key}"})
+    assert inactive.status_code == 403 and inactive.json()["error"]["code"] == "forbidden"
 
 
 def test_a_body_over_the_limit_is_a_413_before_the_sdk_reads_it(platform: Platform, app: McpApp) -> None:

@@ -189,8 +189,9 @@ class ProxyEndpoint:
             await error_response(error)(scope, receive, send)
             return
         except Exception:
+            log.exception("MCP proxy request failed before the SDK")
             await error_response(InternalError())(scope, receive, send)
-            raise
+            return
         scope[_SCOPE_KEY] = Caller(principal, app, request.state.request_id, session_id, received)
         proxy = cast(McpProxy, request.app.state.mcp_proxy)
         await proxy.manager.handle_request(scope, receive, send)
