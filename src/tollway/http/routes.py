@@ -31,7 +31,7 @@ def build_routes() -> list[BaseRoute]:
         reconcile,
         webhooks,
     )
-    from tollway.http.mcp import oauth
+    from tollway.http.mcp import oauth, proxy
     from tollway.http.openapi import routes as openapi
 
     return [
@@ -62,5 +62,6 @@ def build_routes() -> list[BaseRoute]:
         *me_mcp.routes,
         *oauth.routes,
         *card_topups.routes,
+        *proxy.routes,
         *openapi.routes,
     ]
