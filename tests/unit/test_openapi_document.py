@@ -56,6 +56,12 @@ def test_exclusions_hide_no_documented_operation_and_give_a_reason() -> None:
     assert excluded("/consoles") is None
 
 
+def test_the_mcp_proxy_is_served_but_left_out_for_its_reason() -> None:
+    assert {("GET", "/v1/mcp/{slug}"), ("POST", "/v1/mcp/{slug}")} <= set(served(ROUTES))
+    assert "JSON-RPC" in (excluded("/v1/mcp/{slug}") or "")
+    assert "/v1/mcp/{slug}" not in build_document(ROUTES)["paths"]
+
+
 def test_mounts_are_walked_too() -> None:
     assert ("*", "/docs/assets") in set(served(ROUTES))
     assert ("*", "/elsewhere") in set(served([Mount("/elsewhere", routes=[])]))
