@@ -126,6 +126,15 @@ def test_errors_of_section_3_are_documented_per_operation() -> None:
     assert messages["401"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AnthropicError"}
 
 
+def test_business_refusals_without_a_body_are_documented() -> None:
+    """Found by schemathesis's stateful phase: deleting a provider that still has model rows is a 400."""
+    paths = build_document(ROUTES)["paths"]
+    assert "invalid_request" in paths["/v1/admin/providers/{id}"]["delete"]["responses"]["400"]["description"]
+    replay = paths["/v1/platforms/{pid}/webhooks/{id}/deliveries/{delivery_id}/replay"]["post"]["responses"]
+    assert "400" in replay
+    assert "thread_busy" in paths["/v1/threads/{thread_id}"]["delete"]["responses"]["409"]["description"]
+
+
 def test_create_get_delete_links() -> None:
     doc = build_document(ROUTES)
     links = doc["paths"]["/v1/platforms/{pid}/end-users"]["post"]["responses"]["201"]["links"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from tollway.errors import IdempotencyInProgress, IdempotencyKeyMismatch
+from tollway.errors import IdempotencyInProgress, IdempotencyKeyMismatch, InvalidRequest
 from tollway.http.openapi.operations import (
     IDEMPOTENCY_KEY,
     PAGING,
@@ -58,7 +58,8 @@ OPERATIONS: Final = {
     ),
     ("DELETE", "/v1/admin/providers/{id}"): Operation(
         "deleteProvider", "Delete a provider", "Operator: providers", _OP, None, 204, params=(_PROVIDER_ID,),
-        errors=(), description="Refused (400) while model rows reference it; removes platforms' LLM configs for it.",
+        errors=(InvalidRequest,),
+        description="Refused (400) while model rows reference it; removes platforms' LLM configs for it.",
     ),
     ("POST", "/v1/admin/models"): Operation(
         "createModel", "Create a priced model row", "Operator: models", _OP, ref("ModelRow"), 201,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from tollway.domain.budgets import BudgetTxnType
-from tollway.errors import BudgetExhausted, IdempotencyInProgress, IdempotencyKeyMismatch, UpstreamError
+from tollway.errors import BudgetExhausted, IdempotencyInProgress, IdempotencyKeyMismatch, InvalidRequest, UpstreamError
 from tollway.http.openapi.operations import (
     IDEMPOTENCY_KEY,
     PAGING,
@@ -226,7 +226,8 @@ OPERATIONS: Final = {
     ),
     ("POST", f"{_BASE}/webhooks/{{id}}/deliveries/{{delivery_id}}/replay"): Operation(
         "replayDelivery", "Replay a delivery", "Platform: webhooks", _PL, ref("WebhookDelivery"), 202,
-        params=(PID, _ENDPOINT, path_id("delivery_id", "delivery")),
+        params=(PID, _ENDPOINT, path_id("delivery_id", "delivery")), errors=(InvalidRequest,),
+        description="400 while the endpoint is disabled (SPEC §11.4).",
     ),
     # -- MCP apps and connections (§16.1) -----------------------------------------------------------------------
     ("GET", f"{_BASE}/mcp/apps"): Operation(

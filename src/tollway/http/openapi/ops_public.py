@@ -114,7 +114,8 @@ OPERATIONS: Final = {
         "getThread", "A thread", "Threads", _INF, ref("Thread"), params=(_THREAD_ID,)
     ),
     ("DELETE", "/v1/threads/{thread_id}"): Operation(
-        "deleteThread", "Delete a thread and its stored responses", "Threads", _INF, None, 204, params=(_THREAD_ID,)
+        "deleteThread", "Delete a thread and its stored responses", "Threads", _INF, None, 204,
+        params=(_THREAD_ID,), errors=(ThreadBusy,),
     ),
     ("GET", "/v1/threads/{thread_id}/items"): Operation(
         "listThreadItems", "A thread's items in order", "Threads", _INF, ref("ThreadItems"),
