@@ -16,14 +16,27 @@ class Figures:
     stateful_steps: int = 0
     stateful_scenarios: int = 0
     failures: int = 0
+    stateful_stopped: bool = False  # hypothesis stopped the stateful phase early (see the test)
+    first_failures: list[str] = field(default_factory=list)  # what went wrong, kept when hypothesis hides it
+
+    def failed(self, label: str, error: BaseException) -> None:
+        self.failures += 1
+        if len(self.first_failures) < 5:
+            self.first_failures.append(f"{label}: {str(error).strip()[:1500]}")
 
     def lines(self, documented: int, skipped: list[str]) -> list[str]:
         sent = sum(self.cases.values())
         return [
             f"operations: {len(self.cases)} exercised of {documented} documented (skipped: {', '.join(skipped)})",
-            f"cases: {sent} stateless, {self.stateful_steps} stateful steps in {self.stateful_scenarios} scenarios",
+            f"cases: {sent} stateless, {self.stateful_steps} stateful steps in {self.stateful_scenarios} scenarios"
+            + (
+                " (stopped early: the live server's state differs between hypothesis replays)"
+                if self.stateful_stopped
+                else ""
+            ),
             "statuses: " + ", ".join(f"{status}x{count}" for status, count in sorted(self.statuses.items())),
             f"failures: {self.failures}",
+            *self.first_failures,
         ]
 
 
