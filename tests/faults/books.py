@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from tests.faults.cluster import RPM, EndUser, price_nanos
 from tests.faults.load import Sent
+from tests.support.seed import Tenant
 from tollway.settings import Settings
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
@@ -42,7 +43,7 @@ class Books:
     balance: int = 0
 
 
-async def _read(settings: Settings, user_ids: list[str]) -> Books:
+async def _read(settings: Settings, platform_id: str, user_ids: list[str]) -> Books:
     engine = create_engine(settings)
     books = Books()
     try:
@@ -98,18 +99,16 @@ async def _read(settings: Settings, user_ids: list[str]) -> Books:
                     .where(holds.c.end_user_id.in_(user_ids), holds.c.status == "active")
                 )
             ).scalar_one()
-            books.balance = int((await conn.execute(sa.select(sa.func.sum(wallets.c.balance_nanos)))).scalar_one())
+            books.balance = (
+                await conn.execute(sa.select(wallets.c.balance_nanos).where(wallets.c.platform_id == platform_id))
+            ).scalar_one()
     finally:
         await engine.dispose()
     return books
 
 
-def read_books(settings: Settings, users: list[EndUser]) -> Books:
-    return asyncio.run(_read(settings, [u.id for u in users]))
-
-
-def active_holds(settings: Settings, users: list[EndUser]) -> int:
-    return read_books(settings, users).active_holds
+def read_books(settings: Settings, tenant: Tenant, users: list[EndUser]) -> Books:
+    return asyncio.run(_read(settings, tenant.platform_id, [u.id for u in users]))
 
 
 def check_money(

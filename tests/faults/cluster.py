@@ -27,9 +27,9 @@ MODELS = {
     "paced": ("fake/words?n=10&delay_ms=150&in=0&out=20", 20),  # $0.02, ten events over 1.5 s
     "long": ("fake/words?n=200&delay_ms=100&in=0&out=200", 200),  # $0.20, a 20 s stream: cut by the faults
 }
-TOPUP_USD = 1000
+TOPUP_USD = 100
 BUDGET_USD = 5
-RPM = 8  # on every other end user; even, so the two instances' local shares (4 each) add up to it
+RPM = 6  # on every other end user; even, so the two instances' local shares (3 each) add up to it
 DRAIN_S = 3.0
 TOTAL_TIMEOUT_S = 60.0  # a hold expires 120 s after it was placed (SPEC §9.3)
 
@@ -64,7 +64,7 @@ class FaultCluster:
         try:
             for i in range(2):
                 self.start(i)
-            self.tenant = self._seed(fake.base_url)
+            self.provider = self._seed(fake.base_url)
         except BaseException:
             self._stop_all()
             raise
@@ -129,28 +129,35 @@ class FaultCluster:
             for path in (s.data_dir / "journal").glob(f"*{JOURNAL_SUFFIX}")
         )
 
-    def _seed(self, upstream: str) -> Tenant:
-        headers = {"Authorization": f"Bearer {self.admin_key}"}
-        with httpx.Client(base_url=self.urls[0], headers=headers, timeout=30) as admin:
+    def _admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.urls[0], headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=30)
+
+    def _seed(self, upstream: str) -> dict[str, str]:
+        with self._admin() as admin:
             provider = create_provider(admin, upstream)
             for slug, (upstream_model, tokens) in MODELS.items():
                 prices = {"input_price_per_mtok": "0", "output_price_per_mtok": "1000", "max_output_tokens": tokens}
                 create_model(admin, provider["id"], slug, upstream_model, **prices)
-            return create_tenant(admin, self.urls[0], provider["id"], provider["slug"], topup=str(TOPUP_USD))
+        return {"id": provider["id"], "slug": provider["slug"]}
 
-    def new_end_users(self, count: int) -> list[EndUser]:
+    def new_tenant(self) -> Tenant:
+        """A platform of the scenario's own, so that its wallet moves only with the scenario's calls."""
+        with self._admin() as admin:
+            return create_tenant(admin, self.urls[0], self.provider["id"], self.provider["slug"], topup=str(TOPUP_USD))
+
+    def new_end_users(self, tenant: Tenant, count: int) -> list[EndUser]:
         """Fresh end users, each with a budget; every other one (the even ones) limited to ``RPM``."""
-        base = f"/v1/platforms/{self.tenant.platform_id}/end-users"
+        base = f"/v1/platforms/{tenant.platform_id}/end-users"
         users = []
         for i in range(count):
-            created = self.tenant.client.post(base, json={"external_id": f"fault-{uuid.uuid4().hex[:12]}"})
+            created = tenant.client.post(base, json={"external_id": f"fault-{uuid.uuid4().hex[:12]}"})
             assert created.status_code == 201, created.text
             user_id = created.json()["id"]
-            budget = self.tenant.client.post(f"{base}/{user_id}/budget", json={"max_usd": str(BUDGET_USD)})
+            budget = tenant.client.post(f"{base}/{user_id}/budget", json={"max_usd": str(BUDGET_USD)})
             assert budget.status_code == 201, budget.text
             rpm = RPM if i % 2 == 0 else None
             if rpm is not None:
-                put = self.tenant.client.put(f"{base}/{user_id}/rate-limits", json={"rpm_limit": rpm})
+                put = tenant.client.put(f"{base}/{user_id}/rate-limits", json={"rpm_limit": rpm})
                 assert put.status_code == 200, put.text
             users.append(EndUser(user_id, created.json()["api_key"]["raw_key"], rpm))
         return users
@@ -172,7 +179,6 @@ class FaultCluster:
                 self.start(i)
 
     def close(self) -> None:
-        self.tenant.client.close()
         self._stop_all()
 
     def _stop_all(self) -> None:

@@ -19,6 +19,7 @@ import orjson
 from tests.faults.cluster import EndUser
 
 WORKERS = 10
+LIMITED_SHARE = 3
 PAUSE_S = 0.1  # between one worker's requests; and after a refused connection (an instance that is down)
 USER = [{"role": "user", "content": "hi"}]
 
@@ -52,6 +53,7 @@ class Load:
     _stopping: asyncio.Event | None = None
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _turns: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
@@ -89,12 +91,17 @@ class Load:
 
     async def _worker(self, w: int) -> None:
         assert self._stopping is not None
+        # End users with an RPM limit get LIMITED_SHARE times the traffic of the others: over their limit in every
+        # scenario, so that each fault meets the limiter at work.
+        schedule = [u for u in self.users for _ in range(LIMITED_SHARE if u.rpm else 1)]
         i = 0
         while not self._stopping.is_set():
             n = w + i * WORKERS
-            user = self.users[n % len(self.users)]
+            user = schedule[n % len(schedule)]
             stream = n % 3 == 0
-            sent = await self.send(user, (w + i) % 2, "paced" if stream else "quick", stream)
+            turn = self._turns.get(user.id, 0)  # each end user's requests alternate between the instances
+            self._turns[user.id] = turn + 1
+            sent = await self.send(user, turn % 2, "paced" if stream else "quick", stream)
             i += 1
             await asyncio.sleep(PAUSE_S if sent.status else 2 * PAUSE_S)
 
