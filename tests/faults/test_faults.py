@@ -1,8 +1,9 @@
 """The fault suite (issue 21): two instances on PostgreSQL + Redis under steady mixed load (plain calls and streams,
-20 fresh end users with budgets, every other one limited to 6 RPM and sent three times the traffic), one fault per scenario, then the exact money
-check: every request that received a complete answer has exactly one usage log row billed in full, no request is
-charged twice, no 500 anywhere, the ledger invariants hold and reconcile says ok, and no end user was admitted more
-than its RPM in any 60 s window (with Redis lost: the documented bound, docs/rate-limits.md).
+20 fresh end users with budgets, every other one limited to 6 RPM and sent three times the traffic), one fault per
+scenario, then the exact money check: every request that received a complete answer has exactly one usage log row
+billed in full, no request is charged twice, no 500 anywhere, the ledger invariants hold and reconcile says ok, and
+no end user was admitted more than its RPM in any 60 s window (with Redis lost: the documented bound,
+docs/rate-limits.md).
 
 Each scenario's figures are printed as it runs. ``TOLLWAY_FAULT_RUNS=3`` runs every scenario three passes in a row
 (``make faults``); CI runs one pass within the whole suite, on PostgreSQL and Redis (mandatory there).
