@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import make_settings
+from tests.integration.test_scale_out import _metrics as prometheus_samples
 from tests.support.processes import GatewayProcess, StderrLines
 from tests.support.redis_server import RedisServer
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
@@ -61,6 +62,7 @@ class FaultCluster:
         ]
         self.processes: list[GatewayProcess | None] = [None, None]
         self.logs: list[StderrLines | None] = [None, None]
+        self.finished_logs: list[str] = []  # the lines of processes that are gone
         try:
             for i in range(2):
                 self.start(i)
@@ -102,8 +104,16 @@ class FaultCluster:
     def _forget(self, i: int) -> None:
         log = self.logs[i]
         if log is not None:
-            log.finish()
+            self.finished_logs.append(log.finish())
         self.processes[i], self.logs[i] = None, None
+
+    def logged(self, fragment: str) -> int:
+        """How many log lines of every process the cluster ran contain ``fragment``."""
+        texts = [*self.finished_logs, *("".join(log.lines) for log in self.logs if log is not None)]
+        return sum(text.count(fragment) for text in texts)
+
+    def metrics(self, i: int) -> dict[str, float]:
+        return prometheus_samples(httpx.get(self.urls[i] + "/metrics", timeout=10).text)
 
     def ready(self, i: int) -> dict[str, object] | None:
         """``/readyz``'s checks when the instance is ready, else None."""

@@ -102,13 +102,19 @@ def kill_minus_nine(run: Run) -> None:
     )
 
 
+# The money writer's warnings: a settlement journaled, a journaled one committed, one found applied already.
+JOURNAL_LINES = ("; journaled in ", ' committed"', "was already applied")
+
+
 def postgres_stopped(run: Run) -> None:
     """PostgreSQL stopped for 8 s (fast shutdown) and started again: 503 + Retry-After meanwhile, answers already
     on their way are journaled and committed once it is back."""
+    logged = {line: run.cluster.logged(line) for line in JOURNAL_LINES}
     run.fault_at = time.monotonic()
     run.cluster.postgres.halt()
     peak = 0
     try:
+        assert [run.cluster.ready(i) for i in range(2)] == [None, None]  # /readyz 503 on both
         while time.monotonic() - run.fault_at < 8:
             peak = max(peak, run.cluster.journaled())
             time.sleep(0.2)
@@ -122,6 +128,10 @@ def postgres_stopped(run: Run) -> None:
     drained = time.monotonic() - back
     refused = sum(1 for s in run.load.sent if s.status == 503)
     assert refused > 0  # the load did meet the outage
+    # What an operator reads (docs/operations.md): each settlement journaled, then each one committed (or found
+    # applied already, when its commit went through but the answer was lost with the connection).
+    journaled, committed, applied = (run.cluster.logged(line) - logged[line] for line in JOURNAL_LINES)
+    assert journaled >= peak and committed + applied == journaled, (journaled, committed, applied)
     run.notes.append(
         f"PostgreSQL down 8 s: {refused} answers 503, up to {peak} settlements journaled, ready "
         f"{run.recovered_s:.1f} s and journals drained {drained:.1f} s after it was back"
@@ -157,15 +167,18 @@ def redis_restarted_empty(run: Run) -> None:
     """Redis killed (SIGKILL) and started again empty 5 s later: limits on the local shares meanwhile, written
     back when it returns."""
     redis = run.cluster.redis
+    logged = _failover_lines(run.cluster)
     run.fault_at = run.redis_lost_at = time.monotonic()
     redis.kill()
     try:
         degraded = run.cluster.wait_ready(redis="degraded", timeout=10)
+        _assert_degraded(run.cluster)
         time.sleep(max(0.0, 5 - (time.monotonic() - run.fault_at)))
     finally:
         back = time.monotonic()
         redis.start()
     run.recovered_s = run.cluster.wait_ready()
+    _assert_recovered(run.cluster, logged)
     run.notes.append(
         f"Redis killed, both instances degraded within {degraded:.1f} s, restarted empty after 5 s, back on Redis "
         f"{time.monotonic() - back:.1f} s later"
@@ -175,19 +188,43 @@ def redis_restarted_empty(run: Run) -> None:
 def redis_frozen(run: Run) -> None:
     """Redis stopped with SIGSTOP for 4 s: admissions time out after 0.25 s and go to the local shares."""
     redis = run.cluster.redis
+    logged = _failover_lines(run.cluster)
     run.fault_at = run.redis_lost_at = time.monotonic()
     redis.freeze()
     try:
         degraded = run.cluster.wait_ready(redis="degraded", timeout=10)
+        _assert_degraded(run.cluster)
         time.sleep(max(0.0, 4 - (time.monotonic() - run.fault_at)))
     finally:
         thawed = time.monotonic()
         redis.thaw()
     run.recovered_s = run.cluster.wait_ready()
+    _assert_recovered(run.cluster, logged)
     run.notes.append(
         f"Redis frozen 4 s, both instances degraded within {degraded:.1f} s, back on Redis "
         f"{time.monotonic() - thawed:.1f} s after the thaw"
     )
+
+
+DEGRADED, BACK = "rate limits degraded to local shares", "rate limits back on the shared backend"
+
+
+def _failover_lines(cluster: FaultCluster) -> tuple[int, int]:
+    return cluster.logged(DEGRADED), cluster.logged(BACK)
+
+
+def _assert_degraded(cluster: FaultCluster) -> None:
+    """What an operator sees while Redis is away: the gauge at 1 on both instances."""
+    for i in range(2):
+        metrics = cluster.metrics(i)
+        assert metrics["tollway_ratelimit_degraded"] == 1
+
+
+def _assert_recovered(cluster: FaultCluster, before: tuple[int, int]) -> None:
+    """Both instances logged the way down and the way back, and the gauge is 0 again."""
+    degraded, back = _failover_lines(cluster)
+    assert degraded - before[0] >= 2 and back - before[1] >= 2, (degraded, back, before)
+    assert [cluster.metrics(i)["tollway_ratelimit_degraded"] for i in range(2)] == [0, 0]
 
 
 def mass_disconnects(run: Run) -> None:
@@ -221,10 +258,11 @@ def sigterm_drain(run: Run) -> None:
     settle as interrupted, shorter answers finish, the process exits 0; then it is started again."""
     long = LongStreams(run.load, run.unlimited, [1], 4)
     long.wait_first_events()
+    draining = run.cluster.logged("draining: ")
     run.fault_at = time.monotonic()
     code = run.cluster.terminate(1, timeout=DRAIN_S + 20)
     exited = time.monotonic() - run.fault_at
-    assert code == 0
+    assert code == 0 and run.cluster.logged("draining: ") == draining + 1
     assert exited >= DRAIN_S - 0.1
     long.wait_ended(10)
     for s in long.sent:
