@@ -36,7 +36,7 @@ WARM_S = 4.0  # steady load before the fault
 AFTER_S = 4.0  # steady load after recovery
 SETTLE_S = 45.0  # at most, for journals to drain and every settlement to commit
 CHECKPOINT_S = 1.5  # a stream's first-byte checkpoint has committed this long after its first event
-SETTLED_S = 1.0  # an answer's settlement has committed this long after the answer ended
+SETTLED_S = 2.0  # an answer's settlement has committed this long after the answer ended
 ANSWERED = {200, 429}  # the steady load's statuses when nothing is wrong (429: an end user over its RPM)
 
 
