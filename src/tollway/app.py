@@ -29,6 +29,9 @@ from tollway.observability.metrics import Metrics
 from tollway.providers.registry import AdapterRegistry
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
+from tollway.services.console import Console
+from tollway.services.console.sessions import ConsoleSessions
+from tollway.services.console.spend import SpendReports
 from tollway.services.container import Services
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
@@ -57,6 +60,7 @@ from tollway.storage.sql.api_keys import ApiKeyStore
 from tollway.storage.sql.budgets import BudgetStore, reset_due_budgets
 from tollway.storage.sql.catalog import CatalogStore
 from tollway.storage.sql.catalog_admin import CatalogAdminStore
+from tollway.storage.sql.console import SqlConsoleSessions, SqlUsageAggregates
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.end_users import EndUserStore
 from tollway.storage.sql.health import DatabaseHealth
@@ -181,6 +185,9 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         management=_management(settings, engine, sealer, overrides),
         invalidate_caches=invalidate_caches,
         operations=operations,
+        console=Console(
+            ConsoleSessions(SqlConsoleSessions(engine), authenticator), SpendReports(SqlUsageAggregates(engine))
+        ),
     )
     return Runtime(settings, engine, sealer, keys, money, limiter, http, services)
 
@@ -248,6 +255,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
+            asyncio.create_task(every(3600, "console session pruning", services.console.sessions.prune)),
         ]
         try:
             yield
@@ -263,7 +271,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.engine.dispose()
             metrics.process_exited()
 
-    routes = build_routes()
+    routes = build_routes(console=settings.console)
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     drain_s: float = Field(default=30, ge=0)
     webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
     cors_origins: str | None = None
+    public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
+    console: bool = True  # SPEC §17.1: TOLLWAY_CONSOLE=0 turns the browser console at /console off
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("admin_key")
@@ -124,6 +126,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None:
             redis_endpoint(value)  # ValueError names what is wrong, never the password
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", value):
+            raise ValueError("must be an http(s) URL without query, fragment or credentials")
         return value
 
     @field_validator("log_level", mode="before")

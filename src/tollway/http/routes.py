@@ -11,8 +11,10 @@ from tollway.http.inference import chat, images, models, responses
 HOT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/image/generate")
 
 
-def build_routes() -> list[BaseRoute]:
+def build_routes(*, console: bool = True) -> list[BaseRoute]:
+    """``console``: the browser console under /console (SPEC §17.1; ``TOLLWAY_CONSOLE=0`` leaves it out)."""
     from tollway.http import me, me_rate_limits
+    from tollway.http.console.routes import routes as console_routes
     from tollway.http.management import admin, end_users, platform, rate_limits, reconcile, webhooks
 
     return [
@@ -35,4 +37,5 @@ def build_routes() -> list[BaseRoute]:
         *rate_limits.routes,
         *me_rate_limits.routes,
         *webhooks.routes,
+        *(console_routes if console else []),
     ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tollway.observability.metrics import Metrics
 from tollway.services.auth import Authenticator
+from tollway.services.console import Console
 from tollway.services.inference.chat import ChatCompletions
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
@@ -30,5 +31,6 @@ class Services:
     models: ModelCatalogView
     management: Management
     operations: Operations
+    console: Console  # sign-in sessions and spend reports of the browser console (SPEC §17.1)
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]
