@@ -31,6 +31,19 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 64}
+# The embeddings line: one input, as the openai SDK sends it by default (base64 vectors, passed through).
+EMBED_BODY = {
+    "model": "bench-embed",
+    "input": "The quick brown fox jumps over the lazy dog.",
+    "encoding_format": "base64",
+}
+EMBED_UPSTREAM = "text-embedding-3-small"
+# The chat call in Anthropic's Messages shape (POST /v1/messages): its added latency is the translation's cost.
+MESSAGES_BODY = {
+    "model": "bench",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Say hello in five words."}],
+}
 
 
 def free_port() -> int:
@@ -87,6 +100,20 @@ async def seed(
                 "max_output_tokens": 256,
             },
         )
+        await call(
+            "POST",
+            "/v1/admin/models",
+            admin_key,
+            {
+                "slug": "bench-embed",
+                "provider_id": provider["id"],
+                "upstream_model": EMBED_UPSTREAM,
+                "input_price_per_mtok": "0.02",
+                "output_price_per_mtok": "0",
+                "max_output_tokens": 1,
+                "context_window": 8192,
+            },
+        )
         created = await call("POST", "/v1/admin/platforms", admin_key, {"name": "Bench"})
         pid, key = created["platform"]["id"], created["api_key"]["raw_key"]
         await call("POST", f"/v1/platforms/{pid}/llm-configs", key, {"provider_id": provider["id"], "api_key": "sk-x"})
@@ -111,21 +138,34 @@ async def latency_block(session: aiohttp.ClientSession, url: str, key: str, body
 
 
 async def measure_latency(
-    direct: str, gateway: str, key: str, user_key: str, blocks: int, per_block: int
+    direct: str,
+    gateway: str,
+    key: str,
+    user_key: str,
+    blocks: int,
+    per_block: int,
+    bodies: tuple[dict[str, Any], dict[str, Any]] = ({**BODY, "model": "fake/default"}, BODY),
+    messages: str | None = None,
 ) -> dict[str, float]:
-    body_direct = json.dumps({**BODY, "model": "fake/default"}).encode()
-    body_gateway = json.dumps(BODY).encode()
+    """``messages``: the /v1/messages URL, measured (platform key) in the same interleaved blocks."""
+    body_direct, body_gateway = (json.dumps(body).encode() for body in bodies)
+    body_messages = json.dumps(MESSAGES_BODY).encode()
     direct_s: list[float] = []
     gateway_s: list[float] = []
     user_s: list[float] = []
+    messages_s: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         await latency_block(session, direct, "sk-x", body_direct, 200)  # warm-up every path
         await latency_block(session, gateway, key, body_gateway, 200)
         await latency_block(session, gateway, user_key, body_gateway, 200)
+        if messages is not None:
+            await latency_block(session, messages, key, body_messages, 200)
         for _ in range(blocks):
             direct_s += await latency_block(session, direct, "sk-x", body_direct, per_block)
             gateway_s += await latency_block(session, gateway, key, body_gateway, per_block)
             user_s += await latency_block(session, gateway, user_key, body_gateway, per_block)
+            if messages is not None:
+                messages_s += await latency_block(session, messages, key, body_messages, per_block)
 
     def pct(values: list[float], q: float) -> float:
         ordered = sorted(values)
@@ -143,7 +183,15 @@ async def measure_latency(
         "end_user_added_p50_ms": pct(user_s, 0.50) - pct(direct_s, 0.50),
         "end_user_added_p99_ms": pct(user_s, 0.99) - pct(direct_s, 0.99),
         "samples": len(gateway_s),
-    }
+    } | (
+        {
+            "messages_p50_ms": pct(messages_s, 0.50),
+            "messages_added_p50_ms": pct(messages_s, 0.50) - pct(direct_s, 0.50),
+            "messages_added_p99_ms": pct(messages_s, 0.99) - pct(direct_s, 0.99),
+        }
+        if messages_s
+        else {}
+    )
 
 
 def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int, core: int) -> float:
@@ -252,7 +300,7 @@ def console_row(console: dict[str, float] | None) -> str:
 def write_report(results: dict[str, Any]) -> None:
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    lat, thr = results["latency"], results["throughput"]
+    lat, thr, emb = results["latency"], results["throughput"], results["embeddings"]
     table = f"""<!-- bench:start -->
 Last run: {results["when"]} on {results["machine"]} ({results["cpus"]} cores), {results["store"]}, one worker,
 platform-key path, `{results["upstream_model"]}` upstream.
@@ -264,6 +312,9 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
 | end-user path (budget hold + markup), p50, concurrency 1 | | {lat["end_user_p50_ms"]:.3f} ms | **+{lat["end_user_added_p50_ms"]:.3f} ms**, {lat["end_user_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the platform path | ≤ 1.5× |
 | end-user path, p99, concurrency 1 | | | +{lat["end_user_added_p99_ms"]:.3f} ms | |
+| `/v1/messages` (the chat call in Anthropic's shape), p50, concurrency 1 | | {lat["messages_p50_ms"]:.3f} ms | **+{lat["messages_added_p50_ms"]:.3f} ms**, {lat["messages_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the chat path | ≤ 1.2× |
+| embeddings (one input, base64), p50 / p99, concurrency 1 | {emb["direct_p50_ms"]:.3f} / {emb["direct_p99_ms"]:.3f} ms | {emb["gateway_p50_ms"]:.3f} / {emb["gateway_p99_ms"]:.3f} ms | **+{emb["added_p50_ms"]:.3f} / +{emb["added_p99_ms"]:.3f} ms** | |
+| embeddings throughput, concurrency 32 | {emb["direct_rps"]:.0f} req/s | {emb["gateway_rps"]:.0f} req/s | **{emb["ratio"]:.2f}×** of direct | |
 {console_row(results.get("console_p50_ms"))}
 <!-- bench:end -->"""
     doc = ROOT / "docs" / "performance.md"
@@ -315,11 +366,31 @@ def main() -> None:
                 user_key,
                 args.blocks,
                 args.per_block,
+                messages=gateway + "/messages",
             )
         )
         direct_body = {**BODY, "model": args.upstream_model}
         direct_rps = wrk(upstream + "/chat/completions", "sk-x", direct_body, args.seconds, 32, 1)
         gateway_rps = wrk(gateway + "/chat/completions", key, BODY, args.seconds, 32, 1)
+        embed_direct = {**EMBED_BODY, "model": EMBED_UPSTREAM}
+        embeddings = asyncio.run(
+            measure_latency(
+                upstream + "/embeddings",
+                gateway + "/embeddings",
+                key,
+                user_key,
+                args.blocks,
+                args.per_block,
+                (embed_direct, EMBED_BODY),
+            )
+        )
+        embed_direct_rps = wrk(upstream + "/embeddings", "sk-x", embed_direct, args.seconds, 32, 1)
+        embed_gateway_rps = wrk(gateway + "/embeddings", key, EMBED_BODY, args.seconds, 32, 1)
+        embeddings |= {
+            "direct_rps": embed_direct_rps,
+            "gateway_rps": embed_gateway_rps,
+            "ratio": embed_gateway_rps / embed_direct_rps,
+        }
     finally:
         for proc in procs:
             proc.terminate()
@@ -337,6 +408,7 @@ def main() -> None:
         "upstream_model": args.upstream_model,
         "latency": latency,
         "throughput": {"direct_rps": direct_rps, "gateway_rps": gateway_rps, "ratio": gateway_rps / direct_rps},
+        "embeddings": embeddings,
         "console_p50_ms": console,
     }
     write_report(results)

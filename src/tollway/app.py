@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.ports.payments import PaymentGateway
 from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
@@ -26,7 +27,12 @@ from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
+from tollway.payments.stripe_checkout import StripeCheckout
+from tollway.providers.oauth import AuthlibOAuthClient
+from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
+from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
 from tollway.services.console import Console
@@ -36,18 +42,23 @@ from tollway.services.container import Services
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
 from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.embeddings import EmbeddingsService
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.moderations import ModerationsService
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
 from tollway.services.management.accounts import Accounts
 from tollway.services.management.budgets import Budgets
+from tollway.services.management.card_topups import CardTopups, ReturnUrls
 from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
 from tollway.services.management.idempotency import Idempotency
+from tollway.services.management.mcp_apps import McpApps
 from tollway.services.management.platforms import Platforms
+from tollway.services.management.price_import import PriceImport
 from tollway.services.management.rate_overrides import RateLimitOverrides
 from tollway.services.management.webhooks import Webhooks
 from tollway.services.operations import Operations
@@ -70,10 +81,12 @@ from tollway.storage.sql.instances import InstanceStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.ledger import LedgerStore
 from tollway.storage.sql.llm_configs import LlmConfigStore
+from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore, prune_oauth_states
 from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
 from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.threads import ThreadStore, prune_threads
 from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 from tollway.storage.sql.webhooks import WebhookStore
 from tollway.workers.heartbeat import Presence
@@ -82,6 +95,7 @@ from tollway.workers.sweeper import HoldSweeper
 from tollway.workers.webhooks import WebhookDispatcher, webhook_session
 
 log = logging.getLogger("tollway")
+STRIPE_TIMEOUT_S = 30.0  # per attempt of a Checkout Session creation; the stripe library retries twice
 
 
 @dataclass
@@ -96,7 +110,9 @@ class Runtime:
     rate_limiter: RateLimiter
     http: aiohttp.ClientSession
     services: Services
+    oauth_http: aiohttp.ClientSession  # to MCP apps' authorization servers, public addresses only (§11.5)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    payments: PaymentGateway | None = None  # Stripe, when card top-ups are configured (SPEC §17.2)
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -165,9 +181,20 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     health = DeploymentHealth()  # per process, shared by chat and Responses: the same rows, the same breakers
     chat = ChatCompletions(calls, adapters, health)
     store = ResponseStore(engine, settings.response_retention_days)
-    responses = ResponsesService(calls, adapters, health, store)
+    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.total_timeout_s)
+    responses = ResponsesService(calls, adapters, health, store, threads)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
+    oauth_http = webhook_session(settings.allow_private_urls)  # 15 s per request, guarded connector, no redirects
+    mcp_connections = McpConnections(
+        McpAppStore(engine),
+        McpConnectionStore(engine),
+        PlatformStore(engine),
+        AuthlibOAuthClient(oauth_http),
+        sealer,
+        public_url=settings.public_base_url,
+    )
+    payments = _payments(settings)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -180,19 +207,41 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         authenticator=authenticator,
         chat=chat,
         responses=responses,
+        threads=threads,
         images=images,
+        embeddings=EmbeddingsService(calls, adapters),
+        moderations=ModerationsService(calls, adapters),
         models=ModelCatalogView(router, adapters),
-        management=_management(settings, engine, sealer, overrides),
+        management=_management(settings, engine, sealer, overrides, payments),
         invalidate_caches=invalidate_caches,
         operations=operations,
+        mcp_connections=mcp_connections,
         console=Console(
             ConsoleSessions(SqlConsoleSessions(engine), authenticator), SpendReports(SqlUsageAggregates(engine))
         ),
     )
-    return Runtime(settings, engine, sealer, keys, money, limiter, http, services)
+    return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http, payments=payments)
 
 
-def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrides: RateOverrideStore) -> Management:
+def _payments(settings: Settings) -> PaymentGateway | None:
+    """Stripe Checkout when both of its secrets are set (SPEC §17.2); card top-ups are off otherwise."""
+    if not (settings.stripe_secret_key and settings.stripe_webhook_secret):
+        return None
+    return StripeCheckout(
+        settings.stripe_secret_key,
+        settings.stripe_webhook_secret,
+        api_base=settings.stripe_api_base,
+        timeout_s=min(settings.total_timeout_s, STRIPE_TIMEOUT_S),
+    )
+
+
+def _management(
+    settings: Settings,
+    engine: AsyncEngine,
+    sealer: Sealer,
+    overrides: RateOverrideStore,
+    payments: PaymentGateway | None,
+) -> Management:
     """The management use cases over their SQL repositories; the unit of work is one transaction per operation."""
 
     def unit_of_work() -> SqlUnitOfWork:
@@ -209,6 +258,9 @@ def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrid
         idempotency=Idempotency(IdempotencyStore(engine), unit_of_work),
         webhooks=Webhooks(WebhookStore(engine), sealer, allow_private=settings.allow_private_urls),
         rate_limits=RateLimitOverrides(overrides),
+        mcp_apps=McpApps(McpAppStore(engine), sealer, allow_private=settings.allow_private_urls),
+        prices=PriceImport(CatalogAdminStore(engine), HttpCatalogSource(settings.allow_private_urls)),
+        card_topups=CardTopups(payments, unit_of_work, ReturnUrls.under(settings.public_base_url)),
     )
 
 
@@ -255,6 +307,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             asyncio.create_task(every(60, "budget period resets", lambda now: reset_due_budgets(engine, now))),
             asyncio.create_task(every(3600, "idempotency pruning", lambda now: prune_idempotency(engine, now))),
             asyncio.create_task(every(3600, "stored response pruning", lambda now: prune_responses(engine, now))),
+            asyncio.create_task(
+                every(3600, "thread pruning", lambda now: prune_threads(engine, now, settings.response_retention_days))
+            ),
+            asyncio.create_task(every(3600, "MCP OAuth state pruning", lambda now: prune_oauth_states(engine, now))),
             asyncio.create_task(every(3600, "console session pruning", services.console.sessions.prune)),
         ]
         try:
@@ -267,7 +323,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.money.stop()
             await runtime.rate_limiter.close()
             await runtime.http.close()
+            await runtime.oauth_http.close()
             await hooks.close()
+            if runtime.payments is not None:
+                await runtime.payments.close()
             await runtime.engine.dispose()
             metrics.process_exited()
 

@@ -1,5 +1,5 @@
-"""``tollway serve | migrate | rotate-admin-key | reconcile | fake-upstream | demo``: thin wrappers; settings are read
-once here."""
+"""``tollway serve | migrate | rotate-admin-key | reconcile | prices import | fake-upstream | demo``: thin wrappers;
+settings are read once here."""
 
 from __future__ import annotations
 
@@ -185,6 +185,55 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_prices_import(args: argparse.Namespace) -> None:
+    """SPEC §19: import LiteLLM's price catalogue from a file or an http(s) URL; print what changes (or would, with
+    --dry-run). Exit 1 when malformed entries block it (nothing applied), 2 on unusable input."""
+    from pathlib import Path
+
+    from tollway.domain.price_catalog import CatalogError, parse_catalog, report_lines
+    from tollway.errors import TollwayError
+    from tollway.providers.price_catalog import HttpCatalogSource
+    from tollway.services.management.price_import import ImportBlocked, ImportResult, PriceImport
+    from tollway.storage.sql.catalog_admin import CatalogAdminStore
+    from tollway.storage.sql.db import create_engine
+    from tollway.storage.sql.migrate import upgrade
+
+    settings = _settings(args)
+    source: str = args.source
+    is_url = source.startswith(("http://", "https://"))
+    try:
+        local = None if is_url else parse_catalog(Path(source).read_bytes())
+    except (CatalogError, OSError) as exc:
+        _fail(f"{source}: {exc}")
+        return
+
+    async def run() -> ImportResult:
+        await upgrade(settings)
+        engine = create_engine(settings)
+        try:
+            prices = PriceImport(CatalogAdminStore(engine), HttpCatalogSource(settings.allow_private_urls))
+            catalog = await prices.fetch(source) if local is None else local
+            return await prices.run(catalog, args.provider, dry_run=args.dry_run)
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except ImportBlocked as blocked:
+        for line in report_lines(blocked.result.plan, dry_run=False, applied=False):
+            print(line, flush=True)
+        print(f"tollway: {blocked.message}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        _fail(f"TOLLWAY_DATABASE_URL: cannot reach the database: {exc}")
+        return
+    except TollwayError as exc:
+        _fail(exc.message)
+        return
+    for line in report_lines(result.plan, dry_run=result.dry_run, applied=result.applied):
+        print(line, flush=True)
+
+
 def cmd_rotate_admin_key(args: argparse.Namespace) -> None:
     from tollway.services.bootstrap import rotate_operator_key
     from tollway.storage.sql.db import create_engine
@@ -244,6 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("reconcile", help="recompute the money invariants (SPEC 9.6); exit 1 on any difference")
     check.add_argument("--config")
     check.set_defaults(func=cmd_reconcile)
+
+    prices = sub.add_parser("prices", help="model-row prices")
+    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
+    importer = prices_sub.add_parser(
+        "import", help="create or update model rows from LiteLLM's model_prices_and_context_window.json (SPEC 19)"
+    )
+    importer.add_argument("source", metavar="PATH_OR_URL")
+    importer.add_argument("--provider", metavar="SLUG", help="only this provider's rows (and create missing ones)")
+    importer.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
+    importer.add_argument("--config")
+    importer.set_defaults(func=cmd_prices_import)
 
     fake = sub.add_parser("fake-upstream", help="run the built-in scripted OpenAI-compatible provider")
     fake.add_argument("--config")

@@ -57,9 +57,29 @@ async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
             admin_key,
             {"slug": "fake", "name": "Built-in fake upstream", "kind": "openai_compatible", "base_url": upstream_base},
         )
-        for slug, upstream in DEMO_MODELS:
-            body = {"slug": slug, "provider_id": provider["id"], "upstream_model": upstream, "max_output_tokens": 1024}
-            await _call(session, "POST", f"{base}/v1/admin/models", admin_key, {**body, **DEMO_PRICES})
+        chat = {**DEMO_PRICES, "max_output_tokens": 1024}
+        rows = (
+            *({"slug": slug, "upstream_model": upstream, **chat} for slug, upstream in DEMO_MODELS),
+            # OpenAI's list prices: $0.02 per million input tokens; moderations are free (SPEC §19).
+            {
+                "slug": "text-embedding-3-small",
+                "upstream_model": "text-embedding-3-small",
+                "input_price_per_mtok": "0.02",
+                "output_price_per_mtok": "0",
+                "max_output_tokens": 1,
+                "context_window": 8192,
+            },
+            {
+                "slug": "omni-moderation-latest",
+                "upstream_model": "omni-moderation-latest",
+                "input_price_per_mtok": "0",
+                "output_price_per_mtok": "0",
+                "max_output_tokens": 1,
+                "price_per_request": "0",
+            },
+        )
+        for row in rows:
+            await _call(session, "POST", f"{base}/v1/admin/models", admin_key, {**row, "provider_id": provider["id"]})
         settings = {"markup_percentage": DEMO_MARKUP_PERCENT}
         created = await _call(
             session, "POST", f"{base}/v1/admin/platforms", admin_key, {"name": "Demo Notes", "settings": settings}
@@ -157,11 +177,14 @@ Tollway demo is running on {base} (SQLite, fake upstream, wallet funded with ${D
   platform key : {seeded["platform_key"]}
   end user     : demo-user, monthly budget $5
   end-user key : {key}
-  models       : gpt-4o-mini (canned answer), echo (repeats your last message)
+  models       : gpt-4o-mini (canned answer), echo (repeats your last message),
+                 text-embedding-3-small (embeddings), omni-moderation-latest (moderations, free)
 
 curl:
   curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
     -d '{{"model": "echo", "messages": [{{"role": "user", "content": "Hello, Tollway!"}}]}}'
+  curl -s {base}/v1/embeddings -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "text-embedding-3-small", "input": "Hello, Tollway!"}}'
 
 Python (openai SDK):
   from openai import OpenAI

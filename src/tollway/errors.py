@@ -13,6 +13,8 @@ OpenAI error ``type``, string ``code`` and whether a retry against the upstream 
     ├── RequestTooLarge            413 request_too_large
     ├── IdempotencyKeyMismatch     422 idempotency_key_mismatch
     ├── IdempotencyInProgress      409 idempotency_in_progress
+    ├── ThreadBusy                 409 thread_busy
+    ├── McpAppNotConnected         409 mcp_app_not_connected
     ├── BillingError               402 (budget_suspended, budget_exhausted, wallet_insufficient)
     ├── RateLimited                429 rate_limit_exceeded
     ├── UpstreamError              502 upstream_error
@@ -97,6 +99,24 @@ class IdempotencyKeyMismatch(TollwayError):
 
 class IdempotencyInProgress(TollwayError):
     status, type, code = 409, "idempotency_error", "idempotency_in_progress"
+
+
+class ThreadBusy(TollwayError):
+    """Another request of the same agent thread is still running (SPEC §16.4)."""
+
+    status, type, code = 409, "invalid_request_error", "thread_busy"
+
+
+class McpAppNotConnected(TollwayError):
+    """An MCP call needs an app the end user has not connected, or whose connection expired (SPEC §16.2)."""
+
+    status, type, code = 409, "invalid_request_error", "mcp_app_not_connected"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(
+            f"The MCP app '{slug}' is not connected for this end user; "
+            f"see GET /v1/me/mcp-config and connect it with POST /v1/me/mcp/apps/{slug}/connect."
+        )
 
 
 class BillingError(TollwayError):

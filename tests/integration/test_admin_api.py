@@ -397,6 +397,9 @@ def test_platform_create_shape(gateway: GatewayServer, admin: httpx.Client) -> N
         "markup_percentage": 0,
         "rate_limits": {"rpm": None, "tpm": None, "rpd": None},
         "wallet_low_balance_threshold": None,
+        "mcp_free_calls_per_month": 1000,
+        "mcp_external_servers": False,
+        "mcp_redirect_origins": [],
     }
     assert wallet["platform_id"] == platform["id"]
     assert wallet["balance_usd"] == 0

@@ -34,7 +34,9 @@ def _preflight(gateway: GatewayServer, path: str, origin: str = ALLOWED) -> http
     )
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/images/generations"])
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/threads/t1/items"]
+)
 def test_inference_preflight_is_allowed_for_listed_origins(cors_gateway: GatewayServer, path: str) -> None:
     answer = _preflight(cors_gateway, path)
     assert answer.status_code == 200
@@ -55,7 +57,7 @@ def test_simple_requests_on_inference_and_me_carry_the_header(cors_gateway: Gate
         assert "x-request-id" in answer.headers["access-control-expose-headers"]
 
 
-@pytest.mark.parametrize("path", ["/v1/admin/platforms", "/v1/platforms/abc/end-users"])
+@pytest.mark.parametrize("path", ["/v1/admin/platforms", "/v1/platforms/abc/end-users", "/v1/platforms/abc/threads"])
 def test_management_routes_never_carry_cors_headers(cors_gateway: GatewayServer, path: str) -> None:
     assert not any(h.startswith("access-control-") for h in _preflight(cors_gateway, path).headers)
     answer = httpx.get(cors_gateway.url + path, headers={"Origin": ALLOWED, "Authorization": "Bearer sk-admin_x"})

@@ -50,6 +50,25 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
         )
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"] == "Hello, Tollway!"
+        curl = re.search(r"curl -s (\S+/v1/embeddings) .*\n\s*-d '(.+)'", banner)
+        assert curl is not None, banner
+        embedded = httpx.post(
+            curl.group(1),
+            headers={"Authorization": f"Bearer {key.group(1)}", "Content-Type": "application/json"},
+            content=curl.group(2),
+            timeout=30,
+        )
+        assert embedded.status_code == 200, embedded.text
+        assert embedded.json()["model"] == "text-embedding-3-small" and len(embedded.json()["data"]) == 1
+        moderated = httpx.post(
+            f"http://127.0.0.1:{port}/v1/moderations",
+            headers={"Authorization": f"Bearer {key.group(1)}"},
+            json={"input": "a calm sentence"},
+            timeout=30,
+        )
+        assert moderated.status_code == 200, moderated.text
+        assert moderated.json()["model"] == "omni-moderation-latest"
+        assert moderated.json()["results"][0]["flagged"] is False
         budget = httpx.get(f"http://127.0.0.1:{port}/v1/me/budget", headers={"Authorization": f"Bearer {key.group(1)}"})
         assert budget.json()["max_usd"] == 5
         _console_shows_the_seeded_month(port, platform_key.group(1))

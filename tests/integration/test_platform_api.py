@@ -109,6 +109,9 @@ def test_get_and_patch_platform(tenant: Tenant) -> None:
         "markup_percentage": 15.25,
         "rate_limits": {"rpm": 60, "tpm": 200000, "rpd": None},
         "wallet_low_balance_threshold": 20,
+        "mcp_free_calls_per_month": 250,
+        "mcp_external_servers": True,
+        "mcp_redirect_origins": ["https://app.example.com", "http://127.0.0.1:3000"],
     }
     patched = tenant.client.patch(tenant.base, json={"settings": settings})
     assert '"markup_percentage":15.25' in patched.text
@@ -158,6 +161,18 @@ def test_get_and_patch_platform(tenant: Tenant) -> None:
         ({"wallet_low_balance_threshold": "0.0000000001"}, "settings.wallet_low_balance_threshold"),
         ({"wallet_low_balance_threshold": True}, "settings.wallet_low_balance_threshold"),
         ({"markup": 5}, "settings.markup"),
+        ({"mcp_free_calls_per_month": -1}, "settings.mcp_free_calls_per_month"),
+        ({"mcp_free_calls_per_month": 1000000001}, "settings.mcp_free_calls_per_month"),
+        ({"mcp_free_calls_per_month": 1.5}, "settings.mcp_free_calls_per_month"),
+        ({"mcp_free_calls_per_month": None}, "settings.mcp_free_calls_per_month"),
+        ({"mcp_external_servers": "yes"}, "settings.mcp_external_servers"),
+        ({"mcp_redirect_origins": "https://a.example"}, "settings.mcp_redirect_origins"),
+        ({"mcp_redirect_origins": ["https://a.example/path"]}, "settings.mcp_redirect_origins[0]"),
+        ({"mcp_redirect_origins": ["https://a.example", "ftp://b.example"]}, "settings.mcp_redirect_origins[1]"),
+        ({"mcp_redirect_origins": ["https://user@a.example"]}, "settings.mcp_redirect_origins[0]"),
+        ({"mcp_redirect_origins": ["https://a.example?x=1"]}, "settings.mcp_redirect_origins[0]"),
+        ({"mcp_redirect_origins": ["https://a.example:99999"]}, "settings.mcp_redirect_origins[0]"),
+        ({"mcp_redirect_origins": [5]}, "settings.mcp_redirect_origins[0]"),
     ],
 )
 def test_settings_rules(tenant: Tenant, settings: dict[str, Any], param: str) -> None:
@@ -498,6 +513,12 @@ def test_usage_logs(gateway: GatewayServer, admin: httpx.Client, other: Tenant) 
             "request_id": rows[0]["request_id"],
             "session_id": None,
             "metadata": {},
+            "response_id": None,
+            "iteration": None,
+            "thread_id": None,
+            "mcp_app": None,
+            "mcp_tool": None,
+            "mcp_free": None,
             "created_at": base.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         assert '"cost_usd":0.000345,' in response.text

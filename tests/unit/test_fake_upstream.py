@@ -27,6 +27,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
 from tollway.fake_upstream.asi1 import EXECUTED_RECORD
+from tollway.fake_upstream.embeddings import fake_prompt_tokens, fake_vector
 from tollway.fake_upstream.routes import RecordedRequest, RequestLog
 from tollway.fake_upstream.scenarios import (
     DEFAULT_CONTENT,
@@ -377,7 +378,7 @@ async def test_auth_routes_and_404(fake: FakeUpstream, http: aiohttp.ClientSessi
     async with http.get(f"{fake.base_url}/models", headers=AUTH) as r:
         models = await r.json()
         assert "fake/echo" in {m["id"] for m in models["data"]}
-    for method, path in [("GET", "/v1/chat/completions"), ("POST", "/v1/embeddings"), ("GET", "/")]:
+    for method, path in [("GET", "/v1/chat/completions"), ("POST", "/v1/audio/speech"), ("GET", "/")]:
         async with http.request(method, f"{root}{path}", headers=AUTH) as r:
             assert r.status == 404
             assert (await r.json())["error"]["code"] == "unknown_url"
@@ -650,6 +651,10 @@ async def test_anthropic_messages(fake: FakeUpstream, http: aiohttp.ClientSessio
     assert status == 200 and message.stop_reason == "end_turn"
     assert [block.type for block in message.content] == ["thinking", "text"]
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == (6, 3, 4)
+    assert message.usage.cache_creation_input_tokens == 0
+    _, raw = await post_to(http, url, anthropic_body("fake/usage?in=9&out=4&cached=3&cache_write=2"), ANTHROPIC_HEADERS)
+    written = anthropic.types.Message.model_validate_json(raw).usage
+    assert (written.input_tokens, written.cache_read_input_tokens, written.cache_creation_input_tokens) == (4, 3, 2)
     _, raw = await post_to(http, url, anthropic_body(TOOL_MODEL), ANTHROPIC_HEADERS)
     tool = anthropic.types.Message.model_validate_json(raw)
     assert tool.stop_reason == "tool_use"
@@ -800,3 +805,44 @@ async def test_asi1_old_stream_events(fake: FakeUpstream, http: aiohttp.ClientSe
     called: set[int] = set()
     for chunk in chunks:
         ChatCompletionChunk.model_validate({"choices": [], **asi1_translate.normalise_chunk(chunk, called)})
+
+
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+async def test_gemini_sdk_embeds_through_batch_embed_contents(fake: FakeUpstream) -> None:
+    """The official google-genai SDK reads the fake's batchEmbedContents answer (the real wire format)."""
+    options = types.HttpOptions(base_url=fake.root_url, api_version="v1beta")
+    client = genai.Client(api_key="k", http_options=options).aio
+    try:
+        config = types.EmbedContentConfig(output_dimensionality=4)
+        response = await client.models.embed_content(model="gemini-embedding-001", contents=["a", "b"], config=config)
+        assert [e.values for e in response.embeddings or []] == [fake_vector("a", 4), fake_vector("b", 4)]
+        sent = fake.requests[-1]
+        assert sent.path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+        assert sent.headers["x-goog-api-key"] == "k"
+    finally:
+        await client.aclose()
+
+
+async def test_gemini_batch_limits_and_model_check(http: aiohttp.ClientSession, fake: FakeUpstream) -> None:
+    url = f"{fake.root_url}/v1beta/models/m:batchEmbedContents"
+    one = {"model": "models/m", "content": {"parts": [{"text": "x"}]}}
+    async with http.post(url, json={"requests": [one] * 101}, headers={"x-goog-api-key": "k"}) as r:
+        assert r.status == 400 and "at most 100 requests" in (await r.json())["error"]["message"]
+    other = {**one, "model": "models/other"}
+    async with http.post(url, json={"requests": [other]}, headers={"x-goog-api-key": "k"}) as r:
+        assert r.status == 400 and (await r.json())["error"]["status"] == "INVALID_ARGUMENT"
+    async with http.post(url, json={"requests": [one]}) as r:
+        assert r.status == 403
+
+
+async def test_openai_embeddings_and_moderations(sdk: openai.AsyncOpenAI, fake: FakeUpstream) -> None:
+    floats = await sdk.embeddings.create(model="m", input=["hi", "there"], encoding_format="float")
+    assert [d.embedding for d in floats.data] == [fake_vector("hi"), fake_vector("there")]
+    assert floats.usage.prompt_tokens == fake_prompt_tokens("hi") + fake_prompt_tokens("there") == 3
+    default = await sdk.embeddings.create(model="fake/default?in=42", input=[[1, 2]], dimensions=3)
+    assert [d.embedding for d in default.data] == [fake_vector([1, 2], 3)]  # the SDK's base64, decoded
+    assert fake.requests[-1].body["encoding_format"] == "base64" and default.usage.prompt_tokens == 42
+    with pytest.raises(openai.InternalServerError):
+        await sdk.embeddings.create(model="fake/error?status=500", input="x")
+    moderation = await sdk.moderations.create(model="omni-moderation-latest", input=["calm", "violence!"])
+    assert [r.flagged for r in moderation.results] == [False, True] and moderation.id.startswith("modr-fake")

@@ -64,3 +64,19 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(port=9123).public_base_url == "http://127.0.0.1:9123"
+    monkeypatch.setenv("TOLLWAY_PUBLIC_URL", "https://tollway.example.com/")
+    assert Settings().public_base_url == "https://tollway.example.com"
+    assert Settings(public_url="https://gw.example.com/base").public_base_url == "https://gw.example.com/base"
+
+
+@pytest.mark.parametrize(
+    "value", ["tollway.example.com", "ftp://tollway.example.com", "https://a.example/?x=1", "https://u@a.example"]
+)
+def test_public_url_rules(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOLLWAY_PUBLIC_URL", value)
+    with pytest.raises(SettingsError, match="TOLLWAY_PUBLIC_URL"):
+        load_settings()

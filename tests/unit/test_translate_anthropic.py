@@ -126,22 +126,68 @@ def test_finish_reasons(stop_reason: str | None, finish: str) -> None:
 @pytest.mark.parametrize(
     ("usage", "expected"),
     [
-        ({"input_tokens": 10, "output_tokens": 2}, (10, 2, 0)),
+        ({"input_tokens": 10, "output_tokens": 2}, (10, 2, 0, 0)),
         (
             {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 1},
-            (16, 2, 5),
+            (16, 2, 5, 1),
         ),
+        ({"input_tokens": 10, "output_tokens": 2, "cache_creation_input_tokens": None}, (10, 2, 0, 0)),
         ({"input_tokens": 10}, None),
         ({"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": -1}, None),
+        ({"input_tokens": 10, "output_tokens": 2, "cache_creation_input_tokens": "4"}, None),
     ],
 )
-def test_usage(usage: dict[str, Any], expected: tuple[int, int, int] | None) -> None:
+def test_usage(usage: dict[str, Any], expected: tuple[int, int, int, int] | None) -> None:
+    """SPEC §7.4: prompt = input + cache reads + cache writes; cached = reads; the writes kept for §19's price."""
     parsed = translate.parse_usage(usage)
     assert (
-        None if parsed is None else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens)
+        None
+        if parsed is None
+        else (parsed.prompt_tokens, parsed.completion_tokens, parsed.cached_tokens, parsed.cache_write_tokens)
     ) == expected
 
 
 def test_read_error_shapes() -> None:
     """ "prompt is too long" is a context-length refusal; a ``field.path: `` prefix names the parameter (SPEC §3)."""
     check("anthropic", "errors", [asdict(translate.read_error(body)) for body in load("anthropic", "errors")["input"]])
+
+
+def test_thinking_blocks_signatures_and_the_stop_sequence_ride_beside_the_answer() -> None:
+    raw = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [
+            {"type": "thinking", "thinking": "Hmm.", "signature": "sig-1"},
+            {"type": "redacted_thinking", "data": "opaque"},
+            {"type": "text", "text": "One, two"},
+        ],
+        "stop_reason": "stop_sequence",
+        "stop_sequence": "three",
+        "usage": {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 7},
+    }
+    anthropic.types.Message.model_validate(raw)
+    result = translate.completion_result(raw, "p")
+    assert result.thinking == (
+        {"type": "thinking", "thinking": "Hmm.", "signature": "sig-1"},
+        {"type": "redacted_thinking", "data": "opaque"},
+    )
+    assert result.stop_sequence == "three"
+    assert result.body["choices"][0]["message"]["reasoning_content"] == "Hmm."
+    assert result.usage is not None and (result.usage.prompt_tokens, result.usage.cache_write_tokens) == (12, 7)
+    assert translate.completion_result({**raw, "stop_reason": "end_turn"}, "p").stop_sequence is None
+
+
+def test_stream_redacted_thinking_and_stop_sequence() -> None:
+    translator = EventTranslator("p")
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "redacted_thinking", "data": "x"}}
+    (redacted,) = translator.feed(orjson.dumps(start))
+    assert (redacted.chunk, redacted.redacted_thinking) == ({"choices": []}, "x")
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
+        "usage": {"output_tokens": 2},
+    }
+    (finish,) = translator.feed(orjson.dumps(delta))
+    assert finish.stop_sequence == "END" and finish.chunk["choices"][0]["finish_reason"] == "stop"

@@ -14,6 +14,7 @@ from google.genai import types
 
 from tests.unit.golden import check, load, request, usage_json
 from tests.unit.test_translate_openai import feed_all
+from tollway.domain.messages_request import parse_messages_request
 from tollway.errors import ContextLengthExceeded, UpstreamError
 from tollway.providers.gemini import translate, wire
 from tollway.providers.gemini.events import EventTranslator
@@ -149,3 +150,20 @@ def test_usage(usage: dict[str, Any], expected: tuple[int, int, int, int | None]
 def test_read_error_shapes() -> None:
     """The token-count refusal is a context-length one; a BadRequest field violation names the parameter (SPEC §3)."""
     check("gemini", "errors", [asdict(translate.read_error(body)) for body in load("gemini", "errors")["input"]])
+
+
+def test_messages_top_k_and_thinking_budget_become_generation_config() -> None:
+    """/v1/messages (SPEC §19): ``top_k`` -> ``topK``; an enabled thinking budget -> ``thinkingConfig`` with the
+    thoughts shown, kept below the effective output limit; other thinking types and chat requests add nothing."""
+    body: dict[str, Any] = {"model": "m", "max_tokens": 4096, "messages": [{"role": "user", "content": "hi"}]}
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    config = translate.build_payload(parse_messages_request({**body, "top_k": 5, "thinking": thinking}), 4096)
+    assert config["generationConfig"] == {
+        "maxOutputTokens": 4096,
+        "topK": 5,
+        "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": True},
+    }
+    clamped = translate.build_payload(parse_messages_request({**body, "thinking": thinking}), 1500)
+    assert clamped["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 1499
+    adaptive = translate.build_payload(parse_messages_request({**body, "thinking": {"type": "adaptive"}}), 4096)
+    assert adaptive["generationConfig"] == {"maxOutputTokens": 4096}

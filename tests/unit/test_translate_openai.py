@@ -43,7 +43,15 @@ def feed_all(translator: Any, events: list[Any]) -> list[dict[str, Any]]:
             break
     else:
         out += translator.end()
-    return [{"chunk": c.chunk, "usage": usage_json(c.usage)} for c in out]
+    return [_plain(c) for c in out]
+
+
+def _plain(chunk: StreamChunk) -> dict[str, Any]:
+    plain = {"chunk": chunk.chunk, "usage": usage_json(chunk.usage)}
+    for key in ("signature", "redacted_thinking", "stop_sequence"):  # provider state beside the hub chunk
+        if getattr(chunk, key) is not None:
+            plain[key] = getattr(chunk, key)
+    return plain
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 import orjson
@@ -112,6 +112,12 @@ class ChatRequest:
     prediction: dict[str, Any] | None
     web_search_options: dict[str, Any] | None
     image_messages: tuple[int, ...]  # indexes of the messages with image_url parts
+    # Set only by Anthropic's Messages API inbound (/v1/messages, SPEC §19), never forwarded from ``body``:
+    top_k: int | None = None
+    thinking: dict[str, Any] | None = None  # Anthropic's thinking config as validated
+    # Assistant message index -> the thinking / redacted_thinking blocks (with signatures) that opened that turn;
+    # only the anthropic adapter sends them back, the other kinds drop them.
+    thinking_blocks: dict[int, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     @property
     def has_tools(self) -> bool:
@@ -140,6 +146,8 @@ class ChatRequest:
             value = self.body.get(key)
             if value is not None:
                 bound += _json_size(value)
+        for blocks in self.thinking_blocks.values():
+            bound += _json_size(blocks)
         return bound
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
+
+MCP_FREE_CALLS_DEFAULT: Final = 1000
 
 
 class BudgetPeriod(StrEnum):
@@ -45,6 +47,11 @@ class PlatformSettings:
     markup_bps: int = 0
     rate_limits: RateLimits = field(default_factory=RateLimits)
     wallet_low_balance_threshold_nanos: int | None = None
+    # SPEC §16.1: free MCP calls per UTC month, whether `mcp` tools may name foreign servers, and the origins allowed
+    # as `redirect_uri` after an end user's OAuth connection (each `scheme://host[:port]`, normalised).
+    mcp_free_calls_per_month: int = MCP_FREE_CALLS_DEFAULT
+    mcp_external_servers: bool = False
+    mcp_redirect_origins: tuple[str, ...] = ()
 
     def to_stored(self) -> dict[str, Any]:
         budget = self.default_budget
@@ -55,6 +62,9 @@ class PlatformSettings:
             "markup_bps": self.markup_bps,
             "rate_limits": {"rpm": self.rate_limits.rpm, "tpm": self.rate_limits.tpm, "rpd": self.rate_limits.rpd},
             "wallet_low_balance_threshold_nanos": self.wallet_low_balance_threshold_nanos,
+            "mcp_free_calls_per_month": self.mcp_free_calls_per_month,
+            "mcp_external_servers": self.mcp_external_servers,
+            "mcp_redirect_origins": list(self.mcp_redirect_origins),
         }
 
     @classmethod
@@ -77,8 +87,15 @@ class PlatformSettings:
             markup_bps=int(data.get("markup_bps") or 0),
             rate_limits=limits,
             wallet_low_balance_threshold_nanos=_opt_int(data.get("wallet_low_balance_threshold_nanos")),
+            mcp_free_calls_per_month=_default(_opt_int(data.get("mcp_free_calls_per_month")), MCP_FREE_CALLS_DEFAULT),
+            mcp_external_servers=data.get("mcp_external_servers") is True,
+            mcp_redirect_origins=tuple(str(o) for o in data.get("mcp_redirect_origins") or ()),
         )
 
 
 def _opt_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value

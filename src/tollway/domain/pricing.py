@@ -31,8 +31,11 @@ class Prices:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # K: prompt tokens read from a cache (OpenAI cached_tokens, Anthropic cache reads, Gemini)
     reasoning_tokens: int | None = None
+    # K_w: prompt tokens written to a cache (Anthropic ``cache_creation_input_tokens``), priced at the cache-write
+    # price (§19); like K they are part of ``prompt_tokens``.
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -44,11 +47,14 @@ def _ceil_div(numerator: int, denominator: int) -> int:
 
 
 def exact_cost(usage: Usage, prices: Prices) -> int:
-    """E = (P − K)·p_in + K·p_cached + O·p_out, in 10⁻⁶ n$."""
+    """E = (P − K − K_w)·p_in + K·p_cached + K_w·p_cache_write + O·p_out, in 10⁻⁶ n$ (§9.2 with §19's cache
+    writes). K and K_w are parts of P: a report claiming more is capped so that no count is billed twice."""
     cached = min(usage.cached_tokens, usage.prompt_tokens)
+    written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
     return (
-        (usage.prompt_tokens - cached) * prices.input_nanos
+        (usage.prompt_tokens - cached - written) * prices.input_nanos
         + cached * prices.cached_nanos
+        + written * prices.cache_write_price_nanos
         + usage.completion_tokens * prices.output_nanos
     )
 
@@ -64,8 +70,10 @@ def charge_nanos(usage: Usage, prices: Prices, markup_bps: int) -> int:
 
 
 def worst_case_prices(prices: Prices) -> Prices:
-    """For holds p_in is replaced by max(p_in, p_cached) (SPEC §9.3)."""
-    return Prices(max(prices.input_nanos, prices.cached_nanos), prices.output_nanos, None)
+    """For holds p_in is replaced by max(p_in, p_cached, p_cache_write) (SPEC §9.3, §19): whichever way the
+    provider splits the prompt between fresh, cached and cache-written tokens, the hold covers it."""
+    worst_input = max(prices.input_nanos, prices.cached_nanos, prices.cache_write_price_nanos)
+    return Prices(worst_input, prices.output_nanos, None)
 
 
 def image_cost_nanos(images: int, price_per_image_nanos: int) -> int:

@@ -76,10 +76,13 @@ def sweep_outcome(
             token_count_method="reported",
         )
         return record, 0, False
-    prices = Prices(serving["input"], serving["output"], serving.get("cached"))
+    # Holds placed before cache-write prices existed carry no "cache_write": the input price, as the row had then.
+    prices = Prices(serving["input"], serving["output"], serving.get("cached"), serving.get("cache_write"))
     reported = checkpoint.get("usage")
-    if isinstance(reported, list) and len(reported) == 3:
-        usage = Usage(int(reported[0]), int(reported[1]), int(reported[2]))
+    if isinstance(reported, list) and len(reported) in (3, 4):
+        # [prompt, completion, cached] (+ cache writes since §19; older checkpoints have three counts)
+        written = int(reported[3]) if len(reported) == 4 else 0
+        usage = Usage(int(reported[0]), int(reported[1]), int(reported[2]), cache_write_tokens=written)
     else:
         usage = Usage(
             ceil_quarter(int(terms.get("prompt_bound", 0))),

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from tollway.domain.pricing import Usage
+from tollway.domain.usage import with_cost
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -336,14 +337,16 @@ class ResponseEventStream:
             events.append(self._event("response.output_item.done", output_index=index, item=_copy(item)))
         return events
 
-    def finish(self, finish_reason: str | None, usage: Usage) -> list[dict[str, Any]]:
-        """Close every item, then the terminal ``response.completed`` or ``response.incomplete``."""
+    def finish(self, finish_reason: str | None, usage: Usage, cost_nanos: int | None = None) -> list[dict[str, Any]]:
+        """Close every item, then the terminal ``response.completed`` or ``response.incomplete``, whose usage
+        carries ``cost`` (SPEC §19) when given."""
         status, incomplete = status_of(finish_reason)
         events = self._close_items("completed" if status == "completed" else "incomplete")
+        usage_body = usage_json(usage)
         self.response.update(
             status=status,
             incomplete_details=incomplete,
-            usage=usage_json(usage),
+            usage=usage_body if cost_nanos is None else with_cost(usage_body, cost_nanos),
             output=[_copy(i) for i in self._items],
         )
         events.append(self._event(f"response.{status}", response=self.response))

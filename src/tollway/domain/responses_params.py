@@ -75,12 +75,6 @@ def parse_options(body: dict[str, Any]) -> ResponsesOptions:
             "omit background or set it to false.",
             "background",
         )
-    if body.get("conversation") is not None:
-        raise UnsupportedParameter(
-            "conversation is not supported yet (threads, SPEC §16.4, are not available on this server); "
-            "use previous_response_id to continue a conversation.",
-            "conversation",
-        )
     for name in _OBJECT_FIELDS:
         _typed(body, name, dict, "an object")
     if body.get("stream_options") is not None and body.get("stream") is not True:

@@ -22,13 +22,14 @@ from tollway.domain.chat_request import (
 )
 from tollway.domain.responses_items import parse_input
 from tollway.domain.responses_params import ASI1_FIELDS, PARAMS, SUMMARIES, VERBOSITIES, ResponsesOptions, parse_options
+from tollway.domain.threads import parse_thread
 from tollway.errors import InvalidRequest, UnsupportedParameter
 
 _FIELDS: Final = frozenset(
     {
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "previous_response_id",
         "stream", "max_output_tokens", "temperature", "top_p", "text", "response_format", "reasoning", "metadata",
-        "user", "store", *PARAMS, *ASI1_FIELDS,
+        "user", "store", "thread_id", *PARAMS, *ASI1_FIELDS,
     }
 )  # fmt: skip
 _TOOL_FIELDS: Final = frozenset({"type", "name", "description", "parameters", "strict"})
@@ -74,6 +75,7 @@ class ResponsesRequest:
     reasoning_summary: str | None = None  # reasoning.summary (or its deprecated alias generate_summary)
     verbosity: str | None = None  # text.verbosity
     options: ResponsesOptions = field(default_factory=ResponsesOptions)  # the parity fields of SPEC §7.6
+    thread_id: str | None = None  # the agent thread (SPEC §16.4), named by thread_id or its alias conversation
 
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -95,6 +97,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         raise InvalidRequest("previous_response_id must be the id of a stored response.", "previous_response_id")
     store = _boolean(body, "store")
     options = parse_options(body)
+    thread_id = parse_thread(body)
     _identifier(body, "agent_address")
     for name in ASI1_FIELDS[1:]:
         _boolean(body, name)
@@ -122,6 +125,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         reasoning_summary=summary,
         verbosity=_verbosity(body.get("text")),
         options=options,
+        thread_id=thread_id,
     )
 
 

@@ -16,5 +16,9 @@ class Owner:
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    input_items: list[dict[str, Any]]  # the expanded input: the whole context the call was made with
+    # The expanded input (the whole context the call was made with); for a turn of an agent thread (SPEC §16.4),
+    # the input of its own request only: the thread's earlier turns hold the rest.
+    input_items: list[dict[str, Any]]
     body: dict[str, Any]  # the result object, output and metadata included
+    thread_key: str | None = None  # the thread's row, for a thread turn
+    thread_seq: int | None = None  # its place in the thread: 1, 2, …

@@ -7,10 +7,11 @@ tariff here and its upstream step, nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tollway.domain.catalog import Candidate
+from tollway.domain.catalog import Candidate, ModelRow
 from tollway.domain.holds import CandidateTerms, image_terms
 from tollway.domain.pricing import Usage, charge_nanos, cost_nanos, image_charge_nanos, image_cost_nanos
 
@@ -21,7 +22,7 @@ class Metered:
 
     usage: Usage
     method: str = "reported"  # "reported" by the provider, or "estimated" by Tollway (§9.4)
-    units: int = 0
+    units: int = 0  # images returned (images), calls made (moderations)
 
 
 NOTHING = Metered(Usage(0, 0))
@@ -42,7 +43,7 @@ class Tariff(Protocol):
 
 
 class TokenTariff:
-    """Prices per million prompt, cached and completion tokens (chat, Responses turns)."""
+    """Prices per million prompt, cached, cache-write and completion tokens (chat, Responses turns)."""
 
     def terms(self, candidate: Candidate, output_limit: int, prompt_bound: int) -> CandidateTerms:
         model = candidate.model
@@ -60,6 +61,7 @@ class TokenTariff:
             "input": prices.input_nanos,
             "output": prices.output_nanos,
             "cached": prices.cached_input_nanos,
+            "cache_write": prices.cache_write_nanos,
             "provider_id": candidate.provider.id,
             "upstream_model": candidate.model.upstream_model,
         }
@@ -69,32 +71,64 @@ class TokenTariff:
         return cost_nanos(metered.usage, prices), charge_nanos(metered.usage, prices, markup_bps)
 
 
-class ImageTariff:
-    """A price per image (§7.7): the hold is n × the row's price, never clamped; the charge is images returned."""
+class EmbeddingTariff:
+    """Embeddings (SPEC §19): prompt tokens at the row's input price, no output. Built per request, since the hold's
+    prompt bound caps each input at the row's context window (``EmbeddingRequest.prompt_bound``): the hold is that
+    bound × max(input, cached price), the charge the prompt tokens used × the input price."""
+
+    def __init__(self, input_bounds: tuple[int, ...]) -> None:
+        self._bounds = input_bounds
+
+    def prompt_tokens(self, candidate: Candidate) -> int:
+        """T_p for one candidate row: Σ over the inputs, each capped at the row's context window."""
+        window = candidate.model.context_window
+        return sum(self._bounds) if window is None else sum(min(bound, window) for bound in self._bounds)
 
     def terms(self, candidate: Candidate, output_limit: int, prompt_bound: int) -> CandidateTerms:
-        return image_terms(candidate.model.id, candidate.model.prices, _image_price(candidate))
+        model = candidate.model
+        # No output: limit 0, so the worst case is the prompt alone and ``quote_hold`` never clamps.
+        return CandidateTerms(model.id, model.prices, 0, 1, self.prompt_tokens(candidate))
+
+    def recovery(self, candidate: Candidate) -> dict[str, Any]:
+        return TOKENS.recovery(candidate)
+
+    def price(self, candidate: Candidate, metered: Metered, markup_bps: int) -> tuple[int, int]:
+        prices = candidate.model.prices
+        usage = Usage(metered.usage.prompt_tokens, 0)  # an embedding has no output tokens to bill
+        return cost_nanos(usage, prices), charge_nanos(usage, prices, markup_bps)
+
+
+class UnitTariff:
+    """A price per unit (SPEC §7.7, §19): the hold is n × the row's unit price, never clamped; the charge is the
+    units delivered × that price. Images are priced per image returned, moderations per call."""
+
+    def __init__(self, unit_price: Callable[[ModelRow], int | None], what: str) -> None:
+        self._unit_price = unit_price
+        self._what = what
+
+    def terms(self, candidate: Candidate, output_limit: int, prompt_bound: int) -> CandidateTerms:
+        return image_terms(candidate.model.id, candidate.model.prices, self._price(candidate))
 
     def recovery(self, candidate: Candidate) -> dict[str, Any]:
         return {
             "input": 0,
             "output": 0,
             "cached": None,
-            "image": _image_price(candidate),
+            self._what: self._price(candidate),
             "provider_id": candidate.provider.id,
             "upstream_model": candidate.model.upstream_model,
         }
 
     def price(self, candidate: Candidate, metered: Metered, markup_bps: int) -> tuple[int, int]:
-        cost = image_cost_nanos(metered.units, _image_price(candidate))
+        cost = image_cost_nanos(metered.units, self._price(candidate))
         return cost, image_charge_nanos(cost, markup_bps)
 
-
-def _image_price(candidate: Candidate) -> int:
-    price = candidate.model.price_per_image_nanos
-    assert price is not None, "only rows with price_per_image serve images"
-    return price
+    def _price(self, candidate: Candidate) -> int:
+        price = self._unit_price(candidate.model)
+        assert price is not None, f"only rows with a {self._what} price are served at one"
+        return price
 
 
 TOKENS = TokenTariff()
-IMAGES = ImageTariff()
+IMAGES = UnitTariff(lambda row: row.price_per_image_nanos, "image")
+MODERATIONS = UnitTariff(lambda row: row.price_per_request_nanos, "request")

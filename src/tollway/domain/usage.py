@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tollway.domain.money import nanos_to_json_number
 from tollway.domain.pricing import Usage
 
 
@@ -72,7 +73,7 @@ class UsageRecord:
     token_count_method: str
     session_id: str | None
     metadata: dict[str, str] = field(default_factory=dict)
-    images: int = 0  # images returned, for request_type "image"
+    units: int = 0  # images returned for request_type "image", calls for "moderation"
     response_id: str | None = None
     iteration: int | None = None
     thread_id: str | None = None
@@ -87,7 +88,11 @@ class UsageRecord:
     @property
     def ledger_description(self) -> str:
         if self.request_type == "image":
-            return f"{self.model}: {self.images} image{'' if self.images == 1 else 's'}"
+            return f"{self.model}: {self.units} image{'' if self.units == 1 else 's'}"
+        if self.request_type == "moderation":
+            return f"{self.model}: moderation"
+        if self.request_type == "embedding":
+            return f"{self.model}: {self.prompt_tokens} in"
         return f"{self.model}: {self.prompt_tokens} in / {self.completion_tokens} out"
 
 
@@ -102,3 +107,9 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     if usage.reasoning_tokens is not None:
         body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return body
+
+
+def with_cost(usage: dict[str, Any], cost_nanos: int) -> dict[str, Any]:
+    """``usage`` (any dialect's usage object) with ``cost``: the USD the caller is charged for the call (SPEC §19),
+    a §9.1 JSON number (at most 9 decimals, no exponent)."""
+    return {**usage, "cost": nanos_to_json_number(cost_nanos)}

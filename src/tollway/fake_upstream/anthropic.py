@@ -41,9 +41,10 @@ def _usage(completion: Completion) -> dict[str, Any] | None:
     if usage is None:
         return None
     cached = usage["prompt_tokens_details"]["cached_tokens"]
+    written = completion.cache_write_tokens
     return {
-        "input_tokens": usage["prompt_tokens"] - cached,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": max(0, usage["prompt_tokens"] - cached - written),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": usage["completion_tokens"],
     }

@@ -57,6 +57,9 @@ class Completion:
     reasoning: str | None = None
     hosted: str | None = None  # Responses dialect: a hosted-tool item type answered before the message
     encrypted: bool = False  # Responses dialect: include asked for reasoning.encrypted_content
+    # Prompt tokens written to a cache (part of usage.prompt_tokens): only Anthropic's wire format reports them
+    # (``cache_creation_input_tokens``); OpenAI's and Gemini's have no such count.
+    cache_write_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -125,7 +128,15 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
         }
     encrypted = body.get("encrypted_reasoning") is True
     return Completion(
-        tuple(pieces), tool_name, finish_reason, choices, usage, scenario.thought, scenario.hosted, encrypted
+        tuple(pieces),
+        tool_name,
+        finish_reason,
+        choices,
+        usage,
+        scenario.thought,
+        scenario.hosted,
+        encrypted,
+        scenario.cache_write_tokens,
     )
 
 

@@ -1,5 +1,6 @@
 """Routes of the fake upstream: chat in every wire format it speaks (OpenAI, ASI:One, Anthropic, Gemini),
-image generation (``fake_images``), ``/v1/models`` and the ``/_fake/`` control endpoints.
+image generation (``fake_images``), embeddings and moderations (``embeddings``), ``/v1/models`` and the
+``/_fake/`` control endpoints.
 
 Every request outside ``/_fake/`` is recorded (the last 1000; the count keeps counting).
 """
@@ -19,6 +20,7 @@ import orjson
 
 from tollway.fake_upstream.anthropic import AnthropicDialect
 from tollway.fake_upstream.asi1 import ASI1Dialect
+from tollway.fake_upstream.embeddings import BATCH_EMBED, EMBEDDING_PATHS, MODERATION_PATHS, FakeEmbeddings
 from tollway.fake_upstream.gemini import GeminiDialect
 from tollway.fake_upstream.http import Reply, Request
 from tollway.fake_upstream.images import IMAGE_PATHS, FakeImages
@@ -120,6 +122,7 @@ class FakeRoutes:
         self._ids = itertools.count(1)
         self._scenarios: dict[str, Scenario | ScenarioError] = {}
         self._images = FakeImages(clock)
+        self._embeddings = FakeEmbeddings(clock, self._scenario, self._log.should_fail)
 
     def __call__(self, request: Request) -> Reply:
         path, _, query = request.target.partition("?")
@@ -134,6 +137,10 @@ class FakeRoutes:
                 return self._images.reply(path, body, self._scenario, self._log.should_fail)
             if path in _CHAT_PATHS:
                 return _unauthorized() if _missing_key(request) else self._chat(_OPENAI, body, _key(request))
+            if path in EMBEDDING_PATHS:
+                return _unauthorized() if _missing_key(request) else self._embeddings.openai(body)
+            if path in MODERATION_PATHS:
+                return _unauthorized() if _missing_key(request) else self._embeddings.moderation(body)
             if path in _ASI1_PATHS:
                 dialect = _ASI1_PATHS[path]
                 return _unauthorized() if _missing_key(request) else self._chat(dialect, body, _key(request))
@@ -192,6 +199,11 @@ class FakeRoutes:
     def _gemini(self, request: Request, path: str, query: str, body: Any) -> Reply:
         dialect = _GEMINI
         name, _, method = path.split("/models/", 1)[1].rpartition(":")
+        if method == BATCH_EMBED and name:
+            if not request.headers.get("x-goog-api-key", "").strip():
+                message = "Method doesn't allow unregistered callers. Please use an API key."
+                return _json(403, dialect.render_error(403, message, None))
+            return self._embeddings.gemini(unquote(name), body)
         if method not in ("generateContent", "streamGenerateContent") or not name:
             return _json(404, dialect.render_error(404, f"Method not found: {path}", None))
         if not request.headers.get("x-goog-api-key", "").strip():

@@ -45,7 +45,8 @@ _PARAMS = frozenset(
         "after",  # stream-cut / stream-error: content pieces sent before the cut or the error event
         "in",  # usage.prompt_tokens
         "out",  # usage.completion_tokens
-        "cached",  # usage.prompt_tokens_details.cached_tokens
+        "cached",  # usage.prompt_tokens_details.cached_tokens (cache reads, part of `in`)
+        "cache_write",  # prompt tokens written to a cache, part of `in` (Anthropic: cache_creation_input_tokens)
         "reasoning",  # usage.completion_tokens_details.reasoning_tokens
         "no_usage",  # 1: never report usage
         "name",  # tool-call: the function name
@@ -79,6 +80,7 @@ class Scenario:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     no_usage: bool = False
     tool_name: str = "fake_tool"
@@ -122,6 +124,7 @@ def parse_model(model: str) -> Scenario:
         prompt_tokens=_opt_int(params, "in"),
         completion_tokens=_opt_int(params, "out"),
         cached_tokens=_int(params, "cached", 0),
+        cache_write_tokens=_int(params, "cache_write", 0),
         reasoning_tokens=_int(params, "reasoning", 0),
         no_usage=_int(params, "no_usage", 0) != 0,
         tool_name=params.get("name") or "fake_tool",

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 _BROWSER_PREFIXES: Final = (
     "/v1/chat/",
     "/v1/responses",
+    "/v1/threads",
     "/v1/images/",
     "/v1/image/",
     "/v1/models",

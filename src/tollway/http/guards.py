@@ -16,9 +16,15 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request, *, api_key_header: bool = False) -> Principal:
+    """The caller's key from ``Authorization: Bearer``; with ``api_key_header`` (Anthropic's Messages API, SPEC §19)
+    an ``x-api-key`` header is read first."""
     authenticator: Authenticator = services(request).authenticator
-    principal = await authenticator.authenticate(request.headers.get("authorization"), _client_ip(request))
+    api_key = request.headers.get("x-api-key") if api_key_header else None
+    if api_key is not None:
+        principal = await authenticator.authenticate_key(api_key.strip(), _client_ip(request))
+    else:
+        principal = await authenticator.authenticate(request.headers.get("authorization"), _client_ip(request))
     request.state.principal = principal
     bind_principal(principal.platform_id, principal.end_user_id)  # later log lines of the request name the tenant
     return principal
@@ -43,8 +49,8 @@ async def require_platform_manage(request: Request, platform_id: str) -> Princip
     return principal
 
 
-async def require_inference(request: Request) -> Principal:
-    principal = await authenticate(request)
+async def require_inference(request: Request, *, api_key_header: bool = False) -> Principal:
+    principal = await authenticate(request, api_key_header=api_key_header)
     if principal.kind is KeyKind.OPERATOR:
         raise WrongKeyType("Inference needs a platform key (sk-plat_) or an end-user key (sk-eu_).")
     if not principal.has_scope("inference"):

@@ -1,5 +1,5 @@
 """The only code that writes SSE bytes: chunk events, the closing ``[DONE]``, and the mid-stream error event; and
-the named ``event: <type>`` events of the Responses API."""
+the named ``event: <type>`` events of the Responses API and of Anthropic's Messages API."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from tollway.domain.messages_output import error_body
 from tollway.errors import ServiceUnavailable, TollwayError
 from tollway.observability.context import current_request
 
@@ -76,5 +77,23 @@ async def _named_events(events: AsyncIterator[dict[str, Any] | TollwayError]) ->
     async for event in events:
         if isinstance(event, TollwayError):
             yield _error_event(event)
+            return
+        yield _named_event(event)
+
+
+def messages_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
+    """Anthropic Messages events (SPEC §19): ``event: <type>`` then ``data: <json>``; an error (mid-stream, or at
+    shutdown) is Anthropic's ``error`` event with its envelope, and ends the stream."""
+    return drainable(_messages_events(events), lambda: _anthropic_error_event(shutdown_error()))
+
+
+def _anthropic_error_event(error: TollwayError) -> bytes:
+    return b"event: error\ndata: " + orjson.dumps(error_body(error)) + b"\n\n"
+
+
+async def _messages_events(events: AsyncIterator[dict[str, Any] | TollwayError]) -> AsyncIterator[bytes]:
+    async for event in events:
+        if isinstance(event, TollwayError):
+            yield _anthropic_error_event(event)
             return
         yield _named_event(event)

@@ -72,11 +72,15 @@ def count(value: object) -> int | None:
     return None
 
 
-def usage_of(prompt: int | None, completion: int | None, cached: int | None, reasoning: int | None) -> Usage | None:
-    """The hub Usage, or None when a required count is missing or invalid (then it is estimated, SPEC §9.4)."""
+def usage_of(
+    prompt: int | None, completion: int | None, cached: int | None, reasoning: int | None, cache_write: int = 0
+) -> Usage | None:
+    """The hub Usage, or None when a required count is missing or invalid (then it is estimated, SPEC §9.4).
+    Cached and cache-written tokens are parts of the prompt: capped so that together they never exceed it."""
     if prompt is None or completion is None:
         return None
-    return Usage(prompt, completion, min(cached or 0, prompt), reasoning)
+    read = min(cached or 0, prompt)
+    return Usage(prompt, completion, read, reasoning, min(cache_write, prompt - read))
 
 
 def choice_delta(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,13 @@ from typing import Any
 import aiohttp
 
 from tollway.domain.catalog import ProviderKind
-from tollway.domain.ports.providers import ChatAdapter, ImageAdapter, ResponsesAdapter
+from tollway.domain.ports.providers import (
+    ChatAdapter,
+    EmbeddingAdapter,
+    ImageAdapter,
+    ModerationAdapter,
+    ResponsesAdapter,
+)
 from tollway.providers.transport import Transport
 from tollway.settings import Settings
 
@@ -25,6 +31,17 @@ NATIVE_RESPONSES: dict[ProviderKind, str] = {
     ProviderKind.OPENAI: "tollway.providers.openai.responses:NativeResponses",
 }
 
+# Kinds that create embeddings and moderate (SPEC §19); asi1 offers neither, anthropic has no such API.
+EMBEDDINGS: dict[ProviderKind, str] = {
+    ProviderKind.OPENAI: "tollway.providers.openai.embeddings:OpenAIEmbeddings",
+    ProviderKind.OPENAI_COMPATIBLE: "tollway.providers.openai.embeddings:OpenAIEmbeddings",
+    ProviderKind.GEMINI: "tollway.providers.gemini.embeddings:GeminiEmbeddings",
+}
+MODERATIONS: dict[ProviderKind, str] = {
+    ProviderKind.OPENAI: "tollway.providers.openai.moderations:OpenAIModerations",
+    ProviderKind.OPENAI_COMPATIBLE: "tollway.providers.openai.moderations:OpenAIModerations",
+}
+
 
 def _load(target: str, transport: Transport) -> Any:
     module_name, _, class_name = target.partition(":")
@@ -36,6 +53,8 @@ class AdapterRegistry:
         self._transport = Transport(session, settings)
         self._loaded: dict[ProviderKind, ChatAdapter] = {}
         self._native: dict[ProviderKind, ResponsesAdapter] = {}
+        self._embeddings: dict[ProviderKind, EmbeddingAdapter] = {}
+        self._moderations: dict[ProviderKind, ModerationAdapter] = {}
 
     def supports(self, kind: ProviderKind) -> bool:
         return kind in ADAPTERS
@@ -59,3 +78,17 @@ class AdapterRegistry:
         if native is None and kind in NATIVE_RESPONSES:
             native = self._native[kind] = _load(NATIVE_RESPONSES[kind], self._transport)
         return native
+
+    def embeddings(self, kind: ProviderKind) -> EmbeddingAdapter | None:
+        """The kind's embeddings capability, or None (SPEC §19)."""
+        adapter = self._embeddings.get(kind)
+        if adapter is None and kind in EMBEDDINGS:
+            adapter = self._embeddings[kind] = _load(EMBEDDINGS[kind], self._transport)
+        return adapter
+
+    def moderations(self, kind: ProviderKind) -> ModerationAdapter | None:
+        """The kind's moderations capability, or None (SPEC §19)."""
+        adapter = self._moderations.get(kind)
+        if adapter is None and kind in MODERATIONS:
+            adapter = self._moderations[kind] = _load(MODERATIONS[kind], self._transport)
+        return adapter

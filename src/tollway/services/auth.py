@@ -58,8 +58,14 @@ class Authenticator:
         self._operator_checked_at = float("-inf")
 
     async def authenticate(self, authorization: str | None, client_ip: str) -> Principal:
+        """The principal of an ``Authorization: Bearer <key>`` header."""
+        return await self.authenticate_key(_bearer(authorization), client_ip)
+
+    async def authenticate_key(self, raw: str | None, client_ip: str) -> Principal:
+        """The principal of a key as sent (``None`` or a malformed header counts as a failed attempt)."""
         now = time.monotonic()
-        raw = _bearer(authorization)
+        if raw is not None and (not raw or len(raw) > 512):
+            raw = None
         if raw is None:
             self._record_failure(client_ip, now)
             raise AuthenticationError()

@@ -9,11 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tollway.observability.metrics import Metrics
+from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.console import Console
 from tollway.services.inference.chat import ChatCompletions
+from tollway.services.inference.embeddings import EmbeddingsService
 from tollway.services.inference.images import ImagesService
 from tollway.services.inference.models import ModelCatalogView
+from tollway.services.inference.moderations import ModerationsService
 from tollway.services.inference.responses import ResponsesService
 from tollway.services.management import Management
 from tollway.services.operations import Operations
@@ -27,10 +31,14 @@ class Services:
     authenticator: Authenticator
     chat: ChatCompletions
     responses: ResponsesService
+    threads: Threads
     images: ImagesService
+    embeddings: EmbeddingsService
+    moderations: ModerationsService
     models: ModelCatalogView
     management: Management
     operations: Operations
+    mcp_connections: McpConnections  # end users' OAuth connections to MCP apps (SPEC §16.2)
     console: Console  # sign-in sessions and spend reports of the browser console (SPEC §17.1)
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]

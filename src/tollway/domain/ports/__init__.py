@@ -8,5 +8,6 @@ classes. One module per concern:
 - ``providers``: the upstream provider contract (chat, streams, images, native Responses) and the registry
 - ``inference``: what the inference services read (API keys, the routing catalog, stored responses)
 - ``management``: the unit of work and the repositories of the management use cases
+- ``mcp``: MCP apps, end users' OAuth connections and states, the OAuth client (SPEC §16)
 - ``operations``: readiness, store gauges, reconciliation, instance presence, the hold sweeper's scan
 """

@@ -4,7 +4,7 @@ each of whose methods is one short transaction of its own (reads never take SQLi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -55,6 +55,13 @@ class WalletLedger(Protocol):
         ...
 
 
+class CardPayments(Protocol):
+    async def claim(self, session_id: str, platform_id: str, amount_nanos: int, at: datetime) -> bool:
+        """Records that this Checkout Session credits a wallet in this transaction (SPEC §17.2): False when it
+        already has, in a committed transaction or one that commits first (a concurrent claim waits for it)."""
+        ...
+
+
 class IdempotencyCompletion(Protocol):
     async def complete(self, claim: Claim, response: StoredResponse, expires_at: datetime) -> bool:
         """Marks the claim done with its response; False when the claim is gone (taken over or pruned): the unit
@@ -78,6 +85,9 @@ class UnitOfWork(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyCompletion: ...
+
+    @property
+    def card_payments(self) -> CardPayments: ...
 
     @property
     def end_users(self) -> LiveEndUsers: ...
@@ -249,6 +259,23 @@ class CatalogRepository(Protocol):
     async def update_model(self, model_id: str, values: Mapping[str, Any]) -> ModelRow | None: ...
 
     async def delete_model(self, model_id: str) -> bool: ...
+
+    async def catalog_rows(self) -> tuple[list[Provider], list[ModelRow]]:
+        """Every provider and every model row (price catalogue imports, §19)."""
+        ...
+
+    async def apply_model_changes(
+        self, updates: Sequence[tuple[str, Mapping[str, tuple[Any, Any]]]], inserts: Sequence[Mapping[str, Any]]
+    ) -> bool:
+        """One transaction: updates ``(row id, {column: (old, new)})`` applied only where every column still holds
+        its old value, and the inserts; False (nothing applied) when any row changed or a slug was taken."""
+        ...
+
+
+class CatalogSource(Protocol):
+    """Reads a price catalogue from an http(s) URL (§19): size-limited, with a timeout, §11.5's address rules."""
+
+    async def fetch(self, url: str) -> bytes: ...
 
 
 class WebhookEndpointRepository(Protocol):

@@ -8,8 +8,20 @@ from typing import Protocol, runtime_checkable
 
 from tollway.domain.catalog import Candidate, ProviderKind
 from tollway.domain.chat_request import ChatRequest
+from tollway.domain.embedding_request import EmbeddingRequest
 from tollway.domain.image_request import ImageRequest
-from tollway.domain.upstream import ChatResult, ImageCall, ImageResult, ResponsesCall, StreamChunk, UpstreamCall
+from tollway.domain.upstream import (
+    ChatResult,
+    EmbeddingCall,
+    EmbeddingResult,
+    ImageCall,
+    ImageResult,
+    ModerationCall,
+    ModerationResult,
+    ResponsesCall,
+    StreamChunk,
+    UpstreamCall,
+)
 from tollway.errors import UnsupportedParameter
 
 
@@ -44,6 +56,22 @@ class ImageAdapter(Protocol):
     async def generate_images(self, call: ImageCall) -> ImageResult: ...
 
 
+class EmbeddingAdapter(Protocol):
+    """Implemented for the kinds that create embeddings (openai, openai_compatible, gemini), SPEC §19."""
+
+    def embedding_refusal(self, request: EmbeddingRequest, candidate: Candidate) -> UnsupportedParameter | None:
+        """The embeddings parameter this provider cannot honour (token arrays for gemini), or None."""
+        ...
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult: ...
+
+
+class ModerationAdapter(Protocol):
+    """Implemented for the kinds that moderate (openai, openai_compatible), SPEC §19."""
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult: ...
+
+
 class ResponsesAdapter(Protocol):
     """A provider's own Responses API (kind ``openai``), answered in the hub's chat shapes (SPEC §7.6)."""
 
@@ -65,4 +93,12 @@ class Providers(Protocol):
 
     def responses(self, kind: ProviderKind) -> ResponsesAdapter | None:
         """The kind's native Responses API, or None: its calls then go through its chat adapter."""
+        ...
+
+    def embeddings(self, kind: ProviderKind) -> EmbeddingAdapter | None:
+        """The kind's embeddings capability, or None when it has none (anthropic, asi1)."""
+        ...
+
+    def moderations(self, kind: ProviderKind) -> ModerationAdapter | None:
+        """The kind's moderations capability, or None when it has none."""
         ...

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.domain.idempotency import StoredResponse
+from tollway.domain.price_catalog import report_body
 from tollway.domain.records import Record
 from tollway.http.guards import require_operator
 from tollway.http.management import render
@@ -16,6 +17,7 @@ from tollway.http.management.params import (
     page_body,
     paging,
     path_id,
+    query_bool,
     query_id,
     query_text,
     read_body,
@@ -106,6 +108,20 @@ async def delete_model(request: Request) -> Response:
     return no_content()
 
 
+async def import_models(request: Request) -> Response:
+    """SPEC §19: the body is LiteLLM's catalogue object itself, or ``{"url": "https://..."}``; ``?provider=SLUG``
+    selects one provider (and lets the import create its rows), ``?dry_run=true`` only reports."""
+    await require_operator(request)
+    prices = management(request).prices
+    dry_run = query_bool(request, "dry_run")
+    catalog = await prices.catalog_of(await read_body(request))
+    result = await prices.run(catalog, query_text(request, "provider"), dry_run=dry_run)
+    if result.applied:
+        services(request).invalidate_caches()
+    provider = result.provider.slug if result.provider else None
+    return json_response(report_body(result.plan, provider, dry_run=dry_run, applied=result.applied))
+
+
 # -- platforms (§4.3) -----------------------------------------------------------------------------------------
 
 
@@ -169,6 +185,7 @@ routes: list[BaseRoute] = [
     Route("/v1/admin/providers/{id}", update_provider, methods=["PATCH"]),
     Route("/v1/admin/providers/{id}", delete_provider, methods=["DELETE"]),
     Route("/v1/admin/models", create_model, methods=["POST"]),
+    Route("/v1/admin/models/import", import_models, methods=["POST"]),
     Route("/v1/admin/models", list_models, methods=["GET"]),
     Route("/v1/admin/models/{id}", get_model, methods=["GET"]),
     Route("/v1/admin/models/{id}", update_model, methods=["PATCH"]),

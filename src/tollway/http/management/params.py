@@ -60,6 +60,16 @@ def query_text(request: Request, name: str) -> str | None:
     return value
 
 
+def query_bool(request: Request, name: str) -> bool:
+    """A boolean query parameter: ``true``/``false`` (absent is false)."""
+    value = request.query_params.get(name)
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise InvalidRequest(f"{name} must be true or false.", name)
+
+
 def query_time(request: Request, name: str) -> datetime | None:
     """``since`` (inclusive) and ``until`` (exclusive): RFC 3339 with any offset, compared in UTC."""
     raw = request.query_params.get(name)

@@ -64,6 +64,9 @@ def settings(s: PlatformSettings) -> dict[str, Any]:
         "markup_percentage": markup,
         "rate_limits": {"rpm": s.rate_limits.rpm, "tpm": s.rate_limits.tpm, "rpd": s.rate_limits.rpd},
         "wallet_low_balance_threshold": _usd(s.wallet_low_balance_threshold_nanos),
+        "mcp_free_calls_per_month": s.mcp_free_calls_per_month,
+        "mcp_external_servers": s.mcp_external_servers,
+        "mcp_redirect_origins": list(s.mcp_redirect_origins),
     }
 
 

@@ -1,6 +1,7 @@
 """Anthropic stream events onto hub chunks (SPEC §7.4): text_delta -> content, input_json_delta -> tool-call
 argument deltas, thinking_delta -> reasoning_content, message_delta -> the finish chunk with usage, message_stop ends
-the stream, ping is skipped, error raises. Pure; the adapter feeds it SSE payloads.
+the stream, ping is skipped, error raises. Signatures and redacted_thinking blocks ride beside the chunks (for
+/v1/messages). Pure; the adapter feeds it SSE payloads.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class EventTranslator:
             return _chunk({"content": block["text"]})
         if kind == "thinking" and block.get("thinking"):
             return _chunk({"reasoning_content": block["thinking"]})
+        if kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            return [StreamChunk({"choices": []}, None, redacted_thinking=block["data"])]
         if kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise UpstreamError(f"Upstream provider '{self._slug}' sent a malformed tool_use block.")
@@ -91,7 +94,9 @@ class EventTranslator:
             return _chunk({"tool_calls": [{"index": position, "function": {"arguments": delta["partial_json"]}}]})
         if kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
             return _chunk({"reasoning_content": delta["thinking"]})
-        return []  # signature_delta, citations_delta
+        if kind == "signature_delta" and isinstance(delta.get("signature"), str):
+            return [StreamChunk({"choices": []}, None, signature=delta["signature"])]
+        return []  # citations_delta
 
     def _finish(self, event: dict[str, Any]) -> list[StreamChunk]:
         usage = event.get("usage")
@@ -100,7 +105,9 @@ class EventTranslator:
         delta = event.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         choice = choice_delta(0, {}, finish_reason(stop_reason))
-        return [StreamChunk({"choices": [choice]}, parse_usage(self._usage))]
+        matched = delta.get("stop_sequence") if isinstance(delta, dict) and stop_reason == "stop_sequence" else None
+        stop_sequence = matched if isinstance(matched, str) and matched else None
+        return [StreamChunk({"choices": [choice]}, parse_usage(self._usage), stop_sequence=stop_sequence)]
 
     def _error(self, error: object) -> UpstreamError:
         kind = error.get("type") if isinstance(error, dict) else None

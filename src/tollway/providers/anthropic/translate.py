@@ -10,7 +10,7 @@ stop reasons and usage mapped (``prompt_tokens`` counts cache reads and writes, 
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import orjson
 
@@ -40,7 +40,7 @@ def build_payload(request: ChatRequest, upstream_model: str, output_limit: int) 
     system = system_text(request.messages)
     if system is not None:
         payload["system"] = system
-    payload["messages"] = turns(request.messages)
+    payload["messages"] = turns(request.messages, request.thinking_blocks)
     if request.temperature is not None:
         payload["temperature"] = request.temperature
     if request.top_p is not None:
@@ -54,13 +54,32 @@ def build_payload(request: ChatRequest, upstream_model: str, output_limit: int) 
             payload["tool_choice"] = choice
     if request.user is not None:
         payload["metadata"] = {"user_id": request.user}
+    if request.top_k is not None:
+        payload["top_k"] = request.top_k
+    thinking = thinking_config(request.thinking, output_limit)
+    if thinking is not None:
+        payload["thinking"] = thinking
     if request.stream:
         payload["stream"] = True
     return payload
 
 
-def turns(messages: list[dict[str, Any]]) -> list[wire.Turn]:
-    """User and assistant turns of content blocks; consecutive same-role messages merge into one turn."""
+def thinking_config(config: dict[str, Any] | None, output_limit: int) -> dict[str, Any] | None:
+    """The inbound thinking config (/v1/messages); an enabled budget stays below the effective output limit (a
+    clamp of SPEC §9.3 may have lowered it), and thinking is left out when not even the minimum budget fits."""
+    if config is None or config.get("type") != "enabled":
+        return config
+    budget = min(config["budget_tokens"], output_limit - 1)
+    if budget < wire.MIN_THINKING_BUDGET:
+        return None
+    return {**config, "budget_tokens": budget}
+
+
+def turns(
+    messages: list[dict[str, Any]], thinking: dict[int, tuple[dict[str, Any], ...]] | None = None
+) -> list[wire.Turn]:
+    """User and assistant turns of content blocks; consecutive same-role messages merge into one turn. An assistant
+    message opens with the thinking blocks it came with (/v1/messages), signatures intact."""
     out: list[wire.Turn] = []
     for index, message in enumerate(messages):
         role = message["role"]
@@ -68,6 +87,8 @@ def turns(messages: list[dict[str, Any]]) -> list[wire.Turn]:
             continue
         if role == "assistant":
             blocks = _assistant_blocks(message, index)
+            if thinking and index in thinking:
+                blocks = [cast("wire.Block", dict(block)) for block in thinking[index]] + blocks
         elif role == "tool":
             result: wire.ToolResultBlock = {
                 "type": "tool_result",
@@ -146,7 +167,8 @@ def finish_reason(stop_reason: object) -> str:
 
 
 def parse_usage(raw: object) -> Usage | None:
-    """prompt = input + cache reads + cache writes; cached = cache reads; completion = output (SPEC §7.4)."""
+    """prompt = input + cache reads + cache writes; cached = cache reads; completion = output (SPEC §7.4); the
+    cache writes are kept apart too, for the cache-write price (§19)."""
     if not isinstance(raw, dict):
         return None
     cache_read = raw.get("cache_read_input_tokens")
@@ -156,7 +178,7 @@ def parse_usage(raw: object) -> Usage | None:
     prompt = count(raw.get("input_tokens"))
     if prompt is None or read is None or write is None:
         return None
-    return usage_of(prompt + read + write, count(raw.get("output_tokens")), read, None)
+    return usage_of(prompt + read + write, count(raw.get("output_tokens")), read, None, write)
 
 
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +193,7 @@ def completion_result(raw: dict[str, Any], slug: str) -> ChatResult:
         raise UpstreamError(f"Upstream provider '{slug}' returned a malformed message.")
     texts: list[str] = []
     thoughts: list[str] = []
+    thinking: list[dict[str, Any]] = []  # the blocks themselves, signatures intact, for /v1/messages
     calls: list[dict[str, Any]] = []
     for block in content:
         if not isinstance(block, dict):
@@ -180,6 +203,10 @@ def completion_result(raw: dict[str, Any], slug: str) -> ChatResult:
             texts.append(block["text"])
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             thoughts.append(block["thinking"])
+            signature = block.get("signature")
+            thinking.append({"type": "thinking", "thinking": block["thinking"], "signature": text(signature) or ""})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            thinking.append({"type": "redacted_thinking", "data": block["data"]})
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise UpstreamError(f"Upstream provider '{slug}' returned a malformed tool_use block.")
@@ -190,7 +217,8 @@ def completion_result(raw: dict[str, Any], slug: str) -> ChatResult:
     if thoughts:
         message["reasoning_content"] = "".join(thoughts)
     choice = message_choice(0, message, finish_reason(raw.get("stop_reason")))
-    return ChatResult({"choices": [choice]}, parse_usage(raw.get("usage")))
+    stop_sequence = text(raw.get("stop_sequence")) if raw.get("stop_reason") == "stop_sequence" else None
+    return ChatResult({"choices": [choice]}, parse_usage(raw.get("usage")), tuple(thinking), stop_sequence)
 
 
 # Anthropic names the offending field as the message's prefix: "max_tokens: Field required",

@@ -2,7 +2,7 @@
 
 Request: ``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version: 2023-06-01``; the body has
 ``model``, ``max_tokens``, ``messages`` (user/assistant turns of content blocks), ``system``, ``stop_sequences``,
-``temperature``, ``top_p``, ``tools``, ``tool_choice``, ``metadata``, ``stream``.
+``temperature``, ``top_p``, ``top_k``, ``tools``, ``tool_choice``, ``metadata``, ``thinking``, ``stream``.
 Response: ``{"type": "message", "content": [blocks], "stop_reason", "usage": {...}}``. Stream: SSE events
 ``message_start``, ``content_block_start|delta|stop``, ``message_delta``, ``message_stop``, ``ping``, ``error``.
 Errors: ``{"type": "error", "error": {"type": "rate_limit_error", "message": "..."}}``.
@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 API_VERSION: Final = "2023-06-01"
 PATH: Final = "/v1/messages"
+MIN_THINKING_BUDGET: Final = 1_024  # Anthropic refuses smaller thinking budgets
 
 # SPEC §7.4; unknown or missing reasons finish as "stop".
 FINISH_REASONS: Final[dict[str, str]] = {
@@ -72,7 +73,18 @@ class ToolResultBlock(TypedDict):
     content: str
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+class ThinkingBlock(TypedDict):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(TypedDict):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
 
 
 class Turn(TypedDict):

@@ -69,8 +69,13 @@ def generation_config(request: ChatRequest, output_limit: int) -> dict[str, Any]
         "presencePenalty": request.presence_penalty,
         "frequencyPenalty": request.frequency_penalty,
         "seed": request.seed,
+        "topK": request.top_k,
     }
     config.update({key: value for key, value in optional.items() if value is not None})
+    thinking = request.thinking  # /v1/messages: an enabled budget becomes Gemini's thinking budget, thoughts shown
+    if thinking is not None and thinking.get("type") == "enabled":
+        budget = min(thinking["budget_tokens"], output_limit - 1)
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
     if request.stop:
         config["stopSequences"] = list(request.stop)
     if request.n > 1:

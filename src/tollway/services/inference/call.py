@@ -123,6 +123,21 @@ class Outcome:
     error_code: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """What a settled call is priced at (§9.2), computed once by the kind's tariff: the raw cost debited from the
+    wallet, the end-user charge with markup, and the amount the caller is told in ``usage.cost`` (§19): the charge
+    for an end-user key, the raw cost for a platform key."""
+
+    cost_nanos: int
+    charge_nanos: int
+    end_user: bool
+
+    @property
+    def caller_nanos(self) -> int:
+        return self.charge_nanos if self.end_user else self.cost_nanos
+
+
 def choose(candidates: Iterable[C], refusal: Callable[[C], TollwayError | None]) -> list[C]:
     """Step 3b: the candidates no rule refuses; when every one is refused, the first refusal is the answer."""
     survivors: list[C] = []
@@ -320,17 +335,30 @@ class PaidCall:
         plan.last_checkpoint = now
         progress: dict[str, Any] = {"model_id": candidate.model.id, "delivered_bytes": delivered}
         if usage is not None:
-            progress["usage"] = [usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens]
+            progress["usage"] = [
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens,
+                usage.cache_write_tokens,
+            ]
         self._lifecycle._submit(Checkpoint(plan.hold.hold_id, progress))
 
-    def settle(self, candidate: Candidate, metered: Metered, outcome: Outcome, ttft_ms: int | None = None) -> None:
+    def price(self, candidate: Candidate, metered: Metered) -> Priced:
+        """What ``settle`` will charge for ``metered`` on ``candidate``: a stream prices its final usage event with
+        this before its relay settles, so the answer's ``usage.cost`` and the ledger come from one computation."""
+        cost, charge = self._tariff.price(candidate, metered, self.plan.markup_bps)
+        return Priced(cost, charge, self.ctx.principal.end_user_id is not None)
+
+    def settle(self, candidate: Candidate, metered: Metered, outcome: Outcome, ttft_ms: int | None = None) -> Priced:
         """Step 10: capture the hold with what the call delivered; wallet row, budget row, usage log row and webhook
-        outbox rows commit together (§9.4); the TPM reservation is corrected to the tokens used."""
+        outbox rows commit together (§9.4); the TPM reservation is corrected to the tokens used. Returns the
+        amounts the settlement records, for the answer's ``usage.cost``."""
         assert self.plan.hold is not None and not self._resolved, "a call settles once"
         self._resolved = True
-        record, charge = self._record(candidate, metered, outcome, ttft_ms)
-        self._lifecycle._submit(Settlement(self.plan.hold.hold_id, record, charge))
+        record, priced = self._record(candidate, metered, outcome, ttft_ms)
+        self._lifecycle._submit(Settlement(self.plan.hold.hold_id, record, priced.charge_nanos))
         self._lifecycle.limiter.adjust(self._admission, metered.usage.total_tokens)
+        return priced
 
     def release(self) -> None:
         """Nothing was delivered: free the hold and the TPM reservation."""
@@ -343,10 +371,11 @@ class PaidCall:
 
     def _record(
         self, candidate: Candidate, metered: Metered, outcome: Outcome, ttft_ms: int | None
-    ) -> tuple[UsageRecord, int]:
+    ) -> tuple[UsageRecord, Priced]:
         ctx, plan = self.ctx, self.plan
         end_user_id = ctx.principal.end_user_id
-        cost, charge = self._tariff.price(candidate, metered, plan.markup_bps)
+        priced = self.price(candidate, metered)
+        cost, charge = priced.cost_nanos, priced.charge_nanos
         usage = metered.usage
         record = UsageRecord(
             request_id=ctx.request_id,
@@ -370,7 +399,7 @@ class PaidCall:
             token_count_method=metered.method,
             session_id=ctx.session_id,
             metadata=plan.metadata,
-            images=metered.units,
+            units=metered.units,
             **ctx.labels.columns(),
         )
-        return record, charge
+        return record, priced

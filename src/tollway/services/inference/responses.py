@@ -1,6 +1,7 @@
-"""The Responses API use case (SPEC §7.6): rebuild the context from ``previous_response_id``, plan it as the chat
-request it translates to, then run the one call lifecycle, calling a provider's own Responses API where its kind
-has one and its chat adapter otherwise; answer in the Responses shape and store the result.
+"""The Responses API use case (SPEC §7.6): rebuild the context from ``previous_response_id`` or the agent thread
+(SPEC §16.4, held for the whole request by ``services/agents/threads.py``), plan it as the chat request it translates
+to, then run the one call lifecycle, calling a provider's own Responses API where its kind has one and its chat
+adapter otherwise; answer in the Responses shape and store the result (a thread's response: appended to it).
 
 Streams settle in the relay's ``finally`` exactly like chat streams; a stored response is written before the
 terminal event (or the JSON answer) goes out, so a GET right after a completed create finds it.
@@ -26,8 +27,9 @@ from tollway.domain.responses_params import LOGPROBS_INCLUDE
 from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.domain.tariffs import TOKENS
+from tollway.domain.threads import ThreadLease
 from tollway.domain.upstream import ChatResult, ResponsesCall, StreamChunk, UpstreamCall
-from tollway.domain.usage import CallLabels, CallStatus
+from tollway.domain.usage import CallLabels, CallStatus, with_cost
 from tollway.errors import (
     BelowMinValue,
     InvalidRequest,
@@ -37,6 +39,7 @@ from tollway.errors import (
     UnsupportedParameter,
     UpstreamError,
 )
+from tollway.services.agents.threads import Threads
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, PaidCall, token_demand
@@ -49,12 +52,18 @@ log = logging.getLogger("tollway.responses")
 
 class ResponsesService:
     def __init__(
-        self, lifecycle: CallLifecycle, providers: Providers, health: DeploymentHealth, store: ResponseRepository
+        self,
+        lifecycle: CallLifecycle,
+        providers: Providers,
+        health: DeploymentHealth,
+        store: ResponseRepository,
+        threads: Threads,
     ) -> None:
         self._calls = lifecycle
         self._providers = providers
         self._health = health  # shared with chat: the same rows, the same breakers
         self._store = store
+        self._threads = threads
         self._settings = lifecycle.settings
 
     # -- stored responses --------------------------------------------------------------------------------------
@@ -81,21 +90,66 @@ class ResponsesService:
         return stored
 
     async def _save(self, owner: Owner, items: list[dict[str, Any]], body: dict[str, Any]) -> None:
-        """Keep the result; a failure here loses only the stored copy, never the paid answer."""
+        """Keep the result; a failure here loses only the stored copy, never the paid answer. The copy has no
+        ``usage.cost``: that is what the create call charged, told once in its answer (SPEC §19)."""
+        usage = body.get("usage")
+        if isinstance(usage, dict) and "cost" in usage:
+            body = {**body, "usage": {k: v for k, v in usage.items() if k != "cost"}}
         try:
             await self._store.save(owner, items, body)
         except Exception:
             log.warning("could not store response %s", body["id"], exc_info=True)
 
+    async def _keep(
+        self,
+        owner: Owner,
+        request: ResponsesRequest,
+        items: list[dict[str, Any]],
+        body: dict[str, Any],
+        lease: ThreadLease | None,
+    ) -> None:
+        """Store the result: a thread's response keeps its own request's input only (the thread holds the rest);
+        any other keeps the whole context it was made with."""
+        if lease is not None:
+            await self._threads.append(lease, owner, request.input, body)
+        elif request.store:
+            await self._save(owner, items, body)
+
     # -- create ------------------------------------------------------------------------------------------------
 
     async def create(self, ctx: CallContext, request: ResponsesRequest) -> Completion | StreamedCompletion:
         owner = _owner(ctx)
-        ctx = replace(ctx, labels=CallLabels(response_id=new_response_id(), iteration=0))
-        previous: list[dict[str, Any]] = []
-        if request.previous_response_id is not None:
-            stored = await self._read(owner, request.previous_response_id, "previous_response_id")
-            previous = stored.input_items + output_as_input(stored.body["output"])
+        labels = CallLabels(response_id=new_response_id(), iteration=0, thread_id=request.thread_id)
+        ctx = replace(ctx, labels=labels)
+        if request.thread_id is None:
+            previous: list[dict[str, Any]] = []
+            if request.previous_response_id is not None:
+                stored = await self._read(owner, request.previous_response_id, "previous_response_id")
+                earlier = await self._threads.context_before(stored)
+                previous = earlier + stored.input_items + output_as_input(stored.body["output"])
+            return await self._create(ctx, request, owner, previous, None)
+        # SPEC §16.4: one request at a time per thread, across instances; released once the response is stored.
+        lease = await self._threads.claim(owner, request.thread_id, ctx.request_id, request.metadata)
+        try:
+            outcome = await self._create(ctx, request, owner, await self._threads.context(lease), lease)
+        except Exception:
+            await self._threads.release(lease)
+            raise
+        except BaseException:
+            self._threads.release_soon(lease)
+            raise
+        if isinstance(outcome, Completion):
+            await self._threads.release(lease)
+        return outcome  # a stream releases the thread when it ends (``_Turn._relay``)
+
+    async def _create(
+        self,
+        ctx: CallContext,
+        request: ResponsesRequest,
+        owner: Owner,
+        previous: list[dict[str, Any]],
+        lease: ThreadLease | None,
+    ) -> Completion | StreamedCompletion:
         check_call_ids(previous, request.input)
         items = previous + request.input
         catalog = await self._calls.catalog(ctx)
@@ -111,15 +165,14 @@ class ResponsesService:
         except (InvalidRequest, BelowMinValue) as error:
             raise _renamed(error, request) from None
         call = await self._calls.open(ctx, plan, TOKENS, token_demand(plan), self._health)
-        turn = _Turn(self, call, request, chat, items, owner)
+        turn = _Turn(self, call, request, chat, items, owner, lease)
         with call:
             if request.stream:
                 return await turn.stream()
             candidate, result = await call.attempt(turn.call_once)
             await call.confirm()
         body = await turn.settle(candidate, result)
-        if request.store:
-            await self._save(owner, items, body)
+        await self._keep(owner, request, items, body, lease)
         return Completion(body, candidate.provider.slug, call.headers)
 
     def _chat_items(
@@ -170,9 +223,11 @@ class _Turn:
         chat: ChatRequest,
         items: list[dict[str, Any]],
         owner: Owner,
+        lease: ThreadLease | None,
     ) -> None:
         self.service, self.call, self.request = service, call, request
         self.chat, self.items, self.owner = chat, items, owner
+        self.lease = lease  # the thread this turn holds, released when its stream ends
         self.writer = ResponseEventStream(
             _skeleton(request, call.ctx.labels), summary=request.reasoning_summary is not None
         )
@@ -204,10 +259,11 @@ class _Turn:
         if "output" in result.body:  # a native Responses answer: its output as given, unmodelled items included
             output = result.body["output"]
         usage = metered(self.call.plan, result.usage, delivered_bytes(choice["message"]))
-        body = _skeleton(self.request, self.call.ctx.labels)
-        body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_json(usage.usage))
         outcome = Outcome(await self.call.ctx.delivered_status(), choice.get("finish_reason"))
-        self.call.settle(candidate, usage, outcome)
+        priced = self.call.settle(candidate, usage, outcome)
+        body = _skeleton(self.request, self.call.ctx.labels)
+        usage_body = with_cost(usage_json(usage.usage), priced.caller_nanos)
+        body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_body)
         return body
 
     async def stream(self) -> StreamedCompletion:
@@ -220,10 +276,17 @@ class _Turn:
         """A graceful shutdown cut the stream (SPEC §14.3): it ends with ``response.failed``, in sequence."""
         return self.writer.fail(error.code, error.message)
 
+    async def _let_go(self) -> None:
+        """Release the thread before the stream's last events, so that a client reacting to them finds it free."""
+        if self.lease is not None:
+            await self.service._threads.release(self.lease)
+            self.lease = None  # only now: a release cut short is retried by ``finally``
+
     async def _relay(
         self, candidate: Candidate, stream: ChatStream, iterator: AsyncIterator[StreamChunk], first: StreamChunk
     ) -> AsyncIterator[dict[str, Any] | TollwayError]:
-        """Hub chunks in, ``response.*`` events out; settles exactly once in ``finally``."""
+        """Hub chunks in, ``response.*`` events out; settles exactly once in ``finally``. A thread gets the response
+        once it is complete or incomplete; a stream that failed or was cut off is not appended (SPEC §16.4)."""
         call, writer = self.call, self.writer
         tally = StreamTally(call.ctx.received_at)
         try:
@@ -249,21 +312,26 @@ class _Turn:
                 tally.delivered = writer.delivered_bytes
                 call.checkpoint(candidate, tally.delivered, tally.reported)
                 chunk = await anext(iterator, None)
-            usage = metered(call.plan, tally.reported, writer.delivered_bytes)
-            terminal = writer.finish(tally.finish, usage.usage)
+            tally.delivered = writer.delivered_bytes
             tally.status = CallStatus.SUCCESS
-            if self.request.store:
-                await self.service._save(self.owner, self.items, writer.response)
+            usage = tally.metered(call.plan)
+            cost = call.price(candidate, usage).caller_nanos  # what the ``finally`` below settles
+            terminal = writer.finish(tally.finish, usage.usage, cost)
+            await self.service._keep(self.owner, self.request, self.items, writer.response, self.lease)
+            await self._let_go()
             for event in terminal:
                 yield event
         except UpstreamError as error:
             tally.error_code = error.code
+            await self._let_go()
             for event in writer.fail(error.code, error.message):
                 yield event
         finally:
             stream.close()
             tally.delivered = writer.delivered_bytes
             tally.settle(call, candidate)
+            if self.lease is not None:  # cut off (client gone, shutdown): no waiting inside a cancelled stream
+                self.service._threads.release_soon(self.lease)
 
 
 def _owner(ctx: CallContext) -> Owner:
@@ -274,7 +342,7 @@ def _skeleton(request: ResponsesRequest, labels: CallLabels) -> dict[str, Any]:
     """The result object before its output (SPEC §7.6), echoing the request's settings as OpenAI does."""
     text_format = request.text_format or {"type": "text"}
     assert labels.response_id is not None, "create() names the response before its first turn"
-    return {
+    body: dict[str, Any] = {
         "id": labels.response_id,
         "object": "response",
         "created_at": int(time.time()),
@@ -304,6 +372,10 @@ def _skeleton(request: ResponsesRequest, labels: CallLabels) -> dict[str, Any]:
         "top_p": request.top_p,
         "user": request.user,
     }
+    if request.thread_id is not None:  # OpenAI's ``conversation`` object names the thread too
+        body["thread_id"] = request.thread_id
+        body["conversation"] = {"id": request.thread_id}
+    return body
 
 
 def _as_chat(request: ResponsesRequest, items: list[dict[str, Any]]) -> ChatRequest:

@@ -62,12 +62,16 @@ class StreamTally:
         if self.ttft_ms is None:
             self.ttft_ms = int((time.perf_counter() - self.received_at) * 1000)
 
+    def metered(self, plan: Plan) -> Metered:
+        """What the stream is billed for so far: the reported usage, else the estimate (§9.4); a stream cut before
+        any output is billed for its prompt. The final usage event and the settlement both read it here."""
+        if self.status is CallStatus.INTERRUPTED and self.delivered == 0 and self.reported is None:
+            return Metered(Usage(ceil_quarter(plan.prompt_bound), 0), "estimated")
+        return metered(plan, self.reported, self.delivered)
+
     def settle(self, call: PaidCall, candidate: Candidate) -> None:
-        """Called once from the relay's ``finally``: a stream cut before any output is billed for its prompt."""
+        """Called once from the relay's ``finally``."""
         finish = self.finish
         if self.status is CallStatus.INTERRUPTED and finish is None:
             finish = "stop"
-        usage = metered(call.plan, self.reported, self.delivered)
-        if self.status is CallStatus.INTERRUPTED and self.delivered == 0 and self.reported is None:
-            usage = Metered(Usage(ceil_quarter(call.plan.prompt_bound), 0), "estimated")
-        call.settle(candidate, usage, Outcome(self.status, finish, self.error_code), self.ttft_ms)
+        call.settle(candidate, self.metered(call.plan), Outcome(self.status, finish, self.error_code), self.ttft_ms)

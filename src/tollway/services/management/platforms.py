@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from tollway.domain.conflicts import Duplicate
+from tollway.domain.mcp import BadOrigin, normalise_origin
 from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
 from tollway.domain.platforms import SLUG_MAX
 from tollway.domain.ports.management import PlatformRepository
@@ -22,7 +23,12 @@ PLATFORM_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RATE_LIMIT_MAX: Final = 10**9
 MARKUP_MAX: Final = 1000
 _READ_ONLY: Final = ("id", "created_at", "updated_at")
-_SETTINGS_KEYS: Final = ("default_budget", "markup_percentage", "rate_limits", "wallet_low_balance_threshold")
+_SETTINGS_KEYS: Final = (
+    "default_budget", "markup_percentage", "rate_limits", "wallet_low_balance_threshold",
+    "mcp_free_calls_per_month", "mcp_external_servers", "mcp_redirect_origins",
+)  # fmt: skip
+MCP_FREE_CALLS_MAX: Final = 10**9
+MCP_ORIGINS_MAX: Final = 50
 _DIMENSIONS: Final = ("rpm", "tpm", "rpd")
 
 
@@ -56,7 +62,34 @@ def settings_patch(value: object, param: str = "settings") -> dict[str, Any]:
         patch["wallet_low_balance_threshold_nanos"] = f.as_opt_usd(
             body["wallet_low_balance_threshold"], threshold, allow_zero=True
         )
+    if "mcp_free_calls_per_month" in body:
+        free = f.path_of(param, "mcp_free_calls_per_month")
+        patch["mcp_free_calls_per_month"] = f.as_int(
+            body["mcp_free_calls_per_month"], free, minimum=0, maximum=MCP_FREE_CALLS_MAX
+        )
+    if "mcp_external_servers" in body:
+        external = f.path_of(param, "mcp_external_servers")
+        patch["mcp_external_servers"] = f.as_bool(body["mcp_external_servers"], external)
+    if "mcp_redirect_origins" in body:
+        origins = f.path_of(param, "mcp_redirect_origins")
+        patch["mcp_redirect_origins"] = _origins(body["mcp_redirect_origins"], origins)
     return patch
+
+
+def _origins(value: object, param: str) -> list[str]:
+    """Each ``scheme://host[:port]`` (http or https), normalised; duplicates dropped (SPEC §16.1)."""
+    if not isinstance(value, list) or len(value) > MCP_ORIGINS_MAX:
+        raise InvalidRequest(f"{param} must be a list of at most {MCP_ORIGINS_MAX} origins.", param)
+    chosen: list[str] = []
+    for index, item in enumerate(value):
+        at = f"{param}[{index}]"
+        try:
+            origin = normalise_origin(f.as_str(item, at, max_len=300))
+        except BadOrigin as exc:
+            raise InvalidRequest(f"{at} {exc}", at) from None
+        if origin not in chosen:
+            chosen.append(origin)
+    return chosen
 
 
 def _default_budget(value: object, param: str) -> dict[str, Any] | None:

@@ -3,7 +3,7 @@ Routing reads live in ``catalog``; callers invalidate routing caches after every
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,3 +151,46 @@ class CatalogAdminStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(sa.delete(models).where(models.c.id == model_id))
         return result.rowcount > 0
+
+    # -- price catalogue imports (§19) ------------------------------------------------------------------------
+
+    async def catalog_rows(self) -> tuple[list[Provider], list[ModelRow]]:
+        """Every provider and every model row, as one consistent read."""
+        async with self._engine.connect() as conn:
+            found = (await conn.execute(sa.select(providers).order_by(providers.c.slug))).all()
+            rows = (await conn.execute(sa.select(models).order_by(models.c.slug, models.c.id))).all()
+        return [provider_from_row(dict(r._mapping)) for r in found], [model_from_row(dict(r._mapping)) for r in rows]
+
+    async def apply_model_changes(
+        self, updates: Sequence[tuple[str, Mapping[str, tuple[Any, Any]]]], inserts: Sequence[Mapping[str, Any]]
+    ) -> bool:
+        """In one transaction: each update ``(row id, {column: (old, new)})`` applies only while every column still
+        holds its old value, and the inserts; if any row changed meanwhile (or a slug was taken) nothing is applied
+        and False is returned."""
+        now = utcnow()
+        try:
+            async with self._engine.begin() as conn:
+                for model_id, changes in updates:
+                    still = [
+                        models.c[col].is_(None) if old is None else models.c[col] == old
+                        for col, (old, _) in changes.items()
+                    ]
+                    new_values = {col: new for col, (_, new) in changes.items()}
+                    result = await conn.execute(
+                        sa.update(models)
+                        .where(models.c.id == model_id, *still)
+                        .values({**new_values, "updated_at": now})
+                    )
+                    if result.rowcount != 1:
+                        raise _Changed
+                for inserted in inserts:
+                    await conn.execute(
+                        sa.insert(models).values({**inserted, "id": new_id(), "created_at": now, "updated_at": now})
+                    )
+        except (_Changed, sa.exc.IntegrityError):
+            return False
+        return True
+
+
+class _Changed(Exception):
+    """A row no longer holds the values the import was planned from: roll the transaction back."""

@@ -25,32 +25,46 @@ def _owned(owner: Owner, response_id: str, now: datetime) -> tuple[sa.ColumnElem
     return (_t.id == response_id, _t.platform_id == owner.platform_id, end_user, _t.expires_at > now)
 
 
+STORED_COLUMNS = (_t.input_items, _t.response_body, _t.thread_key, _t.thread_seq)
+
+
+def stored_response(row: sa.Row[Any, Any, Any, Any]) -> StoredResponse:
+    """A row selected with ``STORED_COLUMNS`` as the domain value."""
+    return StoredResponse(
+        orjson.loads(row.input_items), orjson.loads(row.response_body), row.thread_key, row.thread_seq
+    )
+
+
+def response_row(
+    owner: Owner, input_items: list[dict[str, Any]], body: dict[str, Any], now: datetime, retention: timedelta
+) -> dict[str, Any]:
+    """The row of a response stored now, kept for ``retention``."""
+    return {
+        "id": body["id"],
+        "platform_id": owner.platform_id,
+        "end_user_id": owner.end_user_id,
+        "input_items": orjson.dumps(input_items),
+        "response_body": orjson.dumps(body),
+        "created_at": now,
+        "expires_at": now + retention,
+    }
+
+
 class ResponseStore:
     def __init__(self, engine: AsyncEngine, retention_days: int) -> None:
         self._engine = engine
         self._retention = timedelta(days=retention_days)
 
     async def save(self, owner: Owner, input_items: list[dict[str, Any]], body: dict[str, Any]) -> None:
-        now = utcnow()
-        row = {
-            "id": body["id"],
-            "platform_id": owner.platform_id,
-            "end_user_id": owner.end_user_id,
-            "input_items": orjson.dumps(input_items),
-            "response_body": orjson.dumps(body),
-            "created_at": now,
-            "expires_at": now + self._retention,
-        }
+        row = response_row(owner, input_items, body, utcnow(), self._retention)
         async with self._engine.begin() as conn:
             await conn.execute(sa.insert(stored_responses).values(row))
 
     async def get(self, owner: Owner, response_id: str) -> StoredResponse | None:
-        query = sa.select(_t.input_items, _t.response_body).where(*_owned(owner, response_id, utcnow()))
+        query = sa.select(*STORED_COLUMNS).where(*_owned(owner, response_id, utcnow()))
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return StoredResponse(orjson.loads(row.input_items), orjson.loads(row.response_body))
+        return None if row is None else stored_response(row)
 
     async def delete(self, owner: Owner, response_id: str) -> bool:
         async with self._engine.begin() as conn:

@@ -347,7 +347,35 @@ stored_responses = sa.Table(
     sa.Column("response_body", sa.LargeBinary, nullable=False),
     _ts("created_at"),
     _ts("expires_at"),
+    # A turn of an agent thread (SPEC §16.4; migration 0011): its thread and its place in it. Its input_items are
+    # then the input of its own request only.
+    sa.Column("thread_key", _ID, sa.ForeignKey("threads.id"), nullable=True),
+    sa.Column("thread_seq", sa.Integer, nullable=True),
     sa.Index("ix_stored_responses_expires", "expires_at"),
+    sa.Index("ix_stored_responses_thread", "thread_key", "thread_seq"),
+)
+
+# -- agent threads (SPEC §16.4; migration 0011) ---------------------------------------------------------------
+
+# One row per owner and caller-chosen id. ``owner_key`` is the end user's id, or '' for a platform key, so that the
+# unique constraint holds for platform keys too (NULLs are distinct in a unique index). ``turns`` numbers the
+# appended responses; ``busy_until``/``busy_request_id`` are the lease of the request running on the thread.
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=True),
+    sa.Column("owner_key", sa.String(36), nullable=False),
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("turns", sa.Integer, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("busy_until", nullable=True),
+    sa.Column("busy_request_id", sa.String(64), nullable=True),
+    sa.UniqueConstraint("platform_id", "owner_key", "thread_id", name="uq_threads_owner_thread_id"),
+    sa.Index("ix_threads_platform_created", "platform_id", "created_at"),
 )
 
 # -- webhooks: endpoints, outbox events, deliveries (SPEC §11; migration 0006) -----------------------------------
@@ -417,6 +445,80 @@ instance_heartbeats = sa.Table(
     sa.Column("uses_redis", sa.Boolean, nullable=False),
     _ts("started_at"),
     _ts("heartbeat_at"),
+)
+
+# -- MCP apps and end users' OAuth connections (SPEC §16.1, §16.2; migration 0010) ----------------------------
+
+# ``auth_config`` holds the non-secret part of ``auth`` (header name; OAuth endpoints, client id, scopes); the header
+# value or client secret is sealed in ``secret_sealed`` (bound to platform and app).
+mcp_apps = sa.Table(
+    "mcp_apps",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("slug", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("server_url", sa.String(2048), nullable=False),
+    sa.Column("auth_type", sa.String(16), nullable=False),
+    sa.Column("auth_config", sa.JSON, nullable=False),
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("price_per_call_nanos", sa.BigInteger, nullable=False),
+    sa.Column("allowed_tools", sa.JSON, nullable=True),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    sa.UniqueConstraint("platform_id", "slug", name="uq_mcp_apps_platform_slug"),
+    sa.CheckConstraint("price_per_call_nanos >= 0", name="price_non_negative"),
+)
+
+# One row per (app, end user). ``version`` changes with every token change; a refresher holds ``refresh_lease_until``
+# (a conditional UPDATE claims it), so that one refresh runs per token across instances (SPEC §16.2).
+mcp_connections = sa.Table(
+    "mcp_connections",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("app_id", _ID, sa.ForeignKey("mcp_apps.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("access_token_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("refresh_token_sealed", sa.LargeBinary, nullable=True),
+    _ts("access_expires_at", nullable=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    _ts("refresh_lease_until", nullable=True),
+    _ts("connected_at"),
+    _ts("updated_at"),
+    sa.UniqueConstraint("app_id", "end_user_id", name="uq_mcp_connections_app_end_user"),
+    sa.Index("ix_mcp_connections_platform_end_user", "platform_id", "end_user_id"),
+)
+
+# Pending authorizations: the state's digest (never the state), the sealed PKCE verifier, valid 10 minutes.
+mcp_oauth_states = sa.Table(
+    "mcp_oauth_states",
+    metadata,
+    sa.Column("state_digest", sa.String(64), primary_key=True),
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("app_id", _ID, sa.ForeignKey("mcp_apps.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("end_user_id", _ID, sa.ForeignKey("end_users.id"), nullable=False),
+    sa.Column("verifier_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=True),
+    _ts("expires_at"),
+    _ts("created_at"),
+)
+
+# -- card top-ups (SPEC §17.2; migration 0012) ----------------------------------------------------------------
+
+# One row per Stripe Checkout Session that credited a wallet, inserted in the transaction of the credit: the
+# primary key makes a redelivered event, or the same event at two instances at once, credit the wallet once.
+card_payments = sa.Table(
+    "card_payments",
+    metadata,
+    sa.Column("session_id", sa.String(255), primary_key=True),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("amount_nanos", sa.BigInteger, nullable=False),
+    _ts("created_at"),
+    sa.CheckConstraint("amount_nanos > 0", name="amount_positive"),
 )
 
 # Console sign-ins (SPEC §17.1): a digest of the session id (the cookie holds the id itself), the key's id (never the

@@ -1,0 +1,206 @@
+"""A platform's MCP apps (SPEC §16.1): strict bodies, the URL rules of §11.5 for every URL, the three kinds of
+``auth``, the price per call (§9.1), and secrets (a header value, an OAuth client secret) sealed to the platform and
+app and never returned. Also the platform's view of its end users' connections (never tokens)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from tollway.domain.clock import utcnow
+from tollway.domain.conflicts import Duplicate
+from tollway.domain.ids import new_id
+from tollway.domain.mcp import APP_SLUG, AuthType, app_secret_context
+from tollway.domain.ports.mcp import McpAppRepository
+from tollway.domain.records import Record
+from tollway.domain.sealing import Sealer
+from tollway.errors import InvalidRequest, NotFound
+from tollway.services.management import fields as f
+from tollway.services.management.public_urls import public_url
+from tollway.services.management.webhooks import Resolver, resolve_host
+
+HEADER_NAME: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+TOOL_NAME_MAX: Final = 128
+TOOLS_MAX: Final = 256
+SCOPES_MAX: Final = 64
+DEFAULT_PRICE_NANOS: Final = 1_000_000  # $0.001 per call
+_FIELDS: Final = ("slug", "name", "server_url", "auth", "price_per_call_usd", "allowed_tools", "is_active")
+_READ_ONLY: Final = ("id", "platform_id", "has_secret", "created_at", "updated_at")
+_AUTH_KEYS: Final = {
+    AuthType.NONE: ("type",),
+    AuthType.HEADER: ("type", "name", "value"),
+    AuthType.OAUTH2: ("type", "authorize_url", "token_url", "client_id", "client_secret", "scopes", "revocation_url"),
+}
+_NOT_FOUND: Final = "No MCP app with this id."
+
+
+class _Auth:
+    """A parsed ``auth``: its type, the stored non-secret part, and the secret (None: none, or keep the stored one)."""
+
+    def __init__(self, kind: AuthType, config: dict[str, Any], secret: str | None) -> None:
+        self.kind, self.config, self.secret = kind, config, secret
+
+
+class McpApps:
+    def __init__(
+        self, store: McpAppRepository, sealer: Sealer, *, allow_private: bool, resolver: Resolver = resolve_host
+    ) -> None:
+        self._store = store
+        self._sealer = sealer
+        self._allow_private = allow_private
+        self._resolve = resolver
+
+    async def create(self, platform_id: str, body: Mapping[str, Any]) -> Record:
+        f.check_keys(body, _FIELDS, read_only=_READ_ONLY)
+        slug = f.as_str(f.required(body, "slug"), "slug", max_len=63, pattern=APP_SLUG)
+        name = f.as_str(f.required(body, "name"), "name", max_len=100)
+        server_url = await self._url(f.required(body, "server_url"), "server_url")
+        auth = await self._auth(f.required(body, "auth"), keep_secret=False)
+        price = f.as_usd(body.get("price_per_call_usd", "0.001"), "price_per_call_usd", allow_zero=True)
+        tools = _tools(body.get("allowed_tools"))
+        is_active = f.as_bool(body.get("is_active", True), "is_active")
+        now, app_id = utcnow(), new_id()
+        values = {
+            "id": app_id,
+            "platform_id": platform_id,
+            "slug": slug,
+            "name": name,
+            "server_url": server_url,
+            "auth_type": auth.kind.value,
+            "auth_config": auth.config,
+            "secret_sealed": self._seal(auth.secret, platform_id, app_id),
+            "price_per_call_nanos": price,
+            "allowed_tools": tools,
+            "is_active": is_active,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            return await self._store.create(values)
+        except Duplicate:
+            raise InvalidRequest(f"An MCP app with slug '{slug}' already exists on this platform.", "slug") from None
+
+    async def list_apps(self, platform_id: str, offset: int, limit: int) -> tuple[list[Record], int]:
+        return await self._store.list_apps(platform_id, offset, limit)
+
+    async def get(self, platform_id: str, app_id: str) -> Record:
+        row = await self._store.get(platform_id, app_id)
+        if row is None:
+            raise NotFound(_NOT_FOUND)
+        return row
+
+    async def update(self, platform_id: str, app_id: str, body: Mapping[str, Any]) -> Record:
+        current = await self.get(platform_id, app_id)
+        f.check_keys(body, _FIELDS, read_only=_READ_ONLY)
+        values: dict[str, Any] = {}
+        if "slug" in body:
+            values["slug"] = f.as_str(body["slug"], "slug", max_len=63, pattern=APP_SLUG)
+        if "name" in body:
+            values["name"] = f.as_str(body["name"], "name", max_len=100)
+        if "server_url" in body:
+            values["server_url"] = await self._url(body["server_url"], "server_url")
+        if "auth" in body:
+            # The stored secret is kept when the type stays the same and the PATCH leaves the secret out.
+            auth = await self._auth(body["auth"], keep_secret=True, current=AuthType(current["auth_type"]))
+            values["auth_type"], values["auth_config"] = auth.kind.value, auth.config
+            if auth.kind is AuthType.NONE or auth.secret is not None:
+                values["secret_sealed"] = self._seal(auth.secret, platform_id, app_id)
+        if "price_per_call_usd" in body:
+            values["price_per_call_nanos"] = f.as_usd(body["price_per_call_usd"], "price_per_call_usd", allow_zero=True)
+        if "allowed_tools" in body:
+            values["allowed_tools"] = _tools(body["allowed_tools"])
+        if "is_active" in body:
+            values["is_active"] = f.as_bool(body["is_active"], "is_active")
+        try:
+            row = await self._store.update(platform_id, app_id, values, utcnow())
+        except Duplicate:
+            taken = values.get("slug")
+            raise InvalidRequest(f"An MCP app with slug '{taken}' already exists on this platform.", "slug") from None
+        if row is None:
+            raise NotFound(_NOT_FOUND)
+        return row
+
+    async def delete(self, platform_id: str, app_id: str) -> None:
+        if not await self._store.delete(platform_id, app_id):
+            raise NotFound(_NOT_FOUND)
+
+    async def connections(
+        self, platform_id: str, end_user_id: str | None, offset: int, limit: int
+    ) -> tuple[list[Record], int]:
+        return await self._store.connections(platform_id, end_user_id, offset, limit)
+
+    # -- parsing --------------------------------------------------------------------------------------------------
+
+    async def _url(self, value: object, param: str) -> str:
+        return await public_url(value, param, allow_private=self._allow_private, resolve=self._resolve)
+
+    async def _auth(self, value: object, *, keep_secret: bool, current: AuthType | None = None) -> _Auth:
+        body = f.as_object(value, "auth")
+        raw_type = f.required(body, "type", "auth")
+        if not isinstance(raw_type, str) or raw_type not in _AUTH_KEYS:
+            raise InvalidRequest("auth.type must be one of none, header, oauth2.", "auth.type")
+        kind = AuthType(raw_type)
+        f.check_keys(body, _AUTH_KEYS[kind], prefix="auth")
+        may_keep = keep_secret and current is kind
+        if kind is AuthType.NONE:
+            return _Auth(kind, {}, None)
+        if kind is AuthType.HEADER:
+            name = f.as_str(f.required(body, "name", "auth"), "auth.name", max_len=64, pattern=HEADER_NAME)
+            secret = _secret(body, "value", may_keep)
+            return _Auth(kind, {"name": name}, secret)
+        config = {
+            "authorize_url": await self._url(f.required(body, "authorize_url", "auth"), "auth.authorize_url"),
+            "token_url": await self._url(f.required(body, "token_url", "auth"), "auth.token_url"),
+            "client_id": f.as_str(f.required(body, "client_id", "auth"), "auth.client_id", max_len=255),
+            "scopes": _scopes(f.required(body, "scopes", "auth")),
+            "revocation_url": None,
+        }
+        if body.get("revocation_url") is not None:
+            config["revocation_url"] = await self._url(body["revocation_url"], "auth.revocation_url")
+        return _Auth(kind, config, _secret(body, "client_secret", may_keep))
+
+    def _seal(self, secret: str | None, platform_id: str, app_id: str) -> bytes | None:
+        return None if secret is None else self._sealer.seal(secret, app_secret_context(platform_id, app_id))
+
+
+def _secret(body: Mapping[str, Any], name: str, may_keep: bool) -> str | None:
+    """Checked without echoing the value: error messages never carry a secret (SPEC §15)."""
+    param = f"auth.{name}"
+    if name not in body:
+        if may_keep:
+            return None
+        raise InvalidRequest(f"{param} is required.", param)
+    value = body[name]
+    if not isinstance(value, str) or not 1 <= len(value) <= 4096 or not value.isprintable():
+        raise InvalidRequest(f"{param} must be a string of 1 to 4096 printable characters.", param)
+    return value
+
+
+def _scopes(value: object) -> list[str]:
+    if not isinstance(value, list) or len(value) > SCOPES_MAX:
+        raise InvalidRequest(f"auth.scopes must be a list of at most {SCOPES_MAX} scope strings.", "auth.scopes")
+    chosen: list[str] = []
+    for index, item in enumerate(value):
+        param = f"auth.scopes[{index}]"
+        scope = f.as_str(item, param, max_len=200)
+        if any(ch.isspace() or ch in '"\\' for ch in scope):
+            raise InvalidRequest(f"{param} must not contain spaces, quotes or backslashes (RFC 6749 §3.3).", param)
+        if scope not in chosen:
+            chosen.append(scope)
+    return chosen
+
+
+def _tools(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > TOOLS_MAX:
+        raise InvalidRequest(
+            f"allowed_tools must be null or a list of at most {TOOLS_MAX} tool names.", "allowed_tools"
+        )
+    chosen: list[str] = []
+    for index, item in enumerate(value):
+        name = f.as_str(item, f"allowed_tools[{index}]", max_len=TOOL_NAME_MAX)
+        if name not in chosen:
+            chosen.append(name)
+    return chosen
