@@ -40,13 +40,15 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync driver runs, its event loop counts as running in this thread,
+# which async tests collected after these (tests/e2e, tests/integration...) could not live with.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
     # --no-sandbox: CI runs as root, where chromium's sandbox cannot start.
     launched = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=["--no-sandbox"])

@@ -215,9 +215,9 @@ PAGES = {
     "operator": ["/console", "/console/providers", "/console/models", "/console/reconcile"],
     "platform": [
         "/console", "/console/wallet", "/console/end-users", "/console/keys", "/console/llm-configs",
-        "/console/models", "/console/logs", "/console/webhooks",
+        "/console/models", "/console/logs", "/console/webhooks", "/console/mcp-apps",
     ],
-    "end_user": ["/console", "/console/usage", "/console/keys"],
+    "end_user": ["/console", "/console/usage", "/console/keys", "/console/mcp"],
 }  # fmt: skip
 
 

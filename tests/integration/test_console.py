@@ -15,8 +15,11 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
+from tests.integration.test_card_topups import stripe_secrets
 from tests.support.console import ConsoleClient, csrf_of, error_of, secret_of
+from tests.support.fake_stripe import FakeStripe
 from tests.support.servers import GatewayServer, running_gateway
+from tests.support.stripe_signing import signed
 from tollway.demo import seed, seed_history
 from tollway.fake_upstream.server import FakeUpstreamThread
 
@@ -59,9 +62,9 @@ PAGES = {
     "operator": ["/console", "/console/providers", "/console/models", "/console/reconcile"],
     "platform": [
         "/console", "/console/wallet", "/console/end-users", "/console/keys", "/console/llm-configs",
-        "/console/models", "/console/logs", "/console/webhooks",
+        "/console/models", "/console/logs", "/console/webhooks", "/console/mcp-apps",
     ],
-    "end_user": ["/console", "/console/usage", "/console/keys"],
+    "end_user": ["/console", "/console/usage", "/console/keys", "/console/mcp"],
 }  # fmt: skip
 
 
@@ -319,3 +322,114 @@ def test_the_session_cookie_is_secure_behind_an_https_public_url(tmp_path: Path)
         )
         assert signed_in.status_code == 303
         assert "secure" in _cookie_header(signed_in, "tollway_session").lower()
+
+
+def test_mcp_apps_and_an_end_users_connections(demo: Demo, platform_console: ConsoleClient) -> None:
+    header_secret = "hdr-" + "s" * 30
+    client_secret = "cs-" + "c" * 30
+    apps = "/console/mcp-apps"
+    made = platform_console.submit(
+        apps,
+        apps,
+        {
+            "slug": "search", "name": "Search", "server_url": "http://127.0.0.1:9/mcp", "auth_type": "header",
+            "header_name": "X-Api-Key", "header_value": header_secret, "price_per_call_usd": "0.002",
+            "allowed_tools": "find, fetch",
+        },
+    )  # fmt: skip
+    assert made.status_code == 303, made.text[:500]
+    made = platform_console.submit(
+        apps,
+        apps,
+        {
+            "slug": "drive", "name": "Drive", "server_url": "http://127.0.0.1:9/drive", "auth_type": "oauth2",
+            "authorize_url": "http://127.0.0.1:9/authorize", "token_url": "http://127.0.0.1:9/token",
+            "client_id": "tollway", "client_secret": client_secret, "scopes": "files.read files.write",
+        },
+    )  # fmt: skip
+    assert made.status_code == 303, made.text[:500]
+    listed = platform_console.get(apps).text
+    assert header_secret not in listed and client_secret not in listed and "(secret set)" in listed
+    with demo.api(demo.seeded["platform_key"]) as api:
+        body = api.get(f"/v1/platforms/{demo.seeded['platform_id']}/mcp/apps").json()["data"]
+    by_slug = {app["slug"]: app for app in body}
+    assert by_slug["search"]["auth"] == {"type": "header", "name": "X-Api-Key"}
+    assert by_slug["search"]["allowed_tools"] == ["find", "fetch"] and by_slug["search"]["price_per_call_usd"] == 0.002
+    assert by_slug["drive"]["auth"]["scopes"] == ["files.read", "files.write"]
+
+    duplicate = platform_console.submit(
+        apps, apps, {"slug": "search", "name": "Again", "server_url": "http://127.0.0.1:9/x"}
+    )
+    assert duplicate.status_code == 400
+    assert error_of(duplicate.text) == (
+        "invalid_request",
+        "An MCP app with slug 'search' already exists on this platform.",
+    )
+
+    with ConsoleClient(demo.url) as end_user:
+        end_user.sign_in(demo.seeded["end_user_key"])
+        page = end_user.get("/console/mcp").text
+        assert "/v1/mcp/search" in page and "/v1/mcp/drive" in page
+        started = end_user.submit("/console/mcp", "/console/mcp/drive/connect")
+        assert started.status_code == 200
+        link = re.search(r'href="([^"]+)" id="authorize-link"', started.text)
+        assert link is not None
+        url = link.group(1).replace("&amp;", "&")
+        assert (
+            url.startswith("http://127.0.0.1:9/authorize?") and "code_challenge_method=S256" in url and "state=" in url
+        )
+        refused = end_user.submit("/console/mcp", "/console/mcp/drive/disconnect")
+        assert refused.status_code == 404
+        assert error_of(refused.text) == ("not_found", "The MCP app 'drive' is not connected.")
+
+    app_id = by_slug["drive"]["id"]
+    assert platform_console.submit(apps, f"{apps}/{app_id}", {"is_active": "false"}).status_code == 303
+    assert platform_console.submit(apps, f"{apps}/{app_id}/delete").status_code == 303
+    assert "Drive" not in platform_console.get(apps).text
+
+
+def test_add_funds_is_hidden_and_404_without_stripe(platform_console: ConsoleClient) -> None:
+    assert "/console/add-funds" not in platform_console.get("/console").text
+    page = platform_console.get("/console/add-funds")
+    assert page.status_code == 404 and error_of(page.text)[0] == "not_found"  # type: ignore[index]
+    assert "TOLLWAY_STRIPE_SECRET_KEY" in page.text
+
+
+def test_add_funds_opens_a_checkout_and_the_webhook_credits_the_wallet(tmp_path: Path) -> None:
+    secret_key, webhook_secret = stripe_secrets()
+    fake = FakeStripe(secret_key).start()
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'funds.db'}",
+        stripe_secret_key=secret_key,
+        stripe_webhook_secret=webhook_secret,
+        stripe_api_base=fake.url,
+    )
+    try:
+        with (
+            running_gateway(settings) as server,
+            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {settings.admin_key}"}) as admin,
+            ConsoleClient(server.url) as console,
+        ):
+            created = admin.post("/v1/admin/platforms", json={"name": "Card Co"}).json()
+            pid = created["platform"]["id"]
+            console.sign_in(created["api_key"]["raw_key"])
+            assert 'href="/console/add-funds"' in console.get("/console").text
+            too_small = console.submit("/console/add-funds", "/console/add-funds", {"amount_usd": "2"})
+            assert too_small.status_code == 400
+            assert error_of(too_small.text) == ("invalid_request", "amount_usd must be between 5 and 10000 USD.")
+            ready = console.submit("/console/add-funds", "/console/add-funds", {"amount_usd": "20"})
+            assert ready.status_code == 200
+            link = re.search(r'href="([^"]+)" id="checkout-link"', ready.text)
+            assert link is not None
+            (call,) = fake.received()
+            assert pid in call.form.values()  # the platform travels in the session's metadata
+            session_id = next(iter(fake.sessions))
+            assert link.group(1).replace("&amp;", "&") == fake.sessions[session_id]["url"]
+            assert console.get(f"/v1/platforms/{pid}/wallet").status_code == 401  # the console cookie is no API key
+            payload, headers = signed(fake.completed_event(session_id), webhook_secret)
+            assert httpx.post(server.url + "/v1/stripe/webhook", content=payload, headers=headers).status_code == 200
+            wallet = console.get("/console/wallet", params={"checkout": "paid"})
+            assert 'id="checkout-notice"' in wallet.text and 'id="balance">$20.00<' in wallet.text
+    finally:
+        fake.stop()

@@ -3,6 +3,7 @@ notices shown after an action, and how money and times are displayed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -16,10 +17,10 @@ from tollway.domain.keys import KeyKind
 from tollway.errors import TollwayError
 from tollway.http.console.security import secured
 from tollway.http.console.static import static_url
+from tollway.http.state import management
 from tollway.services.console.sessions import ActiveSession
 
-# The navigation of each kind of key, in order. Pages that other features add (MCP apps and connections, Add funds)
-# slot in here with one entry each.
+# The navigation of each kind of key, in order: a page that a new feature adds is one entry here (and one route).
 NAV: Final[dict[KeyKind, tuple[tuple[str, str], ...]]] = {
     KeyKind.OPERATOR: (
         ("/console", "Platforms"),
@@ -36,13 +37,28 @@ NAV: Final[dict[KeyKind, tuple[tuple[str, str], ...]]] = {
         ("/console/models", "Models"),
         ("/console/logs", "Usage logs"),
         ("/console/webhooks", "Webhooks"),
+        ("/console/mcp-apps", "MCP apps"),
+        ("/console/add-funds", "Add funds"),
     ),
     KeyKind.END_USER: (
         ("/console", "Budget"),
         ("/console/usage", "Usage"),
         ("/console/keys", "Keys"),
+        ("/console/mcp", "MCP connections"),
     ),
 }
+
+
+def _card_topups_on(request: Request) -> bool:
+    try:
+        management(request).card_topups.enabled()
+    except TollwayError:
+        return False
+    return True
+
+
+# Entries shown only while their feature is configured on this gateway.
+OPTIONAL_NAV: Final[dict[str, Callable[[Request], bool]]] = {"/console/add-funds": _card_topups_on}
 KIND_NAMES: Final = {KeyKind.OPERATOR: "operator", KeyKind.PLATFORM: "platform", KeyKind.END_USER: "end user"}
 
 # What a page says after a redirect (``?ok=<code>``): fixed sentences, never text from the request.
@@ -52,6 +68,12 @@ NOTICES: Final = {
     "deleted": "Deleted.",
     "replayed": "The delivery is queued again.",
     "topped-up": "The wallet is credited.",
+    "disconnected": "Disconnected: the app's tokens are deleted.",
+}
+# What the wallet page says when Stripe Checkout sends the payer back (``?checkout=``, SPEC §17.2).
+CHECKOUT_NOTICES: Final = {
+    "paid": "Payment received: the wallet is credited as soon as Stripe confirms it (usually within seconds).",
+    "cancelled": "Checkout was cancelled; nothing was charged.",
 }
 
 
@@ -105,8 +127,13 @@ def render(
 ) -> Response:
     kind = session.principal.kind if session is not None else None
     notice = NOTICES.get(request.query_params.get("ok", ""))
+    nav = [
+        (href, label)
+        for href, label in (NAV[kind] if kind is not None else ())
+        if href not in OPTIONAL_NAV or OPTIONAL_NAV[href](request)
+    ]
     html = ENV.get_template(template).render(
-        nav=NAV[kind] if kind is not None else (),
+        nav=nav,
         kind=kind.value if kind is not None else None,
         kind_name=KIND_NAMES[kind] if kind is not None else None,
         csrf=session.csrf_token if session is not None else None,

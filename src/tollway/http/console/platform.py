@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from tollway.domain.keys import KeyKind
 from tollway.errors import TollwayError
-from tollway.http.console.pages import redirect, render
+from tollway.http.console.pages import CHECKOUT_NOTICES, redirect, render
 from tollway.http.console.session import form, page
 from tollway.http.management import render as api
 from tollway.http.management.params import paging, path_id, query_text, query_time
@@ -43,9 +43,10 @@ async def wallet_page(request: Request, session: ActiveSession) -> Response:
     platform = await m.platforms.get(platform_id)
     wallet = api.wallet(await m.accounts.wallet(platform_id), platform["settings"])
     query = f"type={txn_type}&" if txn_type else ""
+    checkout = CHECKOUT_NOTICES.get(request.query_params.get("checkout", ""))
     return render(
         request, session, "pl_wallet.html", wallet=wallet, transactions=[api.wallet_transaction(r) for r in rows],
-        total=total, pages=pages, types=WALLET_TXN_TYPES, chosen=txn_type or "", query=query,
+        total=total, pages=pages, types=WALLET_TXN_TYPES, chosen=txn_type or "", query=query, checkout=checkout,
     )  # fmt: skip
 
 

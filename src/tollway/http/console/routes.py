@@ -12,7 +12,19 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.domain.keys import KeyKind
 from tollway.errors import NotFound
-from tollway.http.console import end_user, end_users, logs, operator, overview, platform, signin, static, webhooks
+from tollway.http.console import (
+    end_user,
+    end_users,
+    funds,
+    logs,
+    mcp,
+    operator,
+    overview,
+    platform,
+    signin,
+    static,
+    webhooks,
+)
 from tollway.http.console.session import page
 from tollway.services.console.sessions import ActiveSession
 
@@ -94,9 +106,18 @@ routes: list[BaseRoute] = [
     Route(f"{_HOOK}/rotate-secret", webhooks.rotate_secret, methods=["POST"]),
     Route(f"{_HOOK}/deliveries/{{delivery_id}}/replay", webhooks.replay_delivery, methods=["POST"]),
     Route(f"{_HOOK}/delete", webhooks.delete_endpoint, methods=["POST"]),
+    Route("/console/mcp-apps", mcp.apps_page, methods=["GET"]),
+    Route("/console/mcp-apps", mcp.create_app, methods=["POST"]),
+    Route("/console/mcp-apps/{id}", mcp.update_app, methods=["POST"]),
+    Route("/console/mcp-apps/{id}/delete", mcp.delete_app, methods=["POST"]),
+    Route("/console/add-funds", funds.add_funds_page, methods=["GET"]),
+    Route("/console/add-funds", funds.start_checkout, methods=["POST"]),
     # end user
     Route("/console/usage", logs.usage_page, methods=["GET"]),
     Route("/console/usage.csv", logs.usage_csv, methods=["GET"]),
+    Route("/console/mcp", mcp.connections_page, methods=["GET"]),
+    Route("/console/mcp/{slug}/connect", mcp.connect, methods=["POST"]),
+    Route("/console/mcp/{slug}/disconnect", mcp.disconnect, methods=["POST"]),
     # anything else under /console: a 404 page (signed in) or the sign-in page
     Route("/console/{rest:path}", not_found, methods=["GET", "POST"]),
 ]
