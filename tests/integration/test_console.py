@@ -433,3 +433,121 @@ def test_add_funds_opens_a_checkout_and_the_webhook_credits_the_wallet(tmp_path:
             assert 'id="checkout-notice"' in wallet.text and 'id="balance">$20.00<' in wallet.text
     finally:
         fake.stop()
+
+
+def test_the_operator_manages_the_catalog_and_wallets(demo: Demo) -> None:
+    with ConsoleClient(demo.url) as op, demo.api(demo.admin_key) as api:
+        op.sign_in(demo.admin_key)
+        bad = op.submit("/console/providers", "/console/providers", {"slug": "Bad Slug", "name": "x", "kind": "openai"})
+        through_api = api.post("/v1/admin/providers", json={"slug": "Bad Slug", "name": "x", "kind": "openai"})
+        assert bad.status_code == 400 and error_of(bad.text) == (
+            through_api.json()["error"]["code"],
+            through_api.json()["error"]["message"],
+        )
+        provider_form = {
+            "slug": "local-llm", "name": "Local", "kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1",
+        }  # fmt: skip
+        made = op.submit("/console/providers", "/console/providers", provider_form)
+        assert made.status_code == 303
+        provider = next(p for p in api.get("/v1/admin/providers").json()["data"] if p["slug"] == "local-llm")
+        row = {
+            "slug": "local-model", "provider_id": provider["id"], "upstream_model": "m", "input_price_per_mtok": "1.5",
+            "output_price_per_mtok": "2", "max_output_tokens": "512", "priority": "",
+        }  # fmt: skip
+        assert op.submit("/console/models", "/console/models", row).status_code == 303
+        model = next(m for m in api.get("/v1/admin/models").json()["data"] if m["slug"] == "local-model")
+        assert model["input_price_per_mtok"] == 1.5 and model["max_output_tokens"] == 512 and model["priority"] == 100
+        edit = f"/console/models/{model['id']}"
+        changed = {
+            **{k: v for k, v in row.items() if k not in ("slug", "provider_id")},
+            "output_price_per_mtok": "2.25",
+        }
+        assert op.submit(edit, edit, {**changed, "priority": "7"}).status_code == 303  # unchecked: deactivated
+        model = api.get(f"/v1/admin/models/{model['id']}").json()
+        assert model["output_price_per_mtok"] == 2.25 and model["priority"] == 7 and model["is_active"] is False
+        assert (
+            op.submit("/console/providers", f"/console/providers/{provider['id']}", {"is_active": "false"}).status_code
+            == 303
+        )
+        assert api.get(f"/v1/admin/providers/{provider['id']}").json()["is_active"] is False
+
+        created = op.submit("/console", "/console/platforms", {"name": "Console Made"})
+        new_key = secret_of(created.text)
+        with demo.api(new_key) as platform_api:
+            me = platform_api.get("/v1/models")
+        assert new_key.startswith("sk-plat_") and me.status_code == 200
+        pid = next(
+            p["id"]
+            for p in api.get("/v1/admin/platforms", params={"limit": 100}).json()["data"]
+            if p["name"] == "Console Made"
+        )
+        page = f"/console/platforms/{pid}"
+        form = op.get(page).text
+        key = re.search(r'name="idempotency_key" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        for _ in range(2):  # sent twice, credited once
+            sent = op.http.post(
+                f"{page}/topup", data={"csrf": csrf_of(form), "amount_usd": "12.5", "idempotency_key": key}
+            )
+            assert sent.status_code == 303 and sent.headers["location"] == f"{page}?ok=topped-up"
+        wallet = api.get(f"/v1/admin/platforms/{pid}").json()["wallet"]
+        assert wallet["balance_usd"] == 12.5
+        assert 'id="balance">$12.50<' in op.get(page).text
+        recovery = op.submit(page, f"{page}/api-keys", {"name": "recovery"})
+        assert secret_of(recovery.text).startswith("sk-plat_")
+
+
+def test_a_platform_manages_its_keys_configs_hooks_and_end_users(demo: Demo, platform_console: ConsoleClient) -> None:
+    pid = demo.seeded["platform_id"]
+    with demo.api(demo.seeded["platform_key"]) as api:
+        made = platform_console.submit("/console/keys", "/console/keys", {"name": "ci", "scopes": "inference"})
+        raw = secret_of(made.text)
+        key = next(k for k in api.get(f"/v1/platforms/{pid}/api-keys").json()["data"] if k["name"] == "ci")
+        assert key["scopes"] == ["inference"] and key["key_prefix"] == raw[:12]
+        assert platform_console.submit("/console/keys", f"/console/keys/{key['id']}/revoke").status_code == 303
+        with demo.api(raw) as revoked:
+            assert revoked.get("/v1/models").status_code == 401
+
+        configs = "/console/llm-configs"
+        config = api.get(f"/v1/platforms/{pid}/llm-configs").json()["data"][0]
+        rotated = platform_console.submit(configs, f"{configs}/{config['id']}", {"api_key": "sk-rotated-provider-key"})
+        assert rotated.status_code == 303 and "sk-rotated-provider-key" not in platform_console.get(configs).text
+        assert platform_console.submit(configs, f"{configs}/{config['id']}", {"is_default": "true"}).status_code == 303
+        assert api.get(f"/v1/platforms/{pid}/llm-configs/{config['id']}").json()["is_default"] is True
+        blank = platform_console.submit(configs, configs, {"provider_id": config["provider_id"], "api_key": ""})
+        assert (
+            blank.status_code == 400
+            and error_of(blank.text)[1] == "api_key must be a string of 1 to 4096 printable characters."
+        )  # type: ignore[index]
+
+        hooks = "/console/webhooks"
+        made = platform_console.submit(hooks, hooks, {"url": "http://127.0.0.1:9/h", "events": "wallet.low_balance"})
+        first_secret = secret_of(made.text)
+        hook = next(
+            h for h in api.get(f"/v1/platforms/{pid}/webhooks").json()["data"] if h["url"] == "http://127.0.0.1:9/h"
+        )
+        assert hook["events"] == ["wallet.low_balance"] and first_secret.startswith("whsec_")
+        page = f"{hooks}/{hook['id']}"
+        rotated = platform_console.submit(page, f"{page}/rotate-secret")
+        assert secret_of(rotated.text).startswith("whsec_") and secret_of(rotated.text) != first_secret
+        assert platform_console.submit(page, page, {"is_active": "false"}).status_code == 303
+        assert api.get(f"/v1/platforms/{pid}/webhooks/{hook['id']}").json()["is_active"] is False
+        assert platform_console.submit(page, f"{page}/delete").status_code == 303
+        assert api.get(f"/v1/platforms/{pid}/webhooks/{hook['id']}").status_code == 404
+
+        user = api.post(f"/v1/platforms/{pid}/end-users", json={"external_id": "limits"}).json()
+        page = f"/console/end-users/{user['id']}"
+        put = platform_console.submit(
+            page, f"{page}/rate-limits", {"rpm_limit": "30", "tpm_limit": "", "rpd_limit": "900"}
+        )
+        assert put.status_code == 303
+        limits = api.get(f"/v1/platforms/{pid}/end-users/{user['id']}/rate-limits").json()
+        assert (limits["rpm_limit"], limits["tpm_limit"], limits["rpd_limit"]) == (30, None, 900)
+        zero = platform_console.submit(page, f"{page}/rate-limits", {"rpm_limit": "0"})
+        assert zero.status_code == 400 and error_of(zero.text)[0] == "invalid_request"  # type: ignore[index]
+        assert platform_console.submit(page, f"{page}/rate-limits/delete").status_code == 303
+        assert api.get(f"/v1/platforms/{pid}/end-users/{user['id']}/rate-limits").status_code == 404
+        assert platform_console.submit(page, f"{page}/active", {"is_active": "false"}).status_code == 303
+        with demo.api(user["api_key"]["raw_key"]) as deactivated:
+            assert deactivated.post("/v1/chat/completions", json={"model": "echo", "messages": []}).status_code == 403
+        assert platform_console.submit(page, f"{page}/delete").status_code == 303
+        assert api.get(f"/v1/platforms/{pid}/end-users/{user['id']}").status_code == 404
