@@ -229,8 +229,9 @@ CONSOLE_PAGES = {
         "/console/models",
         "/console/logs",
         "/console/webhooks",
+        "/console/mcp-apps",
     ],
-    "end_user": ["/console", "/console/usage", "/console/keys"],
+    "end_user": ["/console", "/console/usage", "/console/keys", "/console/mcp"],
 }
 
 
