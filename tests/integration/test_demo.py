@@ -41,7 +41,7 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
         key = re.search(r"end-user key : (sk-eu_\S+)", banner)
         platform_key = re.search(r"platform key : (sk-plat_\S+)", banner)
         assert key is not None and platform_key is not None
-        assert f"console      : http://127.0.0.1:{port}/console" in banner
+        assert re.search(rf"console      : http://[0-9.]+:{port}/console ", banner)
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             headers={"Authorization": f"Bearer {key.group(1)}"},
