@@ -271,13 +271,14 @@ def measure_console(tollway: str, work: Path, env: dict[str, str], admin_key: st
     port = free_port()
     database = f"sqlite:///{work / 'console.db'}"
     proc = subprocess.Popen(
-        pinned(0, [tollway, "serve"]), env={**env, "TOLLWAY_DATABASE_URL": database, "TOLLWAY_PORT": str(port)}
+        pinned(0, [tollway, "serve"]),
+        env={**env, "TOLLWAY_DATABASE_URL": database, "TOLLWAY_PORT": str(port), "TOLLWAY_ALLOW_PRIVATE_URLS": "true"},
     )
     try:
         wait_port(port)
         base = f"http://127.0.0.1:{port}"
         with FakeUpstreamThread() as fake:
-            seeded = asyncio.run(seed_demo(base, admin_key, fake.base_url))
+            seeded = asyncio.run(seed_demo(base, admin_key, fake.base_url, "http://127.0.0.1:9/mcp"))  # never called
         asyncio.run(seed_history(Settings(database_url=database), seeded))
         keys = {"operator": admin_key, "platform": seeded["platform_key"], "end_user": seeded["end_user_key"]}
         ids = {"pid": seeded["platform_id"], "uid": seeded["end_user_id"]}

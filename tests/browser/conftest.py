@@ -23,6 +23,8 @@ from tests.support.servers import GatewayServer
 from tollway.demo import seed, seed_history
 from tollway.fake_upstream.server import FakeUpstreamThread
 
+UNUSED_MCP_URL = "http://127.0.0.1:9/mcp"  # the demo's MCP app; these tests never call it
+
 
 def _required() -> bool:
     return os.environ.get("TOLLWAY_REQUIRE_BROWSER", "").lower() in ("1", "true", "yes")
@@ -78,7 +80,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeUpstreamThr
     def start() -> dict[str, str]:
         # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
         server.start()
-        seeded = asyncio.run(seed(server.url, admin_key, fake_upstream.base_url))
+        seeded = asyncio.run(seed(server.url, admin_key, fake_upstream.base_url, UNUSED_MCP_URL))
         asyncio.run(seed_history(settings, seeded))
         return seeded
 

@@ -23,6 +23,8 @@ from tests.support.stripe_signing import signed
 from tollway.demo import seed, seed_history
 from tollway.fake_upstream.server import FakeUpstreamThread
 
+UNUSED_MCP_URL = "http://127.0.0.1:9/mcp"  # the demo's MCP app; these tests never call it
+
 
 @dataclass(frozen=True)
 class Demo:
@@ -39,7 +41,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(gateway: GatewayServer, admin: httpx.Client, fake_upstream: FakeUpstreamThread) -> Demo:
     assert gateway.settings.admin_key is not None
-    seeded = asyncio.run(seed(gateway.url, gateway.settings.admin_key, fake_upstream.base_url))
+    seeded = asyncio.run(seed(gateway.url, gateway.settings.admin_key, fake_upstream.base_url, UNUSED_MCP_URL))
     asyncio.run(seed_history(gateway.settings, seeded))
     other = admin.post("/v1/admin/platforms", json={"name": "Other Co"}).json()
     return Demo(gateway.url, gateway.settings.admin_key, seeded, other["platform"]["id"], other["api_key"]["raw_key"])

@@ -33,7 +33,7 @@ def build_routes(*, console: bool = True) -> list[BaseRoute]:
         reconcile,
         webhooks,
     )
-    from tollway.http.mcp import oauth
+    from tollway.http.mcp import oauth, proxy
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -63,5 +63,6 @@ def build_routes(*, console: bool = True) -> list[BaseRoute]:
         *me_mcp.routes,
         *oauth.routes,
         *card_topups.routes,
+        *proxy.routes,
         *(console_routes if console else []),
     ]
