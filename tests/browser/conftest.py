@@ -37,7 +37,9 @@ def chromium_path() -> str:
         if _required():
             pytest.fail("chromium is missing but TOLLWAY_REQUIRE_BROWSER=1 (apt-get install -y chromium)")
         message = "chromium not found: the console's browser tests are SKIPPED (CI runs them)"
-        warnings.warn(message, pytest.PytestWarning, stacklevel=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # shown in the summary, not turned into an error by filterwarnings
+            warnings.warn(message, pytest.PytestWarning, stacklevel=1)
         pytest.skip(message)
     return found
 
