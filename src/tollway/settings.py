@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
     mcp_call_timeout_s: float = Field(default=60, gt=0)  # one MCP tool call (SPEC §16.3)
     mcp_max_result_bytes: int = Field(default=1_048_576, ge=1024)  # one MCP tool result (SPEC §16.3)
+    console: bool = True  # SPEC §17.1: TOLLWAY_CONSOLE=0 turns the browser console at /console off
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Card top-ups (SPEC §17.2): on when both secrets are set; the API base is for tests (a fake Stripe).
     stripe_secret_key: str | None = Field(default=None, repr=False)
