@@ -44,6 +44,7 @@ from tollway_sdk._errors import (
     UpstreamTimeoutError,
     WalletInsufficientError,
     WrongKeyTypeError,
+    from_openai_error,
 )
 from tollway_sdk._pagination import AsyncPage, AsyncPaginator, SyncPage
 from tollway_sdk._types import NOT_GIVEN, USD, NotGiven
@@ -98,5 +99,6 @@ __all__ = [
     "WalletInsufficientError",
     "WrongKeyTypeError",
     "__version__",
+    "from_openai_error",
     "types",
 ]

@@ -70,6 +70,7 @@ __all__ = [
     "UpstreamTimeoutError",
     "WalletInsufficientError",
     "WrongKeyTypeError",
+    "from_openai_error",
 ]
 
 
@@ -363,3 +364,28 @@ def _text(value: object) -> str | None:
 def _fallback_message(response: httpx.Response) -> str:
     excerpt = response.text[:200].strip() if response.content else ""
     return f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else "")
+
+
+def from_openai_error(exc: Any) -> APIStatusError:
+    """The SDK's exception for an ``openai.APIStatusError`` raised by the client of ``.openai()``, so that inference
+    errors are handled with the same classes (``except BudgetExhaustedError``)::
+
+        try:
+            client.openai().chat.completions.create(...)
+        except openai.APIStatusError as exc:
+            raise tollway_sdk.from_openai_error(exc) from exc
+    """
+    theirs = getattr(exc, "response", None)
+    status, content = getattr(theirs, "status_code", None), getattr(theirs, "content", None)
+    if not isinstance(status, int) or not isinstance(content, bytes):
+        raise TypeError("from_openai_error takes an openai.APIStatusError")
+    # openai's response may come from its own HTTP library: rebuild it as an httpx one (status, headers, body).
+    headers = [(str(k), str(v)) for k, v in getattr(theirs, "headers", {}).items()]
+    request = getattr(theirs, "request", None)
+    method, url = str(getattr(request, "method", "POST")), str(getattr(request, "url", "http://tollway.invalid/"))
+    response = httpx.Response(status, headers=headers, content=content, request=httpx.Request(method, url))
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = response.text
+    return error_from_response(response, body)
