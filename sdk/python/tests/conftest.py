@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from fault_proxy import FaultProxy
 from tests.conftest import fake_upstream, make_settings  # noqa: F401  (the session's fake upstream fixture)
 from tests.support.seed import FAKE_PROVIDER_KEY
 from tests.support.servers import GatewayServer
@@ -106,3 +107,10 @@ def end_user_client(tenant: Tenant, external_id: str | None = None) -> tuple[str
 @pytest.fixture(scope="session")
 def gateway_url(gateway: GatewayServer) -> str:
     return gateway.url
+
+
+@pytest.fixture
+def proxy(gateway: GatewayServer) -> Iterator[FaultProxy]:
+    server = FaultProxy(gateway.url)
+    yield server
+    server.close()
