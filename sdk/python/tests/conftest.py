@@ -8,14 +8,15 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 from fault_proxy import FaultProxy
+from tollway_sdk import AsyncTollway, Tollway
+from tollway_sdk.types import Provider
+
 from tests.conftest import fake_upstream, make_settings  # noqa: F401  (the session's fake upstream fixture)
 from tests.support.seed import FAKE_PROVIDER_KEY
 from tests.support.servers import GatewayServer
-from tollway.fake_upstream.server import FakeUpstreamThread
-from tollway_sdk import AsyncTollway, Tollway
-from tollway_sdk.types import Provider
 
 # slug -> upstream model name (the fake upstream's behaviour is chosen by that name)
 MODELS = {

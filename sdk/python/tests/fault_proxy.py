@@ -78,7 +78,7 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
             def _relay(self) -> None:
@@ -102,7 +102,14 @@ class FaultProxy:
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return
-                error = {"error": {"message": "Injected by the test proxy.", "type": "server_error", "code": fault.code, "param": None}}
+                error = {
+                    "error": {
+                        "message": "Injected by the test proxy.",
+                        "type": "server_error",
+                        "code": fault.code,
+                        "param": None,
+                    }
+                }
                 extra = [("Retry-After", fault.retry_after)] if fault.retry_after is not None else []
                 extra.append(("x-request-id", "req_" + "0" * 32))
                 self._send(fault.status, [("content-type", "application/json"), *extra], orjson.dumps(error))
@@ -116,6 +123,6 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(content)
 
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _relay
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _relay  # noqa: N815 (http.server's handler names)
 
         return Handler

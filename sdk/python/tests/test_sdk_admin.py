@@ -19,9 +19,16 @@ CATALOG = Path(__file__).parents[3] / "tests" / "data" / "litellm_model_prices.j
 
 def test_providers_crud(admin: Tollway) -> None:
     slug = f"p-{uuid.uuid4().hex[:8]}"
-    created = admin.admin.providers.create(slug=slug, name="Local", kind="openai_compatible", base_url="http://127.0.0.1:9/v1/")
+    created = admin.admin.providers.create(
+        slug=slug, name="Local", kind="openai_compatible", base_url="http://127.0.0.1:9/v1/"
+    )
     assert isinstance(created, Provider)
-    assert (created.slug, created.kind, created.base_url, created.is_active) == (slug, "openai_compatible", "http://127.0.0.1:9/v1", True)
+    assert (created.slug, created.kind, created.base_url, created.is_active) == (
+        slug,
+        "openai_compatible",
+        "http://127.0.0.1:9/v1",
+        True,
+    )
     assert created.created_at.tzinfo is not None
     assert admin.admin.providers.retrieve(created.id) == created
     assert created.id in {p.id for p in admin.admin.providers.list(kind="openai_compatible", limit=100)}
@@ -52,7 +59,12 @@ def test_models_crud_with_exact_prices(admin: Tollway, provider: Provider) -> No
     assert created.input_price_per_mtok == Decimal("0.000000001")
     assert created.output_price_per_mtok == Decimal("1234.567890123")
     assert created.cached_input_price_per_mtok == Decimal("0.0000001")
-    assert (created.min_output_tokens, created.max_output_tokens, created.context_window, created.priority) == (16, 64, 4096, 7)
+    assert (created.min_output_tokens, created.max_output_tokens, created.context_window, created.priority) == (
+        16,
+        64,
+        4096,
+        7,
+    )
     assert [m.id for m in admin.admin.models.list(slug=slug)] == [created.id]
     assert admin.admin.models.retrieve(created.id) == created
     updated = admin.admin.models.update(created.id, output_price_per_mtok=2, cached_input_price_per_mtok=None)
@@ -77,7 +89,8 @@ def test_a_float_amount_is_refused_before_anything_is_sent(admin: Tollway, provi
 
 def test_platforms_keys_and_wallet_topups(admin: Tollway, gateway_url: str) -> None:
     created = admin.admin.platforms.create(
-        name="Acme Notes", settings={"markup_percentage": Decimal("12.5"), "default_budget": {"max_usd": "5", "period": "monthly"}}
+        name="Acme Notes",
+        settings={"markup_percentage": Decimal("12.5"), "default_budget": {"max_usd": "5", "period": "monthly"}},
     )
     assert isinstance(created, CreatedPlatform)
     assert created.api_key.raw_key.startswith("sk-plat_") and created.wallet.balance_usd == 0
@@ -113,7 +126,11 @@ def test_price_import_dry_run_then_applied(admin: Tollway) -> None:
     catalog = json.loads(CATALOG.read_text())
     slug = f"openai-{uuid.uuid4().hex[:6]}"
     chosen = admin.admin.providers.create(slug=slug, name="OpenAI", kind="openai")
-    name = next(k for k, v in catalog.items() if isinstance(v, dict) and v.get("litellm_provider") == "openai" and v.get("mode") == "chat")
+    name = next(
+        k
+        for k, v in catalog.items()
+        if isinstance(v, dict) and v.get("litellm_provider") == "openai" and v.get("mode") == "chat"
+    )
     row = admin.admin.models.create(
         slug=f"imp-{uuid.uuid4().hex[:6]}",
         provider_id=chosen.id,

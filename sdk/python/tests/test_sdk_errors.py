@@ -43,16 +43,21 @@ def test_400_names_the_field(admin: Tollway) -> None:
         admin.admin.providers.create(slug="Not A Slug", name="x", kind="openai")
     error = caught.value
     assert isinstance(error, BadRequestError) and isinstance(error, APIStatusError) and isinstance(error, TollwayError)
-    assert (error.status, error.code, error.type, error.param) == (400, "invalid_request", "invalid_request_error", "slug")
+    assert (error.status, error.code, error.type, error.param) == (
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        "slug",
+    )
     assert error.request_id is not None and error.request_id.startswith("req_") and len(error.request_id) == 36
     assert error.message and "slug" in str(error)
     assert error.body == {"error": {"message": error.message, "type": error.type, "code": error.code, "param": "slug"}}
 
 
 def test_401_403_404(gateway_url: str, tenant: Tenant) -> None:
-    with Tollway(base_url=gateway_url, api_key="sk-plat_" + "x" * 43, platform_id=tenant.platform_id) as stranger:
-        with pytest.raises(InvalidAPIKeyError) as unknown:
-            stranger.platform.retrieve()
+    stranger = Tollway(base_url=gateway_url, api_key="sk-plat_" + "x" * 43, platform_id=tenant.platform_id)
+    with stranger, pytest.raises(InvalidAPIKeyError) as unknown:
+        stranger.platform.retrieve()
     assert isinstance(unknown.value, AuthenticationError) and unknown.value.status == 401
     with pytest.raises(WrongKeyTypeError) as wrong:
         tenant.client.me.budget()  # a platform key on self-service

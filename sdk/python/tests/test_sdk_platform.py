@@ -12,7 +12,6 @@ import openai
 import pytest
 
 from conftest import Tenant, end_user_client
-from tests.support.seed import FAKE_PROVIDER_KEY
 from tollway_sdk import (
     BudgetExhaustedError,
     InvalidAPIKeyError,
@@ -20,9 +19,12 @@ from tollway_sdk import (
     ObjectNotFoundError,
     SyncPage,
     Tollway,
+    TollwayError,
     from_openai_error,
 )
 from tollway_sdk.types import Budget, BudgetChange, CreatedEndUser, EndUser, LLMConfig, Provider, UsageLog
+
+from tests.support.seed import FAKE_PROVIDER_KEY
 
 
 def test_platform_retrieve_update_delete(tenant: Tenant) -> None:
@@ -109,7 +111,7 @@ def test_budget_lifecycle_with_exact_amounts(tenant: Tenant) -> None:
     budgets = tenant.client.platform.budgets
     created = budgets.create(end_user_id, max_usd="5", period="monthly", low_balance_threshold=Decimal("0.1"))
     assert isinstance(created, Budget)
-    assert (created.max_usd, created.used_usd, created.period) == (5, 0, "monthly")
+    assert (created.max_usd, created.used_usd, created.period) == (Decimal(5), Decimal(0), "monthly")
     assert created.next_reset_at is not None and created.next_reset_at.tzinfo is not None
     topped = budgets.topup(end_user_id, amount_usd="0.000000001", reason="goodwill")
     assert isinstance(topped, BudgetChange)
@@ -165,7 +167,11 @@ def test_wallet_logs_and_usage_after_inference(tenant: Tenant) -> None:
     assert [t.type for t in tenant.client.platform.wallet.list_transactions(type="usage")] == ["usage"]
     logs = list(tenant.client.platform.logs.list(end_user_id=end_user_id, model="cent", status="success"))
     assert len(logs) == 1 and isinstance(logs[0], UsageLog)
-    assert (logs[0].cost_usd, logs[0].charged_usd, logs[0].uncollected_usd) == (Decimal("0.01"), Decimal("0.0115"), 0)
+    assert (logs[0].cost_usd, logs[0].charged_usd, logs[0].uncollected_usd) == (
+        Decimal("0.01"),
+        Decimal("0.0115"),
+        Decimal(0),
+    )
     assert logs[0].request_type == "chat.completion" and logs[0].completion_tokens == 10
     assert list(tenant.client.platform.logs.list(model="echo")) == []
     mine = list(user.me.usage())
@@ -193,6 +199,6 @@ def test_lists_walk_every_page(tenant: Tenant) -> None:
 
 
 def test_calls_needing_a_platform_id_say_so(gateway_url: str, tenant: Tenant) -> None:
-    with Tollway(base_url=gateway_url, api_key=tenant.platform_key) as client:
-        with pytest.raises(Exception, match="platform_id"):
-            client.platform.end_users.create(external_id=uuid.uuid4().hex)
+    with Tollway(base_url=gateway_url, api_key=tenant.platform_key) as client, pytest.raises(TollwayError) as caught:
+        client.platform.end_users.create(external_id=uuid.uuid4().hex)
+    assert "platform_id" in str(caught.value) and caught.value.status is None

@@ -51,9 +51,9 @@ def test_a_429_is_retried_and_a_too_long_retry_after_is_not_waited_for(proxy: Fa
 
 def test_retries_give_up_after_max_retries(proxy: FaultProxy, tenant: Tenant) -> None:
     proxy.fail("GET", "/wallet", "answer", status=503, retry_after="0", times=5)
-    with _through(proxy, tenant.platform_key, tenant.platform_id, max_retries=2) as client:
-        with pytest.raises(ServiceUnavailableError) as caught:
-            client.platform.wallet.retrieve()
+    client = _through(proxy, tenant.platform_key, tenant.platform_id, max_retries=2)
+    with client, pytest.raises(ServiceUnavailableError) as caught:
+        client.platform.wallet.retrieve()
     assert caught.value.status == 503 and caught.value.request_id == "req_" + "0" * 32
     assert len(proxy.requests_to("GET", "/wallet")) == 3  # the first try and two retries
     proxy.faults.clear()
@@ -66,14 +66,14 @@ def test_retries_give_up_after_max_retries(proxy: FaultProxy, tenant: Tenant) ->
 
 def test_a_post_without_an_idempotency_key_is_never_retried(proxy: FaultProxy, tenant: Tenant) -> None:
     proxy.fail("POST", "/end-users", "lose-answer", status=503, retry_after="0")
-    with _through(proxy, tenant.platform_key, tenant.platform_id) as client:
-        with pytest.raises(ServiceUnavailableError):
-            client.platform.end_users.create(external_id="once")
+    client = _through(proxy, tenant.platform_key, tenant.platform_id)
+    with client, pytest.raises(ServiceUnavailableError):
+        client.platform.end_users.create(external_id="once")
     assert len(proxy.requests_to("POST", "/end-users")) == 1
     proxy.fail("POST", "/api-keys", "drop")
-    with _through(proxy, tenant.platform_key, tenant.platform_id) as client:
-        with pytest.raises(APIConnectionError):
-            client.platform.keys.create(name="never twice")
+    client = _through(proxy, tenant.platform_key, tenant.platform_id)
+    with client, pytest.raises(APIConnectionError):
+        client.platform.keys.create(name="never twice")
     assert len(proxy.requests_to("POST", "/api-keys")) == 1
 
 
