@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.ports.payments import PaymentGateway
 from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.domain.sealing import Sealer
 from tollway.errors import InternalError, NotFound, TollwayError
@@ -26,6 +27,7 @@ from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
+from tollway.payments.stripe_checkout import StripeCheckout
 from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
@@ -46,6 +48,7 @@ from tollway.services.inference.routing import CandidateRouter
 from tollway.services.management import Management
 from tollway.services.management.accounts import Accounts
 from tollway.services.management.budgets import Budgets
+from tollway.services.management.card_topups import CardTopups, ReturnUrls
 from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
@@ -88,6 +91,7 @@ from tollway.workers.sweeper import HoldSweeper
 from tollway.workers.webhooks import WebhookDispatcher, webhook_session
 
 log = logging.getLogger("tollway")
+STRIPE_TIMEOUT_S = 30.0  # per attempt of a Checkout Session creation; the stripe library retries twice
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Runtime:
     services: Services
     oauth_http: aiohttp.ClientSession  # to MCP apps' authorization servers, public addresses only (§11.5)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    payments: PaymentGateway | None = None  # Stripe, when card top-ups are configured (SPEC §17.2)
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -185,6 +190,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         sealer,
         public_url=settings.public_base_url,
     )
+    payments = _payments(settings)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -202,15 +208,33 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         embeddings=EmbeddingsService(calls, adapters),
         moderations=ModerationsService(calls, adapters),
         models=ModelCatalogView(router, adapters),
-        management=_management(settings, engine, sealer, overrides),
+        management=_management(settings, engine, sealer, overrides, payments),
         invalidate_caches=invalidate_caches,
         operations=operations,
         mcp_connections=mcp_connections,
     )
-    return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http)
+    return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http, payments=payments)
 
 
-def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrides: RateOverrideStore) -> Management:
+def _payments(settings: Settings) -> PaymentGateway | None:
+    """Stripe Checkout when both of its secrets are set (SPEC §17.2); card top-ups are off otherwise."""
+    if not (settings.stripe_secret_key and settings.stripe_webhook_secret):
+        return None
+    return StripeCheckout(
+        settings.stripe_secret_key,
+        settings.stripe_webhook_secret,
+        api_base=settings.stripe_api_base,
+        timeout_s=min(settings.total_timeout_s, STRIPE_TIMEOUT_S),
+    )
+
+
+def _management(
+    settings: Settings,
+    engine: AsyncEngine,
+    sealer: Sealer,
+    overrides: RateOverrideStore,
+    payments: PaymentGateway | None,
+) -> Management:
     """The management use cases over their SQL repositories; the unit of work is one transaction per operation."""
 
     def unit_of_work() -> SqlUnitOfWork:
@@ -229,6 +253,7 @@ def _management(settings: Settings, engine: AsyncEngine, sealer: Sealer, overrid
         rate_limits=RateLimitOverrides(overrides),
         mcp_apps=McpApps(McpAppStore(engine), sealer, allow_private=settings.allow_private_urls),
         prices=PriceImport(CatalogAdminStore(engine), HttpCatalogSource(settings.allow_private_urls)),
+        card_topups=CardTopups(payments, unit_of_work, ReturnUrls.under(settings.public_base_url)),
     )
 
 
@@ -292,6 +317,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.http.close()
             await runtime.oauth_http.close()
             await hooks.close()
+            if runtime.payments is not None:
+                await runtime.payments.close()
             await runtime.engine.dispose()
             metrics.process_exited()
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     cors_origins: str | None = None
     public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Card top-ups (SPEC §17.2): on when both secrets are set; the API base is for tests (a fake Stripe).
+    stripe_secret_key: str | None = Field(default=None, repr=False)
+    stripe_webhook_secret: str | None = Field(default=None, repr=False)
+    stripe_api_base: str | None = None
 
     @field_validator("admin_key")
     @classmethod
@@ -134,6 +138,23 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL without query, fragment or credentials")
         return value
 
+    @field_validator("stripe_secret_key", "stripe_webhook_secret")
+    @classmethod
+    def _check_stripe_secret(cls, value: str | None) -> str | None:
+        # An empty value means "off", the way an unset variable does; the message never echoes the value.
+        if value is not None and not value.strip():
+            return None
+        if value is not None and any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _check_stripe_api_base(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL such as https://api.stripe.com")
+        return None if value is None else value.rstrip("/")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: Any) -> Any:
@@ -160,6 +181,11 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stripe_enabled(self) -> bool:
+        """Card top-ups are on when both Stripe secrets are set (SPEC §17.2)."""
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
 
     @property
     def is_sqlite(self) -> bool:

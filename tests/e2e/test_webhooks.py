@@ -102,6 +102,7 @@ def test_endpoint_api(
     assert created["secret"].startswith("whsec_")
     assert created["events"] == [
         "budget.topped_up", "budget.low_balance", "budget.suspended", "budget.unsuspended", "wallet.low_balance",
+        "wallet.topped_up",
     ]  # fmt: skip
     assert created["is_active"] is True and created["disabled_reason"] is None
     base = _base(fresh)

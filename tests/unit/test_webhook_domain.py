@@ -100,7 +100,7 @@ def test_secret_and_webhook_id_formats() -> None:
     webhook_id = new_webhook_id()
     assert webhook_id.startswith("msg_") and len(webhook_id) == 36
     int(webhook_id[4:], 16)
-    assert "budget.debited" not in DEFAULT_EVENTS and len(DEFAULT_EVENTS) == 5
+    assert "budget.debited" not in DEFAULT_EVENTS and len(DEFAULT_EVENTS) == 6
 
 
 def test_signatures_verify_with_the_reference_package_including_rotation() -> None:

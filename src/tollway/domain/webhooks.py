@@ -31,6 +31,7 @@ class EventType(StrEnum):
     BUDGET_UNSUSPENDED = "budget.unsuspended"
     BUDGET_DEBITED = "budget.debited"
     WALLET_LOW_BALANCE = "wallet.low_balance"
+    WALLET_TOPPED_UP = "wallet.topped_up"  # an operator or card top-up (SPEC §4.3, §17.2)
 
 
 ALL_EVENTS: Final = tuple(e.value for e in EventType)

@@ -19,9 +19,11 @@ from tollway.settings import Settings
 
 REDACTED = "[REDACTED]"
 
-# sk-… (our keys and OpenAI/Anthropic style), whsec_…, Google API keys, and any bearer credential.
+# sk-… (our keys and OpenAI/Anthropic style), whsec_…, Google API keys, any bearer credential, and Stripe's secret
+# and restricted keys (sk_live_…, rk_test_…).
 _KEY_SHAPES = re.compile(
     r"sk-[A-Za-z0-9_\-]{6,}|whsec_[A-Za-z0-9+/=_\-]{6,}|AIza[0-9A-Za-z_\-]{10,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{6,}"
+    r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{6,}"
 )
 
 
@@ -74,7 +76,8 @@ def configure_logging(settings: Settings) -> None:
     """Root logger -> stderr as JSON at ``settings.log_level``; uvicorn's loggers propagate to it (its access log is
     off). Called by the CLI in every serving process."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(Scrubber([settings.admin_key, settings.secret_key])))
+    secrets = [settings.admin_key, settings.secret_key, settings.stripe_secret_key, settings.stripe_webhook_secret]
+    handler.setFormatter(JsonFormatter(Scrubber(secrets)))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

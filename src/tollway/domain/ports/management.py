@@ -55,6 +55,13 @@ class WalletLedger(Protocol):
         ...
 
 
+class CardPayments(Protocol):
+    async def claim(self, session_id: str, platform_id: str, amount_nanos: int, at: datetime) -> bool:
+        """Records that this Checkout Session credits a wallet in this transaction (SPEC §17.2): False when it
+        already has, in a committed transaction or one that commits first (a concurrent claim waits for it)."""
+        ...
+
+
 class IdempotencyCompletion(Protocol):
     async def complete(self, claim: Claim, response: StoredResponse, expires_at: datetime) -> bool:
         """Marks the claim done with its response; False when the claim is gone (taken over or pruned): the unit
@@ -78,6 +85,9 @@ class UnitOfWork(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyCompletion: ...
+
+    @property
+    def card_payments(self) -> CardPayments: ...
 
     @property
     def end_users(self) -> LiveEndUsers: ...

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tollway.services.management.accounts import Accounts
 from tollway.services.management.budgets import Budgets
+from tollway.services.management.card_topups import CardTopups
 from tollway.services.management.catalog_admin import CatalogAdmin
 from tollway.services.management.credentials import LlmConfigs, PlatformKeys
 from tollway.services.management.end_users import EndUsers
@@ -32,3 +33,4 @@ class Management:
     rate_limits: RateLimitOverrides
     mcp_apps: McpApps
     prices: PriceImport  # the LiteLLM price catalogue import (§19)
+    card_topups: CardTopups  # Stripe Checkout (§17.2); its routes answer 404 when Stripe is not configured

@@ -1,5 +1,6 @@
 """Wallets, their ledger rows and the usage log, as the management API reads them (SPEC §5.7, §9.5, §12), and the
-operator top-up: the balance change and its ``topup`` row commit in one transaction (§9.6 invariant 1)."""
+wallet top-up (the operator's, §4.3, and a card payment's, §17.2): the balance change, its ``topup`` row and its
+``wallet.topped_up`` outbox rows commit in one transaction (§9.6 invariants 1 and 8)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from tollway.domain.conflicts import BalanceOverflow
 from tollway.domain.ids import new_id
 from tollway.domain.platform_settings import PlatformSettings
 from tollway.domain.records import Record
+from tollway.domain.webhooks import EventType, wallet_data
+from tollway.storage.sql import outbox
 from tollway.storage.sql.db import reader
 from tollway.storage.sql.paging import fetch_page, ledger_page
 from tollway.storage.sql.tables import platforms, usage_logs, wallet_transactions, wallets
@@ -92,7 +95,8 @@ async def credit_wallet(
     request_id: str | None,
 ) -> tuple[Record, Record] | None:
     """Inside the caller's transaction (so that an idempotency record commits with it, §9.7): credits a live
-    platform's wallet and appends its ``topup`` row; None when the platform is unknown or deleted. The increment is
+    platform's wallet, appends its ``topup`` row and queues its ``wallet.topped_up`` event for the endpoints that
+    subscribe to it; None when the platform is unknown or deleted. The increment is
     done in SQL, so it composes with concurrent settlements on the same row."""
     now = utcnow()
     live = sa.select(platforms.c.settings).where(platforms.c.id == platform_id, platforms.c.deleted_at.is_(None))
@@ -129,6 +133,19 @@ async def credit_wallet(
         "created_at": now,
     }
     await conn.execute(sa.insert(wallet_transactions).values(txn))
+    event = wallet_data(
+        platform_id=platform_id,
+        wallet_id=wallet["id"],
+        transaction_id=txn["id"],
+        txn_type="topup",
+        amount_nanos=amount_nanos,
+        balance_after_nanos=wallet["balance_nanos"],
+        threshold_nanos=threshold,
+        request_id=request_id,
+    )
+    await outbox.enqueue(
+        conn, [outbox.PendingEvent(platform_id, EventType.WALLET_TOPPED_UP.value, txn["id"], event)], now
+    )
     return wallet, txn
 
 

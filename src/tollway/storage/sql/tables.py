@@ -506,3 +506,17 @@ mcp_oauth_states = sa.Table(
     _ts("expires_at"),
     _ts("created_at"),
 )
+
+# -- card top-ups (SPEC §17.2; migration 0012) ----------------------------------------------------------------
+
+# One row per Stripe Checkout Session that credited a wallet, inserted in the transaction of the credit: the
+# primary key makes a redelivered event, or the same event at two instances at once, credit the wallet once.
+card_payments = sa.Table(
+    "card_payments",
+    metadata,
+    sa.Column("session_id", sa.String(255), primary_key=True),
+    sa.Column("platform_id", _ID, nullable=False),
+    sa.Column("amount_nanos", sa.BigInteger, nullable=False),
+    _ts("created_at"),
+    sa.CheckConstraint("amount_nanos > 0", name="amount_positive"),
+)

@@ -9,6 +9,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.storage.sql.budgets import SqlBudgetLedger
+from tollway.storage.sql.card_payments import SqlCardPayments
 from tollway.storage.sql.end_users import SqlLiveEndUsers
 from tollway.storage.sql.idempotency import SqlIdempotencyCompletion
 from tollway.storage.sql.ledger import SqlWalletLedger
@@ -37,6 +38,10 @@ class SqlUnitOfWork:
     @property
     def idempotency(self) -> SqlIdempotencyCompletion:
         return SqlIdempotencyCompletion(self.connection)
+
+    @property
+    def card_payments(self) -> SqlCardPayments:
+        return SqlCardPayments(self.connection)
 
     @property
     def end_users(self) -> SqlLiveEndUsers:
