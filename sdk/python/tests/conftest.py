@@ -15,6 +15,7 @@ from tollway_sdk import AsyncTollway, Tollway
 from tollway_sdk.types import Provider
 
 from tests.conftest import fake_upstream, make_settings  # noqa: F401  (the session's fake upstream fixture)
+from tests.support.fake_stripe import FakeStripe
 from tests.support.seed import FAKE_PROVIDER_KEY
 from tests.support.servers import GatewayServer
 
@@ -27,10 +28,29 @@ MODELS = {
 }
 
 
+STRIPE_SECRET_KEY = "sk_test_" + uuid.uuid4().hex
+STRIPE_WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
+
+
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+def fake_stripe() -> Iterator[FakeStripe]:
+    server = FakeStripe(STRIPE_SECRET_KEY).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_stripe: FakeStripe) -> Iterator[GatewayServer]:
+    """Tollway on SQLite, with card top-ups pointed at the fake Stripe API."""
     tmp = tmp_path_factory.mktemp("sdk-gateway")
-    server = GatewayServer(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}"))
+    settings = make_settings(
+        tmp,
+        f"sqlite:///{tmp / 'tollway.db'}",
+        stripe_secret_key=STRIPE_SECRET_KEY,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        stripe_api_base=fake_stripe.url,
+    )
+    server = GatewayServer(settings)
     server.start()
     try:
         yield server

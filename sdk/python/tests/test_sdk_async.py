@@ -89,6 +89,8 @@ async def test_platform_api_and_pagination(async_tenant: AsyncTollway, provider:
     await client.platform.llm_configs.delete(config.id)
     wallet = await client.platform.wallet.retrieve()
     assert wallet.balance_usd == 10
+    session = await client.platform.wallet.create_checkout(amount_usd=Decimal("5"))
+    assert session.session_id and session.checkout_url
     assert [t.type async for t in client.platform.wallet.list_transactions()] == ["topup"]
     assert [row async for row in client.platform.logs.list()] == []
     assert [t async for t in client.platform.threads.list()] == []
