@@ -10,10 +10,11 @@ import httpx
 import pytest
 
 from conftest import STRIPE_WEBHOOK_SECRET, Tenant
-from tests.support.fake_stripe import FakeStripe
-from tests.support.stripe_signing import signed
 from tollway_sdk import InvalidRequestError
 from tollway_sdk.types import CheckoutSession
+
+from tests.support.fake_stripe import FakeStripe
+from tests.support.stripe_signing import signed
 
 
 def test_checkout_then_paid_credits_the_wallet_once(tenant: Tenant, fake_stripe: FakeStripe, gateway_url: str) -> None:
