@@ -136,8 +136,9 @@ class APIStatusError(TollwayError):
         return self.response.headers
 
     def __str__(self) -> str:
+        code = f" {self.code}" if self.code else ""
         where = f" (param: {self.param})" if self.param else ""
-        return f"Error {self.status} {self.code or ''}: {self.message}{where}".replace("  ", " ")
+        return f"Error {self.status}{code}: {self.message}{where}"
 
 
 # -- per status -------------------------------------------------------------------------------------------------

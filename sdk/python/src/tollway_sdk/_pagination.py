@@ -60,15 +60,18 @@ class _PageBase(Generic[T]):
 class SyncPage(_PageBase[T]):
     """One page of a list; iterating over it yields the items of this page and of every later one."""
 
-    def __init__(self, client: SyncAPIClient, call: ListCall[T], limit: int | None, page: int) -> None:
-        data, total, number, size = client.request(call.page_call(page, limit))
-        super().__init__(data, total, number, size)
+    def __init__(self, client: SyncAPIClient, call: ListCall[T], data: tuple[list[T], int, int, int]) -> None:
+        super().__init__(*data)
         self._client, self._call = client, call
+
+    @classmethod
+    def fetch(cls, client: SyncAPIClient, call: ListCall[T], limit: int | None, page: int) -> SyncPage[T]:
+        return cls(client, call, client.request(call.page_call(page, limit)))
 
     def next_page(self) -> SyncPage[T]:
         if not self.has_next_page():
             raise RuntimeError("this is the last page: check has_next_page() first")
-        return SyncPage(self._client, self._call, self.limit, self.page + 1)
+        return SyncPage.fetch(self._client, self._call, self.limit, self.page + 1)
 
     def iter_pages(self) -> Iterator[SyncPage[T]]:
         page = self

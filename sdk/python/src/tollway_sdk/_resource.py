@@ -61,7 +61,7 @@ class SyncAPIResource(Scoped):
         return self._client.request(call)
 
     def _list(self, call: ListCall[T], limit: int | NotGiven, page: int) -> SyncPage[T]:
-        return SyncPage(self._client, call, page_limit(limit), page)
+        return SyncPage.fetch(self._client, call, page_limit(limit), page)
 
 
 class AsyncAPIResource(Scoped):

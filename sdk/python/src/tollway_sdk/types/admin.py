@@ -110,9 +110,9 @@ class PriceImport(TollwayModel):
     dry_run: bool
     applied: bool
     provider: str | None = None
-    updated: list[dict[str, Any]]
-    created: list[dict[str, Any]]
-    unchanged: Any = None
-    unknown: list[dict[str, Any]]
-    malformed: list[dict[str, Any]]
-    ignored: Any = None
+    updated: list[dict[str, Any]]  # {id, slug, provider, entry, changes: {field: {old, new}}}
+    created: list[dict[str, Any]]  # {slug, provider, entry, values}
+    unchanged: int  # rows matched whose values already agree
+    unknown: list[dict[str, Any]]  # {entry, reason}
+    malformed: list[dict[str, Any]]  # {entry, field, reason}
+    ignored: int  # entries for no selected provider
