@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 from tollway.fake_upstream.server import FakeUpstreamThread
 
 from fault_proxy import FaultProxy
 from tollway_sdk import AsyncTollway, Tollway
+from tollway_sdk._base_client import BaseClient, Call
 from tollway_sdk.types import Provider
 
 from tests.conftest import fake_upstream, make_settings  # noqa: F401  (the session's fake upstream fixture)
@@ -135,3 +138,30 @@ def proxy(gateway: GatewayServer) -> Iterator[FaultProxy]:
     server = FaultProxy(gateway.url)
     yield server
     server.close()
+
+
+# -- which routes the SDK's tests exercised -------------------------------------------------------------------
+
+EXERCISED: list[tuple[str, str, int]] = []  # (method, path, status) of every answer an SDK client read
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_answers() -> Iterator[None]:
+    """Record every answer the SDK parses (success or error), for ``test_sdk_routes.py``."""
+    original = BaseClient._answer
+
+    def answer(self: BaseClient, call: Call[Any], response: httpx.Response) -> Any:
+        EXERCISED.append((response.request.method, response.request.url.path, response.status_code))
+        return original(self, call, response)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_answer", answer)
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The route check runs after every other test."""
+    last = [item for item in items if item.name == "test_every_management_route_is_exercised"]
+    for item in last:
+        items.remove(item)
+        items.append(item)
