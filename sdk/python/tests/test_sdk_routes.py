@@ -16,7 +16,7 @@ MANAGEMENT = ("/v1/admin/", "/v1/platforms/", "/v1/me/", "/v1/threads")
 
 
 def _management_routes() -> list[tuple[str, Route]]:
-    found = []
+    found: list[tuple[str, Route]] = []
     for route in build_routes():
         if isinstance(route, Route) and route.path.startswith(MANAGEMENT):
             found.extend((method, route) for method in sorted(route.methods or ()) if method != "HEAD")
