@@ -71,9 +71,8 @@ async def test_platform_api_and_pagination(async_tenant: AsyncTollway, provider:
     with pytest.raises(BudgetExhaustedError):
         await client.platform.budgets.debit(user, amount_usd="2", reason="over")
     assert (await client.platform.budgets.debit(user, amount_usd="0.1", reason="ok")).budget.used_usd == Decimal("0.1")
-    assert (await client.platform.budgets.update(user, low_balance_threshold="0.2")).low_balance_threshold == Decimal(
-        "0.2"
-    )
+    patched = await client.platform.budgets.update(user, low_balance_threshold="0.2")
+    assert patched.low_balance_threshold == Decimal("0.2")
     assert (await client.platform.budgets.retrieve(user)).remaining_usd == 1
     assert [t.type async for t in client.platform.budgets.list_transactions(user)][-1] == "opening_balance"
     assert (await client.platform.rate_limits.set(user, tpm_limit=1000)).tpm_limit == 1000
