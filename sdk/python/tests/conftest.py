@@ -18,6 +18,7 @@ from tollway_sdk._base_client import BaseClient, Call
 from tollway_sdk.types import Provider
 
 from tests.conftest import fake_upstream, make_settings  # noqa: F401  (the session's fake upstream fixture)
+from tests.support.canary import WATCH, canary_watch  # noqa: F401  (no secret in any log line or error body)
 from tests.support.fake_stripe import FakeStripe
 from tests.support.seed import FAKE_PROVIDER_KEY
 from tests.support.servers import GatewayServer
@@ -33,6 +34,8 @@ MODELS = {
 
 STRIPE_SECRET_KEY = "sk_test_" + uuid.uuid4().hex
 STRIPE_WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
+WATCH.remember(STRIPE_SECRET_KEY)
+WATCH.remember(STRIPE_WEBHOOK_SECRET)
 
 
 @pytest.fixture(scope="session")
