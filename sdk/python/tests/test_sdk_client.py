@@ -4,13 +4,16 @@ the same deployment and key, self-service and threads (SPEC §6, §16.4, §18)."
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import format_datetime
 
 import pytest
 
 from conftest import Tenant, end_user_client
 from tollway_sdk import NOT_GIVEN, ObjectNotFoundError, Tollway, TollwayError, __version__
 from tollway_sdk._json import dumps, loads
+from tollway_sdk._retries import parse_retry_after
 from tollway_sdk.types import Budget, Thread
 
 
@@ -98,3 +101,15 @@ def test_threads_of_the_caller_and_of_the_platform(tenant: Tenant) -> None:
     user.threads.delete(thread_id)
     with pytest.raises(ObjectNotFoundError):
         user.threads.retrieve(thread_id)
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after("-5") == 0.0
+    seconds = parse_retry_after(format_datetime(later, usegmt=True))
+    assert seconds is not None and 25 <= seconds <= 31
+    assert parse_retry_after(format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)) == 0.0
+    for garbage in (None, "", "soon", "NaN"):
+        assert parse_retry_after(garbage) is None

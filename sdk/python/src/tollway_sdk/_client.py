@@ -94,8 +94,9 @@ class Tollway(SyncAPIClient):
         timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
     ) -> Tollway:
-        """A client for the same deployment with some options changed (e.g. the key of a new platform); it shares
-        this client's connection pool."""
+        """A client for the same deployment with some options changed (e.g. the key of a new platform or of an end
+        user). It shares this client's connection pool: closing it leaves the pool open; closing this client closes
+        the pool for both."""
         return Tollway(
             api_key=self.api_key if isinstance(api_key, NotGiven) else api_key,
             base_url=self.base_url,
