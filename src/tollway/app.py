@@ -23,14 +23,17 @@ from tollway.errors import InternalError, NotFound, TollwayError
 from tollway.http import fastpath
 from tollway.http.cors import InferenceCORS
 from tollway.http.drain import Drain
+from tollway.http.mcp.proxy import McpProxy
 from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
 from tollway.http.routes import HOT_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.payments.stripe_checkout import StripeCheckout
+from tollway.providers.mcp.client import SdkMcpClient
 from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
+from tollway.services.agents.mcp_calls import McpCalls
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
@@ -78,6 +81,7 @@ from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.ledger import LedgerStore
 from tollway.storage.sql.llm_configs import LlmConfigStore
 from tollway.storage.sql.mcp import McpAppStore, McpConnectionStore, prune_oauth_states
+from tollway.storage.sql.mcp_free_calls import McpFreeCallStore
 from tollway.storage.sql.rate_overrides import RateOverrideStore
 from tollway.storage.sql.reconcile import MoneyAuditStore
 from tollway.storage.sql.responses import ResponseStore, prune_responses
@@ -191,6 +195,12 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         public_url=settings.public_base_url,
     )
     payments = _payments(settings)
+    mcp_client = SdkMcpClient(
+        call_timeout_s=settings.mcp_call_timeout_s,
+        max_result_bytes=settings.mcp_max_result_bytes,
+        allow_private=settings.allow_private_urls,
+    )
+    mcp_calls = McpCalls(calls, mcp_connections, mcp_client, McpFreeCallStore(engine))
 
     def invalidate_caches() -> None:
         authenticator.invalidate()
@@ -212,6 +222,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         invalidate_caches=invalidate_caches,
         operations=operations,
         mcp_connections=mcp_connections,
+        mcp_calls=mcp_calls,
     )
     return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http, payments=payments)
 
@@ -278,6 +289,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         runtime = await build_runtime(settings, metrics)
         services = runtime.services
         app.state.services = services
+        mcp_proxy = McpProxy(services.mcp_calls, settings.max_body_bytes)  # the SDK server of /v1/mcp/{slug}
+        app.state.mcp_proxy = mcp_proxy
+        proxy_running = contextlib.AsyncExitStack()
+        await proxy_running.enter_async_context(mcp_proxy.running())
         app.state.drain = drain
         drain.install_signal_hook()  # SIGTERM: /readyz 503, streams ended after drain_s (SPEC §14.3)
         runtime.money.start()
@@ -309,6 +324,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             yield
         finally:
             drain.remove_signal_hook()
+            await proxy_running.aclose()
             for task in runtime.background:
                 task.cancel()
             await presence.leave()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -15,6 +17,7 @@ import aiohttp
 import uvicorn
 
 from tollway.app import create_app
+from tollway.fake_upstream.mcp_app import bind, demo_mcp_server
 from tollway.fake_upstream.server import start_fake_upstream
 from tollway.settings import Settings
 from tollway.storage.sql.migrate import upgrade
@@ -28,7 +31,7 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str, key: str,
         return payload
 
 
-async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
+async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> dict[str, str]:
     async with aiohttp.ClientSession() as session:
         provider = await _call(
             session,
@@ -92,12 +95,26 @@ async def seed(base: str, admin_key: str, upstream_base: str) -> dict[str, str]:
             platform_key,
             {"max_usd": "5", "period": "monthly"},
         )
+        # The built-in MCP app (no network needed), served by this process; $0.001 a call after the free tier.
+        app = {"slug": "demo-tools", "name": "Demo tools", "server_url": mcp_url, "auth": {"type": "none"}}
+        await _call(session, "POST", f"{base}/v1/platforms/{platform_id}/mcp/apps", platform_key, app)
     return {
         "platform_id": platform_id,
         "platform_key": platform_key,
         "end_user_id": user["id"],
         "end_user_key": user["api_key"]["raw_key"],
     }
+
+
+_MCP_CALL = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "lookup_order", "arguments": {"order_id": "A-1001"}},
+    },
+    separators=(",", ":"),
+)
 
 
 def _banner(base: str, admin_key: str, seeded: dict[str, str]) -> str:
@@ -125,6 +142,22 @@ Python (openai SDK):
   reply = client.chat.completions.create(model="echo", messages=[{{"role": "user", "content": "Hello, Tollway!"}}])
   print(reply.choices[0].message.content)
 
+MCP (the built-in app demo-tools through the proxy: get_time, lookup_order; $0.001 a call, the first 1,000 calls
+of a month are free):
+  curl -s {base}/v1/mcp/demo-tools -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -H "Accept: application/json, text/event-stream" \\
+    -d '{_MCP_CALL}'
+
+Python (mcp SDK, any MCP client works the same way):
+  import asyncio, httpx2
+  from mcp.client.client import Client
+  from mcp.client.streamable_http import streamable_http_client
+  async def main():
+      http = httpx2.AsyncClient(headers={{"Authorization": "Bearer {key}"}})
+      async with http, Client(streamable_http_client("{base}/v1/mcp/demo-tools", http_client=http)) as mcp:
+          print((await mcp.call_tool("get_time", {{}})).content[0].text)
+  asyncio.run(main())
+
 Budget: curl -s {base}/v1/me/budget -H "Authorization: Bearer {key}"
 Usage log: curl -s {base}/v1/platforms/{seeded["platform_id"]}/logs -H "Authorization: Bearer {seeded["platform_key"]}"
 Press Ctrl+C to stop.
@@ -147,9 +180,13 @@ async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
         data_dir=root,
         port=port,
         log_level="warning",
+        allow_private_urls=True,  # the built-in MCP app listens on 127.0.0.1 over http (SPEC §11.5, development)
     )
     await upgrade(settings)
     fake = await start_fake_upstream("127.0.0.1", upstream_port)
+    mcp_socket, mcp_url = bind()
+    mcp_server = demo_mcp_server()
+    mcp_serving = asyncio.create_task(mcp_server.serve(sockets=[mcp_socket]))
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=settings.host, port=port, log_level="warning", access_log=False)
     )
@@ -161,9 +198,18 @@ async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
                 return
             await asyncio.sleep(0.05)
         base = f"http://{settings.host}:{port}"
-        seeded = await seed(base, admin_key, fake.base_url)
+        while not mcp_server.started:
+            if mcp_serving.done():
+                await mcp_serving
+                return
+            await asyncio.sleep(0.05)
+        seeded = await seed(base, admin_key, fake.base_url, mcp_url)
         print(_banner(base, admin_key, seeded), flush=True)
         await serving
     finally:
         server.should_exit = True
+        mcp_server.should_exit = True
         await fake.close()
+        with contextlib.suppress(Exception):
+            await mcp_serving
+        mcp_socket.close()

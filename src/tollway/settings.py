@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
     cors_origins: str | None = None
     public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
+    mcp_call_timeout_s: float = Field(default=60, gt=0)  # one MCP tool call (SPEC §16.3)
+    mcp_max_result_bytes: int = Field(default=1_048_576, ge=1024)  # one MCP tool result (SPEC §16.3)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Card top-ups (SPEC §17.2): on when both secrets are set; the API base is for tests (a fake Stripe).
     stripe_secret_key: str | None = Field(default=None, repr=False)

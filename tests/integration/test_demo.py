@@ -55,6 +55,21 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
         assert moderated.status_code == 200, moderated.text
         assert moderated.json()["model"] == "omni-moderation-latest"
         assert moderated.json()["results"][0]["flagged"] is False
+        # The built-in MCP app answers the printed MCP example through the proxy (SPEC §16.3), free within the tier.
+        mcp = re.search(r"curl -s (\S+/v1/mcp/demo-tools) .*\n.*\n\s*-d '(.+)'", banner)
+        assert mcp is not None, banner
+        headers = {
+            "Authorization": f"Bearer {key.group(1)}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        }
+        called = httpx.post(mcp.group(1), headers=headers, content=mcp.group(2), timeout=30)
+        assert called.status_code == 200, called.text
+        answer = called.json()["result"]
+        assert answer["isError"] is False
+        shipped = "Order A-1001 (notebook, pen set) is shipped with DHL, arriving in 2 days."
+        assert answer["content"][0]["text"] == shipped
+        assert 'mcp.call_tool("get_time"' in banner
         budget = httpx.get(f"http://127.0.0.1:{port}/v1/me/budget", headers={"Authorization": f"Bearer {key.group(1)}"})
         assert budget.json()["max_usd"] == 5
     finally:

@@ -132,3 +132,14 @@ class UnitTariff:
 TOKENS = TokenTariff()
 IMAGES = UnitTariff(lambda row: row.price_per_image_nanos, "image")
 MODERATIONS = UnitTariff(lambda row: row.price_per_request_nanos, "request")
+
+
+class CallTariff(UnitTariff):
+    """MCP tool calls (SPEC §16.3): the app's price per call (0 within the free tier). An app is no provider, so the
+    sweeper's row of a lost call names none."""
+
+    def recovery(self, candidate: Candidate) -> dict[str, Any]:
+        return {**super().recovery(candidate), "provider_id": None, "upstream_model": None}
+
+
+MCP_CALLS = CallTariff(lambda row: row.price_per_request_nanos, "call")

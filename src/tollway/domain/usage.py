@@ -91,6 +91,8 @@ class UsageRecord:
             return f"{self.model}: {self.units} image{'' if self.units == 1 else 's'}"
         if self.request_type == "moderation":
             return f"{self.model}: moderation"
+        if self.request_type == "mcp":
+            return f"{self.model}: {self.mcp_tool}"
         if self.request_type == "embedding":
             return f"{self.model}: {self.prompt_tokens} in"
         return f"{self.model}: {self.prompt_tokens} in / {self.completion_tokens} out"

@@ -31,7 +31,7 @@ def build_routes() -> list[BaseRoute]:
         reconcile,
         webhooks,
     )
-    from tollway.http.mcp import oauth
+    from tollway.http.mcp import oauth, proxy
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -61,4 +61,5 @@ def build_routes() -> list[BaseRoute]:
         *me_mcp.routes,
         *oauth.routes,
         *card_topups.routes,
+        *proxy.routes,
     ]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tollway.observability.metrics import Metrics
+from tollway.services.agents.mcp_calls import McpCalls
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
@@ -38,5 +39,6 @@ class Services:
     management: Management
     operations: Operations
     mcp_connections: McpConnections  # end users' OAuth connections to MCP apps (SPEC §16.2)
+    mcp_calls: McpCalls  # the MCP proxy's relays and billed MCP calls (SPEC §16.3)
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tollway.domain.mcp import OAuthApp, TokenSet
+from tollway.domain.mcp_calls import McpServer, ToolResult
 from tollway.domain.records import Record
 
 Page = tuple[list[Record], int]
@@ -90,3 +91,32 @@ class OAuthClient(Protocol):
     async def refresh(self, app: OAuthApp, refresh_token: str) -> TokenSet: ...
 
     async def revoke(self, app: OAuthApp, token: str, token_type_hint: str) -> None: ...
+
+
+class McpFreeCalls(Protocol):
+    """The platform's free MCP calls of one UTC month (SPEC §16.1), counted exactly across instances."""
+
+    async def take(self, platform_id: str, month: str, limit: int) -> bool:
+        """Takes one free slot of ``month`` ("YYYY-MM") while fewer than ``limit`` are taken; False: none left."""
+        ...
+
+    async def give_back(self, platform_id: str, month: str) -> None:
+        """Returns a slot taken by a call that never reached the app."""
+        ...
+
+
+class McpServers(Protocol):
+    """An MCP client to apps' servers (SPEC §16.3), one session per request; every failure raises
+    ``McpCallFailed`` saying whether the app answered."""
+
+    async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
+        """The app's ``tools/list`` result (JSON), within the 15 s of connecting and listing."""
+        ...
+
+    async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        """One ``tools/call`` within ``TOLLWAY_MCP_CALL_TIMEOUT_S``, its result within the size limit."""
+        ...
+
+    async def relay(self, server: McpServer, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Any other relayed request (resources, prompts, completion): the app's result (JSON)."""
+        ...

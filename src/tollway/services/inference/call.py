@@ -360,6 +360,18 @@ class PaidCall:
         self._lifecycle.limiter.adjust(self._admission, metered.usage.total_tokens)
         return priced
 
+    def finish_unbilled(self, candidate: Candidate, outcome: Outcome) -> None:
+        """Instead of ``settle``: the call reached its upstream but is not billed (an MCP call the free tier paid, or
+        one that reached the app and got no usable answer, §16.3): the hold is released and the usage row is written
+        at zero cost, with no ledger rows."""
+        assert not self._resolved, "a call settles once"
+        self._resolved = True
+        record, _ = self._record(candidate, NOTHING, outcome, None)
+        if self.plan.hold is not None:
+            self._lifecycle._submit(Release(self.plan.hold.hold_id))
+        self._lifecycle._submit(LogOnly(record))
+        self._lifecycle.limiter.refund(self._admission)
+
     def release(self) -> None:
         """Nothing was delivered: free the hold and the TPM reservation."""
         if self._resolved:
@@ -382,9 +394,9 @@ class PaidCall:
             platform_id=ctx.platform_id,
             end_user_id=end_user_id,
             request_type=ctx.request_type,
-            provider_id=candidate.provider.id,
+            provider_id=candidate.provider.id or None,  # none for a call no provider served (an MCP app)
             model=plan.slug,
-            provider_model=candidate.model.upstream_model,
+            provider_model=candidate.model.upstream_model or None,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,

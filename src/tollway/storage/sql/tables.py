@@ -520,3 +520,14 @@ card_payments = sa.Table(
     _ts("created_at"),
     sa.CheckConstraint("amount_nanos > 0", name="amount_positive"),
 )
+
+# The platform's free MCP calls of one UTC calendar month (SPEC §16.1; migration 0013): a conditional UPDATE takes a
+# slot only while ``used`` is below the month's limit, so the count is exact across instances.
+mcp_free_calls = sa.Table(
+    "mcp_free_calls",
+    metadata,
+    sa.Column("platform_id", _ID, sa.ForeignKey("platforms.id"), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),  # "YYYY-MM" in UTC
+    sa.Column("used", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("used >= 0", name="used_non_negative"),
+)

@@ -1,0 +1,239 @@
+"""Tollway's MCP client (SPEC §16.3): one session per request to an app's server with the official ``mcp`` SDK over
+Streamable HTTP (the SDK negotiates the protocol version: ``server/discover``, else the ``initialize`` handshake).
+
+Limits: connecting (and listing) 15 s, one tool call ``TOLLWAY_MCP_CALL_TIMEOUT_S``, a result at most
+``TOLLWAY_MCP_MAX_RESULT_BYTES``. Redirects are never followed (a 3xx fails the request as unreachable); the app's
+address follows §11.5 unless private URLs are allowed. Every failure becomes ``McpCallFailed`` naming whether the
+app answered, which decides billing in ``services/agents/mcp_calls.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+import mcp_types as types
+import orjson
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tollway.domain.addresses import is_public, parse_address
+from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
+from tollway.providers.transport import redact
+
+T = TypeVar("T")
+
+_RELAYED: dict[str, type[types.Result]] = {
+    "prompts/list": types.ListPromptsResult,
+    "prompts/get": types.GetPromptResult,
+    "resources/list": types.ListResourcesResult,
+    "resources/templates/list": types.ListResourceTemplatesResult,
+    "resources/read": types.ReadResourceResult,
+    "completion/complete": types.CompleteResult,
+}
+
+
+@dataclass
+class _Watch:
+    """What the HTTP layer saw of one session, read after the SDK reports a failure in its own terms."""
+
+    status: int | None = None
+    oversized: bool = False
+
+
+class _Refused(Exception):
+    pass
+
+
+class SdkMcpClient:
+    """Implements ``McpServers`` (domain/ports/mcp.py)."""
+
+    def __init__(self, *, call_timeout_s: float, max_result_bytes: int, allow_private: bool) -> None:
+        self._call_timeout_s = call_timeout_s
+        self._max_result_bytes = max_result_bytes
+        self._allow_private = allow_private
+
+    async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+
+        async def step(client: Client) -> dict[str, Any]:
+            return _json(await client.session.list_tools(params=params))
+
+        return await self._run(server, step, None)
+
+    async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        async def step(client: Client) -> ToolResult:
+            result = await client.session.call_tool(name, arguments)
+            if not isinstance(result, types.CallToolResult):
+                raise McpCallFailed(Failure.NO_ANSWER, "The MCP app answered the tool call with no result.")
+            body = _json(result)
+            if len(_encoded(body)) > self._max_result_bytes:
+                raise _too_large(self._max_result_bytes)
+            return ToolResult(body, bool(result.is_error))
+
+        return await self._run(server, step, self._call_timeout_s)
+
+    async def relay(self, server: McpServer, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Any other request the proxy relays unbilled (resources, prompts, completion): the app's result as sent."""
+        result_type = _RELAYED.get(method)
+        if result_type is None:
+            raise McpCallFailed(Failure.RPC_ERROR, f"Method not found: {method}", types.METHOD_NOT_FOUND)
+        message: dict[str, Any] = {"method": method} if params is None else {"method": method, "params": params}
+        request = types.client_request_adapter.validate_python(message)
+
+        async def step(client: Client) -> dict[str, Any]:
+            return _json(await client.session.send_request(request, result_type))
+
+        return await self._run(server, step, self._call_timeout_s, f"the MCP request {method}")
+
+    # -- one session --------------------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        server: McpServer,
+        step: Callable[[Client], Awaitable[T]],
+        step_timeout_s: float | None,
+        what: str = "the MCP tool call",
+    ) -> T:
+        """One session: ``step`` once connected. ``step_timeout_s`` None: the step shares the 15 s of connecting
+        (listing tools); else it gets its own limit from the moment the session is up."""
+        await self._check_address(server.url)
+        watch = _Watch()
+        connected = False
+        outcome: list[T] = []
+        try:
+            # One cancel scope for the whole session (the SDK's task groups must nest inside it): 15 s to connect,
+            # then the step's own limit from the moment the session is up.
+            with anyio.CancelScope(deadline=anyio.current_time() + CONNECT_TIMEOUT_S) as scope:
+                async with self._client(server, watch) as client:
+                    connected = True
+                    if step_timeout_s is not None:
+                        scope.deadline = anyio.current_time() + step_timeout_s
+                    outcome.append(await step(client))
+        except McpCallFailed:
+            raise
+        except MCPError as exc:
+            raise self._mapped(watch, connected, exc.code, _scrubbed(exc.message, server)) from None
+        except (Exception, BaseExceptionGroup) as exc:
+            if (failed := _inner(exc, McpCallFailed)) is not None:
+                raise failed from None
+            rpc = _inner(exc, MCPError)
+            code, message = (rpc.code, _scrubbed(rpc.message, server)) if rpc is not None else (None, None)
+            raise self._mapped(watch, connected, code, message) from None
+        if outcome:
+            return outcome[0]
+        if not connected:
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
+        if step_timeout_s is None:
+            listing = "connecting to the MCP app and listing its tools"
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit(listing, CONNECT_TIMEOUT_S))
+        raise McpCallFailed(Failure.CALL_TIMEOUT, _limit(what, step_timeout_s))
+
+    def _mapped(self, watch: _Watch, connected: bool, code: int | None, message: str | None) -> McpCallFailed:
+        if watch.oversized:
+            return _too_large(self._max_result_bytes)
+        if watch.status == 401:
+            return McpCallFailed(Failure.UNAUTHORIZED, "The MCP app refused the credential (HTTP 401).")
+        if watch.status is not None and 300 <= watch.status < 400:
+            return McpCallFailed(Failure.UNREACHABLE, f"The MCP app answered a redirect (HTTP {watch.status}).")
+        if not connected:
+            reason = f"HTTP {watch.status}" if watch.status is not None else "no MCP handshake"
+            return McpCallFailed(Failure.UNREACHABLE, f"The MCP app could not be reached ({reason}).")
+        if code is not None:  # the app answered with a JSON-RPC error (on 2026-07-28 with an HTTP 4xx status)
+            return McpCallFailed(Failure.RPC_ERROR, (message or "error")[:512], code)
+        reason = f"HTTP {watch.status}" if watch.status is not None else "the connection ended"
+        return McpCallFailed(Failure.NO_ANSWER, f"The MCP app gave no answer ({reason}).")
+
+    @contextlib.asynccontextmanager
+    async def _client(self, server: McpServer, watch: _Watch) -> AsyncIterator[Client]:
+        limit = self._max_result_bytes
+
+        async def on_response(response: httpx2.Response) -> None:
+            status = response.status_code
+            if status >= 300 and watch.status is None:
+                watch.status = status
+            if 300 <= status < 400:
+                await response.aclose()
+                raise _Refused("redirects are never followed")
+            length = response.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                watch.oversized = True
+                await response.aclose()
+                raise _Refused("result too large")
+
+        timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=max(self._call_timeout_s, CONNECT_TIMEOUT_S))
+        http = httpx2.AsyncClient(
+            headers=server.headers,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            event_hooks={"response": [on_response]},
+        )
+        transport = streamable_http_client(server.url, http_client=http, max_sse_event_size=limit)
+        async with http, Client(transport, cache=None) as client:
+            yield client
+
+    async def _check_address(self, url: str) -> None:
+        """§11.5 at connection time: every address the app's host resolves to must be public."""
+        if self._allow_private:
+            return
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        literal = parse_address(host)
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+            except OSError:
+                raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's host name does not resolve.") from None
+            addresses = [a for a in (parse_address(str(info[4][0])) for info in infos) if a is not None]
+        if parts.scheme != "https" or not addresses or not all(is_public(a) for a in addresses):
+            raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's URL must be https on a public address.")
+
+
+def _json(model: Any) -> dict[str, Any]:
+    body: dict[str, Any] = model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return body
+
+
+def _encoded(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body)
+
+
+def _scrubbed(message: str, server: McpServer) -> str:
+    """The app's error message without the caller's credential or anything shaped like a key (SPEC §15)."""
+    for value in server.headers.values():
+        message = redact(message, value.removeprefix("Bearer ").strip() or None)
+    return redact(message, None)[:512]
+
+
+def _too_large(limit: int) -> McpCallFailed:
+    return McpCallFailed(Failure.TOO_LARGE, f"The MCP tool result exceeded the limit of {limit} bytes.")
+
+
+def _limit(what: str, seconds: float) -> str:
+    return f"Timed out: {what} took longer than the limit of {seconds:g} s."
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _inner(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` inside the SDK's exception groups (its task groups wrap what ended them)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _inner(inner, kind)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,230 @@
+"""Billed MCP calls (SPEC §16.3, §16.1): one ``tools/call`` on an app's server through THE paid-call lifecycle, and
+the unbilled requests the MCP proxy relays (``tools/list`` filtered by ``allowed_tools``, resources, prompts).
+
+An MCP call follows §8: the key (the caller's), validation (the tool must be allowed), the app's credential (409
+``mcp_app_not_connected`` without a connection), rate limits counting it as one request (no tokens), then the holds
+of the app's price (the budget's marked up), the call, and exactly one ending:
+
+- a result (``isError`` results included) is **billed**: settled at the price (wallet raw, budget with markup), one
+  usage row ``request_type: "mcp"`` with ``mcp_app``, ``mcp_tool``, ``mcp_free: false``;
+- a result the free tier pays (or of an app priced 0) is logged at cost 0 (``mcp_free: true`` for the free tier) and
+  its zero hold released: no ledger rows;
+- a call that reached the app but got no usable answer (timeout, JSON-RPC error, oversized result, a broken
+  connection) is not billed: a zero-cost ``error`` row, as for a failed attempt (§9.4);
+- a call that never reached the app (connection, address rules, redirect, handshake, refused credential) is not
+  billed and writes no row (§12).
+
+**The free tier, exactly.** ``mcp_free_calls_per_month`` slots per platform and UTC month live in one row each; a
+call takes a slot at pre-flight (a conditional UPDATE ``used < limit``, exact across instances), so that a free call
+never holds money, and gives it back whenever it ends unbilled for any reason (refused by a rate limit or the money
+checks, unreachable app, no usable answer). So at most N calls of a month are free, and a call is billed only when
+every slot was taken at its start (a slot given back later by a failed call goes to the next call).
+
+**401 from an OAuth app**: the token is refreshed once (``McpConnections.access_token(rejected=…)``) and the request
+is sent once more; nothing was billed for the refused attempt (the app never served it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from tollway.domain.clock import utcnow
+from tollway.domain.keys import KeyKind
+from tollway.domain.mcp import AuthType
+from tollway.domain.mcp_calls import (
+    REQUEST_TYPE,
+    Failure,
+    McpApp,
+    McpCallFailed,
+    McpServer,
+    ToolResult,
+    app_candidate,
+    filter_tools,
+    free_month,
+    tool_allowed,
+)
+from tollway.domain.ports.mcp import McpFreeCalls, McpServers
+from tollway.domain.pricing import Usage
+from tollway.domain.ratelimit import TokenDemand
+from tollway.domain.records import Record
+from tollway.domain.tariffs import MCP_CALLS, Metered
+from tollway.domain.tenancy import Principal
+from tollway.domain.usage import CallStatus
+from tollway.errors import InvalidRequest, TollwayError, UpstreamError, UpstreamTimeout, WrongKeyType
+from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.inference.breaker import DeploymentHealth
+from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, Plan
+
+log = logging.getLogger("tollway.mcp")
+T = TypeVar("T")
+
+_NO_TOKENS = TokenDemand(prompt_tokens=0, n=1, output_limit=0)  # an MCP call counts one request, no tokens (§10)
+_TOOL_LABEL_MAX = 128  # the usage row's ``mcp_tool`` column
+
+
+class McpAppError(Exception):
+    """The app answered a request with a JSON-RPC error: relayed to the caller as the app sent it (not a refusal)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class McpCalls:
+    def __init__(
+        self,
+        lifecycle: CallLifecycle,
+        connections: McpConnections,
+        servers: McpServers,
+        free_calls: McpFreeCalls,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._calls = lifecycle
+        self._connections = connections
+        self._servers = servers
+        self._free = free_calls
+        self._now = clock
+        self._health = DeploymentHealth()  # unused by MCP calls (no fallback), required by the lifecycle
+
+    # -- the app and its credential ---------------------------------------------------------------------------------
+
+    async def app(self, principal: Principal, slug: str) -> McpApp:
+        """The caller's platform's active app with this slug; 404 otherwise (another platform's slug included)."""
+        platform_id = principal.platform_id
+        assert platform_id is not None, "inference keys always belong to a platform"
+        return _app(await self._connections.active_app(platform_id, slug))
+
+    async def server(self, principal: Principal, app: McpApp) -> McpServer:
+        """The app's server with this caller's credential. Platform keys may use only ``none`` and ``header`` apps
+        (403 ``wrong_key_type``: an OAuth app needs an end user's own connection); an end user without a connection
+        gets 409 ``mcp_app_not_connected``."""
+        platform_id = principal.platform_id
+        assert platform_id is not None
+        if app.oauth and principal.kind is not KeyKind.END_USER:
+            message = f"The MCP app '{app.slug}' uses end users' OAuth connections; call it with an end-user key."
+            raise WrongKeyType(message)
+        headers = await self._connections.auth_headers(platform_id, principal.end_user_id, app.slug)
+        return McpServer(app.server_url, headers)
+
+    async def _with_credential(
+        self, principal: Principal, app: McpApp, server: McpServer, request: Callable[[McpServer], Awaitable[T]]
+    ) -> T:
+        """``request`` on the app; an OAuth app's 401 refreshes the token once and sends the request once more."""
+        try:
+            return await request(server)
+        except McpCallFailed as exc:
+            if exc.failure is not Failure.UNAUTHORIZED or not app.oauth or principal.end_user_id is None:
+                raise
+        rejected = server.headers.get("Authorization", "").removeprefix("Bearer ")
+        platform_id = principal.platform_id
+        assert platform_id is not None
+        token = await self._connections.access_token(platform_id, principal.end_user_id, app.slug, rejected=rejected)
+        return await request(McpServer(server.url, {**server.headers, "Authorization": f"Bearer {token}"}))
+
+    # -- unbilled relays --------------------------------------------------------------------------------------------
+
+    async def list_tools(self, principal: Principal, app: McpApp, cursor: str | None) -> dict[str, Any]:
+        """The app's ``tools/list``, filtered by ``allowed_tools``."""
+        server = await self.server(principal, app)
+        try:
+            listing = await self._with_credential(principal, app, server, lambda s: self._servers.list_tools(s, cursor))
+        except McpCallFailed as exc:
+            raise _error(app, exc) from None
+        return filter_tools(listing, app.allowed_tools)
+
+    async def relay(self, principal: Principal, app: McpApp, method: str, params: dict[str, Any] | None) -> Any:
+        """Resources, prompts, completion: relayed as they are, unbilled (only tool calls are MCP calls)."""
+        server = await self.server(principal, app)
+        try:
+            return await self._with_credential(principal, app, server, lambda s: self._servers.relay(s, method, params))
+        except McpCallFailed as exc:
+            raise _error(app, exc) from None
+
+    # -- the billed call ----------------------------------------------------------------------------------------------
+
+    async def call(self, ctx: CallContext, app: McpApp, tool: str, arguments: dict[str, Any] | None) -> ToolResult:
+        """One MCP call, settled exactly once (see the module docstring). Refusals raise their §3 error."""
+        if not tool_allowed(app.allowed_tools, tool):
+            raise InvalidRequest(f"The tool '{tool}' is not allowed on the MCP app '{app.slug}'.", "params.name")
+        server = await self.server(ctx.principal, app)
+        return await self.call_server(ctx, app, server, tool, arguments)
+
+    async def call_server(
+        self, ctx: CallContext, app: McpApp, server: McpServer, tool: str, arguments: dict[str, Any] | None
+    ) -> ToolResult:
+        """``call`` with the server and credential already chosen (the Responses tool loop's external servers give
+        theirs as ``headers``); rate limits, holds, the free tier and the one ending as in ``call``."""
+        catalog = await self._calls.catalog(ctx)
+        limit = catalog.settings.mcp_free_calls_per_month
+        month = free_month(self._now())
+        free = app.price_nanos > 0 and await self._free.take(ctx.platform_id, month, limit)
+        billed_ctx = dataclasses.replace(
+            ctx,
+            request_type=REQUEST_TYPE,
+            labels=dataclasses.replace(ctx.labels, mcp_app=app.slug, mcp_tool=tool[:_TOOL_LABEL_MAX], mcp_free=free),
+        )
+        candidate = app_candidate(app, 0 if free else app.price_nanos)
+        plan = Plan(app.slug, [candidate], {candidate.model.id: 1}, 0, catalog.settings.markup_bps)
+        billed = False
+        try:
+            call = await self._calls.open(billed_ctx, plan, MCP_CALLS, _NO_TOKENS, self._health)
+            with call:
+                try:
+                    result = await self._with_credential(
+                        ctx.principal, app, server, lambda s: self._servers.call_tool(s, tool, arguments)
+                    )
+                except McpCallFailed as exc:
+                    if not exc.failure.reached:
+                        raise
+                    call.finish_unbilled(candidate, Outcome(CallStatus.ERROR, None, _error_code(exc)))
+                    raise
+                await call.confirm()
+            if free or app.price_nanos == 0:
+                call.finish_unbilled(candidate, Outcome(CallStatus.SUCCESS))
+            else:
+                call.settle(candidate, Metered(Usage(0, 0), units=1), Outcome(CallStatus.SUCCESS))
+            billed = True
+            return result
+        except McpCallFailed as exc:
+            log.info("MCP call failed: %s", exc.failure.value, extra={"request_id": ctx.request_id})
+            raise _error(app, exc) from None
+        finally:
+            if free and not billed:
+                await self._free.give_back(ctx.platform_id, month)
+
+
+def _app(record: Record) -> McpApp:
+    tools = record["allowed_tools"]
+    return McpApp(
+        id=record["id"],
+        slug=record["slug"],
+        name=record["name"],
+        server_url=record["server_url"],
+        price_nanos=int(record["price_per_call_nanos"]),
+        allowed_tools=None if tools is None else tuple(tools),
+        oauth=record["auth_type"] == AuthType.OAUTH2.value,
+    )
+
+
+def _error_code(exc: McpCallFailed) -> str:
+    if exc.failure in (Failure.CALL_TIMEOUT, Failure.CONNECT_TIMEOUT):
+        return "upstream_timeout"
+    if exc.failure is Failure.TOO_LARGE:
+        return "mcp_result_too_large"
+    return "upstream_error"
+
+
+def _error(app: McpApp, exc: McpCallFailed) -> TollwayError | McpAppError:
+    """How a failed MCP request answers: the app's own JSON-RPC error, else a §3 upstream error naming the limit."""
+    if exc.failure is Failure.RPC_ERROR and exc.code is not None:
+        return McpAppError(exc.code, exc.message)
+    message = f"MCP app '{app.slug}': {exc.message}"
+    if exc.failure in (Failure.CALL_TIMEOUT, Failure.CONNECT_TIMEOUT):
+        return UpstreamTimeout(message)
+    return UpstreamError(message)

@@ -1,0 +1,84 @@
+"""MCP calls across gateway processes (SPEC §16.1, §16.3): concurrent ``tools/call`` requests spread over the
+instances (one on SQLite, two sharing PostgreSQL and Redis) get exactly the platform's free calls for free, bill the
+rest once each, and leave the money invariants intact."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.support.invariants import assert_invariants
+from tests.support.mcp_app import McpApp
+from tests.support.processes import GatewayProcess
+
+CALLS = 12
+FREE = 4
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[McpApp]:
+    server = McpApp().start()
+    yield server
+    server.stop()
+
+
+def _ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def _fire(urls: list[str], key: str) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def one(i: int) -> dict[str, Any]:
+            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}
+            async with session.post(urls[i % len(urls)], json=body) as response:
+                assert response.status == 200, await response.text()
+                answer: dict[str, Any] = await response.json()
+                return answer
+
+        answers = await asyncio.gather(*(one(i) for i in range(CALLS)))
+    await asyncio.sleep(0.1)
+    return answers
+
+
+def test_concurrent_calls_over_the_instances_get_exactly_the_free_tier(
+    instances: list[GatewayProcess], app: McpApp
+) -> None:
+    first = instances[0]
+    admin = httpx.Client(
+        base_url=first.url, headers={"Authorization": f"Bearer {first.settings.admin_key}"}, timeout=30
+    )
+    body = {"name": f"Free {uuid.uuid4().hex[:6]}", "settings": {"mcp_free_calls_per_month": FREE}}
+    created = _ok(admin.post("/v1/admin/platforms", json=body), 201)
+    platform_id, key = created["platform"]["id"], created["api_key"]["raw_key"]
+    _ok(admin.post(f"/v1/admin/platforms/{platform_id}/wallet/topup", json={"amount_usd": "1"}))
+    platform = httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    app_body = {"slug": "tools", "name": "Tools", "server_url": app.url, "auth": {"type": "none"}}
+    _ok(platform.post(f"/v1/platforms/{platform_id}/mcp/apps", json={**app_body, "price_per_call_usd": "0.01"}), 201)
+    try:
+        answers = asyncio.run(_fire([f"{p.url}/v1/mcp/tools" for p in instances], key))
+        assert all("result" in a and a["result"]["isError"] is False for a in answers), answers
+        deadline = time.monotonic() + 15
+        while True:
+            rows = _ok(platform.get(f"/v1/platforms/{platform_id}/logs", params={"request_type": "mcp", "limit": 100}))
+            if rows["total"] == CALLS or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sorted(r["mcp_free"] for r in rows["data"]) == [False] * (CALLS - FREE) + [True] * FREE
+        wallet = _ok(platform.get(f"/v1/platforms/{platform_id}/wallet"))
+        assert Decimal(str(wallet["balance_usd"])) == Decimal("1") - (CALLS - FREE) * Decimal("0.01")
+        assert wallet["held_usd"] == 0
+        assert_invariants(first.settings)
+    finally:
+        platform.close()
+        admin.close()

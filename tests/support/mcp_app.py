@@ -1,0 +1,143 @@
+"""A real MCP server built with the official ``mcp`` SDK for the MCP proxy tests (SPEC §16.3): a Streamable HTTP app
+served by uvicorn on a free port, in a thread. Its tools return text, fail (``isError`` results and JSON-RPC
+errors), take time, return an oversized result; with ``token_check`` every request must carry a bearer token the
+check accepts (401 otherwise), as an app behind an OAuth authorization server does. It records the calls it
+served and the Authorization headers it saw, for tests to assert on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import mcp_types as types
+import uvicorn
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import MCPError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from tests.support.servers import free_port
+
+
+def _tool(name: str, description: str, properties: dict[str, Any] | None = None) -> types.Tool:
+    return types.Tool(
+        name=name, description=description, input_schema={"type": "object", "properties": properties or {}}
+    )
+
+
+TOOLS = [
+    _tool("echo", "Echoes its text.", {"text": {"type": "string"}}),
+    _tool("fail", "Always an isError result."),
+    _tool("explode", "A JSON-RPC error."),
+    _tool("sleep", "Sleeps `s` seconds.", {"s": {"type": "number"}}),
+    _tool("big", "Returns `n` bytes of text.", {"n": {"type": "integer"}}),
+    _tool("secret", "Not for everyone."),
+    _tool("leak", "A JSON-RPC error quoting the request's Authorization header."),
+]
+
+
+class McpApp:
+    def __init__(self, token_check: Callable[[str], bool] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.redirect_url = f"http://127.0.0.1:{self.port}/moved"
+        self.token_check = token_check
+        self.calls: list[str] = []
+        self.authorizations: list[str | None] = []
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=TOOLS)
+
+    async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        args = params.arguments or {}
+        with self._lock:
+            self.calls.append(params.name)
+        if params.name == "echo":
+            return types.CallToolResult(content=[types.TextContent(text=str(args.get("text", "")))])
+        if params.name == "fail":
+            return types.CallToolResult(content=[types.TextContent(text="the tool failed")], is_error=True)
+        if params.name == "sleep":
+            await asyncio.sleep(float(args.get("s", 1)))
+            return types.CallToolResult(content=[types.TextContent(text="awake")])
+        if params.name == "big":
+            return types.CallToolResult(content=[types.TextContent(text="x" * int(args.get("n", 10)))])
+        if params.name == "secret":
+            return types.CallToolResult(content=[types.TextContent(text="classified")])
+        if params.name == "leak":
+            request = ctx.request
+            quoted = request.headers.get("authorization") if request is not None else None
+            raise MCPError(types.INVALID_PARAMS, f"refused {quoted} and sk-live-{'x' * 12}")
+        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+
+    async def _list_prompts(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[types.Prompt(name="greet", description="A greeting.")])
+
+    async def _handle(self, manager: StreamableHTTPSessionManager, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization")
+        value = auth.decode() if auth is not None else None
+        with self._lock:
+            self.authorizations.append(value)
+        if self.token_check is not None:
+            token = (value or "").removeprefix("Bearer ")
+            if not self.token_check(token):
+                await JSONResponse({"error": "invalid_token"}, 401)(scope, receive, send)
+                return
+        await manager.handle_request(scope, receive, send)
+
+    def start(self) -> McpApp:
+        server: Server[Any] = Server(
+            "test-app", on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_list_prompts=self._list_prompts
+        )
+        manager = StreamableHTTPSessionManager(server, stateless=True, json_response=True)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            async with manager.run():
+                yield
+
+        async def moved(_request: Request) -> RedirectResponse:
+            return RedirectResponse(self.url, status_code=307)
+
+        app = Starlette(
+            routes=[Route("/moved", moved, methods=["GET", "POST"]), Route("/mcp", _Endpoint(self, manager))],
+            lifespan=lifespan,
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="mcp-app", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the MCP app did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=20)
+
+
+class _Endpoint:
+    """An ASGI endpoint (not a request handler), so that Starlette hands the SDK the raw request at ``/mcp``."""
+
+    def __init__(self, app: McpApp, manager: StreamableHTTPSessionManager) -> None:
+        self._app = app
+        self._manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app._handle(self._manager, scope, receive, send)
