@@ -9,7 +9,9 @@ import uuid
 
 import openai
 import pytest
+from tollway import errors as server_errors
 
+import tollway_sdk
 from conftest import Tenant, end_user_client
 from fault_proxy import FaultProxy
 from tollway_sdk import (
@@ -36,6 +38,7 @@ from tollway_sdk import (
     WrongKeyTypeError,
     from_openai_error,
 )
+from tollway_sdk._errors import error_class
 
 
 def test_400_names_the_field(admin: Tollway) -> None:
@@ -151,3 +154,56 @@ def test_unknown_codes_and_statuses_fall_back_to_their_status_class(proxy: Fault
         with pytest.raises(BadRequestError) as mismatched:  # a code whose status disagrees: the status decides
             c.platform.wallet.retrieve()
         assert type(mismatched.value) is BadRequestError
+
+
+# SPEC §3: every code with its HTTP status, and the class the SDK raises for it.
+SPEC_CODES = [
+    ("invalid_api_key", 401, InvalidAPIKeyError),
+    ("wrong_key_type", 403, WrongKeyTypeError),
+    ("forbidden", 403, ForbiddenError),
+    ("not_found", 404, ObjectNotFoundError),
+    ("model_not_found", 404, ModelNotFoundError),
+    ("invalid_request", 400, InvalidRequestError),
+    ("unsupported_parameter", 400, tollway_sdk.UnsupportedParameterError),
+    ("integer_below_min_value", 422, tollway_sdk.IntegerBelowMinValueError),
+    ("request_too_large", 413, tollway_sdk.RequestTooLargeError),
+    ("idempotency_key_mismatch", 422, tollway_sdk.IdempotencyKeyMismatchError),
+    ("idempotency_in_progress", 409, tollway_sdk.IdempotencyInProgressError),
+    ("budget_suspended", 402, BudgetSuspendedError),
+    ("budget_exhausted", 402, BudgetExhaustedError),
+    ("wallet_insufficient", 402, tollway_sdk.WalletInsufficientError),
+    ("rate_limit_exceeded", 429, RateLimitExceededError),
+    ("context_length_exceeded", 400, tollway_sdk.ContextLengthExceededError),
+    ("upstream_invalid_request", 400, tollway_sdk.UpstreamInvalidRequestError),
+    ("upstream_invalid_request", 413, tollway_sdk.UpstreamInvalidRequestError),
+    ("upstream_invalid_request", 422, tollway_sdk.UpstreamInvalidRequestError),
+    ("upstream_rate_limited", 429, tollway_sdk.UpstreamRateLimitedError),
+    ("provider_unavailable", 503, tollway_sdk.ProviderUnavailableError),
+    ("thread_busy", 409, ThreadBusyError),
+    ("mcp_app_not_connected", 409, tollway_sdk.MCPAppNotConnectedError),
+    ("upstream_error", 502, UpstreamError),
+    ("upstream_timeout", 504, tollway_sdk.UpstreamTimeoutError),
+    ("service_unavailable", 503, tollway_sdk.ServiceUnavailableError),
+    ("internal_error", 500, tollway_sdk.InternalError),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "cls"), SPEC_CODES)
+def test_one_class_per_code(code: str, status: int, cls: type[APIStatusError]) -> None:
+    assert error_class(status, code) is cls
+    assert cls.error_code == code and cls.__name__ in tollway_sdk.__all__
+    assert issubclass(cls, InternalServerError) == (status >= 500)
+
+
+def test_every_code_the_server_can_answer_has_its_class() -> None:
+    """Each class of the server's error tree (tollway.errors) maps to the SDK class of its own code."""
+
+    def tree(cls: type[server_errors.TollwayError]) -> list[type[server_errors.TollwayError]]:
+        return [cls, *(sub for child in cls.__subclasses__() for sub in tree(child))]
+
+    statuses = {cls.code: cls.status for cls in tree(server_errors.TollwayError)}
+    assert set(statuses) == {code for code, _, _ in SPEC_CODES}
+    per_answer = {"upstream_invalid_request", "context_length_exceeded"}  # the status is set per instance (above)
+    for code, status in statuses.items():
+        if code not in per_answer:
+            assert error_class(status, code).error_code == code, (code, status)
