@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench bench-scale clean
+.PHONY: run test faults check bench bench-scale clean
 
 $(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ COVERAGE_FLOOR := 92  # measured 93.3 % (statements and branches, whole suite wi
 NODE_CLIENTS := tests/clients/node
 test: $(BIN)/.installed $(NODE_CLIENTS)/node_modules/.installed
 	$(BIN)/pytest --cov=tollway --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+
+## faults: the fault suite (tests/faults, issue 21) three passes in a row on PostgreSQL + Redis, printing its
+## figures as it runs (`make test` runs one pass)
+faults: $(BIN)/.installed
+	TOLLWAY_FAULT_RUNS=3 TOLLWAY_REQUIRE_POSTGRES=1 TOLLWAY_REQUIRE_REDIS=1 $(BIN)/pytest tests/faults -p no:cacheprovider
 
 # The Node clients of the client matrix, when npm is there (without it their tests are skipped loudly).
 $(NODE_CLIENTS)/node_modules/.installed: $(NODE_CLIENTS)/package-lock.json
