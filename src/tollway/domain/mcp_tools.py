@@ -1,0 +1,477 @@
+"""``{type: "mcp"}`` tools of ``POST /v1/responses`` (SPEC §16.3) as values and rules: the tool's fields validated,
+which tools a server offers and which need approval, the stable names they are offered to the model under, and the
+``mcp_*`` items (``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request``, ``mcp_approval_response``). Pure.
+
+**Names offered to the model.** Every provider sees an MCP tool as an ordinary function tool named
+``<server_label>__<tool name>``. When that is not a valid function name (``[A-Za-z0-9_-]{1,64}``) or is already
+taken (by a function tool of the request or an earlier MCP tool), the name is ``<label>__<tool>`` cut to 24
+characters each with other characters replaced by ``_``, then ``_`` and the first 10 hex digits of
+SHA-256(label NUL tool): stable across turns and requests, and collision-free in practice.
+
+**The model's view of the chain.** The ``mcp_*`` items are kept as they are in the stored chain; each model turn
+sees them as function calls and their results (``model_items``): an ``mcp_call`` is a ``function_call`` and a
+``function_call_output`` (its output, or its error); an approved request is the call whose ``mcp_call`` answered it;
+a denied one gets "denied" as its result; a request nobody answered yet, and every ``mcp_list_tools``, is left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from tollway.domain.chat_messages import check_fields
+from tollway.errors import InvalidRequest, UnsupportedParameter
+
+MAX_TOOL_CALLS_DEFAULT: Final = 32
+MAX_LISTED_TOOLS: Final = 128  # tools kept from one server's listing (the chat APIs' tool limit)
+MAX_DESCRIPTION_CHARS: Final = 4096
+MAX_HEADERS: Final = 32
+_LABEL: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_FUNCTION_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+_FIELDS: Final = frozenset(
+    {
+        "type", "server_label", "server_url", "allowed_tools", "require_approval", "headers", "server_description",
+        "authorization", "connector_id", "tunnel_id", "defer_loading", "allowed_callers",
+    }
+)  # fmt: skip
+_FILTER_FIELDS: Final = frozenset({"tool_names", "read_only"})
+_APPROVAL_FIELDS: Final = frozenset({"always", "never"})
+_APPROVAL_RESPONSE_FIELDS: Final = frozenset({"type", "approval_request_id", "approve", "reason", "id"})
+MCP_ITEM_TYPES: Final = frozenset({"mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response"})
+DENIED: Final = "The user denied this tool call."
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFilter:
+    """``{tool_names?, read_only?}``: a tool matches when it is named, or (``read_only``) is annotated read-only."""
+
+    names: tuple[str, ...] | None = None
+    read_only: bool | None = None
+
+    def matches(self, tool: Mapping[str, Any]) -> bool:
+        if self.names is not None and tool.get("name") in self.names:
+            return True
+        if self.read_only:
+            annotations = tool.get("annotations")
+            return isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """``require_approval``: ``always`` filter first, then ``never``; other tools need approval unless only an
+    ``always`` filter was given (``"always"`` is the default)."""
+
+    always: ToolFilter | None = None
+    never: ToolFilter | None = None
+    otherwise: bool = True
+
+    def required(self, tool: Mapping[str, Any]) -> bool:
+        if self.always is not None and self.always.matches(tool):
+            return True
+        if self.never is not None and self.never.matches(tool):
+            return False
+        return self.otherwise
+
+
+ALWAYS: Final = Approval()
+NEVER: Final = Approval(otherwise=False)
+
+
+@dataclass(frozen=True, slots=True)
+class McpTool:
+    """One validated ``{type: "mcp"}`` tool. ``headers`` (with ``authorization`` as a bearer token) go to an
+    external server only; they are never logged, stored or echoed."""
+
+    index: int
+    server_label: str
+    server_url: str
+    allowed: ToolFilter | None
+    approval: Approval
+    server_description: str | None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def offers(self, tool: Mapping[str, Any]) -> bool:
+        return self.allowed is None or self.allowed.matches(tool)
+
+    def echoed(self, tool: dict[str, Any]) -> dict[str, Any]:
+        """The tool as the response echoes and stores it: without its credentials."""
+        return {k: v for k, v in tool.items() if k not in ("headers", "authorization")}
+
+
+def parse_mcp_tool(tool: dict[str, Any], index: int) -> McpTool:
+    path = f"tools[{index}]"
+    check_fields(tool, _FIELDS, path, "an mcp tool")
+    for name in ("connector_id", "tunnel_id"):
+        if tool.get(name) is not None:
+            raise UnsupportedParameter(
+                f"{path}.{name} is not supported: name the MCP server by server_url (one of this platform's MCP "
+                "apps, or an external server where the platform allows them).",
+                f"{path}.{name}",
+            )
+    label = tool.get("server_label")
+    if type(label) is not str or _LABEL.fullmatch(label) is None:
+        raise InvalidRequest(
+            f"{path}.server_label must be 1 to 64 letters, digits, underscores or dashes.", f"{path}.server_label"
+        )
+    url = tool.get("server_url")
+    if type(url) is not str or not url or len(url) > 2048:
+        what = "is required" if url is None else "must be a URL of at most 2048 characters"
+        raise InvalidRequest(f"{path}.server_url {what}.", f"{path}.server_url")
+    description = tool.get("server_description")
+    if description is not None and (type(description) is not str or len(description) > MAX_DESCRIPTION_CHARS):
+        raise InvalidRequest(
+            f"{path}.server_description must be a string of at most {MAX_DESCRIPTION_CHARS} characters.",
+            f"{path}.server_description",
+        )
+    for name in ("defer_loading",):
+        if tool.get(name) is not None and type(tool[name]) is not bool:
+            raise InvalidRequest(f"{path}.{name} must be a boolean.", f"{path}.{name}")
+    callers = tool.get("allowed_callers")
+    if callers is not None and (type(callers) is not list or any(c not in ("direct", "programmatic") for c in callers)):
+        raise InvalidRequest(
+            f"{path}.allowed_callers must be a list of direct or programmatic.", f"{path}.allowed_callers"
+        )
+    return McpTool(
+        index=index,
+        server_label=label,
+        server_url=url,
+        allowed=_allowed(tool.get("allowed_tools"), f"{path}.allowed_tools"),
+        approval=_approval(tool.get("require_approval"), f"{path}.require_approval"),
+        server_description=description,
+        headers=_headers(tool, path),
+    )
+
+
+def _names(value: object, path: str) -> tuple[str, ...]:
+    if type(value) is not list or len(value) > MAX_LISTED_TOOLS:
+        raise InvalidRequest(f"{path} must be a list of at most {MAX_LISTED_TOOLS} tool names.", path)
+    for i, name in enumerate(value):
+        if type(name) is not str or not 1 <= len(name) <= 128:
+            raise InvalidRequest(f"{path}[{i}] must be a tool name (1 to 128 characters).", f"{path}[{i}]")
+    return tuple(value)
+
+
+def _filter(value: object, path: str) -> ToolFilter:
+    if type(value) is not dict:
+        raise InvalidRequest(f'{path} must be an object such as {{"tool_names": [...]}}.', path)
+    check_fields(value, _FILTER_FIELDS, path, "a tool filter")
+    read_only = value.get("read_only")
+    if read_only is not None and type(read_only) is not bool:
+        raise InvalidRequest(f"{path}.read_only must be a boolean.", f"{path}.read_only")
+    names = value.get("tool_names")
+    return ToolFilter(None if names is None else _names(names, f"{path}.tool_names"), read_only)
+
+
+def _allowed(value: object, path: str) -> ToolFilter | None:
+    if value is None:
+        return None
+    if type(value) is list:
+        return ToolFilter(_names(value, path))
+    if type(value) is dict:
+        return _filter(value, path)
+    raise InvalidRequest(f'{path} must be a list of tool names or {{"tool_names": [...]}}.', path)
+
+
+def _approval(value: object, path: str) -> Approval:
+    if value is None or value == "always":
+        return ALWAYS
+    if value == "never":
+        return NEVER
+    if type(value) is not dict or not value:
+        raise InvalidRequest(
+            f'{path} must be "always", "never", {{"never": {{"tool_names": [...]}}}} or '
+            '{"always": {"tool_names": [...]}}.',
+            path,
+        )
+    check_fields(value, _APPROVAL_FIELDS, path, "require_approval")
+    always = None if value.get("always") is None else _filter(value["always"], f"{path}.always")
+    never = None if value.get("never") is None else _filter(value["never"], f"{path}.never")
+    return Approval(always, never, otherwise=never is not None or always is None)
+
+
+def _headers(tool: dict[str, Any], path: str) -> dict[str, str]:
+    headers = tool.get("headers")
+    out: dict[str, str] = {}
+    if headers is not None:
+        if type(headers) is not dict or len(headers) > MAX_HEADERS:
+            raise InvalidRequest(
+                f"{path}.headers must be an object of at most {MAX_HEADERS} headers.", f"{path}.headers"
+            )
+        for name, value in headers.items():
+            if _HEADER_NAME.fullmatch(name) is None or type(value) is not str or len(value) > 8192:
+                raise InvalidRequest(
+                    f"{path}.headers must map header names to string values (at most 8192 characters).",
+                    f"{path}.headers",
+                )
+            if "\r" in value or "\n" in value:
+                raise InvalidRequest(f"{path}.headers values must not contain line breaks.", f"{path}.headers")
+            out[name] = value
+    token = tool.get("authorization")
+    if token is not None:
+        if type(token) is not str or not token or len(token) > 8192 or "\r" in token or "\n" in token:
+            raise InvalidRequest(f"{path}.authorization must be an access token string.", f"{path}.authorization")
+        out["Authorization"] = f"Bearer {token}"
+    return out
+
+
+def check_labels(tools: list[McpTool]) -> None:
+    seen: set[str] = set()
+    for tool in tools:
+        if tool.server_label in seen:
+            path = f"tools[{tool.index}].server_label"
+            raise InvalidRequest(
+                f"{path} {tool.server_label!r} is already used by another mcp tool; server labels must be unique.",
+                path,
+            )
+        seen.add(tool.server_label)
+
+
+# -- names offered to the model -------------------------------------------------------------------------------
+
+
+def function_name(label: str, tool: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    plain = f"{label}__{tool}"
+    if _FUNCTION_NAME.fullmatch(plain) and plain not in taken:
+        return plain
+    digest = hashlib.sha256(f"{label}\0{tool}".encode()).hexdigest()[:10]
+    return f"{_UNSAFE.sub('_', label)[:24]}__{_UNSAFE.sub('_', tool)[:24]}_{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """An MCP tool offered to the model: its server, its listed definition and the function name it goes by."""
+
+    server: McpTool
+    tool: dict[str, Any]  # {name, description, input_schema, annotations} as listed
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.server.approval.required(self.tool)
+
+
+def offered_tools(
+    servers: list[McpTool], listings: Mapping[str, dict[str, Any]], reserved: tuple[str, ...]
+) -> dict[str, Offered]:
+    """Function name -> offered MCP tool, for every server with a listing, in request order."""
+    taken = set(reserved)
+    offered: dict[str, Offered] = {}
+    for server in servers:
+        listing = listings.get(server.server_label)
+        if listing is None:
+            continue
+        for tool in listing.get("tools") or ():
+            if not server.offers(tool):
+                continue
+            name = function_name(server.server_label, tool["name"], taken)
+            taken.add(name)
+            offered[name] = Offered(server, tool)
+    return offered
+
+
+def function_tool(name: str, offered: Offered) -> dict[str, Any]:
+    """The Responses function tool the model sees for an MCP tool."""
+    description = offered.tool.get("description") or f"The tool {offered.tool['name']}"
+    server = offered.server.server_description
+    if server:
+        description = f"{description}\n(MCP server {offered.server.server_label}: {server})"
+    schema = offered.tool.get("input_schema")
+    parameters = schema if isinstance(schema, dict) else {"type": "object", "properties": {}}
+    return {"type": "function", "name": name, "description": description, "parameters": parameters}
+
+
+# -- items -------------------------------------------------------------------------------------------------------
+
+
+def item_id(prefix: str) -> str:
+    return f"{prefix}_{os.urandom(12).hex()}"
+
+
+def list_tools_item(label: str) -> dict[str, Any]:
+    return {"id": item_id("mcpl"), "type": "mcp_list_tools", "server_label": label, "tools": [], "error": None}
+
+
+def listed_tools(listing: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An MCP ``tools/list`` result (JSON) as the tools of an ``mcp_list_tools`` item."""
+    tools = []
+    for tool in listing.get("tools") or ():
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            continue
+        schema = tool.get("inputSchema", tool.get("input_schema"))
+        tools.append(
+            {
+                "name": tool["name"],
+                "description": tool.get("description"),
+                "input_schema": schema if isinstance(schema, dict) else {"type": "object"},
+                "annotations": tool.get("annotations") if isinstance(tool.get("annotations"), dict) else None,
+            }
+        )
+    return tools[:MAX_LISTED_TOOLS]
+
+
+def mcp_call_item(label: str, name: str, arguments: str, approval_request_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": item_id("mcp"),
+        "type": "mcp_call",
+        "server_label": label,
+        "name": name,
+        "arguments": arguments,
+        "output": None,
+        "error": None,
+        "approval_request_id": approval_request_id,
+        "status": "in_progress",
+    }
+
+
+def approval_request_item(label: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": item_id("mcpr"), "type": "mcp_approval_request", "server_label": label, "name": name,
+            "arguments": arguments}  # fmt: skip
+
+
+def intercept(output: list[dict[str, Any]], offered: Mapping[str, Offered]) -> list[dict[str, Any]]:
+    """A model turn's output with its calls to MCP tools as ``mcp_call`` items to run (``in_progress``) or
+    ``mcp_approval_request`` items; calls to the request's function tools stay ``function_call`` items."""
+    out = []
+    for item in output:
+        target = offered.get(item.get("name", "")) if item.get("type") == "function_call" else None
+        if target is None:
+            out.append(item)
+            continue
+        label, name = target.server.server_label, target.tool["name"]
+        maker = approval_request_item if target.needs_approval else mcp_call_item
+        out.append(maker(label, name, item.get("arguments") or "{}"))
+    return out
+
+
+def tool_arguments(arguments: str) -> dict[str, Any] | None:
+    """A call's JSON arguments as the object ``tools/call`` takes; None when they are not a JSON object."""
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def result_text(body: Mapping[str, Any]) -> str:
+    """A ``tools/call`` result as the text the model reads: its text parts joined, other parts as JSON."""
+    parts = []
+    for part in body.get("content") or ():
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        else:
+            parts.append(orjson.dumps(part).decode())
+    if not parts and body.get("structuredContent") is not None:
+        parts.append(orjson.dumps(body["structuredContent"]).decode())
+    return "\n".join(parts)
+
+
+# -- approval responses in the input ------------------------------------------------------------------------------
+
+
+def parse_approval_response(item: dict[str, Any], path: str) -> dict[str, Any]:
+    check_fields(item, _APPROVAL_RESPONSE_FIELDS, path, "an mcp_approval_response item")
+    request_id = item.get("approval_request_id")
+    if type(request_id) is not str or not 1 <= len(request_id) <= 128:
+        what = "is required" if request_id is None else "must be the id of an mcp_approval_request"
+        raise InvalidRequest(f"{path}.approval_request_id {what}.", f"{path}.approval_request_id")
+    approve = item.get("approve")
+    if type(approve) is not bool:
+        raise InvalidRequest(f"{path}.approve must be true or false.", f"{path}.approve")
+    reason = item.get("reason")
+    if reason is not None and (type(reason) is not str or len(reason) > MAX_DESCRIPTION_CHARS):
+        raise InvalidRequest(f"{path}.reason must be a string of at most {MAX_DESCRIPTION_CHARS} characters.",
+                             f"{path}.reason")  # fmt: skip
+    response = {"type": "mcp_approval_response", "approval_request_id": request_id, "approve": approve}
+    if reason is not None:
+        response["reason"] = reason
+    return response
+
+
+def pending_approvals(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ``mcp_approval_request`` items of a context that no response or call answered yet, by id."""
+    pending: dict[str, dict[str, Any]] = {}
+    for item in items:
+        kind = item.get("type")
+        if kind == "mcp_approval_request":
+            pending[item["id"]] = item
+        elif kind == "mcp_approval_response":
+            pending.pop(item.get("approval_request_id", ""), None)
+        elif kind == "mcp_call" and item.get("approval_request_id"):
+            pending.pop(item["approval_request_id"], None)
+    return pending
+
+
+def check_approvals(previous: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+    """Every ``mcp_approval_response`` of the new input answers a pending request of the chain (else 400 at
+    ``input[i].approval_request_id``); returns (request, approved) in input order."""
+    pending = pending_approvals(previous)
+    answered = []
+    for index, item in enumerate(new):
+        if item.get("type") == "mcp_approval_request" and "id" in item:
+            pending.setdefault(item["id"], item)
+        if item.get("type") != "mcp_approval_response":
+            continue
+        request = pending.pop(item["approval_request_id"], None)
+        if request is None:
+            path = f"input[{index}].approval_request_id"
+            raise InvalidRequest(
+                f"{path} {item['approval_request_id'][:64]!r} does not match a pending mcp_approval_request of "
+                "this response chain.",
+                path,
+            )
+        answered.append((request, item["approve"]))
+    return answered
+
+
+# -- the model's view -----------------------------------------------------------------------------------------------
+
+
+def call_result(item: Mapping[str, Any]) -> str:
+    if item.get("output") is not None:
+        return str(item["output"])
+    return f"Error: {item.get('error') or 'the tool call did not complete.'}"
+
+
+def model_items(items: list[dict[str, Any]], name: Callable[[str, str], str]) -> list[dict[str, Any]]:
+    """The context as a model turn sees it (module docstring); ``name`` gives a tool's function name."""
+    answers: dict[str, str] = {}
+    for item in items:
+        kind = item.get("type")
+        if kind == "mcp_call" and item.get("approval_request_id"):
+            answers[item["approval_request_id"]] = call_result(item)
+        elif kind == "mcp_approval_response" and not item.get("approve"):
+            reason = item.get("reason")
+            answers[item["approval_request_id"]] = DENIED + (f" Reason: {reason}" if reason else "")
+    out: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.get("type")
+        if kind not in MCP_ITEM_TYPES:
+            out.append(item)
+            continue
+        if kind == "mcp_call" and not item.get("approval_request_id"):
+            call_id, result = item["id"], call_result(item)
+        elif kind == "mcp_approval_request" and item.get("id") in answers:
+            call_id, result = item["id"], answers[item["id"]]
+        else:
+            continue
+        function = name(item["server_label"], item["name"])
+        out.append({"type": "function_call", "call_id": call_id, "name": function, "arguments": item["arguments"]})
+        out.append({"type": "function_call_output", "call_id": call_id, "output": result})
+    return out
+
+
+def listings_in(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latest successful ``mcp_list_tools`` item of each server label in a context (reused along the chain)."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if item.get("type") == "mcp_list_tools" and not item.get("error") and isinstance(item.get("tools"), list):
+            found[str(item.get("server_label"))] = item
+    return found
