@@ -19,12 +19,14 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.seed import FAKE_PROVIDER_KEY, create_model, create_provider
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 
+CALL_TIMEOUT_S = 1.5
 PRICE = "0.002"  # USD per MCP call; end users pay 15 % more
 TURN_COST = Decimal("0.0105")  # in=5 at $100/Mtok + out=10 at $1000/Mtok
 ECHO = 'fake/agent?name=tools__echo&args={"text":"hi"}&in=5&out=10'
@@ -44,7 +46,21 @@ MODELS = {
     "mixed": "fake/agent?name=get_weather&in=5&out=10",
     "notes-agent": 'fake/agent?name=notes__echo&args={"text":"mine"}&in=5&out=10',
     "ext-agent": 'fake/agent?name=ext__echo&args={"text":"outside"}&in=5&out=10',
+    "napper": 'fake/agent?name=tools__sleep&args={"s":1}&in=5&out=10&delay_ms=20',
 }
+TIGHT = 'fake/agent?name=tools__echo&args={"text":"hi"}&in=5&out=10'  # exactly 10 output tokens, never clamped
+
+
+@pytest.fixture(scope="module", params=STORES)
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    tmp = tmp_path_factory.mktemp("agent-loop")
+    settings = make_settings(tmp, database_url_for(request.param, tmp, request), mcp_call_timeout_s=CALL_TIMEOUT_S)
+    server = GatewayServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -116,6 +132,8 @@ def make_tenant(
     prices = {"input_price_per_mtok": "100", "output_price_per_mtok": "1000", "max_output_tokens": 200}
     for slug, upstream in MODELS.items():
         create_model(admin, provider["id"], f"{slug}-{provider['slug']}", upstream, **prices)
+    tight = {"input_price_per_mtok": "0", "output_price_per_mtok": "1000", "max_output_tokens": 10}
+    create_model(admin, provider["id"], f"tight-{provider['slug']}", TIGHT, min_output_tokens=10, **tight)
     body = {"name": f"Agents {uuid.uuid4().hex[:6]}", "settings": {"markup_percentage": 15, **settings}}
     created = _ok(admin.post("/v1/admin/platforms", json=body), 201)
     platform_id, key = created["platform"]["id"], created["api_key"]["raw_key"]
@@ -123,7 +141,13 @@ def make_tenant(
     config = {"provider_id": provider["id"], "api_key": FAKE_PROVIDER_KEY}
     _ok(client.post(f"/v1/platforms/{platform_id}/llm-configs", json=config), 201)
     _ok(admin.post(f"/v1/admin/platforms/{platform_id}/wallet/topup", json={"amount_usd": "10"}))
-    tools = {"slug": "tools", "name": "Tools", "server_url": app.url, "auth": {"type": "none"}, "price_per_call_usd": PRICE}
+    tools = {
+        "slug": "tools",
+        "name": "Tools",
+        "server_url": app.url,
+        "auth": {"type": "none"},
+        "price_per_call_usd": PRICE,
+    }
     _ok(client.post(f"/v1/platforms/{platform_id}/mcp/apps", json=tools), 201)
     tenant = Tenant(platform_id, key, client, gateway)
     tenant.provider_slug = provider["slug"]  # type: ignore[attr-defined]
@@ -174,7 +198,7 @@ def test_an_agent_answers_with_an_mcp_tool_billed_per_turn_and_per_call(tenant: 
     request_id = raw.headers["x-request-id"]
     assert response.status == "completed"
     assert types_of(response.output) == ["mcp_list_tools", "mcp_call", "message"]
-    listing, called, message = response.output
+    listing, called, _message = response.output
     assert listing.server_label == "tools" and "echo" in [t.name for t in listing.tools]
     assert (called.server_label, called.name, called.output, called.error) == ("tools", "echo", "hi", None)
     assert called.status == "completed"
@@ -202,9 +226,7 @@ def test_the_stream_shows_the_loop_in_order(tenant: Tenant) -> None:
     _, key = tenant.end_user()
     with tenant.sdk(key) as sdk:
         events = list(
-            sdk.responses.create(
-                model=model(tenant, "echo-agent"), input="hi", tools=[mcp_tool(tenant)], stream=True
-            )
+            sdk.responses.create(model=model(tenant, "echo-agent"), input="hi", tools=[mcp_tool(tenant)], stream=True)
         )
     kinds = [e.type for e in events]
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -265,3 +287,241 @@ def test_function_tools_still_return_to_the_client(tenant: Tenant) -> None:
     assert response.status == "completed"
     assert types_of(response.output) == ["mcp_list_tools", "function_call"]
     assert response.output[1].name == "get_weather"
+
+
+# -- approvals ------------------------------------------------------------------------------------------------------
+
+
+def test_an_approval_request_ends_the_response_and_approving_resumes_it(tenant: Tenant, app: McpApp) -> None:
+    _end_user_id, key = tenant.end_user()
+    tools = [mcp_tool(tenant, require_approval="always")]
+    served = len(app.calls)
+    with tenant.sdk(key) as sdk:
+        first = sdk.responses.create(model=model(tenant, "echo-agent"), input="hi", tools=tools)
+        assert first.status == "completed"
+        assert types_of(first.output) == ["mcp_list_tools", "mcp_approval_request"]
+        asked = first.output[1]
+        assert (asked.server_label, asked.name, asked.arguments.replace(" ", "")) == ("tools", "echo", '{"text":"hi"}')
+        assert asked.id.startswith("mcpr_") and len(app.calls) == served
+        approval = {"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": True}
+        raw = sdk.responses.with_raw_response.create(
+            model=model(tenant, "echo-agent"), input=[approval], tools=tools, previous_response_id=first.id
+        )
+    second = raw.parse()
+    assert types_of(second.output) == ["mcp_call", "message"]  # the listing is reused along the chain
+    call = second.output[0]
+    assert (call.approval_request_id, call.output, call.status) == (asked.id, "hi", "completed")
+    assert second.output_text == "The tool returned: hi" and app.calls[served:] == ["echo"]
+    rows = tenant.rows(raw.headers["x-request-id"], 2)
+    assert sorted((r["request_type"], r["iteration"]) for r in rows) == [("mcp", 0), ("response", 0)]
+
+
+def test_a_denied_request_is_told_to_the_model(tenant: Tenant, app: McpApp) -> None:
+    _, key = tenant.end_user()
+    tools = [mcp_tool(tenant, require_approval={"never": {"tool_names": ["fail"]}})]
+    served = len(app.calls)
+    with tenant.sdk(key) as sdk:
+        first = sdk.responses.create(model=model(tenant, "echo-agent"), input="hi", tools=tools)
+        asked = first.output[-1]
+        assert asked.type == "mcp_approval_request"
+        denial = {"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": False, "reason": "no"}
+        second = sdk.responses.create(
+            model=model(tenant, "echo-agent"), input=[denial], tools=tools, previous_response_id=first.id
+        )
+    assert types_of(second.output) == ["message"]
+    assert second.output_text == "The tool returned: The user denied this tool call. Reason: no"
+    assert len(app.calls) == served
+
+
+def test_an_unknown_approval_request_id_is_refused(tenant: Tenant) -> None:
+    _, key = tenant.end_user()
+    approval = {"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}
+    with tenant.sdk(key) as sdk, pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.create(model=model(tenant, "echo-agent"), input=[approval], tools=[mcp_tool(tenant)])
+    assert caught.value.body["param"] == "input[0].approval_request_id"  # type: ignore[index]
+
+
+# -- money ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_budget_that_cannot_cover_the_next_turn_ends_the_loop_incomplete(tenant: Tenant) -> None:
+    # Each turn holds exactly 10 output tokens at $1,000/Mtok (+15 %): $0.0115; a call $0.0023. $0.02 covers turn 0
+    # and the call, not turn 1.
+    end_user_id, key = tenant.end_user(budget_usd="0.02")
+    with tenant.sdk(key) as sdk:
+        raw = sdk.responses.with_raw_response.create(model=model(tenant, "tight"), input="hi", tools=[mcp_tool(tenant)])
+    response = raw.parse()
+    assert response.status == "incomplete" and response.incomplete_details.reason == "budget_exhausted"
+    assert types_of(response.output) == ["mcp_list_tools", "mcp_call"] and response.output[1].output == "hi"
+    assert Decimal(str(response.usage.model_extra["cost"])) == Decimal("0.0138")
+    assert tenant.budget_rows(end_user_id) == [Decimal("-0.0115"), Decimal("-0.0023")]
+    rows = tenant.rows(raw.headers["x-request-id"], 2)
+    assert sorted((r["request_type"], r["iteration"]) for r in rows) == [("mcp", 0), ("response", 0)]
+
+
+def test_a_budget_that_cannot_cover_the_first_turn_is_the_usual_402(tenant: Tenant) -> None:
+    _, key = tenant.end_user(budget_usd="0.01")
+    with tenant.sdk(key) as sdk, pytest.raises(openai.APIStatusError) as caught:
+        sdk.responses.create(model=model(tenant, "tight"), input="hi", tools=[mcp_tool(tenant)])
+    assert caught.value.status_code == 402 and caught.value.body["code"] == "budget_exhausted"  # type: ignore[index]
+
+
+# -- one provider kind: servers, limits, chains -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compat(
+    gateway: GatewayServer, admin: httpx.Client, fake_upstream: FakeUpstreamThread, app: McpApp
+) -> Iterator[Tenant]:
+    made = make_tenant(gateway, admin, fake_upstream, "openai_compatible", app, mcp_free_calls_per_month=1)
+    yield made
+    made.client.close()
+
+
+def test_the_free_tier_pays_the_first_call_of_the_month(compat: Tenant) -> None:
+    _, key = compat.end_user()
+    request_ids = []
+    with compat.sdk(key) as sdk:
+        for _ in range(2):
+            raw = sdk.responses.with_raw_response.create(
+                model=model(compat, "echo-agent"), input="hi", tools=[mcp_tool(compat)]
+            )
+            request_ids.append(raw.headers["x-request-id"])
+    free, billed = (next(r for r in compat.rows(rid, 3) if r["request_type"] == "mcp") for rid in request_ids)
+    assert (free["mcp_free"], free["cost_usd"]) == (True, 0)
+    assert (billed["mcp_free"], Decimal(str(billed["cost_usd"]))) == (False, Decimal(PRICE))
+
+
+def test_a_slow_tool_fails_on_the_time_limit_and_the_model_answers(compat: Tenant) -> None:
+    _, key = compat.end_user()
+    with compat.sdk(key) as sdk:
+        response = sdk.responses.create(model=model(compat, "slow"), input="hi", tools=[mcp_tool(compat)])
+    call = response.output[1]
+    assert call.status == "failed" and "1.5 s" in str(call.error)
+    assert response.status == "completed" and "1.5 s" in response.output_text
+
+
+def test_an_is_error_result_is_a_failed_call_that_is_billed(tenant: Tenant) -> None:
+    _, key = tenant.end_user()
+    with tenant.sdk(key) as sdk:
+        raw = sdk.responses.with_raw_response.create(
+            model=model(tenant, "erroring"), input="hi", tools=[mcp_tool(tenant)]
+        )
+    response = raw.parse()
+    call = response.output[1]
+    assert (call.status, call.error, call.output) == ("failed", "the tool failed", None)
+    assert response.output_text == "The tool returned: Error: the tool failed"
+    (row,) = [r for r in tenant.rows(raw.headers["x-request-id"], 3) if r["request_type"] == "mcp"]
+    assert (row["status"], Decimal(str(row["cost_usd"])), row["mcp_free"]) == ("success", Decimal(PRICE), False)
+
+
+def test_previous_response_id_and_threads_reuse_the_listing(compat: Tenant) -> None:
+    _, key = compat.end_user()
+    tools = [mcp_tool(compat)]
+    thread = f"t-{uuid.uuid4().hex[:10]}"
+    with compat.sdk(key) as sdk:
+        first = sdk.responses.create(model=model(compat, "echo-agent"), input="one", tools=tools)
+        again = sdk.responses.create(
+            model=model(compat, "echo-agent"), input="two", tools=tools, previous_response_id=first.id
+        )
+        on_thread = [
+            sdk.responses.create(
+                model=model(compat, "echo-agent"), input=text, tools=tools, extra_body={"thread_id": thread}
+            )
+            for text in ("one", "two")
+        ]
+    assert types_of(first.output)[0] == "mcp_list_tools" and "mcp_list_tools" not in types_of(again.output)
+    assert types_of(again.output) == ["mcp_call", "message"]
+    assert types_of(on_thread[0].output)[0] == "mcp_list_tools"
+    assert types_of(on_thread[1].output) == ["mcp_call", "message"]
+    stored = _ok(compat.client.get(f"/v1/threads/{thread}/items", headers={"Authorization": f"Bearer {key}"}))
+    assert "mcp_list_tools" in [item["type"] for item in stored["data"]]
+
+
+def test_an_app_the_end_user_has_not_connected_is_409(compat: Tenant, oauth: OAuthServer, oauth_app: McpApp) -> None:
+    auth = {
+        "type": "oauth2",
+        "authorize_url": oauth.authorize_url,
+        "token_url": oauth.token_url,
+        "client_id": oauth.client_id,
+        "client_secret": oauth.client_secret,
+        "scopes": ["notes.read"],
+    }
+    body = {"slug": "notes", "name": "Notes", "server_url": oauth_app.url, "auth": auth, "price_per_call_usd": PRICE}
+    _ok(compat.client.post(f"{compat.base}/mcp/apps", json=body), 201)
+    _, key = compat.end_user()
+    tool = mcp_tool(compat, server_label="notes", server_url=f"{compat.gateway.url}/v1/mcp/notes")
+    with compat.sdk(key) as sdk:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.responses.create(model=model(compat, "notes-agent"), input="hi", tools=[tool])
+        assert caught.value.status_code == 409
+        assert caught.value.body["code"] == "mcp_app_not_connected"  # type: ignore[index]
+        with httpx.Client(base_url=compat.gateway.url, headers={"Authorization": f"Bearer {key}"}) as me:
+            started = _ok(me.post("/v1/me/mcp/apps/notes/connect"))
+        callback = httpx.get(started["authorize_url"], follow_redirects=False).headers["location"]
+        assert httpx.get(callback, follow_redirects=False).status_code == 200
+        response = sdk.responses.create(model=model(compat, "notes-agent"), input="hi", tools=[tool])
+    assert response.output[1].output == "mine"
+    token = (oauth_app.authorizations[-1] or "").removeprefix("Bearer ")
+    assert oauth.is_valid(token)
+
+
+def test_external_servers_need_the_platform_setting_and_their_headers_are_never_stored(
+    gateway: GatewayServer, admin: httpx.Client, fake_upstream: FakeUpstreamThread, app: McpApp, compat: Tenant
+) -> None:
+    secret = "ext-secret-" + uuid.uuid4().hex
+    outside = McpApp(token_check=lambda token: token == secret).start()
+    try:
+        tool = mcp_tool(
+            compat, server_label="ext", server_url=outside.url, headers={"Authorization": f"Bearer {secret}"}
+        )
+        _, key = compat.end_user()
+        with compat.sdk(key) as sdk, pytest.raises(openai.BadRequestError) as caught:
+            sdk.responses.create(model=model(compat, "ext-agent"), input="hi", tools=[tool])
+        assert caught.value.body["param"] == "tools[0].server_url"  # type: ignore[index]
+        assert "mcp_external_servers" in caught.value.message
+        allowed = make_tenant(gateway, admin, fake_upstream, "openai_compatible", app, mcp_external_servers=True)
+        _, key = allowed.end_user()
+        with allowed.sdk(key) as sdk:
+            raw = sdk.responses.with_raw_response.create(model=model(allowed, "ext-agent"), input="hi", tools=[tool])
+            response = raw.parse()
+            assert response.output[1].output == "outside" and outside.authorizations[-1] == f"Bearer {secret}"
+            assert "headers" not in response.tools[0].model_dump(exclude_none=True)
+            stored = sdk.responses.retrieve(response.id)
+        assert secret not in stored.model_dump_json()
+        rows = allowed.rows(raw.headers["x-request-id"], 3)
+        (call,) = [r for r in rows if r["request_type"] == "mcp"]
+        assert (call["mcp_app"], call["cost_usd"], call["status"]) == ("ext", 0, "success")
+        assert secret not in str(rows)
+        allowed.client.close()
+    finally:
+        outside.stop()
+
+
+def test_chat_completions_refuse_mcp_tools(compat: Tenant) -> None:
+    with compat.sdk(compat.key) as sdk, pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(
+            model=model(compat, "echo-agent"),
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[mcp_tool(compat)],  # type: ignore[list-item]
+        )
+    body = caught.value.body
+    assert body["code"] == "unsupported_parameter" and body["param"] == "tools[0].type"  # type: ignore[index]
+    assert "/v1/responses" in body["message"]  # type: ignore[index]
+
+
+def test_a_client_leaving_the_stream_stops_the_loop_after_the_running_call(compat: Tenant, app: McpApp) -> None:
+    _, key = compat.end_user()
+    with compat.sdk(key) as sdk:
+        raw = sdk.responses.with_streaming_response.create(
+            model=model(compat, "napper"), input="hi", tools=[mcp_tool(compat)], stream=True
+        )
+        with raw as response:
+            request_id = response.headers["x-request-id"]
+            for line in response.iter_lines():
+                if "response.mcp_call.in_progress" in line:
+                    break
+    rows = compat.rows(request_id, 2)
+    time.sleep(1.5)  # long enough for a next turn to have started, were the loop still running
+    rows = compat.rows(request_id, 2)
+    assert sorted((r["request_type"], r["status"]) for r in rows) == [("mcp", "success"), ("response", "success")]
