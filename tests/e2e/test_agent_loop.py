@@ -525,3 +525,26 @@ def test_a_client_leaving_the_stream_stops_the_loop_after_the_running_call(compa
     time.sleep(1.5)  # long enough for a next turn to have started, were the loop still running
     rows = compat.rows(request_id, 2)
     assert sorted((r["request_type"], r["status"]) for r in rows) == [("mcp", "success"), ("response", "success")]
+
+
+def test_usage_logs_show_the_turns_and_calls_of_a_response(compat: Tenant) -> None:
+    _, key = compat.end_user()
+    with compat.sdk(key) as sdk:
+        raw = sdk.responses.with_raw_response.create(
+            model=model(compat, "echo-agent"), input="hi", tools=[mcp_tool(compat)]
+        )
+    response = raw.parse()
+    compat.rows(raw.headers["x-request-id"], 3)
+    with httpx.Client(base_url=compat.gateway.url, headers={"Authorization": f"Bearer {key}"}) as me:
+        mine = _ok(me.get("/v1/me/usage", params={"response_id": response.id}))["data"]
+    shown = sorted((r["request_type"], r["iteration"], r["mcp_app"], r["mcp_tool"], r["mcp_free"]) for r in mine)
+    assert shown == [
+        ("mcp", 0, "tools", "echo", False),
+        ("response", 0, None, None, None),
+        ("response", 1, None, None, None),
+    ]
+    assert {r["response_id"] for r in mine} == {response.id} and all("cost_usd" not in r for r in mine)
+    logs = _ok(compat.client.get(f"{compat.base}/logs", params={"response_id": response.id, "mcp_app": "tools"}))
+    assert [(r["request_type"], r["request_id"]) for r in logs["data"]] == [
+        ("mcp", f"{raw.headers['x-request-id']}-c01")
+    ]
