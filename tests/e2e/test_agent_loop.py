@@ -47,6 +47,7 @@ MODELS = {
     "notes-agent": 'fake/agent?name=notes__echo&args={"text":"mine"}&in=5&out=10',
     "ext-agent": 'fake/agent?name=ext__echo&args={"text":"outside"}&in=5&out=10',
     "napper": 'fake/agent?name=tools__sleep&args={"s":1}&in=5&out=10&delay_ms=20',
+    "ten": 'fake/agent?name=tools__echo&args={"text":"x"}&calls=10&in=5&out=10',
 }
 TIGHT = 'fake/agent?name=tools__echo&args={"text":"hi"}&in=5&out=10'  # exactly 10 output tokens, never clamped
 
@@ -548,3 +549,45 @@ def test_usage_logs_show_the_turns_and_calls_of_a_response(compat: Tenant) -> No
     assert [(r["request_type"], r["request_id"]) for r in logs["data"]] == [
         ("mcp", f"{raw.headers['x-request-id']}-c01")
     ]
+
+
+def test_ten_calls_of_one_loop_with_a_free_tier_of_three_are_three_free_and_seven_billed(
+    gateway: GatewayServer, admin: httpx.Client, fake_upstream: FakeUpstreamThread, app: McpApp
+) -> None:
+    tenant = make_tenant(gateway, admin, fake_upstream, "openai_compatible", app, mcp_free_calls_per_month=3)
+    _ok(tenant.client.patch(f"{tenant.base}/mcp/apps/{_app_id(tenant, 'tools')}", json={"price_per_call_usd": "0.01"}))
+    end_user_id, key = tenant.end_user()
+    with tenant.sdk(key) as sdk:
+        raw = sdk.responses.with_raw_response.create(model=model(tenant, "ten"), input="go", tools=[mcp_tool(tenant)])
+    response = raw.parse()
+    assert response.status == "completed" and [i.type for i in response.output].count("mcp_call") == 10
+    rows = tenant.rows(raw.headers["x-request-id"], 21)  # 11 turns, 10 calls
+    calls = [r for r in rows if r["request_type"] == "mcp"]
+    assert [r["request_id"][-3:] for r in calls] == [f"c{n:02d}" for n in range(1, 10)] + ["c0a"]
+    assert sorted(r["mcp_free"] for r in calls) == [False] * 7 + [True] * 3
+    assert [r["iteration"] for r in rows if r["request_type"] == "response"] == list(range(11))
+    turns = 11 * TURN_COST * Decimal("1.15")
+    assert sum(Decimal(str(r["charged_usd"])) for r in rows) == turns + 7 * Decimal("0.0115")
+    assert sum(tenant.budget_rows(end_user_id)) == -(turns + 7 * Decimal("0.0115"))
+    assert Decimal(str(response.usage.model_extra["cost"])) == turns + 7 * Decimal("0.0115")
+    tenant.client.close()
+
+
+def _app_id(tenant: Tenant, slug: str) -> str:
+    apps = _ok(tenant.client.get(f"{tenant.base}/mcp/apps"))["data"]
+    return str(next(a["id"] for a in apps if a["slug"] == slug))
+
+
+def test_another_tenants_app_is_never_usable(
+    gateway: GatewayServer, admin: httpx.Client, fake_upstream: FakeUpstreamThread, app: McpApp, compat: Tenant
+) -> None:
+    other = make_tenant(gateway, admin, fake_upstream, "openai_compatible", McpApp())  # its own app, never started
+    _ok(other.client.delete(f"{other.base}/mcp/apps/{_app_id(other, 'tools')}"), 204)
+    _, key = other.end_user()
+    with other.sdk(key) as sdk:
+        for url in (app.url, f"{gateway.url}/v1/mcp/tools"):  # compat's app: its server, and the proxy URL
+            tool = mcp_tool(other, server_url=url)
+            with pytest.raises(openai.BadRequestError) as caught:
+                sdk.responses.create(model=model(other, "echo-agent"), input="hi", tools=[tool])
+            assert caught.value.body["param"] == "tools[0].server_url"  # type: ignore[index]
+    other.client.close()
