@@ -44,7 +44,7 @@ def _turn_messages(turn: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(content, list)
         else []
     )
-    messages = [{"role": "tool", "content": _text(b.get("content"))} for b in results]
+    messages: list[dict[str, Any]] = [{"role": "tool", "content": _text(b.get("content"))} for b in results]
     text = _text(content)
     if text or not results:
         messages.append({"role": turn.get("role"), "content": text})
