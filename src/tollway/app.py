@@ -39,6 +39,9 @@ from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
+from tollway.services.console import Console
+from tollway.services.console.sessions import ConsoleSessions
+from tollway.services.console.spend import SpendReports
 from tollway.services.container import Services
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallLifecycle
@@ -72,6 +75,7 @@ from tollway.storage.sql.api_keys import ApiKeyStore
 from tollway.storage.sql.budgets import BudgetStore, reset_due_budgets
 from tollway.storage.sql.catalog import CatalogStore
 from tollway.storage.sql.catalog_admin import CatalogAdminStore
+from tollway.storage.sql.console import SqlConsoleSessions, SqlUsageAggregates
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.end_users import EndUserStore
 from tollway.storage.sql.health import DatabaseHealth
@@ -225,6 +229,9 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         operations=operations,
         mcp_connections=mcp_connections,
         mcp_calls=mcp_calls,
+        console=Console(
+            ConsoleSessions(SqlConsoleSessions(engine), authenticator), SpendReports(SqlUsageAggregates(engine))
+        ),
     )
     return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http, payments=payments)
 
@@ -321,6 +328,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
                 every(3600, "thread pruning", lambda now: prune_threads(engine, now, settings.response_retention_days))
             ),
             asyncio.create_task(every(3600, "MCP OAuth state pruning", lambda now: prune_oauth_states(engine, now))),
+            asyncio.create_task(every(3600, "console session pruning", services.console.sessions.prune)),
         ]
         try:
             yield
@@ -340,7 +348,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.engine.dispose()
             metrics.process_exited()
 
-    routes = build_routes()
+    routes = build_routes(console=settings.console)
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -12,6 +12,7 @@ import os
 import re
 import ssl
 import tomllib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -96,6 +97,7 @@ class Settings(BaseSettings):
     public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
     mcp_call_timeout_s: float = Field(default=60, gt=0)  # one MCP tool call (SPEC §16.3)
     mcp_max_result_bytes: int = Field(default=1_048_576, ge=1024)  # one MCP tool result (SPEC §16.3)
+    console: bool = True  # SPEC §17.1: TOLLWAY_CONSOLE=0 turns the browser console at /console off
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Card top-ups (SPEC §17.2): on when both secrets are set; the API base is for tests (a fake Stripe).
     stripe_secret_key: str | None = Field(default=None, repr=False)
@@ -215,22 +217,26 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _TomlSource(settings_cls, os.environ.get("TOLLWAY_CONFIG"))
+        toml = _TomlSource(settings_cls, _CONFIG_PATH.get() or os.environ.get("TOLLWAY_CONFIG"))
         return (init_settings, env_settings, toml)
+
+
+_CONFIG_PATH: ContextVar[str | None] = ContextVar("tollway_config_path", default=None)
 
 
 def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
     """Build the one Settings object; errors name the environment variable that is wrong."""
     from pydantic import ValidationError
 
-    if config_path:
-        os.environ["TOLLWAY_CONFIG"] = config_path
+    token = _CONFIG_PATH.set(config_path)  # this call only: the process environment is left as it was
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "TOLLWAY_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise SettingsError(f"{name}: {first['msg']}") from exc
+    finally:
+        _CONFIG_PATH.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,19 @@ Adding a provider adds a ``Row``; the suite in test_provider_conformance.py runs
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import (
+    FAKE_PROVIDER_KEY,
+    Tenant,
+    create_model,
+    create_provider,
+    create_tenant,
+)
 from tollway.fake_upstream.server import FakeUpstreamThread
 
 THOUGHT = "Let me think."
@@ -93,17 +98,6 @@ def build_stack(admin: httpx.Client, gateway_url: str, fake: FakeUpstreamThread,
     response = tenant.client.post(f"/v1/platforms/{tenant.platform_id}/llm-configs", json=config)
     assert response.status_code == 201, response.text
     return Stack(row, tenant, backup["slug"], base_url)
-
-
-def logs_for(tenant: Tenant, request_id: str, expected: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """The usage-log rows of one request, once ``expected`` of them are committed (group commit, bounded wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"limit": 100}).json()["data"]
-        found = [r for r in rows if r["request_id"] == request_id]
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 def session_id() -> str:

@@ -9,22 +9,18 @@ import httpx
 import openai
 import pytest
 
-from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import (
+    FAKE_PROVIDER_KEY,
+    Tenant,
+    create_model,
+    create_provider,
+    create_tenant,
+    logs_for,
+)
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "Hello, Tollway!"}]
-
-
-def logs_for(tenant: Tenant, request_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """Settlement is group-committed right after the response; wait for it (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"limit": 100}).json()["data"]
-        found = [r for r in rows if r["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 def test_models_list_shows_usable_slugs_sorted(sdk: openai.OpenAI, tenant: Tenant) -> None:

@@ -18,7 +18,15 @@ import openai
 import pytest
 
 from tests.support.invariants import assert_invariants
-from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import (
+    FAKE_PROVIDER_KEY,
+    Tenant,
+    add_config,
+    create_model,
+    create_provider,
+    create_tenant,
+    logs_for,
+)
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.embeddings import fake_prompt_tokens, fake_vector
 from tollway.fake_upstream.server import FakeUpstreamThread
@@ -33,12 +41,6 @@ class Stack:
     openai_slug: str
     compat_slug: str
     gemini_slug: str
-
-
-def _add_config(tenant: Tenant, provider_id: str) -> None:
-    body = {"provider_id": provider_id, "api_key": FAKE_PROVIDER_KEY}
-    response = tenant.client.post(f"/v1/platforms/{tenant.platform_id}/llm-configs", json=body)
-    assert response.status_code == 201, response.text
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def stack(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstre
     )
     tenant = create_tenant(admin, gateway.url, native["id"], native["slug"], topup="10")
     for provider in (compat, gemini, asi1):
-        _add_config(tenant, provider["id"])
+        add_config(tenant, provider["id"])
     yield Stack(tenant, native["slug"], compat["slug"], gemini["slug"])
     tenant.client.close()
 
@@ -89,17 +91,6 @@ def sdk(gateway: GatewayServer, stack: Stack) -> Iterator[openai.OpenAI]:
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=stack.tenant.platform_key, max_retries=0, timeout=30)
     yield client
     client.close()
-
-
-def _logs(tenant: Tenant, request_id: str, expected: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """The usage rows of one request once ``expected`` are committed (settlement is group-committed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"limit": 100}).json()["data"]
-        found = [r for r in rows if r["request_id"] == request_id]
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 def _balance_nanos(tenant: Tenant) -> int:
@@ -131,7 +122,7 @@ def test_sdk_default_base64_call_returns_the_vectors_and_bills_prompt_tokens(
     assert sent["path"] == "/v1/embeddings"
     assert sent["headers"]["authorization"] == f"Bearer {FAKE_PROVIDER_KEY}"
     assert sent["body"] == {"model": "text-embedding-3-small", "input": text, "encoding_format": "base64"}
-    (row,) = _logs(stack.tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(stack.tenant, raw.headers["x-request-id"])
     assert (row["request_type"], row["status"], row["model"], row["provider_model"]) == (
         "embedding",
         "success",
@@ -180,7 +171,7 @@ def test_dimensions_and_user_are_forwarded(sdk: openai.OpenAI, fake_upstream: Fa
 def test_reported_usage_is_billed_exactly(sdk: openai.OpenAI, stack: Stack) -> None:
     raw = sdk.embeddings.with_raw_response.create(model="emb-1000", input="x")
     assert raw.parse().usage.prompt_tokens == 1000
-    (row,) = _logs(stack.tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(stack.tenant, raw.headers["x-request-id"])
     # 1000 × $0.13 / Mtok = $0.00013
     assert (row["prompt_tokens"], row["cost_usd"], row["token_count_method"]) == (1000, 0.00013, "reported")
 
@@ -189,7 +180,7 @@ def test_missing_usage_is_estimated(sdk: openai.OpenAI, stack: Stack) -> None:
     text = "x" * 41  # ⌈41 / 4⌉ = 11 tokens
     raw = sdk.embeddings.with_raw_response.create(model="emb-estimated", input=[text, "yz"])
     assert raw.parse().usage.prompt_tokens == 11  # ⌈(41 + 2) / 4⌉
-    (row,) = _logs(stack.tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(stack.tenant, raw.headers["x-request-id"])
     assert (row["prompt_tokens"], row["token_count_method"], row["cost_usd"]) == (11, "estimated", 0.00000022)
 
 
@@ -217,7 +208,7 @@ def test_gemini_batch_embed_contents(
     # Gemini reports no usage: ⌈Σ bytes / 4⌉, estimated (SPEC §9.4)
     tokens = -(-sum(len(t) for t in texts) // 4)
     assert answer.usage.prompt_tokens == tokens
-    (row,) = _logs(stack.tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(stack.tenant, raw.headers["x-request-id"])
     assert (row["request_type"], row["prompt_tokens"], row["token_count_method"]) == ("embedding", tokens, "estimated")
     cost = -(-tokens * 150_000_000 // 10**6)  # $0.15 / Mtok
     assert round(row["cost_usd"] * 10**9) == cost and before - _balance_nanos(stack.tenant) == cost
@@ -295,11 +286,11 @@ def test_upstream_errors_map_as_for_chat(sdk: openai.OpenAI, stack: Stack, gatew
     with pytest.raises(openai.RateLimitError) as limited:
         sdk.embeddings.create(model="emb-limited", input="hello")
     assert (limited.value.code, limited.value.response.headers["retry-after"]) == ("upstream_rate_limited", "1")
-    rows = _logs(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
+    rows = logs_for(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
     assert [(r["status"], r["cost_usd"]) for r in rows] == [("error", 0)] * 3  # the first try and 2 retries
     raw = sdk.embeddings.with_raw_response.create(model="emb-fallback", input="hello")
     assert raw.headers["x-tollway-provider"] == stack.compat_slug
-    rows = _logs(stack.tenant, raw.headers["x-request-id"], expected=2)
+    rows = logs_for(stack.tenant, raw.headers["x-request-id"], expected=2)
     by_status = {r["status"]: r for r in rows}
     assert set(by_status) == {"error", "success"}
     assert (by_status["error"]["cost_usd"], by_status["error"]["error_code"]) == (0, "upstream_error")
@@ -331,7 +322,7 @@ def test_end_user_charged_with_markup_and_refused_when_the_budget_cannot_hold(
     user_id, key = _end_user(tenant, "1")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=30)
     raw = client.embeddings.with_raw_response.create(model="emb-1000", input="x")
-    (row,) = _logs(tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(tenant, raw.headers["x-request-id"])
     # cost 1000 × $0.13 / Mtok = 130,000 n$; charge ⌈130,000 × 1.15⌉ = 149,500 n$
     assert (row["cost_usd"], row["charged_usd"], row["end_user_id"]) == (0.00013, 0.0001495, user_id)
     me = httpx.get(gateway.url + "/v1/me/budget", headers={"Authorization": f"Bearer {key}"}).json()
@@ -369,7 +360,7 @@ def test_hold_caps_each_input_at_the_context_window(
     # context_window 2 caps each input at 2 tokens: a 4-token hold (80 n$) fits the 1,000 n$ wallet
     capped = tenant.client.post("/v1/embeddings", json={"model": "emb-tiny-window", **body})
     assert capped.status_code == 200, capped.text
-    (row,) = _logs(tenant, capped.headers["x-request-id"])
+    (row,) = logs_for(tenant, capped.headers["x-request-id"])
     assert (row["prompt_tokens"], row["cost_usd"]) == (3, 0.00000006)  # as reported: 3 × 20 n$
     assert _balance_nanos(tenant) == 1000 - 60
     assert_invariants(gateway.settings)
@@ -406,7 +397,7 @@ def test_moderation_free_row(sdk: openai.OpenAI, stack: Stack, fake_upstream: Fa
     sent = _sent(fake_upstream, "/moderations")[-1]
     assert sent["path"] == "/v1/moderations"
     assert sent["body"] == {"model": "omni-moderation-latest", "input": ["a calm sentence", "graphic violence"]}
-    (row,) = _logs(stack.tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(stack.tenant, raw.headers["x-request-id"])
     assert (row["request_type"], row["status"], row["cost_usd"], row["prompt_tokens"]) == (
         "moderation",
         "success",
@@ -439,7 +430,7 @@ def test_paid_moderation_with_markup_and_multimodal_input(
     assert len(raw.parse().results) == 1
     assert raw.headers["x-tollway-provider"] == stack.compat_slug
     assert _sent(fake_upstream, "/moderations")[-1]["body"] == {"model": "fake/default", "input": parts}
-    (row,) = _logs(tenant, raw.headers["x-request-id"])
+    (row,) = logs_for(tenant, raw.headers["x-request-id"])
     assert (row["request_type"], row["cost_usd"], row["end_user_id"]) == ("moderation", 0.001, user_id)
     assert row["charged_usd"] == 0.001  # this platform has no markup
     me = httpx.get(gateway.url + "/v1/me/budget", headers={"Authorization": f"Bearer {key}"}).json()
@@ -480,5 +471,5 @@ def test_moderation_refusals(sdk: openai.OpenAI, stack: Stack, fake_upstream: Fa
     with pytest.raises(openai.InternalServerError) as failed:
         sdk.moderations.create(model="mod-broken", input="hello")
     assert (failed.value.status_code, failed.value.code) == (502, "upstream_error")
-    rows = _logs(stack.tenant, failed.value.response.headers["x-request-id"])  # a 500 is not retried (§14.2)
+    rows = logs_for(stack.tenant, failed.value.response.headers["x-request-id"])  # a 500 is not retried (§14.2)
     assert [(r["request_type"], r["status"], r["cost_usd"]) for r in rows] == [("moderation", "error", 0)]

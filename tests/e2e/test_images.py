@@ -16,7 +16,15 @@ import openai
 import pytest
 
 from tests.support.invariants import assert_invariants
-from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import (
+    FAKE_PROVIDER_KEY,
+    Tenant,
+    add_config,
+    create_model,
+    create_provider,
+    create_tenant,
+    logs_for,
+)
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.images import HOSTED_URL, PNG_B64
 from tollway.fake_upstream.server import FakeUpstreamThread
@@ -37,12 +45,6 @@ def _image_model(admin: httpx.Client, provider_id: str, slug: str, upstream: str
     create_model(admin, provider_id, slug, upstream, price_per_image=price, **extra)
 
 
-def _add_config(tenant: Tenant, provider_id: str) -> None:
-    body = {"provider_id": provider_id, "api_key": FAKE_PROVIDER_KEY}
-    response = tenant.client.post(f"/v1/platforms/{tenant.platform_id}/llm-configs", json=body)
-    assert response.status_code == 201, response.text
-
-
 @pytest.fixture(scope="module")
 def stack(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstreamThread) -> Iterator[Stack]:
     native = create_provider(admin, fake_upstream.dialect_base_url("openai"), kind="openai")
@@ -59,8 +61,8 @@ def stack(admin: httpx.Client, gateway: GatewayServer, fake_upstream: FakeUpstre
     _image_model(admin, compat["id"], "img-limited", "fake/error?status=429&retry_after=0", "0.05")
     _image_model(admin, asi1["id"], "asi-img-limited", "fake/error?status=429&retry_after=3600", "0.05", priority=1)
     tenant = create_tenant(admin, gateway.url, native["id"], native["slug"], topup="10")
-    _add_config(tenant, compat["id"])
-    _add_config(tenant, asi1["id"])
+    add_config(tenant, compat["id"])
+    add_config(tenant, asi1["id"])
     yield Stack(tenant, native["slug"], compat["slug"], asi1["slug"])
     tenant.client.close()
 
@@ -70,17 +72,6 @@ def sdk(gateway: GatewayServer, stack: Stack) -> Iterator[openai.OpenAI]:
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=stack.tenant.platform_key, max_retries=0, timeout=30)
     yield client
     client.close()
-
-
-def _logs(tenant: Tenant, request_id: str, expected: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """The usage rows of one request once ``expected`` are committed (settlement is group-committed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"limit": 100}).json()["data"]
-        found = [r for r in rows if r["request_id"] == request_id]
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 def _balance(tenant: Tenant) -> float:
@@ -107,7 +98,7 @@ def test_openai_b64_json_billed_per_image(
     assert sent["path"] == "/v1/images/generations"
     assert sent["headers"]["authorization"] == f"Bearer {FAKE_PROVIDER_KEY}"
     assert sent["body"] == {"model": "fake/default", "prompt": PROMPT, "n": 2, "response_format": "b64_json"}
-    rows = _logs(stack.tenant, raw.headers["x-request-id"])
+    rows = logs_for(stack.tenant, raw.headers["x-request-id"])
     assert len(rows) == 1
     row = rows[0]
     assert row["request_type"] == "image" and row["status"] == "success" and row["model"] == "img"
@@ -141,7 +132,7 @@ def test_hosted_url_passes_through(sdk: openai.OpenAI) -> None:
 def test_cost_counts_images_returned(sdk: openai.OpenAI, stack: Stack) -> None:
     raw = sdk.images.with_raw_response.generate(model="img-one", prompt=PROMPT, n=3, response_format="b64_json")
     assert len(raw.parse().data or []) == 1
-    rows = _logs(stack.tenant, raw.headers["x-request-id"])
+    rows = logs_for(stack.tenant, raw.headers["x-request-id"])
     assert rows[0]["cost_usd"] == 0.04  # held 3 × $0.04, captured 1 × $0.04
 
 
@@ -163,7 +154,7 @@ def test_openai_compatible_forwards_quality_and_style(
         "style": "vivid",
         "user": "end-42",
     }
-    assert _logs(stack.tenant, raw.headers["x-request-id"])[0]["cost_usd"] == 0.03
+    assert logs_for(stack.tenant, raw.headers["x-request-id"])[0]["cost_usd"] == 0.03
 
 
 def test_asi1_alias_route(gateway: GatewayServer, stack: Stack, fake_upstream: FakeUpstreamThread) -> None:
@@ -180,14 +171,14 @@ def test_asi1_alias_route(gateway: GatewayServer, stack: Stack, fake_upstream: F
     assert sent["path"] == "/asi1/v1/image/generate"
     assert sent["headers"]["authorization"] == f"Bearer {FAKE_PROVIDER_KEY}"
     assert sent["body"] == {"prompt": PROMPT, "model": "asi1-mini", "size": "1792x1024"}
-    row = _logs(stack.tenant, response.headers["x-request-id"])[0]
+    row = logs_for(stack.tenant, response.headers["x-request-id"])[0]
     assert (row["request_type"], row["model"], row["cost_usd"]) == ("image", "asi-img", 0.01)
 
 
 def test_asi1_alias_without_model_uses_the_lowest_priority_slug(stack: Stack) -> None:
     response = stack.tenant.client.post("/v1/image/generate", json={"prompt": PROMPT})
     assert response.status_code == 200, response.text
-    row = _logs(stack.tenant, response.headers["x-request-id"])[0]
+    row = logs_for(stack.tenant, response.headers["x-request-id"])[0]
     assert row["model"] == "asi-img"  # priority 0, and "asi-img" < "img-fallback"
 
 
@@ -243,7 +234,7 @@ def test_fallback_on_upstream_500(sdk: openai.OpenAI, stack: Stack, gateway: Gat
     raw = sdk.images.with_raw_response.generate(model="img-fallback", prompt=PROMPT)
     assert [d.url for d in raw.parse().data or []] == [DATA_URL]
     assert raw.headers["x-tollway-provider"] == stack.compat_slug
-    rows = _logs(stack.tenant, raw.headers["x-request-id"], expected=2)
+    rows = logs_for(stack.tenant, raw.headers["x-request-id"], expected=2)
     by_status = {r["status"]: r for r in rows}
     assert len(rows) == 2 and set(by_status) == {"error", "success"}
     assert by_status["error"]["cost_usd"] == 0 and by_status["error"]["error_code"] == "upstream_error"
@@ -284,7 +275,7 @@ def test_upstream_refusals_map_as_for_chat(
         sdk.images.generate(model="img-limited", prompt=PROMPT)
     assert (limited.value.code, limited.value.response.headers["retry-after"]) == ("upstream_rate_limited", "1")
     assert fake_upstream.request_count - before == 1 + 3
-    rows = _logs(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
+    rows = logs_for(stack.tenant, limited.value.response.headers["x-request-id"], expected=3)
     assert [(r["status"], r["cost_usd"]) for r in rows] == [("error", 0)] * 3
     alias = stack.tenant.client.post("/v1/image/generate", json={"prompt": PROMPT, "model": "asi-img-limited"})
     assert (alias.status_code, alias.json()["error"]["code"]) == (429, "upstream_rate_limited")
@@ -304,7 +295,7 @@ def test_end_user_budget_charged_with_markup(
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=30)
     raw = client.images.with_raw_response.generate(model="img", prompt=PROMPT, n=2, response_format="b64_json")
     assert len(raw.parse().data or []) == 2
-    row = _logs(tenant, raw.headers["x-request-id"])[0]
+    row = logs_for(tenant, raw.headers["x-request-id"])[0]
     # cost 2 × $0.04 = $0.08; charge ⌈cost · (10⁴ + 1500) / 10⁴⌉ = $0.092
     assert (row["cost_usd"], row["charged_usd"], row["end_user_id"]) == (0.08, 0.092, user_id)
     me = httpx.get(gateway.url + "/v1/me/budget", headers={"Authorization": f"Bearer {key}"}).json()

@@ -15,9 +15,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.providers_conftest import ROWS, THOUGHT, Stack, build_stack, logs_for
+from tests.e2e.providers_conftest import ROWS, THOUGHT, Stack, build_stack
 from tests.support.invariants import assert_invariants
-from tests.support.seed import create_tenant
+from tests.support.seed import create_tenant, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.anthropic import SIGNATURE
 from tollway.fake_upstream.routes import RecordedRequest

@@ -15,18 +15,8 @@ import orjson
 import pytest
 
 from tests.conftest import make_settings
-from tests.e2e.providers_conftest import (
-    BACKUP_PRICES,
-    ROWS,
-    THOUGHT,
-    TOOLS,
-    Row,
-    Stack,
-    build_stack,
-    logs_for,
-    session_id,
-)
-from tests.support.seed import FAKE_PROVIDER_KEY
+from tests.e2e.providers_conftest import BACKUP_PRICES, ROWS, THOUGHT, TOOLS, Row, Stack, build_stack, session_id
+from tests.support.seed import FAKE_PROVIDER_KEY, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.gemini import THOUGHT_SIGNATURE
 from tollway.fake_upstream.routes import RecordedRequest

@@ -16,9 +16,8 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.providers_conftest import logs_for
 from tests.support.invariants import assert_invariants
-from tests.support.seed import Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import Tenant, create_model, create_provider, create_tenant, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.providers_conftest import ROWS, THOUGHT, Stack, build_stack, logs_for, session_id
-from tests.support.seed import create_model
+from tests.e2e.providers_conftest import ROWS, THOUGHT, Stack, build_stack, session_id
+from tests.support.seed import create_model, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.gemini import THOUGHT_SIGNATURE
 from tollway.fake_upstream.openai_responses import ENCRYPTED_REASONING

@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.providers_conftest import ROWS, logs_for
-from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant
+from tests.e2e.providers_conftest import ROWS
+from tests.support.seed import FAKE_PROVIDER_KEY, Tenant, create_model, create_provider, create_tenant, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 

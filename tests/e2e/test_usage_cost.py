@@ -16,9 +16,9 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.providers_conftest import ROWS, Row, logs_for
+from tests.e2e.providers_conftest import ROWS, Row
 from tests.support.invariants import assert_invariants
-from tests.support.seed import Tenant, create_model, create_provider, create_tenant
+from tests.support.seed import Tenant, create_model, create_provider, create_tenant, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 

@@ -10,7 +10,19 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.console import ConsoleClient
 from tests.support.servers import free_port
+
+
+def _console_shows_the_seeded_month(port: int, platform_key: str) -> None:
+    """The printed sign-in key opens the console, whose overview has 30 days of spend to draw."""
+    with ConsoleClient(f"http://127.0.0.1:{port}") as console:
+        assert console.sign_in(platform_key).status_code == 303
+        overview = console.get("/console").text
+    days = re.search(r'id="chart-models"[^>]*data-days="([^"]+)"', overview)
+    assert days is not None and len(re.findall(r"\d{4}-\d{2}-\d{2}", days.group(1))) == 30
+    requests = re.search(r'id="requests-30d">(\d+)<', overview)
+    assert requests is not None and int(requests.group(1)) > 300
 
 
 def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
@@ -27,7 +39,9 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
             lines.append(proc.stdout.readline())
         banner = "".join(lines)
         key = re.search(r"end-user key : (sk-eu_\S+)", banner)
-        assert key is not None and re.search(r"platform key : sk-plat_\S+", banner)
+        platform_key = re.search(r"platform key : (sk-plat_\S+)", banner)
+        assert key is not None and platform_key is not None
+        assert re.search(rf"console      : http://[0-9.]+:{port}/console ", banner)
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             headers={"Authorization": f"Bearer {key.group(1)}"},
@@ -82,6 +96,13 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
         assert 'client.responses.create(model="agent"' in banner
         budget = httpx.get(f"http://127.0.0.1:{port}/v1/me/budget", headers={"Authorization": f"Bearer {key.group(1)}"})
         assert budget.json()["max_usd"] == 5
+        _console_shows_the_seeded_month(port, platform_key.group(1))
+        admin_key = re.search(r"operator key : (sk-admin_\S+)", banner)
+        assert admin_key is not None
+        report = httpx.get(
+            f"http://127.0.0.1:{port}/v1/admin/reconcile", headers={"Authorization": f"Bearer {admin_key.group(1)}"}
+        ).json()
+        assert report["ok"] is True, report
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -18,9 +18,8 @@ import sqlalchemy as sa
 
 from tests.conftest import make_settings
 from tests.integration.test_holds_lifecycle import _sweep
-from tests.support.canary import WATCH
 from tests.support.invariants import assert_invariants, count
-from tests.support.processes import GatewayProcess
+from tests.support.processes import GatewayProcess, StderrLines
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer, PostgresServer, free_port
 from tollway.fake_upstream.server import FakeUpstreamThread
@@ -83,28 +82,6 @@ def _calls_through_an_outage(url: str, keys: list[str], pg: PostgresServer, sett
         assert request_id.startswith("req_")
         assert "[DONE]" in text or '"finish_reason":"stop"' in text.replace(" ", "")
     return [request_id for request_id, _, _ in answers]
-
-
-class _Drained:
-    """Reads a gateway process's stderr while it runs (an outage logs tracebacks: a full pipe would stall the
-    process), keeps the lines for assertions, and passes them to the canary check."""
-
-    def __init__(self, process: GatewayProcess) -> None:
-        self.lines: list[str] = []
-        stream = process.proc.stderr
-        assert stream is not None
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: Any) -> None:
-        for line in iter(stream.readline, b""):
-            self.lines.append(line.decode(errors="replace"))
-
-    def finish(self) -> str:
-        self._thread.join(timeout=10)
-        text = "".join(self.lines)
-        WATCH.check("tollway serve stderr", text)
-        return text
 
 
 def _journal(settings: Settings) -> list[Any]:
@@ -211,7 +188,7 @@ def test_kill_minus_nine_with_a_journal_then_the_sweeper_then_a_restart_charges_
 ) -> None:
     settings = make_settings(tmp_path, private_postgres.new_database(), total_timeout_s=30)
     first = GatewayProcess(settings)
-    first_log = _Drained(first)
+    first_log = StderrLines(first)
     try:
         tenant, user_key = _seed(first.url, settings.admin_key, fake_upstream.base_url)
         request_ids = _calls_through_an_outage(first.url, [tenant.platform_key, user_key], private_postgres, settings)
@@ -236,7 +213,7 @@ def test_kill_minus_nine_with_a_journal_then_the_sweeper_then_a_restart_charges_
 
     # A new instance on the same data directory adopts the dead one's journal and charges the six calls late.
     restarted = GatewayProcess(settings.model_copy(update={"port": free_port(), "log_level": "info"}))
-    restarted_log = _Drained(restarted)
+    restarted_log = StderrLines(restarted)
     try:
         _wait_settled(settings, 6)
     finally:

@@ -25,6 +25,9 @@ ADMIN_PREFIX = "sk-admin_CANARY"
 _CANDIDATES = re.compile(r"sk-(?:admin|plat|eu)_[A-Za-z0-9_\-]{3,}|whsec_[A-Za-z0-9+/=_\-]{8,}|sk-fakeprovider-\w+")
 
 
+_CONSOLE_SECRET = re.compile(r'<code class="secret" id="secret-value">([^<]+)</code>')
+
+
 class CanaryWatch:
     def __init__(self) -> None:
         self.secrets: set[str] = {FAKE_PROVIDER_KEY}
@@ -46,19 +49,19 @@ class CanaryWatch:
         if raw.startswith("sk-"):
             self.prefixes.add(raw[:12])
 
-    def leaked(self, text: str) -> str | None:
-        """The first secret, raw key or key prefix found in ``text``, else None."""
+    def leaked(self, text: str, *, prefixes: bool = True) -> str | None:
+        """The first secret, raw key or (with ``prefixes``) key prefix found in ``text``, else None."""
         for match in _CANDIDATES.finditer(text):
             token = match.group(0)
-            if token.startswith(ADMIN_PREFIX) or token in self.secrets or token[:12] in self.prefixes:
+            if token.startswith(ADMIN_PREFIX) or token in self.secrets or (prefixes and token[:12] in self.prefixes):
                 return token
         for secret in self.secrets:
             if not secret.startswith(("sk-", "whsec_")) and secret in text:
                 return secret
         return None
 
-    def check(self, where: str, text: str) -> None:
-        found = self.leaked(text)
+    def check(self, where: str, text: str, *, prefixes: bool = True) -> None:
+        found = self.leaked(text, prefixes=prefixes)
         if found is not None:
             self.violations.append(f"{where}: {found[:16]}… in {text[:300]!r}")
 
@@ -81,10 +84,18 @@ class CanaryWatch:
         except RuntimeError:  # a Response a test built itself
             method, path = "-", "-"
         if response.status_code >= 400 or path == "/metrics":
-            self.check(f"{method} {path} -> {response.status_code}", content.decode(errors="replace"))
+            # A console page shown with an error (a form sent back with its §3 message) still lists the user's keys
+            # by prefix, as the same page does without one: there only whole secrets count.
+            page = path.startswith("/console") and response.headers.get("content-type", "").startswith("text/html")
+            self.check(
+                f"{method} {path} -> {response.status_code}", content.decode(errors="replace"), prefixes=not page
+            )
         elif b'"raw_key"' in content or b'"secret"' in content:
             with contextlib.suppress(ValueError):
                 self.harvest(response.json())
+        elif b'id="secret-value"' in content:  # a console page showing a new key or secret, once
+            for shown in _CONSOLE_SECRET.findall(content.decode(errors="replace")):
+                self.remember(shown)
 
 
 class _LogWatch(logging.Handler):

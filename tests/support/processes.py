@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.support.canary import WATCH
 from tollway.settings import Settings
@@ -64,3 +66,25 @@ class GatewayProcess:
         with contextlib.suppress(OSError, ValueError):
             WATCH.check("tollway serve stderr", self.proc.stderr.read().decode(errors="replace"))
         self.proc.stderr.close()
+
+
+class StderrLines:
+    """Reads a gateway process's stderr while it runs (an outage logs tracebacks: a full pipe would stall the
+    process), keeps the lines for assertions, and passes them to the canary check."""
+
+    def __init__(self, process: GatewayProcess) -> None:
+        self.lines: list[str] = []
+        stream = process.proc.stderr
+        assert stream is not None
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in iter(stream.readline, b""):
+            self.lines.append(line.decode(errors="replace"))
+
+    def finish(self) -> str:
+        self._thread.join(timeout=10)
+        text = "".join(self.lines)
+        WATCH.check("tollway serve stderr", text)
+        return text

@@ -3,6 +3,7 @@ a platform with a funded wallet and an LLM config. Returns what tests need to ca
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -83,3 +84,20 @@ def create_tenant(
     if topup != "0":
         _ok(admin.post(f"/v1/admin/platforms/{platform_id}/wallet/topup", json={"amount_usd": topup}), 200)
     return Tenant(platform_id, key, provider_id, provider_slug, client)
+
+
+def add_config(tenant: Tenant, provider_id: str) -> None:
+    """The tenant's LLM config for one more provider (the fake upstream accepts FAKE_PROVIDER_KEY)."""
+    body = {"provider_id": provider_id, "api_key": FAKE_PROVIDER_KEY}
+    _ok(tenant.client.post(f"/v1/platforms/{tenant.platform_id}/llm-configs", json=body))
+
+
+def logs_for(tenant: Tenant, request_id: str, expected: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The usage-log rows of one request, once ``expected`` of them are committed (group commit, bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/logs", params={"limit": 100}).json()["data"]
+        found = [r for r in rows if r["request_id"] == request_id]
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)

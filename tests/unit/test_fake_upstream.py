@@ -401,6 +401,30 @@ async def test_recording_and_control_endpoints(fake: FakeUpstream, http: aiohttp
     assert (fake.requests, fake.request_count) == ([], 0)
 
 
+def test_replies_in_flight_counts_paced_streams_until_their_client_hangs_up() -> None:
+    """What the fault suite reads to see that a stream cut by its client closed its upstream request too."""
+    body = orjson.dumps({"model": "fake/words?n=50&delay_ms=100", "messages": HELLO, "stream": True})
+
+    async def hang_up(fake: FakeUpstreamThread) -> list[int]:
+        seen = [fake.replies_in_flight]
+        reader, writer = await asyncio.open_connection("127.0.0.1", fake.port)
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test\r\n"
+        writer.write(f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await reader.readuntil(b"data: ")  # the first event
+        seen.append(fake.replies_in_flight)
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(100):
+            if fake.replies_in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        seen.append(fake.replies_in_flight)
+        return seen
+
+    with FakeUpstreamThread() as fake:
+        assert asyncio.run(hang_up(fake)) == [0, 1, 0]
+
+
 # HTTP/1.1 details, on raw sockets.
 
 

@@ -76,6 +76,11 @@ class HttpConnection(asyncio.Protocol):
         self._closed = False
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # set once fully closed
 
+    @property
+    def busy(self) -> bool:
+        """A slow reply (a delayed answer or a paced stream) is being written on this connection."""
+        return self._worker is not None
+
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -59,6 +59,11 @@ class FakeUpstream:
         """How many requests were recorded since start or the last reset, including those no longer kept."""
         return self._log.count
 
+    @property
+    def replies_in_flight(self) -> int:
+        """Connections on which a slow reply is still being written (a client that hung up is no longer one)."""
+        return sum(1 for connection in self._connections if connection.busy)
+
     def reset(self) -> None:
         """Forget recorded requests and the ``times=K`` failure counters."""
         self._log.reset()
@@ -168,6 +173,17 @@ class FakeUpstreamThread:
     @property
     def request_count(self) -> int:
         return self._running.request_count
+
+    @property
+    def replies_in_flight(self) -> int:
+        """Counted on the server's own loop, where its set of connections changes."""
+        upstream, loop = self._running, self._loop
+        assert loop is not None
+
+        async def count() -> int:
+            return upstream.replies_in_flight
+
+        return asyncio.run_coroutine_threadsafe(count(), loop).result(timeout=5)
 
     def reset(self) -> None:
         self._running.reset()

@@ -19,7 +19,7 @@ from tollway.http.state import management
 from tollway.services.management.accounts import LogFilters
 
 # What the platform sees but its end users do not (§6).
-_HIDDEN_USAGE_FIELDS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")
+HIDDEN_USAGE_FIELDS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")
 
 
 def _owner(principal: Principal) -> tuple[str, str]:
@@ -35,7 +35,7 @@ async def my_budget(request: Request) -> Response:
 
 def _usage_row(row: Any) -> dict[str, Any]:
     body = render.usage_log(row)
-    for name in _HIDDEN_USAGE_FIELDS:
+    for name in HIDDEN_USAGE_FIELDS:
         del body[name]
     return body
 

@@ -19,8 +19,10 @@ HOT_PATHS = (
 )
 
 
-def build_routes() -> list[BaseRoute]:
+def build_routes(*, console: bool = True) -> list[BaseRoute]:
+    """``console``: the browser console under /console (SPEC §17.1; ``TOLLWAY_CONSOLE=0`` leaves it out)."""
     from tollway.http import me, me_mcp, me_rate_limits
+    from tollway.http.console.routes import routes as console_routes
     from tollway.http.management import (
         admin,
         card_topups,
@@ -62,4 +64,5 @@ def build_routes() -> list[BaseRoute]:
         *oauth.routes,
         *card_topups.routes,
         *proxy.routes,
+        *(console_routes if console else []),
     ]

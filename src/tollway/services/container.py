@@ -13,6 +13,7 @@ from tollway.services.agents.mcp_calls import McpCalls
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
+from tollway.services.console import Console
 from tollway.services.inference.chat import ChatCompletions
 from tollway.services.inference.embeddings import EmbeddingsService
 from tollway.services.inference.images import ImagesService
@@ -40,5 +41,6 @@ class Services:
     operations: Operations
     mcp_connections: McpConnections  # end users' OAuth connections to MCP apps (SPEC §16.2)
     mcp_calls: McpCalls  # the MCP proxy's relays and billed MCP calls (SPEC §16.3)
+    console: Console  # sign-in sessions and spend reports of the browser console (SPEC §17.1)
     # After any write that can change authentication, routing or limits (keys, platforms, catalog, LLM configs).
     invalidate_caches: Callable[[], None]

@@ -16,6 +16,10 @@ from tollway.domain.threads import Deletion, Thread, ThreadLease
 class KeyLookup(Protocol):
     async def find_active(self, digest: bytes) -> KeyRecord | None: ...
 
+    async def find_active_by_id(self, key_id: str) -> KeyRecord | None:
+        """The same conditions as ``find_active`` (live key, platform and end user), by the key's id."""
+        ...
+
 
 class SystemRecords(Protocol):
     """Process-wide records kept in the database: the operator-key digest and the secret-key fingerprint."""

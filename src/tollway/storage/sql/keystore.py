@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,7 +15,9 @@ from tollway.domain.tenancy import KeyRecord
 from tollway.storage.sql.db import reader
 from tollway.storage.sql.tables import api_keys, end_users, platforms, system_meta
 
-_LOOKUP = (
+# The API's key lookup: a live key of a live platform (and, for end-user keys, of a live end user). Authentication
+# finds it by digest; console sessions re-check the key they were opened with by id, through the same conditions.
+_LIVE_KEYS = (
     sa.select(
         api_keys.c.id,
         api_keys.c.type,
@@ -31,7 +34,6 @@ _LOOKUP = (
         )
     )
     .where(
-        api_keys.c.key_hash == sa.bindparam("digest"),
         api_keys.c.is_active.is_(True),
         api_keys.c.revoked_at.is_(None),
         platforms.c.deleted_at.is_(None),
@@ -42,6 +44,23 @@ _LOOKUP = (
         ),
     )
 )
+_LOOKUP = _LIVE_KEYS.where(api_keys.c.key_hash == sa.bindparam("digest"))
+_BY_ID = _LIVE_KEYS.where(api_keys.c.id == sa.bindparam("key_id"))
+
+
+def _record(row: Any) -> KeyRecord | None:
+    if row is None:
+        return None
+    return KeyRecord(
+        id=row.id,
+        type=row.type,
+        platform_id=row.platform_id,
+        end_user_id=row.end_user_id,
+        scopes=tuple(row.scopes),
+        expires_at=as_utc(row.expires_at) if row.expires_at else None,
+        last_used_at=as_utc(row.last_used_at) if row.last_used_at else None,
+        end_user_active=row.end_user_active is not False,
+    )
 
 
 class KeyStore:
@@ -52,18 +71,12 @@ class KeyStore:
     async def find_active(self, digest: bytes) -> KeyRecord | None:
         async with self._reader.connect() as conn:
             row = (await conn.execute(_LOOKUP, {"digest": digest})).first()
-        if row is None:
-            return None
-        return KeyRecord(
-            id=row.id,
-            type=row.type,
-            platform_id=row.platform_id,
-            end_user_id=row.end_user_id,
-            scopes=tuple(row.scopes),
-            expires_at=as_utc(row.expires_at) if row.expires_at else None,
-            last_used_at=as_utc(row.last_used_at) if row.last_used_at else None,
-            end_user_active=row.end_user_active is not False,
-        )
+        return _record(row)
+
+    async def find_active_by_id(self, key_id: str) -> KeyRecord | None:
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(_BY_ID, {"key_id": key_id})).first()
+        return _record(row)
 
     async def touch(self, key_id: str) -> None:
         """``last_used_at`` at most once per minute per key (the caller rate-limits; the WHERE makes it safe)."""

@@ -531,3 +531,20 @@ mcp_free_calls = sa.Table(
     sa.Column("used", sa.BigInteger, nullable=False),
     sa.CheckConstraint("used >= 0", name="used_non_negative"),
 )
+
+# Console sign-ins (SPEC §17.1): a digest of the session id (the cookie holds the id itself), the key's id (never the
+# key; NULL for the operator, whose sessions keep a digest of the operator key's digest to notice a rotation).
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.LargeBinary(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key_id", _ID, nullable=True),
+    sa.Column("operator_check", sa.LargeBinary(32), nullable=True),
+    sa.Column("platform_id", _ID, nullable=True),
+    sa.Column("end_user_id", _ID, nullable=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    _ts("created_at"),
+    _ts("last_seen_at"),
+    sa.Index("ix_console_sessions_last_seen_at", "last_seen_at"),
+)

@@ -1,0 +1,74 @@
+"""From the session cookie to the signed-in principal, for every console page: no session (or one that ended) sends
+the browser to the sign-in page; a page of another kind of key is 403 ``wrong_key_type``; every POST must carry the
+session's CSRF token (and, when the browser sends ``Origin``, come from this origin), else 403 ``forbidden`` and
+nothing runs. A ``TollwayError`` from a service is shown as its §3 message with its status."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.domain.keys import KeyKind
+from tollway.errors import Forbidden, TollwayError, WrongKeyType
+from tollway.http.console.forms import Form, read_form
+from tollway.http.console.pages import KIND_NAMES, redirect, render
+from tollway.http.console.security import SESSION_COOKIE, clear_cookie, same_origin, tokens_match
+from tollway.http.state import services
+from tollway.observability.context import bind_principal
+from tollway.services.console.sessions import ActiveSession
+
+View = Callable[[Request, ActiveSession], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+ALL_KINDS = (KeyKind.OPERATOR, KeyKind.PLATFORM, KeyKind.END_USER)
+CSRF_MESSAGE = "This form's CSRF token is missing or does not match your session; reload the page and try again."
+
+
+async def current_session(request: Request) -> ActiveSession | None:
+    return await services(request).console.sessions.resume(request.cookies.get(SESSION_COOKIE))
+
+
+def form(request: Request) -> Form:
+    """The checked form of this POST (read by ``page`` before the view runs)."""
+    return cast(Form, request.state.console_form)
+
+
+async def _checked_form(request: Request, session: ActiveSession) -> Form:
+    if not same_origin(request):
+        raise Forbidden(CSRF_MESSAGE)
+    submitted = await read_form(request)
+    if not tokens_match(session.csrf_token, submitted.get("csrf")):
+        raise Forbidden(CSRF_MESSAGE)
+    return submitted
+
+
+def page(*kinds: KeyKind) -> Callable[[View], Endpoint]:
+    allowed = kinds or ALL_KINDS
+
+    def decorate(view: View) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            session = await current_session(request)
+            if session is None:
+                response = redirect("/console/sign-in")
+                if SESSION_COOKIE in request.cookies:
+                    clear_cookie(request, response, SESSION_COOKIE)
+                return response
+            principal = session.principal
+            bind_principal(principal.platform_id, principal.end_user_id)
+            try:
+                if principal.kind not in allowed:
+                    names = " or ".join(KIND_NAMES[kind] for kind in allowed)
+                    raise WrongKeyType(f"This page needs a {names} key.")
+                if request.method == "POST":
+                    request.state.console_form = await _checked_form(request, session)
+                return await view(request, session)
+            except TollwayError as error:
+                return render(request, session, "error.html", error=error)
+
+        endpoint.__name__ = view.__name__
+        endpoint.__doc__ = view.__doc__
+        return endpoint
+
+    return decorate

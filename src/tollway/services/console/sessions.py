@@ -1,0 +1,105 @@
+"""Console sign-in (SPEC §17.1): a key is exchanged for a server-side session; the browser holds only the session id.
+
+Sign-in authenticates the key through the API's ``Authenticator`` (same lookup, same failure throttle). Every later
+request re-checks the key the session was opened with, by id, through the same lookup conditions (cached ≤ 0.9 s),
+so a revoked key, a deleted platform or end user, or a rotated operator key ends the session at its next request.
+Sessions also end after 12 h without a request, and at sign-out."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from tollway.domain.clock import utcnow
+from tollway.domain.console import IDLE_EXPIRY, StoredSession, session_digest
+from tollway.domain.keys import KeyKind
+from tollway.domain.ports.console import ConsoleSessionStore
+from tollway.domain.tenancy import Principal
+from tollway.errors import Forbidden
+from tollway.services.auth import Authenticator
+
+MAX_SESSION_ID_CHARS: Final = 128
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    """A live session as a request sees it: who is signed in and the CSRF token its forms carry."""
+
+    id_hash: bytes
+    principal: Principal
+    csrf_token: str
+
+
+class ConsoleSessions:
+    def __init__(self, store: ConsoleSessionStore, authenticator: Authenticator) -> None:
+        self._store = store
+        self._auth = authenticator
+
+    async def sign_in(self, raw_key: str, client_ip: str, now: datetime | None = None) -> tuple[str, ActiveSession]:
+        """``(session id for the cookie, the session)``; a bad key raises the API's 401 (or its throttle's 429), a
+        platform key without ``manage`` 403 ``forbidden``."""
+        principal = await self._auth.authenticate(f"Bearer {raw_key.strip()}", client_ip)
+        if principal.kind is KeyKind.PLATFORM and not principal.has_scope("manage"):
+            raise Forbidden("The console needs a platform key with the 'manage' scope.")
+        operator_check = await self._auth.operator_check() if principal.kind is KeyKind.OPERATOR else None
+        session_id = secrets.token_urlsafe(32)
+        moment = now or utcnow()
+        stored = StoredSession(
+            id_hash=session_digest(session_id),
+            kind=principal.kind,
+            key_id=principal.key_id,
+            operator_check=operator_check,
+            platform_id=principal.platform_id,
+            end_user_id=principal.end_user_id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=moment,
+            last_seen_at=moment,
+        )
+        await self._store.create(stored)
+        return session_id, ActiveSession(stored.id_hash, principal, stored.csrf_token)
+
+    async def resume(self, session_id: str | None, now: datetime | None = None) -> ActiveSession | None:
+        """The live session of this id, or None (unknown, idle for 12 h, or its key no longer valid: then the
+        session is deleted)."""
+        if not session_id or len(session_id) > MAX_SESSION_ID_CHARS:
+            return None
+        id_hash = session_digest(session_id)
+        stored = await self._store.find(id_hash)
+        if stored is None:
+            return None
+        moment = now or utcnow()
+        principal = None if stored.idle_expired(moment) else await self._principal(stored)
+        if principal is None:
+            await self._store.delete(id_hash)
+            return None
+        if stored.due_touch(moment):
+            await self._store.touch(id_hash, moment)
+        return ActiveSession(id_hash, principal, stored.csrf_token)
+
+    async def sign_out(self, session: ActiveSession) -> None:
+        await self._store.delete(session.id_hash)
+
+    async def prune(self, now: datetime) -> int:
+        return await self._store.prune(now - IDLE_EXPIRY)
+
+    async def _principal(self, stored: StoredSession) -> Principal | None:
+        if stored.kind is KeyKind.OPERATOR:
+            current = await self._auth.operator_check()
+            if current is None or stored.operator_check is None:
+                return None
+            return (
+                Principal(kind=KeyKind.OPERATOR, key_id=None)
+                if hmac.compare_digest(current, stored.operator_check)
+                else None
+            )
+        if stored.key_id is None:
+            return None
+        principal = await self._auth.principal_by_key_id(stored.key_id)
+        if principal is None or principal.kind is not stored.kind or principal.platform_id != stored.platform_id:
+            return None
+        if principal.kind is KeyKind.PLATFORM and not principal.has_scope("manage"):
+            return None
+        return principal

@@ -1,0 +1,65 @@
+"""A browser-less console client for tests: an httpx client with its cookie jar, that signs in with a key and sends
+forms with the CSRF token of the page they came from (as a browser would)."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from typing import Any
+
+import httpx
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_ERROR = re.compile(
+    r'<div class="error" role="alert" id="error">\s*<strong>([a-z_]+)</strong>\s*(.*?)\s*(?:<span|</div>)', re.S
+)
+_SECRET = re.compile(r'<code class="secret" id="secret-value">([^<]+)</code>')
+
+
+class ConsoleClient:
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> ConsoleClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def sign_in(self, key: str) -> httpx.Response:
+        page = self.http.get("/console/sign-in")
+        return self.http.post("/console/sign-in", data={"csrf": csrf_of(page.text), "key": key})
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def submit(self, page_path: str, action: str, data: dict[str, Any] | None = None) -> httpx.Response:
+        """Loads ``page_path`` and posts ``data`` to ``action`` with that page's CSRF token."""
+        page = self.http.get(page_path)
+        assert page.status_code == 200, page.text
+        return self.http.post(action, data={"csrf": csrf_of(page.text), **(data or {})})
+
+    @property
+    def session_cookie(self) -> str | None:
+        return self.http.cookies.get("tollway_session")
+
+
+def csrf_of(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found is not None, html[:500]
+    return found.group(1)
+
+
+def error_of(html: str) -> tuple[str, str] | None:
+    """The (code, message) of the page's §3 error banner."""
+    found = _ERROR.search(html)
+    return None if found is None else (found.group(1), html_lib.unescape(found.group(2).strip()))
+
+
+def secret_of(html: str) -> str:
+    found = _SECRET.search(html)
+    assert found is not None, html[:500]
+    return found.group(1)
