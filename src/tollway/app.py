@@ -206,7 +206,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         allow_private=settings.allow_private_urls,
     )
     mcp_calls = McpCalls(calls, mcp_connections, mcp_client, McpFreeCallStore(engine))
-    responses.agents = AgentLoop(responses, mcp_calls)  # `mcp` tools of /v1/responses (SPEC §16.3)
+    responses.agents = AgentLoop(responses, mcp_calls, calls)  # `mcp` tools of /v1/responses (SPEC §16.3)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()

@@ -9,17 +9,8 @@ from typing import Any
 import pytest
 
 from tollway.domain.chat_request import parse_chat_request
-from tollway.domain.mcp_tools import (
-    DENIED,
-    check_approvals,
-    function_name,
-    intercept,
-    listed_tools,
-    model_items,
-    offered_tools,
-    parse_mcp_tool,
-    result_text,
-)
+from tollway.domain.mcp_items import DENIED, check_approvals, intercept, listed_tools, model_items, result_text
+from tollway.domain.mcp_tools import function_name, offered_tools, parse_mcp_tool
 from tollway.domain.responses_request import parse_responses_request
 from tollway.errors import InvalidRequest, UnsupportedParameter
 

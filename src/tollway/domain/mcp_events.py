@@ -12,7 +12,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.domain.mcp_tools import Offered, approval_request_item, mcp_call_item
+from tollway.domain.mcp_items import approval_request_item, mcp_call_item
+from tollway.domain.mcp_tools import Offered
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_output import ResponseEventStream, _copy, usage_json
 from tollway.domain.usage import with_cost

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from tollway.domain.chat_messages import check_fields
 from tollway.domain.chat_request import _json_size
-from tollway.domain.mcp_tools import parse_approval_response
+from tollway.domain.mcp_items import parse_approval_response
 from tollway.errors import InvalidRequest
 
 MAX_ITEMS: Final = 10_000
