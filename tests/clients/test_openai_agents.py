@@ -102,10 +102,11 @@ def mcp_app(admin: httpx.Client, tenant: Tenant) -> Iterator[McpApp]:
     server.stop()
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("slug", ["mcp-agent-native", "mcp-agent"])
 @pytest.mark.parametrize("approval", ["never", "always"])
 async def test_the_hosted_mcp_tool_runs_on_the_gateway(
-    account: Account, mcp_app: McpApp, slug: str, approval: str
+    account: Account, mcp_app: McpApp, slug: str, approval: str, streamed: bool
 ) -> None:
     client = AsyncOpenAI(base_url=account.base_url, api_key=account.key, max_retries=0)
     asked: list[str] = []
@@ -127,10 +128,16 @@ async def test_the_hosted_mcp_tool_runs_on_the_gateway(
         name="Echo", instructions="Use the echo tool.", tools=[tool], model=OpenAIResponsesModel(slug, client)
     )
     try:
-        result = await Runner.run(agent, "Echo something.")
+        if streamed:  # the SDK parses the loop's stream events (mcp_list_tools, mcp_call, approval requests)
+            run = Runner.run_streamed(agent, "Echo something.")
+            kinds = [event.type async for event in run.stream_events()]
+            assert "raw_response_event" in kinds
+            final = run.final_output
+        else:
+            final = (await Runner.run(agent, "Echo something.")).final_output
     finally:
         await client.close()
-    assert result.final_output == "The tool returned: from MCP"
+    assert final == "The tool returned: from MCP"
     assert asked == (["echo"] if approval == "always" else [])
     assert mcp_app.calls[-1] == "echo"
     # Two model turns either way: with approval, the first request ends at the request and the second (the SDK's

@@ -248,6 +248,14 @@ def test_the_stream_shows_the_loop_in_order(tenant: Tenant) -> None:
     assert added == done == ["mcp_list_tools", "mcp_call", "message"]
     final = events[-1].response
     assert final.output_text == "The tool returned: hi" and final.output[1].output == "hi"
+    # The SDK's stream helper accumulates the same response from the events.
+    with (
+        tenant.sdk(key) as sdk,
+        sdk.responses.stream(model=model(tenant, "echo-agent"), input="hi", tools=[mcp_tool(tenant)]) as stream,
+    ):
+        accumulated = stream.get_final_response()
+    assert types_of(accumulated.output) == ["mcp_list_tools", "mcp_call", "message"]
+    assert accumulated.output_text == "The tool returned: hi"
 
 
 def test_max_tool_calls_ends_the_response_incomplete(tenant: Tenant, app: McpApp) -> None:
