@@ -127,7 +127,13 @@ class Tenant:
 
 
 def make_tenant(
-    gateway: GatewayServer, admin: httpx.Client, fake: FakeUpstreamThread, kind: str, app: McpApp, **settings: Any
+    gateway: GatewayServer,
+    admin: httpx.Client,
+    fake: FakeUpstreamThread,
+    kind: str,
+    app: McpApp,
+    topup: str = "10",
+    **settings: Any,
 ) -> Tenant:
     provider = create_provider(admin, fake.dialect_base_url(KINDS[kind]), kind=kind)
     prices = {"input_price_per_mtok": "100", "output_price_per_mtok": "1000", "max_output_tokens": 200}
@@ -141,7 +147,7 @@ def make_tenant(
     client = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     config = {"provider_id": provider["id"], "api_key": FAKE_PROVIDER_KEY}
     _ok(client.post(f"/v1/platforms/{platform_id}/llm-configs", json=config), 201)
-    _ok(admin.post(f"/v1/admin/platforms/{platform_id}/wallet/topup", json={"amount_usd": "10"}))
+    _ok(admin.post(f"/v1/admin/platforms/{platform_id}/wallet/topup", json={"amount_usd": topup}))
     tools = {
         "slug": "tools",
         "name": "Tools",
@@ -599,3 +605,19 @@ def test_another_tenants_app_is_never_usable(
                 sdk.responses.create(model=model(other, "echo-agent"), input="hi", tools=[tool])
             assert caught.value.body["param"] == "tools[0].server_url"  # type: ignore[index]
     other.client.close()
+
+
+def test_a_wallet_that_cannot_cover_the_next_turn_ends_the_loop_incomplete(
+    gateway: GatewayServer, admin: httpx.Client, fake_upstream: FakeUpstreamThread, app: McpApp
+) -> None:
+    # A platform key pays raw costs from the wallet: a turn holds $0.01, a call $0.002; $0.015 covers turn 0 and the
+    # call, not turn 1.
+    tenant = make_tenant(gateway, admin, fake_upstream, "anthropic", app, topup="0.015", mcp_free_calls_per_month=0)
+    with tenant.sdk(tenant.key) as sdk:
+        response = sdk.responses.create(model=model(tenant, "tight"), input="hi", tools=[mcp_tool(tenant)])
+    assert response.status == "incomplete" and response.incomplete_details.reason == "wallet_insufficient"
+    assert types_of(response.output) == ["mcp_list_tools", "mcp_call"]
+    assert Decimal(str(response.usage.model_extra["cost"])) == Decimal("0.012")
+    wallet = _ok(tenant.client.get(f"{tenant.base}/wallet"))
+    assert Decimal(str(wallet["balance_usd"])) == Decimal("0.003") and wallet["held_usd"] == 0
+    tenant.client.close()
