@@ -621,3 +621,24 @@ def test_a_wallet_that_cannot_cover_the_next_turn_ends_the_loop_incomplete(
     wallet = _ok(tenant.client.get(f"{tenant.base}/wallet"))
     assert Decimal(str(wallet["balance_usd"])) == Decimal("0.003") and wallet["held_usd"] == 0
     tenant.client.close()
+
+
+def test_a_refusal_after_something_was_billed_fails_the_response_with_its_output(compat: Tenant) -> None:
+    # One request a minute: turn 0 is admitted, the MCP call and turn 1 are refused by the rate limit. The call is a
+    # failed mcp_call (the loop goes on); turn 1's refusal ends the response failed, with what was done, unstored.
+    end_user_id, key = compat.end_user()
+    limits = {"rpm_limit": 1, "tpm_limit": None, "rpd_limit": None}
+    _ok(compat.client.put(f"{compat.base}/end-users/{end_user_id}/rate-limits", json=limits))
+    time.sleep(1.1)  # effective within 1 s on every instance
+    with compat.sdk(key) as sdk:
+        raw = sdk.responses.with_raw_response.create(
+            model=model(compat, "echo-agent"), input="hi", tools=[mcp_tool(compat)]
+        )
+        response = raw.parse()
+        assert response.status == "failed" and response.error.code == "rate_limit_exceeded"
+        assert types_of(response.output) == ["mcp_list_tools", "mcp_call"]
+        assert response.output[1].status == "failed" and "rate limit" in str(response.output[1].error).lower()
+        with pytest.raises(openai.NotFoundError):
+            sdk.responses.retrieve(response.id)
+    rows = compat.rows(raw.headers["x-request-id"], 1)
+    assert [(r["request_type"], r["iteration"]) for r in rows] == [("response", 0)]
