@@ -304,6 +304,15 @@ class McpConnections:
             raise NotFound("No active MCP app with this slug.")
         return app
 
+    async def app_by_url(self, platform_id: str, url: str) -> Record | None:
+        """The platform's active app that ``url`` names: its proxy URL ``{public_url}/v1/mcp/{slug}`` or its own
+        server URL (trailing slashes ignored); None when it names none (an external server, SPEC §16.3)."""
+        wanted = url.rstrip("/")
+        for app in await self._apps.active_apps(platform_id):
+            if wanted in (self.proxy_url(app["slug"]), str(app["server_url"]).rstrip("/")):
+                return app
+        return None
+
     def _oauth_app(self, app: Record) -> OAuthApp:
         config = app["auth_config"]
         secret = self._sealer.open(app["secret_sealed"], app_secret_context(app["platform_id"], app["id"]))

@@ -51,6 +51,10 @@ class LogFilters:
     request_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # SPEC §12/§16: the rows of one response (its turns and MCP calls), one thread, one MCP app
+    response_id: str | None = None
+    thread_id: str | None = None
+    mcp_app: str | None = None
 
 
 class Accounts:
@@ -122,6 +126,9 @@ class Accounts:
             "end_user_id": filters.end_user_id,
             "status": filters.status,
             "request_type": filters.request_type,
+            "response_id": filters.response_id,
+            "thread_id": filters.thread_id,
+            "mcp_app": filters.mcp_app,
         }
         present = {column: value for column, value in columns.items() if value is not None}
         return await self._store.usage_logs(platform_id, present, filters.since, filters.until, offset, limit)
