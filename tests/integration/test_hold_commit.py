@@ -119,7 +119,9 @@ def test_under_concurrency_every_answer_is_charged_once_and_every_withheld_one_n
     assert len(served) + len(withheld) == len(marked), [r.status_code for r in responses]
     assert all(r.status_code == 503 for r, flag in zip(responses, marked, strict=True) if flag)
     assert served, "unmarked calls must get through"
-    assert fake_upstream.request_count == calls_before + len(marked)
+    # Every served call went upstream. A withheld one usually did too (its hold was answered before the commit that
+    # failed), unless its batch failed while it was being decided: then it was refused before any upstream call.
+    assert calls_before + len(served) <= fake_upstream.request_count <= calls_before + len(marked)
     _wait_settled(embedded, served)
     settings = embedded.settings
     for request_id in served:
