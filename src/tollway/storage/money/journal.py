@@ -246,6 +246,7 @@ class SettlementJournal:
             _fsync_dir(self.directory)
             self._dir_synced = True
         for record in fresh:
+            self.entries.pop(record.hold_id, None)  # a superseded record: the new one takes its place in line
             self.entries[record.hold_id] = record
             self.settled(record.hold_id)
 
