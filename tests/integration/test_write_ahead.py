@@ -35,7 +35,7 @@ from tollway.storage.money.journal import COMPACT_BYTES, read_entries
 from tollway.storage.sql.tables import holds, usage_logs
 
 CALL_NANOS = 10_000_000  # 10 completion tokens at $1,000 per Mtok, input free: $0.01 a call
-TOKEN_NANOS = 1_000  # one completion token at that price
+TOKEN_NANOS = 1_000_000  # one completion token at that price ($0.001)
 USER = [{"role": "user", "content": "hi"}]
 MODELS = {
     # slug: (upstream, max output tokens)
