@@ -135,9 +135,7 @@ class FaultCluster:
         """Settlements owed in the instances' journals (zero once every one has committed; records written ahead of
         commits are not counted)."""
         return sum(
-            len(read_owed(path))
-            for s in self.settings
-            for path in (s.data_dir / "journal").glob(f"*{JOURNAL_SUFFIX}")
+            len(read_owed(path)) for s in self.settings for path in (s.data_dir / "journal").glob(f"*{JOURNAL_SUFFIX}")
         )
 
     def _admin(self) -> httpx.Client:

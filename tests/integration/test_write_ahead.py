@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import database_url_for, make_settings
 from tests.integration.test_settlement_journal import _money, _replay_once
@@ -27,11 +29,12 @@ from tests.support.invariants import assert_invariants, count
 from tests.support.processes import GatewayProcess
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer, PostgresServer, free_port
-from tollway.domain.estimation import estimate_completion_tokens
+from tollway.domain.estimation import ceil_quarter, estimate_completion_tokens
 from tollway.domain.holds import Recover
 from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
 from tollway.storage.money.journal import COMPACT_BYTES, read_entries
+from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.tables import holds, usage_logs
 
 CALL_NANOS = 10_000_000  # 10 completion tokens at $1,000 per Mtok, input free: $0.01 a call
@@ -45,7 +48,9 @@ MODELS = {
     "late-stream": ("fake/usage?in=0&out=10&ms=1500&delay_ms=20", 10),
     "dribble": ("fake/words?n=2000&delay_ms=50", 5000),  # streams for ~100 s: cut by the kill
     "late-dribble": ("fake/words?n=2000&ms=1500&delay_ms=50", 5000),  # its first byte 1.5 s after its hold
+    "hesitant": ("fake/words?n=10&delay_ms=60000", 10),  # opens at once, its first content a minute later
 }
+PROMPT_PRICED = {"hesitant"}  # input at $1,000 per Mtok too: a stream cut before any output pays its prompt
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Answer:
     request_id: str = ""
     status: int = 0
     text: str = ""
+    first_event: threading.Event = field(default_factory=threading.Event)
     first_content: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -83,7 +89,8 @@ def _seed(settings: Settings, upstream: str) -> tuple[Tenant, str]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {settings.admin_key}"}, timeout=30) as admin:
         provider = create_provider(admin, upstream)
         for slug, (model, tokens) in MODELS.items():
-            prices = {"input_price_per_mtok": "0", "output_price_per_mtok": "1000", "max_output_tokens": tokens}
+            prompt = "1000" if slug in PROMPT_PRICED else "0"
+            prices = {"input_price_per_mtok": prompt, "output_price_per_mtok": "1000", "max_output_tokens": tokens}
             create_model(admin, provider["id"], slug, model, **prices)
         tenant = create_tenant(admin, url, provider["id"], provider["slug"], topup="50")
     user = tenant.client.post(f"/v1/platforms/{tenant.platform_id}/end-users", json={"external_id": "u1"})
@@ -95,7 +102,7 @@ def _seed(settings: Settings, upstream: str) -> tuple[Tenant, str]:
 
 def _call(url: str, answer: Answer, responses: bool = False) -> None:
     """One request; a stream is read until it ends or its connection drops (the instance was killed)."""
-    stream = answer.model.endswith("stream") or "dribble" in answer.model
+    stream = answer.model.endswith("stream") or answer.model in ("dribble", "late-dribble", "hesitant")
     if responses:
         path, body = "/v1/responses", {"model": answer.model, "input": "hi", "stream": True, "store": False}
     else:
@@ -110,6 +117,8 @@ def _call(url: str, answer: Answer, responses: bool = False) -> None:
         answer.status = response.status_code
         for line in response.iter_lines():
             answer.text += line + "\n"
+            if line.startswith("data: {"):
+                answer.first_event.set()
             if '"content":"w' in line or '"delta":"' in line:
                 answer.first_content.set()
 
@@ -156,9 +165,22 @@ def _rows(settings: Settings, request_ids: list[str]) -> dict[str, list[tuple[An
     return rows
 
 
+def _prompt_tokens(settings: Settings, hold_id: str) -> int:
+    async def read() -> int:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as conn:
+                terms = (await conn.execute(sa.select(holds.c.terms).where(holds.c.id == hold_id))).scalar_one()
+        finally:
+            await engine.dispose()
+        return ceil_quarter(int((terms if isinstance(terms, dict) else orjson.loads(terms))["prompt_bound"]))
+
+    return asyncio.run(read())
+
+
 def _billed(settings: Settings, delivered: list[Answer], cut: list[Answer], journal: Path) -> None:
     """Every complete answer billed once in full, every cut stream once for what its journal record says it
-    delivered; nothing expired, nothing held, the books exact."""
+    delivered (one cut before any content: its prompt); nothing expired, nothing held, the books exact."""
     ids = [a.request_id for a in delivered + cut]
     assert all(ids) and len(set(ids)) == len(ids)
     wanted = {a.request_id for a in delivered}
@@ -182,6 +204,9 @@ def _billed(settings: Settings, delivered: list[Answer], cut: list[Answer], jour
             checkpoint = recorded[row_id]  # the settlement row has the hold's id; the hold's record was journaled
             assert isinstance(checkpoint, Recover), checkpoint
             tokens = estimate_completion_tokens(int(checkpoint.progress["delivered_bytes"]))
+            if answer.model in PROMPT_PRICED:  # its opening only: the provisional record says 0 bytes
+                assert tokens == 0 and not answer.first_content.is_set()
+                tokens = _prompt_tokens(settings, row_id)
             assert tokens > 0
             assert (status, cost, uncollected, error_code) == ("interrupted", tokens * TOKEN_NANOS, 0, None), row
         user = answer.key.startswith("sk-eu_")
@@ -217,8 +242,11 @@ def test_kill_minus_nine_right_after_answers_bills_each_delivered_answer_once(
         tenant, user_key = _seed(settings, fake_upstream.base_url)
         keys = [tenant.platform_key, user_key]
         cut = [Answer(key, "dribble") for key in keys]
-        _start(first.url, cut)
+        hesitant = Answer(tenant.platform_key, "hesitant")
+        _start(first.url, [*cut, hesitant])
         _wait(lambda: all(a.first_content.is_set() for a in cut), "the long streams sent no content")
+        _wait(hesitant.first_event.is_set, "the hesitant stream never opened")
+        cut.append(hesitant)
         # Plain answers and short streams back to back; the instance dies the moment the last one is read.
         delivered = [Answer(keys[i % 2], ("quick", "quick-stream")[i // 2 % 2]) for i in range(16)]
         for batch in (delivered[i : i + 4] for i in range(0, len(delivered), 4)):

@@ -259,6 +259,9 @@ class CallLifecycle:
                 record.model, record.prompt_tokens, record.completion_tokens, record.cost_nanos, record.ttft_ms
             )
 
+    def _provisional(self, command: Checkpoint) -> None:
+        self._money.provisional(command)
+
     @property
     def limiter(self) -> RateLimiter:
         return self._limiter
@@ -332,6 +335,15 @@ class PaidCall:
     def resolved(self) -> bool:
         """Settled or released already."""
         return self._resolved
+
+    def opening(self, candidate: Candidate) -> None:
+        """Before a stream's first bytes (its opening events, which carry no content yet): a provisional record in
+        the journal only, so that an instance killed before the first content checkpoint still has the stream
+        billed, as any stream cut before its output is, for its prompt (§9.4). The hold's own checkpoint waits for
+        content, as the sweeper's rule wants."""
+        if self.plan.hold is not None:
+            progress = {"model_id": candidate.model.id, "delivered_bytes": 0}
+            self._lifecycle._provisional(Checkpoint(self.plan.hold.hold_id, progress, self.ctx.request_id))
 
     def checkpoint(self, candidate: Candidate, delivered: int, usage: Usage | None) -> None:
         """Streaming progress on the hold, so that the call is billed for what it delivered after a crash (§9.4):

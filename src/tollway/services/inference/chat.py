@@ -131,6 +131,7 @@ async def _relay(
     in ``finally``."""
     tally = StreamTally(call.ctx.received_at)
     try:
+        call.opening(candidate)
         for event in shaper.opening():
             yield event
         chunk: StreamChunk | None = first

@@ -292,6 +292,7 @@ class _Turn:
         call, writer = self.call, self.writer
         tally = StreamTally(call.ctx.received_at)
         try:
+            call.opening(candidate)
             for event in writer.opening():
                 yield event
             chunk: StreamChunk | None = first

@@ -140,6 +140,10 @@ class MoneyWriter:
                 log.debug("%s of hold %s written ahead", kind, command.hold_id, extra={"request_id": request_id})
         return self._enqueue(command)
 
+    def provisional(self, command: Checkpoint) -> None:
+        """A stream's progress for the journal only (its opening): the database's checkpoint comes with content."""
+        self.journal.write_ahead(command)
+
     def _enqueue(self, command: MoneyCommand) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if self._void and isinstance(command, Release):
