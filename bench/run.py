@@ -194,13 +194,34 @@ async def measure_latency(
     )
 
 
+# wrk's own latency histogram (µs), printed by its ``done`` hook: p50, p99 and p99.9 of every request of the run.
+_WRK_TAIL = (
+    "done = function(summary, latency, requests)\n"
+    '  io.write(string.format("tail-us: %d %d %d\\n", latency:percentile(50), latency:percentile(99),'
+    " latency:percentile(99.9)))\n"
+    "end\n"
+)
+
+
 def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int, core: int) -> float:
+    return wrk_run(url, key, body, seconds, connections, core)[0]
+
+
+def wrk_tail(url: str, key: str, body: dict[str, Any], seconds: int, core: int) -> dict[str, float]:
+    """One connection for ``seconds``, the way a user probes tail latency: p50, p99 and p99.9 in ms."""
+    _rps, (p50, p99, p999) = wrk_run(url, key, body, seconds, 1, core)
+    return {"p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "p999_ms": p999 / 1000}
+
+
+def wrk_run(
+    url: str, key: str, body: dict[str, Any], seconds: int, connections: int, core: int
+) -> tuple[float, tuple[int, int, int]]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n' + _WRK_TAIL
     )
     out = subprocess.run(
         pinned(core, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]),
@@ -213,8 +234,10 @@ def wrk(url: str, key: str, body: dict[str, Any], seconds: int, connections: int
     if non2xx:
         raise RuntimeError(f"wrk saw {non2xx.group(1)} failed responses:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
+    tail = re.search(r"tail-us: (\d+) (\d+) (\d+)", out)
+    assert match and tail, out
+    p50, p99, p999 = (int(v) for v in tail.groups())
+    return float(match.group(1)), (p50, p99, p999)
 
 
 CONSOLE_PAGES = {
@@ -302,7 +325,7 @@ def console_row(console: dict[str, float] | None) -> str:
 def write_report(results: dict[str, Any]) -> None:
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    lat, thr, emb = results["latency"], results["throughput"], results["embeddings"]
+    lat, thr, emb, tail = results["latency"], results["throughput"], results["embeddings"], results["tail"]
     table = f"""<!-- bench:start -->
 Last run: {results["when"]} on {results["machine"]} ({results["cpus"]} cores), {results["store"]}, one worker,
 platform-key path, `{results["upstream_model"]}` upstream.
@@ -314,6 +337,7 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
 | end-user path (budget hold + markup), p50, concurrency 1 | | {lat["end_user_p50_ms"]:.3f} ms | **+{lat["end_user_added_p50_ms"]:.3f} ms**, {lat["end_user_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the platform path | ≤ 1.5× |
 | end-user path, p99, concurrency 1 | | | +{lat["end_user_added_p99_ms"]:.3f} ms | |
+| end-user path, wrk 1 connection × {results["tail_seconds"]} s: p50 / p99 / p99.9 | {tail["direct_p50_ms"]:.2f} / {tail["direct_p99_ms"]:.2f} / {tail["direct_p999_ms"]:.2f} ms | {tail["gateway_p50_ms"]:.2f} / {tail["gateway_p99_ms"]:.2f} / {tail["gateway_p999_ms"]:.2f} ms | **+{tail["added_p50_ms"]:.2f} / +{tail["added_p99_ms"]:.2f} / +{tail["added_p999_ms"]:.2f} ms** | p99 ≤ +3 ms |
 | `/v1/messages` (the chat call in Anthropic's shape), p50, concurrency 1 | | {lat["messages_p50_ms"]:.3f} ms | **+{lat["messages_added_p50_ms"]:.3f} ms**, {lat["messages_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the chat path | ≤ 1.2× |
 | embeddings (one input, base64), p50 / p99, concurrency 1 | {emb["direct_p50_ms"]:.3f} / {emb["direct_p99_ms"]:.3f} ms | {emb["gateway_p50_ms"]:.3f} / {emb["gateway_p99_ms"]:.3f} ms | **+{emb["added_p50_ms"]:.3f} / +{emb["added_p99_ms"]:.3f} ms** | |
 | embeddings throughput, concurrency 32 | {emb["direct_rps"]:.0f} req/s | {emb["gateway_rps"]:.0f} req/s | **{emb["ratio"]:.2f}×** of direct | |
@@ -332,6 +356,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--upstream-model", default="fake/default")
     parser.add_argument("--console-samples", type=int, default=30, help="requests per console page (p50)")
+    parser.add_argument("--tail-seconds", type=int, default=30, help="the concurrency-1 tail run (wrk), each side")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench needs wrk: apt-get install -y wrk")
@@ -372,6 +397,12 @@ def main() -> None:
             )
         )
         direct_body = {**BODY, "model": args.upstream_model}
+        # The tail as a user measures it (issue 18): wrk, one connection, 30 s, the end-user path (budget hold,
+        # markup, rate limits) on the disk-backed SQLite database with default settings, beside the same upstream.
+        tail_direct = wrk_tail(upstream + "/chat/completions", "sk-x", direct_body, args.tail_seconds, 1)
+        tail_gateway = wrk_tail(gateway + "/chat/completions", user_key, BODY, args.tail_seconds, 1)
+        tail = {f"direct_{k}": v for k, v in tail_direct.items()} | {f"gateway_{k}": v for k, v in tail_gateway.items()}
+        tail |= {f"added_{k}": tail_gateway[k] - tail_direct[k] for k in tail_direct}
         direct_rps = wrk(upstream + "/chat/completions", "sk-x", direct_body, args.seconds, 32, 1)
         gateway_rps = wrk(gateway + "/chat/completions", key, BODY, args.seconds, 32, 1)
         embed_direct = {**EMBED_BODY, "model": EMBED_UPSTREAM}
@@ -411,6 +442,8 @@ def main() -> None:
         "latency": latency,
         "throughput": {"direct_rps": direct_rps, "gateway_rps": gateway_rps, "ratio": gateway_rps / direct_rps},
         "embeddings": embeddings,
+        "tail": tail,
+        "tail_seconds": args.tail_seconds,
         "console_p50_ms": console,
     }
     write_report(results)

@@ -33,6 +33,7 @@ from tollway.providers.mcp.client import SdkMcpClient
 from tollway.providers.oauth import AuthlibOAuthClient
 from tollway.providers.price_catalog import HttpCatalogSource
 from tollway.providers.registry import AdapterRegistry
+from tollway.services.agents.agent_loop import AgentLoop
 from tollway.services.agents.mcp_calls import McpCalls
 from tollway.services.agents.mcp_connections import McpConnections
 from tollway.services.agents.threads import Threads
@@ -205,6 +206,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         allow_private=settings.allow_private_urls,
     )
     mcp_calls = McpCalls(calls, mcp_connections, mcp_client, McpFreeCallStore(engine))
+    responses.agents = AgentLoop(responses, mcp_calls, calls)  # `mcp` tools of /v1/responses (SPEC §16.3)
 
     def invalidate_caches() -> None:
         authenticator.invalidate()

@@ -23,8 +23,11 @@ def _fail(message: str) -> None:
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    config = getattr(args, "config", None)
+    if config:
+        os.environ["TOLLWAY_CONFIG"] = config  # the process's own: ``--workers N`` processes read the same file
     try:
-        return load_settings(getattr(args, "config", None), **overrides)
+        return load_settings(config, **overrides)
     except SettingsError as exc:
         _fail(str(exc))
         raise  # unreachable

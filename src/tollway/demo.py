@@ -64,6 +64,9 @@ async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> d
         chat = {**DEMO_PRICES, "max_output_tokens": 1024}
         rows = (
             *({"slug": slug, "upstream_model": upstream, **chat} for slug, upstream in DEMO_MODELS),
+            # An agent model: it calls the built-in app's lookup_order through an `mcp` tool, then answers with the
+            # result (the gateway runs the loop, SPEC §16.3).
+            {"slug": "agent", "upstream_model": f"fake/agent?name={_AGENT_TOOL}&args={_AGENT_ARGS}", **chat},
             # OpenAI's list prices: $0.02 per million input tokens; moderations are free (SPEC §19).
             {
                 "slug": "text-embedding-3-small",
@@ -118,6 +121,16 @@ async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> d
         "end_user_key": user["api_key"]["raw_key"],
         "history_users": ",".join(history_users),
     }
+
+
+_AGENT_TOOL = "demo-tools__lookup_order"  # how the gateway offers the app's tool to the model
+_AGENT_ARGS = json.dumps({"order_id": "A-1001"}, separators=(",", ":"))
+_AGENT_QUESTION = "Where is my order A-1001?"
+
+
+def _agent_tool(base: str) -> str:
+    tool = {"type": "mcp", "server_label": "demo-tools", "server_url": f"{base}/v1/mcp/demo-tools"}
+    return json.dumps({**tool, "require_approval": "never"})
 
 
 def past_calls(seeded: dict[str, str], now: datetime, days: int = HISTORY_DAYS) -> list[PastCall]:
@@ -195,7 +208,7 @@ Tollway demo is running on {base} (SQLite, fake upstream, wallet funded with ${D
   platform key : {seeded["platform_key"]}
   end user     : demo-user, monthly budget $5
   end-user key : {key}
-  models       : gpt-4o-mini (canned answer), echo (repeats your last message),
+  models       : gpt-4o-mini (canned answer), echo (repeats your last message), agent (answers with an MCP tool),
                  text-embedding-3-small (embeddings), omni-moderation-latest (moderations, free)
 
 curl:
@@ -225,6 +238,16 @@ Python (mcp SDK, any MCP client works the same way):
       async with http, Client(streamable_http_client("{base}/v1/mcp/demo-tools", http_client=http)) as mcp:
           print((await mcp.call_tool("get_time", {{}})).content[0].text)
   asyncio.run(main())
+
+An agent answering through the built-in MCP app (`mcp` tool in /v1/responses: the gateway lists the app's tools,
+calls lookup_order, and the model answers; each model turn and the call are billed, see the usage log):
+  curl -s {base}/v1/responses -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "agent", "input": "{_AGENT_QUESTION}", "tools": [{_agent_tool(base)}]}}'
+
+Python (openai SDK):
+  reply = client.responses.create(model="agent", input="{_AGENT_QUESTION}",
+                                  tools=[{_agent_tool(base)}])
+  print(reply.output_text)
 
 Budget: curl -s {base}/v1/me/budget -H "Authorization: Bearer {key}"
 Usage log: curl -s {base}/v1/platforms/{seeded["platform_id"]}/logs -H "Authorization: Bearer {seeded["platform_key"]}"

@@ -12,6 +12,7 @@ import os
 import re
 import ssl
 import tomllib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -216,22 +217,26 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _TomlSource(settings_cls, os.environ.get("TOLLWAY_CONFIG"))
+        toml = _TomlSource(settings_cls, _CONFIG_PATH.get() or os.environ.get("TOLLWAY_CONFIG"))
         return (init_settings, env_settings, toml)
+
+
+_CONFIG_PATH: ContextVar[str | None] = ContextVar("tollway_config_path", default=None)
 
 
 def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
     """Build the one Settings object; errors name the environment variable that is wrong."""
     from pydantic import ValidationError
 
-    if config_path:
-        os.environ["TOLLWAY_CONFIG"] = config_path
+    token = _CONFIG_PATH.set(config_path)  # this call only: the process environment is left as it was
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "TOLLWAY_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise SettingsError(f"{name}: {first['msg']}") from exc
+    finally:
+        _CONFIG_PATH.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,18 @@
 """The OpenAI Agents SDK: an agent with a function tool runs to completion through /v1/responses (a provider's own
-Responses API, and Responses over chat) and through /v1/chat/completions; every model turn is billed once."""
+Responses API, and Responses over chat) and through /v1/chat/completions; every model turn is billed once. Its
+``HostedMCPTool`` works against Tollway: the gateway runs the MCP loop (approvals answered by the SDK's callback)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from agents import (
     Agent,
+    HostedMCPTool,
+    MCPToolApprovalFunctionResult,
+    MCPToolApprovalRequest,
     Model,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
@@ -18,6 +23,8 @@ from agents import (
 from openai import AsyncOpenAI
 
 from tests.clients.conftest import Account
+from tests.support.mcp_app import McpApp
+from tests.support.seed import Tenant, create_model
 
 
 @pytest.fixture(autouse=True)
@@ -68,4 +75,73 @@ async def test_an_agent_with_a_function_tool_runs_to_completion(
     assert {r["request_type"] for r in rows} == {request_type}
     assert sum(r["prompt_tokens"] for r in rows) == usage.input_tokens
     assert sum(r["completion_tokens"] for r in rows) == usage.output_tokens
+    account.assert_billed(rows)
+
+
+# -- the hosted MCP tool (SPEC §16.3): the gateway runs the loop, the SDK only declares the server -------------------
+
+ECHO_CALL = 'name=demo__echo&args={"text":"from MCP"}'
+
+
+@pytest.fixture(scope="module")
+def mcp_app(admin: httpx.Client, tenant: Tenant) -> Iterator[McpApp]:
+    """A real MCP server (the ``mcp`` SDK) as the platform's app ``demo``, with agent models of both native and chat
+    provider kinds that call its ``echo`` tool; the free tier is off so that every call is billed."""
+    server = McpApp().start()
+    base = f"/v1/platforms/{tenant.platform_id}"
+    app = {"slug": "demo", "name": "Demo", "server_url": server.url, "auth": {"type": "none"}}
+    assert tenant.client.post(f"{base}/mcp/apps", json={**app, "price_per_call_usd": "0.001"}).status_code == 201
+    patched = tenant.client.patch(base, json={"settings": {"mcp_free_calls_per_month": 0}})
+    assert patched.status_code == 200, patched.text
+    configs = tenant.client.get(f"{base}/llm-configs").json()["data"]
+    providers = {p["id"]: p["kind"] for p in admin.get("/v1/admin/providers", params={"limit": 100}).json()["data"]}
+    native = next(c["provider_id"] for c in configs if providers.get(c["provider_id"]) == "openai")
+    create_model(admin, tenant.provider_id, "mcp-agent", f"fake/agent?{ECHO_CALL}")
+    create_model(admin, native, "mcp-agent-native", f"fake/agent?{ECHO_CALL}")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("slug", ["mcp-agent-native", "mcp-agent"])
+@pytest.mark.parametrize("approval", ["never", "always"])
+async def test_the_hosted_mcp_tool_runs_on_the_gateway(
+    account: Account, mcp_app: McpApp, slug: str, approval: str, streamed: bool
+) -> None:
+    client = AsyncOpenAI(base_url=account.base_url, api_key=account.key, max_retries=0)
+    asked: list[str] = []
+
+    def approve(request: MCPToolApprovalRequest) -> MCPToolApprovalFunctionResult:
+        asked.append(request.data.name)
+        return {"approve": True}
+
+    tool = HostedMCPTool(
+        tool_config={
+            "type": "mcp",
+            "server_label": "demo",
+            "server_url": account.base_url + "/mcp/demo",
+            "require_approval": approval,
+        },
+        on_approval_request=approve if approval == "always" else None,
+    )
+    agent = Agent(
+        name="Echo", instructions="Use the echo tool.", tools=[tool], model=OpenAIResponsesModel(slug, client)
+    )
+    try:
+        if streamed:  # the SDK parses the loop's stream events (mcp_list_tools, mcp_call, approval requests)
+            run = Runner.run_streamed(agent, "Echo something.")
+            kinds = [event.type async for event in run.stream_events()]
+            assert "raw_response_event" in kinds
+            final = run.final_output
+        else:
+            final = (await Runner.run(agent, "Echo something.")).final_output
+    finally:
+        await client.close()
+    assert final == "The tool returned: from MCP"
+    assert asked == (["echo"] if approval == "always" else [])
+    assert mcp_app.calls[-1] == "echo"
+    # Two model turns either way: with approval, the first request ends at the request and the second (the SDK's
+    # approval) runs the call, then the turn that answers.
+    rows = account.rows(3)
+    assert sorted(r["request_type"] for r in rows) == ["mcp", "response", "response"]
     account.assert_billed(rows)

@@ -84,6 +84,16 @@ def test_demo_seeds_and_answers_the_printed_example(tmp_path: Path) -> None:
         shipped = "Order A-1001 (notebook, pen set) is shipped with DHL, arriving in 2 days."
         assert answer["content"][0]["text"] == shipped
         assert 'mcp.call_tool("get_time"' in banner
+        # The printed agent example: the gateway runs the MCP loop through the built-in app (SPEC §16.3).
+        agent = re.search(r"curl -s (\S+/v1/responses) .*\n\s*-d '(.+)'", banner)
+        assert agent is not None, banner
+        answered = httpx.post(agent.group(1), headers=headers, content=agent.group(2), timeout=60)
+        assert answered.status_code == 200, answered.text
+        response = answered.json()
+        assert [item["type"] for item in response["output"]] == ["mcp_list_tools", "mcp_call", "message"]
+        assert response["output"][1]["output"] == shipped
+        assert response["output"][2]["content"][0]["text"] == f"The tool returned: {shipped}"
+        assert 'client.responses.create(model="agent"' in banner
         budget = httpx.get(f"http://127.0.0.1:{port}/v1/me/budget", headers={"Authorization": f"Bearer {key.group(1)}"})
         assert budget.json()["max_usd"] == 5
         _console_shows_the_seeded_month(port, platform_key.group(1))

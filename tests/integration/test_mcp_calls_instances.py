@@ -1,6 +1,7 @@
 """MCP calls across gateway processes (SPEC §16.1, §16.3): concurrent ``tools/call`` requests spread over the
-instances (one on SQLite, two sharing PostgreSQL and Redis) get exactly the platform's free calls for free, bill the
-rest once each, and leave the money invariants intact."""
+instances (one on SQLite, two sharing PostgreSQL and Redis), through the proxy or in the tool loops of
+``/v1/responses``, get exactly the platform's free calls for free, bill the rest once each, and leave the money
+invariants intact."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import pytest
 from tests.support.invariants import assert_invariants
 from tests.support.mcp_app import McpApp
 from tests.support.processes import GatewayProcess
+from tests.support.seed import create_model, create_provider, create_tenant
+from tollway.fake_upstream.server import FakeUpstreamThread
 
 CALLS = 12
 FREE = 4
@@ -77,6 +80,61 @@ def test_concurrent_calls_over_the_instances_get_exactly_the_free_tier(
         assert sorted(r["mcp_free"] for r in rows["data"]) == [False] * (CALLS - FREE) + [True] * FREE
         wallet = _ok(platform.get(f"/v1/platforms/{platform_id}/wallet"))
         assert Decimal(str(wallet["balance_usd"])) == Decimal("1") - (CALLS - FREE) * Decimal("0.01")
+        assert wallet["held_usd"] == 0
+        assert_invariants(first.settings)
+    finally:
+        platform.close()
+        admin.close()
+
+
+LOOPS = 6  # responses, each running two MCP calls in Tollway's tool loop (SPEC §16.3)
+
+
+async def _agents(urls: list[str], key: str) -> list[dict[str, Any]]:
+    tool = {"type": "mcp", "server_label": "tools", "require_approval": "never"}
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def one(i: int) -> dict[str, Any]:
+            url = urls[i % len(urls)]
+            body = {"model": "agent", "input": "go", "tools": [{**tool, "server_url": f"{url}/v1/mcp/tools"}]}
+            async with session.post(f"{url}/v1/responses", json=body) as response:
+                assert response.status == 200, await response.text()
+                answer: dict[str, Any] = await response.json()
+                return answer
+
+        return await asyncio.gather(*(one(i) for i in range(LOOPS)))
+
+
+def test_concurrent_tool_loops_over_the_instances_get_exactly_the_free_tier(
+    instances: list[GatewayProcess], app: McpApp, fake_upstream: FakeUpstreamThread
+) -> None:
+    first = instances[0]
+    admin = httpx.Client(
+        base_url=first.url, headers={"Authorization": f"Bearer {first.settings.admin_key}"}, timeout=30
+    )
+    provider = create_provider(admin, fake_upstream.base_url)
+    free_turns = {"input_price_per_mtok": "0", "output_price_per_mtok": "0"}
+    create_model(admin, provider["id"], "agent", 'fake/agent?name=tools__echo&args={"text":"x"}&calls=2', **free_turns)
+    tenant = create_tenant(admin, first.url, provider["id"], provider["slug"], topup="1")
+    platform = tenant.client
+    base = f"/v1/platforms/{tenant.platform_id}"
+    _ok(platform.patch(base, json={"settings": {"mcp_free_calls_per_month": FREE}}))
+    app_body = {"slug": "tools", "name": "Tools", "server_url": app.url, "auth": {"type": "none"}}
+    _ok(platform.post(f"{base}/mcp/apps", json={**app_body, "price_per_call_usd": "0.01"}), 201)
+    try:
+        answers = asyncio.run(_agents([p.url for p in instances], tenant.platform_key))
+        assert all(a["status"] == "completed" and a["output"][-1]["type"] == "message" for a in answers), answers
+        calls = 2 * LOOPS
+        deadline = time.monotonic() + 15
+        while True:
+            rows = _ok(platform.get(f"{base}/logs", params={"request_type": "mcp", "limit": 100}))
+            if rows["total"] == calls or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sorted(r["mcp_free"] for r in rows["data"]) == [False] * (calls - FREE) + [True] * FREE
+        wallet = _ok(platform.get(f"{base}/wallet"))
+        assert Decimal(str(wallet["balance_usd"])) == Decimal("1") - (calls - FREE) * Decimal("0.01")
         assert wallet["held_usd"] == 0
         assert_invariants(first.settings)
     finally:

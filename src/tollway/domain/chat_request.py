@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, cast
 import orjson
 
 from tollway.domain.chat_messages import check_fields, validate_messages
-from tollway.errors import InvalidRequest
+from tollway.errors import InvalidRequest, UnsupportedParameter
 
 ToolChoice = Literal["none", "auto", "required", "function"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
@@ -49,6 +49,7 @@ _FIELDS: Final = frozenset(
         "web_search_options",
     }
 )  # fmt: skip
+REQUEST_FIELDS: Final = _FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
 _STREAM_OPTIONS_FIELDS: Final = frozenset({"include_usage"})
 _TOOL_FIELDS: Final = frozenset({"type", "function"})
 _FUNCTION_FIELDS: Final = frozenset({"name", "description", "parameters", "strict"})
@@ -324,6 +325,12 @@ def _tools(value: object) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
         path = f"tools[{index}]"
         if type(tool) is not dict:
             raise InvalidRequest(f'{path} must be an object such as {{"type": "function", "function": {{...}}}}.', path)
+        if tool.get("type") == "mcp":
+            raise UnsupportedParameter(
+                f'{path}.type "mcp" is not supported in chat completions: the gateway runs MCP tools in '
+                "POST /v1/responses; send the request there.",
+                f"{path}.type",
+            )
         check_fields(tool, _TOOL_FIELDS, path, "a tool")
         if tool.get("type") != "function":
             raise InvalidRequest(f'{path}.type must be "function".', f"{path}.type")

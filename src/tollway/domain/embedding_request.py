@@ -27,6 +27,8 @@ MAX_DIMENSIONS: Final = 65_536
 
 _EMBEDDING_FIELDS: Final = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
 _MODERATION_FIELDS: Final = frozenset({"model", "input"})
+EMBEDDING_FIELDS: Final = _EMBEDDING_FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
+MODERATION_FIELDS: Final = _MODERATION_FIELDS
 _TEXT_PART_FIELDS: Final = frozenset({"type", "text"})
 _IMAGE_PART_FIELDS: Final = frozenset({"type", "image_url"})
 _IMAGE_URL_FIELDS: Final = frozenset({"url"})

@@ -29,6 +29,8 @@ _OPTION: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 _OPENAI_FIELDS: Final = frozenset({"model", "prompt", "n", "size", "response_format", "quality", "style", "user"})
 _ASI1_FIELDS: Final = frozenset({"prompt", "size", "model"})
+OPENAI_IMAGE_FIELDS: Final = _OPENAI_FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
+ASI1_IMAGE_FIELDS: Final = _ASI1_FIELDS
 _SIZE: Final = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
 
 

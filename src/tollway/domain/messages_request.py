@@ -26,6 +26,7 @@ _FIELDS: Final = frozenset(
         "top_p", "top_k", "thinking", "metadata", "stream",
     }
 )  # fmt: skip
+REQUEST_FIELDS: Final = _FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
 _TOOL_FIELDS: Final = frozenset({"type", "name", "description", "input_schema", "cache_control"})
 _TOOL_CHOICE_FIELDS: Final = frozenset({"type", "name", "disable_parallel_tool_use"})
 _THINKING_CONFIG_FIELDS: Final = frozenset({"type", "budget_tokens", "display"})

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from tollway.domain.chat_messages import check_fields
 from tollway.domain.chat_request import _json_size
+from tollway.domain.mcp_items import parse_approval_response
 from tollway.errors import InvalidRequest
 
 MAX_ITEMS: Final = 10_000
@@ -79,6 +80,8 @@ def _item(item: object, path: str) -> dict[str, Any]:
     if kind == "function_call_output":
         check_fields(item, _OUTPUT_FIELDS, path, "a function_call_output item")
         return {"type": "function_call_output", "call_id": _call_id(item, path), "output": _output(item, path)}
+    if kind == "mcp_approval_response":
+        return parse_approval_response(item, path)
     if kind in PASSTHROUGH_TYPES:
         return item
     raise InvalidRequest(

@@ -20,6 +20,7 @@ from tollway.domain.chat_request import (
     _number,
     _optional_type,
 )
+from tollway.domain.mcp_tools import McpTool, check_labels, parse_mcp_tool
 from tollway.domain.responses_items import parse_input
 from tollway.domain.responses_params import ASI1_FIELDS, PARAMS, SUMMARIES, VERBOSITIES, ResponsesOptions, parse_options
 from tollway.domain.threads import parse_thread
@@ -32,6 +33,7 @@ _FIELDS: Final = frozenset(
         "user", "store", "thread_id", *PARAMS, *ASI1_FIELDS,
     }
 )  # fmt: skip
+REQUEST_FIELDS: Final = _FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
 _TOOL_FIELDS: Final = frozenset({"type", "name", "description", "parameters", "strict"})
 _TOOL_CHOICE_FIELDS: Final = frozenset({"type", "name"})
 _TEXT_FIELDS: Final = frozenset({"format", "verbosity"})
@@ -57,7 +59,7 @@ class ResponsesRequest:
     model: str
     input: list[dict[str, Any]]
     instructions: str | None
-    tools: list[dict[str, Any]]  # Responses function tools, [] when absent
+    tools: list[dict[str, Any]]  # Responses function tools, [] when absent (``mcp`` tools are in ``mcp``)
     tool_names: tuple[str, ...]
     tool_choice: str | dict[str, Any] | None  # "none" / "auto" / "required" / {"type": "function", "name"}
     parallel_tool_calls: bool | None
@@ -76,6 +78,12 @@ class ResponsesRequest:
     verbosity: str | None = None  # text.verbosity
     options: ResponsesOptions = field(default_factory=ResponsesOptions)  # the parity fields of SPEC §7.6
     thread_id: str | None = None  # the agent thread (SPEC §16.4), named by thread_id or its alias conversation
+    mcp: tuple[McpTool, ...] = ()  # the ``{type: "mcp"}`` tools (SPEC §16.3), run by the gateway's tool loop
+    declared_tools: list[dict[str, Any]] | None = None  # every tool as declared, credentials removed (echoed)
+
+    @property
+    def echoed_tools(self) -> list[dict[str, Any]]:
+        return self.tools if self.declared_tools is None else self.declared_tools
 
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -90,7 +98,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         raise InvalidRequest(
             f"instructions must be a string of at most {MAX_INSTRUCTIONS_CHARS:,} characters.", "instructions"
         )
-    tools, tool_names = _tools(body.get("tools"))
+    tools, tool_names, mcp, declared = _tools(body.get("tools"))
     text_format, format_param = _format(body)
     previous = body.get("previous_response_id")
     if previous is not None and (type(previous) is not str or not 1 <= len(previous) <= MAX_RESPONSE_ID_CHARS):
@@ -109,7 +117,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         instructions=instructions,
         tools=tools,
         tool_names=tool_names,
-        tool_choice=_tool_choice(body.get("tool_choice"), tool_names),
+        tool_choice=_tool_choice(body.get("tool_choice"), tool_names, bool(mcp)),
         parallel_tool_calls=_boolean(body, "parallel_tool_calls"),
         previous_response_id=previous,
         stream=_boolean(body, "stream") or False,
@@ -126,6 +134,8 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         verbosity=_verbosity(body.get("text")),
         options=options,
         thread_id=thread_id,
+        mcp=mcp,
+        declared_tools=declared if mcp else None,
     )
 
 
@@ -138,27 +148,38 @@ def _max_output_tokens(value: object) -> int | None:
     raise InvalidRequest("max_output_tokens must be an integer greater than or equal to 1.", "max_output_tokens")
 
 
-def _tools(value: object) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+def _tools(
+    value: object,
+) -> tuple[list[dict[str, Any]], tuple[str, ...], tuple[McpTool, ...], list[dict[str, Any]]]:
+    """(function tools, their names, ``mcp`` tools, every tool as echoed without credentials)."""
     if value is None:
-        return [], ()
+        return [], (), (), []
     if type(value) is not list or len(value) > MAX_TOOLS:
-        raise InvalidRequest(f"tools must be an array of at most {MAX_TOOLS} function tools.", "tools")
+        raise InvalidRequest(f"tools must be an array of at most {MAX_TOOLS} tools.", "tools")
     names: dict[str, None] = {}
+    functions: list[dict[str, Any]] = []
+    servers: list[McpTool] = []
+    declared: list[dict[str, Any]] = []
     for index, tool in enumerate(value):
         path = f"tools[{index}]"
         if type(tool) is not dict:
             raise InvalidRequest(f'{path} must be an object such as {{"type": "function", "name": ...}}.', path)
         kind = tool.get("type")
+        if kind == "mcp":
+            server = parse_mcp_tool(tool, index)
+            servers.append(server)
+            declared.append(server.echoed(tool))
+            continue
         if kind != "function":
             if type(kind) is str:
                 # Hosted tools (web search, file search, code interpreter, ...) are billed by the provider in ways
                 # Tollway cannot meter, so they are refused rather than passed through (SPEC §7.6).
                 raise UnsupportedParameter(
-                    f"{path}.type {kind!r} is not supported: only function tools can be metered; "
-                    'use {"type": "function", ...}.',
+                    f"{path}.type {kind!r} is not supported: only function and mcp tools can be metered; "
+                    'use {"type": "function", ...} or {"type": "mcp", ...}.',
                     f"{path}.type",
                 )
-            raise InvalidRequest(f'{path}.type must be "function".', f"{path}.type")
+            raise InvalidRequest(f'{path}.type must be "function" or "mcp".', f"{path}.type")
         check_fields(tool, _TOOL_FIELDS, path, "a function tool")
         name = tool.get("name")
         if type(name) is not str or _NAME.fullmatch(name) is None:
@@ -171,10 +192,13 @@ def _tools(value: object) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
         _optional_type(tool, "description", str, "a string", path)
         _optional_type(tool, "parameters", dict, "a JSON Schema object", path)
         _optional_type(tool, "strict", bool, "a boolean", path)
-    return value, tuple(names)
+        functions.append(tool)
+        declared.append(tool)
+    check_labels(servers)
+    return functions, tuple(names), tuple(servers), declared
 
 
-def _tool_choice(value: object, tool_names: tuple[str, ...]) -> str | dict[str, Any] | None:
+def _tool_choice(value: object, tool_names: tuple[str, ...], mcp: bool) -> str | dict[str, Any] | None:
     if value is None:
         return None
     if type(value) is str and value in _TOOL_MODES:
@@ -192,7 +216,7 @@ def _tool_choice(value: object, tool_names: tuple[str, ...]) -> str | dict[str, 
         raise InvalidRequest(
             'tool_choice must be none, auto, required or {"type": "function", "name": ...}.', "tool_choice"
         )
-    if mode != "none" and not tool_names:
+    if mode != "none" and not tool_names and not (mcp and mode != "function"):
         raise InvalidRequest(f"tool_choice {mode!r} requires tools; declare at least one tool.", "tool_choice")
     return value
 

@@ -36,6 +36,21 @@ def _text(content: object) -> str:
     return "".join(b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text" and "text" in b)
 
 
+def _turn_messages(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn as chat messages: a user turn's ``tool_result`` blocks become tool messages (an agent answers them)."""
+    content = turn.get("content")
+    results = (
+        [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if isinstance(content, list)
+        else []
+    )
+    messages: list[dict[str, Any]] = [{"role": "tool", "content": _text(b.get("content"))} for b in results]
+    text = _text(content)
+    if text or not results:
+        messages.append({"role": turn.get("role"), "content": text})
+    return messages
+
+
 def _usage(completion: Completion) -> dict[str, Any] | None:
     usage = completion.usage
     if usage is None:
@@ -70,7 +85,7 @@ class AnthropicDialect:
             messages.append({"role": "system", "content": _text(body["system"])})
         for turn in body.get("messages") or ():
             if isinstance(turn, dict):
-                messages.append({"role": turn.get("role"), "content": _text(turn.get("content"))})
+                messages += _turn_messages(turn)
         return {"messages": messages, "max_tokens": body.get("max_tokens")}
 
     def _message(self, envelope: Envelope, content: list[dict[str, Any]], stop_reason: str | None) -> dict[str, Any]:

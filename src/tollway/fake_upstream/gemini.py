@@ -40,6 +40,13 @@ def _text(parts: object) -> str:
     )
 
 
+def _response_text(answer: dict[str, Any]) -> str:
+    response = answer.get("response")
+    if isinstance(response, dict) and set(response) == {"content"} and isinstance(response["content"], str):
+        return response["content"]
+    return orjson.dumps(response).decode()
+
+
 def usage_metadata(completion: Completion) -> dict[str, Any] | None:
     """Zero counts are left out, as proto3 JSON does."""
     usage = completion.usage
@@ -65,7 +72,16 @@ class GeminiDialect:
         for content in body.get("contents") or ():
             if isinstance(content, dict):
                 role = "assistant" if content.get("role") == "model" else "user"
-                messages.append({"role": role, "content": _text(content.get("parts"))})
+                parts = content.get("parts")
+                answers = (
+                    [p["functionResponse"] for p in parts if isinstance(p, dict) and "functionResponse" in p]
+                    if (isinstance(parts, list))
+                    else []
+                )
+                # functionResponse parts are tool results (an agent answers them)
+                messages += [{"role": "tool", "content": _response_text(a)} for a in answers if isinstance(a, dict)]
+                if not answers or _text(parts):
+                    messages.append({"role": role, "content": _text(parts)})
         config = body.get("generationConfig")
         config = config if isinstance(config, dict) else {}
         return {"messages": messages, "n": config.get("candidateCount"), "max_tokens": config.get("maxOutputTokens")}

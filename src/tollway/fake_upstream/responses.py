@@ -19,6 +19,7 @@ from tollway.fake_upstream.scenarios import (
     split_fragments,
     split_pieces,
     tool_result,
+    tool_results_since_user,
 )
 
 FINGERPRINT = "fp_fake"
@@ -106,7 +107,9 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
     choices = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 0 else 1
     finish_reason = "length" if scenario.kind == "length" else "stop"
     tool_name: str | None = None
-    calls_tool = scenario.kind == "tool-call" or (scenario.kind == "agent" and tool_result(messages) is None)
+    calls_tool = scenario.kind == "tool-call" or (
+        scenario.kind == "agent" and tool_results_since_user(messages) < scenario.calls
+    )
     if calls_tool:
         tool_name, finish_reason = scenario.tool_name, "tool_calls"
         pieces = split_fragments(scenario.tool_args)
@@ -144,10 +147,17 @@ def _content(scenario: Scenario, messages: list[Any]) -> str:
     if scenario.kind == "echo":
         return last_user_text(messages)
     if scenario.kind == "agent":
-        return f"The tool returned: {tool_result(messages)}"
+        return f"The tool returned: {_last_tool_result(messages)}"
     if scenario.words is not None:
         return " ".join(f"w{i}" for i in range(1, scenario.words + 1))
     return DEFAULT_CONTENT
+
+
+def _last_tool_result(messages: list[Any]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "tool":
+            return tool_result([message])
+    return None
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:

@@ -18,9 +18,9 @@ DEFAULT_WORDS = 16
 # stream-cut: the stream stops after `after` pieces with no [DONE] (non-stream: the connection closes, no reply);
 # stream-error: a `data: {"error": ...}` event after `after` pieces (non-stream: the HTTP error); tool-call: one
 # function call; length: finish_reason "length"; words: "w1 ... wN"; garbage: a 200 whose body/event is not JSON;
-# redirect: a 307 to the same URL (a client that follows it loops; Tollway must not follow it); agent: one function
-# call (as tool-call) until the conversation ends with a tool result, then "The tool returned: <that result>" (an
-# agent loop runs to completion against it).
+# redirect: a 307 to the same URL (a client that follows it loops; Tollway must not follow it); agent: a function
+# call (as tool-call) until the conversation holds `calls` tool results (default 1) since its last user message,
+# then "The tool returned: <the last result>" (an agent loop runs to completion against it, in every dialect).
 KINDS = (
     "default", "echo", "error", "stream-cut", "stream-error", "tool-call", "length", "words", "garbage", "redirect",
     "agent",
@@ -53,6 +53,7 @@ _PARAMS = frozenset(
         "args",  # tool-call: the function arguments (a JSON string)
         "thought",  # reasoning text sent before the answer (reasoning_content, thinking blocks, thought parts)
         "hosted",  # Responses dialect: a hosted-tool output item of this type (web_search_call) before the answer
+        "calls",  # agent: tool results to collect before answering (default 1)
     }
 )
 _PIECE = re.compile(r"\s*\S+(?:\s+\Z)?")
@@ -87,6 +88,7 @@ class Scenario:
     tool_args: str = "{}"
     thought: str | None = None
     hosted: str | None = None
+    calls: int = 1
 
 
 def parse_model(model: str) -> Scenario:
@@ -131,6 +133,7 @@ def parse_model(model: str) -> Scenario:
         tool_args=params.get("args", "{}"),
         thought=params.get("thought") or None,
         hosted=params.get("hosted") or None,
+        calls=_int(params, "calls", 1),
     )
 
 
@@ -173,6 +176,16 @@ def tool_result(messages: list[Any]) -> str | None:
     if isinstance(last, dict) and last.get("role") == "tool":
         return message_text(last.get("content"))
     return None
+
+
+def tool_results_since_user(messages: list[Any]) -> int:
+    """How many tool results (role "tool") follow the last user message."""
+    count = 0
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") == "user":
+            break
+        count += message.get("role") == "tool"
+    return count
 
 
 def last_user_text(messages: list[Any]) -> str:

@@ -34,6 +34,7 @@ def build_routes(*, console: bool = True) -> list[BaseRoute]:
         webhooks,
     )
     from tollway.http.mcp import oauth, proxy
+    from tollway.http.openapi import routes as openapi
 
     return [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -64,5 +65,6 @@ def build_routes(*, console: bool = True) -> list[BaseRoute]:
         *oauth.routes,
         *card_topups.routes,
         *proxy.routes,
+        *openapi.routes,
         *(console_routes if console else []),
     ]

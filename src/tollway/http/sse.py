@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from tollway.domain import json_bytes
 from tollway.domain.messages_output import error_body
 from tollway.errors import ServiceUnavailable, TollwayError
 from tollway.observability.context import current_request
@@ -16,7 +17,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def data_event(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+    return b"data: " + json_bytes.dumps(payload) + b"\n\n"
 
 
 def drainable(stream: AsyncIterator[bytes], final: Callable[[], bytes]) -> AsyncIterator[bytes]:
@@ -66,7 +67,7 @@ def named_events(
 
 def _named_event(event: dict[str, Any]) -> bytes:
     kind: str = event["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"event: " + kind.encode() + b"\ndata: " + json_bytes.dumps(event) + b"\n\n"
 
 
 def _error_event(error: TollwayError) -> bytes:

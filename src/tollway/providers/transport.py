@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tollway.domain import json_bytes
 from tollway.errors import UpstreamError, UpstreamTimeout
 from tollway.providers.base import REQUEST_FAULTS, ErrorReader, upstream_failure
 from tollway.settings import Settings
@@ -198,10 +198,7 @@ class Transport:
 
 def _encode(payload: dict[str, Any]) -> bytes:
     """orjson, except for integers beyond 64 bits (valid JSON that strict parsing keeps exact)."""
-    try:
-        return orjson.dumps(payload)
-    except TypeError:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return json_bytes.dumps(payload)
 
 
 def _event_data(event: bytes) -> bytes | None:

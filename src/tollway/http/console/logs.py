@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tollway.domain.clock import rfc3339, utcnow
+from tollway.domain.fields import parse_rfc3339
 from tollway.domain.keys import KeyKind
 from tollway.errors import InvalidRequest
 from tollway.http.console.pages import plain, render
@@ -34,7 +35,6 @@ from tollway.http.me import HIDDEN_USAGE_FIELDS
 from tollway.http.state import management
 from tollway.services.console.sessions import ActiveSession
 from tollway.services.management.accounts import LOG_REQUEST_TYPES, LOG_STATUSES, LogFilters
-from tollway.services.management.fields import parse_rfc3339
 
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 EXPORT_MAX_ROWS: Final = 1_000_000

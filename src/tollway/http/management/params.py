@@ -10,10 +10,10 @@ from typing import Any, Final
 
 from starlette.requests import Request
 
+from tollway.domain.fields import parse_rfc3339
 from tollway.errors import InvalidRequest, NotFound
 from tollway.http.body import read_json_exact, read_optional_json_exact
 from tollway.http.state import services
-from tollway.services.management.fields import parse_rfc3339
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100

@@ -154,6 +154,9 @@ async def list_logs(request: Request) -> Response:
         request_type=query_text(request, "request_type"),
         since=query_time(request, "since"),
         until=query_time(request, "until"),
+        response_id=query_text(request, "response_id"),
+        thread_id=query_text(request, "thread_id"),
+        mcp_app=query_text(request, "mcp_app"),
     )
     rows, total = await management(request).accounts.usage_logs(platform_id, filters, pages.offset, pages.limit)
     return json_response(page_body([render.usage_log(row) for row in rows], total, pages))

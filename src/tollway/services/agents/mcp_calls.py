@@ -26,6 +26,7 @@ is sent once more; nothing was billed for the refused attempt (the app never ser
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from tollway.domain.clock import utcnow
 from tollway.domain.keys import KeyKind
 from tollway.domain.mcp import AuthType
 from tollway.domain.mcp_calls import (
+    CONNECT_TIMEOUT_S,
     REQUEST_TYPE,
     Failure,
     McpApp,
@@ -64,6 +66,7 @@ T = TypeVar("T")
 
 _NO_TOKENS = TokenDemand(prompt_tokens=0, n=1, output_limit=0)  # an MCP call counts one request, no tokens (§10)
 _TOOL_LABEL_MAX = 128  # the usage row's ``mcp_tool`` column
+_LIST_PAGES = 8  # pages of ``tools/list`` read for the Responses tool loop
 
 
 class McpAppError(Exception):
@@ -146,6 +149,35 @@ class McpCalls:
         except McpCallFailed as exc:
             raise _error(app, exc) from None
 
+    async def app_by_url(self, principal: Principal, url: str) -> McpApp | None:
+        """The caller's platform's active app that ``url`` names (its proxy URL or its server URL), else None."""
+        platform_id = principal.platform_id
+        assert platform_id is not None
+        record = await self._connections.app_by_url(platform_id, url)
+        return None if record is None else _app(record)
+
+    async def list_server(self, principal: Principal, app: McpApp, server: McpServer) -> dict[str, Any]:
+        """Every page of the server's ``tools/list`` (at most ``_LIST_PAGES``), within the 15 s of connecting and
+        listing together, filtered by the app's ``allowed_tools``; unbilled. Raises ``McpCallFailed``."""
+        tools: list[Any] = []
+        cursor: str | None = None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                for _ in range(_LIST_PAGES):
+                    page = await self._with_credential(principal, app, server, self._lister(cursor))
+                    tools += page.get("tools") or []
+                    cursor = page.get("nextCursor")
+                    if not isinstance(cursor, str) or not cursor:
+                        break
+        except TimeoutError:
+            limit = f"{CONNECT_TIMEOUT_S:g} s"
+            message = f"Timed out: connecting to the MCP server and listing its tools took longer than {limit}."
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, message) from None
+        return filter_tools({"tools": tools}, app.allowed_tools)
+
+    def _lister(self, cursor: str | None) -> Callable[[McpServer], Awaitable[dict[str, Any]]]:
+        return lambda s: self._servers.list_tools(s, cursor)
+
     # -- the billed call ----------------------------------------------------------------------------------------------
 
     async def call(self, ctx: CallContext, app: McpApp, tool: str, arguments: dict[str, Any] | None) -> ToolResult:
@@ -160,6 +192,14 @@ class McpCalls:
     ) -> ToolResult:
         """``call`` with the server and credential already chosen (the Responses tool loop's external servers give
         theirs as ``headers``); rate limits, holds, the free tier and the one ending as in ``call``."""
+        result, _ = await self.call_priced(ctx, app, server, tool, arguments)
+        return result
+
+    async def call_priced(
+        self, ctx: CallContext, app: McpApp, server: McpServer, tool: str, arguments: dict[str, Any] | None
+    ) -> tuple[ToolResult, int]:
+        """``call_server`` and what the caller was charged for it (``usage.cost``, SPEC §19): 0 when the free tier
+        or a price of 0 paid."""
         catalog = await self._calls.catalog(ctx)
         limit = catalog.settings.mcp_free_calls_per_month
         month = free_month(self._now())
@@ -185,12 +225,15 @@ class McpCalls:
                     call.finish_unbilled(candidate, Outcome(CallStatus.ERROR, None, _error_code(exc)))
                     raise
                 await call.confirm()
+            charged = 0
             if free or app.price_nanos == 0:
                 call.finish_unbilled(candidate, Outcome(CallStatus.SUCCESS))
             else:
-                call.settle(candidate, Metered(Usage(0, 0), units=1), Outcome(CallStatus.SUCCESS))
+                charged = call.settle(
+                    candidate, Metered(Usage(0, 0), units=1), Outcome(CallStatus.SUCCESS)
+                ).caller_nanos
             billed = True
-            return result
+            return result, charged
         except McpCallFailed as exc:
             log.info("MCP call failed: %s", exc.failure.value, extra={"request_id": ctx.request_id})
             raise _error(app, exc) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from tollway.domain.bodies import Body, Field, Text
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.mcp import (
@@ -48,11 +49,18 @@ from tollway.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
-from tollway.services.management import fields as f
 
 log = logging.getLogger("tollway.mcp")
 
 CALLBACK_PATH: Final = "/v1/mcp/oauth/callback"
+CONNECT_BODY: Final = Body(
+    Field(
+        "redirect_uri",
+        Text(2048, format="uri"),
+        nullable=True,
+        description="Where to send the browser afterwards; its origin must be in mcp_redirect_origins.",
+    )
+)
 _POLL_S: Final = 0.05
 
 
@@ -108,11 +116,11 @@ class McpConnections:
     # -- connect and callback -------------------------------------------------------------------------------------
 
     async def connect(self, platform_id: str, end_user_id: str, slug: str, body: Mapping[str, Any]) -> Authorization:
-        f.check_keys(body, ("redirect_uri",))
+        CONNECT_BODY.check(body)
         app = await self.active_app(platform_id, slug)
         if app["auth_type"] != AuthType.OAUTH2.value:
             raise InvalidRequest(f"The MCP app '{slug}' does not use OAuth; it needs no connection.", None)
-        redirect_uri = await self._redirect_uri(platform_id, body.get("redirect_uri"))
+        redirect_uri = await self._redirect_uri(platform_id, CONNECT_BODY.read(body, "redirect_uri"))
         state, verifier, now = new_state(), new_code_verifier(), self._now()
         digest = state_digest(state)
         expires_at = now + STATE_TTL
@@ -131,10 +139,9 @@ class McpConnections:
         url = self._oauth.authorize_url(self._oauth_app(app), self.callback_url, state, verifier)
         return Authorization(url, expires_at)
 
-    async def _redirect_uri(self, platform_id: str, value: object) -> str | None:
-        if value is None:
+    async def _redirect_uri(self, platform_id: str, uri: str | None) -> str | None:
+        if uri is None:
             return None
-        uri = f.as_str(value, "redirect_uri", max_len=2048)
         origin = origin_of(uri)
         if origin is None or "#" in uri:
             raise InvalidRequest("redirect_uri must be an absolute http(s) URL without a fragment.", "redirect_uri")
@@ -296,6 +303,15 @@ class McpConnections:
         if app is None or not app["is_active"]:
             raise NotFound("No active MCP app with this slug.")
         return app
+
+    async def app_by_url(self, platform_id: str, url: str) -> Record | None:
+        """The platform's active app that ``url`` names: its proxy URL ``{public_url}/v1/mcp/{slug}`` or its own
+        server URL (trailing slashes ignored); None when it names none (an external server, SPEC §16.3)."""
+        wanted = url.rstrip("/")
+        for app in await self._apps.active_apps(platform_id):
+            if wanted in (self.proxy_url(app["slug"]), str(app["server_url"]).rstrip("/")):
+                return app
+        return None
 
     def _oauth_app(self, app: Record) -> OAuthApp:
         config = app["auth_config"]

@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.chat_request import ChatRequest, parse_chat_request
 from tollway.domain.estimation import delivered_bytes
 from tollway.domain.ports.inference import ResponseRepository
 from tollway.domain.ports.providers import ChatStream, Providers
+from tollway.domain.pricing import Usage
 from tollway.domain.responses_chat import CHAT_TO_RESPONSES_PARAMS, chat_body
 from tollway.domain.responses_items import check_call_ids, output_as_input, prompt_token_bound, truncated
 from tollway.domain.responses_output import ResponseEventStream, new_response_id, output_of_choice, usage_json
@@ -48,7 +49,21 @@ from tollway.services.inference.chat import chat_plan
 from tollway.services.inference.routing import PlatformCatalog
 from tollway.services.inference.streams import Opened, StreamTally, first_event, metered
 
+if TYPE_CHECKING:
+    from tollway.services.agents.agent_loop import AgentLoop
+
 log = logging.getLogger("tollway.responses")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """One settled model turn: its output items, status and what it was billed (the tool loop sums them)."""
+
+    output: list[dict[str, Any]]
+    status: str
+    incomplete: dict[str, str] | None
+    usage: Usage
+    cost_nanos: int
 
 
 class ResponsesService:
@@ -66,6 +81,11 @@ class ResponsesService:
         self._store = store
         self._threads = threads
         self._settings = lifecycle.settings
+        self.agents: AgentLoop | None = None  # the MCP tool loop (SPEC §16.3), attached by the composition root
+
+    @property
+    def threads(self) -> Threads:
+        return self._threads
 
     # -- stored responses --------------------------------------------------------------------------------------
 
@@ -101,7 +121,7 @@ class ResponsesService:
         except Exception:
             log.warning("could not store response %s", body["id"], exc_info=True)
 
-    async def _keep(
+    async def keep(
         self,
         owner: Owner,
         request: ResponsesRequest,
@@ -141,7 +161,7 @@ class ResponsesService:
             raise
         if isinstance(outcome, Completion):
             await self._threads.release(lease)
-        return outcome  # a stream releases the thread when it ends (``_Turn._relay``)
+        return outcome  # a stream releases the thread when it ends (``ResponseTurn._relay``, the tool loop's relay)
 
     async def _create(
         self,
@@ -153,6 +173,29 @@ class ResponsesService:
     ) -> Completion | StreamedCompletion:
         check_call_ids(previous, request.input)
         items = previous + request.input
+        if request.mcp or any(item["type"] == "mcp_approval_response" for item in request.input):
+            assert self.agents is not None, "the composition root attaches the tool loop"
+            return await self.agents.run(ctx, request, owner, previous, lease)
+        turn = await self.open_turn(ctx, request, items, owner, lease)
+        call = turn.call
+        with call:
+            if request.stream:
+                return await turn.stream()
+            candidate, result = await call.attempt(turn.call_once)
+            await call.confirm()
+        body = await turn.settle(candidate, result)
+        await self.keep(owner, request, items, body, lease)
+        return Completion(body, candidate.provider.slug, call.headers)
+
+    async def open_turn(
+        self,
+        ctx: CallContext,
+        request: ResponsesRequest,
+        items: list[dict[str, Any]],
+        owner: Owner,
+        lease: ThreadLease | None = None,
+    ) -> ResponseTurn:
+        """One model turn planned and opened on the lifecycle (admitted and held; its 402s and 429s raise here)."""
         catalog = await self._calls.catalog(ctx)
         chat = _as_chat(request, self._chat_items(request, items, catalog))
         # The hold counts the full context: openai providers get all of it (they truncate themselves).
@@ -166,15 +209,7 @@ class ResponsesService:
         except (InvalidRequest, BelowMinValue) as error:
             raise _renamed(error, request) from None
         call = await self._calls.open(ctx, plan, TOKENS, token_demand(plan), self._health)
-        turn = _Turn(self, call, request, chat, items, owner, lease)
-        with call:
-            if request.stream:
-                return await turn.stream()
-            candidate, result = await call.attempt(turn.call_once)
-            await call.confirm()
-        body = await turn.settle(candidate, result)
-        await self._keep(owner, request, items, body, lease)
-        return Completion(body, candidate.provider.slug, call.headers)
+        return ResponseTurn(self, call, request, chat, items, owner, lease)
 
     def _chat_items(
         self, request: ResponsesRequest, items: list[dict[str, Any]], catalog: PlatformCatalog
@@ -213,7 +248,7 @@ class ResponsesService:
         return refusal
 
 
-class _Turn:
+class ResponseTurn:
     """One model turn of a Responses request: its upstream step, its settlement, and its stream relay."""
 
     def __init__(
@@ -230,7 +265,7 @@ class _Turn:
         self.chat, self.items, self.owner = chat, items, owner
         self.lease = lease  # the thread this turn holds, released when its stream ends
         self.writer = ResponseEventStream(
-            _skeleton(request, call.ctx.labels), summary=request.reasoning_summary is not None
+            skeleton(request, call.ctx.labels), summary=request.reasoning_summary is not None
         )
 
     async def call_once(self, candidate: Candidate) -> ChatResult:
@@ -254,7 +289,8 @@ class _Turn:
             stream = await self.service._providers.get(candidate.provider.kind).chat_stream(upstream)
         return await first_event(stream, candidate, self.service._settings.first_byte_timeout_s)
 
-    async def settle(self, candidate: Candidate, result: ChatResult) -> dict[str, Any]:
+    async def finish(self, candidate: Candidate, result: ChatResult) -> TurnResult:
+        """Settle the turn on its answer; its output items (a native answer's as given) and what it cost."""
         choice = result.body["choices"][0]
         output, status, incomplete = output_of_choice(choice, self.request.reasoning_summary is not None)
         if "output" in result.body:  # a native Responses answer: its output as given, unmodelled items included
@@ -262,9 +298,13 @@ class _Turn:
         usage = metered(self.call.plan, result.usage, delivered_bytes(choice["message"]))
         outcome = Outcome(await self.call.ctx.delivered_status(), choice.get("finish_reason"))
         priced = self.call.settle(candidate, usage, outcome)
-        body = _skeleton(self.request, self.call.ctx.labels)
-        usage_body = with_cost(usage_json(usage.usage), priced.caller_nanos)
-        body.update(status=status, incomplete_details=incomplete, output=output, usage=usage_body)
+        return TurnResult(output, status, incomplete, usage.usage, priced.caller_nanos)
+
+    async def settle(self, candidate: Candidate, result: ChatResult) -> dict[str, Any]:
+        turn = await self.finish(candidate, result)
+        body = skeleton(self.request, self.call.ctx.labels)
+        usage_body = with_cost(usage_json(turn.usage), turn.cost_nanos)
+        body.update(status=turn.status, incomplete_details=turn.incomplete, output=turn.output, usage=usage_body)
         return body
 
     async def stream(self) -> StreamedCompletion:
@@ -321,7 +361,7 @@ class _Turn:
             priced = tally.settle(call, candidate)
             assert priced is not None, "nothing settles a stream before its end"
             terminal = writer.finish(tally.finish, tally.metered(call.plan).usage, priced.caller_nanos)
-            await self.service._keep(self.owner, self.request, self.items, writer.response, self.lease)
+            await self.service.keep(self.owner, self.request, self.items, writer.response, self.lease)
             await self._let_go()
             for event in terminal:
                 yield event
@@ -344,7 +384,7 @@ def _owner(ctx: CallContext) -> Owner:
     return Owner(ctx.platform_id, ctx.principal.end_user_id)
 
 
-def _skeleton(request: ResponsesRequest, labels: CallLabels) -> dict[str, Any]:
+def skeleton(request: ResponsesRequest, labels: CallLabels) -> dict[str, Any]:
     """The result object before its output (SPEC §7.6), echoing the request's settings as OpenAI does."""
     text_format = request.text_format or {"type": "text"}
     assert labels.response_id is not None, "create() names the response before its first turn"
@@ -374,7 +414,7 @@ def _skeleton(request: ResponsesRequest, labels: CallLabels) -> dict[str, Any]:
         "safety_identifier": request.options.safety_identifier,
         "background": False,
         "tool_choice": request.tool_choice or "auto",
-        "tools": request.tools,
+        "tools": request.echoed_tools,
         "top_p": request.top_p,
         "user": request.user,
     }

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from tollway.domain.bodies import Body, Field, Metadata, Text, Usd
 from tollway.domain.conflicts import BalanceOverflow
 from tollway.domain.ports.management import Action, UnitOfWork, WalletReads
 from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
 
 RECENT_TRANSACTIONS: Final = 5
 WALLET_TXN_TYPES: Final = ("topup", "usage", "usage_correction")  # a late charge's difference (SPEC §9.4)
@@ -27,13 +27,20 @@ class WalletTopup:
     metadata: dict[str, Any]
 
 
+WALLET_TOPUP_BODY: Final = Body(
+    Field("amount_usd", Usd(), required=True),
+    Field("description", Text(500, min_len=0, single_line=False), nullable=True),
+    Field("metadata", Metadata(), nullable=True),
+)
+
+
 def parse_wallet_topup(body: Mapping[str, Any]) -> WalletTopup:
     """``{amount_usd > 0, description?, metadata?}`` (SPEC §4.3)."""
-    f.check_keys(body, ("amount_usd", "description", "metadata"))
-    amount = f.as_usd(f.required(body, "amount_usd"), "amount_usd")
-    description = f.as_opt_str(body.get("description"), "description", max_len=500, single_line=False)
-    metadata = f.as_metadata(body["metadata"], "metadata") if body.get("metadata") is not None else {}
-    return WalletTopup(amount, description, metadata)
+    spec = WALLET_TOPUP_BODY
+    spec.check(body)
+    amount = spec.read(body, "amount_usd")
+    description = spec.read(body, "description")
+    return WalletTopup(amount, description, spec.read(body, "metadata") or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,10 @@ class LogFilters:
     request_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # SPEC §12/§16: the rows of one response (its turns and MCP calls), one thread, one MCP app
+    response_id: str | None = None
+    thread_id: str | None = None
+    mcp_app: str | None = None
 
 
 class Accounts:
@@ -115,6 +126,9 @@ class Accounts:
             "end_user_id": filters.end_user_id,
             "status": filters.status,
             "request_type": filters.request_type,
+            "response_id": filters.response_id,
+            "thread_id": filters.thread_id,
+            "mcp_app": filters.mcp_app,
         }
         present = {column: value for column, value in columns.items() if value is not None}
         return await self._store.usage_logs(platform_id, present, filters.since, filters.until, offset, limit)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from tollway.domain.bodies import Body, Boolean, Custom, Field, Metadata, Text, Usd
 from tollway.domain.budget_changes import (
     BudgetChange,
     BudgetOverflow,
@@ -32,12 +33,9 @@ from tollway.domain.platform_settings import BudgetPeriod
 from tollway.domain.ports.management import Action, BudgetReads, UnitOfWork, UnitOfWorkFactory
 from tollway.domain.records import Record
 from tollway.errors import BudgetExhausted, InvalidRequest, NotFound
-from tollway.services.management import fields as f
 
 TXN_TYPES: Final = tuple(t.value for t in BudgetTxnType)
 REASON_MAX: Final = 500
-_CREATE_FIELDS: Final = ("max_usd", "period", "auto_replenish", "replenish_amount", "low_balance_threshold")
-_PATCH_FIELDS: Final = (*_CREATE_FIELDS, "is_suspended", "is_active")
 _READ_ONLY: Final = (
     "id", "platform_id", "end_user_id", "used_usd", "remaining_usd", "held_usd", "available_usd", "period_start",
     "next_reset_at", "created_at", "updated_at",
@@ -61,66 +59,85 @@ def _period(value: object, param: str) -> BudgetPeriod:
     return BudgetPeriod(value)
 
 
+_USD_OR_ZERO: Final = Usd(allow_zero=True)
+BUDGET_BODY: Final = Body(
+    Field("max_usd", _USD_OR_ZERO, required=True),
+    Field("period", Custom({"type": "string", "enum": [p.value for p in BudgetPeriod]}, _period), default="one_time"),
+    Field("auto_replenish", Boolean(), default=False, description="Not with period one_time."),
+    Field("replenish_amount", Usd(), nullable=True, description="Required iff auto_replenish."),
+    Field("low_balance_threshold", _USD_OR_ZERO, nullable=True),
+    read_only=(*_READ_ONLY, "is_suspended", "is_active"),
+)
+BUDGET_PATCH: Final = Body(
+    *BUDGET_BODY.updating().fields.values(),
+    Field("is_suspended", Boolean()),
+    Field("is_active", Boolean()),
+    read_only=_READ_ONLY,
+)
+_REASON: Final = Text(REASON_MAX, min_len=0, single_line=False)
+_MOVEMENT_METADATA: Final = Field("metadata", Metadata(), nullable=True)
+TOPUP_BODY: Final = Body(
+    Field("amount_usd", Usd(), required=True), Field("reason", _REASON, nullable=True), _MOVEMENT_METADATA
+)
+DEBIT_BODY: Final = Body(
+    Field("amount_usd", Usd(), required=True),
+    Field("reason", Text(REASON_MAX, single_line=False), required=True),
+    _MOVEMENT_METADATA,
+)
+
+
 def parse_spec(body: Mapping[str, Any]) -> BudgetSpec:
     """POST …/budget: ``max_usd`` (≥ 0) required; replenishment rules checked on the whole."""
-    f.check_keys(body, _CREATE_FIELDS, read_only=(*_READ_ONLY, "is_suspended", "is_active"))
-    period = _period(body.get("period", BudgetPeriod.ONE_TIME.value), "period")
-    auto = f.as_bool(body.get("auto_replenish", False), "auto_replenish")
-    replenish = f.as_opt_usd(body.get("replenish_amount"), "replenish_amount")
+    spec = BUDGET_BODY
+    spec.check(body)
+    period = spec.read(body, "period")
+    auto = spec.read(body, "auto_replenish")
+    replenish = spec.read(body, "replenish_amount")
     violation = replenish_violation(period, auto, replenish)
     if violation is not None:
         raise InvalidRequest(violation[1], violation[0])
     return BudgetSpec(
-        max_nanos=f.as_usd(f.required(body, "max_usd"), "max_usd", allow_zero=True),
+        max_nanos=spec.read(body, "max_usd"),
         period=period,
         auto_replenish=auto,
         replenish_nanos=replenish,
-        low_balance_threshold_nanos=f.as_opt_usd(
-            body.get("low_balance_threshold"), "low_balance_threshold", allow_zero=True
-        ),
+        low_balance_threshold_nanos=spec.read(body, "low_balance_threshold"),
     )
 
 
 def parse_patch(body: Mapping[str, Any]) -> BudgetPatch:
     """PATCH …/budget: only the fields present change; rules that depend on the stored budget are checked under its
     lock (``Budgets.update``)."""
-    f.check_keys(body, _PATCH_FIELDS, read_only=_READ_ONLY)
-    max_nanos = f.as_usd(body["max_usd"], "max_usd", allow_zero=True) if "max_usd" in body else None
+    spec = BUDGET_PATCH
+    spec.check(body)
     return BudgetPatch(
-        max_nanos=max_nanos,
-        period=_period(body["period"], "period") if "period" in body else None,
-        auto_replenish=f.as_bool(body["auto_replenish"], "auto_replenish") if "auto_replenish" in body else None,
-        replenish_nanos=f.as_opt_usd(body.get("replenish_amount"), "replenish_amount"),
+        max_nanos=spec.read(body, "max_usd"),
+        period=spec.read(body, "period"),
+        auto_replenish=spec.read(body, "auto_replenish"),
+        replenish_nanos=spec.read(body, "replenish_amount"),
         replenish_set="replenish_amount" in body,
-        low_balance_threshold_nanos=f.as_opt_usd(
-            body.get("low_balance_threshold"), "low_balance_threshold", allow_zero=True
-        ),
+        low_balance_threshold_nanos=spec.read(body, "low_balance_threshold"),
         threshold_set="low_balance_threshold" in body,
-        is_suspended=f.as_bool(body["is_suspended"], "is_suspended") if "is_suspended" in body else None,
-        is_active=f.as_bool(body["is_active"], "is_active") if "is_active" in body else None,
+        is_suspended=spec.read(body, "is_suspended"),
+        is_active=spec.read(body, "is_active"),
     )
 
 
 def parse_topup(body: Mapping[str, Any]) -> Movement:
-    f.check_keys(body, ("amount_usd", "reason", "metadata"))
-    return Movement(
-        amount_nanos=f.as_usd(f.required(body, "amount_usd"), "amount_usd"),
-        reason=f.as_opt_str(body.get("reason"), "reason", max_len=REASON_MAX, single_line=False),
-        metadata=_metadata(body),
-    )
+    return _movement(TOPUP_BODY, body)
 
 
 def parse_debit(body: Mapping[str, Any]) -> Movement:
-    f.check_keys(body, ("amount_usd", "reason", "metadata"))
+    return _movement(DEBIT_BODY, body)
+
+
+def _movement(spec: Body, body: Mapping[str, Any]) -> Movement:
+    spec.check(body)
     return Movement(
-        amount_nanos=f.as_usd(f.required(body, "amount_usd"), "amount_usd"),
-        reason=f.as_str(f.required(body, "reason"), "reason", max_len=REASON_MAX, single_line=False),
-        metadata=_metadata(body),
+        amount_nanos=spec.read(body, "amount_usd"),
+        reason=spec.read(body, "reason"),
+        metadata=spec.read(body, "metadata") or {},
     )
-
-
-def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
-    return f.as_metadata(body["metadata"], "metadata") if body.get("metadata") is not None else {}
 
 
 class Budgets:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from tollway.domain import fields as f
+from tollway.domain.bodies import USD_STRING, Body, Custom, Field
 from tollway.domain.card_topups import (
     MAX_TOPUP_NANOS,
     MIN_TOPUP_NANOS,
@@ -27,7 +29,6 @@ from tollway.domain.conflicts import BalanceOverflow
 from tollway.domain.ports.management import UnitOfWorkFactory
 from tollway.domain.ports.payments import InvalidEvent, PaymentGateway
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
 
 log = logging.getLogger("tollway.card_topups")
 
@@ -57,15 +58,50 @@ class ReturnUrls:
 
 
 def _return_url(body: Mapping[str, Any], name: str, default: str | None) -> str:
-    value = body.get(name)
+    value: str | None = CHECKOUT_BODY.read(body, name)
     if value is None:
         if default is None:
             raise InvalidRequest(f"{name} is required: the absolute http(s) URL the payer returns to.", name)
         return default
+    return value
+
+
+def _url_text(value: object, name: str) -> str:
     text = f.as_str(value, name, max_len=URL_MAX)
     if not _absolute_http_url(text):
         raise InvalidRequest(f"{name} must be an absolute http or https URL without credentials.", name)
     return text
+
+
+def _amount(value: object, param: str) -> int:
+    amount = f.as_usd(value, param)
+    if not MIN_TOPUP_NANOS <= amount <= MAX_TOPUP_NANOS:
+        raise InvalidRequest("amount_usd must be between 5 and 10000 USD.", param)
+    if cents_of(amount) is None:
+        raise InvalidRequest("amount_usd must be a whole number of cents (at most 2 decimals).", param)
+    return amount
+
+
+_RETURN_URL: Final = Custom({"type": "string", "format": "uri", "maxLength": URL_MAX}, _url_text)
+_RETURN_NOTE: Final = "Absent or null: the console's wallet page under TOLLWAY_PUBLIC_URL (required without one)."
+CHECKOUT_BODY: Final = Body(
+    Field(
+        "amount_usd",
+        Custom(
+            {
+                "oneOf": [
+                    {"type": "number", "minimum": MIN_TOPUP_NANOS // 10**9, "maximum": MAX_TOPUP_NANOS // 10**9},
+                    {"type": "string", "pattern": USD_STRING},
+                ]
+            },
+            _amount,
+        ),
+        required=True,
+        description="5 to 10,000 USD in whole cents (SPEC §17.2).",
+    ),
+    Field("success_url", _RETURN_URL, nullable=True, description=_RETURN_NOTE),
+    Field("cancel_url", _RETURN_URL, nullable=True, description=_RETURN_NOTE),
+)
 
 
 def _absolute_http_url(text: str) -> bool:
@@ -80,13 +116,9 @@ def _absolute_http_url(text: str) -> bool:
 
 def parse_checkout(platform_id: str, body: Mapping[str, Any], defaults: ReturnUrls) -> CheckoutOrder:
     """``{amount_usd (5–10,000, whole cents), success_url?, cancel_url?}`` (§17.2; amounts as §9.1)."""
-    f.check_keys(body, ("amount_usd", "success_url", "cancel_url"))
-    amount = f.as_usd(f.required(body, "amount_usd"), "amount_usd")
-    if not MIN_TOPUP_NANOS <= amount <= MAX_TOPUP_NANOS:
-        raise InvalidRequest("amount_usd must be between 5 and 10000 USD.", "amount_usd")
-    cents = cents_of(amount)
-    if cents is None:
-        raise InvalidRequest("amount_usd must be a whole number of cents (at most 2 decimals).", "amount_usd")
+    CHECKOUT_BODY.check(body)
+    cents = cents_of(CHECKOUT_BODY.read(body, "amount_usd"))
+    assert cents is not None  # _amount refuses fractions of a cent
     success = _return_url(body, "success_url", defaults.success_url)
     cancel = _return_url(body, "cancel_url", defaults.cancel_url)
     return CheckoutOrder(platform_id, cents, success, cancel)

@@ -8,22 +8,17 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from tollway.domain import fields as f
+from tollway.domain.bodies import Body, Boolean, Choice, Custom, Field, Integer, Text, Usd
 from tollway.domain.catalog import DEFAULT_BASE_URLS, ModelRow, Provider, ProviderKind
 from tollway.domain.conflicts import Duplicate, StillReferenced
 from tollway.domain.ports.management import CatalogRepository
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
 
 PROVIDER_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MODEL_SLUG: Final = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 IMAGE_KINDS: Final = frozenset({ProviderKind.OPENAI, ProviderKind.OPENAI_COMPATIBLE, ProviderKind.ASI1})
 _READ_ONLY: Final = ("id", "created_at", "updated_at")
-_PROVIDER_FIELDS: Final = ("slug", "name", "kind", "base_url", "is_active")
-_MODEL_FIELDS: Final = (
-    "slug", "provider_id", "upstream_model", "input_price_per_mtok", "output_price_per_mtok",
-    "cached_input_price_per_mtok", "cache_write_price_per_mtok", "price_per_image", "price_per_request", "priority",
-    "min_output_tokens", "max_output_tokens", "context_window", "is_active",
-)  # fmt: skip
 _MODEL_PRICES: Final = {
     "input_price_per_mtok": "input_price_nanos",
     "output_price_per_mtok": "output_price_nanos",
@@ -56,11 +51,49 @@ def normalise_base_url(value: object, param: str = "base_url") -> str:
     return parts.scheme.lower() + text[len(parts.scheme) :].rstrip("/")
 
 
-def _kind(value: object) -> ProviderKind:
-    allowed = ", ".join(k.value for k in ProviderKind)
-    if not isinstance(value, str) or value not in ProviderKind.__members__.values():
-        raise InvalidRequest(f"kind must be one of {allowed}.", "kind")
-    return ProviderKind(value)
+_KINDS: Final = Choice(tuple(k.value for k in ProviderKind))
+BASE_URL_SCHEMA: Final = {"type": "string", "format": "uri", "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+_PRICE: Final = Usd(allow_zero=True)
+_TOKENS: Final = Integer(minimum=1)
+
+PROVIDER_BODY: Final = Body(
+    Field("slug", Text(64, pattern=PROVIDER_SLUG), required=True),
+    Field("name", Text(100), required=True),
+    Field("kind", _KINDS, required=True),
+    Field(
+        "base_url",
+        Custom(BASE_URL_SCHEMA, normalise_base_url),
+        nullable=True,
+        description="Required for openai_compatible; absent or null takes the kind's default (SPEC §4.1).",
+    ),
+    Field("is_active", Boolean(), default=True),
+    read_only=_READ_ONLY,
+)
+PROVIDER_PATCH: Final = PROVIDER_BODY.updating(immutable=("slug", "kind"))
+
+MODEL_BODY: Final = Body(
+    Field("slug", Text(128, pattern=MODEL_SLUG), required=True, description="The public model name."),
+    Field("provider_id", Text(64, format="uuid"), required=True),
+    Field("upstream_model", Text(256), required=True),
+    Field("input_price_per_mtok", _PRICE, required=True),
+    Field("output_price_per_mtok", _PRICE, required=True),
+    Field("cached_input_price_per_mtok", _PRICE, nullable=True, description="null: the input price."),
+    Field("cache_write_price_per_mtok", _PRICE, nullable=True, description="null: the input price."),
+    Field(
+        "price_per_image",
+        _PRICE,
+        nullable=True,
+        description="Only on rows of providers of kind openai, openai_compatible or asi1.",
+    ),
+    Field("price_per_request", _PRICE, nullable=True),
+    Field("priority", Integer(minimum=0), default=100, description="Lower is preferred."),
+    Field("min_output_tokens", _TOKENS, nullable=True),
+    Field("max_output_tokens", _TOKENS, required=True, description="At least min_output_tokens."),
+    Field("context_window", _TOKENS, nullable=True),
+    Field("is_active", Boolean(), default=True),
+    read_only=_READ_ONLY,
+)
+MODEL_PATCH: Final = MODEL_BODY.updating(immutable=("slug", "provider_id"))
 
 
 def _default_base_url(kind: ProviderKind) -> str:
@@ -77,13 +110,15 @@ class CatalogAdmin:
     # -- providers ---------------------------------------------------------------------------------------------
 
     async def create_provider(self, body: Mapping[str, Any]) -> Provider:
-        f.check_keys(body, _PROVIDER_FIELDS, read_only=_READ_ONLY)
-        slug = f.as_str(f.required(body, "slug"), "slug", max_len=64, pattern=PROVIDER_SLUG)
-        name = f.as_str(f.required(body, "name"), "name", max_len=100)
-        kind = _kind(f.required(body, "kind"))
-        raw_url = body.get("base_url")
-        base_url = _default_base_url(kind) if raw_url is None else normalise_base_url(raw_url)
-        is_active = f.as_bool(body.get("is_active", True), "is_active")
+        spec = PROVIDER_BODY
+        spec.check(body)
+        slug = spec.read(body, "slug")
+        name = spec.read(body, "name")
+        kind = ProviderKind(spec.read(body, "kind"))
+        base_url = spec.read(body, "base_url")
+        if base_url is None:
+            base_url = _default_base_url(kind)
+        is_active = spec.read(body, "is_active")
         values = {"slug": slug, "name": name, "kind": kind.value, "base_url": base_url, "is_active": is_active}
         try:
             return await self._store.insert_provider(values)
@@ -97,23 +132,23 @@ class CatalogAdmin:
         return provider
 
     async def list_providers(self, kind: str | None, offset: int, limit: int) -> tuple[list[Provider], int]:
-        if kind is not None and kind not in ProviderKind.__members__.values():
-            allowed = ", ".join(k.value for k in ProviderKind)
-            raise InvalidRequest(f"kind must be one of {allowed}.", "kind")
+        if kind is not None:
+            _KINDS.convert(kind, "kind")
         return await self._store.list_providers(kind, offset, limit)
 
     async def update_provider(self, provider_id: str, body: Mapping[str, Any]) -> Provider:
         current = await self.get_provider(provider_id)
-        f.check_keys(body, ("name", "base_url", "is_active"), read_only=_READ_ONLY, immutable=("slug", "kind"))
+        spec = PROVIDER_PATCH
+        spec.check(body)
         values: dict[str, Any] = {}
         if "name" in body:
-            values["name"] = f.as_str(body["name"], "name", max_len=100)
+            values["name"] = spec.read(body, "name")
         if "base_url" in body:
             # null restores the kind's default (openai_compatible has none, so it stays required).
-            raw = body["base_url"]
-            values["base_url"] = _default_base_url(current.kind) if raw is None else normalise_base_url(raw)
+            base_url = spec.read(body, "base_url")
+            values["base_url"] = _default_base_url(current.kind) if base_url is None else base_url
         if "is_active" in body:
-            values["is_active"] = f.as_bool(body["is_active"], "is_active")
+            values["is_active"] = spec.read(body, "is_active")
         updated = await self._store.update_provider(provider_id, values)
         if updated is None:
             raise NotFound("No provider with this id.")
@@ -132,29 +167,25 @@ class CatalogAdmin:
     # -- model rows --------------------------------------------------------------------------------------------
 
     async def create_model(self, body: Mapping[str, Any]) -> ModelRow:
-        f.check_keys(body, _MODEL_FIELDS, read_only=_READ_ONLY)
-        slug = f.as_str(f.required(body, "slug"), "slug", max_len=128, pattern=MODEL_SLUG)
-        raw_provider = f.as_str(f.required(body, "provider_id"), "provider_id", max_len=64)
-        provider = await self._store.get_provider(raw_provider)
+        spec = MODEL_BODY
+        spec.check(body)
+        slug = spec.read(body, "slug")
+        provider = await self._store.get_provider(spec.read(body, "provider_id"))
         if provider is None:
             raise InvalidRequest("provider_id does not name an existing provider.", "provider_id")
         values: dict[str, Any] = {
             "slug": slug,
             "provider_id": provider.id,
-            "upstream_model": f.as_str(f.required(body, "upstream_model"), "upstream_model", max_len=256),
-            "input_price_nanos": f.as_usd(
-                f.required(body, "input_price_per_mtok"), "input_price_per_mtok", allow_zero=True
-            ),
-            "output_price_nanos": f.as_usd(
-                f.required(body, "output_price_per_mtok"), "output_price_per_mtok", allow_zero=True
-            ),
-            **{_MODEL_PRICES[name]: f.as_opt_usd(body.get(name), name, allow_zero=True) for name in _NULLABLE_PRICES},
+            "upstream_model": spec.read(body, "upstream_model"),
+            "input_price_nanos": spec.read(body, "input_price_per_mtok"),
+            "output_price_nanos": spec.read(body, "output_price_per_mtok"),
+            **{_MODEL_PRICES[name]: spec.read(body, name) for name in _NULLABLE_PRICES},
             "price_per_image_nanos": self._image_price(body.get("price_per_image"), provider),
-            "priority": f.as_int(body.get("priority", 100), "priority", minimum=0),
-            "min_output_tokens": f.as_opt_int(body.get("min_output_tokens"), "min_output_tokens", minimum=1),
-            "max_output_tokens": f.as_int(f.required(body, "max_output_tokens"), "max_output_tokens", minimum=1),
-            "context_window": f.as_opt_int(body.get("context_window"), "context_window", minimum=1),
-            "is_active": f.as_bool(body.get("is_active", True), "is_active"),
+            "priority": spec.read(body, "priority"),
+            "min_output_tokens": spec.read(body, "min_output_tokens"),
+            "max_output_tokens": spec.read(body, "max_output_tokens"),
+            "context_window": spec.read(body, "context_window"),
+            "is_active": spec.read(body, "is_active"),
         }
         _check_output_bounds(values, blame_max=True)
         try:
@@ -175,28 +206,21 @@ class CatalogAdmin:
 
     async def update_model(self, model_id: str, body: Mapping[str, Any]) -> ModelRow:
         current = await self.get_model(model_id)
-        writable = [name for name in _MODEL_FIELDS if name not in ("slug", "provider_id")]
-        f.check_keys(body, writable, read_only=_READ_ONLY, immutable=("slug", "provider_id"))
+        spec = MODEL_PATCH
+        spec.check(body)
         values: dict[str, Any] = {}
         for name, column in _MODEL_PRICES.items():
             if name in body and name != "price_per_image":
-                convert = f.as_opt_usd if name in _NULLABLE_PRICES else f.as_usd
-                values[column] = convert(body[name], name, allow_zero=True)
+                values[column] = spec.read(body, name)
         if "price_per_image" in body:
             provider = await self._store.get_provider(current.provider_id)
             assert provider is not None  # a provider with model rows cannot be deleted
             values["price_per_image_nanos"] = self._image_price(body["price_per_image"], provider)
-        if "upstream_model" in body:
-            values["upstream_model"] = f.as_str(body["upstream_model"], "upstream_model", max_len=256)
-        if "priority" in body:
-            values["priority"] = f.as_int(body["priority"], "priority", minimum=0)
-        for name in ("min_output_tokens", "context_window"):
+        for name in ("upstream_model", "priority", "min_output_tokens", "max_output_tokens", "context_window"):
             if name in body:
-                values[name] = f.as_opt_int(body[name], name, minimum=1)
-        if "max_output_tokens" in body:
-            values["max_output_tokens"] = f.as_int(body["max_output_tokens"], "max_output_tokens", minimum=1)
+                values[name] = spec.read(body, name)
         if "is_active" in body:
-            values["is_active"] = f.as_bool(body["is_active"], "is_active")
+            values["is_active"] = spec.read(body, "is_active")
         merged = {
             "min_output_tokens": values.get("min_output_tokens", current.min_output_tokens),
             "max_output_tokens": values.get("max_output_tokens", current.max_output_tokens),
@@ -220,7 +244,7 @@ class CatalogAdmin:
                 "price_per_image can be set only on rows of providers of kind openai, openai_compatible or asi1.",
                 "price_per_image",
             )
-        return f.as_usd(value, "price_per_image", allow_zero=True)
+        return int(MODEL_BODY["price_per_image"].convert(value, "price_per_image"))
 
 
 def _check_output_bounds(values: Mapping[str, Any], *, blame_max: bool) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from tollway.domain import fields as f
+from tollway.domain.bodies import Body, Boolean, Custom, Field, Text, checked_elsewhere
 from tollway.domain.clock import utcnow
 from tollway.domain.conflicts import ProviderUnavailable
 from tollway.domain.keys import PLATFORM_SCOPES, KeyKind, display_prefix, generate_raw_key, key_digest
@@ -15,16 +17,51 @@ from tollway.domain.ports.management import ApiKeyRepository, LlmConfigRepositor
 from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
 
 DEFAULT_PLATFORM_SCOPES: Final = ("inference", "manage")
-_KEY_FIELDS: Final = ("name", "scopes", "expires_at")
 _KEY_READ_ONLY: Final = (
     "id", "platform_id", "end_user_id", "type", "key_prefix", "is_active", "last_used_at", "revoked_at",
     "created_at", "raw_key",
 )  # fmt: skip
-_CONFIG_FIELDS: Final = ("provider_id", "api_key", "is_default", "is_active")
 _CONFIG_READ_ONLY: Final = ("id", "platform_id", "provider_slug", "created_at", "updated_at")
+EXPIRES_AT: Final = Field(
+    "expires_at",
+    checked_elsewhere({"type": "string", "format": "date-time", "description": "RFC 3339, in the future."}),
+    nullable=True,
+)
+
+
+def key_body(scopes: Custom, default_scopes: tuple[str, ...]) -> Body:
+    """``{name?, scopes?, expires_at?}`` of a new API key; ``expires_at`` is judged against the clock by the caller."""
+    return Body(
+        Field("name", Text(100, min_len=0), nullable=True),
+        Field("scopes", scopes, default=list(default_scopes)),
+        EXPIRES_AT,
+        read_only=_KEY_READ_ONLY,
+    )
+
+
+def _api_key_value(value: object, param: str) -> str:
+    # Checked without echoing the value: error messages never carry the key (SPEC §15).
+    if not isinstance(value, str) or not 1 <= len(value) <= 4096 or not value.isprintable():
+        raise InvalidRequest("api_key must be a string of 1 to 4096 printable characters.", "api_key")
+    return value
+
+
+_PROVIDER_ID: Final = Field("provider_id", Text(64, format="uuid"), required=True, description="An active provider.")
+LLM_CONFIG_BODY: Final = Body(
+    _PROVIDER_ID,
+    Field(
+        "api_key",
+        Custom({"type": "string", "minLength": 1, "maxLength": 4096, "writeOnly": True}, _api_key_value),
+        required=True,
+        description="The provider key, sealed at rest and never returned.",
+    ),
+    Field("is_default", Boolean(), default=False),
+    Field("is_active", Boolean(), default=True),
+    read_only=_CONFIG_READ_ONLY,
+)
+LLM_CONFIG_PATCH: Final = LLM_CONFIG_BODY.updating()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +74,10 @@ class NewKey:
 
 def new_platform_key(body: Mapping[str, Any], *, now: datetime | None = None) -> NewKey:
     """Validates ``{name?, scopes?, expires_at?}`` and mints a platform key."""
-    f.check_keys(body, _KEY_FIELDS, read_only=_KEY_READ_ONLY)
-    name = f.as_opt_str(body.get("name"), "name", max_len=100)
-    scopes = _scopes(body["scopes"]) if "scopes" in body else list(DEFAULT_PLATFORM_SCOPES)
-    expires_at = body.get("expires_at")
+    PLATFORM_KEY_BODY.check(body)
+    name = PLATFORM_KEY_BODY.read(body, "name")
+    scopes = PLATFORM_KEY_BODY.read(body, "scopes")
+    expires_at = PLATFORM_KEY_BODY.read(body, "expires_at")
     expiry = None if expires_at is None else f.as_future_timestamp(expires_at, "expires_at", now or utcnow())
     raw = generate_raw_key(KeyKind.PLATFORM)
     values = {
@@ -55,7 +92,7 @@ def new_platform_key(body: Mapping[str, Any], *, now: datetime | None = None) ->
     return NewKey(raw, values)
 
 
-def _scopes(value: object) -> list[str]:
+def _scopes(value: object, param: str = "scopes") -> list[str]:
     if not isinstance(value, list):
         raise InvalidRequest('scopes must be an array of strings such as ["inference", "manage"].', "scopes")
     if not value:
@@ -68,6 +105,15 @@ def _scopes(value: object) -> list[str]:
         if scope not in chosen:
             chosen.append(scope)
     return chosen
+
+
+PLATFORM_KEY_BODY: Final = key_body(
+    Custom(
+        {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(PLATFORM_SCOPES)}},
+        _scopes,
+    ),
+    DEFAULT_PLATFORM_SCOPES,
+)
 
 
 class PlatformKeys:
@@ -102,13 +148,14 @@ class LlmConfigs:
         self._sealer = sealer
 
     async def create(self, platform_id: str, body: Mapping[str, Any]) -> Record:
-        f.check_keys(body, _CONFIG_FIELDS, read_only=_CONFIG_READ_ONLY)
-        provider_id = f.as_str(f.required(body, "provider_id"), "provider_id", max_len=64)
+        spec = LLM_CONFIG_BODY
+        spec.check(body)
+        provider_id = spec.read(body, "provider_id")
         values = {
             "provider_id": provider_id,
-            "api_key_ciphertext": self._seal(f.required(body, "api_key"), platform_id),
-            "is_default": f.as_bool(body.get("is_default", False), "is_default"),
-            "is_active": f.as_bool(body.get("is_active", True), "is_active"),
+            "api_key_ciphertext": self._seal(spec.read(body, "api_key"), platform_id),
+            "is_default": spec.read(body, "is_default"),
+            "is_active": spec.read(body, "is_active"),
         }
         try:
             return await self._store.create(platform_id, values)
@@ -128,15 +175,16 @@ class LlmConfigs:
 
     async def update(self, platform_id: str, config_id: str, body: Mapping[str, Any]) -> Record:
         await self.get(platform_id, config_id)
-        f.check_keys(body, _CONFIG_FIELDS, read_only=_CONFIG_READ_ONLY)
+        spec = LLM_CONFIG_PATCH
+        spec.check(body)
         values: dict[str, Any] = {}
         if "provider_id" in body:
-            values["provider_id"] = f.as_str(body["provider_id"], "provider_id", max_len=64)
+            values["provider_id"] = spec.read(body, "provider_id")
         if "api_key" in body:
-            values["api_key_ciphertext"] = self._seal(body["api_key"], platform_id)
+            values["api_key_ciphertext"] = self._seal(spec.read(body, "api_key"), platform_id)
         for name in ("is_default", "is_active"):
             if name in body:
-                values[name] = f.as_bool(body[name], name)
+                values[name] = spec.read(body, name)
         try:
             row = await self._store.update(platform_id, config_id, values)
         except ProviderUnavailable:
@@ -149,10 +197,7 @@ class LlmConfigs:
         if not await self._store.delete(platform_id, config_id):
             raise NotFound("No LLM config with this id.")
 
-    def _seal(self, value: object, platform_id: str) -> bytes:
-        # Checked without echoing the value: error messages never carry the key (SPEC §15).
-        if not isinstance(value, str) or not 1 <= len(value) <= 4096 or not value.isprintable():
-            raise InvalidRequest("api_key must be a string of 1 to 4096 printable characters.", "api_key")
+    def _seal(self, value: str, platform_id: str) -> bytes:
         return self._sealer.seal(value, platform_id)
 
 

@@ -8,33 +8,29 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from tollway.domain import fields as f
+from tollway.domain.bodies import Body, Boolean, Custom, Field, Metadata, Text
 from tollway.domain.clock import utcnow
 from tollway.domain.end_users import EndUserCreation
 from tollway.domain.keys import END_USER_SCOPES, KeyKind, display_prefix, generate_raw_key, key_digest
 from tollway.domain.ports.management import EndUserRepository
 from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
-from tollway.services.management.credentials import NewKey
+from tollway.services.management.credentials import NewKey, key_body
 
 EXTERNAL_ID_MAX: Final = 255
 DISPLAY_NAME_MAX: Final = 100
 DEFAULT_END_USER_SCOPES: Final = ("inference",)
 _READ_ONLY: Final = ("id", "platform_id", "created_at", "updated_at", "api_key", "budget")
-_KEY_FIELDS: Final = ("name", "scopes", "expires_at")
-_KEY_READ_ONLY: Final = (
-    "id", "platform_id", "end_user_id", "type", "key_prefix", "is_active", "last_used_at", "revoked_at",
-    "created_at", "raw_key",
-)  # fmt: skip
 _NO_END_USER: Final = "No end user with this id."
 
 
 def new_end_user_key(body: Mapping[str, Any], *, now: datetime | None = None) -> NewKey:
     """Validates ``{name?, scopes?, expires_at?}`` and mints an end-user key (scopes a subset of ["inference"])."""
-    f.check_keys(body, _KEY_FIELDS, read_only=_KEY_READ_ONLY)
-    name = f.as_opt_str(body.get("name"), "name", max_len=100)
-    scopes = _scopes(body["scopes"]) if "scopes" in body else list(DEFAULT_END_USER_SCOPES)
-    expires_at = body.get("expires_at")
+    END_USER_KEY_BODY.check(body)
+    name = END_USER_KEY_BODY.read(body, "name")
+    scopes = END_USER_KEY_BODY.read(body, "scopes")
+    expires_at = END_USER_KEY_BODY.read(body, "expires_at")
     expiry = None if expires_at is None else f.as_future_timestamp(expires_at, "expires_at", now or utcnow())
     raw = generate_raw_key(KeyKind.END_USER)
     values = {
@@ -48,7 +44,7 @@ def new_end_user_key(body: Mapping[str, Any], *, now: datetime | None = None) ->
     return NewKey(raw, values)
 
 
-def _scopes(value: object) -> list[str]:
+def _scopes(value: object, param: str = "scopes") -> list[str]:
     if not isinstance(value, list) or not value:
         raise InvalidRequest('scopes must be a non-empty array of strings: ["inference"].', "scopes")
     for index, scope in enumerate(value):
@@ -58,12 +54,33 @@ def _scopes(value: object) -> list[str]:
     return list(DEFAULT_END_USER_SCOPES)
 
 
-def _display_name(value: object) -> str | None:
-    return f.as_opt_str(value, "display_name", max_len=DISPLAY_NAME_MAX)
+END_USER_KEY_BODY: Final = key_body(
+    Custom({"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(END_USER_SCOPES)}}, _scopes),
+    DEFAULT_END_USER_SCOPES,
+)
 
 
-def _metadata(value: object) -> dict[str, Any]:
-    return {} if value is None else f.as_metadata(value, "metadata")
+def _metadata(value: object, param: str) -> dict[str, Any]:
+    return {} if value is None else f.as_metadata(value, param)
+
+
+_METADATA: Final = Field(
+    "metadata", Custom({"anyOf": [Metadata().schema(), {"type": "null"}]}, _metadata), description="null: {}."
+)
+END_USER_BODY: Final = Body(
+    Field("external_id", Text(EXTERNAL_ID_MAX), required=True, description="Unique per platform."),
+    Field("display_name", Text(DISPLAY_NAME_MAX, min_len=0), nullable=True),
+    _METADATA,
+    read_only=(*_READ_ONLY, "is_active"),
+    description="The same external_id again answers 200 with the existing end user and a fresh key.",
+)
+END_USER_PATCH: Final = Body(
+    END_USER_BODY["display_name"],
+    _METADATA,
+    Field("is_active", Boolean()),
+    read_only=_READ_ONLY,
+    immutable=("external_id",),
+)
 
 
 class EndUsers:
@@ -74,12 +91,8 @@ class EndUsers:
         self, platform_id: str, body: Mapping[str, Any], now: datetime | None = None
     ) -> tuple[EndUserCreation, str]:
         """The creation (or the existing end user with ``created`` False) and the raw key, shown once."""
-        f.check_keys(body, ("external_id", "display_name", "metadata"), read_only=(*_READ_ONLY, "is_active"))
-        values = {
-            "external_id": f.as_str(f.required(body, "external_id"), "external_id", max_len=EXTERNAL_ID_MAX),
-            "display_name": _display_name(body.get("display_name")),
-            "metadata": _metadata(body.get("metadata")),
-        }
+        END_USER_BODY.check(body)
+        values = {name: END_USER_BODY.read(body, name) for name in ("external_id", "display_name", "metadata")}
         key = new_end_user_key({})
         created = await self._store.create_or_get(platform_id, values, key.values, now or utcnow())
         if created is None:
@@ -101,14 +114,8 @@ class EndUsers:
         self, platform_id: str, end_user_id: str, body: Mapping[str, Any], now: datetime | None = None
     ) -> Record:
         await self.get(platform_id, end_user_id)  # an unknown id is 404 before any body check (§2.3)
-        f.check_keys(body, ("display_name", "metadata", "is_active"), read_only=_READ_ONLY, immutable=("external_id",))
-        values: dict[str, Any] = {}
-        if "display_name" in body:
-            values["display_name"] = _display_name(body["display_name"])
-        if "metadata" in body:
-            values["metadata"] = _metadata(body["metadata"])
-        if "is_active" in body:
-            values["is_active"] = f.as_bool(body["is_active"], "is_active")
+        END_USER_PATCH.check(body)
+        values = {name: END_USER_PATCH.read(body, name) for name in END_USER_PATCH.fields if name in body}
         updated = await self._store.update(platform_id, end_user_id, values, now or utcnow())
         if updated is None:
             raise NotFound(_NO_END_USER)

@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from tollway.domain import fields as f
+from tollway.domain.bodies import Body, Boolean, Custom, Field, Text, Usd, checked_elsewhere
 from tollway.domain.clock import utcnow
 from tollway.domain.conflicts import Duplicate
 from tollway.domain.ids import new_id
@@ -16,8 +18,7 @@ from tollway.domain.ports.mcp import McpAppRepository
 from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
-from tollway.services.management.public_urls import public_url
+from tollway.services.management.public_urls import PUBLIC_URL, public_url
 from tollway.services.management.webhooks import Resolver, resolve_host
 
 HEADER_NAME: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
@@ -25,7 +26,6 @@ TOOL_NAME_MAX: Final = 128
 TOOLS_MAX: Final = 256
 SCOPES_MAX: Final = 64
 DEFAULT_PRICE_NANOS: Final = 1_000_000  # $0.001 per call
-_FIELDS: Final = ("slug", "name", "server_url", "auth", "price_per_call_usd", "allowed_tools", "is_active")
 _READ_ONLY: Final = ("id", "platform_id", "has_secret", "created_at", "updated_at")
 _AUTH_KEYS: Final = {
     AuthType.NONE: ("type",),
@@ -52,14 +52,15 @@ class McpApps:
         self._resolve = resolver
 
     async def create(self, platform_id: str, body: Mapping[str, Any]) -> Record:
-        f.check_keys(body, _FIELDS, read_only=_READ_ONLY)
-        slug = f.as_str(f.required(body, "slug"), "slug", max_len=63, pattern=APP_SLUG)
-        name = f.as_str(f.required(body, "name"), "name", max_len=100)
-        server_url = await self._url(f.required(body, "server_url"), "server_url")
-        auth = await self._auth(f.required(body, "auth"), keep_secret=False)
-        price = f.as_usd(body.get("price_per_call_usd", "0.001"), "price_per_call_usd", allow_zero=True)
-        tools = _tools(body.get("allowed_tools"))
-        is_active = f.as_bool(body.get("is_active", True), "is_active")
+        spec = APP_BODY
+        spec.check(body)
+        slug = spec.read(body, "slug")
+        name = spec.read(body, "name")
+        server_url = await self._url(spec.read(body, "server_url"), "server_url")
+        auth = await self._auth(spec.read(body, "auth"), keep_secret=False)
+        price = spec.read(body, "price_per_call_usd")
+        tools = spec.read(body, "allowed_tools")
+        is_active = spec.read(body, "is_active")
         now, app_id = utcnow(), new_id()
         values = {
             "id": app_id,
@@ -92,14 +93,15 @@ class McpApps:
 
     async def update(self, platform_id: str, app_id: str, body: Mapping[str, Any]) -> Record:
         current = await self.get(platform_id, app_id)
-        f.check_keys(body, _FIELDS, read_only=_READ_ONLY)
+        spec = APP_PATCH
+        spec.check(body)
         values: dict[str, Any] = {}
         if "slug" in body:
-            values["slug"] = f.as_str(body["slug"], "slug", max_len=63, pattern=APP_SLUG)
+            values["slug"] = spec.read(body, "slug")
         if "name" in body:
-            values["name"] = f.as_str(body["name"], "name", max_len=100)
+            values["name"] = spec.read(body, "name")
         if "server_url" in body:
-            values["server_url"] = await self._url(body["server_url"], "server_url")
+            values["server_url"] = await self._url(spec.read(body, "server_url"), "server_url")
         if "auth" in body:
             # The stored secret is kept when the type stays the same and the PATCH leaves the secret out.
             auth = await self._auth(body["auth"], keep_secret=True, current=AuthType(current["auth_type"]))
@@ -107,11 +109,11 @@ class McpApps:
             if auth.kind is AuthType.NONE or auth.secret is not None:
                 values["secret_sealed"] = self._seal(auth.secret, platform_id, app_id)
         if "price_per_call_usd" in body:
-            values["price_per_call_nanos"] = f.as_usd(body["price_per_call_usd"], "price_per_call_usd", allow_zero=True)
+            values["price_per_call_nanos"] = spec.read(body, "price_per_call_usd")
         if "allowed_tools" in body:
-            values["allowed_tools"] = _tools(body["allowed_tools"])
+            values["allowed_tools"] = spec.read(body, "allowed_tools")
         if "is_active" in body:
-            values["is_active"] = f.as_bool(body["is_active"], "is_active")
+            values["is_active"] = spec.read(body, "is_active")
         try:
             row = await self._store.update(platform_id, app_id, values, utcnow())
         except Duplicate:
@@ -191,7 +193,7 @@ def _scopes(value: object) -> list[str]:
     return chosen
 
 
-def _tools(value: object) -> list[str] | None:
+def _tools(value: object, param: str = "allowed_tools") -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or len(value) > TOOLS_MAX:
@@ -204,3 +206,69 @@ def _tools(value: object) -> list[str] | None:
         if name not in chosen:
             chosen.append(name)
     return chosen
+
+
+_SECRET: Final = {"type": "string", "minLength": 1, "maxLength": 4096, "writeOnly": True}
+_URL_SCHEMA: Final = PUBLIC_URL.schema()
+AUTH_SCHEMA: Final = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"type": {"const": "none"}},
+            "required": ["type"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {
+                "type": {"const": "header"},
+                "name": {"type": "string", "pattern": f"^{HEADER_NAME.pattern}$"},
+                "value": _SECRET,
+            },
+            "required": ["type", "name"],
+            "additionalProperties": False,
+            "description": "value is required on creation; a PATCH of the same type may leave it out to keep it.",
+        },
+        {
+            "type": "object",
+            "properties": {
+                "type": {"const": "oauth2"},
+                "authorize_url": _URL_SCHEMA,
+                "token_url": _URL_SCHEMA,
+                "client_id": {"type": "string", "minLength": 1, "maxLength": 255},
+                "client_secret": _SECRET,
+                "scopes": {
+                    "type": "array",
+                    "maxItems": SCOPES_MAX,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
+                "revocation_url": {"anyOf": [_URL_SCHEMA, {"type": "null"}]},
+            },
+            "required": ["type", "authorize_url", "token_url", "client_id", "scopes"],
+            "additionalProperties": False,
+        },
+    ]
+}
+APP_BODY: Final = Body(
+    Field("slug", Text(63, pattern=APP_SLUG), required=True, description="Unique per platform."),
+    Field("name", Text(100), required=True),
+    Field("server_url", PUBLIC_URL, required=True, description="The app's MCP server (Streamable HTTP), SPEC §11.5."),
+    Field("auth", checked_elsewhere(AUTH_SCHEMA), required=True, description="Secrets are sealed, never returned."),
+    Field("price_per_call_usd", Usd(allow_zero=True), default="0.001"),
+    Field(
+        "allowed_tools",
+        Custom(
+            {
+                "anyOf": [
+                    {"type": "array", "maxItems": TOOLS_MAX, "items": {"type": "string", "maxLength": TOOL_NAME_MAX}},
+                    {"type": "null"},
+                ]
+            },
+            _tools,
+        ),
+        description="null: every tool.",
+    ),
+    Field("is_active", Boolean(), default=True),
+    read_only=_READ_ONLY,
+)
+APP_PATCH: Final = APP_BODY.updating()

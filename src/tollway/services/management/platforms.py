@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from tollway.domain import fields as f
+from tollway.domain.bodies import Body, Boolean, Custom, Field, Integer, Text, Usd
 from tollway.domain.conflicts import Duplicate
 from tollway.domain.mcp import BadOrigin, normalise_origin
 from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
@@ -16,20 +18,16 @@ from tollway.domain.platforms import SLUG_MAX
 from tollway.domain.ports.management import PlatformRepository
 from tollway.domain.records import Record
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
 from tollway.services.management.credentials import new_platform_key
 
 PLATFORM_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RATE_LIMIT_MAX: Final = 10**9
 MARKUP_MAX: Final = 1000
 _READ_ONLY: Final = ("id", "created_at", "updated_at")
-_SETTINGS_KEYS: Final = (
-    "default_budget", "markup_percentage", "rate_limits", "wallet_low_balance_threshold",
-    "mcp_free_calls_per_month", "mcp_external_servers", "mcp_redirect_origins",
-)  # fmt: skip
 MCP_FREE_CALLS_MAX: Final = 10**9
 MCP_ORIGINS_MAX: Final = 50
 _DIMENSIONS: Final = ("rpm", "tpm", "rpd")
+_PERIODS: Final = [p.value for p in BudgetPeriod]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +47,11 @@ def derive_slug(name: str) -> str:
 def settings_patch(value: object, param: str = "settings") -> dict[str, Any]:
     """The stored form (``PlatformSettings.to_stored`` keys) of each settings key present in ``value``."""
     body = f.as_object(value, param)
-    f.check_keys(body, _SETTINGS_KEYS, prefix=param)
+    SETTINGS_BODY.check(body, prefix=param)
     patch: dict[str, Any] = {}
-    if "default_budget" in body:
-        patch["default_budget"] = _default_budget(body["default_budget"], f.path_of(param, "default_budget"))
-    if "markup_percentage" in body:
-        patch["markup_bps"] = _markup_bps(body["markup_percentage"], f.path_of(param, "markup_percentage"))
-    if "rate_limits" in body:
-        patch["rate_limits"] = _rate_limits(body["rate_limits"], f.path_of(param, "rate_limits"))
-    if "wallet_low_balance_threshold" in body:
-        threshold = f.path_of(param, "wallet_low_balance_threshold")
-        patch["wallet_low_balance_threshold_nanos"] = f.as_opt_usd(
-            body["wallet_low_balance_threshold"], threshold, allow_zero=True
-        )
-    if "mcp_free_calls_per_month" in body:
-        free = f.path_of(param, "mcp_free_calls_per_month")
-        patch["mcp_free_calls_per_month"] = f.as_int(
-            body["mcp_free_calls_per_month"], free, minimum=0, maximum=MCP_FREE_CALLS_MAX
-        )
-    if "mcp_external_servers" in body:
-        external = f.path_of(param, "mcp_external_servers")
-        patch["mcp_external_servers"] = f.as_bool(body["mcp_external_servers"], external)
-    if "mcp_redirect_origins" in body:
-        origins = f.path_of(param, "mcp_redirect_origins")
-        patch["mcp_redirect_origins"] = _origins(body["mcp_redirect_origins"], origins)
+    for name, column in _SETTINGS_COLUMNS.items():
+        if name in body:
+            patch[column] = SETTINGS_BODY.read(body, name, param)
     return patch
 
 
@@ -96,13 +75,9 @@ def _default_budget(value: object, param: str) -> dict[str, Any] | None:
     if value is None:
         return None
     body = f.as_object(value, param)
-    f.check_keys(body, ("max_usd", "period"), prefix=param)
-    max_nanos = f.as_usd(f.required(body, "max_usd", param), f.path_of(param, "max_usd"), allow_zero=True)
-    period_param = f.path_of(param, "period")
-    period = body.get("period", BudgetPeriod.ONE_TIME.value)
-    if not isinstance(period, str) or period not in BudgetPeriod.__members__.values():
-        raise InvalidRequest(f"{period_param} must be one of one_time, daily, monthly.", period_param)
-    return {"max_nanos": max_nanos, "period": period}
+    DEFAULT_BUDGET_BODY.check(body, prefix=param)
+    max_nanos = DEFAULT_BUDGET_BODY.read(body, "max_usd", param)
+    return {"max_nanos": max_nanos, "period": DEFAULT_BUDGET_BODY.read(body, "period", param)}
 
 
 def _markup_bps(value: object, param: str) -> int:
@@ -125,11 +100,74 @@ def _rate_limits(value: object, param: str) -> dict[str, int | None]:
     if value is None:
         return dict.fromkeys(_DIMENSIONS)
     body = f.as_object(value, param)
-    f.check_keys(body, _DIMENSIONS, prefix=param)
-    return {
-        name: f.as_opt_int(body.get(name), f.path_of(param, name), minimum=1, maximum=RATE_LIMIT_MAX)
-        for name in _DIMENSIONS
-    }
+    RATE_LIMITS_BODY.check(body, prefix=param)
+    return {name: RATE_LIMITS_BODY.read(body, name, param) for name in _DIMENSIONS}
+
+
+_RATE_LIMIT: Final = Integer(minimum=1, maximum=RATE_LIMIT_MAX)
+RATE_LIMITS_BODY: Final = Body(*(Field(name, _RATE_LIMIT, nullable=True) for name in _DIMENSIONS))
+DEFAULT_BUDGET_BODY: Final = Body(
+    Field("max_usd", Usd(allow_zero=True), required=True),
+    Field("period", Custom({"type": "string", "enum": _PERIODS}, lambda v, p: _period(v, p)), default="one_time"),
+)
+
+
+def _period(value: object, param: str) -> str:
+    if not isinstance(value, str) or value not in BudgetPeriod.__members__.values():
+        raise InvalidRequest(f"{param} must be one of one_time, daily, monthly.", param)
+    return value
+
+
+def _with_schema(body: Body, converter: Any) -> Custom:
+    return Custom(body.schema(), converter)
+
+
+SETTINGS_BODY: Final = Body(
+    Field(
+        "default_budget",
+        _with_schema(DEFAULT_BUDGET_BODY, lambda v, p: _default_budget(v, p)),
+        nullable=True,
+        description="Every end user created afterwards gets an active budget with these values.",
+    ),
+    Field(
+        "markup_percentage",
+        Custom({"type": "number", "minimum": 0, "maximum": MARKUP_MAX}, lambda v, p: _markup_bps(v, p)),
+        description="A percentage from 0 to 1000 with at most 2 decimals.",
+    ),
+    Field(
+        "rate_limits",
+        Custom({"anyOf": [RATE_LIMITS_BODY.schema(), {"type": "null"}]}, lambda v, p: _rate_limits(v, p)),
+        description="Replaced whole; a dimension left out (or null for all) is unlimited.",
+    ),
+    Field("wallet_low_balance_threshold", Usd(allow_zero=True), nullable=True),
+    Field("mcp_free_calls_per_month", Integer(minimum=0, maximum=MCP_FREE_CALLS_MAX)),
+    Field("mcp_external_servers", Boolean()),
+    Field(
+        "mcp_redirect_origins",
+        Custom(
+            {"type": "array", "maxItems": MCP_ORIGINS_MAX, "items": {"type": "string", "maxLength": 300}},
+            lambda v, p: _origins(v, p),
+        ),
+    ),
+    description="Each key present replaces its stored value whole; absent keys are kept (SPEC §5.1).",
+)
+_SETTINGS_COLUMNS: Final = {
+    "default_budget": "default_budget",
+    "markup_percentage": "markup_bps",
+    "rate_limits": "rate_limits",
+    "wallet_low_balance_threshold": "wallet_low_balance_threshold_nanos",
+    "mcp_free_calls_per_month": "mcp_free_calls_per_month",
+    "mcp_external_servers": "mcp_external_servers",
+    "mcp_redirect_origins": "mcp_redirect_origins",
+}
+_SETTINGS: Final = Custom(SETTINGS_BODY.schema(), settings_patch)
+PLATFORM_BODY: Final = Body(
+    Field("name", Text(100), required=True),
+    Field("slug", Text(SLUG_MAX, pattern=PLATFORM_SLUG), nullable=True, description="Derived from name when absent."),
+    Field("settings", _SETTINGS),
+    read_only=_READ_ONLY,
+)
+PLATFORM_PATCH: Final = Body(Field("name", Text(100)), Field("settings", _SETTINGS), read_only=(*_READ_ONLY, "slug"))
 
 
 class Platforms:
@@ -137,14 +175,12 @@ class Platforms:
         self._store = store
 
     async def create(self, body: Mapping[str, Any]) -> CreatedPlatform:
-        f.check_keys(body, ("name", "slug", "settings"), read_only=_READ_ONLY)
-        name = f.as_str(f.required(body, "name"), "name", max_len=100)
-        slug = body.get("slug")
-        if slug is not None:
-            slug = f.as_str(slug, "slug", max_len=SLUG_MAX, pattern=PLATFORM_SLUG)
+        PLATFORM_BODY.check(body)
+        name = PLATFORM_BODY.read(body, "name")
+        slug = PLATFORM_BODY.read(body, "slug")
         stored = PlatformSettings().to_stored()
         if "settings" in body:
-            stored.update(settings_patch(body["settings"]))
+            stored.update(PLATFORM_BODY.read(body, "settings"))
         key = new_platform_key({})
         try:
             platform, wallet, api_key = await self._store.create(
@@ -165,9 +201,9 @@ class Platforms:
         return await self._store.list_platforms(offset, limit)
 
     async def update(self, platform_id: str, body: Mapping[str, Any]) -> Record:
-        f.check_keys(body, ("name", "settings"), read_only=(*_READ_ONLY, "slug"))
-        name = f.as_str(body["name"], "name", max_len=100) if "name" in body else None
-        patch = settings_patch(body["settings"]) if "settings" in body else {}
+        PLATFORM_PATCH.check(body)
+        name = PLATFORM_PATCH.read(body, "name")
+        patch = PLATFORM_PATCH.read(body, "settings") if "settings" in body else {}
         updated = await self._store.update(platform_id, name=name, settings_patch=patch)
         if updated is None:
             raise NotFound("No platform with this id.")

@@ -4,17 +4,20 @@ private URLs are allowed (development, tests). The connection itself re-checks t
 
 from __future__ import annotations
 
+from typing import Final
+
 from tollway.domain.addresses import UnsafeUrl, check_url, is_public, parse_address
+from tollway.domain.bodies import Text
 from tollway.errors import InvalidRequest
-from tollway.services.management import fields as f
 from tollway.services.management.webhooks import Resolver
 
-URL_MAX = 2048
+URL_MAX: Final = 2048
+PUBLIC_URL: Final = Text(URL_MAX, format="uri")
 
 
 async def public_url(value: object, param: str, *, allow_private: bool, resolve: Resolver) -> str:
     """The URL when §11.5 allows it; 400 ``invalid_request`` at ``param`` otherwise."""
-    url = f.as_str(value, param, max_len=URL_MAX)
+    url = PUBLIC_URL.convert(value, param)
     try:
         host = check_url(url, allow_private=allow_private)
     except UnsafeUrl as exc:

@@ -6,22 +6,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from tollway.domain.bodies import Body, Field, Integer
 from tollway.domain.clock import utcnow
 from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ports.management import RateOverrideRepository
 from tollway.domain.ratelimit import MAX_LIMIT, EffectiveLimits, resolve_limits
 from tollway.domain.records import Record
 from tollway.errors import NotFound
-from tollway.services.management import fields as f
 
 _OVERRIDE_FIELDS: Final = ("rpm_limit", "tpm_limit", "rpd_limit")
+OVERRIDE_BODY: Final = Body(
+    *(
+        Field(name, Integer(minimum=1, maximum=MAX_LIMIT), nullable=True, description="null: the platform default.")
+        for name in _OVERRIDE_FIELDS
+    ),
+    read_only=("end_user_id", "updated_at", "resolution"),
+    description="Replaced whole: an absent key counts as null.",
+)
 _NO_END_USER: Final = "No end user with this id."
 
 
 def parse_override(body: Mapping[str, Any]) -> RateLimits:
     """``{rpm_limit, tpm_limit, rpd_limit}``: each a positive integer ≤ 10⁹ or null; an absent key is null."""
-    f.check_keys(body, _OVERRIDE_FIELDS, read_only=("end_user_id", "updated_at", "resolution"))
-    rpm, tpm, rpd = (f.as_opt_int(body.get(name), name, minimum=1, maximum=MAX_LIMIT) for name in _OVERRIDE_FIELDS)
+    OVERRIDE_BODY.check(body)
+    rpm, tpm, rpd = (OVERRIDE_BODY.read(body, name) for name in _OVERRIDE_FIELDS)
     return RateLimits(rpm=rpm, tpm=tpm, rpd=rpd)
 
 

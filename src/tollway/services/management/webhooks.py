@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from tollway.domain.addresses import UnsafeUrl, check_url, is_public, parse_address
+from tollway.domain.bodies import Body, Boolean, Custom, Field, Text
 from tollway.domain.clock import utcnow
 from tollway.domain.conflicts import EndpointInactive
 from tollway.domain.ids import new_id
@@ -18,11 +19,10 @@ from tollway.domain.records import Record
 from tollway.domain.sealing import Sealer
 from tollway.domain.webhooks import ALL_EVENTS, DEFAULT_EVENTS, ROTATION_GRACE, DeliveryStatus, new_secret
 from tollway.errors import InvalidRequest, NotFound
-from tollway.services.management import fields as f
 
-_FIELDS: Final = ("url", "events", "description", "is_active")
 _READ_ONLY: Final = ("id", "platform_id", "disabled_reason", "created_at", "updated_at", "secret")
 _URL_MAX: Final = 2048
+_URL: Final = Text(_URL_MAX, format="uri")
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 
@@ -53,7 +53,7 @@ class Webhooks:
         self._resolve = resolver
 
     async def _url(self, value: object) -> str:
-        url = f.as_str(value, "url", max_len=_URL_MAX)
+        url = _URL.convert(value, "url")
         try:
             host = check_url(url, allow_private=self._allow_private)
         except UnsafeUrl as exc:
@@ -76,7 +76,7 @@ class Webhooks:
         return url
 
     @staticmethod
-    def _events(value: object) -> list[str]:
+    def _events(value: object, param: str = "events") -> list[str]:
         if not isinstance(value, list) or not value:
             raise InvalidRequest("events must be a non-empty list of event types.", "events")
         chosen: list[str] = []
@@ -89,11 +89,12 @@ class Webhooks:
         return chosen
 
     async def create(self, platform_id: str, body: Mapping[str, Any]) -> tuple[Record, str]:
-        f.check_keys(body, _FIELDS, read_only=_READ_ONLY)
-        url = await self._url(f.required(body, "url"))
-        events = self._events(body["events"]) if "events" in body else list(DEFAULT_EVENTS)
-        description = f.as_opt_str(body.get("description"), "description", max_len=500, single_line=False)
-        is_active = f.as_bool(body.get("is_active", True), "is_active")
+        spec = ENDPOINT_BODY
+        spec.check(body)
+        url = await self._url(spec.read(body, "url"))
+        events = spec.read(body, "events")
+        description = spec.read(body, "description")
+        is_active = spec.read(body, "is_active")
         now, endpoint_id, secret = utcnow(), new_id(), new_secret()
         values = {
             "id": endpoint_id,
@@ -123,16 +124,17 @@ class Webhooks:
 
     async def update(self, platform_id: str, endpoint_id: str, body: Mapping[str, Any]) -> Record:
         await self.get(platform_id, endpoint_id)
-        f.check_keys(body, _FIELDS, read_only=_READ_ONLY)
+        spec = ENDPOINT_PATCH
+        spec.check(body)
         values: dict[str, Any] = {}
         if "url" in body:
-            values["url"] = await self._url(body["url"])
+            values["url"] = await self._url(spec.read(body, "url"))
         if "events" in body:
-            values["events"] = self._events(body["events"])
+            values["events"] = spec.read(body, "events")
         if "description" in body:
-            values["description"] = f.as_opt_str(body["description"], "description", max_len=500, single_line=False)
+            values["description"] = spec.read(body, "description")
         if "is_active" in body:
-            active = f.as_bool(body["is_active"], "is_active")
+            active = spec.read(body, "is_active")
             values["is_active"] = active
             values["disabled_reason"] = None if active else "manual"
         row = await self._store.update(platform_id, endpoint_id, values, utcnow())
@@ -170,3 +172,25 @@ class Webhooks:
         if row is None:
             raise NotFound("No delivery with this id on this endpoint.")
         return row
+
+
+_events = Webhooks._events
+ENDPOINT_BODY: Final = Body(
+    Field(
+        "url",
+        _URL,
+        required=True,
+        description="https (http only where private addresses are allowed); a public host (SPEC §11.5).",
+    ),
+    Field(
+        "events",
+        Custom(
+            {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(ALL_EVENTS)}}, Webhooks._events
+        ),
+        default=list(DEFAULT_EVENTS),
+    ),
+    Field("description", Text(500, min_len=0, single_line=False), nullable=True),
+    Field("is_active", Boolean(), default=True),
+    read_only=_READ_ONLY,
+)
+ENDPOINT_PATCH: Final = ENDPOINT_BODY.updating()

@@ -8,12 +8,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tollway.domain import json_bytes
 from tollway.settings import Settings
 from tollway.storage.sql.outage import map_outages
 
 
 def _json_serializer(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return json_bytes.dumps(value).decode()
 
 
 _READ_ONLY = "tollway_read_only"

@@ -72,7 +72,8 @@ class LedgerStore:
         offset: int,
         limit: int,
     ) -> tuple[list[Record], int]:
-        """``filters`` maps a usage-log column (model, end_user_id, status, request_type) to its required value."""
+        """``filters`` maps a usage-log column (model, end_user_id, status, request_type, response_id, thread_id,
+        mcp_app) to its required value."""
         query = sa.select(usage_logs).where(usage_logs.c.platform_id == platform_id)
         for column, value in filters.items():
             query = query.where(usage_logs.c[column] == value)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tollway.domain import json_bytes
 from tollway.domain.clock import utcnow
 from tollway.domain.stored_responses import Owner, StoredResponse
 from tollway.storage.sql.tables import stored_responses
@@ -31,7 +31,7 @@ STORED_COLUMNS = (_t.input_items, _t.response_body, _t.thread_key, _t.thread_seq
 def stored_response(row: sa.Row[Any, Any, Any, Any]) -> StoredResponse:
     """A row selected with ``STORED_COLUMNS`` as the domain value."""
     return StoredResponse(
-        orjson.loads(row.input_items), orjson.loads(row.response_body), row.thread_key, row.thread_seq
+        json_bytes.loads(row.input_items), json_bytes.loads(row.response_body), row.thread_key, row.thread_seq
     )
 
 
@@ -43,8 +43,8 @@ def response_row(
         "id": body["id"],
         "platform_id": owner.platform_id,
         "end_user_id": owner.end_user_id,
-        "input_items": orjson.dumps(input_items),
-        "response_body": orjson.dumps(body),
+        "input_items": json_bytes.dumps(input_items),
+        "response_body": json_bytes.dumps(body),
         "created_at": now,
         "expires_at": now + retention,
     }

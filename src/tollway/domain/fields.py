@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 
+from tollway.domain.json_bytes import INT64_MIN, UINT64_MAX
 from tollway.domain.money import usd_to_nanos
 from tollway.errors import InvalidRequest
 
@@ -165,6 +166,9 @@ def parse_rfc3339(text: str) -> datetime | None:
 
 
 def _plain_json(value: object, param: str) -> object:
+    if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
+        # Beyond what JSON encoders (orjson) and the stores hold: refused here, not a 500 when it is stored.
+        raise InvalidRequest(f"{param} holds an integer out of range (at most 64 bits).", param)
     if isinstance(value, Decimal):
         number = float(value)
         if number in (float("inf"), float("-inf")):

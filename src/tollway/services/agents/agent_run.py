@@ -1,0 +1,445 @@
+"""One request's run of the Responses tool loop (SPEC §16.3; the design is in ``agent_loop.py``): the MCP listings,
+the approved calls, the model turns (JSON or streamed into one event sequence) and their MCP calls, the end and
+the stored result."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tollway.domain.catalog import Candidate
+from tollway.domain.mcp_calls import McpApp, McpCallFailed, McpServer
+from tollway.domain.mcp_events import AgentEventStream
+from tollway.domain.mcp_items import (
+    intercept,
+    list_tools_item,
+    listed_tools,
+    listings_in,
+    mcp_call_item,
+    model_items,
+    result_text,
+    tool_arguments,
+)
+from tollway.domain.mcp_tools import (
+    MAX_TOOL_CALLS_DEFAULT,
+    McpTool,
+    Offered,
+    function_name,
+    function_tool,
+    offered_tools,
+)
+from tollway.domain.pricing import Usage
+from tollway.domain.responses_items import output_as_input
+from tollway.domain.responses_output import status_of
+from tollway.domain.responses_request import ResponsesRequest
+from tollway.domain.stored_responses import Owner
+from tollway.domain.threads import ThreadLease
+from tollway.domain.upstream import StreamChunk
+from tollway.domain.usage import CallStatus
+from tollway.errors import BillingError, TollwayError, UpstreamError, WalletInsufficient
+from tollway.services.agents.mcp_calls import McpAppError, McpCalls
+from tollway.services.inference.answers import Completion, StreamedCompletion
+from tollway.services.inference.call import CallContext
+from tollway.services.inference.responses import ResponsesService, ResponseTurn, skeleton
+from tollway.services.inference.streams import StreamTally
+
+log = logging.getLogger("tollway.agents")
+
+_STEP_DIGITS: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Turns and calls after the first get the request id plus "-t"/"-c" and two base-36 digits (the 40 characters of
+# holds.request_id), so a response makes at most this many MCP calls whatever ``max_tool_calls`` says.
+MAX_STEPS: Final = 36 * 36 - 2
+
+
+def _step_id(request_id: str, kind: str, n: int) -> str:
+    return f"{request_id}-{kind}{_STEP_DIGITS[n // 36]}{_STEP_DIGITS[n % 36]}"
+
+
+def _add(total: Usage, usage: Usage) -> Usage:
+    reasoning = None
+    if total.reasoning_tokens is not None or usage.reasoning_tokens is not None:
+        reasoning = (total.reasoning_tokens or 0) + (usage.reasoning_tokens or 0)
+    return Usage(
+        total.prompt_tokens + usage.prompt_tokens,
+        total.completion_tokens + usage.completion_tokens,
+        total.cached_tokens + usage.cached_tokens,
+        reasoning,
+        total.cache_write_tokens + usage.cache_write_tokens,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """An ``mcp`` tool of the request, resolved: the app it names (or a priced-at-0 stand-in for an external
+    server) and where its requests go, with which credential."""
+
+    tool: McpTool
+    app: McpApp
+    target: McpServer
+
+
+class LoopRun:
+    """One request's loop: its output (kept by ``AgentEventStream`` in both modes), totals and end."""
+
+    def __init__(
+        self,
+        responses: ResponsesService,
+        mcp: McpCalls,
+        ctx: CallContext,
+        request: ResponsesRequest,
+        owner: Owner,
+        previous: list[dict[str, Any]],
+        lease: ThreadLease | None,
+        servers: list[Server],
+        approvals: list[tuple[dict[str, Any], bool]],
+    ) -> None:
+        self.responses, self.mcp = responses, mcp
+        self.ctx, self.request, self.owner, self.lease = ctx, request, owner, lease
+        self.context = previous + request.input
+        self.servers = {server.tool.server_label: server for server in servers}
+        self.approvals = approvals
+        self.listings = listings_in(self.context)
+        self.writer = AgentEventStream(skeleton(request, ctx.labels), summary=request.reasoning_summary is not None)
+        self.max_calls = min(request.options.max_tool_calls or MAX_TOOL_CALLS_DEFAULT, MAX_STEPS)
+        self.iteration = 0
+        self.calls = 0  # MCP calls sent (or refused before sending) in this response
+        self.billed = False  # whether anything was settled: from then on, failures end the response
+        self.usage = Usage(0, 0)
+        self.cost = 0
+        self.end: tuple[str, dict[str, str] | None] | None = None  # (status, incomplete_details) once decided
+        self.error: TollwayError | None = None
+        self.offered: dict[str, Offered] = {}
+
+    # -- the two ways of answering ---------------------------------------------------------------------------------
+
+    async def json(self) -> Completion:
+        async for _ in self._prelude():
+            pass
+        provider, headers = "", dict[str, str]()
+        while self.end is None:
+            turn = await self._open()
+            if turn is None:
+                break
+            headers = headers or turn.call.headers  # the first turn's admission and clamp
+            try:
+                with turn.call:
+                    candidate, result = await turn.call.attempt(turn.call_once)
+                    await turn.call.confirm()
+            except TollwayError as error:
+                self._failed(error)
+                break
+            provider = candidate.provider.slug
+            settled = await turn.finish(candidate, result)
+            self._tally(settled.usage, settled.cost_nanos)
+            self.writer.start_turn(self.offered)
+            for item in intercept(settled.output, self.offered):
+                self.writer.add(item)
+            async for _ in self._after_turn(settled.status, settled.incomplete):
+                pass
+            if self.end is None and self.ctx.client_gone is not None and await self.ctx.client_gone():
+                self.end = ("incomplete", {"reason": "client_disconnected"})
+        body = self._terminal_body()
+        await self._keep(body)
+        return Completion(body, provider, headers)
+
+    async def stream(self) -> StreamedCompletion:
+        prelude = self.writer.opening()  # numbered first: response.created leads the stream
+        prelude += [event async for event in self._prelude()]
+        first = await self._open_stream() if self.end is None else None
+        provider = first[1].provider.slug if first is not None else ""
+        headers = first[0].call.headers if first is not None else {}
+        return StreamedCompletion(self._relay(prelude, first), provider, headers, self._drained)
+
+    def _drained(self, error: TollwayError) -> list[dict[str, Any]]:
+        return self.writer.fail(error.code, error.message)
+
+    # -- before the first turn ---------------------------------------------------------------------------------------
+
+    async def _prelude(self) -> AsyncIterator[dict[str, Any]]:
+        """Listings of servers the chain has not listed yet, then the calls approved in this input."""
+        for server in self.servers.values():
+            if server.tool.server_label not in self.listings:
+                async for event in self._list(server):
+                    yield event
+        for request_item, approved in self.approvals:
+            if not approved or self.end is not None:
+                continue
+            label, name = request_item["server_label"], request_item["name"]
+            item = mcp_call_item(label, name, request_item["arguments"], request_item["id"])
+            for event in self.writer.add(item):
+                yield event
+            async for event in self._call(item):
+                yield event
+
+    async def _list(self, server: Server) -> AsyncIterator[dict[str, Any]]:
+        writer, item = self.writer, list_tools_item(server.tool.server_label)
+        for event in writer.add(item) + writer.progress(item, "response.mcp_list_tools.in_progress"):
+            yield event
+        error: str | None = None
+        try:
+            listing = await self.mcp.list_server(self.ctx.principal, server.app, server.target)
+        except McpCallFailed as exc:
+            error = exc.message
+        except McpAppError as exc:
+            error = f"The MCP server answered tools/list with error {exc.code}: {exc.message}"
+        except TollwayError as exc:  # a connection that expired on refresh, an unreachable authorization server
+            error = exc.message
+        if error is None:
+            item["tools"] = listed_tools(listing)
+            self.listings[server.tool.server_label] = item
+        else:
+            item["error"] = error
+        for event in writer.close(item, f"response.mcp_list_tools.{'failed' if error else 'completed'}"):
+            yield event
+
+    # -- model turns ---------------------------------------------------------------------------------------------------
+
+    def _turn_inputs(self) -> tuple[ResponsesRequest, list[dict[str, Any]]]:
+        """The request as the model sees it this turn: its function tools plus the MCP tools as function tools,
+        and the context with ``mcp_*`` items as function calls and results."""
+        request = self.request
+        servers = [server.tool for server in self.servers.values()]
+        self.offered = offered_tools(servers, self.listings, request.tool_names)
+        names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
+        tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
+        turn_request = dataclasses.replace(
+            request, tools=tools, tool_names=request.tool_names + tuple(self.offered), mcp=(), declared_tools=None
+        )
+        context = self.context + output_as_input(self.writer.output)
+        items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
+        return turn_request, items
+
+    def _turn_ctx(self) -> CallContext:
+        ctx, n = self.ctx, self.iteration
+        request_id = ctx.request_id if n == 0 else _step_id(ctx.request_id, "t", n)
+        return dataclasses.replace(ctx, request_id=request_id, labels=dataclasses.replace(ctx.labels, iteration=n))
+
+    async def _open(self) -> ResponseTurn | None:
+        """The next turn, admitted and held; None when the loop ended instead (money, or a failure once billed)."""
+        request, items = self._turn_inputs()
+        try:
+            return await self.responses.open_turn(self._turn_ctx(), request, items, self.owner)
+        except TollwayError as error:
+            self._failed(error)
+            return None
+
+    async def _open_stream(self) -> tuple[ResponseTurn, Candidate, Any] | None:
+        turn = await self._open()
+        if turn is None:
+            return None
+        try:
+            with turn.call:
+                candidate, opened = await turn.call.attempt(turn.open_stream)
+                await turn.call.confirm(opened[0])
+        except TollwayError as error:
+            self._failed(error)
+            return None
+        self.writer.start_turn(self.offered)
+        return turn, candidate, opened
+
+    def _failed(self, error: TollwayError) -> None:
+        """A step that could not run: before anything was billed, the request's error answer; after, the end."""
+        if not self.billed:
+            raise error
+        if isinstance(error, BillingError):
+            reason = "wallet_insufficient" if isinstance(error, WalletInsufficient) else "budget_exhausted"
+            self.end = ("incomplete", {"reason": reason})
+        else:
+            self.end, self.error = ("failed", None), error
+
+    def _tally(self, usage: Usage, cost_nanos: int) -> None:
+        self.usage = _add(self.usage, usage)
+        self.cost += cost_nanos
+        self.billed = True
+        self.iteration += 1
+
+    async def _relay(
+        self, prelude: list[dict[str, Any]], first: tuple[ResponseTurn, Candidate, Any] | None
+    ) -> AsyncIterator[dict[str, Any] | TollwayError]:
+        writer = self.writer
+        try:
+            for event in prelude:
+                yield event
+            opened = first
+            while opened is not None:
+                async for event in self._relay_turn(*opened):
+                    yield event
+                if self.end is not None:
+                    break
+                opened = await self._open_stream()
+            body_events = self._terminal_events()
+            await self._keep(writer.response)
+            await self._let_go()
+            for event in body_events:
+                yield event
+        finally:
+            if self.lease is not None:  # cut off: no waiting inside a cancelled stream
+                self.responses.threads.release_soon(self.lease)
+
+    async def _keep(self, body: dict[str, Any]) -> None:
+        """Store the response (or append it to its thread) unless it failed, as a failed stream is not (§16.4)."""
+        if self.error is None:
+            await self.responses.keep(self.owner, self.request, self.context, body, self.lease)
+        else:
+            log.info("tool loop failed after billing: %s", self.error.code, extra={"request_id": self.ctx.request_id})
+
+    async def _let_go(self) -> None:
+        if self.lease is not None:
+            await self.responses.threads.release(self.lease)
+            self.lease = None
+
+    async def _relay_turn(self, turn: ResponseTurn, candidate: Candidate, opened: Any) -> AsyncIterator[dict[str, Any]]:
+        """One streamed turn into the shared writer; it settles before the turn's last events, else in ``finally``
+        (a client gone included). Its journal records come before the bytes they account for (SPEC §9.4): the turn's
+        provisional record before its first event, each checkpoint before the events of its chunk."""
+        stream, iterator, first = opened
+        call, writer = turn.call, self.writer
+        tally = StreamTally(self.ctx.received_at)
+        base = writer.delivered_bytes
+        settled = False
+        try:
+            call.opening(candidate)
+            chunk: StreamChunk | None = first
+            while chunk is not None:
+                if chunk.usage is not None:
+                    tally.reported = chunk.usage
+                events: list[dict[str, Any]] = []
+                if "passthrough" in chunk.chunk:
+                    events += writer.passthrough(chunk.chunk["passthrough"])
+                for choice in chunk.chunk["choices"]:
+                    if choice.get("index", 0) != 0:
+                        continue
+                    if choice.get("finish_reason"):
+                        tally.finish = choice["finish_reason"]
+                    fed = writer.feed(choice["delta"], choice.get("logprobs"))
+                    if fed:
+                        tally.first_token()
+                    events += fed
+                tally.delivered = writer.delivered_bytes - base
+                call.checkpoint(candidate, tally.delivered, tally.reported)  # before these bytes leave
+                for event in events:
+                    yield event
+                chunk = await anext(iterator, None)
+            tally.status = CallStatus.SUCCESS
+            status, incomplete = status_of(tally.finish)
+            self._settle(turn, candidate, tally, base)
+            settled = True
+            for event in writer.end_turn("completed" if status == "completed" else "incomplete"):
+                yield event
+            async for event in self._after_turn(status, incomplete):
+                yield event
+        except UpstreamError as error:
+            tally.error_code = error.code
+            self._settle(turn, candidate, tally, base)
+            settled = True
+            self.end, self.error = ("failed", None), error
+        finally:
+            stream.close()
+            if not settled:
+                self._settle(turn, candidate, tally, base)
+
+    def _settle(self, turn: ResponseTurn, candidate: Candidate, tally: StreamTally, base: int) -> None:
+        tally.delivered = self.writer.delivered_bytes - base
+        usage = tally.metered(turn.call.plan)
+        self._tally(usage.usage, turn.call.price(candidate, usage).caller_nanos)
+        tally.settle(turn.call, candidate)
+
+    # -- after a turn: its MCP calls -------------------------------------------------------------------------------
+
+    async def _after_turn(self, status: str, incomplete: dict[str, str] | None) -> AsyncIterator[dict[str, Any]]:
+        items = self.writer.turn_items()
+        if status != "completed":
+            self.end = (status, incomplete)
+            return
+        pending = [i for i in items if i.get("type") == "mcp_call" and i.get("status") == "in_progress"]
+        stops = any(i.get("type") in ("function_call", "mcp_approval_request") for i in items)
+        for item in pending:
+            if self.end is not None:
+                break
+            if self.calls >= self.max_calls:
+                item["status"], item["error"] = "incomplete", f"Not run: max_tool_calls ({self.max_calls}) reached."
+                self.end = ("incomplete", {"reason": "max_tool_calls"})
+                break
+            async for event in self._call(item):
+                yield event
+        if self.end is None and (stops or not pending):
+            self.end = ("completed", None)
+
+    async def _call(self, item: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Run one ``mcp_call`` item through the billed MCP call service and record how it ended."""
+        writer = self.writer
+        for event in writer.progress(item, "response.mcp_call.in_progress"):
+            yield event
+        self.calls += 1
+        server = self.servers.get(item["server_label"])
+        arguments = tool_arguments(item["arguments"])
+        item["error"] = self._refusal(item, server, arguments)
+        if item["error"] is None and server is not None:
+            await self._send(item, server, arguments)
+        if item["status"] == "incomplete":
+            return  # not run: money ended the loop; the item is closed with the response
+        done = "completed" if item["status"] == "completed" else "failed"
+        item["status"] = done
+        for event in writer.close(item, f"response.mcp_call.{done}"):
+            yield event
+
+    def _refusal(self, item: dict[str, Any], server: Server | None, arguments: dict[str, Any] | None) -> str | None:
+        """Why a call cannot be sent (a failed ``mcp_call``, not billed), or None."""
+        label, name = item["server_label"], item["name"]
+        if server is None:
+            return f"The MCP server {label!r} is not among this request's tools."
+        listing = self.listings.get(label)
+        tools = listing.get("tools") or () if listing is not None else ()
+        if not any(t["name"] == name and server.tool.offers(t) for t in tools):
+            return f"The tool {name!r} is not offered by the MCP server {label!r}."
+        if arguments is None:
+            return "The tool call's arguments are not a JSON object."
+        return None
+
+    async def _send(self, item: dict[str, Any], server: Server, arguments: dict[str, Any] | None) -> None:
+        ctx = self.ctx  # the call belongs to the turn that asked for it (approved calls: the turn that follows)
+        labels = dataclasses.replace(ctx.labels, iteration=max(self.iteration - 1, 0))
+        call_ctx = dataclasses.replace(ctx, request_id=_step_id(ctx.request_id, "c", self.calls), labels=labels)
+        # Shielded: a client that leaves mid-call stops the loop after this call, which still settles.
+        task = asyncio.ensure_future(self.mcp.call_priced(call_ctx, server.app, server.target, item["name"], arguments))
+        try:
+            result, charged = await asyncio.shield(task)
+        except BillingError as exc:
+            item["status"], item["error"] = "incomplete", f"Not run: {exc.message}"
+            self._failed(exc)
+            return
+        except McpAppError as exc:
+            item["error"] = f"The MCP server answered with error {exc.code}: {exc.message}"
+        except TollwayError as exc:  # a limit (timeout, size), unreachable, rate limited, not connected
+            item["error"] = exc.message
+        else:
+            self.cost += charged
+            if result.is_error:
+                item["error"] = result_text(result.body) or "The tool reported an error."
+            else:
+                item["output"], item["status"] = result_text(result.body), "completed"
+        self.billed = True  # from now on what was done is returned, whatever ends the loop
+
+    # -- the end -------------------------------------------------------------------------------------------------
+
+    def _close_unrun(self) -> None:
+        for item in self.writer.items:
+            if item.get("type") == "mcp_call" and item.get("status") == "in_progress":
+                item["status"] = "incomplete"
+                item["error"] = item.get("error") or "Not run: the response ended first."
+
+    def _terminal_events(self) -> list[dict[str, Any]]:
+        self._close_unrun()
+        cost = self.cost
+        if self.error is not None:
+            return self.writer.failed(self.error.code, self.error.message, self.usage, cost)
+        status, incomplete = self.end or ("completed", None)
+        return self.writer.complete(status, incomplete, self.usage, cost)
+
+    def _terminal_body(self) -> dict[str, Any]:
+        self._terminal_events()
+        return self.writer.response
