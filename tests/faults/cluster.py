@@ -19,7 +19,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import PostgresServer, free_port
 from tollway.fake_upstream.server import FakeUpstreamThread
-from tollway.storage.money.journal import JOURNAL_SUFFIX, read_entries
+from tollway.storage.money.journal import JOURNAL_SUFFIX, read_owed
 
 NANOS_PER_TOKEN = 1_000_000  # output at $1,000 per Mtok, input free: a call costs its completion tokens × 10⁶ n$
 # slug -> (upstream model string, completion tokens it reports): the price of a complete answer is known exactly.
@@ -132,11 +132,10 @@ class FaultCluster:
         return time.monotonic() - started
 
     def journaled(self) -> int:
-        """Settlements waiting in the instances' journals (zero once every one has committed)."""
+        """Settlements owed in the instances' journals (zero once every one has committed; records written ahead of
+        commits are not counted)."""
         return sum(
-            len(read_entries(path))
-            for s in self.settings
-            for path in (s.data_dir / "journal").glob(f"*{JOURNAL_SUFFIX}")
+            len(read_owed(path)) for s in self.settings for path in (s.data_dir / "journal").glob(f"*{JOURNAL_SUFFIX}")
         )
 
     def _admin(self) -> httpx.Client:

@@ -24,7 +24,7 @@ from tests.support.seed import Tenant, create_model, create_provider, create_ten
 from tests.support.servers import GatewayServer, PostgresServer, free_port
 from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
-from tollway.storage.money.journal import read_entries
+from tollway.storage.money.journal import read_owed
 from tollway.storage.money.writer import MoneyWriter
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
@@ -85,7 +85,8 @@ def _calls_through_an_outage(url: str, keys: list[str], pg: PostgresServer, sett
 
 
 def _journal(settings: Settings) -> list[Any]:
-    return [entry for path in (settings.data_dir / "journal").glob("*.journal") for entry in read_entries(path)]
+    """The records owed (their commit failed, or adopted) in the instances' journals."""
+    return [entry for path in (settings.data_dir / "journal").glob("*.journal") for entry in read_owed(path)]
 
 
 def _wait_for_journal(settings: Settings, entries: int) -> None:

@@ -143,8 +143,22 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """A stream's progress on its hold (delivered bytes, usage when known), for the sweeper and the journal."""
+
     hold_id: str
     progress: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""  # for the journal's record and its log lines
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """A stream checkpoint found in the journal of an instance that died before the stream settled: settle the hold
+    from it as the sweeper settles one from its checkpoint (``interrupted``, ``estimated``: ``domain/recovery.py``),
+    as a late charge when the sweeper resolved the hold first; nothing when the hold is settled or released."""
+
+    hold_id: str
+    request_id: str
+    progress: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,4 +175,6 @@ class Expire:
     hold_id: str
 
 
-MoneyCommand = HoldRequest | Settlement | Release | Checkpoint | LogOnly | Expire
+MoneyCommand = HoldRequest | Settlement | Release | Checkpoint | LogOnly | Expire | Recover
+# What the settlement journal keeps: a settlement, or the provisional record of a stream that never settled.
+Journaled = Settlement | Recover

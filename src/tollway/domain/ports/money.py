@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal
+from tollway.domain.holds import Checkpoint, HoldGrant, HoldRequest, MoneyCommand, Refusal
 
 
 class MoneyLedger(Protocol):
@@ -17,4 +17,11 @@ class MoneyLedger(Protocol):
         """Return once a granted hold is durable; raise when it could not be recorded (it does not exist)."""
         ...
 
-    def submit(self, command: MoneyCommand) -> asyncio.Future[Any]: ...
+    def submit(self, command: MoneyCommand) -> asyncio.Future[Any]:
+        """Queue a command; a settlement or a checkpoint is in the instance's journal when this returns."""
+        ...
+
+    def provisional(self, command: Checkpoint) -> None:
+        """A stream's progress written to the journal only (nothing for the database): its opening, before any
+        content, so that a crash right after it still bills the stream as one cut before any output (SPEC §9.4)."""
+        ...

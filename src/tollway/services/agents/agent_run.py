@@ -293,32 +293,36 @@ class LoopRun:
             self.lease = None
 
     async def _relay_turn(self, turn: ResponseTurn, candidate: Candidate, opened: Any) -> AsyncIterator[dict[str, Any]]:
-        """One streamed turn into the shared writer; it settles in ``finally`` (a client gone included)."""
+        """One streamed turn into the shared writer; it settles before the turn's last events, else in ``finally``
+        (a client gone included). Its journal records come before the bytes they account for (SPEC §9.4): the turn's
+        provisional record before its first event, each checkpoint before the events of its chunk."""
         stream, iterator, first = opened
         call, writer = turn.call, self.writer
         tally = StreamTally(self.ctx.received_at)
         base = writer.delivered_bytes
         settled = False
         try:
+            call.opening(candidate)
             chunk: StreamChunk | None = first
             while chunk is not None:
                 if chunk.usage is not None:
                     tally.reported = chunk.usage
+                events: list[dict[str, Any]] = []
                 if "passthrough" in chunk.chunk:
-                    for event in writer.passthrough(chunk.chunk["passthrough"]):
-                        yield event
+                    events += writer.passthrough(chunk.chunk["passthrough"])
                 for choice in chunk.chunk["choices"]:
                     if choice.get("index", 0) != 0:
                         continue
                     if choice.get("finish_reason"):
                         tally.finish = choice["finish_reason"]
-                    events = writer.feed(choice["delta"], choice.get("logprobs"))
-                    if events:
+                    fed = writer.feed(choice["delta"], choice.get("logprobs"))
+                    if fed:
                         tally.first_token()
-                    for event in events:
-                        yield event
+                    events += fed
                 tally.delivered = writer.delivered_bytes - base
-                call.checkpoint(candidate, tally.delivered, tally.reported)
+                call.checkpoint(candidate, tally.delivered, tally.reported)  # before these bytes leave
+                for event in events:
+                    yield event
                 chunk = await anext(iterator, None)
             tally.status = CallStatus.SUCCESS
             status, incomplete = status_of(tally.finish)

@@ -10,6 +10,11 @@ turn, an image request, and whatever comes next) runs through here, in this orde
 5. exactly one of ``PaidCall.settle`` (capture, ledger rows, usage log row, webhook outbox rows, the TPM
    reservation corrected; committed by the money writer) or ``PaidCall.release`` (nothing delivered).
 
+A settlement, and a stream's checkpoint, is written ahead to the instance's journal as the money writer takes it
+(SPEC §9.4), so both must happen before the bytes they account for reach the client: a plain answer settles before
+its body is returned, a stream checkpoints before the events of a chunk are yielded and settles before its terminal
+event (``StreamTally.settle``), and settles again from ``finally`` only if it never got there.
+
 A kind of call supplies its ``Tariff`` (domain/tariffs.py) and its upstream step; it never touches holds itself.
 """
 
@@ -254,6 +259,9 @@ class CallLifecycle:
                 record.model, record.prompt_tokens, record.completion_tokens, record.cost_nanos, record.ttft_ms
             )
 
+    def _provisional(self, command: Checkpoint) -> None:
+        self._money.provisional(command)
+
     @property
     def limiter(self) -> RateLimiter:
         return self._limiter
@@ -323,9 +331,25 @@ class PaidCall:
                 stream.close()
             raise
 
+    @property
+    def resolved(self) -> bool:
+        """Settled or released already."""
+        return self._resolved
+
+    def opening(self, candidate: Candidate) -> None:
+        """Before a stream's first bytes (its opening events, which carry no content yet): a provisional record in
+        the journal only, so that an instance killed before the first content checkpoint still has the stream
+        billed, as any stream cut before its output is, for its prompt (§9.4). The hold's own checkpoint waits for
+        content, as the sweeper's rule wants."""
+        if self.plan.hold is not None:
+            progress = {"model_id": candidate.model.id, "delivered_bytes": 0}
+            self._lifecycle._provisional(Checkpoint(self.plan.hold.hold_id, progress, self.ctx.request_id))
+
     def checkpoint(self, candidate: Candidate, delivered: int, usage: Usage | None) -> None:
-        """Streaming progress on the hold, so that the sweeper can settle it after a crash (§9.4): once the first
-        content byte has reached the client, then at most every 5 s. Queued with the money writer's other work."""
+        """Streaming progress on the hold, so that the call is billed for what it delivered after a crash (§9.4):
+        before the first content byte is sent to the client, then at most every 5 s. Written ahead to the journal
+        (a killed instance's successor settles the hold from it) and queued with the money writer's other work
+        (the sweeper settles an expired hold from it)."""
         plan = self.plan
         now = time.monotonic()
         if plan.hold is None or (delivered == 0 and usage is None):
@@ -341,7 +365,7 @@ class PaidCall:
                 usage.cached_tokens,
                 usage.cache_write_tokens,
             ]
-        self._lifecycle._submit(Checkpoint(plan.hold.hold_id, progress))
+        self._lifecycle._submit(Checkpoint(plan.hold.hold_id, progress, self.ctx.request_id))
 
     def price(self, candidate: Candidate, metered: Metered) -> Priced:
         """What ``settle`` will charge for ``metered`` on ``candidate``: a stream prices its final usage event with
@@ -352,7 +376,8 @@ class PaidCall:
     def settle(self, candidate: Candidate, metered: Metered, outcome: Outcome, ttft_ms: int | None = None) -> Priced:
         """Step 10: capture the hold with what the call delivered; wallet row, budget row, usage log row and webhook
         outbox rows commit together (§9.4); the TPM reservation is corrected to the tokens used. Returns the
-        amounts the settlement records, for the answer's ``usage.cost``."""
+        amounts the settlement records, for the answer's ``usage.cost``. The settlement is in the journal when this
+        returns (written ahead, SPEC §9.4): call it before the answer's last bytes go out."""
         assert self.plan.hold is not None and not self._resolved, "a call settles once"
         self._resolved = True
         record, priced = self._record(candidate, metered, outcome, ttft_ms)

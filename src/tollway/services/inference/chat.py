@@ -1,8 +1,9 @@
 """The chat-completions use case (SPEC §7.2, §7.3, §8): the chat pre-flight (step 3b, shared with Responses), then
 the one call lifecycle with the chat adapter as its upstream step, answered in the OpenAI shape.
 
-Streams settle in the relay's ``finally``, so a client that leaves or an upstream that breaks is still billed once,
-for what was delivered.
+A stream checkpoints before the events of each chunk are sent and settles before its terminal events (both are in
+the journal before the client sees them, SPEC §9.4); a client that leaves or an upstream that breaks is settled
+from the relay's ``finally``, billed once for what was delivered.
 """
 
 from __future__ import annotations
@@ -126,9 +127,11 @@ async def _relay(
     iterator: AsyncIterator[StreamChunk],
     first: StreamChunk,
 ) -> AsyncIterator[dict[str, Any] | TollwayError]:
-    """The shaped events of the stream; settles exactly once in ``finally``."""
+    """The shaped events of the stream; settles exactly once: before the closing events (or the error event), else
+    in ``finally``."""
     tally = StreamTally(call.ctx.received_at)
     try:
+        call.opening(candidate)
         for event in shaper.opening():
             yield event
         chunk: StreamChunk | None = first
@@ -143,17 +146,18 @@ async def _relay(
                 output = output or has_output(choice)
             if output:
                 tally.first_token()
+            call.checkpoint(candidate, tally.delivered, tally.reported)  # before these bytes leave
             for event in shaper.shape(chunk):
                 yield event
-            call.checkpoint(candidate, tally.delivered, tally.reported)
             chunk = await anext(iterator, None)
         tally.status = CallStatus.SUCCESS
-        usage = tally.metered(call.plan)
-        cost = call.price(candidate, usage).caller_nanos  # what the ``finally`` below settles
-        for event in shaper.closing(usage.usage, cost):
+        priced = tally.settle(call, candidate)
+        assert priced is not None, "nothing settles a stream before its end"
+        for event in shaper.closing(tally.metered(call.plan).usage, priced.caller_nanos):
             yield event
     except UpstreamError as error:
         tally.error_code = error.code
+        tally.settle(call, candidate)
         yield error
     finally:
         stream.close()

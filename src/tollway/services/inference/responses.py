@@ -3,8 +3,9 @@
 to, then run the one call lifecycle, calling a provider's own Responses API where its kind has one and its chat
 adapter otherwise; answer in the Responses shape and store the result (a thread's response: appended to it).
 
-Streams settle in the relay's ``finally`` exactly like chat streams; a stored response is written before the
-terminal event (or the JSON answer) goes out, so a GET right after a completed create finds it.
+Streams checkpoint and settle exactly like chat streams (before the bytes they account for go out, else in the
+relay's ``finally``); a stored response is written before the terminal event (or the JSON answer) goes out, so a
+GET right after a completed create finds it.
 """
 
 from __future__ import annotations
@@ -325,44 +326,49 @@ class ResponseTurn:
     async def _relay(
         self, candidate: Candidate, stream: ChatStream, iterator: AsyncIterator[StreamChunk], first: StreamChunk
     ) -> AsyncIterator[dict[str, Any] | TollwayError]:
-        """Hub chunks in, ``response.*`` events out; settles exactly once in ``finally``. A thread gets the response
-        once it is complete or incomplete; a stream that failed or was cut off is not appended (SPEC §16.4)."""
+        """Hub chunks in, ``response.*`` events out; settles exactly once, before the terminal event (or in
+        ``finally`` when cut off). A thread gets the response once it is complete or incomplete; a stream that
+        failed or was cut off is not appended (SPEC §16.4)."""
         call, writer = self.call, self.writer
         tally = StreamTally(call.ctx.received_at)
         try:
+            call.opening(candidate)
             for event in writer.opening():
                 yield event
             chunk: StreamChunk | None = first
             while chunk is not None:
                 if chunk.usage is not None:
                     tally.reported = chunk.usage
+                events: list[dict[str, Any]] = []
                 if "passthrough" in chunk.chunk:
-                    for event in writer.passthrough(chunk.chunk["passthrough"]):
-                        yield event
+                    events += writer.passthrough(chunk.chunk["passthrough"])
                 for choice in chunk.chunk["choices"]:
                     if choice.get("index", 0) != 0:
                         continue
                     if choice.get("finish_reason"):
                         tally.finish = choice["finish_reason"]
-                    events = writer.feed(choice["delta"], choice.get("logprobs"))
-                    if events:
+                    fed = writer.feed(choice["delta"], choice.get("logprobs"))
+                    if fed:
                         tally.first_token()
-                    for event in events:
-                        yield event
+                    events += fed
                 tally.delivered = writer.delivered_bytes
-                call.checkpoint(candidate, tally.delivered, tally.reported)
+                call.checkpoint(candidate, tally.delivered, tally.reported)  # before these bytes leave
+                for event in events:
+                    yield event
                 chunk = await anext(iterator, None)
             tally.delivered = writer.delivered_bytes
             tally.status = CallStatus.SUCCESS
-            usage = tally.metered(call.plan)
-            cost = call.price(candidate, usage).caller_nanos  # what the ``finally`` below settles
-            terminal = writer.finish(tally.finish, usage.usage, cost)
+            priced = tally.settle(call, candidate)
+            assert priced is not None, "nothing settles a stream before its end"
+            terminal = writer.finish(tally.finish, tally.metered(call.plan).usage, priced.caller_nanos)
             await self.service.keep(self.owner, self.request, self.items, writer.response, self.lease)
             await self._let_go()
             for event in terminal:
                 yield event
         except UpstreamError as error:
             tally.error_code = error.code
+            tally.delivered = writer.delivered_bytes
+            tally.settle(call, candidate)
             await self._let_go()
             for event in writer.fail(error.code, error.message):
                 yield event

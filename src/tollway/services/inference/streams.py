@@ -1,5 +1,6 @@
 """What every streamed paid call shares: waiting for the first upstream event (until then a failure can still fall
-back), counting what was delivered, and the one settlement in the relay's ``finally`` (SPEC §7.3, §9.4)."""
+back), counting what was delivered, and the one settlement: before the terminal event when the stream ends, else
+from the relay's ``finally`` (SPEC §7.3, §9.4)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tollway.domain.tariffs import Metered
 from tollway.domain.upstream import StreamChunk
 from tollway.domain.usage import CallStatus
 from tollway.errors import UpstreamError, UpstreamTimeout
-from tollway.services.inference.call import Outcome, PaidCall, Plan
+from tollway.services.inference.call import Outcome, PaidCall, Plan, Priced
 
 Opened = tuple[ChatStream, AsyncIterator[StreamChunk], StreamChunk]
 
@@ -69,9 +70,14 @@ class StreamTally:
             return Metered(Usage(ceil_quarter(plan.prompt_bound), 0), "estimated")
         return metered(plan, self.reported, self.delivered)
 
-    def settle(self, call: PaidCall, candidate: Candidate) -> None:
-        """Called once from the relay's ``finally``."""
+    def settle(self, call: PaidCall, candidate: Candidate) -> Priced | None:
+        """The call's one settlement, returning what it charges (None when it was settled already). A relay calls
+        it before yielding its terminal event (the settlement is then in the journal before the client can see the
+        answer complete, SPEC §9.4), and again from its ``finally`` for a stream that never got there."""
+        if call.resolved:
+            return None
         finish = self.finish
         if self.status is CallStatus.INTERRUPTED and finish is None:
             finish = "stop"
-        call.settle(candidate, self.metered(call.plan), Outcome(self.status, finish, self.error_code), self.ttft_ms)
+        outcome = Outcome(self.status, finish, self.error_code)
+        return call.settle(candidate, self.metered(call.plan), outcome, self.ttft_ms)

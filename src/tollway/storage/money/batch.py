@@ -20,6 +20,7 @@ from tollway.domain.holds import (
     HoldRequest,
     LogOnly,
     MoneyCommand,
+    Recover,
     Refusal,
     Release,
     Settlement,
@@ -72,7 +73,7 @@ class Batch:
         """Lock and read the rows the batch touches, in the fixed order wallets -> budgets (reads come from the
         cache when it is valid; only what it lacks is selected)."""
         cache = self.cache
-        hold_ids = {c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire)}
+        hold_ids = {c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire | Recover)}
         if cache is not None:
             self.holds.update({i: cache.holds[i] for i in hold_ids if i in cache.holds})
         missing = sorted(hold_ids - self.holds.keys())
@@ -105,7 +106,7 @@ class Batch:
         captured = {
             self.holds[c.hold_id].platform_id
             for c in commands
-            if isinstance(c, Settlement | Expire) and c.hold_id in self.holds
+            if isinstance(c, Settlement | Expire | Recover) and c.hold_id in self.holds
         }
         if captured:
             self.outbox_platforms = sorted(captured)
@@ -248,6 +249,17 @@ class Batch:
         else:
             self.log_rows.append(self.log_row(record, 0, record.charged_nanos))
         return True
+
+    def recover(self, command: Recover) -> bool:
+        """A journaled stream checkpoint of a dead instance: the settlement the sweeper would make from it, applied
+        like any settlement (at most once per hold, late when the sweeper resolved the hold first)."""
+        hold = self.holds.get(command.hold_id)
+        if hold is None:
+            return False
+        record, charge, capture = sweep_outcome(
+            hold.request_id, hold.platform_id, hold.end_user_id, hold.terms, command.progress
+        )
+        return capture and self.settle(Settlement(hold.id, record, charge))
 
     def _capture(self, hold: HoldRow, record: UsageRecord, charge_nanos: int, row_id: str | None = None) -> None:
         wallet = self.wallets[hold.platform_id]
@@ -467,6 +479,8 @@ def _decide(batch: Batch, command: MoneyCommand) -> Result:
         return batch.checkpoint(command)
     if isinstance(command, Expire):
         return batch.expire(command)
+    if isinstance(command, Recover):
+        return batch.recover(command)
     assert isinstance(command, LogOnly)
     batch.log_rows.append(batch.log_row(command.record, 0, command.record.charged_nanos))
     return None

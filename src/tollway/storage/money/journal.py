@@ -1,66 +1,123 @@
-"""The durable settlement journal (SPEC §9.4 "Nothing delivered is ever free"): settlements the database did not take,
-kept in a file under ``TOLLWAY_DATA_DIR/journal/`` until they commit.
+"""The settlement journal (SPEC §9.4 "Nothing delivered is ever free"): a write-ahead record of every settlement and
+stream checkpoint, and the settlements the database did not take, under ``TOLLWAY_DATA_DIR/journal/``.
 
 One journal per instance: ``<instance id>.journal`` (JSON lines) and ``<instance id>.lock``, on which the owner holds
 an exclusive ``flock`` for its whole life. The kernel drops that lock when the process ends however it ends (kill -9
 included), so a lock another instance can take is the lock of an owner that is gone: that instance adopts the
-journal (copies its entries into its own journal, fsynced, then deletes the orphan's files). A crash between the
-copy and the delete leaves an entry in two journals; replaying it twice is harmless, because the money writer's
-batch applies a settlement at most once per hold (the settlement's usage-log row has the hold's id).
+journal (copies the latest record of each hold into its own journal, fsynced, then deletes the orphan's files) and
+commits them. A record applies at most once per hold (a settlement's usage-log row has the hold's id), so replaying
+records that did commit, or the same journal twice, changes nothing.
 
-Format: one JSON object per line, ``{"hold_id", "request_id", "charge_nanos", "record"}`` (the ``Settlement``
-command). Appends are written and fsynced before ``append`` returns. A line without its newline, or that does not
-parse, is the torn end of a write interrupted by a crash: it is skipped (and logged); the settlement it would have
-held was never acknowledged as journaled, so nothing else relied on it. Removing committed entries rewrites the
-file atomically (a temporary file, fsync, rename, fsync of the directory); an empty journal is deleted.
+Two kinds of line, both carrying the hold id and the request id:
+
+- a settlement, ``{"hold_id", "request_id", "charge_nanos", "record"}`` (the ``Settlement`` command);
+- a stream's provisional record, ``{"hold_id", "request_id", "checkpoint"}``: what the stream had delivered. Replayed,
+  it settles the hold as the sweeper would from that checkpoint (``Recover``). A later settlement of the same hold
+  supersedes it.
+
+Either may carry ``"owed": true``: written again, and fsynced, because its commit failed (or it was adopted).
+
+Write-ahead (``write_ahead``): the money writer writes each settlement and checkpoint with one plain ``os.write``
+(no fsync) as it is submitted, before the answer's last bytes (or a stream's next bytes) reach the client. The page
+cache keeps it through a ``kill -9`` of the process, not through a power cut. It is live until its settlement
+commits; the file is emptied (or rewritten with the live records only) once it passes ``COMPACT_BYTES``, so it stays
+small. Durable (``append``): a settlement that failed to commit is written again marked ``"owed": true`` and fsynced,
+and retried until it commits (``entries``); while any is owed the file is not rewritten, and once none is, it is
+compacted at once, so the owed lines in the files are what is still to commit (``read_owed``).
+
+A line without its newline, or that does not parse, is the torn end of a write interrupted by a crash: it is
+skipped (and logged); the record it would have held was never acknowledged. Compaction runs on the event loop
+(the writer's ``compact``), never while a journal operation runs in a thread; appends of both kinds go through one
+``O_APPEND`` descriptor, so lines never interleave.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from tollway.domain.holds import Settlement
+from tollway.domain.holds import Checkpoint, Journaled, Recover, Settlement
 from tollway.domain.usage import CallStatus, UsageRecord
 
 log = logging.getLogger("tollway.money.journal")
 
 JOURNAL_SUFFIX = ".journal"
 LOCK_SUFFIX = ".lock"
+# Past this size the file is emptied, or rewritten with the records still live: a few dozen records to replay
+# after a crash, one truncation per hundred or so answers.
+COMPACT_BYTES = 64 * 1024
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
-def encode(settlement: Settlement) -> bytes:
-    record = dataclasses.asdict(settlement.record)
-    entry = {
-        "hold_id": settlement.hold_id,
-        "request_id": settlement.record.request_id,
-        "charge_nanos": settlement.charge_nanos,
-        "record": record,
-    }
-    return orjson.dumps(entry) + b"\n"
+def encode(entry: Journaled | Checkpoint, owed: bool = False) -> bytes:
+    """One line; orjson writes the usage record's dataclass as an object of its fields. ``owed`` marks a record made
+    durable because its commit failed (or adopted from an instance that is gone): it is retried until it commits."""
+    line: dict[str, Any]
+    if isinstance(entry, Settlement):
+        line = {
+            "hold_id": entry.hold_id,
+            "request_id": entry.record.request_id,
+            "charge_nanos": entry.charge_nanos,
+            "record": entry.record,
+        }
+    else:
+        line = {"hold_id": entry.hold_id, "request_id": entry.request_id, "checkpoint": entry.progress}
+    if owed:
+        line["owed"] = True
+    return orjson.dumps(line) + b"\n"
 
 
-def decode(line: bytes) -> Settlement:
-    entry: dict[str, Any] = orjson.loads(line)
+def decode(line: bytes) -> Journaled:
+    return _record(orjson.loads(line))
+
+
+def _record(entry: dict[str, Any]) -> Journaled:
+    if "checkpoint" in entry:
+        progress = entry["checkpoint"]
+        if not isinstance(progress, dict):
+            raise TypeError("a checkpoint is an object")
+        return Recover(str(entry["hold_id"]), str(entry["request_id"]), progress)
     fields = dict(entry["record"])
     fields["status"] = CallStatus(fields["status"])
     return Settlement(str(entry["hold_id"]), UsageRecord(**fields), int(entry["charge_nanos"]))
 
 
-def read_entries(path: Path) -> list[Settlement]:
-    """Every complete entry of a journal file, in order; a torn or unreadable line is skipped."""
+def latest(records: list[Journaled]) -> list[Journaled]:
+    """What replay applies: the latest record of each hold, in the order the holds first appear; a settlement is
+    never superseded by a provisional record."""
+    chosen: dict[str, Journaled] = {}
+    for record in records:
+        if isinstance(record, Recover) and isinstance(chosen.get(record.hold_id), Settlement):
+            continue
+        chosen[record.hold_id] = record
+    return list(chosen.values())
+
+
+def supersedes(new: Journaled, old: Journaled) -> bool:
+    """Between records of one hold from different journals (adopted together, say): a settlement over a provisional
+    record, and the provisional record that saw more of the stream over another."""
+    if isinstance(old, Settlement):
+        return False
+    if isinstance(new, Settlement):
+        return True
+    return int(new.progress.get("delivered_bytes", 0)) > int(old.progress.get("delivered_bytes", 0))
+
+
+def read_records(path: Path, owed_only: bool = False) -> list[Journaled]:
+    """Every complete line of a journal file (only those marked owed, with ``owed_only``), in order; a torn or
+    unreadable line is skipped."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    entries: list[Settlement] = []
+    records: list[Journaled] = []
     lines = data.split(b"\n")
     for number, line in enumerate(lines, start=1):
         if not line:
@@ -69,10 +126,23 @@ def read_entries(path: Path) -> list[Settlement]:
         try:
             if torn:
                 raise ValueError("no newline")
-            entries.append(decode(line))
-        except (ValueError, KeyError, TypeError):
+            entry = orjson.loads(line)
+            if not owed_only or entry.get("owed") is True:
+                records.append(_record(entry))
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("settlement journal %s: line %d is torn or unreadable; skipped", path.name, number)
-    return entries
+    return records
+
+
+def read_entries(path: Path) -> list[Journaled]:
+    """What replaying the file would apply (``latest`` of its records)."""
+    return latest(read_records(path))
+
+
+def read_owed(path: Path) -> list[Journaled]:
+    """The records of the file known to be owed (their commit failed, or they were adopted): what an instance still
+    has to commit, as opposed to records written ahead of commits that may well have succeeded."""
+    return latest(read_records(path, owed_only=True))
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -84,10 +154,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class SettlementJournal:
-    """This instance's journal. Synchronous: each call touches the disk (the writer runs them off the event loop).
+    """This instance's journal. ``write_ahead``, ``settled`` and ``compact`` run on the event loop; ``append``,
+    ``adopt_orphans`` and ``close`` touch the disk with fsyncs (the writer runs them in a thread, one at a time).
 
-    The files are created on the first append, so an instance whose settlements always commit leaves nothing on
-    disk; ``entries`` is what is still owed, by hold id, in journal order.
+    The files are created on the first record, so an instance that never settles anything leaves nothing on disk.
+    ``ahead`` is what was written ahead and has not committed yet (hold id -> its latest line); ``entries`` is what
+    is owed: settlements that failed to commit, fsynced, by hold id in journal order.
     """
 
     def __init__(self, directory: Path, instance_id: str) -> None:
@@ -96,8 +168,14 @@ class SettlementJournal:
         self.path = directory / f"{instance_id}{JOURNAL_SUFFIX}"
         self._lock_path = directory / f"{instance_id}{LOCK_SUFFIX}"
         self._lock: IO[bytes] | None = None
-        self._file: IO[bytes] | None = None
-        self.entries: dict[str, Settlement] = {}
+        self._fd: int | None = None
+        self._opening = threading.Lock()  # the loop and a journal thread may both open the file first
+        self._dir_synced = False  # the file's directory entry is durable (fsynced since it was created or renamed)
+        self.size = 0  # bytes in the file
+        self.ahead: dict[str, bytes] = {}
+        self._final: set[str] = set()  # holds in ``ahead`` whose record is their settlement
+        self.entries: dict[str, Journaled] = {}
+        self._write_failed = False
 
     def __contains__(self, hold_id: str) -> bool:
         return hold_id in self.entries
@@ -116,44 +194,94 @@ class SettlementJournal:
         os.replace(temporary, self._lock_path)
         self._lock = lock
 
-    def append(self, settlements: list[Settlement]) -> None:
-        """Write the entries and fsync before returning; entries already journaled are not written again."""
-        fresh = [s for s in settlements if s.hold_id not in self.entries]
+    def _file(self) -> int:
+        fd = self._fd
+        if fd is not None:
+            return fd
+        with self._opening:
+            if self._fd is None:
+                self._claim()
+                self._fd = os.open(self.path, _FLAGS, 0o600)
+                self.size = os.fstat(self._fd).st_size
+                self._dir_synced = False
+            return self._fd
+
+    def write_ahead(self, command: Settlement | Checkpoint) -> None:
+        """The record of a settlement or a stream checkpoint, with one ``os.write`` and no fsync: it survives the
+        process being killed from now on. A failure to write is logged (once) and never reaches the caller; the
+        command still goes to the database."""
+        line = encode(command)
+        try:
+            os.write(self._file(), line)
+        except OSError:
+            if not self._write_failed:
+                self._write_failed = True
+                log.error("cannot write ahead to the settlement journal in %s", self.directory, exc_info=True)
+            return
+        self._write_failed = False
+        self.size += len(line)
+        if isinstance(command, Settlement):
+            self._final.add(command.hold_id)
+        elif command.hold_id in self._final:
+            return  # settled ahead already: a provisional record changes nothing (``latest`` ignores it too)
+        self.ahead[command.hold_id] = line
+
+    def settled(self, hold_id: str) -> None:
+        """The hold's settlement (or release) committed: its records need no replay any more."""
+        if self.ahead.pop(hold_id, None) is not None:
+            self._final.discard(hold_id)
+
+    def append(self, records: list[Journaled]) -> None:
+        """Write the records marked owed and fsync before returning; they are owed until ``remove``. A hold owed
+        already is not written again, unless the new record supersedes the one owed."""
+        fresh = [r for r in records if r.hold_id not in self.entries or supersedes(r, self.entries[r.hold_id])]
         if not fresh:
             return
-        self._claim()
-        if self._file is None:
-            self._file = self.path.open("ab")
+        fd = self._file()
+        lines = b"".join(encode(r, owed=True) for r in fresh)
+        os.write(fd, lines)
+        self.size += len(lines)
+        os.fsync(fd)
+        if not self._dir_synced:
             _fsync_dir(self.directory)
-        self._file.write(b"".join(encode(s) for s in fresh))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        for settlement in fresh:
-            self.entries[settlement.hold_id] = settlement
+            self._dir_synced = True
+        for record in fresh:
+            self.entries.pop(record.hold_id, None)  # a superseded record: the new one takes its place in line
+            self.entries[record.hold_id] = record
+            self.settled(record.hold_id)
 
     def remove(self, hold_ids: list[str]) -> None:
-        """Forget committed entries: the journal is rewritten atomically without them (deleted when empty)."""
-        gone = [i for i in hold_ids if i in self.entries]
-        if not gone:
+        """Forget owed records that committed; the file drops them at its next compaction."""
+        for hold_id in hold_ids:
+            self.entries.pop(hold_id, None)
+
+    def compact(self, force: bool = False) -> None:
+        """Past ``COMPACT_BYTES``: empty the file when nothing in it is live, else rewrite it with the live records
+        when they are at most half of it (a temporary file renamed over it; no fsync: those records were only ever
+        written ahead). ``force`` (after owed records committed, or when idle) does either whatever the sizes.
+        With records owed the file is left alone (they were fsynced in it)."""
+        fd = self._fd
+        if fd is None or self.size == 0 or (self.size < COMPACT_BYTES and not force) or self.entries:
             return
-        for hold_id in gone:
-            del self.entries[hold_id]
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if not self.entries:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            _fsync_dir(self.directory)
+        if not self.ahead:
+            os.ftruncate(fd, 0)
+            self.size = 0
             return
-        self._claim()
+        live = b"".join(self.ahead.values())
+        if not force and 2 * len(live) > self.size:
+            return  # rewriting would not win enough: wait until the file has grown further
         temporary = self.directory / f".{self.instance_id}{JOURNAL_SUFFIX}.new"
-        with temporary.open("wb") as out:
-            out.write(b"".join(encode(s) for s in self.entries.values()))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
-        _fsync_dir(self.directory)
+        new = os.open(temporary, _FLAGS | os.O_TRUNC, 0o600)
+        try:
+            os.write(new, live)
+            os.replace(temporary, self.path)
+        except BaseException:
+            os.close(new)
+            raise
+        self._fd = new
+        self.size = len(live)
+        self._dir_synced = False
+        os.close(fd)
 
     def adopt_orphans(self) -> list[str]:
         """Take over the journals whose owner is gone (their lock is free); returns the instance ids adopted."""
@@ -179,15 +307,17 @@ class SettlementJournal:
             except BlockingIOError:
                 return False  # its owner is alive
             orphan = self.directory / f"{owner}{JOURNAL_SUFFIX}"
-            entries = read_entries(orphan)
-            for settlement in entries:
+            records = read_entries(orphan)
+            for record in records:
+                kind = "settlement" if isinstance(record, Settlement) else "stream checkpoint"
                 log.warning(
-                    "adopting the journaled settlement of hold %s from instance %s, which is gone",
-                    settlement.hold_id,
+                    "adopting the journaled %s of hold %s from instance %s, which is gone",
+                    kind,
+                    record.hold_id,
                     owner,
-                    extra={"request_id": settlement.record.request_id},
+                    extra={"request_id": _request_id(record)},
                 )
-            self.append(entries)  # fsynced into our journal before the orphan's files go
+            self.append(records)  # fsynced into our journal before the orphan's files go
             with contextlib.suppress(FileNotFoundError):
                 orphan.unlink()
             with contextlib.suppress(FileNotFoundError):
@@ -196,13 +326,22 @@ class SettlementJournal:
         return True
 
     def close(self) -> None:
-        """Release the lock; entries still owed stay on disk for the next instance to adopt."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Release the lock. With nothing owed nor in flight the files are deleted; otherwise they stay on disk,
+        unlocked, for the next instance to adopt."""
+        clean = not self.entries and not self.ahead
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            if clean:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
         if self._lock is not None:
-            if not self.entries:
+            if clean:
                 with contextlib.suppress(FileNotFoundError):
                     self._lock_path.unlink()
             self._lock.close()
             self._lock = None
+
+
+def _request_id(record: Journaled) -> str:
+    return record.record.request_id if isinstance(record, Settlement) else record.request_id

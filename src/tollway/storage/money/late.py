@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tollway.domain.budgets import armed_after_spend
-from tollway.domain.holds import MoneyCommand, Settlement
+from tollway.domain.holds import MoneyCommand, Recover, Settlement
 
 if TYPE_CHECKING:
     from tollway.storage.money.batch import Batch
@@ -74,11 +74,10 @@ class LateState:
 
 def load(batch: Batch, commands: list[MoneyCommand]) -> LateState | None:
     """Read what the late settlements of the batch need (nothing when every settled hold is still active)."""
-    late = [
-        batch.holds[c.hold_id]
-        for c in commands
-        if isinstance(c, Settlement) and c.hold_id in batch.holds and batch.holds[c.hold_id].status != "active"
+    held = [
+        batch.holds[c.hold_id] for c in commands if isinstance(c, Settlement | Recover) and c.hold_id in batch.holds
     ]
+    late = [hold for hold in held if hold.status != "active"]
     if not late:
         return None
     sql, conn = batch.sql, batch.conn
@@ -97,8 +96,9 @@ def load(batch: Batch, commands: list[MoneyCommand]) -> LateState | None:
 
 
 def charge(batch: Batch, command: Settlement) -> bool:
-    """Apply a settlement whose hold is no longer active; False when there is nothing to do (settled already, the
-    hold unknown, released by its own call, or settled earlier in this batch)."""
+    """Apply a settlement (or a journaled checkpoint's, ``Batch.recover``) whose hold is no longer active; False
+    when there is nothing to do (settled already, the hold unknown, released by its own call, or settled earlier in
+    this batch)."""
     hold = batch.holds.get(command.hold_id)
     state = batch.late
     if hold is None or state is None or hold.new_status is not None or hold.id in state.settled:

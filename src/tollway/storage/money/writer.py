@@ -2,18 +2,21 @@
 
 Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
 sees one commit per batch however many calls run at once, and a lone call never waits for a window (its hold and
-its settlement commit on their own). Hold placement is awaited; settlements are queued from the stream's
-``finally``.
+its settlement commit on their own). Hold placement is awaited; settlements and checkpoints are queued.
 
-A settlement is never dropped (SPEC §9.4 "Nothing delivered is ever free"). When it fails to commit on its own (its
-batch failed, then it failed alone), it is appended to this instance's durable journal (``journal.py``, fsynced)
-before the writer moves on, and the journal task retries it, with backoff from 0.5 s doubling to 30 s, until it
-commits, across restarts (a starting instance adopts the journals of instances that are gone). It is journaled on
-the first failure rather than after a few in-memory retries: until it is on disk, a crash or a kill loses it, and
-an outage long enough to fail a commit usually outlasts seconds of retries; the fsync costs nothing on the path that
-succeeds. Retrying from a separate task keeps the writer free for holds (which fail fast, 503) and for the
-settlements of calls that still reach the database. A retried settlement whose hold the sweeper resolved meanwhile
-commits as a late charge (``late.py``), and at most once per hold (``Batch.settle``).
+A settlement is never dropped (SPEC §9.4 "Nothing delivered is ever free"). Every settlement and stream checkpoint
+is written ahead to this instance's journal (``journal.py``: one ``os.write``, no fsync) as it is submitted, before
+the bytes it accounts for reach the client, so a ``kill -9`` before its commit (a hanging commit included) loses
+nothing: the next instance adopts the journal and replays it. A record is live until its hold's settlement
+commits; the journal is compacted once it grows past ``COMPACT_BYTES``. When a settlement fails to commit on its
+own (its batch failed, then it failed alone), its record is fsynced in the journal (owed) before the writer moves
+on, and the journal task retries it, with backoff from 0.5 s doubling to 30 s, until it commits, across restarts
+(a starting instance adopts the journals of instances that are gone). It is made durable on the first failure
+rather than after a few in-memory retries: an outage long enough to fail a commit usually outlasts seconds of
+retries, and the fsync costs nothing on the path that succeeds. Retrying from a separate task keeps the writer free
+for holds (which fail fast, 503) and for the settlements of calls that still reach the database. A retried
+settlement whose hold the sweeper resolved meanwhile commits as a late charge (``late.py``), and at most once per
+hold (``Batch.settle``).
 
 Embedded SQLite answers a hold as soon as it is decided under the write lock and commits the batch while the caller
 sends its upstream request (the commit's cost hides behind the upstream's latency); ``confirm`` then waits for that
@@ -26,18 +29,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import utcnow
-from tollway.domain.holds import HoldGrant, HoldRequest, MoneyCommand, Refusal, Release, Settlement
+from tollway.domain.holds import (
+    Checkpoint,
+    HoldGrant,
+    HoldRequest,
+    Journaled,
+    MoneyCommand,
+    Recover,
+    Refusal,
+    Release,
+    Settlement,
+)
 from tollway.domain.ids import new_id
 from tollway.settings import Settings
 from tollway.storage.money.batch import Result, apply_batch
 from tollway.storage.money.driver_sql import DriverSQL
-from tollway.storage.money.journal import SettlementJournal
+from tollway.storage.money.journal import COMPACT_BYTES, SettlementJournal
 from tollway.storage.money.sqlite import SqliteMoneyConnection
 from tollway.storage.sql.db import reader
 
@@ -58,6 +71,8 @@ _RETRY_DELAY_S = 0.5
 _REPLAY_FIRST_S = 0.5
 _REPLAY_MAX_S = 30.0
 _ADOPT_EVERY_S = 60.0
+# A journal with nothing live is emptied this long after its last commit (or at once past ``COMPACT_BYTES``).
+_IDLE_COMPACT_S = 1.0
 
 
 class MoneyWriter:
@@ -87,6 +102,7 @@ class MoneyWriter:
         self._journal_lock = asyncio.Lock()  # one disk operation on the journal at a time (they run in a thread)
         self._journal_wake = asyncio.Event()
         self._replay_task: asyncio.Task[None] | None = None
+        self._idle_compaction: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="money-writer")
@@ -96,11 +112,14 @@ class MoneyWriter:
         """Commit everything already queued, then stop. Settlements still journaled stay on disk: the next instance
         to start on this data directory adopts them."""
         await self._queue.join()
+        if self._idle_compaction is not None:
+            self._idle_compaction.cancel()
         for task in (self._replay_task, self._task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._compact(force=True)
         if self.journal.entries:
             log.warning(
                 "stopping with %d settlements journaled in %s; the next instance on this data directory commits them",
@@ -112,6 +131,20 @@ class MoneyWriter:
             self._sqlite.close()
 
     def submit(self, command: MoneyCommand) -> asyncio.Future[Result]:
+        """Queue a command; a settlement or a checkpoint is written ahead to the journal first (SPEC §9.4)."""
+        if isinstance(command, Settlement | Checkpoint):
+            self.journal.write_ahead(command)
+            if log.isEnabledFor(logging.DEBUG):
+                request_id = command.record.request_id if isinstance(command, Settlement) else command.request_id
+                kind = "settlement" if isinstance(command, Settlement) else "checkpoint"
+                log.debug("%s of hold %s written ahead", kind, command.hold_id, extra={"request_id": request_id})
+        return self._enqueue(command)
+
+    def provisional(self, command: Checkpoint) -> None:
+        """A stream's progress for the journal only (its opening): the database's checkpoint comes with content."""
+        self.journal.write_ahead(command)
+
+    def _enqueue(self, command: MoneyCommand) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if self._void and isinstance(command, Release):
             self._void.discard(command.hold_id)  # a void hold released by its caller: nothing left to report
@@ -174,6 +207,7 @@ class MoneyWriter:
             await self._one_by_one(batch)
             return
         _answer(batch, results)
+        self._committed(command for command, _ in batch)
 
     async def _one_by_one(self, batch: list[tuple[MoneyCommand, asyncio.Future[Result]]]) -> None:
         log.warning("money batch of %d failed; committing its commands one by one", len(batch), exc_info=True)
@@ -196,6 +230,7 @@ class MoneyWriter:
             return
         if begun is None:
             _answer(batch, results)
+            self._committed(command for command, _ in batch)
             return
         prepared, results = begun
         outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -211,6 +246,7 @@ class MoneyWriter:
             await asyncio.sleep(0)
             sqlite.finish(prepared)
             committed = True
+            self._committed(commands)
         except Exception:
             log.error("money batch failed to commit; its %d holds are void", len(holds), exc_info=True)
         finally:
@@ -226,7 +262,7 @@ class MoneyWriter:
                     await self._commit_one(command, future)
 
     async def _commit_one(self, command: MoneyCommand, future: asyncio.Future[Result]) -> None:
-        if isinstance(command, Settlement):
+        if isinstance(command, Settlement | Recover):
             await self._settle_or_journal(command, future)
             return
         attempts = 1 if isinstance(command, HoldRequest) else 3
@@ -241,15 +277,16 @@ class MoneyWriter:
                     return
                 await asyncio.sleep(_RETRY_DELAY_S)
             else:
+                self._committed((command,))
                 if not future.done():
                     future.set_result(result)
                 return
 
-    async def _settle_or_journal(self, command: Settlement, future: asyncio.Future[Result]) -> None:
-        """One try on its own; on failure the settlement goes to the journal (fsynced) before the writer moves on,
-        and its future answers None (journaled: it commits later). A journaled settlement being retried fails its
-        future instead, so the journal task knows to try again."""
-        request_id = command.record.request_id
+    async def _settle_or_journal(self, command: Journaled, future: asyncio.Future[Result]) -> None:
+        """One try on its own; on failure the settlement's record is made durable in the journal (fsynced) before
+        the writer moves on, and its future answers None (journaled: it commits later). A journaled record being
+        retried fails its future instead, so the journal task knows to try again."""
+        request_id = _request_id(command)
         try:
             (result,) = await self._apply([command])
         except Exception as exc:
@@ -261,12 +298,39 @@ class MoneyWriter:
             if not future.done():
                 future.set_result(None)
             return
+        self._committed((command,))
         if not future.done():
             future.set_result(result)
         log.debug("settlement of hold %s committed", command.hold_id, extra={"request_id": request_id})
 
-    async def _journal_append(self, command: Settlement, exc: Exception) -> None:
-        request_id = command.record.request_id
+    def _committed(self, commands: Iterable[MoneyCommand]) -> None:
+        """A batch committed: the settlements and releases in it no longer need their journal records."""
+        journal = self.journal
+        if journal.ahead:
+            for command in commands:
+                if isinstance(command, Settlement | Release):
+                    journal.settled(command.hold_id)
+        if journal.size >= COMPACT_BYTES:
+            self._compact()
+        elif journal.size and self._idle_compaction is None:
+            self._idle_compaction = asyncio.get_running_loop().call_later(_IDLE_COMPACT_S, self._compact_when_idle)
+
+    def _compact_when_idle(self) -> None:
+        self._idle_compaction = None
+        if not self.journal.ahead:
+            self._compact(force=True)
+
+    def _compact(self, force: bool = False) -> None:
+        """On the loop, and never while a journal operation runs in a thread (they share the file)."""
+        if self._journal_lock.locked():
+            return
+        try:
+            self.journal.compact(force)
+        except OSError:
+            log.error("could not compact the settlement journal %s", self.journal.path, exc_info=True)
+
+    async def _journal_append(self, command: Journaled, exc: Exception) -> None:
+        request_id = _request_id(command)
         try:
             async with self._journal_lock:
                 await asyncio.to_thread(self.journal.append, [command])
@@ -326,12 +390,13 @@ class MoneyWriter:
             log.info(
                 "retrying the journaled settlement of hold %s",
                 settlement.hold_id,
-                extra={"request_id": settlement.record.request_id},
+                extra={"request_id": _request_id(settlement)},
             )
-        outcomes = await asyncio.gather(*(self.submit(s) for s in entries), return_exceptions=True)
+        # Not ``submit``: the journal has these records already.
+        outcomes = await asyncio.gather(*(self._enqueue(s) for s in entries), return_exceptions=True)
         done: list[str] = []
         for settlement, outcome in zip(entries, outcomes, strict=True):
-            request_id = settlement.record.request_id
+            request_id = _request_id(settlement)
             if isinstance(outcome, BaseException):
                 log.warning(
                     "journaled settlement of hold %s still not committed (%s); next try in %.1f s",
@@ -353,14 +418,11 @@ class MoneyWriter:
                     extra={"request_id": request_id},
                 )
         if done:
-            try:
-                async with self._journal_lock:
-                    await asyncio.to_thread(self.journal.remove, done)
-            except OSError:
-                log.error("could not compact the settlement journal %s", self.journal.path, exc_info=True)
+            self.journal.remove(done)
+            self._compact(force=True)
             for settlement in entries:
                 if settlement.hold_id in done:
-                    request_id = settlement.record.request_id
+                    request_id = _request_id(settlement)
                     log.info("journal entry of hold %s removed", settlement.hold_id, extra={"request_id": request_id})
         return not self.journal.entries
 
@@ -380,6 +442,10 @@ def _answer(batch: list[tuple[MoneyCommand, asyncio.Future[Result]]], results: l
     for (_, future), result in zip(batch, results, strict=True):
         if not future.done():
             future.set_result(result)
+
+
+def _request_id(record: Journaled) -> str:
+    return record.record.request_id if isinstance(record, Settlement) else record.request_id
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
