@@ -105,6 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "log_level": settings.log_level,
         "log_config": None,  # our JSON handler on the root logger (observability/logs.py)
         "access_log": False,
+        # The client address comes from our middleware, which believes proxy headers only from
+        # TOLLWAY_TRUSTED_PROXIES (SPEC §15); uvicorn's own handling would trust 127.0.0.1.
+        "proxy_headers": False,
         "lifespan": "on",
         # Streams are ended at drain_s (http/drain.py); this bounds everything else still running.
         "timeout_graceful_shutdown": settings.drain_s + 5,
