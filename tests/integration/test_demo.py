@@ -176,6 +176,7 @@ def test_demo_models_show_tools_json_reasoning_images_and_asi1(demo: Demo) -> No
         assert (reasoned.choices[0].message.model_extra or {}).get("reasoning_content")
         assert reasoned.usage is not None and reasoned.usage.completion_tokens_details is not None
         assert reasoned.usage.completion_tokens_details.reasoning_tokens == 12
+        assert reasoned.usage.completion_tokens == 12 + 1  # the reasoning, then "Hi"
         # Images, priced per image.
         images = client.images.generate(model="gpt-image-1", prompt="a lighthouse at dusk")
         assert images.data and (images.data[0].b64_json or images.data[0].url)
@@ -184,8 +185,30 @@ def test_demo_models_show_tools_json_reasoning_images_and_asi1(demo: Demo) -> No
             model="asi1-mini", messages=[{"role": "user", "content": "Hello"}], extra_headers={"x-session-id": "demo"}
         )
         assert asi1.choices[0].message.content == "Hello"
+        # README: a 402 is the openai SDK's generic status error, its code on the unwrapped body.
+        suspended = _set_suspended(demo, True)
+        try:
+            with pytest.raises(openai.APIStatusError) as refused:
+                client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "Hi"}])
+        finally:
+            _set_suspended(demo, False)
+        assert suspended and type(refused.value) is openai.APIStatusError
+        assert refused.value.status_code == 402 and refused.value.code == "budget_suspended"
+        assert refused.value.body["code"] == "budget_suspended"  # type: ignore[index]
     for printed in ('model="tools"', 'model="gpt-4o-mini"', 'model="reasoner"', 'model="gpt-image-1"', "asi1-mini"):
         assert printed in demo.banner
+
+
+def _set_suspended(demo: Demo, value: bool) -> bool:
+    platform_id = re.search(r"platform id  : (\S+)", demo.banner)
+    platform_key = re.search(r"platform key : (sk-plat_\S+)", demo.banner)
+    assert platform_id is not None and platform_key is not None
+    base = f"http://127.0.0.1:{demo.port}/v1/platforms/{platform_id.group(1)}/end-users"
+    with httpx.Client(headers={"Authorization": f"Bearer {platform_key.group(1)}"}, timeout=30) as client:
+        users = client.get(base, params={"external_id": "demo-user"}).json()["data"]
+        patched = client.patch(f"{base}/{users[0]['id']}/budget", json={"is_suspended": value})
+    assert patched.status_code == 200, patched.text
+    return bool(patched.json()["is_suspended"]) is value
 
 
 def _refused(args: list[str], env: dict[str, str] | None = None) -> str:

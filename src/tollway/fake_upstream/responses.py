@@ -125,7 +125,9 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
     usage = None
     if not scenario.no_usage:
         prompt = count_prompt_tokens(messages) if scenario.prompt_tokens is None else scenario.prompt_tokens
-        completion = len(pieces) * choices if scenario.completion_tokens is None else scenario.completion_tokens
+        # Reasoning tokens are part of the completion tokens, as OpenAI counts them.
+        counted = len(pieces) * choices + scenario.reasoning_tokens
+        completion = counted if scenario.completion_tokens is None else scenario.completion_tokens
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
