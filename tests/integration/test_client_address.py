@@ -68,7 +68,12 @@ def test_a_trusted_proxy_names_the_client(behind_proxy: GatewayProcess) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/v1/embeddings/"), ("POST", "/v1/chat/completions/"), ("GET", "/healthz/"), ("GET", "/v1/admin/platforms/")],
+    [
+        ("POST", "/v1/embeddings/"),
+        ("POST", "/v1/chat/completions/"),
+        ("GET", "/healthz/"),
+        ("GET", "/v1/admin/platforms/"),
+    ],
 )
 def test_a_trailing_slash_is_an_unknown_route(gateway: GatewayProcess, method: str, path: str) -> None:
     response = httpx.request(
