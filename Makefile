@@ -11,9 +11,18 @@ $(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]' -e sdk/python
 	touch $@
 
-## run: embedded gateway (SQLite) + fake upstream + seeded demo platform; prints keys and examples
-run: $(BIN)/.installed
-	$(BIN)/tollway demo
+# `make run` needs Tollway alone: no dev tools, no SDK (test, check and bench install those).
+$(BIN)/.installed-run: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+## run: embedded gateway (SQLite) + fake upstream + seeded demo platform; prints keys and examples.
+## The port is TOLLWAY_PORT (default 8080): `TOLLWAY_PORT=8081 make run`, or `make run ARGS="--port 8081"`
+## (`tollway demo --help` lists --port, --upstream-port and --data-dir).
+run: $(BIN)/.installed-run
+	$(BIN)/tollway demo $(ARGS)
 
 ## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end with the openai SDK, and the SDK's
 ## tests in sdk/python/tests against a live Tollway), with branch

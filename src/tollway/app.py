@@ -359,7 +359,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         },
         lifespan=lifespan,
     )
+    # A trailing slash is another, unknown path (404), never a 307 whose Location comes from Host (SPEC §15).
+    app.router.redirect_slashes = False
     served: Any = fastpath.wrap(app, routes, HOT_PATHS)
     if settings.cors_origin_list:
         served = InferenceCORS(served, settings.cors_origin_list)
-    return RequestContextMiddleware(served, metrics, route_templates(routes), drain)
+    return RequestContextMiddleware(
+        served, metrics, route_templates(routes), drain, trusted_proxies=settings.trusted_proxy_networks
+    )

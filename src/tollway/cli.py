@@ -105,6 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "log_level": settings.log_level,
         "log_config": None,  # our JSON handler on the root logger (observability/logs.py)
         "access_log": False,
+        # The client address comes from our middleware, which believes proxy headers only from
+        # TOLLWAY_TRUSTED_PROXIES (SPEC §15); uvicorn's own handling would trust 127.0.0.1.
+        "proxy_headers": False,
         "lifespan": "on",
         # Streams are ended at drain_s (http/drain.py); this bounds everything else still running.
         "timeout_graceful_shutdown": settings.drain_s + 5,
@@ -268,10 +271,19 @@ def cmd_fake_upstream(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from tollway.demo import run_demo
+    from tollway.demo import DemoError, run_demo
 
+    port = args.port
+    if port is None:
+        raw = os.environ.get("TOLLWAY_PORT", "").strip() or "8080"
+        if not raw.isdigit() or int(raw) > 65535:
+            _fail(f"TOLLWAY_PORT: {raw!r} is not a port number (0-65535)")
+        port = int(raw)
     _install_uvloop()
-    asyncio.run(run_demo(args.port, args.upstream_port, args.data_dir))
+    try:
+        asyncio.run(run_demo(port, args.upstream_port, args.data_dir))
+    except DemoError as exc:
+        _fail(f"demo: {exc}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.set_defaults(func=cmd_fake_upstream)
 
     demo = sub.add_parser("demo", help="embedded gateway + fake upstream + a seeded demo platform (make run)")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--upstream-port", type=int, default=9090)
+    demo.add_argument("--port", type=int, default=None, help="the gateway's port (default: TOLLWAY_PORT, else 8080)")
+    demo.add_argument("--upstream-port", type=int, default=0, help="the fake upstream's port (default: a free one)")
     demo.add_argument("--data-dir", default=".demo")
     demo.set_defaults(func=cmd_demo)
     return parser

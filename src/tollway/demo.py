@@ -7,24 +7,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import random
 import secrets
 import shutil
+import socket
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import aiohttp
 import uvicorn
 
 from tollway.app import create_app
+from tollway.demo_banner import AGENT_ARGS, AGENT_TOOL, banner
 from tollway.domain.clock import utcnow
 from tollway.domain.money import NANOS_PER_USD, usd_to_nanos
 from tollway.domain.pricing import Prices, Usage, charge_nanos, cost_nanos
 from tollway.fake_upstream.mcp_app import bind, demo_mcp_server
-from tollway.fake_upstream.server import start_fake_upstream
+from tollway.fake_upstream.server import DIALECT_PATHS, FakeUpstream, start_fake_upstream
 from tollway.settings import Settings
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.demo_history import PastCall, PastTopup, record_history
@@ -41,6 +45,17 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str, key: str,
 
 DEMO_PRICES: Final = {"input_price_per_mtok": "0.15", "output_price_per_mtok": "0.6"}
 DEMO_MODELS: Final = (("gpt-4o-mini", "fake/default"), ("echo", "fake/echo"))
+_WEATHER_ARGS = json.dumps({"city": "Paris"}, separators=(",", ":"))
+# Models that show one feature each (all on the built-in fake upstream):
+FEATURE_MODELS: Final = (
+    # calls get_weather until the conversation holds its result, then answers with it
+    ("tools", f"fake/agent?name=get_weather&args={_WEATHER_ARGS}"),
+    # thinks out loud first (reasoning_content / reasoning items), with its reasoning tokens reported
+    ("reasoner", "fake/echo?thought=The user greets me; I will greet them back.&reasoning=12"),
+)
+DEMO_RATE_LIMITS: Final = {"rpm_limit": 60, "tpm_limit": 200_000, "rpd_limit": 5_000}
+DEMO_IMAGE_PRICE_USD: Final = "0.04"
+DEMO_HOST: Final = "127.0.0.1"
 DEMO_FUNDS_USD: Final = 25
 DEMO_MARKUP_PERCENT: Final = 20
 # End users with 30 days of history (no budget: see storage/sql/demo_history.py); demo-user has the $5 budget.
@@ -49,10 +64,11 @@ HISTORY_DAYS: Final = 30
 
 
 async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> dict[str, str]:
-    """The demo platform through the real operator and platform APIs: the fake provider and its models, the
-    platform (markup 20 %) with an LLM config and the built-in MCP app at ``mcp_url``, demo-user with a $5 monthly
-    budget, and the end users of the history. The wallet is funded by ``seed_history`` (its opening top-up comes
-    before the past calls)."""
+    """The demo platform through the real operator and platform APIs: the fake providers (OpenAI-compatible and
+    ASI:One-style) and their models, the platform (markup 20 %) with LLM configs and the built-in MCP app at
+    ``mcp_url``, demo-user with a $5 monthly budget and rate limits, and the end users of the history. The wallet
+    is funded by ``seed_history`` (its opening top-up comes before the past calls)."""
+    asi1_base = upstream_base.removesuffix(DIALECT_PATHS["openai"]) + DIALECT_PATHS["asi1"]
     async with aiohttp.ClientSession() as session:
         provider = await _call(
             session,
@@ -66,7 +82,7 @@ async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> d
             *({"slug": slug, "upstream_model": upstream, **chat} for slug, upstream in DEMO_MODELS),
             # An agent model: it calls the built-in app's lookup_order through an `mcp` tool, then answers with the
             # result (the gateway runs the loop, SPEC §16.3).
-            {"slug": "agent", "upstream_model": f"fake/agent?name={_AGENT_TOOL}&args={_AGENT_ARGS}", **chat},
+            {"slug": "agent", "upstream_model": f"fake/agent?name={AGENT_TOOL}&args={AGENT_ARGS}", **chat},
             # OpenAI's list prices: $0.02 per million input tokens; moderations are free (SPEC §19).
             {
                 "slug": "text-embedding-3-small",
@@ -85,21 +101,37 @@ async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> d
                 "price_per_request": "0",
             },
         )
+        rows = (
+            *rows,
+            *({"slug": slug, "upstream_model": upstream, **chat} for slug, upstream in FEATURE_MODELS),
+            {"slug": "gpt-image-1", "upstream_model": "gpt-image-1", **chat, "price_per_image": DEMO_IMAGE_PRICE_USD},
+        )
         for row in rows:
             await _call(session, "POST", f"{base}/v1/admin/models", admin_key, {**row, "provider_id": provider["id"]})
+        # An ASI:One-style provider (its own wire format: sessions, agent addresses, executed tool records).
+        asi1 = await _call(
+            session,
+            "POST",
+            f"{base}/v1/admin/providers",
+            admin_key,
+            {"slug": "asi1", "name": "ASI:One (fake)", "kind": "asi1", "base_url": asi1_base},
+        )
+        asi1_row = {"slug": "asi1-mini", "upstream_model": "fake/echo", **chat, "provider_id": asi1["id"]}
+        await _call(session, "POST", f"{base}/v1/admin/models", admin_key, asi1_row)
         settings = {"markup_percentage": DEMO_MARKUP_PERCENT}
         created = await _call(
             session, "POST", f"{base}/v1/admin/platforms", admin_key, {"name": "Demo Notes", "settings": settings}
         )
         platform_id = created["platform"]["id"]
         platform_key = created["api_key"]["raw_key"]
-        await _call(
-            session,
-            "POST",
-            f"{base}/v1/platforms/{platform_id}/llm-configs",
-            platform_key,
-            {"provider_id": provider["id"], "api_key": "sk-demo-provider-key-not-real"},
-        )
+        for provider_id in (provider["id"], asi1["id"]):
+            await _call(
+                session,
+                "POST",
+                f"{base}/v1/platforms/{platform_id}/llm-configs",
+                platform_key,
+                {"provider_id": provider_id, "api_key": "sk-demo-provider-key-not-real"},
+            )
         users = f"{base}/v1/platforms/{platform_id}/end-users"
         user = await _call(
             session, "POST", users, platform_key, {"external_id": "demo-user", "display_name": "Dana (demo)"}
@@ -107,6 +139,8 @@ async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> d
         await _call(
             session, "POST", f"{users}/{user['id']}/budget", platform_key, {"max_usd": "5", "period": "monthly"}
         )
+        # Rate limits of its own, so that inference answers carry the x-ratelimit-* headers (SPEC §10).
+        await _call(session, "PUT", f"{users}/{user['id']}/rate-limits", platform_key, DEMO_RATE_LIMITS)
         # The built-in MCP app (no network needed), served by this process; $0.001 a call after the free tier.
         app = {"slug": "demo-tools", "name": "Demo tools", "server_url": mcp_url, "auth": {"type": "none"}}
         await _call(session, "POST", f"{base}/v1/platforms/{platform_id}/mcp/apps", platform_key, app)
@@ -121,16 +155,6 @@ async def seed(base: str, admin_key: str, upstream_base: str, mcp_url: str) -> d
         "end_user_key": user["api_key"]["raw_key"],
         "history_users": ",".join(history_users),
     }
-
-
-_AGENT_TOOL = "demo-tools__lookup_order"  # how the gateway offers the app's tool to the model
-_AGENT_ARGS = json.dumps({"order_id": "A-1001"}, separators=(",", ":"))
-_AGENT_QUESTION = "Where is my order A-1001?"
-
-
-def _agent_tool(base: str) -> str:
-    tool = {"type": "mcp", "server_label": "demo-tools", "server_url": f"{base}/v1/mcp/demo-tools"}
-    return json.dumps({**tool, "require_approval": "never"})
 
 
 def past_calls(seeded: dict[str, str], now: datetime, days: int = HISTORY_DAYS) -> list[PastCall]:
@@ -186,102 +210,99 @@ async def seed_history(settings: Settings, seeded: dict[str, str], now: datetime
         await engine.dispose()
 
 
-_MCP_CALL = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "lookup_order", "arguments": {"order_id": "A-1001"}},
-    },
-    separators=(",", ":"),
-)
+class DemoError(Exception):
+    """Why the demo cannot start, in one line for the terminal (``tollway demo`` prints it and exits)."""
 
 
-def _banner(base: str, admin_key: str, seeded: dict[str, str]) -> str:
-    key = seeded["end_user_key"]
-    return f"""
-Tollway demo is running on {base} (SQLite, fake upstream, wallet funded with ${DEMO_FUNDS_USD}, 30 days of usage)
+_LOCK_NAME: Final = "demo.lock"
 
-  console      : {base}/console   (sign in with the platform key below; the other keys work too)
-  operator key : {admin_key}
-  platform id  : {seeded["platform_id"]}
-  platform key : {seeded["platform_key"]}
-  end user     : demo-user, monthly budget $5
-  end-user key : {key}
-  models       : gpt-4o-mini (canned answer), echo (repeats your last message), agent (answers with an MCP tool),
-                 text-embedding-3-small (embeddings), omni-moderation-latest (moderations, free)
 
-curl:
-  curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
-    -d '{{"model": "echo", "messages": [{{"role": "user", "content": "Hello, Tollway!"}}]}}'
-  curl -s {base}/v1/embeddings -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
-    -d '{{"model": "text-embedding-3-small", "input": "Hello, Tollway!"}}'
+def claim_data_dir(root: Path) -> IO[str]:
+    """An exclusive lock on ``root`` for as long as this demo runs (the OS frees it when the process ends): a
+    second demo on the same data directory stops here instead of wiping the first one's database."""
+    root.mkdir(parents=True, exist_ok=True)
+    handle = (root / _LOCK_NAME).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DemoError(
+            f"another demo is running with the data directory {root}: stop it first (Ctrl+C), or pass --data-dir"
+        ) from None
+    return handle
 
-Python (openai SDK):
-  from openai import OpenAI
-  client = OpenAI(base_url="{base}/v1", api_key="{key}")
-  reply = client.chat.completions.create(model="echo", messages=[{{"role": "user", "content": "Hello, Tollway!"}}])
-  print(reply.choices[0].message.content)
 
-MCP (the built-in app demo-tools through the proxy: get_time, lookup_order; $0.001 a call, the first 1,000 calls
-of a month are free):
-  curl -s {base}/v1/mcp/demo-tools -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
-    -H "Accept: application/json, text/event-stream" \\
-    -d '{_MCP_CALL}'
-
-Python (mcp SDK, any MCP client works the same way):
-  import asyncio, httpx2
-  from mcp.client.client import Client
-  from mcp.client.streamable_http import streamable_http_client
-  async def main():
-      http = httpx2.AsyncClient(headers={{"Authorization": "Bearer {key}"}})
-      async with http, Client(streamable_http_client("{base}/v1/mcp/demo-tools", http_client=http)) as mcp:
-          print((await mcp.call_tool("get_time", {{}})).content[0].text)
-  asyncio.run(main())
-
-An agent answering through the built-in MCP app (`mcp` tool in /v1/responses: the gateway lists the app's tools,
-calls lookup_order, and the model answers; each model turn and the call are billed, see the usage log):
-  curl -s {base}/v1/responses -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
-    -d '{{"model": "agent", "input": "{_AGENT_QUESTION}", "tools": [{_agent_tool(base)}]}}'
-
-Python (openai SDK):
-  reply = client.responses.create(model="agent", input="{_AGENT_QUESTION}",
-                                  tools=[{_agent_tool(base)}])
-  print(reply.output_text)
-
-Budget: curl -s {base}/v1/me/budget -H "Authorization: Bearer {key}"
-Usage log: curl -s {base}/v1/platforms/{seeded["platform_id"]}/logs -H "Authorization: Bearer {seeded["platform_key"]}"
-Press Ctrl+C to stop.
-"""
+def listen(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound before anything is wiped or started."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        raise DemoError(
+            f"port {port} on {host} {reason} (another demo?): choose another with --port N or TOLLWAY_PORT=N"
+        ) from None
+    return sock
 
 
 def _fresh_dir(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    """Empties ``root`` (this demo holds its lock, which stays)."""
+    for child in root.iterdir():
+        if child.name == _LOCK_NAME:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
     root = Path(data_dir)
-    await asyncio.to_thread(_fresh_dir, root)
+    lock = claim_data_dir(root)
+    try:
+        sock = listen(DEMO_HOST, port)
+    except DemoError:
+        lock.close()
+        raise
+    try:
+        try:
+            fake = await start_fake_upstream("127.0.0.1", upstream_port)
+        except OSError as exc:
+            raise DemoError(
+                f"the fake upstream cannot listen on port {upstream_port} ({exc.strerror}): pass --upstream-port N"
+            ) from None
+        try:
+            await asyncio.to_thread(_fresh_dir, root)
+            await _serve(root, sock, fake)
+        finally:
+            await fake.close()
+    finally:
+        sock.close()
+        lock.close()
+
+
+async def _serve(root: Path, sock: socket.socket, fake: FakeUpstream) -> None:
+    port = sock.getsockname()[1]
     admin_key = "sk-admin_" + secrets.token_urlsafe(32)
     settings = Settings(
         database_url=f"sqlite:///{root / 'tollway.db'}",
         admin_key=admin_key,
         secret_key=base64.b64encode(os.urandom(32)).decode(),
         data_dir=root,
+        host=DEMO_HOST,
         port=port,
         log_level="warning",
         allow_private_urls=True,  # the built-in MCP app listens on 127.0.0.1 over http (SPEC §11.5, development)
     )
     await upgrade(settings)
-    fake = await start_fake_upstream("127.0.0.1", upstream_port)
     mcp_socket, mcp_url = bind()
     mcp_server = demo_mcp_server()
     mcp_serving = asyncio.create_task(mcp_server.serve(sockets=[mcp_socket]))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=port, log_level="warning", access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if serving.done():
@@ -296,12 +317,11 @@ async def run_demo(port: int, upstream_port: int, data_dir: str) -> None:
             await asyncio.sleep(0.05)
         seeded = await seed(base, admin_key, fake.base_url, mcp_url)
         await seed_history(settings, seeded)
-        print(_banner(base, admin_key, seeded), flush=True)
+        print(banner(base, admin_key, seeded, DEMO_FUNDS_USD, DEMO_RATE_LIMITS), flush=True)
         await serving
     finally:
         server.should_exit = True
         mcp_server.should_exit = True
-        await fake.close()
         with contextlib.suppress(Exception):
             await mcp_serving
         mcp_socket.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import ssl
@@ -94,6 +95,8 @@ class Settings(BaseSettings):
     drain_s: float = Field(default=30, ge=0)
     webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
     cors_origins: str | None = None
+    # SPEC §15: peers whose X-Forwarded-For / Forwarded headers are believed (addresses or CIDRs; default none).
+    trusted_proxies: str | None = None
     public_url: str | None = None  # SPEC §16: the external base URL in every URL Tollway hands out
     mcp_call_timeout_s: float = Field(default=60, gt=0)  # one MCP tool call (SPEC §16.3)
     mcp_max_result_bytes: int = Field(default=1_048_576, ge=1024)  # one MCP tool result (SPEC §16.3)
@@ -133,6 +136,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None:
             redis_endpoint(value)  # ValueError names what is wrong, never the password
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_networks(value)  # ValueError names the entry that is not an address or CIDR
         return value
 
     @field_validator("public_url")
@@ -208,6 +218,10 @@ class Settings(BaseSettings):
             return ()
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies or "")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -219,6 +233,23 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = _TomlSource(settings_cls, _CONFIG_PATH.get() or os.environ.get("TOLLWAY_CONFIG"))
         return (init_settings, env_settings, toml)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """``10.0.0.1, 10.1.0.0/16, ::1`` -> networks (an address is a one-address network)."""
+    networks: list[IPNetwork] = []
+    for part in value.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+    return tuple(networks)
 
 
 _CONFIG_PATH: ContextVar[str | None] = ContextVar("tollway_config_path", default=None)

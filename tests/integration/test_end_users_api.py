@@ -313,6 +313,7 @@ def test_end_user_keys(gateway: GatewayServer, tenant: Tenant) -> None:
     bare = _ok(tenant.client.post(url), 201)
     assert bare["scopes"] == ["inference"]
     bad_request(tenant.client.post(url, json={"scopes": ["manage"]}), "scopes[0]")
+    bad_request(tenant.client.post(url, json={"scopes": ["inference", "inference"]}), "scopes[1]")  # §2.1
     bad_request(tenant.client.post(url, json={"scopes": []}), "scopes")
     bad_request(tenant.client.post(url, json={"scopes": "inference"}), "scopes")
     bad_request(tenant.client.post(url, json={"expires_at": "2001-01-01T00:00:00Z"}), "expires_at")

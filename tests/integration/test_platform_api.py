@@ -209,9 +209,7 @@ def test_key_create_list_and_rules(tenant: Tenant) -> None:
     url = f"{tenant.base}/api-keys"
     expires = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     offset = expires.astimezone().isoformat()  # any offset is accepted
-    created = _ok(
-        tenant.client.post(url, json={"name": "ci", "scopes": ["manage", "manage"], "expires_at": offset}), 201
-    )
+    created = _ok(tenant.client.post(url, json={"name": "ci", "scopes": ["manage"], "expires_at": offset}), 201)
     assert created["scopes"] == ["manage"]
     assert created["expires_at"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert created["raw_key"].startswith("sk-plat_")
@@ -232,6 +230,7 @@ def test_key_create_list_and_rules(tenant: Tenant) -> None:
     assert _ok(tenant.client.get(url, params={"end_user_id": NIL_ID}))["total"] == 0
     bad_request(tenant.client.get(url, params={"type": "operator"}), "type")
     bad_request(tenant.client.post(url, json={"scopes": ["inference", "admin"]}), "scopes[1]")
+    bad_request(tenant.client.post(url, json={"scopes": ["manage", "inference", "manage"]}), "scopes[2]")  # §2.1
     bad_request(tenant.client.post(url, json={"scopes": [1]}), "scopes[0]")
     bad_request(tenant.client.post(url, json={"scopes": "inference"}), "scopes")
     bad_request(tenant.client.post(url, json={"scopes": []}), "scopes")

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter
 
 from tollway.fake_upstream.asi1 import EXECUTED_RECORD
 from tollway.fake_upstream.embeddings import fake_prompt_tokens, fake_vector
+from tollway.fake_upstream.responses import build_completion
 from tollway.fake_upstream.routes import RecordedRequest, RequestLog
 from tollway.fake_upstream.scenarios import (
     DEFAULT_CONTENT,
@@ -870,3 +871,30 @@ async def test_openai_embeddings_and_moderations(sdk: openai.AsyncOpenAI, fake: 
         await sdk.embeddings.create(model="fake/error?status=500", input="x")
     moderation = await sdk.moderations.create(model="omni-moderation-latest", input=["calm", "violence!"])
     assert [r.flagged for r in moderation.results] == [False, True] and moderation.id.startswith("modr-fake")
+
+
+def test_the_default_answer_follows_a_requested_json_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "integer"},
+            "unit": {"enum": ["C", "F"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "note": {"type": ["null", "boolean"]},
+            "kind": {"anyOf": [{"const": "forecast"}, {"type": "string"}]},
+        },
+    }
+    expected = {"city": "example", "days": 1, "unit": "C", "tags": ["example"], "note": True, "kind": "forecast"}
+    messages = [{"role": "user", "content": "Weather?"}]
+    chat = {"messages": messages, "response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}
+    answer = build_completion(parse_model("fake/default"), chat)
+    assert orjson.loads("".join(answer.pieces)) == expected
+    responses = {"messages": messages, "text": {"format": {"type": "json_schema", "name": "w", "schema": schema}}}
+    assert orjson.loads("".join(build_completion(parse_model("fake/default"), responses).pieces)) == expected
+    assert "".join(build_completion(parse_model("fake/default"), {"messages": messages}).pieces) == DEFAULT_CONTENT
+    json_object = {"messages": messages, "response_format": {"type": "json_object"}}
+    assert orjson.loads("".join(build_completion(parse_model("fake/default"), json_object).pieces)) == {}
+    # echo keeps echoing: what the conformance suite checks with response_format
+    echoed = build_completion(parse_model("fake/echo"), chat)
+    assert "".join(echoed.pieces) == "Weather?"

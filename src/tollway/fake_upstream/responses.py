@@ -16,6 +16,8 @@ from tollway.fake_upstream.scenarios import (
     Scenario,
     count_prompt_tokens,
     last_user_text,
+    requested_schema,
+    schema_example,
     split_fragments,
     split_pieces,
     tool_result,
@@ -114,14 +116,18 @@ def build_completion(scenario: Scenario, body: dict[str, Any]) -> Completion:
         tool_name, finish_reason = scenario.tool_name, "tool_calls"
         pieces = split_fragments(scenario.tool_args)
     else:
-        pieces = split_pieces(_content(scenario, messages))
+        schema = requested_schema(body) if scenario.kind == "default" else None
+        text = _content(scenario, messages) if schema is None else orjson.dumps(schema_example(schema)).decode()
+        pieces = split_pieces(text)
         limit = _max_tokens(body)
         if limit is not None and limit < len(pieces):
             pieces, finish_reason = pieces[:limit], "length"
     usage = None
     if not scenario.no_usage:
         prompt = count_prompt_tokens(messages) if scenario.prompt_tokens is None else scenario.prompt_tokens
-        completion = len(pieces) * choices if scenario.completion_tokens is None else scenario.completion_tokens
+        # Reasoning tokens are part of the completion tokens, as OpenAI counts them.
+        counted = len(pieces) * choices + scenario.reasoning_tokens
+        completion = counted if scenario.completion_tokens is None else scenario.completion_tokens
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,

@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl
 
 DEFAULT_CONTENT = "Hello! I am a fake model."
 DEFAULT_WORDS = 16
-# default: DEFAULT_CONTENT (or n words); echo: the last user message's text; error: an HTTP error status;
+# default: DEFAULT_CONTENT (or n words), or, when the request asks for a JSON schema (response_format, text.format),
+# a small value that follows it (schema_example); echo: the last user message's text; error: an HTTP error status;
 # stream-cut: the stream stops after `after` pieces with no [DONE] (non-stream: the connection closes, no reply);
 # stream-error: a `data: {"error": ...}` event after `after` pieces (non-stream: the HTTP error); tool-call: one
 # function call; length: finish_reason "length"; words: "w1 ... wN"; garbage: a 200 whose body/event is not JSON;
@@ -207,3 +208,45 @@ def split_pieces(text: str) -> list[str]:
 def split_fragments(arguments: str) -> list[str]:
     """Split tool-call arguments into fixed-size fragments, as they are streamed."""
     return [arguments[i : i + TOOL_ARGS_FRAGMENT] for i in range(0, len(arguments), TOOL_ARGS_FRAGMENT)]
+
+
+def requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema a request asks the answer to follow: chat's ``response_format`` (``json_schema``) or the
+    Responses API's ``text.format``; ``json_object`` asks for any object (the empty schema)."""
+    chat = body.get("response_format")
+    text = body.get("text")
+    wanted = chat if isinstance(chat, dict) else text.get("format") if isinstance(text, dict) else None
+    if not isinstance(wanted, dict):
+        return None
+    if wanted.get("type") == "json_object":
+        return {"type": "object"}
+    if wanted.get("type") != "json_schema":
+        return None
+    schema = (
+        wanted["json_schema"].get("schema") if isinstance(wanted.get("json_schema"), dict) else wanted.get("schema")
+    )
+    return schema if isinstance(schema, dict) else {"type": "object"}
+
+
+def schema_example(schema: object, depth: int = 0) -> Any:
+    """A small value that follows ``schema`` (const, enum, the first of anyOf/oneOf, every listed property, one array
+    item, ``"example"``, 1, true), so that a structured-output client can parse what the fake answers."""
+    if not isinstance(schema, dict) or depth > 16:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return schema_example(schema[key][0], depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and isinstance(schema.get("properties"), dict)):
+        properties = schema.get("properties")
+        items = properties.items() if isinstance(properties, dict) else ()
+        return {name: schema_example(sub, depth + 1) for name, sub in items}
+    if kind == "array":
+        return [schema_example(schema.get("items"), depth + 1)]
+    return {"string": "example", "integer": 1, "number": 1, "boolean": True}.get(str(kind))

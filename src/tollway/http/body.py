@@ -15,6 +15,12 @@ async def read_raw(request: Request, limit: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise InvalidRequest("Requests with a body must send Content-Type: application/json.", "Content-Type")
+    return await read_limited(request, limit)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 once it passes ``limit`` bytes: a larger ``Content-Length`` before anything
+    is read, a chunked body as soon as the bytes received pass the limit (nothing beyond it is ever kept)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
@@ -44,11 +50,9 @@ async def read_json_exact(request: Request, limit: int) -> dict[str, Any]:
 
 async def read_optional_json_exact(request: Request, limit: int) -> dict[str, Any]:
     """For action routes whose body is optional (an empty body is an empty object)."""
-    raw = await request.body()
+    raw = await read_limited(request, limit)
     if not raw:
         return {}
-    if len(raw) > limit:
-        raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes.")
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise InvalidRequest("Requests with a body must send Content-Type: application/json.", "Content-Type")

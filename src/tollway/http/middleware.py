@@ -16,8 +16,10 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.domain.ids import new_request_id
 from tollway.errors import InternalError, TollwayError
+from tollway.http.client_address import client_host
 from tollway.observability.context import RequestContext, bind_request, unbind_request
 from tollway.observability.metrics import Metrics
+from tollway.settings import IPNetwork
 
 log = logging.getLogger("tollway.http")
 
@@ -38,9 +40,15 @@ def route_templates(routes: Iterable[BaseRoute]) -> dict[Any, str]:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: Any, metrics: Metrics | None = None, templates: dict[Any, str] | None = None, drain: Any = None
+        self,
+        app: Any,
+        metrics: Metrics | None = None,
+        templates: dict[Any, str] | None = None,
+        drain: Any = None,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
     ) -> None:
         self.app = app
+        self._trusted = trusted_proxies
         self._metrics = metrics
         self._templates = templates or {}
         self._drain = drain
@@ -50,6 +58,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         received = time.perf_counter()
+        if self._trusted:
+            _use_forwarded_client(scope, self._trusted)
         request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -90,3 +100,12 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": body})
         finally:
             unbind_request(token)
+
+
+def _use_forwarded_client(scope: Scope, trusted: tuple[IPNetwork, ...]) -> None:
+    """SPEC §15: from a trusted proxy, the client its headers name becomes ``scope["client"]`` for everything."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    host = client_host(peer, scope.get("headers", ()), trusted)
+    if host is not None and host != peer:
+        scope["client"] = (host, 0)

@@ -65,9 +65,13 @@ def tool_call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
     return names
 
 
+MAX_TOKEN_COUNT: Final = 2**31 - 1  # SPEC §9.4: a larger count is absurd, and estimated instead
+MAX_TOTAL_TOKENS: Final = 10**9  # SPEC §9.4: so is a prompt + completion total above this
+
+
 def count(value: object) -> int | None:
-    """A token count: a non-negative integer (booleans are not), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    """A token count: a non-negative integer (booleans are not) no larger than 2³¹ − 1, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
         return value
     return None
 
@@ -77,7 +81,7 @@ def usage_of(
 ) -> Usage | None:
     """The hub Usage, or None when a required count is missing or invalid (then it is estimated, SPEC §9.4).
     Cached and cache-written tokens are parts of the prompt: capped so that together they never exceed it."""
-    if prompt is None or completion is None:
+    if prompt is None or completion is None or prompt + completion > MAX_TOTAL_TOKENS:
         return None
     read = min(cached or 0, prompt)
     return Usage(prompt, completion, read, reasoning, min(cache_write, prompt - read))

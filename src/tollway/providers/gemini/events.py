@@ -37,10 +37,11 @@ class EventTranslator:
         event = event_json(data, self._slug)
         if "error" in event:
             raise error_event(event, self._slug)
-        if isinstance(event.get("usageMetadata"), dict):
-            usage = parse_usage(event["usageMetadata"])
-            if usage is not None:
-                self._usage, self._usage_sent = usage, False
+        metadata = event.get("usageMetadata")
+        if isinstance(metadata, dict) and metadata:
+            # The last report is the usage: an invalid or absurd one voids the earlier ones, so that the call is
+            # estimated (SPEC §9.4) rather than billed from an interim count.
+            self._usage, self._usage_sent = parse_usage(metadata), False
         candidates = event.get("candidates")
         if not isinstance(candidates, list):
             feedback = event.get("promptFeedback")

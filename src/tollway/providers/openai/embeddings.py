@@ -15,13 +15,13 @@ from tollway.domain.embedding_request import EmbeddingRequest
 from tollway.domain.upstream import EmbeddingCall, EmbeddingResult, Vector
 from tollway.errors import UnsupportedParameter, UpstreamError
 from tollway.providers.base import ErrorReader
-from tollway.providers.content import count
+from tollway.providers.content import MAX_TOTAL_TOKENS, count
 from tollway.providers.openai.translate import read_error
 from tollway.providers.streaming import answered
 from tollway.providers.transport import Transport
 
 PATH: Final = "/embeddings"
-MAX_COUNT: Final = 2**31 - 1  # a larger count is absurd: estimated instead (SPEC §9.4)
+MAX_COUNT: Final = MAX_TOTAL_TOKENS  # a larger total is absurd: estimated instead (SPEC §9.4)
 T = TypeVar("T")
 
 

@@ -102,14 +102,21 @@ def _scopes(value: object, param: str = "scopes") -> list[str]:
         if not isinstance(scope, str) or scope not in PLATFORM_SCOPES:
             param = f"scopes[{index}]"
             raise InvalidRequest(f"{param} must be one of inference, manage.", param)
-        if scope not in chosen:
-            chosen.append(scope)
+        if scope in chosen:
+            param = f"scopes[{index}]"
+            raise InvalidRequest(f"{param} repeats {scope!r}: name each scope once.", param)
+        chosen.append(scope)
     return chosen
 
 
 PLATFORM_KEY_BODY: Final = key_body(
     Custom(
-        {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(PLATFORM_SCOPES)}},
+        {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(PLATFORM_SCOPES)},
+        },
         _scopes,
     ),
     DEFAULT_PLATFORM_SCOPES,

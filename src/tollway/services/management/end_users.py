@@ -51,11 +51,22 @@ def _scopes(value: object, param: str = "scopes") -> list[str]:
         if not isinstance(scope, str) or scope not in END_USER_SCOPES:
             param = f"scopes[{index}]"
             raise InvalidRequest(f"{param} must be inference: end-user keys carry no other scope.", param)
+        if scope in value[:index]:
+            param = f"scopes[{index}]"
+            raise InvalidRequest(f"{param} repeats {scope!r}: name each scope once.", param)
     return list(DEFAULT_END_USER_SCOPES)
 
 
 END_USER_KEY_BODY: Final = key_body(
-    Custom({"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(END_USER_SCOPES)}}, _scopes),
+    Custom(
+        {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(END_USER_SCOPES)},
+        },
+        _scopes,
+    ),
     DEFAULT_END_USER_SCOPES,
 )
 
