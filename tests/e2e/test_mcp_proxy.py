@@ -399,13 +399,18 @@ def _connect(gateway: GatewayServer, key: str, slug: str) -> None:
     assert httpx.get(callback, follow_redirects=False).status_code == 200
 
 
+def _mcp_config(gateway: GatewayServer, key: str) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as me:
+        apps: list[dict[str, Any]] = _ok(me.get("/v1/me/mcp-config"))["apps"]
+    return apps
+
+
 def _revoke(oauth: OAuthServer, token: str) -> None:
     revoked = httpx.post(oauth.revocation_url, data={"token": token}, auth=(oauth.client_id, oauth.client_secret))
     assert revoked.status_code == 200
 
 
-@pytest.fixture(scope="module")
-def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
+def _add_notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
     auth = {
         "type": "oauth2",
         "authorize_url": oauth.authorize_url,
@@ -417,6 +422,11 @@ def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
     body = {"slug": "notes", "name": "Notes", "server_url": oauth_app.url, "auth": auth, "price_per_call_usd": PRICE}
     _ok(platform.client.post(f"{platform.base}/mcp/apps", json=body), 201)
     return "notes"
+
+
+@pytest.fixture(scope="module")
+def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
+    return _add_notes(platform, oauth, oauth_app)
 
 
 async def test_an_oauth_app_gets_the_end_users_token(
@@ -468,6 +478,29 @@ async def test_an_oauth_app_without_a_connection_is_refused(platform: Platform, 
     error = await refusal(platform.url(notes), key, "echo")
     assert error.data["error"]["code"] == "mcp_app_not_connected"
     assert "/v1/me/mcp-config" in error.data["error"]["message"]
+
+
+async def test_a_connection_is_used_for_its_end_user_only(
+    platform: Platform, notes: str, oauth: OAuthServer, oauth_app: McpApp, new_platform: NewPlatform
+) -> None:
+    """A's connection is never lent: not to another end user of A's platform, nor to an end user of another platform
+    with the same external id and an app of the same slug on the same authorization server."""
+    external_id = uuid.uuid4().hex
+    owner = _ok(platform.client.post(f"{platform.base}/end-users", json={"external_id": external_id}), 201)
+    _connect(platform.gateway, owner["api_key"]["raw_key"], notes)
+    other = new_platform(mcp_free_calls_per_month=0)
+    _add_notes(other, oauth, oauth_app)
+    twin = _ok(other.client.post(f"{other.base}/end-users", json={"external_id": external_id}), 201)
+    _, neighbour = platform.end_user()
+    served, seen = len(oauth_app.calls), len(oauth_app.authorizations)
+    for url, key in ((platform.url(notes), neighbour), (other.url(notes), twin["api_key"]["raw_key"])):
+        error = await refusal(url, key, "echo")
+        assert error.data["error"]["code"] == "mcp_app_not_connected"
+    assert len(oauth_app.calls) == served and len(oauth_app.authorizations) == seen  # no token ever left
+    for key in (neighbour, twin["api_key"]["raw_key"]):
+        (entry,) = [a for a in _mcp_config(platform.gateway, key) if a["slug"] == notes]
+        assert entry["connected"] is False
+    assert _mcp_rows(other) == []
 
 
 async def test_a_platform_key_cannot_use_an_oauth_app(platform: Platform, notes: str) -> None:
