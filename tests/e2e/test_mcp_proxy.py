@@ -580,6 +580,46 @@ async def test_the_sdk_client_in_legacy_and_modern_modes(platform: Platform) -> 
         assert (await modern.call_tool("echo", {"text": "new"})).content[0].text == "new"
 
 
+async def test_after_discovery_each_call_is_one_request_to_the_app(new_platform: NewPlatform, app: McpApp) -> None:
+    """The proxy remembers a modern app's ``server/discover`` result, and never lists the tools to check a result:
+    every call after the first is exactly one HTTP request to the app."""
+    tenant = new_platform(mcp_free_calls_per_month=0)
+    tenant.add_app("tools", app.url)
+    _, key = tenant.end_user()
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(timeout=30) as http:  # tools/call alone (an SDK client also lists the tools)
+        for i, text in enumerate(("first", "second", "third")):
+            seen = len(app.authorizations)
+            params = {"name": "echo", "arguments": {"text": text}}
+            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params}
+            answer = _ok(await http.post(tenant.url("tools"), json=body, headers=headers))
+            assert answer["result"]["content"][0]["text"] == text
+            if i > 0:
+                assert len(app.authorizations) == seen + 1
+    assert len(await _settled(tenant, 3)) == 3
+
+
+async def test_an_app_changed_or_deleted_is_seen_by_the_next_call(new_platform: NewPlatform, app: McpApp) -> None:
+    """The proxy caches app rows; a change through the API is seen at once by the instance that made it."""
+    tenant = new_platform(mcp_free_calls_per_month=0)
+    tenant.add_app("tools", app.url)
+    _, key = tenant.end_user()
+    await call(tenant.url("tools"), key, "echo", {"text": "x"})
+    (listed,) = _ok(tenant.client.get(f"{tenant.base}/mcp/apps"))["data"]
+    path = f"{tenant.base}/mcp/apps/{listed['id']}"
+    _ok(tenant.client.patch(path, json={"allowed_tools": ["fail"]}))
+    assert (await refusal(tenant.url("tools"), key, "echo", {"text": "x"})).data["error"]["param"] == "params.name"
+    _ok(tenant.client.patch(path, json={"is_active": False}))
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fail", "arguments": {}}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.post(tenant.url("tools"), json=body, headers=headers)).status_code == 404
+        _ok(tenant.client.patch(path, json={"is_active": True}))
+        assert (await http.post(tenant.url("tools"), json=body, headers=headers)).status_code == 200
+        _ok(tenant.client.delete(path), 204)
+        assert (await http.post(tenant.url("tools"), json=body, headers=headers)).status_code == 404
+
+
 async def test_prompts_are_relayed_unbilled(platform: Platform) -> None:
     end_user_id, key = platform.end_user()
     async with mcp(platform.url("tools"), key) as client:
