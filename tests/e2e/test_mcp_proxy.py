@@ -25,6 +25,7 @@ from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer
+from tests.support.webhook_receiver import WebhookReceiver
 
 CALL_TIMEOUT_S = 1.5
 MAX_RESULT_BYTES = 4096
@@ -295,6 +296,31 @@ async def test_a_redirecting_app_is_never_followed(platform: Platform, app: McpA
     served = len(app.calls)
     error = await refusal(platform.url("moved"), key, "echo")
     assert "redirect" in error.message and len(app.calls) == served
+
+
+async def test_budget_webhooks_of_mcp_calls_carry_the_calls_request_id(new_platform: NewPlatform, app: McpApp) -> None:
+    """§11.1 has no per-call event: a billed MCP call on a budget fires ``budget.debited`` (opt-in) whose
+    ``request_id`` is the call's usage row's; a call the free tier pays writes no ledger row and fires nothing."""
+    receiver = WebhookReceiver().start()
+    try:
+        tenant = new_platform(mcp_free_calls_per_month=1)
+        tenant.add_app("tools", app.url)
+        hook = {"url": receiver.url, "events": ["budget.debited"]}
+        _ok(tenant.client.post(f"{tenant.base}/webhooks", json=hook), 201)
+        end_user_id, key = tenant.end_user(budget_usd="1")
+        for text in ("free", "billed"):
+            await call(tenant.url("tools"), key, "echo", {"text": text})
+        rows = await _settled(tenant, 2, end_user_id=end_user_id)
+        (billed,) = [r for r in rows if not r["mcp_free"]]
+        received = await asyncio.to_thread(receiver.wait_for, lambda got: len(got) >= 1)
+        await asyncio.sleep(1.0)  # a second event (there must be none) would have been delivered by now
+        assert len(receiver.received) == 1
+        event = received[0].json()
+        assert event["event_type"] == "budget.debited"
+        assert event["data"]["request_id"] == billed["request_id"] and event["data"]["end_user_id"] == end_user_id
+        assert Decimal(str(event["data"]["amount_usd"])) == Decimal("-0.0023")
+    finally:
+        receiver.stop()
 
 
 # -- refusals: JSON-RPC errors carrying the §3 error ---------------------------------------------------------------
