@@ -39,6 +39,21 @@ EMBED_BODY = {
 }
 EMBED_UPSTREAM = "text-embedding-3-small"
 # The chat call in Anthropic's Messages shape (POST /v1/messages): its added latency is the translation's cost.
+# One MCP ``tools/call`` of the demo's built-in app (stateless Streamable HTTP, JSON answers): direct to the app and
+# through the proxy ``/v1/mcp/{slug}`` with an end-user key (budget hold, markup, a billed call: no free tier).
+MCP_SLUG = "bench-tools"
+MCP_BODY = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {"name": "lookup_order", "arguments": {"order_id": "A-1001"}},
+}
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+MCP_SERVE = (
+    "import sys, uvicorn\n"
+    "from tollway.fake_upstream.mcp_app import demo_mcp_app\n"
+    "uvicorn.run(demo_mcp_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)\n"
+)
 MESSAGES_BODY = {
     "model": "bench",
     "max_tokens": 64,
@@ -69,10 +84,16 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 async def seed(
-    base: str, admin_key: str, upstream: str, upstream_model: str, limits: dict[str, int] | None = None
+    base: str,
+    admin_key: str,
+    upstream: str,
+    upstream_model: str,
+    limits: dict[str, int] | None = None,
+    mcp_url: str | None = None,
 ) -> tuple[str, str]:
     """The platform key, and the key of an end user with a budget (the end-user path: two holds, markup) and, when
-    ``limits`` is given, a rate-limit override so that every call goes through the limiter's backend."""
+    ``limits`` is given, a rate-limit override so that every call goes through the limiter's backend. With
+    ``mcp_url``, the MCP app there is the platform's ``MCP_SLUG`` (no auth, $0.001 a call, the free tier off)."""
     async with aiohttp.ClientSession() as s:
 
         async def call(method: str, path: str, key: str, body: Any) -> Any:
@@ -122,6 +143,10 @@ async def seed(
         await call("POST", f"/v1/platforms/{pid}/end-users/{user['id']}/budget", key, {"max_usd": "100000"})
         if limits:
             await call("PUT", f"/v1/platforms/{pid}/end-users/{user['id']}/rate-limits", key, limits)
+        if mcp_url is not None:
+            await call("PATCH", f"/v1/platforms/{pid}", key, {"settings": {"mcp_free_calls_per_month": 0}})
+            app = {"slug": MCP_SLUG, "name": "Bench tools", "server_url": mcp_url, "auth": {"type": "none"}}
+            await call("POST", f"/v1/platforms/{pid}/mcp/apps", key, {**app, "price_per_call_usd": "0.001"})
         return key, user["api_key"]["raw_key"]
 
 
@@ -191,6 +216,55 @@ async def measure_latency(
         }
         if messages_s
         else {}
+    )
+
+
+async def mcp_block(session: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int) -> list[float]:
+    body = json.dumps(MCP_BODY).encode()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as response:
+            answer = await response.read()
+            assert response.status == 200 and b'"result"' in answer, (response.status, answer[:200])
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+async def measure_mcp(direct: str, proxy: str, user_key: str, blocks: int, per_block: int) -> dict[str, float]:
+    """``tools/call`` direct to the app and through the proxy, in interleaved blocks on one connection each way."""
+    via = {**MCP_HEADERS, "Authorization": f"Bearer {user_key}"}
+    direct_s: list[float] = []
+    proxy_s: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2)) as session:
+        await mcp_block(session, direct, MCP_HEADERS, 100)  # warm-up both paths
+        await mcp_block(session, proxy, via, 100)
+        for _ in range(blocks):
+            direct_s += await mcp_block(session, direct, MCP_HEADERS, per_block)
+            proxy_s += await mcp_block(session, proxy, via, per_block)
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "direct_p50_ms": pct(direct_s, 0.50),
+        "direct_p99_ms": pct(direct_s, 0.99),
+        "proxy_p50_ms": pct(proxy_s, 0.50),
+        "proxy_p99_ms": pct(proxy_s, 0.99),
+        "added_p50_ms": pct(proxy_s, 0.50) - pct(direct_s, 0.50),
+        "added_p99_ms": pct(proxy_s, 0.99) - pct(direct_s, 0.99),
+        "samples": len(proxy_s),
+    }
+
+
+def mcp_row(mcp: dict[str, float] | None) -> str:
+    if not mcp:
+        return "| MCP `tools/call` through the proxy (end-user key, billed), p50 / p99, concurrency 1 | | not measured | | |"
+    return (
+        f"| MCP `tools/call` through the proxy (end-user key, billed), p50 / p99, concurrency 1 | "
+        f"{mcp['direct_p50_ms']:.3f} / {mcp['direct_p99_ms']:.3f} ms | {mcp['proxy_p50_ms']:.3f} / "
+        f"{mcp['proxy_p99_ms']:.3f} ms | **+{mcp['added_p50_ms']:.3f} / +{mcp['added_p99_ms']:.3f} ms** | p50 < 2 ms |"
     )
 
 
@@ -341,6 +415,7 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | `/v1/messages` (the chat call in Anthropic's shape), p50, concurrency 1 | | {lat["messages_p50_ms"]:.3f} ms | **+{lat["messages_added_p50_ms"]:.3f} ms**, {lat["messages_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the chat path | ≤ 1.2× |
 | embeddings (one input, base64), p50 / p99, concurrency 1 | {emb["direct_p50_ms"]:.3f} / {emb["direct_p99_ms"]:.3f} ms | {emb["gateway_p50_ms"]:.3f} / {emb["gateway_p99_ms"]:.3f} ms | **+{emb["added_p50_ms"]:.3f} / +{emb["added_p99_ms"]:.3f} ms** | |
 | embeddings throughput, concurrency 32 | {emb["direct_rps"]:.0f} req/s | {emb["gateway_rps"]:.0f} req/s | **{emb["ratio"]:.2f}×** of direct | |
+{mcp_row(results.get("mcp"))}
 {console_row(results.get("console_p50_ms"))}
 <!-- bench:end -->"""
     doc = ROOT / "docs" / "performance.md"
@@ -354,6 +429,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--per-block", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--mcp-per-block", type=int, default=100, help="MCP tools/call samples per block, each way")
     parser.add_argument("--upstream-model", default="fake/default")
     parser.add_argument("--console-samples", type=int, default=30, help="requests per console page (p50)")
     parser.add_argument("--tail-seconds", type=int, default=30, help="the concurrency-1 tail run (wrk), each side")
@@ -362,7 +438,7 @@ def main() -> None:
         sys.exit("bench needs wrk: apt-get install -y wrk")
     tollway = str(Path(sys.executable).with_name("tollway"))
     work = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port, gateway_port, mcp_port = free_port(), free_port(), free_port()
     admin_key = "sk-admin_" + secrets.token_urlsafe(32)
     env = {
         **os.environ,
@@ -372,8 +448,10 @@ def main() -> None:
         "TOLLWAY_DATA_DIR": str(work),
         "TOLLWAY_PORT": str(gateway_port),
         "TOLLWAY_LOG_LEVEL": "warning",
+        "TOLLWAY_ALLOW_PRIVATE_URLS": "true",  # the MCP app on 127.0.0.1
     }
     procs = [
+        subprocess.Popen(pinned(1, [sys.executable, "-c", MCP_SERVE, str(mcp_port)])),
         subprocess.Popen(
             pinned(1, [tollway, "fake-upstream", "--port", str(upstream_port)]), stdout=subprocess.DEVNULL
         ),
@@ -382,9 +460,16 @@ def main() -> None:
     try:
         wait_port(upstream_port)
         wait_port(gateway_port)
+        wait_port(mcp_port)
         upstream = f"http://127.0.0.1:{upstream_port}/v1"
         gateway = f"http://127.0.0.1:{gateway_port}/v1"
-        key, user_key = asyncio.run(seed(gateway.removesuffix("/v1"), admin_key, upstream, args.upstream_model))
+        mcp_direct = f"http://127.0.0.1:{mcp_port}/mcp"
+        key, user_key = asyncio.run(
+            seed(gateway.removesuffix("/v1"), admin_key, upstream, args.upstream_model, mcp_url=mcp_direct)
+        )
+        mcp = asyncio.run(
+            measure_mcp(mcp_direct, f"{gateway}/mcp/{MCP_SLUG}", user_key, args.blocks, args.mcp_per_block)
+        )
         latency = asyncio.run(
             measure_latency(
                 upstream + "/chat/completions",
@@ -445,6 +530,7 @@ def main() -> None:
         "tail": tail,
         "tail_seconds": args.tail_seconds,
         "console_p50_ms": console,
+        "mcp": mcp,
     }
     write_report(results)
     print(json.dumps(results, indent=2))

@@ -118,6 +118,7 @@ class Runtime:
     oauth_http: aiohttp.ClientSession  # to MCP apps' authorization servers, public addresses only (§11.5)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     payments: PaymentGateway | None = None  # Stripe, when card top-ups are configured (SPEC §17.2)
+    mcp_client: SdkMcpClient | None = None  # its connection pool to MCP apps (SPEC §16.3)
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:
@@ -212,6 +213,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         authenticator.invalidate()
         router.invalidate()
         limiter.invalidate()
+        mcp_connections.invalidate()
 
     services = Services(
         settings=settings,
@@ -233,7 +235,19 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             ConsoleSessions(SqlConsoleSessions(engine), authenticator), SpendReports(SqlUsageAggregates(engine))
         ),
     )
-    return Runtime(settings, engine, sealer, keys, money, limiter, http, services, oauth_http, payments=payments)
+    return Runtime(
+        settings,
+        engine,
+        sealer,
+        keys,
+        money,
+        limiter,
+        http,
+        services,
+        oauth_http,
+        payments=payments,
+        mcp_client=mcp_client,
+    )
 
 
 def _payments(settings: Settings) -> PaymentGateway | None:
@@ -342,6 +356,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
             await runtime.rate_limiter.close()
             await runtime.http.close()
             await runtime.oauth_http.close()
+            if runtime.mcp_client is not None:
+                await runtime.mcp_client.aclose()
             await hooks.close()
             if runtime.payments is not None:
                 await runtime.payments.close()

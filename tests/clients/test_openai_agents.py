@@ -5,6 +5,7 @@ Responses API, and Responses over chat) and through /v1/chat/completions; every 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from agents import (
     function_tool,
     set_tracing_disabled,
 )
+from agents.mcp import MCPServerStreamableHttp
 from openai import AsyncOpenAI
 
 from tests.clients.conftest import Account
@@ -145,3 +147,71 @@ async def test_the_hosted_mcp_tool_runs_on_the_gateway(
     rows = account.rows(3)
     assert sorted(r["request_type"] for r in rows) == ["mcp", "response", "response"]
     account.assert_billed(rows)
+
+
+# -- the SDK's own MCP client (SPEC §16.3): the agent calls the tools itself, through the proxy URL ------------------
+
+
+@pytest.fixture(scope="module")
+def client_side_models(admin: httpx.Client, tenant: Tenant, mcp_app: McpApp) -> None:
+    """Agent models that call ``echo``: the name the SDK gives the MCP server's tool among the agent's tools."""
+    configs = tenant.client.get(f"/v1/platforms/{tenant.platform_id}/llm-configs").json()["data"]
+    providers = {p["id"]: p["kind"] for p in admin.get("/v1/admin/providers", params={"limit": 100}).json()["data"]}
+    native = next(c["provider_id"] for c in configs if providers.get(c["provider_id"]) == "openai")
+    create_model(admin, tenant.provider_id, "mcp-client-agent", 'fake/agent?name=echo&args={"text":"via proxy"}')
+    create_model(admin, native, "mcp-client-agent-native", 'fake/agent?name=echo&args={"text":"via proxy"}')
+
+
+@pytest.mark.usefixtures("client_side_models")
+@pytest.mark.parametrize(
+    ("endpoint", "slug", "request_type"),
+    [
+        ("responses", "mcp-client-agent-native", "response"),
+        ("responses", "mcp-client-agent", "response"),
+        ("chat", "mcp-client-agent", "chat.completion"),
+    ],
+)
+async def test_the_sdks_mcp_client_calls_the_proxy_with_the_end_users_key(
+    account: Account, mcp_app: McpApp, endpoint: str, slug: str, request_type: str
+) -> None:
+    client = AsyncOpenAI(base_url=account.base_url, api_key=account.key, max_retries=0)
+    served = len(mcp_app.calls)
+    server = MCPServerStreamableHttp(
+        params={"url": account.base_url + "/mcp/demo", "headers": {"Authorization": f"Bearer {account.key}"}},
+        name="demo",
+        cache_tools_list=True,
+    )
+    try:
+        async with server:
+            listed = {tool.name for tool in await server.list_tools()}
+            assert "echo" in listed and "leak" in listed  # the app has no allowed_tools: all of them
+            agent = Agent(
+                name="Echo",
+                instructions="Use the echo tool.",
+                mcp_servers=[server],
+                model=_model(endpoint, slug, client),
+            )
+            result = await Runner.run(agent, "Echo something.")
+    finally:
+        await client.close()
+    assert "via proxy" in str(result.final_output)
+    assert mcp_app.calls[served:] == ["echo"]  # one call, relayed by the proxy
+    rows = account.rows(3)
+    assert sorted(r["request_type"] for r in rows) == sorted(["mcp", request_type, request_type])
+    (call,) = [r for r in rows if r["request_type"] == "mcp"]
+    assert (call["mcp_app"], call["mcp_tool"], call["mcp_free"], call["status"]) == ("demo", "echo", False, "success")
+    markup = Decimal(
+        str(
+            account.tenant.client.get(f"/v1/platforms/{account.tenant.platform_id}").json()["settings"][
+                "markup_percentage"
+            ]
+        )
+    )
+    assert Decimal(str(call["cost_usd"])) == Decimal("0.001")
+    assert Decimal(str(call["charged_usd"])) == Decimal("0.001") * (1 + markup / 100)
+    account.assert_billed(rows)  # the budget was debited by exactly the three charges
+    path = f"/v1/platforms/{account.tenant.platform_id}/wallet/transactions"
+    wallet = account.tenant.client.get(path, params={"limit": 100}).json()["data"]
+    assert [Decimal(str(t["amount_usd"])) for t in wallet if t["request_id"] == call["request_id"]] == [
+        Decimal("-0.001")
+    ]

@@ -25,6 +25,7 @@ from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer
+from tests.support.webhook_receiver import WebhookReceiver
 
 CALL_TIMEOUT_S = 1.5
 MAX_RESULT_BYTES = 4096
@@ -297,6 +298,31 @@ async def test_a_redirecting_app_is_never_followed(platform: Platform, app: McpA
     assert "redirect" in error.message and len(app.calls) == served
 
 
+async def test_budget_webhooks_of_mcp_calls_carry_the_calls_request_id(new_platform: NewPlatform, app: McpApp) -> None:
+    """§11.1 has no per-call event: a billed MCP call on a budget fires ``budget.debited`` (opt-in) whose
+    ``request_id`` is the call's usage row's; a call the free tier pays writes no ledger row and fires nothing."""
+    receiver = WebhookReceiver().start()
+    try:
+        tenant = new_platform(mcp_free_calls_per_month=1)
+        tenant.add_app("tools", app.url)
+        hook = {"url": receiver.url, "events": ["budget.debited"]}
+        _ok(tenant.client.post(f"{tenant.base}/webhooks", json=hook), 201)
+        end_user_id, key = tenant.end_user(budget_usd="1")
+        for text in ("free", "billed"):
+            await call(tenant.url("tools"), key, "echo", {"text": text})
+        rows = await _settled(tenant, 2, end_user_id=end_user_id)
+        (billed,) = [r for r in rows if not r["mcp_free"]]
+        received = await asyncio.to_thread(receiver.wait_for, lambda got: len(got) >= 1)
+        await asyncio.sleep(1.0)  # a second event (there must be none) would have been delivered by now
+        assert len(receiver.received) == 1
+        event = received[0].json()
+        assert event["event_type"] == "budget.debited"
+        assert event["data"]["request_id"] == billed["request_id"] and event["data"]["end_user_id"] == end_user_id
+        assert Decimal(str(event["data"]["amount_usd"])) == Decimal("-0.0023")
+    finally:
+        receiver.stop()
+
+
 # -- refusals: JSON-RPC errors carrying the §3 error ---------------------------------------------------------------
 
 
@@ -399,13 +425,18 @@ def _connect(gateway: GatewayServer, key: str, slug: str) -> None:
     assert httpx.get(callback, follow_redirects=False).status_code == 200
 
 
+def _mcp_config(gateway: GatewayServer, key: str) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as me:
+        apps: list[dict[str, Any]] = _ok(me.get("/v1/me/mcp-config"))["apps"]
+    return apps
+
+
 def _revoke(oauth: OAuthServer, token: str) -> None:
     revoked = httpx.post(oauth.revocation_url, data={"token": token}, auth=(oauth.client_id, oauth.client_secret))
     assert revoked.status_code == 200
 
 
-@pytest.fixture(scope="module")
-def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
+def _add_notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
     auth = {
         "type": "oauth2",
         "authorize_url": oauth.authorize_url,
@@ -417,6 +448,11 @@ def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
     body = {"slug": "notes", "name": "Notes", "server_url": oauth_app.url, "auth": auth, "price_per_call_usd": PRICE}
     _ok(platform.client.post(f"{platform.base}/mcp/apps", json=body), 201)
     return "notes"
+
+
+@pytest.fixture(scope="module")
+def notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
+    return _add_notes(platform, oauth, oauth_app)
 
 
 async def test_an_oauth_app_gets_the_end_users_token(
@@ -468,6 +504,29 @@ async def test_an_oauth_app_without_a_connection_is_refused(platform: Platform, 
     error = await refusal(platform.url(notes), key, "echo")
     assert error.data["error"]["code"] == "mcp_app_not_connected"
     assert "/v1/me/mcp-config" in error.data["error"]["message"]
+
+
+async def test_a_connection_is_used_for_its_end_user_only(
+    platform: Platform, notes: str, oauth: OAuthServer, oauth_app: McpApp, new_platform: NewPlatform
+) -> None:
+    """A's connection is never lent: not to another end user of A's platform, nor to an end user of another platform
+    with the same external id and an app of the same slug on the same authorization server."""
+    external_id = uuid.uuid4().hex
+    owner = _ok(platform.client.post(f"{platform.base}/end-users", json={"external_id": external_id}), 201)
+    _connect(platform.gateway, owner["api_key"]["raw_key"], notes)
+    other = new_platform(mcp_free_calls_per_month=0)
+    _add_notes(other, oauth, oauth_app)
+    twin = _ok(other.client.post(f"{other.base}/end-users", json={"external_id": external_id}), 201)
+    _, neighbour = platform.end_user()
+    served, seen = len(oauth_app.calls), len(oauth_app.authorizations)
+    for url, key in ((platform.url(notes), neighbour), (other.url(notes), twin["api_key"]["raw_key"])):
+        error = await refusal(url, key, "echo")
+        assert error.data["error"]["code"] == "mcp_app_not_connected"
+    assert len(oauth_app.calls) == served and len(oauth_app.authorizations) == seen  # no token ever left
+    for key in (neighbour, twin["api_key"]["raw_key"]):
+        (entry,) = [a for a in _mcp_config(platform.gateway, key) if a["slug"] == notes]
+        assert entry["connected"] is False
+    assert _mcp_rows(other) == []
 
 
 async def test_a_platform_key_cannot_use_an_oauth_app(platform: Platform, notes: str) -> None:
@@ -545,6 +604,46 @@ async def test_the_sdk_client_in_legacy_and_modern_modes(platform: Platform) -> 
     async with mcp(platform.url("tools"), key) as modern:
         assert modern.protocol_version == "2026-07-28"
         assert (await modern.call_tool("echo", {"text": "new"})).content[0].text == "new"
+
+
+async def test_after_discovery_each_call_is_one_request_to_the_app(new_platform: NewPlatform, app: McpApp) -> None:
+    """The proxy remembers a modern app's ``server/discover`` result, and never lists the tools to check a result:
+    every call after the first is exactly one HTTP request to the app."""
+    tenant = new_platform(mcp_free_calls_per_month=0)
+    tenant.add_app("tools", app.url)
+    _, key = tenant.end_user()
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(timeout=30) as http:  # tools/call alone (an SDK client also lists the tools)
+        for i, text in enumerate(("first", "second", "third")):
+            seen = len(app.authorizations)
+            params = {"name": "echo", "arguments": {"text": text}}
+            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params}
+            answer = _ok(await http.post(tenant.url("tools"), json=body, headers=headers))
+            assert answer["result"]["content"][0]["text"] == text
+            if i > 0:
+                assert len(app.authorizations) == seen + 1
+    assert len(await _settled(tenant, 3)) == 3
+
+
+async def test_an_app_changed_or_deleted_is_seen_by_the_next_call(new_platform: NewPlatform, app: McpApp) -> None:
+    """The proxy caches app rows; a change through the API is seen at once by the instance that made it."""
+    tenant = new_platform(mcp_free_calls_per_month=0)
+    tenant.add_app("tools", app.url)
+    _, key = tenant.end_user()
+    await call(tenant.url("tools"), key, "echo", {"text": "x"})
+    (listed,) = _ok(tenant.client.get(f"{tenant.base}/mcp/apps"))["data"]
+    path = f"{tenant.base}/mcp/apps/{listed['id']}"
+    _ok(tenant.client.patch(path, json={"allowed_tools": ["fail"]}))
+    assert (await refusal(tenant.url("tools"), key, "echo", {"text": "x"})).data["error"]["param"] == "params.name"
+    _ok(tenant.client.patch(path, json={"is_active": False}))
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fail", "arguments": {}}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.post(tenant.url("tools"), json=body, headers=headers)).status_code == 404
+        _ok(tenant.client.patch(path, json={"is_active": True}))
+        assert (await http.post(tenant.url("tools"), json=body, headers=headers)).status_code == 200
+        _ok(tenant.client.delete(path), 204)
+        assert (await http.post(tenant.url("tools"), json=body, headers=headers)).status_code == 404
 
 
 async def test_prompts_are_relayed_unbilled(platform: Platform) -> None:

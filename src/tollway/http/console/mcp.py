@@ -74,6 +74,7 @@ async def create_app(request: Request, session: ActiveSession) -> Response:
         body["allowed_tools"] = _words(submitted.get("allowed_tools"))
     try:
         await management(request).mcp_apps.create(own_platform(session), body)
+        services(request).invalidate_caches()  # the MCP proxy's cached app rows
     except TollwayError as error:
         return await _apps_view(request, session, error)
     return redirect("/console/mcp-apps", "saved")
@@ -84,6 +85,7 @@ async def update_app(request: Request, session: ActiveSession) -> Response:
     body = {"is_active": form(request).get("is_active") == "true"}
     try:
         await management(request).mcp_apps.update(own_platform(session), path_id(request, "id"), body)
+        services(request).invalidate_caches()  # the MCP proxy's cached app rows
     except TollwayError as error:
         return await _apps_view(request, session, error)
     return redirect("/console/mcp-apps", "saved")
@@ -92,6 +94,7 @@ async def update_app(request: Request, session: ActiveSession) -> Response:
 @page(KeyKind.PLATFORM)
 async def delete_app(request: Request, session: ActiveSession) -> Response:
     await management(request).mcp_apps.delete(own_platform(session), path_id(request, "id"))
+    services(request).invalidate_caches()  # the MCP proxy's cached app rows
     return redirect("/console/mcp-apps", "deleted")
 
 

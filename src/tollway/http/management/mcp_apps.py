@@ -16,7 +16,7 @@ from tollway.domain.records import Record
 from tollway.http.guards import require_platform_manage
 from tollway.http.management.params import page_body, paging, path_id, query_id, read_body
 from tollway.http.responses import json_response, no_content
-from tollway.http.state import management
+from tollway.http.state import management, services
 from tollway.services.management.mcp_apps import McpApps
 
 
@@ -71,7 +71,9 @@ async def list_apps(request: Request) -> Response:
 
 async def create_app(request: Request) -> Response:
     platform_id = await _own_platform(request)
-    return json_response(render_app(await _service(request).create(platform_id, await read_body(request))), 201)
+    created = await _service(request).create(platform_id, await read_body(request))
+    services(request).invalidate_caches()  # the proxy's cached app rows (a slug that was unknown)
+    return json_response(render_app(created), 201)
 
 
 async def get_app(request: Request) -> Response:
@@ -82,12 +84,15 @@ async def get_app(request: Request) -> Response:
 async def update_app(request: Request) -> Response:
     platform_id = await _own_platform(request)
     app_id = path_id(request, "app_id")
-    return json_response(render_app(await _service(request).update(platform_id, app_id, await read_body(request))))
+    updated = await _service(request).update(platform_id, app_id, await read_body(request))
+    services(request).invalidate_caches()  # the proxy's cached app rows
+    return json_response(render_app(updated))
 
 
 async def delete_app(request: Request) -> Response:
     platform_id = await _own_platform(request)
     await _service(request).delete(platform_id, path_id(request, "app_id"))
+    services(request).invalidate_caches()  # the proxy's cached app rows
     return no_content()
 
 

@@ -1,6 +1,12 @@
 """Tollway's MCP client (SPEC §16.3): one session per request to an app's server with the official ``mcp`` SDK over
 Streamable HTTP (the SDK negotiates the protocol version: ``server/discover``, else the ``initialize`` handshake).
 
+Cheap per request (the proxy's added latency, docs/performance.md): every session's HTTP client shares one
+connection pool and one TLS context (building a context reads the CA bundle, ~40 ms), and a server that answered
+``server/discover`` (2026-07-28) has its result remembered for ``DISCOVERY_TTL_S``, so the next sessions adopt it
+and send only their request; any failure forgets it (the next session probes again). Servers that only know the
+``initialize`` handshake get it on every session: their sessions cannot be resumed by a stateless proxy.
+
 Limits: connecting (and listing) 15 s, one tool call ``TOLLWAY_MCP_CALL_TIMEOUT_S``, a result at most
 ``TOLLWAY_MCP_MAX_RESULT_BYTES``. Redirects are never followed (a 3xx fails the request as unreachable); the app's
 address follows §11.5 unless private URLs are allowed. Every failure becomes ``McpCallFailed`` naming whether the
@@ -12,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,12 +32,15 @@ import orjson
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
 from tollway.providers.transport import redact
 
 T = TypeVar("T")
+DISCOVERY_TTL_S = 60.0  # how long a server's ``server/discover`` result is reused before probing again
+_POOL = httpx2.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=5.0)
 
 _RELAYED: dict[str, type[types.Result]] = {
     "prompts/list": types.ListPromptsResult,
@@ -60,6 +71,12 @@ class SdkMcpClient:
         self._call_timeout_s = call_timeout_s
         self._max_result_bytes = max_result_bytes
         self._allow_private = allow_private
+        # One pool for every app (requests carry their own credential headers); closed by ``aclose``.
+        self._transport = httpx2.AsyncHTTPTransport(verify=ssl.create_default_context(), limits=_POOL, trust_env=False)
+        self._discovered: dict[str, tuple[float, types.DiscoverResult]] = {}  # server URL -> (expiry, result)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
     async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
@@ -70,8 +87,12 @@ class SdkMcpClient:
         return await self._run(server, step, None)
 
     async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        request = types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments))
+
         async def step(client: Client) -> ToolResult:
-            result = await client.session.call_tool(name, arguments)
+            # The request itself, not ``session.call_tool``: that one lists the tools after every call to check the
+            # result against an output schema, a second round trip; the caller (who listed them) checks it.
+            result = await client.session.send_request(request, types.CallToolResult)
             if not isinstance(result, types.CallToolResult):
                 raise McpCallFailed(Failure.NO_ANSWER, "The MCP app answered the tool call with no result.")
             body = _json(result)
@@ -119,10 +140,13 @@ class SdkMcpClient:
                         scope.deadline = anyio.current_time() + step_timeout_s
                     outcome.append(await step(client))
         except McpCallFailed:
+            self._discovered.pop(server.url, None)
             raise
         except MCPError as exc:
+            self._discovered.pop(server.url, None)
             raise self._mapped(watch, connected, exc.code, _scrubbed(exc.message, server)) from None
         except (Exception, BaseExceptionGroup) as exc:
+            self._discovered.pop(server.url, None)
             if (failed := _inner(exc, McpCallFailed)) is not None:
                 raise failed from None
             rpc = _inner(exc, MCPError)
@@ -130,6 +154,7 @@ class SdkMcpClient:
             raise self._mapped(watch, connected, code, message) from None
         if outcome:
             return outcome[0]
+        self._discovered.pop(server.url, None)
         if not connected:
             raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
         if step_timeout_s is None:
@@ -170,15 +195,27 @@ class SdkMcpClient:
                 raise _Refused("result too large")
 
         timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=max(self._call_timeout_s, CONNECT_TIMEOUT_S))
+        # Not closed here: closing a client closes its transport, the shared pool (``aclose`` closes it).
         http = httpx2.AsyncClient(
             headers=server.headers,
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
             event_hooks={"response": [on_response]},
+            transport=self._transport,
         )
         transport = streamable_http_client(server.url, http_client=http, max_sse_event_size=limit)
-        async with http, Client(transport, cache=None) as client:
+        known = self._discovered.get(server.url)
+        if known is not None and known[0] > time.monotonic():
+            mode = _newest(known[1])
+            assert mode is not None, "only results with a mutual modern version are remembered"
+            async with Client(transport, cache=None, mode=mode, prior_discover=known[1]) as client:
+                yield client
+            return
+        async with Client(transport, cache=None) as client:
+            found = client.session.discover_result
+            if found is not None and _newest(found) is not None:
+                self._discovered[server.url] = (time.monotonic() + DISCOVERY_TTL_S, found)
             yield client
 
     async def _check_address(self, url: str) -> None:
@@ -198,6 +235,12 @@ class SdkMcpClient:
             addresses = [a for a in (parse_address(str(info[4][0])) for info in infos) if a is not None]
         if parts.scheme != "https" or not addresses or not all(is_public(a) for a in addresses):
             raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's URL must be https on a public address.")
+
+
+def _newest(found: types.DiscoverResult) -> str | None:
+    """The newest modern protocol version both sides speak, as the SDK adopts it."""
+    mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in found.supported_versions]
+    return mutual[-1] if mutual else None
 
 
 def _json(model: Any) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from tollway.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
+from tollway.services.freshness import RefreshAhead
 
 log = logging.getLogger("tollway.mcp")
 
@@ -62,6 +63,8 @@ CONNECT_BODY: Final = Body(
     )
 )
 _POLL_S: Final = 0.05
+APP_CACHE_S: Final = 0.9  # the propagation bound of SPEC §2.2, as services/inference/routing.py
+APP_REFRESH_AFTER_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,14 @@ class McpConnections:
         self._sealer = sealer
         self._public_url = public_url.rstrip("/")
         self._now = clock
+        # The proxy reads the app on every request: cached like the router's catalog (≤ 1 s across instances,
+        # at once on this one through ``invalidate``).
+        self._active: RefreshAhead[tuple[str, str], Record | None] = RefreshAhead(
+            self._load_active, max_age_s=APP_CACHE_S, refresh_after_s=APP_REFRESH_AFTER_S
+        )
+
+    def invalidate(self) -> None:
+        self._active.invalidate()
 
     @property
     def callback_url(self) -> str:
@@ -299,10 +310,13 @@ class McpConnections:
 
     async def active_app(self, platform_id: str, slug: str) -> Record:
         """The platform's active app with this slug (404 otherwise), for the proxy: server, price, allowed tools."""
-        app = await self._apps.by_slug(platform_id, slug) if APP_SLUG.fullmatch(slug) else None
+        app = await self._active.get((platform_id, slug)) if APP_SLUG.fullmatch(slug) else None
         if app is None or not app["is_active"]:
             raise NotFound("No active MCP app with this slug.")
         return app
+
+    async def _load_active(self, key: tuple[str, str]) -> Record | None:
+        return await self._apps.by_slug(*key)
 
     async def app_by_url(self, platform_id: str, url: str) -> Record | None:
         """The platform's active app that ``url`` names: its proxy URL ``{public_url}/v1/mcp/{slug}`` or its own
