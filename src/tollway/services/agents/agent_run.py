@@ -44,7 +44,7 @@ from tollway.errors import BillingError, TollwayError, UpstreamError, WalletInsu
 from tollway.services.agents.mcp_calls import McpAppError, McpCalls
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.call import CallContext
-from tollway.services.inference.responses import ResponsesService, ResponseTurn, skeleton
+from tollway.services.inference.responses import ResponsesService, ResponseTurn, chunk_events, skeleton
 from tollway.services.inference.streams import StreamTally
 
 log = logging.getLogger("tollway.agents")
@@ -305,20 +305,7 @@ class LoopRun:
             call.opening(candidate)
             chunk: StreamChunk | None = first
             while chunk is not None:
-                if chunk.usage is not None:
-                    tally.reported = chunk.usage
-                events: list[dict[str, Any]] = []
-                if "passthrough" in chunk.chunk:
-                    events += writer.passthrough(chunk.chunk["passthrough"])
-                for choice in chunk.chunk["choices"]:
-                    if choice.get("index", 0) != 0:
-                        continue
-                    if choice.get("finish_reason"):
-                        tally.finish = choice["finish_reason"]
-                    fed = writer.feed(choice["delta"], choice.get("logprobs"))
-                    if fed:
-                        tally.first_token()
-                    events += fed
+                events = chunk_events(writer, tally, chunk)
                 tally.delivered = writer.delivered_bytes - base
                 call.checkpoint(candidate, tally.delivered, tally.reported)  # before these bytes leave
                 for event in events:

@@ -337,20 +337,7 @@ class ResponseTurn:
                 yield event
             chunk: StreamChunk | None = first
             while chunk is not None:
-                if chunk.usage is not None:
-                    tally.reported = chunk.usage
-                events: list[dict[str, Any]] = []
-                if "passthrough" in chunk.chunk:
-                    events += writer.passthrough(chunk.chunk["passthrough"])
-                for choice in chunk.chunk["choices"]:
-                    if choice.get("index", 0) != 0:
-                        continue
-                    if choice.get("finish_reason"):
-                        tally.finish = choice["finish_reason"]
-                    fed = writer.feed(choice["delta"], choice.get("logprobs"))
-                    if fed:
-                        tally.first_token()
-                    events += fed
+                events = chunk_events(writer, tally, chunk)
                 tally.delivered = writer.delivered_bytes
                 call.checkpoint(candidate, tally.delivered, tally.reported)  # before these bytes leave
                 for event in events:
@@ -378,6 +365,26 @@ class ResponseTurn:
             tally.settle(call, candidate)
             if self.lease is not None:  # cut off (client gone, shutdown): no waiting inside a cancelled stream
                 self.service._threads.release_soon(self.lease)
+
+
+def chunk_events(writer: ResponseEventStream, tally: StreamTally, chunk: StreamChunk) -> list[dict[str, Any]]:
+    """The ``response.*`` events of one hub chunk (its first choice); its usage, finish reason and first token are
+    noted on the tally. Shared by a plain Responses stream and the streamed turns of the agent loop."""
+    if chunk.usage is not None:
+        tally.reported = chunk.usage
+    events: list[dict[str, Any]] = []
+    if "passthrough" in chunk.chunk:
+        events += writer.passthrough(chunk.chunk["passthrough"])
+    for choice in chunk.chunk["choices"]:
+        if choice.get("index", 0) != 0:
+            continue
+        if choice.get("finish_reason"):
+            tally.finish = choice["finish_reason"]
+        fed = writer.feed(choice["delta"], choice.get("logprobs"))
+        if fed:
+            tally.first_token()
+        events += fed
+    return events
 
 
 def _owner(ctx: CallContext) -> Owner:
