@@ -4,27 +4,16 @@ lifts the address rule and allows http), no redirects, a size cap and a total ti
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
-from tollway.domain.addresses import UnsafeUrl, check_url, is_public, parse_address
+from tollway.domain.addresses import UnsafeUrl, check_url
 from tollway.errors import InvalidRequest
+from tollway.providers.public_http import PublicOnlyConnector
 
 MAX_CATALOG_BYTES: Final = 32 * 1024 * 1024  # the published catalogue is a few MB
 TIMEOUT_S: Final = 30.0
-
-
-class _PublicOnly(aiohttp.TCPConnector):
-    """Checks every address a connection would dial (DNS rebinding included)."""
-
-    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
-        results = await super()._resolve_host(host, port, traces=traces)
-        for result in results:
-            address = parse_address(str(result["host"]))
-            if address is None or not is_public(address):
-                raise OSError(f"refusing to connect to a non-public address for {host}")
-        return list(results)
 
 
 class HttpCatalogSource:
@@ -39,7 +28,7 @@ class HttpCatalogSource:
             check_url(url, allow_private=self._allow_private)
         except UnsafeUrl as exc:
             raise InvalidRequest(str(exc), "url") from None
-        connector = aiohttp.TCPConnector() if self._allow_private else _PublicOnly(use_dns_cache=False)
+        connector = aiohttp.TCPConnector() if self._allow_private else PublicOnlyConnector(use_dns_cache=False)
         timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         try:
             async with (

@@ -14,11 +14,10 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
-from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.clock import as_utc, rfc3339, utcnow
 from tollway.domain.deliveries import DeliveryJob
 from tollway.domain.ports.operations import DeliveryQueue
@@ -31,6 +30,7 @@ from tollway.domain.webhooks import (
     signature_header,
 )
 from tollway.observability.metrics import Metrics
+from tollway.providers.public_http import PublicOnlyConnector
 from tollway.providers.transport import redact
 from tollway.services.management.webhooks import secret_context
 
@@ -40,18 +40,6 @@ POLL_S: Final = 0.5
 LEASE: Final = timedelta(seconds=60)  # > the 15 s attempt timeout: a crashed instance's claim comes due again
 BATCH: Final = 32
 GAUGE_EVERY_S: Final = 10.0
-
-
-class PublicOnlyConnector(aiohttp.TCPConnector):
-    """Checks every address a connection would dial, names and literals alike (§11.5; DNS rebinding included)."""
-
-    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
-        results = await super()._resolve_host(host, port, traces=traces)
-        for result in results:
-            address = parse_address(str(result["host"]))
-            if address is None or not is_public(address):
-                raise OSError(f"refusing to connect to a non-public address for {host}")
-        return list(results)
 
 
 def webhook_session(allow_private: bool) -> aiohttp.ClientSession:
