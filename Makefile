@@ -28,7 +28,7 @@ run: $(BIN)/.installed-run
 ## tests in sdk/python/tests against a live Tollway), with branch
 ## coverage of src/tollway (in-process and the `tollway` processes the tests start; see [tool.coverage.run]).
 ## The floor is the measured total minus one point: raise it when coverage rises.
-COVERAGE_FLOOR := 92  # measured 93.3 % (statements and branches, whole suite with PostgreSQL and Redis) on 2026-12-06
+COVERAGE_FLOOR := 92  # measured 93.2 % (statements and branches, whole suite with PostgreSQL, Redis, Node and the browser) on 2026-12-07
 NODE_CLIENTS := tests/clients/node
 test: $(BIN)/.installed $(NODE_CLIENTS)/node_modules/.installed
 	$(BIN)/pytest --cov=tollway --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
