@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a tenant wired to the fake upstream, and the official openai SDK as the client."""
+"""End-to-end fixtures: a tenant wired to the fake upstream, the official openai SDK as the client, and for the MCP
+modules a real MCP app (open, or checking tokens of the real OAuth 2.1 test server)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support.mcp_app import McpApp
+from tests.support.oauth_server import OAuthServer
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
@@ -44,3 +47,24 @@ def sdk(gateway: GatewayServer, tenant: Tenant) -> Iterator[openai.OpenAI]:
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=tenant.platform_key, max_retries=0, timeout=30)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def oauth() -> Iterator[OAuthServer]:
+    server = OAuthServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[McpApp]:
+    server = McpApp().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def oauth_app(oauth: OAuthServer) -> Iterator[McpApp]:
+    server = McpApp(token_check=oauth.is_valid).start()
+    yield server
+    server.stop()

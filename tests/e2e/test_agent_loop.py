@@ -69,27 +69,6 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[McpApp]:
-    server = McpApp().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[OAuthServer]:
-    server = OAuthServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def oauth_app(oauth: OAuthServer) -> Iterator[McpApp]:
-    server = McpApp(token_check=oauth.is_valid).start()
-    yield server
-    server.stop()
-
-
 @dataclass
 class Tenant:
     id: str

@@ -20,13 +20,6 @@ from tests.support.servers import GatewayServer
 HEADER_VALUE = "Bearer hv-" + uuid.uuid4().hex
 
 
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[OAuthServer]:
-    server = OAuthServer().start()
-    yield server
-    server.stop()
-
-
 @dataclass
 class Platform:
     id: str

@@ -52,27 +52,6 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[OAuthServer]:
-    server = OAuthServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def app() -> Iterator[McpApp]:
-    server = McpApp().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def oauth_app(oauth: OAuthServer) -> Iterator[McpApp]:
-    server = McpApp(token_check=oauth.is_valid).start()
-    yield server
-    server.stop()
-
-
 def _ok(response: httpx.Response, status: int = 200) -> Any:
     assert response.status_code == status, response.text
     return response.json() if response.content else None
