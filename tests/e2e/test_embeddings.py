@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import struct
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from tests.support.seed import (
     FAKE_PROVIDER_KEY,
     Tenant,
     add_config,
+    create_end_user,
     create_model,
     create_provider,
     create_tenant,
@@ -298,20 +298,6 @@ def test_upstream_errors_map_as_for_chat(sdk: openai.OpenAI, stack: Stack, gatew
     assert_invariants(gateway.settings)
 
 
-def _end_user(tenant: Tenant, budget_usd: str | None) -> tuple[str, str]:
-    created = tenant.client.post(
-        f"/v1/platforms/{tenant.platform_id}/end-users", json={"external_id": f"emb-{uuid.uuid4().hex[:8]}"}
-    )
-    assert created.status_code == 201, created.text
-    user = created.json()
-    if budget_usd is not None:
-        budget = tenant.client.post(
-            f"/v1/platforms/{tenant.platform_id}/end-users/{user['id']}/budget", json={"max_usd": budget_usd}
-        )
-        assert budget.status_code == 201, budget.text
-    return user["id"], user["api_key"]["raw_key"]
-
-
 def test_end_user_charged_with_markup_and_refused_when_the_budget_cannot_hold(
     admin: httpx.Client, gateway: GatewayServer, stack: Stack, fake_upstream: FakeUpstreamThread
 ) -> None:
@@ -319,7 +305,7 @@ def test_end_user_charged_with_markup_and_refused_when_the_budget_cannot_hold(
     settings = tenant.client.patch(f"/v1/platforms/{tenant.platform_id}", json={"settings": {"markup_percentage": 15}})
     assert settings.status_code == 200, settings.text
     time.sleep(1.0)  # platform settings apply to requests admitted ≥ 1 s later
-    user_id, key = _end_user(tenant, "1")
+    user_id, key = create_end_user(tenant, "1")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=30)
     raw = client.embeddings.with_raw_response.create(model="emb-1000", input="x")
     (row,) = logs_for(tenant, raw.headers["x-request-id"])
@@ -334,7 +320,7 @@ def test_end_user_charged_with_markup_and_refused_when_the_budget_cannot_hold(
     wallet_rows = tenant.client.get(f"{base}/wallet/transactions", params={"type": "usage"}).json()["data"]
     assert [(t["amount_usd"], t["description"]) for t in wallet_rows] == [(-0.00013, "emb-1000: 1000 in")]
     # "hello" holds 5 tokens × $0.02 / Mtok = 100 n$, 115 n$ with markup: a 100 n$ budget refuses it
-    _, poor_key = _end_user(tenant, "0.0000001")
+    _, poor_key = create_end_user(tenant, "0.0000001")
     poor = openai.OpenAI(base_url=gateway.url + "/v1", api_key=poor_key, max_retries=0, timeout=30)
     before = fake_upstream.request_count
     with pytest.raises(openai.APIStatusError) as error:
@@ -368,7 +354,7 @@ def test_hold_caps_each_input_at_the_context_window(
 
 
 def test_tpm_counts_the_input_bound_and_rpm_counts_the_request(gateway: GatewayServer, stack: Stack) -> None:
-    user_id, key = _end_user(stack.tenant, None)
+    user_id, key = create_end_user(stack.tenant, None)
     path = f"/v1/platforms/{stack.tenant.platform_id}/end-users/{user_id}/rate-limits"
     assert stack.tenant.client.put(path, json={"rpm_limit": 2, "tpm_limit": 30}).status_code == 200
     headers = {"Authorization": f"Bearer {key}"}
@@ -420,7 +406,7 @@ def test_paid_moderation_with_markup_and_multimodal_input(
     admin: httpx.Client, gateway: GatewayServer, stack: Stack, fake_upstream: FakeUpstreamThread
 ) -> None:
     tenant = stack.tenant
-    user_id, key = _end_user(tenant, "1")
+    user_id, key = create_end_user(tenant, "1")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=30)
     parts: Any = [
         {"type": "text", "text": "describe this"},

@@ -6,7 +6,6 @@ Runs on SQLite and PostgreSQL (the ``gateway`` fixture's STORES)."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from tests.support.seed import (
     FAKE_PROVIDER_KEY,
     Tenant,
     add_config,
+    create_end_user,
     create_model,
     create_provider,
     create_tenant,
@@ -243,20 +243,6 @@ def test_fallback_on_upstream_500(sdk: openai.OpenAI, stack: Stack, gateway: Gat
     assert_invariants(gateway.settings)
 
 
-def _end_user(tenant: Tenant, budget_usd: str | None) -> tuple[str, str]:
-    created = tenant.client.post(
-        f"/v1/platforms/{tenant.platform_id}/end-users", json={"external_id": f"img-{uuid.uuid4().hex[:8]}"}
-    )
-    assert created.status_code == 201, created.text
-    user = created.json()
-    if budget_usd is not None:
-        budget = tenant.client.post(
-            f"/v1/platforms/{tenant.platform_id}/end-users/{user['id']}/budget", json={"max_usd": budget_usd}
-        )
-        assert budget.status_code == 201, budget.text
-    return user["id"], user["api_key"]["raw_key"]
-
-
 def test_upstream_refusals_map_as_for_chat(
     sdk: openai.OpenAI, stack: Stack, gateway: GatewayServer, fake_upstream: FakeUpstreamThread
 ) -> None:
@@ -291,7 +277,7 @@ def test_end_user_budget_charged_with_markup(
     settings = tenant.client.patch(f"/v1/platforms/{tenant.platform_id}", json={"settings": {"markup_percentage": 15}})
     assert settings.status_code == 200, settings.text
     time.sleep(1.0)  # platform settings apply to requests admitted ≥ 1 s later
-    user_id, key = _end_user(tenant, "1")
+    user_id, key = create_end_user(tenant, "1")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=30)
     raw = client.images.with_raw_response.generate(model="img", prompt=PROMPT, n=2, response_format="b64_json")
     assert len(raw.parse().data or []) == 2
@@ -302,7 +288,7 @@ def test_end_user_budget_charged_with_markup(
     assert me["used_usd"] == 0.092
     assert _balance(tenant) == 0.92
     # n × price with markup is $0.092: a $0.09 budget refuses it before any upstream call (never clamped)
-    _, poor_key = _end_user(tenant, "0.09")
+    _, poor_key = create_end_user(tenant, "0.09")
     poor = openai.OpenAI(base_url=gateway.url + "/v1", api_key=poor_key, max_retries=0, timeout=30)
     before = fake_upstream.request_count
     with pytest.raises(openai.APIStatusError) as error:
@@ -333,7 +319,7 @@ def test_wallet_insufficient_is_402_with_no_upstream_call(
 
 
 def test_rpm_counts_image_calls(gateway: GatewayServer, stack: Stack) -> None:
-    user_id, key = _end_user(stack.tenant, None)
+    user_id, key = create_end_user(stack.tenant, None)
     path = f"/v1/platforms/{stack.tenant.platform_id}/end-users/{user_id}/rate-limits"
     limits = stack.tenant.client.put(path, json={"rpm_limit": 1, "tpm_limit": 1})
     assert limits.status_code == 200, limits.text

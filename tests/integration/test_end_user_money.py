@@ -14,24 +14,12 @@ import pytest
 from tests.integration.test_money_concurrency import _fire, settled
 from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess
-from tests.support.seed import Tenant, cent_tenant, create_cent_model, create_provider, create_tenant
+from tests.support.seed import cent_tenant, create_cent_model, create_end_user, create_provider, create_tenant
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
 
 USER = [{"role": "user", "content": "x"}]
 CENT = {"model": "cent", "messages": USER, "max_tokens": 10}
-
-
-def _end_user(tenant: Tenant, budget_usd: str | None, external_id: str) -> tuple[str, str]:
-    created = tenant.client.post(f"/v1/platforms/{tenant.platform_id}/end-users", json={"external_id": external_id})
-    assert created.status_code == 201, created.text
-    user = created.json()
-    if budget_usd is not None:
-        budget = tenant.client.post(
-            f"/v1/platforms/{tenant.platform_id}/end-users/{user['id']}/budget", json={"max_usd": budget_usd}
-        )
-        assert budget.status_code == 201, budget.text
-    return user["id"], user["api_key"]["raw_key"]
 
 
 def _chat(gateway: GatewayServer, key: str, body: dict[str, Any] = CENT) -> httpx.Response:
@@ -58,7 +46,7 @@ def test_markup_charged_to_budget_raw_cost_to_wallet(
         == 200
     )
     time.sleep(1.0)  # settings apply to requests admitted ≥ 1 s later
-    user_id, key = _end_user(tenant, "1", "markup")
+    user_id, key = create_end_user(tenant, "1", "markup")
     response = _chat(gateway, key)
     assert response.status_code == 200, response.text
     me = httpx.get(gateway.url + "/v1/me/budget", headers={"Authorization": f"Bearer {key}"}).json()
@@ -79,23 +67,23 @@ def test_budget_binds_before_wallet_and_wallet_before_budget(
     gateway: GatewayServer, admin: httpx.Client, cent_provider: dict[str, Any], fake_upstream: FakeUpstreamThread
 ) -> None:
     rich = create_tenant(admin, gateway.url, cent_provider["id"], cent_provider["slug"], topup="10")
-    _, small_budget = _end_user(rich, "0.005", "small-budget")
+    _, small_budget = create_end_user(rich, "0.005", "small-budget")
     before = fake_upstream.request_count
     refused = _chat(gateway, small_budget)
     assert refused.status_code == 200  # clamped: $0.005 affords 5 of the 10 tokens
     assert refused.headers["x-tollway-max-tokens-clamped"] == "5"
-    _, empty_budget = _end_user(rich, "0", "empty-budget")
+    _, empty_budget = create_end_user(rich, "0", "empty-budget")
     refused = _chat(gateway, empty_budget)
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exhausted"
 
     poor = create_tenant(
         admin, gateway.url, cent_provider["id"], cent_provider["slug"], topup="0.0005"
     )  # less than one token
-    _, big_budget = _end_user(poor, "100", "big-budget")
+    _, big_budget = create_end_user(poor, "100", "big-budget")
     refused = _chat(gateway, big_budget)
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "wallet_insufficient"
     # both fail: the budget's refusal wins (§8)
-    _, none_left = _end_user(poor, "0", "both-empty")
+    _, none_left = create_end_user(poor, "0", "both-empty")
     refused = _chat(gateway, none_left)
     assert refused.json()["error"]["code"] == "budget_exhausted"
     assert fake_upstream.request_count - before == 1
@@ -108,14 +96,14 @@ def test_suspended_budget_is_402_and_no_budget_means_wallet_only(
     gateway: GatewayServer, admin: httpx.Client, cent_provider: dict[str, Any]
 ) -> None:
     tenant = create_tenant(admin, gateway.url, cent_provider["id"], cent_provider["slug"], topup="1")
-    user_id, key = _end_user(tenant, "1", "suspended")
+    user_id, key = create_end_user(tenant, "1", "suspended")
     patched = tenant.client.patch(
         f"/v1/platforms/{tenant.platform_id}/end-users/{user_id}/budget", json={"is_suspended": True}
     )
     assert patched.status_code == 200, patched.text
     refused = _chat(gateway, key)
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_suspended"
-    _, free_key = _end_user(tenant, None, "no-budget")
+    _, free_key = create_end_user(tenant, None, "no-budget")
     assert _chat(gateway, free_key).status_code == 200
     tenant.client.close()
 
@@ -125,7 +113,7 @@ def test_thousand_cent_calls_against_a_five_dollar_budget(
 ) -> None:
     first = instances[0]
     tenant = cent_tenant(first.url, first.settings.admin_key, fake_upstream.base_url, topup="100")
-    user_id, key = _end_user(tenant, "5", "five-dollars")
+    user_id, key = create_end_user(tenant, "5", "five-dollars")
     before = fake_upstream.request_count
 
     results = asyncio.run(_fire([p.url for p in instances], key, 1000))
@@ -148,7 +136,7 @@ def test_every_management_change_reaches_the_next_call_at_once(
     budget changes, suspension and a new budget must each be seen by the very next call."""
     tenant = create_tenant(admin, gateway.url, cent_provider["id"], cent_provider["slug"], topup="0.01")
     base = f"/v1/platforms/{tenant.platform_id}/end-users"
-    user_id, key = _end_user(tenant, None, "changes")
+    user_id, key = create_end_user(tenant, None, "changes")
     assert _chat(gateway, key).status_code == 200  # the wallet's one cent
     assert _chat(gateway, key).json()["error"]["code"] == "wallet_insufficient"
     topup = admin.post(f"/v1/admin/platforms/{tenant.platform_id}/wallet/topup", json={"amount_usd": "0.05"})

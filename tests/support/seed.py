@@ -101,3 +101,16 @@ def logs_for(tenant: Tenant, request_id: str, expected: int = 1, timeout: float 
         if len(found) >= expected or time.monotonic() > deadline:
             return found
         time.sleep(0.02)
+
+
+def create_end_user(tenant: Tenant, budget_usd: str | None = None, external_id: str | None = None) -> tuple[str, str]:
+    """A new end user of the tenant (id, raw key), with an active budget of ``budget_usd`` when one is given."""
+    body = {"external_id": external_id or f"eu-{uuid.uuid4().hex[:8]}"}
+    user = _ok(tenant.client.post(f"/v1/platforms/{tenant.platform_id}/end-users", json=body))
+    if budget_usd is not None:
+        _ok(
+            tenant.client.post(
+                f"/v1/platforms/{tenant.platform_id}/end-users/{user['id']}/budget", json={"max_usd": budget_usd}
+            )
+        )
+    return user["id"], user["api_key"]["raw_key"]
