@@ -1,0 +1,300 @@
+"""The money writer's PostgreSQL path (issue 18): a batch in two round trips, the wallet row locked last and only
+for the end of one statement.
+
+1. ``tollway_money_snapshot`` (migration 0015) reads every row the batch decides on, without locks, in one call.
+2. The batch is decided in memory by the same code as everywhere (``batch.Batch``), traced: how much room each
+   wallet and budget had left at every decision, and whether a decision depended on an exact amount (a refusal, a
+   clamped limit, a settlement over what was available, a low-balance event, a period reset, any webhook event).
+3. ``tollway_money_apply`` writes it in its own transaction: the holds it resolves are locked and must still be
+   active; the wallets, then the budgets, are locked by their UPDATE at the very end, which applies the batch only
+   if its guard holds. Exact batches need the row the batch read (its ``xmin``). Otherwise the row needs at least
+   ``need`` available (every decision of the batch had room, so the same decisions hold for the current amounts,
+   and the ledger rows' "after" amounts move by what other instances committed meanwhile) and nothing a
+   low-balance rule reads may have changed. A guard that fails raises SQLSTATE TW409 and writes nothing.
+4. On TW409, or when the batch needs more than the snapshot holds (a late charge, the sweeper's commands, a
+   platform without a wallet), the batch runs the way it always did: one transaction that locks its rows first
+   (``batch.apply_batch``), so behaviour never depends on which path ran.
+
+The wallet row is therefore never locked while Python runs or a round trip is in flight; concurrent instances
+serialise only on the UPDATE and the COMMIT of one statement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NoReturn, cast
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.domain.holds import (
+    Checkpoint,
+    Expire,
+    HoldGrant,
+    HoldRequest,
+    MoneyCommand,
+    Recover,
+    Refusal,
+    Release,
+    Settlement,
+)
+from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
+from tollway.domain.usage import UsageRecord
+from tollway.storage.money.batch import Batch, Result, apply_batch, prepare_batch
+from tollway.storage.money.driver_sql import DriverConnection, DriverSQL
+from tollway.storage.money.rows import BudgetRow, HoldRow, RowCache, WalletRow, as_datetime
+from tollway.storage.sql.outbox import index_subscriptions, outbox_rows
+
+log = logging.getLogger("tollway.money")
+
+CONFLICT = "TW409"
+SNAPSHOT = "SELECT tollway_money_snapshot($1::text[], $2::text[], $3::text[])::text"
+APPLY = "SELECT tollway_money_apply($1::text::jsonb)"
+
+
+class PostgresMoney:
+    """The writer's own asyncpg connection (statements prepared once), and the locked path as the fallback."""
+
+    def __init__(self, database_url: str, engine: AsyncEngine) -> None:
+        self._dsn = "postgresql://" + database_url.split("://", 1)[1]
+        self._engine = engine
+        self._conn: asyncpg.Connection | None = None
+        self.batches = 0  # committed through the two-round-trip path
+        self.locked = 0  # committed through the locked path (a conflict, or more than the snapshot holds)
+
+    async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+        if any(isinstance(c, Expire | Recover) for c in commands):
+            return await self._locked(commands, now, sql)
+        conn = await self._connection()
+        try:
+            raw = await conn.fetchval(SNAPSHOT, *_keys(commands))
+            planned = plan(commands, now, sql, orjson.loads(raw))
+            if planned is None:
+                return await self._locked(commands, now, sql)
+            payload, results = planned
+            await conn.execute(APPLY, orjson.dumps(payload).decode())
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != CONFLICT:
+                raise
+            log.debug("money batch conflict (%s); applied with row locks", exc)
+            return await self._locked(commands, now, sql)
+        except BaseException:
+            # A connection that failed (or was cancelled) mid-statement is not trusted again.
+            await self._drop()
+            raise
+        self.batches += 1
+        return results
+
+    async def _locked(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
+        self.locked += 1
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(apply_batch, commands, now, sql)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn)
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+
+
+def _keys(commands: Iterable[MoneyCommand]) -> tuple[list[str], list[str], list[str]]:
+    holds: set[str] = set()
+    platforms: set[str] = set()
+    users: set[str] = set()
+    for c in commands:
+        if isinstance(c, HoldRequest):
+            platforms.add(c.platform_id)
+            if c.end_user_id:
+                users.add(c.end_user_id)
+        elif isinstance(c, Settlement | Release | Checkpoint):
+            holds.add(c.hold_id)
+    return sorted(holds), sorted(platforms), sorted(users)
+
+
+class _Unread(Exception):
+    """The batch needs a row the snapshot does not hold: it takes the locked path."""
+
+
+class _NoConnection:
+    """Stands in for the connection while a batch is decided from its snapshot: any read it still wants fails."""
+
+    def exec_driver_sql(self, *_args: Any) -> NoReturn:
+        raise _Unread
+
+
+class _Base:
+    """The snapshot's values of the rows the batch may change, for the guards."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.wallets: dict[str, tuple[int, int, bool, str]] = {}  # id -> balance, held, armed, xmin
+        self.budgets: dict[str, tuple[list[Any], int]] = {}  # id -> snapshot row, available
+        self.cache = RowCache()
+        for r in snapshot["holds"]:
+            self.cache.holds[r[0]] = HoldRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] or {}, r[9])
+        for w in snapshot["wallets"]:
+            threshold = PlatformSettings.from_stored(w[5]).wallet_low_balance_threshold_nanos
+            self.cache.wallets[w[1]] = WalletRow(w[0], w[2], w[3], bool(w[4]), threshold)
+            self.wallets[w[0]] = (w[2], w[3], bool(w[4]), w[6])
+        for b in snapshot["budgets"]:
+            replenish = b[13] if b[12] else None
+            budget = BudgetRow(
+                b[0], b[1], b[2], b[3], b[4], b[5], bool(b[6]), bool(b[7]), b[8], bool(b[9]),
+                BudgetPeriod(b[10]), as_datetime(b[11]), replenish,
+            )  # fmt: skip
+            self.cache.budgets[budget.id] = budget
+            if budget.is_active:
+                self.cache.budget_of_user[budget.end_user_id] = budget
+            self.budgets[budget.id] = (b, budget.available)
+        subs = index_subscriptions(snapshot["subscriptions"])
+        self.cache.subscriptions = {p: subs.get(p, {}) for p in self.cache.wallets}
+        self.external_ids: dict[str, str] = snapshot["external_ids"]
+
+
+class _Traced(Batch):
+    """A batch that also records, per wallet and budget, the least room any of its decisions left, and whether a
+    decision depended on an exact amount (then the batch needs the very rows it read)."""
+
+    def __init__(self, conn: DriverConnection, now: datetime, sql: DriverSQL, cache: RowCache | None) -> None:
+        super().__init__(conn, now, sql, cache)
+        self.exact = False
+        self.room: dict[str, int] = {}  # wallet or budget id -> least room left by a decision
+        self.spent: set[str] = set()  # wallets charged (take > 0) and budgets with an inference row
+
+    def _left(self, account: str, room: int) -> None:
+        self.room[account] = min(room, self.room.get(account, room))
+
+    def place(self, command: HoldRequest) -> HoldGrant | Refusal:
+        wallet = self.wallets.get(command.platform_id)
+        budget = self.budget_of_user.get(command.end_user_id) if command.end_user_id else None
+        wallet_room = wallet.balance - wallet.held if wallet is not None else 0
+        budget_room = budget.available if budget is not None else 0
+        result = super().place(command)
+        if not isinstance(result, HoldGrant) or result.clamped_limit is not None:
+            self.exact = True
+            return result
+        assert wallet is not None
+        if result.wallet_nanos:
+            self._left(wallet.id, wallet_room - result.wallet_nanos)
+        if budget is not None and result.budget_nanos:
+            self._left(budget.id, budget_room - result.budget_nanos)
+        return result
+
+    def _capture(self, hold: HoldRow, record: UsageRecord, charge_nanos: int, row_id: str | None = None) -> None:
+        wallet = self.wallets[hold.platform_id]
+        room, armed = wallet.balance - wallet.held, wallet.armed
+        if record.cost_nanos > room:
+            self.exact = True  # taken as far as it goes: the amount depends on the exact balance
+        elif record.cost_nanos > 0:
+            self._left(wallet.id, room - record.cost_nanos)
+            self.spent.add(wallet.id)
+        budget = self.budgets[hold.budget_id] if hold.budget_id is not None else None
+        budget_armed = budget.armed if budget is not None else False
+        if budget is not None:
+            if charge_nanos > budget.available:
+                self.exact = True
+            elif charge_nanos > 0:
+                self._left(budget.id, budget.available - charge_nanos)
+            self.spent.add(budget.id)
+        super()._capture(hold, record, charge_nanos, row_id)
+        if wallet.armed != armed or (budget is not None and budget.armed != budget_armed):
+            self.exact = True  # a low-balance event fired
+
+
+def plan(
+    commands: list[MoneyCommand], now: datetime, sql: DriverSQL, snapshot: dict[str, Any]
+) -> tuple[dict[str, Any], list[Result]] | None:
+    """Decide the batch from its snapshot: the payload of ``tollway_money_apply`` and the results, or None when
+    the batch needs the locked path."""
+    base = _Base(snapshot)
+    conn = cast(DriverConnection, _NoConnection())
+    try:
+        batch, results = prepare_batch(conn, commands, now, sql, base.cache, _Traced)
+    except _Unread:
+        return None
+    assert isinstance(batch, _Traced)
+    outbox = batch.outbox
+    events: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    if outbox is not None and outbox.pending:
+        batch.exact = True  # an event's data carries the exact amounts after the change
+        for event in outbox.pending:
+            if "external_id" in event.data:
+                assert isinstance(event.data, dict)
+                event.data["external_id"] = base.external_ids.get(event.data["end_user_id"])
+        events, deliveries = outbox_rows(outbox.subs, outbox.pending, now)
+        for row in events:
+            row["body"] = row["body"].hex()
+    if any(row["type"] == "reset" for row in batch.budget_rows):
+        batch.exact = True
+    writes = [h for h in batch.holds.values() if h.new_status is not None or h.checkpoint is not None]
+    payload = {
+        "now": now,
+        "locked": sorted(h.id for h in writes),
+        "resolved": [{"id": h.id, "status": h.new_status} for h in writes if h.new_status is not None],
+        "checkpoints": [{"id": h.id, "checkpoint": h.checkpoint} for h in writes if h.checkpoint is not None],
+        "holds": [{**row, "terms": orjson.Fragment(row["terms"])} for row in batch.new_holds],
+        "logs": [{**row, "metadata": orjson.Fragment(row["metadata"])} for row in batch.log_rows],
+        "events": events,
+        "deliveries": deliveries,
+        "wallet_rows": [{**row, "metadata": orjson.Fragment(row["metadata"])} for row in batch.wallet_rows],
+        "budget_rows": [{**row, "metadata": orjson.Fragment(row["metadata"])} for row in batch.budget_rows],
+        "wallets": [_wallet(batch, base, w) for w in batch.wallets.values() if w.dirty],
+        "budgets": [_budget(batch, base, b) for b in batch.budgets.values() if b.dirty],
+    }
+    return payload, results
+
+
+def _wallet(batch: _Traced, base: _Base, wallet: WalletRow) -> dict[str, Any]:
+    balance, held, armed, xmin = base.wallets[wallet.id]
+    room = batch.room.get(wallet.id)
+    charged = wallet.id in batch.spent
+    return {
+        "id": wallet.id,
+        "exact": batch.exact,
+        "xmin": xmin,
+        "need": None if room is None else balance - held - room,
+        "armed0": armed,
+        "armed": wallet.armed,
+        "floor": wallet.threshold if armed and charged and wallet.threshold is not None else None,
+        "balance": wallet.balance,
+        "d_balance": wallet.balance - balance,
+        "d_held": wallet.held - held,
+    }
+
+
+def _budget(batch: _Traced, base: _Base, budget: BudgetRow) -> dict[str, Any]:
+    row, available = base.budgets[budget.id]
+    armed, threshold, xmin = bool(row[9]), row[8], row[14]
+    room = batch.room.get(budget.id)
+    charged = budget.id in batch.spent
+    return {
+        "id": budget.id,
+        "exact": batch.exact,
+        "xmin": xmin,
+        "need": None if room is None else available - room,
+        "armed0": armed,
+        "armed": budget.armed,
+        "floor": threshold if armed and charged and threshold is not None else None,
+        "threshold": threshold,
+        "period": row[10],
+        "period_start0": row[11],
+        "period_start": budget.period_start,
+        "max": budget.max,
+        "used": budget.used,
+        "d_used": budget.used - row[4],
+        "d_held": budget.held - row[5],
+    }

@@ -1,0 +1,177 @@
+"""the PostgreSQL money path (issue 18): one function reads a batch's rows, one writes the batch, wallet last
+
+``tollway_money_snapshot`` reads, without locks, every row a money batch decides on (holds, wallets with their
+platform's settings, budgets, webhook subscriptions, end users' external ids) as one jsonb value.
+``tollway_money_apply`` writes a decided batch in the statement's own transaction: the holds it resolves are locked
+and must still be active, then the new rows are inserted, and the wallets, then the budgets, are locked last and
+only when what the batch decided still holds for their current values (``storage/money/postgres.py`` explains the
+guards); otherwise it raises SQLSTATE TW409 and writes nothing. PostgreSQL only: SQLite has no such functions.
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-07 02:40:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SNAPSHOT = """
+CREATE OR REPLACE FUNCTION tollway_money_snapshot(p_holds text[], p_platforms text[], p_users text[])
+RETURNS jsonb LANGUAGE sql STABLE AS $fn$
+WITH h AS (
+    SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status, terms, checkpoint
+    FROM holds WHERE id = ANY(p_holds)
+), plats AS (
+    SELECT unnest(p_platforms) AS id UNION SELECT platform_id FROM h
+), users AS (
+    SELECT unnest(p_users) AS id UNION SELECT end_user_id FROM h WHERE end_user_id IS NOT NULL
+)
+SELECT jsonb_build_object(
+    'holds', (SELECT coalesce(jsonb_agg(jsonb_build_array(id, request_id, platform_id, end_user_id, budget_id,
+        wallet_nanos, budget_nanos, status, terms::jsonb, checkpoint::jsonb)), '[]'::jsonb) FROM h),
+    'wallets', (SELECT coalesce(jsonb_agg(jsonb_build_array(w.id, w.platform_id, w.balance_nanos, w.held_nanos,
+        w.low_balance_armed, p.settings::jsonb, w.xmin::text)), '[]'::jsonb)
+        FROM wallets w JOIN platforms p ON p.id = w.platform_id WHERE w.platform_id IN (SELECT id FROM plats)),
+    'budgets', (SELECT coalesce(jsonb_agg(jsonb_build_array(b.id, b.platform_id, b.end_user_id, b.max_nanos,
+        b.used_nanos, b.held_nanos, b.is_suspended, b.is_active, b.low_balance_threshold_nanos, b.low_balance_armed,
+        b.period, b.period_start, b.auto_replenish, b.replenish_nanos, b.xmin::text)), '[]'::jsonb)
+        FROM budgets b WHERE (b.end_user_id = ANY(p_users) AND b.is_active)
+        OR b.id IN (SELECT budget_id FROM h WHERE budget_id IS NOT NULL)),
+    'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_array(e.id, e.platform_id, e.events::jsonb)),
+        '[]'::jsonb) FROM webhook_endpoints e
+        WHERE e.platform_id IN (SELECT id FROM plats) AND e.is_active AND e.deleted_at IS NULL),
+    'external_ids', (SELECT coalesce(jsonb_object_agg(u.id, u.external_id), '{}'::jsonb)
+        FROM end_users u WHERE u.id IN (SELECT id FROM users))
+)
+$fn$
+"""
+
+APPLY = """
+CREATE OR REPLACE FUNCTION tollway_money_apply(p jsonb) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    n_locked integer;
+    a jsonb;
+    r record;
+    offset_a bigint;
+    offset_b bigint;
+    offsets jsonb := '{}'::jsonb;
+BEGIN
+    -- 1. The holds the batch resolves or checkpoints: locked, and still active (else the batch was decided on
+    --    rows that changed: a sweep or another instance's settlement).
+    SELECT count(*) INTO n_locked FROM (
+        SELECT id FROM holds WHERE id IN (SELECT jsonb_array_elements_text(p->'locked'))
+        AND status = 'active' ORDER BY id FOR UPDATE
+    ) locked;
+    IF n_locked <> jsonb_array_length(p->'locked') THEN
+        RAISE EXCEPTION 'money batch conflict: a hold changed' USING ERRCODE = 'TW409';
+    END IF;
+    UPDATE holds SET status = x.status, resolved_at = (p->>'now')::timestamptz
+    FROM jsonb_to_recordset(p->'resolved') AS x(id text, status text) WHERE holds.id = x.id;
+    UPDATE holds SET checkpoint = x.checkpoint
+    FROM jsonb_to_recordset(p->'checkpoints') AS x(id text, checkpoint json) WHERE holds.id = x.id;
+    -- 2. The rows that lock nothing anyone waits for.
+    INSERT INTO holds (id, request_id, platform_id, end_user_id, wallet_id, budget_id, wallet_nanos, budget_nanos,
+        terms, status, checkpoint, expires_at, created_at, resolved_at)
+    SELECT id, request_id, platform_id, end_user_id, wallet_id, budget_id, wallet_nanos, budget_nanos, terms,
+        status, checkpoint, expires_at, created_at, resolved_at
+    FROM jsonb_populate_recordset(NULL::holds, p->'holds');
+    INSERT INTO usage_logs (id, platform_id, end_user_id, request_type, provider_id, model, provider_model,
+        prompt_tokens, completion_tokens, total_tokens, cached_tokens, latency_ms, ttft_ms, cost_nanos, charged_nanos,
+        uncollected_nanos, status, finish_reason, error_code, token_count_method, request_id, session_id, metadata,
+        response_id, iteration, thread_id, mcp_app, mcp_tool, mcp_free, created_at)
+    SELECT id, platform_id, end_user_id, request_type, provider_id, model, provider_model, prompt_tokens,
+        completion_tokens, total_tokens, cached_tokens, latency_ms, ttft_ms, cost_nanos, charged_nanos,
+        uncollected_nanos, status, finish_reason, error_code, token_count_method, request_id, session_id, metadata,
+        response_id, iteration, thread_id, mcp_app, mcp_tool, mcp_free, created_at
+    FROM jsonb_populate_recordset(NULL::usage_logs, p->'logs');
+    INSERT INTO webhook_events (id, platform_id, event_type, webhook_id, body, created_at)
+    SELECT x.id, x.platform_id, x.event_type, x.webhook_id, decode(x.body, 'hex'), x.created_at
+    FROM jsonb_to_recordset(p->'events')
+        AS x(id text, platform_id text, event_type text, webhook_id text, body text, created_at timestamptz);
+    INSERT INTO webhook_deliveries (id, endpoint_id, platform_id, event_id, event_type, webhook_id, status, attempts,
+        next_attempt_at, created_at, updated_at)
+    SELECT id, endpoint_id, platform_id, event_id, event_type, webhook_id, status, attempts, next_attempt_at,
+        created_at, updated_at
+    FROM jsonb_populate_recordset(NULL::webhook_deliveries, p->'deliveries');
+    -- 3. The wallets, then the budgets (SPEC §8 lock order), last: each UPDATE locks its row and applies the batch
+    --    only if its guard holds. Exact: the row is the one the batch read (xmin). Otherwise the batch's decisions
+    --    had room to spare: the row still has at least ``need`` available and nothing a low-balance rule reads
+    --    changed, so the same decisions apply to the current values and only the ledger's "after" amounts move.
+    FOR a IN SELECT * FROM jsonb_array_elements(p->'wallets') ORDER BY value->>'id' LOOP
+        UPDATE wallets w SET
+            balance_nanos = w.balance_nanos + (a->>'d_balance')::bigint,
+            held_nanos = w.held_nanos + (a->>'d_held')::bigint,
+            low_balance_armed = (a->>'armed')::boolean,
+            updated_at = (p->>'now')::timestamptz
+        WHERE w.id = a->>'id' AND CASE WHEN (a->>'exact')::boolean THEN w.xmin::text = a->>'xmin' ELSE
+            w.low_balance_armed = (a->>'armed0')::boolean
+            AND w.balance_nanos - w.held_nanos >= coalesce((a->>'need')::bigint, -1)
+            AND (a->>'floor' IS NULL OR w.balance_nanos + (a->>'d_balance')::bigint > (a->>'floor')::bigint) END
+        RETURNING w.balance_nanos - (a->>'balance')::bigint INTO offset_a;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'money batch conflict: wallet %', a->>'id' USING ERRCODE = 'TW409';
+        END IF;
+        offsets := offsets || jsonb_build_object(a->>'id', offset_a);
+    END LOOP;
+    INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,
+        description, metadata, request_id, created_at)
+    SELECT id, wallet_id, platform_id, type, amount_nanos,
+        balance_after_nanos + coalesce((offsets->>wallet_id)::bigint, 0), description, metadata, request_id,
+        created_at
+    FROM jsonb_populate_recordset(NULL::wallet_transactions, p->'wallet_rows');
+    offsets := '{}'::jsonb;
+    FOR a IN SELECT * FROM jsonb_array_elements(p->'budgets') ORDER BY value->>'id' LOOP
+        UPDATE budgets b SET
+            max_nanos = CASE WHEN (a->>'exact')::boolean THEN (a->>'max')::bigint ELSE b.max_nanos END,
+            used_nanos = b.used_nanos + (a->>'d_used')::bigint,
+            held_nanos = b.held_nanos + (a->>'d_held')::bigint,
+            period_start = (a->>'period_start')::timestamptz,
+            low_balance_armed = (a->>'armed')::boolean,
+            updated_at = (p->>'now')::timestamptz
+        WHERE b.id = a->>'id' AND CASE WHEN (a->>'exact')::boolean THEN b.xmin::text = a->>'xmin' ELSE
+            b.is_active AND NOT b.is_suspended
+            AND b.low_balance_armed = (a->>'armed0')::boolean
+            AND b.period_start = (a->>'period_start0')::timestamptz
+            AND b.period = a->>'period'
+            AND b.low_balance_threshold_nanos IS NOT DISTINCT FROM (a->>'threshold')::bigint
+            AND b.max_nanos - b.used_nanos - b.held_nanos >= coalesce((a->>'need')::bigint, -1)
+            AND (a->>'floor' IS NULL
+                OR b.max_nanos - b.used_nanos - (a->>'d_used')::bigint > (a->>'floor')::bigint) END
+        RETURNING b.used_nanos - (a->>'used')::bigint, b.max_nanos - (a->>'max')::bigint INTO offset_a, offset_b;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'money batch conflict: budget %', a->>'id' USING ERRCODE = 'TW409';
+        END IF;
+        offsets := offsets || jsonb_build_object(a->>'id', jsonb_build_array(offset_a, offset_b));
+    END LOOP;
+    INSERT INTO budget_transactions (id, budget_id, platform_id, end_user_id, type, amount_nanos, max_after_nanos,
+        used_after_nanos, remaining_after_nanos, reason, metadata, request_id, created_at)
+    SELECT x.id, x.budget_id, x.platform_id, x.end_user_id, x.type, x.amount_nanos,
+        x.max_after_nanos + coalesce((offsets->x.budget_id->>1)::bigint, 0),
+        x.used_after_nanos + coalesce((offsets->x.budget_id->>0)::bigint, 0),
+        x.remaining_after_nanos + coalesce((offsets->x.budget_id->>1)::bigint, 0)
+            - coalesce((offsets->x.budget_id->>0)::bigint, 0),
+        x.reason, x.metadata, x.request_id, x.created_at
+    FROM jsonb_populate_recordset(NULL::budget_transactions, p->'budget_rows') x;
+END
+$fn$
+"""
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(SNAPSHOT)
+    op.execute(APPLY)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("DROP FUNCTION IF EXISTS tollway_money_apply(jsonb)")
+    op.execute("DROP FUNCTION IF EXISTS tollway_money_snapshot(text[], text[], text[])")
