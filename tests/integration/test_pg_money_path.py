@@ -7,6 +7,7 @@ order, and the SPEC §9.6 invariants hold."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -133,7 +134,7 @@ def _assert_chain(rows: list[Any], after: str, start: int, sign: int) -> None:
     """Rows in commit order form one chain: each row's "after" amount is the previous one's plus its amount."""
     ordered = sorted(rows, key=lambda r: sign * getattr(r, after))
     assert getattr(ordered[0], after) == start + ordered[0].amount_nanos * (1 if sign < 0 else -1)
-    for previous, row in zip(ordered, ordered[1:], strict=False):
+    for previous, row in itertools.pairwise(ordered):
         change = row.amount_nanos if sign < 0 else -row.amount_nanos
         assert getattr(row, after) == getattr(previous, after) + change, (previous, row)
 
@@ -183,5 +184,7 @@ def test_two_writers_at_exhaustion_never_overspend(pg_settings: Settings) -> Non
     assert sum(-r.amount_nanos for r in usage) == granted * hold
     small = next(b for b in budget_state if b.end_user_id == users[0])
     assert small.used_nanos == sum(outcomes[0::3]) * hold <= small.max_nanos
+    inference = [r for r in budget_rows if r.end_user_id == users[0] and r.type == "inference"]
+    _assert_chain(inference, "used_after_nanos", 0, sign=1)
     assert all(b.held_nanos == 0 for b in budget_state)
     assert_invariants(pg_settings)

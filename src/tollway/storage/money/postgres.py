@@ -47,6 +47,7 @@ from tollway.domain.usage import UsageRecord
 from tollway.storage.money.batch import Batch, Result, apply_batch, prepare_batch
 from tollway.storage.money.driver_sql import DriverConnection, DriverSQL
 from tollway.storage.money.rows import BudgetRow, HoldRow, RowCache, WalletRow, as_datetime
+from tollway.storage.sql.outage import unreachable
 from tollway.storage.sql.outbox import index_subscriptions, outbox_rows
 
 log = logging.getLogger("tollway.money")
@@ -69,25 +70,37 @@ class PostgresMoney:
     async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
         if any(isinstance(c, Expire | Recover) for c in commands):
             return await self._locked(commands, now, sql)
+        keys = _keys(commands)
+        reused = self._conn is not None
         conn = await self._connection()
         try:
-            raw = await conn.fetchval(SNAPSHOT, *_keys(commands))
+            try:
+                raw = await conn.fetchval(SNAPSHOT, *keys)
+            except Exception as exc:
+                if not (reused and _lost(exc)):
+                    raise
+                # An idle connection the server dropped (a restart): nothing was written, so try a fresh one once.
+                await self._drop()
+                conn = await self._connection()
+                raw = await conn.fetchval(SNAPSHOT, *keys)
             planned = plan(commands, now, sql, orjson.loads(raw))
-            if planned is None:
-                return await self._locked(commands, now, sql)
-            payload, results = planned
-            await conn.execute(APPLY, orjson.dumps(payload).decode())
+            if planned is not None:
+                await conn.execute(APPLY, orjson.dumps(planned[0]).decode())
         except asyncpg.PostgresError as exc:
             if exc.sqlstate != CONFLICT:
+                if _lost(exc):
+                    await self._drop()
                 raise
             log.debug("money batch conflict (%s); applied with row locks", exc)
-            return await self._locked(commands, now, sql)
+            planned = None
         except BaseException:
             # A connection that failed (or was cancelled) mid-statement is not trusted again.
             await self._drop()
             raise
+        if planned is None:
+            return await self._locked(commands, now, sql)
         self.batches += 1
-        return results
+        return planned[1]
 
     async def _locked(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
         self.locked += 1
@@ -109,6 +122,11 @@ class PostgresMoney:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
+
+
+def _lost(exc: BaseException) -> bool:
+    """The connection is gone (as opposed to a statement refused): it is not used again."""
+    return isinstance(exc, asyncpg.InterfaceError) or unreachable(exc)
 
 
 def _keys(commands: Iterable[MoneyCommand]) -> tuple[list[str], list[str], list[str]]:
