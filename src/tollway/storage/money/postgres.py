@@ -1,7 +1,7 @@
 """The money writer's PostgreSQL path (issue 18): a batch in two round trips, the wallet row locked last and only
 for the end of one statement.
 
-1. ``tollway_money_snapshot`` (migration 0015) reads every row the batch decides on, without locks, in one call.
+1. One prepared statement (``SNAPSHOT``) reads every row the batch decides on, without locks.
 2. The batch is decided in memory by the same code as everywhere (``batch.Batch``), traced: how much room each
    wallet and budget had left at every decision, and whether a decision depended on an exact amount (a refusal, a
    clamped limit, a settlement over what was available, a low-balance event, a period reset, any webhook event).
@@ -53,7 +53,36 @@ from tollway.storage.sql.outbox import index_subscriptions, outbox_rows
 log = logging.getLogger("tollway.money")
 
 CONFLICT = "TW409"
-SNAPSHOT = "SELECT tollway_money_snapshot($1::text[], $2::text[], $3::text[])::text"
+# Every row a batch decides on, read without locks in one prepared statement: the holds it names, the wallets (with
+# their platform's settings) and webhook subscriptions of their platforms, the budgets of its end users and holds, and
+# the end users' external ids (for event data).
+SNAPSHOT = """
+WITH h AS (
+    SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status, terms, checkpoint
+    FROM holds WHERE id = ANY($1::text[])
+), plats AS (
+    SELECT unnest($2::text[]) AS id UNION SELECT platform_id FROM h
+), users AS (
+    SELECT unnest($3::text[]) AS id UNION SELECT end_user_id FROM h WHERE end_user_id IS NOT NULL
+)
+SELECT jsonb_build_object(
+    'holds', (SELECT coalesce(jsonb_agg(jsonb_build_array(id, request_id, platform_id, end_user_id, budget_id,
+        wallet_nanos, budget_nanos, status, terms::jsonb, checkpoint::jsonb)), '[]'::jsonb) FROM h),
+    'wallets', (SELECT coalesce(jsonb_agg(jsonb_build_array(w.id, w.platform_id, w.balance_nanos, w.held_nanos,
+        w.low_balance_armed, p.settings::jsonb, w.xmin::text)), '[]'::jsonb)
+        FROM wallets w JOIN platforms p ON p.id = w.platform_id WHERE w.platform_id IN (SELECT id FROM plats)),
+    'budgets', (SELECT coalesce(jsonb_agg(jsonb_build_array(b.id, b.platform_id, b.end_user_id, b.max_nanos,
+        b.used_nanos, b.held_nanos, b.is_suspended, b.is_active, b.low_balance_threshold_nanos, b.low_balance_armed,
+        b.period, b.period_start, b.auto_replenish, b.replenish_nanos, b.xmin::text)), '[]'::jsonb)
+        FROM budgets b WHERE (b.end_user_id = ANY($3::text[]) AND b.is_active)
+        OR b.id IN (SELECT budget_id FROM h WHERE budget_id IS NOT NULL)),
+    'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_array(e.id, e.platform_id, e.events::jsonb)),
+        '[]'::jsonb) FROM webhook_endpoints e
+        WHERE e.platform_id IN (SELECT id FROM plats) AND e.is_active AND e.deleted_at IS NULL),
+    'external_ids', (SELECT coalesce(jsonb_object_agg(u.id, u.external_id), '{}'::jsonb)
+        FROM end_users u WHERE u.id IN (SELECT id FROM users))
+)::text
+"""
 APPLY = "SELECT tollway_money_apply($1::text::jsonb)"
 
 

@@ -1,7 +1,5 @@
-"""the PostgreSQL money path (issue 18): one function reads a batch's rows, one writes the batch, wallet last
+"""the PostgreSQL money path (issue 18): one function writes a decided money batch, wallet and budgets last
 
-``tollway_money_snapshot`` reads, without locks, every row a money batch decides on (holds, wallets with their
-platform's settings, budgets, webhook subscriptions, end users' external ids) as one jsonb value.
 ``tollway_money_apply`` writes a decided batch in the statement's own transaction: the holds it resolves are locked
 and must still be active, then the new rows are inserted, and the wallets, then the budgets, are locked last and
 only when what the batch decided still holds for their current values (``storage/money/postgres.py`` explains the
@@ -20,37 +18,6 @@ revision: str = "0015"
 down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-SNAPSHOT = """
-CREATE OR REPLACE FUNCTION tollway_money_snapshot(p_holds text[], p_platforms text[], p_users text[])
-RETURNS jsonb LANGUAGE sql STABLE AS $fn$
-WITH h AS (
-    SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status, terms, checkpoint
-    FROM holds WHERE id = ANY(p_holds)
-), plats AS (
-    SELECT unnest(p_platforms) AS id UNION SELECT platform_id FROM h
-), users AS (
-    SELECT unnest(p_users) AS id UNION SELECT end_user_id FROM h WHERE end_user_id IS NOT NULL
-)
-SELECT jsonb_build_object(
-    'holds', (SELECT coalesce(jsonb_agg(jsonb_build_array(id, request_id, platform_id, end_user_id, budget_id,
-        wallet_nanos, budget_nanos, status, terms::jsonb, checkpoint::jsonb)), '[]'::jsonb) FROM h),
-    'wallets', (SELECT coalesce(jsonb_agg(jsonb_build_array(w.id, w.platform_id, w.balance_nanos, w.held_nanos,
-        w.low_balance_armed, p.settings::jsonb, w.xmin::text)), '[]'::jsonb)
-        FROM wallets w JOIN platforms p ON p.id = w.platform_id WHERE w.platform_id IN (SELECT id FROM plats)),
-    'budgets', (SELECT coalesce(jsonb_agg(jsonb_build_array(b.id, b.platform_id, b.end_user_id, b.max_nanos,
-        b.used_nanos, b.held_nanos, b.is_suspended, b.is_active, b.low_balance_threshold_nanos, b.low_balance_armed,
-        b.period, b.period_start, b.auto_replenish, b.replenish_nanos, b.xmin::text)), '[]'::jsonb)
-        FROM budgets b WHERE (b.end_user_id = ANY(p_users) AND b.is_active)
-        OR b.id IN (SELECT budget_id FROM h WHERE budget_id IS NOT NULL)),
-    'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_array(e.id, e.platform_id, e.events::jsonb)),
-        '[]'::jsonb) FROM webhook_endpoints e
-        WHERE e.platform_id IN (SELECT id FROM plats) AND e.is_active AND e.deleted_at IS NULL),
-    'external_ids', (SELECT coalesce(jsonb_object_agg(u.id, u.external_id), '{}'::jsonb)
-        FROM end_users u WHERE u.id IN (SELECT id FROM users))
-)
-$fn$
-"""
 
 APPLY = """
 CREATE OR REPLACE FUNCTION tollway_money_apply(p jsonb) RETURNS void LANGUAGE plpgsql AS $fn$
@@ -166,7 +133,6 @@ $fn$
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(SNAPSHOT)
     op.execute(APPLY)
 
 
@@ -174,4 +140,3 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("DROP FUNCTION IF EXISTS tollway_money_apply(jsonb)")
-    op.execute("DROP FUNCTION IF EXISTS tollway_money_snapshot(text[], text[], text[])")
