@@ -114,7 +114,7 @@ async def _run(settings: Settings, platform_id: str, users: list[str], calls: in
             await writer.stop()
         for engine in engines:
             await engine.dispose()
-    paths = [(w.postgres.batches, w.postgres.locked) for w in writers if w.postgres is not None]
+    paths = [(w.postgres.cached + w.postgres.batches, w.postgres.locked, w.postgres.cached) for w in writers if w.postgres]
     return outcomes, paths
 
 
@@ -151,7 +151,7 @@ def test_two_writers_with_room_commit_every_batch_in_two_round_trips(pg_settings
     outcomes, paths = asyncio.run(_run(pg_settings, platform_id, users, calls, hold, cost))
 
     assert all(outcomes)
-    assert all(batches > 0 and locked == 0 for batches, locked in paths), paths
+    assert all(batches > 0 and locked == 0 and cached > 0 for batches, locked, cached in paths), paths
     wallet_rows, budget_rows, budget_state = asyncio.run(_ledgers(pg_settings))
     usage = [r for r in wallet_rows if r.type == "usage"]
     assert len(usage) == calls and {r.amount_nanos for r in usage} == {-cost}
@@ -176,7 +176,7 @@ def test_two_writers_at_exhaustion_never_overspend(pg_settings: Settings) -> Non
     granted = sum(outcomes)
     assert 0 < granted <= 40
     assert sum(outcomes[0::3]) <= 15
-    assert all(batches + locked > 1 for batches, locked in paths), paths
+    assert all(batches + locked > 1 for batches, locked, _ in paths), paths
     wallet_rows, budget_rows, budget_state = asyncio.run(_ledgers(pg_settings))
     usage = [r for r in wallet_rows if r.type == "usage"]
     assert len(usage) == granted

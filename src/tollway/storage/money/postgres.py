@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, cast
 
@@ -46,6 +48,7 @@ from tollway.domain.platform_settings import BudgetPeriod, PlatformSettings
 from tollway.domain.usage import UsageRecord
 from tollway.storage.money.batch import Batch, Result, apply_batch, prepare_batch
 from tollway.storage.money.driver_sql import DriverConnection, DriverSQL
+from tollway.storage.money.pg_cache import SnapshotCache
 from tollway.storage.money.rows import BudgetRow, HoldRow, RowCache, WalletRow, as_datetime
 from tollway.storage.sql.outage import unreachable
 from tollway.storage.sql.outbox import index_subscriptions, outbox_rows
@@ -69,7 +72,7 @@ SELECT jsonb_build_object(
     'holds', (SELECT coalesce(jsonb_agg(jsonb_build_array(id, request_id, platform_id, end_user_id, budget_id,
         wallet_nanos, budget_nanos, status, terms::jsonb, checkpoint::jsonb)), '[]'::jsonb) FROM h),
     'wallets', (SELECT coalesce(jsonb_agg(jsonb_build_array(w.id, w.platform_id, w.balance_nanos, w.held_nanos,
-        w.low_balance_armed, p.settings::jsonb, w.xmin::text)), '[]'::jsonb)
+        w.low_balance_armed, p.settings::jsonb, w.xmin::text, p.xmin::text)), '[]'::jsonb)
         FROM wallets w JOIN platforms p ON p.id = w.platform_id WHERE w.platform_id IN (SELECT id FROM plats)),
     'budgets', (SELECT coalesce(jsonb_agg(jsonb_build_array(b.id, b.platform_id, b.end_user_id, b.max_nanos,
         b.used_nanos, b.held_nanos, b.is_suspended, b.is_active, b.low_balance_threshold_nanos, b.low_balance_armed,
@@ -80,10 +83,17 @@ SELECT jsonb_build_object(
         '[]'::jsonb) FROM webhook_endpoints e
         WHERE e.platform_id IN (SELECT id FROM plats) AND e.is_active AND e.deleted_at IS NULL),
     'external_ids', (SELECT coalesce(jsonb_object_agg(u.id, u.external_id), '{}'::jsonb)
-        FROM end_users u WHERE u.id IN (SELECT id FROM users))
+        FROM end_users u WHERE u.id IN (SELECT id FROM users)),
+    'digests', (SELECT coalesce(jsonb_object_agg(pl.id, (SELECT md5(coalesce(string_agg(e.id || '=' || e.events::text,
+        ',' ORDER BY e.id), '')) FROM webhook_endpoints e
+        WHERE e.platform_id = pl.id AND e.is_active AND e.deleted_at IS NULL)), '{}'::jsonb) FROM plats pl)
 )::text
 """
-APPLY = "SELECT tollway_money_apply($1::text::jsonb)"
+APPLY = "SELECT tollway_money_apply($1::text::jsonb)::text"
+# A connection unused this long is not trusted with a write first (a restarted server drops it): the batch reads its
+# snapshot first, which is retried once on a fresh connection.
+IDLE_S = 1.0
+Keys = tuple[list[str], list[str], list[str]]
 
 
 class PostgresMoney:
@@ -93,46 +103,80 @@ class PostgresMoney:
         self._dsn = "postgresql://" + database_url.split("://", 1)[1]
         self._engine = engine
         self._conn: asyncpg.Connection | None = None
-        self.batches = 0  # committed through the two-round-trip path
-        self.locked = 0  # committed through the locked path (a conflict, or more than the snapshot holds)
+        self._used = 0.0  # when the connection last committed a batch (time.monotonic)
+        self.cache = SnapshotCache()
+        self.cached = 0  # batches committed in one round trip (decided from the cache)
+        self.batches = 0  # batches committed in two round trips (snapshot, write)
+        self.locked = 0  # batches committed through the locked path
 
     async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
         if any(isinstance(c, Expire | Recover) for c in commands):
             return await self._locked(commands, now, sql)
         keys = _keys(commands)
-        reused = self._conn is not None
+        idle = self._conn is None or time.monotonic() - self._used > IDLE_S
+        cached = None if idle else self.cache.snapshot(*keys)
+        if cached is not None:
+            planned = plan(commands, now, sql, cached, keys[2])
+            if planned is not None and not planned.exact:
+                done = await self._write(planned)
+                if done:
+                    self.cached += 1
+                    return planned.results
+        return await self._read_and_write(commands, now, sql, keys, idle)
+
+    async def _read_and_write(
+        self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL, keys: Keys, idle: bool
+    ) -> list[Result]:
+        """Two round trips: the snapshot, then the write; the locked path when the snapshot is not enough or the
+        write conflicts."""
         conn = await self._connection()
         try:
             try:
                 raw = await conn.fetchval(SNAPSHOT, *keys)
             except Exception as exc:
-                if not (reused and _lost(exc)):
+                if idle or not _lost(exc):
                     raise
-                # An idle connection the server dropped (a restart): nothing was written, so try a fresh one once.
+                # A connection the server dropped (a restart): nothing was written, so try a fresh one once.
                 await self._drop()
                 conn = await self._connection()
                 raw = await conn.fetchval(SNAPSHOT, *keys)
-            planned = plan(commands, now, sql, orjson.loads(raw))
-            if planned is not None:
-                await conn.execute(APPLY, orjson.dumps(planned[0]).decode())
+        except BaseException:
+            await self._drop()
+            raise
+        snapshot = orjson.loads(raw)
+        self.cache.absorb(snapshot, keys[2])
+        planned = plan(commands, now, sql, snapshot, keys[2])
+        if planned is not None:
+            del planned.payload["verify"]  # read just now: the guards cover what may change from here on
+            if await self._write(planned):
+                self.batches += 1
+                return planned.results
+        return await self._locked(commands, now, sql)
+
+    async def _write(self, planned: Planned) -> bool:
+        """One call of ``tollway_money_apply``; False on a conflict (nothing written, the cache cleared)."""
+        conn = await self._connection()
+        try:
+            raw = await conn.fetchval(APPLY, orjson.dumps(planned.payload).decode())
         except asyncpg.PostgresError as exc:
-            if exc.sqlstate != CONFLICT:
-                if _lost(exc):
-                    await self._drop()
-                raise
-            log.debug("money batch conflict (%s); applied with row locks", exc)
-            planned = None
+            if exc.sqlstate == CONFLICT:
+                log.debug("money batch conflict (%s)", exc)
+                self.cache.clear()
+                return False
+            if _lost(exc):
+                await self._drop()
+            raise
         except BaseException:
             # A connection that failed (or was cancelled) mid-statement is not trusted again.
             await self._drop()
             raise
-        if planned is None:
-            return await self._locked(commands, now, sql)
-        self.batches += 1
-        return planned[1]
+        self._used = time.monotonic()
+        self.cache.committed(planned.batch, orjson.loads(raw))
+        return True
 
     async def _locked(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
         self.locked += 1
+        self.cache.clear()  # the locked path changes rows behind the cache
         async with self._engine.begin() as conn:
             return await conn.run_sync(apply_batch, commands, now, sql)
 
@@ -158,7 +202,7 @@ def _lost(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) or unreachable(exc)
 
 
-def _keys(commands: Iterable[MoneyCommand]) -> tuple[list[str], list[str], list[str]]:
+def _keys(commands: Iterable[MoneyCommand]) -> Keys:
     holds: set[str] = set()
     platforms: set[str] = set()
     users: set[str] = set()
@@ -186,8 +230,9 @@ class _NoConnection:
 class _Base:
     """The snapshot's values of the rows the batch may change, for the guards."""
 
-    def __init__(self, snapshot: dict[str, Any]) -> None:
+    def __init__(self, snapshot: dict[str, Any], users: list[str]) -> None:
         self.wallets: dict[str, tuple[int, int, bool, str]] = {}  # id -> balance, held, armed, xmin
+        self.platform_xmin: dict[str, str] = {}  # platform id -> its row's xmin (its settings)
         self.budgets: dict[str, tuple[list[Any], int]] = {}  # id -> snapshot row, available
         self.cache = RowCache()
         for r in snapshot["holds"]:
@@ -196,6 +241,9 @@ class _Base:
             threshold = PlatformSettings.from_stored(w[5]).wallet_low_balance_threshold_nanos
             self.cache.wallets[w[1]] = WalletRow(w[0], w[2], w[3], bool(w[4]), threshold)
             self.wallets[w[0]] = (w[2], w[3], bool(w[4]), w[6])
+            self.platform_xmin[w[1]] = w[7]
+        for user in users:
+            self.cache.budget_of_user[user] = None  # replaced below when the end user has an active budget
         for b in snapshot["budgets"]:
             replenish = b[13] if b[12] else None
             budget = BudgetRow(
@@ -209,6 +257,7 @@ class _Base:
         subs = index_subscriptions(snapshot["subscriptions"])
         self.cache.subscriptions = {p: subs.get(p, {}) for p in self.cache.wallets}
         self.external_ids: dict[str, str] = snapshot["external_ids"]
+        self.digests: dict[str, str] = snapshot["digests"]
 
 
 class _Traced(Batch):
@@ -261,12 +310,22 @@ class _Traced(Batch):
             self.exact = True  # a low-balance event fired
 
 
+@dataclass(slots=True)
+class Planned:
+    """A batch decided from a snapshot: what ``tollway_money_apply`` takes, the results, and whether a decision
+    depended on an exact amount."""
+
+    payload: dict[str, Any]
+    results: list[Result]
+    exact: bool
+    batch: Batch
+
+
 def plan(
-    commands: list[MoneyCommand], now: datetime, sql: DriverSQL, snapshot: dict[str, Any]
-) -> tuple[dict[str, Any], list[Result]] | None:
-    """Decide the batch from its snapshot: the payload of ``tollway_money_apply`` and the results, or None when
-    the batch needs the locked path."""
-    base = _Base(snapshot)
+    commands: list[MoneyCommand], now: datetime, sql: DriverSQL, snapshot: dict[str, Any], users: list[str]
+) -> Planned | None:
+    """Decide the batch from its snapshot, or None when it needs a row the snapshot does not hold."""
+    base = _Base(snapshot, users)
     conn = cast(DriverConnection, _NoConnection())
     try:
         batch, results = prepare_batch(conn, commands, now, sql, base.cache, _Traced)
@@ -301,8 +360,13 @@ def plan(
         "budget_rows": [{**row, "metadata": orjson.Fragment(row["metadata"])} for row in batch.budget_rows],
         "wallets": [_wallet(batch, base, w) for w in batch.wallets.values() if w.dirty],
         "budgets": [_budget(batch, base, b) for b in batch.budgets.values() if b.dirty],
+        "verify": {
+            "platforms": [[p, base.platform_xmin[p]] for p, w in batch.wallets.items() if w.dirty],
+            "no_budget": [u for u in users if batch.budget_of_user.get(u) is None],
+            "digests": [[p, base.digests[p]] for p in batch.outbox_platforms],
+        },
     }
-    return payload, results
+    return Planned(payload, results, batch.exact, batch)
 
 
 def _wallet(batch: _Traced, base: _Base, wallet: WalletRow) -> dict[str, Any]:

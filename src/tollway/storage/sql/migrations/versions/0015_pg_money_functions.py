@@ -20,15 +20,31 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 APPLY = """
-CREATE OR REPLACE FUNCTION tollway_money_apply(p jsonb) RETURNS void LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION tollway_money_apply(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
 DECLARE
     n_locked integer;
     a jsonb;
-    r record;
     offset_a bigint;
     offset_b bigint;
     offsets jsonb := '{}'::jsonb;
+    now_rows jsonb := '{}'::jsonb;
+    row_now jsonb;
 BEGIN
+    -- 0. A batch decided from the writer's cached rows (not read for it) checks what the cache assumed: the
+    --    platforms' settings (the low-balance threshold) unchanged, no budget since created for an end user it
+    --    has none for, and the same webhook subscriptions for the platforms it charges.
+    IF p ? 'verify' THEN
+        IF EXISTS (SELECT 1 FROM jsonb_array_elements(p->'verify'->'platforms') v
+                LEFT JOIN platforms pl ON pl.id = v->>0 WHERE pl.id IS NULL OR pl.xmin::text <> v->>1)
+            OR EXISTS (SELECT 1 FROM budgets b WHERE b.is_active
+                AND b.end_user_id IN (SELECT jsonb_array_elements_text(p->'verify'->'no_budget')))
+            OR EXISTS (SELECT 1 FROM jsonb_array_elements(p->'verify'->'digests') v
+                WHERE (SELECT md5(coalesce(string_agg(e.id || '=' || e.events::text, ',' ORDER BY e.id), ''))
+                    FROM webhook_endpoints e WHERE e.platform_id = v->>0 AND e.is_active AND e.deleted_at IS NULL)
+                    <> v->>1) THEN
+            RAISE EXCEPTION 'money batch conflict: cached rows changed' USING ERRCODE = 'TW409';
+        END IF;
+    END IF;
     -- 1. The holds the batch resolves or checkpoints: locked, and still active (else the batch was decided on
     --    rows that changed: a sweep or another instance's settlement).
     SELECT count(*) INTO n_locked FROM (
@@ -80,11 +96,14 @@ BEGIN
             w.low_balance_armed = (a->>'armed0')::boolean
             AND w.balance_nanos - w.held_nanos >= coalesce((a->>'need')::bigint, -1)
             AND (a->>'floor' IS NULL OR w.balance_nanos + (a->>'d_balance')::bigint > (a->>'floor')::bigint) END
-        RETURNING w.balance_nanos - (a->>'balance')::bigint INTO offset_a;
+        RETURNING w.balance_nanos - (a->>'balance')::bigint,
+            jsonb_build_array(w.balance_nanos, w.held_nanos, w.low_balance_armed, w.xmin::text)
+        INTO offset_a, row_now;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'money batch conflict: wallet %', a->>'id' USING ERRCODE = 'TW409';
         END IF;
         offsets := offsets || jsonb_build_object(a->>'id', offset_a);
+        now_rows := now_rows || jsonb_build_object(a->>'id', row_now);
     END LOOP;
     INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,
         description, metadata, request_id, created_at)
@@ -110,11 +129,14 @@ BEGIN
             AND b.max_nanos - b.used_nanos - b.held_nanos >= coalesce((a->>'need')::bigint, -1)
             AND (a->>'floor' IS NULL
                 OR b.max_nanos - b.used_nanos - (a->>'d_used')::bigint > (a->>'floor')::bigint) END
-        RETURNING b.used_nanos - (a->>'used')::bigint, b.max_nanos - (a->>'max')::bigint INTO offset_a, offset_b;
+        RETURNING b.used_nanos - (a->>'used')::bigint, b.max_nanos - (a->>'max')::bigint,
+            jsonb_build_array(b.max_nanos, b.used_nanos, b.held_nanos, b.low_balance_armed, b.xmin::text, b.period_start)
+        INTO offset_a, offset_b, row_now;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'money batch conflict: budget %', a->>'id' USING ERRCODE = 'TW409';
         END IF;
         offsets := offsets || jsonb_build_object(a->>'id', jsonb_build_array(offset_a, offset_b));
+        now_rows := now_rows || jsonb_build_object(a->>'id', row_now);
     END LOOP;
     INSERT INTO budget_transactions (id, budget_id, platform_id, end_user_id, type, amount_nanos, max_after_nanos,
         used_after_nanos, remaining_after_nanos, reason, metadata, request_id, created_at)
@@ -125,6 +147,8 @@ BEGIN
             - coalesce((offsets->x.budget_id->>0)::bigint, 0),
         x.reason, x.metadata, x.request_id, x.created_at
     FROM jsonb_populate_recordset(NULL::budget_transactions, p->'budget_rows') x;
+    -- The wallets and budgets as this transaction leaves them, for the writer's cache.
+    RETURN now_rows;
 END
 $fn$
 """
