@@ -22,7 +22,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.servers import PostgresServer
 from tollway.domain.budgets import BudgetSpec
 from tollway.domain.clock import utcnow
-from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, Refusal, Settlement
+from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, Refusal, Release, Settlement
 from tollway.domain.platform_settings import BudgetPeriod
 from tollway.domain.pricing import Prices
 from tollway.domain.usage import CallStatus, UsageRecord
@@ -114,7 +114,8 @@ async def _run(settings: Settings, platform_id: str, users: list[str], calls: in
             await writer.stop()
         for engine in engines:
             await engine.dispose()
-    paths = [(w.postgres.cached + w.postgres.batches, w.postgres.locked, w.postgres.cached) for w in writers if w.postgres]
+    done = [w.postgres for w in writers if w.postgres is not None]
+    paths = [(p.cached + p.batches, p.locked, p.cached) for p in done]
     return outcomes, paths
 
 
@@ -187,4 +188,44 @@ def test_two_writers_at_exhaustion_never_overspend(pg_settings: Settings) -> Non
     inference = [r for r in budget_rows if r.end_user_id == users[0] and r.type == "inference"]
     _assert_chain(inference, "used_after_nanos", 0, sign=1)
     assert all(b.held_nanos == 0 for b in budget_state)
+    assert_invariants(pg_settings)
+
+
+def test_rows_kept_between_batches_are_checked_before_they_are_trusted(pg_settings: Settings) -> None:
+    """The writer decides from the rows it kept; a budget created since for an end user it knew without one makes
+    that batch conflict, and the hold is placed on the new budget."""
+    hold = 1_000_000
+    platform_id, _ = asyncio.run(_tenant(pg_settings, 10**12, []))
+
+    async def scenario() -> tuple[HoldGrant | Refusal, HoldGrant | Refusal, int]:
+        engine = create_engine(pg_settings)
+        writer = MoneyWriter(pg_settings, engine)
+        assert writer.postgres is not None
+        writer.postgres.idle_s = 3600.0  # however slow this machine is, the second hold is decided from kept rows
+        writer.start()
+        try:
+            created, _ = await EndUsers(EndUserStore(engine)).create(platform_id, {"external_id": "late-budget"})
+            user = created.end_user["id"]
+            terms = (CandidateTerms("m", Prices(hold * 1_000_000, 0), output_limit=1, min_output=1, prompt_tokens=1),)
+
+            def request() -> HoldRequest:
+                return HoldRequest("req_" + uuid.uuid4().hex, platform_id, user, terms, 1, 0, utcnow() + timedelta(1))
+
+            first = await writer.place_hold(request())
+            assert isinstance(first, HoldGrant)
+            assert await writer.submit(Release(first.hold_id)) is True  # decided from the kept rows
+            assert writer.postgres is not None and writer.postgres.cached >= 1 and writer.postgres.conflicts == 0
+            spec = BudgetSpec(5 * hold, BudgetPeriod.ONE_TIME, False, None, None)
+            await Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine)).create(platform_id, user, spec, utcnow())
+            second = await writer.place_hold(request())
+            return first, second, writer.postgres.conflicts
+        finally:
+            await writer.stop()
+            await engine.dispose()
+
+    first, second, conflicts = asyncio.run(scenario())
+
+    assert isinstance(first, HoldGrant) and first.budget_id is None and first.budget_nanos == 0
+    assert isinstance(second, HoldGrant) and second.budget_id is not None and second.budget_nanos == hold
+    assert conflicts == 1  # the kept rows said "no budget"; the write was refused and the batch read afresh
     assert_invariants(pg_settings)

@@ -108,12 +108,14 @@ class PostgresMoney:
         self.cached = 0  # batches committed in one round trip (decided from the cache)
         self.batches = 0  # batches committed in two round trips (snapshot, write)
         self.locked = 0  # batches committed through the locked path
+        self.conflicts = 0  # writes refused by a guard or a check (then read again, or locked)
+        self.idle_s = IDLE_S
 
     async def apply(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> list[Result]:
         if any(isinstance(c, Expire | Recover) for c in commands):
             return await self._locked(commands, now, sql)
         keys = _keys(commands)
-        idle = self._conn is None or time.monotonic() - self._used > IDLE_S
+        idle = self._conn is None or time.monotonic() - self._used > self.idle_s
         cached = None if idle else self.cache.snapshot(*keys)
         if cached is not None:
             planned = plan(commands, now, sql, cached, keys[2])
@@ -161,6 +163,7 @@ class PostgresMoney:
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == CONFLICT:
                 log.debug("money batch conflict (%s)", exc)
+                self.conflicts += 1
                 self.cache.clear()
                 return False
             if _lost(exc):

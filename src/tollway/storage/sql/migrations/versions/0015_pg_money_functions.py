@@ -130,7 +130,8 @@ BEGIN
             AND (a->>'floor' IS NULL
                 OR b.max_nanos - b.used_nanos - (a->>'d_used')::bigint > (a->>'floor')::bigint) END
         RETURNING b.used_nanos - (a->>'used')::bigint, b.max_nanos - (a->>'max')::bigint,
-            jsonb_build_array(b.max_nanos, b.used_nanos, b.held_nanos, b.low_balance_armed, b.xmin::text, b.period_start)
+            jsonb_build_array(b.max_nanos, b.used_nanos, b.held_nanos, b.low_balance_armed, b.xmin::text,
+                b.period_start)
         INTO offset_a, offset_b, row_now;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'money batch conflict: budget %', a->>'id' USING ERRCODE = 'TW409';
