@@ -1,22 +1,25 @@
-"""The money writer's PostgreSQL path (issue 18): a batch in two round trips, the wallet row locked last and only
-for the end of one statement.
+"""The money writer's PostgreSQL path (issue 18): most batches in one round trip, no row lock held across a round
+trip or while Python runs, the wallet row locked last and only for the end of one statement.
 
-1. One prepared statement (``SNAPSHOT``) reads every row the batch decides on, without locks.
+1. The writer keeps the rows of its last reads and of its own commits (``pg_cache.py``). A batch whose rows are all
+   kept (on a connection used within ``IDLE_S``) is decided from them; otherwise one prepared statement
+   (``SNAPSHOT``) reads them first, without locks.
 2. The batch is decided in memory by the same code as everywhere (``batch.Batch``), traced: how much room each
    wallet and budget had left at every decision, and whether a decision depended on an exact amount (a refusal, a
    clamped limit, a settlement over what was available, a low-balance event, a period reset, any webhook event).
-3. ``tollway_money_apply`` writes it in its own transaction: the holds it resolves are locked and must still be
-   active; the wallets, then the budgets, are locked by their UPDATE at the very end, which applies the batch only
-   if its guard holds. Exact batches need the row the batch read (its ``xmin``). Otherwise the row needs at least
-   ``need`` available (every decision of the batch had room, so the same decisions hold for the current amounts,
-   and the ledger rows' "after" amounts move by what other instances committed meanwhile) and nothing a
-   low-balance rule reads may have changed. A guard that fails raises SQLSTATE TW409 and writes nothing.
-4. On TW409, or when the batch needs more than the snapshot holds (a late charge, the sweeper's commands, a
-   platform without a wallet), the batch runs the way it always did: one transaction that locks its rows first
-   (``batch.apply_batch``), so behaviour never depends on which path ran.
-
-The wallet row is therefore never locked while Python runs or a round trip is in flight; concurrent instances
-serialise only on the UPDATE and the COMMIT of one statement.
+   An exact batch is never decided from kept rows: it reads them afresh.
+3. ``tollway_money_apply`` (migration 0015) writes it in its own transaction. From kept rows it first checks what
+   they assumed (``verify``: the platforms' settings, no budget since created for an end user without one, the same
+   webhook subscriptions). The holds it resolves are locked and must still be active; the wallets, then the
+   budgets, are locked by their UPDATE at the very end, which applies the batch only if its guard holds. Exact
+   batches need the row the batch read (its ``xmin``). Otherwise the row needs at least ``need`` available (every
+   decision of the batch had room, so the same decisions hold for the current amounts, and the ledger rows' "after"
+   amounts move by what other instances committed meanwhile) and nothing a low-balance rule reads may have
+   changed. A failed check raises SQLSTATE TW409 and writes nothing; the function returns the rows as it left them.
+4. On TW409 a batch decided from kept rows is read afresh and written again. A batch read afresh that conflicts, or
+   that needs more than a snapshot holds (a late charge, the sweeper's commands, a platform without a wallet), runs
+   the way it always did: one transaction that locks its rows first (``batch.apply_batch``), so behaviour never
+   depends on which path ran.
 """
 
 from __future__ import annotations
@@ -124,19 +127,20 @@ class PostgresMoney:
                 if done:
                     self.cached += 1
                     return planned.results
-        return await self._read_and_write(commands, now, sql, keys, idle)
+        return await self._read_and_write(commands, now, sql, keys)
 
     async def _read_and_write(
-        self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL, keys: Keys, idle: bool
+        self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL, keys: Keys
     ) -> list[Result]:
         """Two round trips: the snapshot, then the write; the locked path when the snapshot is not enough or the
         write conflicts."""
+        reused = self._conn is not None
         conn = await self._connection()
         try:
             try:
                 raw = await conn.fetchval(SNAPSHOT, *keys)
             except Exception as exc:
-                if idle or not _lost(exc):
+                if not (reused and _lost(exc)):
                     raise
                 # A connection the server dropped (a restart): nothing was written, so try a fresh one once.
                 await self._drop()
