@@ -51,7 +51,7 @@ check: $(BIN)/.installed
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	cd sdk/python && ../../$(BIN)/ruff check src tests && ../../$(BIN)/ruff format --check src tests && ../../$(BIN)/mypy
+	cd sdk/python && ../../$(BIN)/ruff check src tests scripts && ../../$(BIN)/ruff format --check src tests scripts && ../../$(BIN)/mypy
 
 ## bench: added latency and throughput of Tollway against direct-to-upstream; writes docs/performance.md
 bench: $(BIN)/.installed
