@@ -113,6 +113,7 @@ class LoopRun:
         self.end: tuple[str, dict[str, str] | None] | None = None  # (status, incomplete_details) once decided
         self.error: TollwayError | None = None
         self.offered: dict[str, Offered] = {}
+        self._unrelayed: tuple[ResponseTurn, Candidate, Any] | None = None  # the opened first turn, until relayed
 
     # -- the two ways of answering ---------------------------------------------------------------------------------
 
@@ -147,15 +148,39 @@ class LoopRun:
         return Completion(body, provider, headers)
 
     async def stream(self) -> StreamedCompletion:
+        """The prelude (``response.created``, the listings, the approved calls) and the first turn are run before
+        the answer starts, so that their refusals are still plain error answers; the relay then sends the prelude
+        and the turns.
+
+        The prelude carries nothing billable of its own: listings are free, and each approved call is settled (its
+        settlement written ahead to the journal, SPEC §9.4) before its events are even built. What is billable while
+        the prelude goes out is the first turn, already opened upstream: its provisional journal record is written
+        when it is confirmed (``_open_stream``), so before the prelude's first byte, as a plain stream writes it
+        before its ``response.created``; and a client that leaves before the relay reaches the turn (before or during
+        the prelude) has it settled as a stream cut before its output (``_ended``)."""
         prelude = self.writer.opening()  # numbered first: response.created leads the stream
         prelude += [event async for event in self._prelude()]
         first = await self._open_stream() if self.end is None else None
+        self._unrelayed = first
         provider = first[1].provider.slug if first is not None else ""
         headers = first[0].call.headers if first is not None else {}
-        return StreamedCompletion(self._relay(prelude, first), provider, headers, self._drained)
+        return StreamedCompletion(self._relay(prelude, first), provider, headers, self._drained, self._ended)
 
     def _drained(self, error: TollwayError) -> list[dict[str, Any]]:
         return self.writer.fail(error.code, error.message)
+
+    def _ended(self) -> None:
+        """The stream is over (``StreamedCompletion.ended``, and the relay's ``finally``): a first turn the relay
+        never reached (the client left before or during the prelude) settles as a stream cut before its output, its
+        upstream closed; the thread is released at once. Idempotent: whatever the relay already did is not redone."""
+        if self._unrelayed is not None:
+            turn, candidate, opened = self._unrelayed
+            self._unrelayed = None
+            opened[0].close()
+            self._settle(turn, candidate, StreamTally(self.ctx.received_at), self.writer.delivered_bytes)
+        if self.lease is not None:  # cut off: no waiting inside a cancelled stream
+            self.responses.threads.release_soon(self.lease)
+            self.lease = None
 
     # -- before the first turn ---------------------------------------------------------------------------------------
 
@@ -238,6 +263,9 @@ class LoopRun:
         except TollwayError as error:
             self._failed(error)
             return None
+        # Before any byte of the answer that follows (for the first turn: before the prelude), a provisional journal
+        # record, so that an instance killed from here on still bills the turn for its prompt (SPEC §9.4).
+        turn.call.opening(candidate)
         self.writer.start_turn(self.offered)
         return turn, candidate, opened
 
@@ -266,6 +294,7 @@ class LoopRun:
                 yield event
             opened = first
             while opened is not None:
+                self._unrelayed = None  # the turn's relay settles it from here on
                 async for event in self._relay_turn(*opened):
                     yield event
                 if self.end is not None:
@@ -277,8 +306,7 @@ class LoopRun:
             for event in body_events:
                 yield event
         finally:
-            if self.lease is not None:  # cut off: no waiting inside a cancelled stream
-                self.responses.threads.release_soon(self.lease)
+            self._ended()
 
     async def _keep(self, body: dict[str, Any]) -> None:
         """Store the response (or append it to its thread) unless it failed, as a failed stream is not (§16.4)."""
@@ -295,14 +323,14 @@ class LoopRun:
     async def _relay_turn(self, turn: ResponseTurn, candidate: Candidate, opened: Any) -> AsyncIterator[dict[str, Any]]:
         """One streamed turn into the shared writer; it settles before the turn's last events, else in ``finally``
         (a client gone included). Its journal records come before the bytes they account for (SPEC §9.4): the turn's
-        provisional record before its first event, each checkpoint before the events of its chunk."""
+        provisional record was written when it was opened (``_open_stream``), each checkpoint goes before the events
+        of its chunk."""
         stream, iterator, first = opened
         call, writer = turn.call, self.writer
         tally = StreamTally(self.ctx.received_at)
         base = writer.delivered_bytes
         settled = False
         try:
-            call.opening(candidate)
             chunk: StreamChunk | None = first
             while chunk is not None:
                 events = chunk_events(writer, tally, chunk)
