@@ -40,7 +40,7 @@ from tollway.domain.stored_responses import Owner
 from tollway.domain.threads import ThreadLease
 from tollway.domain.upstream import StreamChunk
 from tollway.domain.usage import CallStatus
-from tollway.errors import BillingError, TollwayError, UpstreamError, WalletInsufficient
+from tollway.errors import BillingError, TollwayError, UpstreamError
 from tollway.services.agents.mcp_calls import McpAppError, McpCalls
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.call import CallContext
@@ -274,8 +274,9 @@ class LoopRun:
         if not self.billed:
             raise error
         if isinstance(error, BillingError):
-            reason = "wallet_insufficient" if isinstance(error, WalletInsufficient) else "budget_exhausted"
-            self.end = ("incomplete", {"reason": reason})
+            # Money refused the next step: the §3 code is the reason (budget_exhausted, wallet_insufficient, or
+            # budget_suspended when the budget was suspended while the loop ran).
+            self.end = ("incomplete", {"reason": error.code})
         else:
             self.end, self.error = ("failed", None), error
 
