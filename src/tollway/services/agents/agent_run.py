@@ -28,8 +28,11 @@ from tollway.domain.mcp_tools import (
     MAX_TOOL_CALLS_DEFAULT,
     McpTool,
     Offered,
+    check_forced,
+    forced_choice,
     function_name,
     function_tool,
+    mcp_choice,
     offered_tools,
 )
 from tollway.domain.pricing import Usage
@@ -103,6 +106,7 @@ class LoopRun:
         self.servers = {server.tool.server_label: server for server in servers}
         self.approvals = approvals
         self.listings = listings_in(self.context)
+        self.listing_errors: dict[str, str] = {}  # server label -> why this request could not list it
         self.writer = AgentEventStream(skeleton(request, ctx.labels), summary=request.reasoning_summary is not None)
         self.max_calls = min(request.options.max_tool_calls or MAX_TOOL_CALLS_DEFAULT, MAX_STEPS)
         self.iteration = 0
@@ -185,11 +189,16 @@ class LoopRun:
     # -- before the first turn ---------------------------------------------------------------------------------------
 
     async def _prelude(self) -> AsyncIterator[dict[str, Any]]:
-        """Listings of servers the chain has not listed yet, then the calls approved in this input."""
+        """Listings of servers the chain has not listed yet, then the calls approved in this input. A tool forced by
+        ``tool_choice`` is checked against the listings before anything is called (a 400 or 502 answer)."""
         for server in self.servers.values():
             if server.tool.server_label not in self.listings:
                 async for event in self._list(server):
                     yield event
+        choice = mcp_choice(self.request.tool_choice)
+        if choice is not None:
+            label = choice["server_label"]
+            check_forced(choice, self.servers[label].tool, self.listings.get(label), self.listing_errors.get(label))
         for request_item, approved in self.approvals:
             if not approved or self.end is not None:
                 continue
@@ -217,7 +226,7 @@ class LoopRun:
             item["tools"] = listed_tools(listing)
             self.listings[server.tool.server_label] = item
         else:
-            item["error"] = error
+            item["error"] = self.listing_errors[server.tool.server_label] = error
         for event in writer.close(item, f"response.mcp_list_tools.{'failed' if error else 'completed'}"):
             yield event
 
@@ -225,14 +234,27 @@ class LoopRun:
 
     def _turn_inputs(self) -> tuple[ResponsesRequest, list[dict[str, Any]]]:
         """The request as the model sees it this turn: its function tools plus the MCP tools as function tools,
-        and the context with ``mcp_*`` items as function calls and results."""
+        and the context with ``mcp_*`` items as function calls and results. ``tool_choice: {"type": "mcp"}`` forces
+        the first turn to call that server's tool (``forced_choice``); later turns choose freely."""
         request = self.request
         servers = [server.tool for server in self.servers.values()]
         self.offered = offered_tools(servers, self.listings, request.tool_names)
         names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
         tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
+        choice, mcp = request.tool_choice, mcp_choice(request.tool_choice)
+        if mcp is not None and self.iteration > 0:
+            choice = None
+        elif mcp is not None:
+            choice, forced = forced_choice(mcp, self.offered)
+            if choice == "required":  # one of the server's tools: only those are offered on this turn
+                tools = [tool for tool in tools if tool["name"] in forced]
         turn_request = dataclasses.replace(
-            request, tools=tools, tool_names=request.tool_names + tuple(self.offered), mcp=(), declared_tools=None
+            request,
+            tools=tools,
+            tool_names=tuple(tool["name"] for tool in tools),
+            tool_choice=choice,
+            mcp=(),
+            declared_tools=None,
         )
         context = self.context + output_as_input(self.writer.output)
         items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
