@@ -724,3 +724,29 @@ def test_tool_choice_mcp_must_name_a_server_and_a_tool_it_offers(
                     )
                 assert caught.value.body["param"] == param, caught.value.body  # type: ignore[index]
     assert _sent(fake_upstream, mark) == [] and len(app.calls) == served  # no model turn, no tool call
+
+
+def test_tool_choice_mcp_is_not_forced_again_when_the_request_answers_its_approval(
+    compat: Tenant, fake_upstream: FakeUpstreamThread, app: McpApp
+) -> None:
+    # The Agents SDK's HostedMCPTool sends the same tool_choice with the approval: the approved call satisfies it, so
+    # the model answers instead of asking for the same call again.
+    _, key = compat.end_user()
+    mark = uuid.uuid4().hex
+    tools = [mcp_tool(compat, require_approval="always")]
+    choice = {"type": "mcp", "server_label": "tools", "name": "echo"}
+    with compat.sdk(key) as sdk:
+        first = sdk.responses.create(
+            model=model(compat, "echo-agent"), input=f"hi {mark}", tools=tools, tool_choice=choice
+        )
+        assert types_of(first.output) == ["mcp_list_tools", "mcp_approval_request"]
+        approval = {"type": "mcp_approval_response", "approval_request_id": first.output[1].id, "approve": True}
+        second = sdk.responses.create(
+            model=model(compat, "echo-agent"),
+            input=[approval],
+            tools=tools,
+            tool_choice=choice,
+            previous_response_id=first.id,
+        )
+    assert types_of(second.output) == ["mcp_call", "message"] and second.output_text == "The tool returned: hi"
+    assert [_forced(body) for body in _sent(fake_upstream, mark)] == ["tools__echo", None]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -242,7 +242,7 @@ class LoopRun:
         names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
         tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
         choice, mcp = request.tool_choice, mcp_choice(request.tool_choice)
-        if mcp is not None and self.iteration > 0:
+        if mcp is not None and (self.iteration > 0 or self._answered(mcp)):
             choice = None
         elif mcp is not None:
             choice, forced = forced_choice(mcp, self.offered)
@@ -259,6 +259,14 @@ class LoopRun:
         context = self.context + output_as_input(self.writer.output)
         items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
         return turn_request, items
+
+    def _answered(self, choice: Mapping[str, Any]) -> bool:
+        """Whether this request answers an approval request for the forced tool: the model called it already (in
+        the turn that asked), so its next turn chooses freely, rather than ask for the same call again."""
+        label, name = choice["server_label"], choice.get("name")
+        return any(
+            asked["server_label"] == label and name in (None, asked["name"]) for asked, _approved in self.approvals
+        )
 
     def _turn_ctx(self) -> CallContext:
         ctx, n = self.ctx, self.iteration
