@@ -7,6 +7,7 @@ formats and the official ``openai`` SDK:
 - a stream whose client leaves before its first event, so that the server never starts its body (an ASGI 2.4 server,
   ``tests/support/asgi_server.py``), frees its thread at once (not when a lease lapses; renewed, it never would) and
   its opened turn is billed as a stream cut before its output, for its prompt;
+- the loop's first turn is in the instance's journal before the prelude's first byte (SPEC §9.4);
 - a budget suspended while a loop runs ends it ``incomplete`` with reason ``budget_suspended``.
 """
 
@@ -29,7 +30,9 @@ from tests.support.asgi_server import AsgiServer
 from tests.support.mcp_app import McpApp
 from tests.support.servers import GatewayServer
 from tollway.app import create_app
+from tollway.domain.holds import Recover
 from tollway.fake_upstream.server import FakeUpstreamThread
+from tollway.storage.money.journal import read_entries
 
 LEASE_S = 2.0
 KINDS = ["openai", "anthropic"]  # Tollway's loop over OpenAI's own Responses API, and over a chat adapter
@@ -158,6 +161,36 @@ def test_a_stream_left_before_its_first_event_frees_its_thread_and_bills_its_ope
     assert Decimal(str(turn["cost_usd"])) == turn["prompt_tokens"] * INPUT_PRICE
     items = tenant.client.get(f"/v1/threads/{thread}/items", headers={"Authorization": f"Bearer {key}"}).json()
     assert [i["type"] for i in items["data"]] == ["message", "message"]  # only the later response was appended
+
+
+def test_the_loops_first_turn_is_in_the_journal_before_the_preludes_first_byte(
+    tenant: Tenant, gateway: GatewayServer
+) -> None:
+    # SPEC §9.4: the first turn is opened upstream (its prompt spent) before the prelude (response.created, the
+    # listing) goes out; its provisional record is written ahead first, as a plain stream writes it before its
+    # response.created, so that an instance killed while the prelude goes out still bills the turn for its prompt.
+    _, key = tenant.end_user()
+    body = {"model": model(tenant, "echo-agent"), "input": "hi", "tools": [mcp_tool(tenant)], "stream": True}
+    journal = gateway.settings.data_dir / "journal"
+    seen: list[Recover] = []
+
+    async def first_bytes(start: dict[str, Any]) -> None:
+        request_id = dict(start["headers"])[b"x-request-id"].decode()
+        for path in journal.glob("*.journal"):
+            seen.extend(e for e in read_entries(path) if isinstance(e, Recover) and e.request_id == request_id)
+
+    async def run() -> list[dict[str, Any]]:
+        instance = AsgiServer(create_app(gateway.settings))
+        await instance.start()
+        try:
+            return await instance.post("/v1/responses", body, key, first_bytes)
+        finally:
+            await instance.stop()
+
+    sent = asyncio.run(run())
+    streamed = b"".join(m.get("body", b"") for m in sent[1:])
+    assert streamed.startswith(b"event: response.created") and b"event: response.completed" in streamed
+    assert [(e.progress["delivered_bytes"], "usage" in e.progress) for e in seen] == [(0, False)]
 
 
 async def tenant_logs(client: httpx.AsyncClient, tenant: Tenant, thread: str) -> list[dict[str, Any]]:

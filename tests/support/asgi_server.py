@@ -6,6 +6,7 @@ its relay. Lifespan included, so the instance is a whole one (its own money writ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -33,6 +34,31 @@ class AsgiServer:
         assert self._lifespan is not None
         await self._lifespan
 
+    async def post(
+        self, path: str, body: dict[str, Any], key: str, on_first_bytes: Callable[[Message], Awaitable[None]]
+    ) -> list[Message]:
+        """POST ``body`` and read the whole answer, calling ``on_first_bytes(start message)`` when the first body
+        bytes arrive: the app waits in ``send`` meanwhile, so the hook sees what was done before those bytes left."""
+        sent: list[Message] = []
+        delivered = False
+        raw = orjson.dumps(body)
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            await asyncio.Event().wait()  # the client stays until the answer is over
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.body" and len(sent) == 1:
+                await on_first_bytes(sent[0])
+            sent.append(message)
+
+        await self._app(self._scope(path, raw, key), receive, send)
+        return sent
+
     async def post_and_leave(self, path: str, body: dict[str, Any], key: str, leave_after_s: float) -> list[Message]:
         """POST ``body``; the client hangs up ``leave_after_s`` later. Returns what the app managed to send before
         (nothing, when it had not answered by then)."""
@@ -54,7 +80,13 @@ class AsgiServer:
                 raise OSError("the client has gone")  # ASGI 2.4
             sent.append(message)
 
-        scope = {
+        asyncio.get_running_loop().call_later(leave_after_s, gone.set)
+        await self._app(self._scope(path, raw, key), receive, send)
+        return sent
+
+    @staticmethod
+    def _scope(path: str, raw: bytes, key: str) -> Message:
+        return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1",
@@ -74,6 +106,3 @@ class AsgiServer:
             "server": ("127.0.0.1", 80),
             "state": {},
         }
-        asyncio.get_running_loop().call_later(leave_after_s, gone.set)
-        await self._app(scope, receive, send)
-        return sent
