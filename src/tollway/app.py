@@ -187,7 +187,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     health = DeploymentHealth()  # per process, shared by chat and Responses: the same rows, the same breakers
     chat = ChatCompletions(calls, adapters, health)
     store = ResponseStore(engine, settings.response_retention_days)
-    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.total_timeout_s)
+    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.thread_lease_s)
     responses = ResponsesService(calls, adapters, health, store, threads)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
@@ -349,6 +349,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         finally:
             drain.remove_signal_hook()
             await proxy_running.aclose()
+            services.responses.threads.close()
             for task in runtime.background:
                 task.cancel()
             await presence.leave()

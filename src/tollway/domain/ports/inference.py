@@ -70,6 +70,10 @@ class ThreadRepository(Protocol):
         an unexpired lease (then None). Exactly one of concurrent claims wins, across instances."""
         ...
 
+    async def renew(self, lease: ThreadLease, lease_until: datetime) -> bool:
+        """Extend the lease to ``lease_until`` if ``lease.holder`` still holds the thread (False: it does not)."""
+        ...
+
     async def release(self, lease: ThreadLease) -> None:
         """Give the thread back; a thread that never got a response is removed (it was never really used)."""
         ...
