@@ -55,7 +55,20 @@ def test_end_user_budget_and_a_key_that_is_revoked(page: Page, app: DemoApp) -> 
     page.click("form[method=post][action='/console/end-users'] button[type=submit]")
     first_key = page.locator("#secret-value").inner_text()
     assert first_key.startswith("sk-eu_")
-    page.click("#created-link")
+    # post/redirect/get: the page showing the key was fetched with GET, so a reload asks nothing, re-sends
+    # nothing and shows the key no more
+    shown_at = page.url
+    assert "?shown=" in shown_at and first_key not in shown_at
+    page.on("dialog", lambda dialog: pytest.fail(f"the browser asked: {dialog.message}"))
+    page.reload()
+    expect(page.locator(".notice")).to_contain_text("shown once and is not shown again")
+    assert page.locator("#secret-value").count() == 0 and first_key not in page.content()
+    page.go_back()  # the sign-in or list page before the form: nothing is sent again either
+    page.goto(shown_at)
+    assert page.locator("#secret-value").count() == 0
+    page.goto(f"{app.url}/console/end-users?external_id=browser-user")
+    assert page.locator("#end-users tbody tr").count() == 1  # one end user: the form was sent once
+    page.click("#end-users a >> text=browser-user")
     detail = page.url
 
     page.fill("#b-max", "3.5")

@@ -160,8 +160,71 @@ def test_a_form_without_the_csrf_token_is_refused_and_changes_nothing(
     with demo.api(demo.seeded["platform_key"]) as api:
         listed = api.get(f"/v1/platforms/{demo.seeded['platform_id']}/end-users", params={"external_id": "csrf-victim"})
         assert listed.json()["total"] == 0
-    done = platform_console.submit(path, path, {"external_id": "csrf-ok"})  # the same form with its token works
+    done = platform_console.created(path, path, {"external_id": "csrf-ok"})  # the same form with its token works
     assert done.status_code == 200 and secret_of(done.text).startswith("sk-eu_")
+
+
+def _shown_once(client: ConsoleClient, page: str, action: str, data: dict[str, Any], prefix: str) -> str:
+    """Post/redirect/get: the form answers 303 to a page named by a random id (never the secret); that page shows
+    the secret once; reloading it shows it no more, re-sends nothing, and says so."""
+    sent = client.submit(page, action, data)
+    assert sent.status_code == 303, sent.text[:500]
+    location = sent.headers["location"]
+    assert re.fullmatch(r"/console[a-z0-9/-]*\?shown=[A-Za-z0-9_-]{22}", location), location
+    shown = client.get(location)
+    assert shown.status_code == 200, shown.text[:500]
+    secret = secret_of(shown.text)
+    assert secret.startswith(prefix) and secret not in location and secret not in sent.text
+    reloaded = client.get(location)
+    assert reloaded.status_code == 200 and secret not in reloaded.text and 'id="secret-value"' not in reloaded.text
+    assert "shown once and is not shown again" in reloaded.text
+    return secret
+
+
+def test_forms_that_create_a_secret_redirect_and_show_it_once(demo: Demo, platform_console: ConsoleClient) -> None:
+    pid = demo.seeded["platform_id"]
+    with demo.api(demo.seeded["platform_key"]) as api:
+        keys_before = api.get(f"/v1/platforms/{pid}/api-keys", params={"limit": 100}).json()["total"]
+        key = _shown_once(
+            platform_console, "/console/keys", "/console/keys", {"name": "prg", "scopes": "inference"}, "sk-plat_"
+        )
+        # the reload created no second key, and the key works
+        assert api.get(f"/v1/platforms/{pid}/api-keys", params={"limit": 100}).json()["total"] == keys_before + 1
+        with demo.api(key) as created:
+            assert created.get("/v1/models").status_code == 200
+        user_key = _shown_once(
+            platform_console, "/console/end-users", "/console/end-users", {"external_id": "prg-user"}, "sk-eu_"
+        )
+        user = api.get(f"/v1/platforms/{pid}/end-users", params={"external_id": "prg-user"}).json()["data"][0]
+        with demo.api(user_key) as end_user:
+            assert end_user.get("/v1/me/rate-limits").status_code == 200
+        page = f"/console/end-users/{user['id']}"
+        _shown_once(platform_console, page, f"{page}/keys", {"name": "second"}, "sk-eu_")
+        hooks = "/console/webhooks"
+        _shown_once(
+            platform_console, hooks, hooks, {"url": "http://127.0.0.1:9/prg", "events": "wallet.low_balance"}, "whsec_"
+        )
+        hook = next(h for h in api.get(f"/v1/platforms/{pid}/webhooks").json()["data"] if h["url"].endswith("/prg"))
+        _shown_once(platform_console, f"{hooks}/{hook['id']}", f"{hooks}/{hook['id']}/rotate-secret", {}, "whsec_")
+    # another browser signed in with the same key cannot open the page of this one's secret
+    sent = platform_console.submit("/console/keys", "/console/keys", {"name": "prg-2", "scopes": "inference"})
+    with ConsoleClient(demo.url) as other:
+        assert other.sign_in(demo.seeded["platform_key"]).status_code == 303
+        assert 'id="secret-value"' not in other.get(sent.headers["location"]).text
+    assert secret_of(platform_console.get(sent.headers["location"]).text).startswith("sk-plat_")
+
+
+def test_operator_forms_that_create_a_key_redirect_and_show_it_once(demo: Demo) -> None:
+    with ConsoleClient(demo.url) as op:
+        assert op.sign_in(demo.admin_key).status_code == 303
+        _shown_once(op, "/console", "/console/platforms", {"name": "PRG Co"}, "sk-plat_")
+        with demo.api(demo.admin_key) as api:
+            made = [
+                p for p in api.get("/v1/admin/platforms", params={"limit": 100}).json()["data"] if p["name"] == "PRG Co"
+            ]
+        assert len(made) == 1  # the reload made no second platform
+        page = f"/console/platforms/{made[0]['id']}"
+        _shown_once(op, page, f"{page}/api-keys", {"name": "recovery"}, "sk-plat_")
 
 
 def test_a_session_of_one_platform_never_shows_another_platforms_objects(
@@ -248,7 +311,7 @@ def test_console_errors_are_the_api_errors(demo: Demo, platform_console: Console
 
 
 def test_budget_suspension_and_topup_go_through_the_budget_service(demo: Demo, platform_console: ConsoleClient) -> None:
-    user = platform_console.submit("/console/end-users", "/console/end-users", {"external_id": "budgeted"})
+    user = platform_console.created("/console/end-users", "/console/end-users", {"external_id": "budgeted"})
     user_id = re.search(r'href="/console/end-users/([0-9a-f-]{36})" id="created-link"', user.text).group(1)  # type: ignore[union-attr]
     page = f"/console/end-users/{user_id}"
     assert platform_console.submit(page, f"{page}/budget", {"max_usd": "2.5", "period": "daily"}).status_code == 303
@@ -473,7 +536,7 @@ def test_the_operator_manages_the_catalog_and_wallets(demo: Demo) -> None:
         )
         assert api.get(f"/v1/admin/providers/{provider['id']}").json()["is_active"] is False
 
-        created = op.submit("/console", "/console/platforms", {"name": "Console Made"})
+        created = op.created("/console", "/console/platforms", {"name": "Console Made"})
         new_key = secret_of(created.text)
         with demo.api(new_key) as platform_api:
             me = platform_api.get("/v1/models")
@@ -494,14 +557,14 @@ def test_the_operator_manages_the_catalog_and_wallets(demo: Demo) -> None:
         wallet = api.get(f"/v1/admin/platforms/{pid}").json()["wallet"]
         assert wallet["balance_usd"] == 12.5
         assert 'id="balance">$12.50<' in op.get(page).text
-        recovery = op.submit(page, f"{page}/api-keys", {"name": "recovery"})
+        recovery = op.created(page, f"{page}/api-keys", {"name": "recovery"})
         assert secret_of(recovery.text).startswith("sk-plat_")
 
 
 def test_a_platform_manages_its_keys_configs_hooks_and_end_users(demo: Demo, platform_console: ConsoleClient) -> None:
     pid = demo.seeded["platform_id"]
     with demo.api(demo.seeded["platform_key"]) as api:
-        made = platform_console.submit("/console/keys", "/console/keys", {"name": "ci", "scopes": "inference"})
+        made = platform_console.created("/console/keys", "/console/keys", {"name": "ci", "scopes": "inference"})
         raw = secret_of(made.text)
         key = next(k for k in api.get(f"/v1/platforms/{pid}/api-keys").json()["data"] if k["name"] == "ci")
         assert key["scopes"] == ["inference"] and key["key_prefix"] == raw[:12]
@@ -522,14 +585,14 @@ def test_a_platform_manages_its_keys_configs_hooks_and_end_users(demo: Demo, pla
         )  # type: ignore[index]
 
         hooks = "/console/webhooks"
-        made = platform_console.submit(hooks, hooks, {"url": "http://127.0.0.1:9/h", "events": "wallet.low_balance"})
+        made = platform_console.created(hooks, hooks, {"url": "http://127.0.0.1:9/h", "events": "wallet.low_balance"})
         first_secret = secret_of(made.text)
         hook = next(
             h for h in api.get(f"/v1/platforms/{pid}/webhooks").json()["data"] if h["url"] == "http://127.0.0.1:9/h"
         )
         assert hook["events"] == ["wallet.low_balance"] and first_secret.startswith("whsec_")
         page = f"{hooks}/{hook['id']}"
-        rotated = platform_console.submit(page, f"{page}/rotate-secret")
+        rotated = platform_console.created(page, f"{page}/rotate-secret")
         assert secret_of(rotated.text).startswith("whsec_") and secret_of(rotated.text) != first_secret
         assert platform_console.submit(page, page, {"is_active": "false"}).status_code == 303
         assert api.get(f"/v1/platforms/{pid}/webhooks/{hook['id']}").json()["is_active"] is False
