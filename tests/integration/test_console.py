@@ -5,11 +5,13 @@ their key, and actions that go through the API's services (same errors, same eff
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from tests.conftest import make_settings
 from tests.integration.test_card_topups import stripe_secrets
 from tests.support.console import ConsoleClient, csrf_of, error_of, secret_of
 from tests.support.fake_stripe import FakeStripe
+from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer, running_gateway
 from tests.support.stripe_signing import signed
 from tollway.demo import seed, seed_history
@@ -225,6 +228,82 @@ def test_operator_forms_that_create_a_key_redirect_and_show_it_once(demo: Demo) 
         assert len(made) == 1  # the reload made no second platform
         page = f"/console/platforms/{made[0]['id']}"
         _shown_once(op, page, f"{page}/api-keys", {"name": "recovery"}, "sk-plat_")
+
+
+def _connect_in_console(console: ConsoleClient, slug: str, oauth: OAuthServer) -> httpx.Response:
+    """Starts the connection from the console, lets the authorization server answer, and follows the browser back
+    the way a browser would: the callback's redirect, then the console's own step to the connections page."""
+    started = console.submit("/console/mcp", f"/console/mcp/{slug}/connect")
+    assert started.status_code == 200, started.text[:500]
+    found = re.search(r'href="([^"]+)" id="authorize-link"', started.text)
+    assert found is not None, started.text[:2000]
+    authorize_url = html.unescape(found.group(1))
+    assert dict(parse_qsl(urlsplit(authorize_url).query))["redirect_uri"].endswith("/v1/mcp/oauth/callback")
+    at_server = httpx.get(authorize_url, timeout=30)  # the user approves (or not) at the app
+    assert at_server.status_code == 302, at_server.text
+    callback = httpx.get(at_server.headers["location"], timeout=30)  # no console cookie crosses from another site
+    assert callback.status_code == 303, callback.text
+    back = callback.headers["location"]
+    assert back.startswith(console.http.base_url.join("/console/mcp/returned?").__str__()), back
+    returned = httpx.get(back, timeout=30)  # without the session cookie (SameSite=Strict): no sign-in detour
+    assert returned.status_code == 200, returned.text[:500]
+    target = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', returned.text)
+    assert target is not None, returned.text
+    path = html.unescape(target.group(1))
+    assert path.startswith("/console/mcp?")  # our own page, whatever the query said
+    return console.get(path)  # the same-site step: the session cookie goes along
+
+
+def test_connecting_an_mcp_app_in_the_console_comes_back_to_the_console(demo: Demo) -> None:
+    oauth = OAuthServer().start()
+    slug = "console-notes"
+    try:
+        with demo.api(demo.seeded["platform_key"]) as api:
+            app = {
+                "slug": slug,
+                "name": "Console Notes",
+                "server_url": UNUSED_MCP_URL,
+                "auth": {
+                    "type": "oauth2",
+                    "authorize_url": oauth.authorize_url,
+                    "token_url": oauth.token_url,
+                    "client_id": oauth.client_id,
+                    "client_secret": oauth.client_secret,
+                    "scopes": ["notes.read"],
+                },
+            }
+            created = api.post(f"/v1/platforms/{demo.seeded['platform_id']}/mcp/apps", json=app)
+            assert created.status_code == 201, created.text
+        with ConsoleClient(demo.url) as console:
+            assert console.sign_in(demo.seeded["end_user_key"]).status_code == 303
+            oauth.deny = True
+            refused = _connect_in_console(console, slug, oauth)
+            assert "Console Notes was not connected: the authorization was declined at the app." in refused.text
+            assert "<code>access_denied</code>" in refused.text
+            oauth.deny = False
+            connected = _connect_in_console(console, slug, oauth)
+            assert 'id="mcp-outcome">Console Notes is connected.' in connected.text
+            row = re.search(rf'<tr data-slug="{slug}">.*?</tr>', connected.text, re.S)
+            assert row is not None and "since " in row.group(0) and "Disconnect" in row.group(0)
+            # the platform's mcp_redirect_origins are untouched: the console's return is Tollway's own page
+            with demo.api(demo.seeded["end_user_key"]) as me:
+                config = me.get("/v1/me/mcp-config").json()["apps"]
+            assert next(a for a in config if a["slug"] == slug)["connected"] is True
+            # the returning page keeps only a valid slug, status and code, and always leads to our own page
+            forged = httpx.get(
+                f"{demo.url}/console/mcp/returned",
+                params={"mcp_app": "https://evil.example/", "status": "connected"},
+                timeout=30,
+            )
+            assert 'content="0; url=/console/mcp"' in forged.text
+            odd = httpx.get(
+                f"{demo.url}/console/mcp/returned",
+                params={"mcp_app": slug, "status": "error", "error": "<script>"},
+                timeout=30,
+            )
+            assert "<script>" not in odd.text and "error=oauth_error" in odd.text
+    finally:
+        oauth.stop()
 
 
 def test_a_session_of_one_platform_never_shows_another_platforms_objects(
