@@ -271,6 +271,7 @@ def test_connecting_an_mcp_app_comes_back_to_the_console_across_sites(page: Page
     lands the end user, signed in, on their connections with the outcome."""
     oauth = OAuthServer().start()
     oauth.consent_page = True
+    elsewhere = oauth.authorize_url.replace("127.0.0.1", "localhost")  # another site than the console's, to a browser
     try:
         with httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {app.platform_key}"}) as api:
             created = api.post(
@@ -279,14 +280,7 @@ def test_connecting_an_mcp_app_comes_back_to_the_console_across_sites(page: Page
                     "slug": "browser-notes",
                     "name": "Browser Notes",
                     "server_url": "http://127.0.0.1:9/mcp",
-                    "auth": {
-                        "type": "oauth2",
-                        "authorize_url": oauth.authorize_url.replace("127.0.0.1", "localhost"),
-                        "token_url": oauth.token_url,
-                        "client_id": oauth.client_id,
-                        "client_secret": oauth.client_secret,
-                        "scopes": ["notes.read"],
-                    },
+                    "auth": oauth.app_auth(["notes.read"], authorize_url=elsewhere),
                 },
             )
             assert created.status_code == 201, created.text

@@ -263,14 +263,7 @@ def test_connecting_an_mcp_app_in_the_console_comes_back_to_the_console(demo: De
                 "slug": slug,
                 "name": "Console Notes",
                 "server_url": UNUSED_MCP_URL,
-                "auth": {
-                    "type": "oauth2",
-                    "authorize_url": oauth.authorize_url,
-                    "token_url": oauth.token_url,
-                    "client_id": oauth.client_id,
-                    "client_secret": oauth.client_secret,
-                    "scopes": ["notes.read"],
-                },
+                "auth": oauth.app_auth(["notes.read"]),
             }
             created = api.post(f"/v1/platforms/{demo.seeded['platform_id']}/mcp/apps", json=app)
             assert created.status_code == 201, created.text

@@ -174,6 +174,18 @@ class OAuthServer:
     def authorize_url(self) -> str:
         return self.url + "/authorize"
 
+    def app_auth(self, scopes: list[str], **changes: Any) -> dict[str, Any]:
+        """An MCP app's ``auth`` object (SPEC §16.1) for this server, with ``changes`` applied."""
+        auth = {
+            "type": "oauth2",
+            "authorize_url": self.authorize_url,
+            "token_url": self.token_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "scopes": scopes,
+        }
+        return {**auth, **changes}
+
     @property
     def token_url(self) -> str:
         return self.url + "/token"
