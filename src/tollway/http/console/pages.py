@@ -70,7 +70,9 @@ NOTICES: Final = {
     "topped-up": "The wallet is credited.",
     "disconnected": "Disconnected: the app's tokens are deleted.",
 }
-# What a page opened with ``?shown=`` says when its secret was already shown (a reload) or is too old.
+# The query parameter naming the secret a page shows once (post/redirect/get), and what the page says when that
+# secret was already shown (a reload) or is too old.
+SHOWN_PARAM: Final = "shown"
 SHOWN_ALREADY: Final = "That secret was shown once and is not shown again; create a new one if it was not copied."
 # What the wallet page says when Stripe Checkout sends the payer back (``?checkout=``, SPEC §17.2).
 CHECKOUT_NOTICES: Final = {
@@ -130,7 +132,7 @@ def render(
     kind = session.principal.kind if session is not None else None
     notice = NOTICES.get(request.query_params.get("ok", ""))
     shown_once = getattr(request.state, "shown_once", None)
-    if shown_once is None and "shown" in request.query_params and request.method == "GET":
+    if shown_once is None and SHOWN_PARAM in request.query_params and request.method == "GET":
         notice = SHOWN_ALREADY
     nav = [
         (href, label)

@@ -19,7 +19,7 @@ from tollway.domain.console import ShownOnce
 from tollway.domain.keys import KeyKind
 from tollway.errors import Forbidden, TollwayError, WrongKeyType
 from tollway.http.console.forms import Form, read_form
-from tollway.http.console.pages import KIND_NAMES, redirect, render
+from tollway.http.console.pages import KIND_NAMES, SHOWN_PARAM, redirect, render
 from tollway.http.console.security import SESSION_COOKIE, clear_cookie, same_origin, tokens_match
 from tollway.http.state import services
 from tollway.observability.context import bind_principal
@@ -28,7 +28,6 @@ from tollway.services.console.sessions import ActiveSession
 View = Callable[[Request, ActiveSession], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 ALL_KINDS = (KeyKind.OPERATOR, KeyKind.PLATFORM, KeyKind.END_USER)
-SHOWN_PARAM = "shown"
 CSRF_MESSAGE = "This form's CSRF token is missing or does not match your session; reload the page and try again."
 
 
