@@ -232,7 +232,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         mcp_connections=mcp_connections,
         mcp_calls=mcp_calls,
         console=Console(
-            ConsoleSessions(SqlConsoleSessions(engine), authenticator), SpendReports(SqlUsageAggregates(engine))
+            ConsoleSessions(SqlConsoleSessions(engine), authenticator, sealer), SpendReports(SqlUsageAggregates(engine))
         ),
     )
     return Runtime(
