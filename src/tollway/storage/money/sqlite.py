@@ -10,15 +10,16 @@ the write lock, so the callers learn them at once and send their upstream reques
 committed (``MoneyWriter`` holds their answers back until the commit succeeded).
 
 Checkpoints of the write-ahead log run in the same thread, never inside a commit on the loop, every
-``CHECKPOINT_EVERY_S``. They keep the log short and, above all, make SQLite *restart* it: a PASSIVE checkpoint never
-stalls writers but only copies the frames that existed when it began, so under steady writes the log is never fully
-copied, never restarts, and grows until something truncates it. Every commit then appends to a growing file, and
-each checkpoint's fsync flushes tens of megabytes of newly allocated blocks, the stall of up to 40 ms that one
-call in a hundred saw on a disk-backed database (issue 18). So a checkpoint copies in short PASSIVE passes until
-no frame is left that it has not copied, then ends with a RESTART, which holds the write lock only for the last
-few frames (a short busy timeout bounds its wait for readers). The next commit then starts the log over at its
-beginning, writing into blocks the file already has, and the log stays as long as a quarter second of writes
-(``journal_size_limit`` trims it after a burst).
+``CHECKPOINT_EVERY_S``. They keep the log short and, above all, make SQLite start it over. A PASSIVE checkpoint never
+stalls writers but only copies the frames that existed when it began, so under steady writes the log was never
+fully copied, never started over, and grew until something truncated it: every commit appended to an ever longer
+file, and each checkpoint's fsync flushed tens of megabytes of newly allocated blocks, the stall of up to 40 ms that
+one call in a hundred saw on a disk-backed database (issue 18). So a checkpoint now runs short PASSIVE passes, each
+copying what arrived during the previous one, until a pass finds nothing new; if writes keep outrunning them, a
+RESTART copies the last few frames under the write lock (its short busy timeout bounds how long it waits for a
+reader, and the writers with it). Either way the next commit starts the log over at its beginning, writing into
+blocks the file already has; the log holds a quarter second of writes, and ``journal_size_limit`` trims the file
+after a burst.
 """
 
 from __future__ import annotations
@@ -37,12 +38,11 @@ from tollway.storage.money.driver_sql import DriverSQL
 from tollway.storage.money.rows import RowCache
 
 CHECKPOINT_EVERY_S = 0.25
-# PASSIVE passes of one checkpoint at most: each copies what the previous one found, so the remainder shrinks fast.
-CATCH_UP_PASSES = 4
-# A pass that finds at most this many new frames (about 20 KiB of 1 KiB pages) ends the PASSIVE passes: the RESTART
-# that follows holds the write lock only to copy what arrived during that short pass. After the last pass it runs
-# anyway, so that the log restarts however fast it is written.
-RESTART_FRAMES = 20
+# PASSIVE passes of one checkpoint at most: each copies what arrived during the previous one, so they shrink fast.
+# A pass that finds nothing new ends the checkpoint: everything is copied, and the next commit starts the log over
+# by itself. When the passes never catch up (steady writes), a RESTART copies the little that is left under the write
+# lock and makes sure the log starts over.
+CATCH_UP_PASSES = 6
 # How long the RESTART waits for a reader still on the old log (the writers wait as long): a long read only
 # postpones the restart to the next checkpoint.
 RESTART_BUSY_MS = 10
@@ -172,8 +172,8 @@ class SqliteMoneyConnection:
                 await loop.run_in_executor(self._thread, self._checkpoint)
 
     def _checkpoint(self) -> None:
-        """One checkpoint (in the thread): PASSIVE passes until nothing is left that a pass has not copied, then a
-        RESTART for the last frames, after which the next commit starts the log over (see the module docstring)."""
+        """One checkpoint (in the thread): PASSIVE passes until one finds nothing new, else a RESTART for the last
+        frames; either way the next commit starts the log over (see the module docstring)."""
         try:
             size = os.path.getsize(self._path + "-wal")
         except OSError:
@@ -186,8 +186,8 @@ class SqliteMoneyConnection:
             _busy, log, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if log <= 0 or copied < log:
                 return  # nothing written since the log restarted, or a reader on an older snapshot: next time
-            if log - seen <= RESTART_FRAMES:
-                break  # this pass found almost nothing new: what arrived meanwhile is less still
+            if log == seen:
+                return  # nothing arrived during the previous pass: all is copied, and the next commit restarts the log
             seen = log
         self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
