@@ -36,7 +36,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
-from tollway.providers.transport import redact
+from tollway.providers.mcp.exchange import DirectCalls
+from tollway.providers.mcp.failures import not_public, over_limit, scrubbed, too_large
+from tollway.providers.public_http import NonPublicAddress, public_only_transport
 
 T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0  # how long a server's ``server/discover`` result is reused before probing again
@@ -71,12 +73,32 @@ class SdkMcpClient:
         self._call_timeout_s = call_timeout_s
         self._max_result_bytes = max_result_bytes
         self._allow_private = allow_private
-        # One pool for every app (requests carry their own credential headers); closed by ``aclose``.
-        self._transport = httpx2.AsyncHTTPTransport(verify=ssl.create_default_context(), limits=_POOL, trust_env=False)
+        # One pool for every app (requests carry their own credential headers); closed by ``aclose``. Unless private
+        # URLs are allowed, every connection it opens dials only a checked public address (§11.5, DNS rebinding).
+        context = ssl.create_default_context()
+        self._transport = (
+            httpx2.AsyncHTTPTransport(verify=context, limits=_POOL, trust_env=False)
+            if allow_private
+            else public_only_transport(context, _POOL)
+        )
+        self._direct = DirectCalls(
+            call_timeout_s=call_timeout_s,
+            max_result_bytes=max_result_bytes,
+            allow_private=allow_private,
+            context=context,
+        )
         self._discovered: dict[str, tuple[float, types.DiscoverResult]] = {}  # server URL -> (expiry, result)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+        await self._direct.aclose()
+
+    def _known_version(self, url: str) -> str | None:
+        """The 2026-07-28-era version a server's remembered ``server/discover`` answer lets a call use directly."""
+        known = self._discovered.get(url)
+        if known is None or known[0] <= time.monotonic():
+            return None
+        return _newest(known[1])
 
     async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
@@ -87,6 +109,14 @@ class SdkMcpClient:
         return await self._run(server, step, None)
 
     async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        version = self._known_version(server.url)
+        if version is not None:  # one POST, no SDK session (exchange.py); any failure forgets the discovery
+            try:
+                return await self._direct.call_tool(server, version, name, arguments)
+            except McpCallFailed as exc:
+                if exc.failure is not Failure.RPC_ERROR:
+                    self._discovered.pop(server.url, None)
+                raise
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments))
 
         async def step(client: Client) -> ToolResult:
@@ -97,7 +127,7 @@ class SdkMcpClient:
                 raise McpCallFailed(Failure.NO_ANSWER, "The MCP app answered the tool call with no result.")
             body = _json(result)
             if len(_encoded(body)) > self._max_result_bytes:
-                raise _too_large(self._max_result_bytes)
+                raise too_large(self._max_result_bytes)
             return ToolResult(body, bool(result.is_error))
 
         return await self._run(server, step, self._call_timeout_s)
@@ -144,27 +174,29 @@ class SdkMcpClient:
             raise
         except MCPError as exc:
             self._discovered.pop(server.url, None)
-            raise self._mapped(watch, connected, exc.code, _scrubbed(exc.message, server)) from None
+            raise self._mapped(watch, connected, exc.code, scrubbed(exc.message, server)) from None
         except (Exception, BaseExceptionGroup) as exc:
             self._discovered.pop(server.url, None)
             if (failed := _inner(exc, McpCallFailed)) is not None:
                 raise failed from None
+            if _refused_address(exc):
+                raise not_public() from None
             rpc = _inner(exc, MCPError)
-            code, message = (rpc.code, _scrubbed(rpc.message, server)) if rpc is not None else (None, None)
+            code, message = (rpc.code, scrubbed(rpc.message, server)) if rpc is not None else (None, None)
             raise self._mapped(watch, connected, code, message) from None
         if outcome:
             return outcome[0]
         self._discovered.pop(server.url, None)
         if not connected:
-            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, over_limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
         if step_timeout_s is None:
             listing = "connecting to the MCP app and listing its tools"
-            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit(listing, CONNECT_TIMEOUT_S))
-        raise McpCallFailed(Failure.CALL_TIMEOUT, _limit(what, step_timeout_s))
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, over_limit(listing, CONNECT_TIMEOUT_S))
+        raise McpCallFailed(Failure.CALL_TIMEOUT, over_limit(what, step_timeout_s))
 
     def _mapped(self, watch: _Watch, connected: bool, code: int | None, message: str | None) -> McpCallFailed:
         if watch.oversized:
-            return _too_large(self._max_result_bytes)
+            return too_large(self._max_result_bytes)
         if watch.status == 401:
             return McpCallFailed(Failure.UNAUTHORIZED, "The MCP app refused the credential (HTTP 401).")
         if watch.status is not None and 300 <= watch.status < 400:
@@ -234,7 +266,7 @@ class SdkMcpClient:
                 raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's host name does not resolve.") from None
             addresses = [a for a in (parse_address(str(info[4][0])) for info in infos) if a is not None]
         if parts.scheme != "https" or not addresses or not all(is_public(a) for a in addresses):
-            raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's URL must be https on a public address.")
+            raise not_public()
 
 
 def _newest(found: types.DiscoverResult) -> str | None:
@@ -252,19 +284,21 @@ def _encoded(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
 
 
-def _scrubbed(message: str, server: McpServer) -> str:
-    """The app's error message without the caller's credential or anything shaped like a key (SPEC §15)."""
-    for value in server.headers.values():
-        message = redact(message, value.removeprefix("Bearer ").strip() or None)
-    return redact(message, None)[:512]
-
-
-def _too_large(limit: int) -> McpCallFailed:
-    return McpCallFailed(Failure.TOO_LARGE, f"The MCP tool result exceeded the limit of {limit} bytes.")
-
-
-def _limit(what: str, seconds: float) -> str:
-    return f"Timed out: {what} took longer than the limit of {seconds:g} s."
+def _refused_address(exc: BaseException) -> bool:
+    """Whether the dial-time address check (``PublicOnlyBackend``) refused a connection somewhere inside ``exc``."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NonPublicAddress):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
 
 
 E = TypeVar("E", bound=BaseException)
