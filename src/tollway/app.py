@@ -26,7 +26,7 @@ from tollway.http.drain import Drain
 from tollway.http.mcp.proxy import McpProxy
 from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
-from tollway.http.routes import HOT_PATHS, build_routes
+from tollway.http.routes import HOT_PATHS, HOT_PREFIXED_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.payments.stripe_checkout import StripeCheckout
 from tollway.providers.mcp.client import SdkMcpClient
@@ -378,7 +378,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
     )
     # A trailing slash is another, unknown path (404), never a 307 whose Location comes from Host (SPEC §15).
     app.router.redirect_slashes = False
-    served: Any = fastpath.wrap(app, routes, HOT_PATHS)
+    served: Any = fastpath.wrap(app, routes, HOT_PATHS, HOT_PREFIXED_PATHS)
     if settings.cors_origin_list:
         served = InferenceCORS(served, settings.cors_origin_list)
     return RequestContextMiddleware(
