@@ -1,8 +1,10 @@
 """A real MCP server built with the official ``mcp`` SDK for the MCP proxy tests (SPEC §16.3): a Streamable HTTP app
 served by uvicorn on a free port, in a thread. Its tools return text, fail (``isError`` results and JSON-RPC
 errors), take time, return an oversized result; with ``token_check`` every request must carry a bearer token the
-check accepts (401 otherwise), as an app behind an OAuth authorization server does. It records the calls it
-served and the Authorization headers it saw, for tests to assert on."""
+check accepts (401 otherwise), as an app behind an OAuth authorization server does. With ``streaming`` it answers
+in SSE mode, and its extra ``progress`` tool sends a progress notification before its result, so the answer is an
+SSE stream. It records the calls it served and the Authorization and User-Agent headers it saw, for tests to assert
+on."""
 
 from __future__ import annotations
 
@@ -44,8 +46,14 @@ TOOLS = [
 ]
 
 
+PROGRESS = _tool("progress", "Reports progress, then echoes its text.", {"text": {"type": "string"}})
+
+
 class McpApp:
-    def __init__(self, token_check: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, token_check: Callable[[str], bool] | None = None, *, streaming: bool = False) -> None:
+        self.streaming = streaming
+        self.tools = [*TOOLS, PROGRESS] if streaming else TOOLS
+        self.agents: list[str | None] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.redirect_url = f"http://127.0.0.1:{self.port}/moved"
@@ -57,7 +65,7 @@ class McpApp:
         self._thread: threading.Thread | None = None
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=TOOLS)
+        return types.ListToolsResult(tools=self.tools)
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         args = params.arguments or {}
@@ -72,6 +80,9 @@ class McpApp:
             return types.CallToolResult(content=[types.TextContent(text="awake")])
         if params.name == "big":
             return types.CallToolResult(content=[types.TextContent(text="x" * int(args.get("n", 10)))])
+        if params.name == "progress" and self.streaming:
+            await ctx.session.send_progress_notification("work", 0.5, related_request_id=ctx.request_id)
+            return types.CallToolResult(content=[types.TextContent(text=str(args.get("text", "")))])
         if params.name == "secret":
             return types.CallToolResult(content=[types.TextContent(text="classified")])
         if params.name == "leak":
@@ -87,8 +98,10 @@ class McpApp:
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization")
         value = auth.decode() if auth is not None else None
+        agent = headers.get(b"user-agent")
         with self._lock:
             self.authorizations.append(value)
+            self.agents.append(agent.decode() if agent is not None else None)
         if self.token_check is not None:
             token = (value or "").removeprefix("Bearer ")
             if not self.token_check(token):
@@ -100,7 +113,7 @@ class McpApp:
         server: Server[Any] = Server(
             "test-app", on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_list_prompts=self._list_prompts
         )
-        manager = StreamableHTTPSessionManager(server, stateless=True, json_response=True)
+        manager = StreamableHTTPSessionManager(server, stateless=True, json_response=not self.streaming)
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
