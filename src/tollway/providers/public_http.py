@@ -24,6 +24,10 @@ class NonPublicAddress(OSError):
     """A connection would dial an address §11.5 refuses."""
 
 
+class NonPublicConnect(httpcore2.ConnectError):
+    """The same refusal in httpcore's terms (httpx reports it as a ``ConnectError`` caused by this one)."""
+
+
 def _refuse(host: str) -> NonPublicAddress:
     return NonPublicAddress(f"refusing to connect to a non-public address for {host}")
 
@@ -63,7 +67,7 @@ class PublicOnlyBackend(AutoBackend):
             addresses = [str(info[4][0]) for info in infos]
         checked = [parse_address(a) for a in addresses]
         if not addresses or not all(a is not None and is_public(a) for a in checked):
-            raise httpcore2.ConnectError(str(_refuse(host))) from _refuse(host)
+            raise NonPublicConnect(str(_refuse(host)))
         return await super().connect_tcp(
             addresses[0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )

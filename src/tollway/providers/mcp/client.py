@@ -38,7 +38,7 @@ from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
 from tollway.providers.mcp.exchange import DirectCalls
 from tollway.providers.mcp.failures import not_public, over_limit, scrubbed, too_large
-from tollway.providers.public_http import NonPublicAddress, public_only_transport
+from tollway.providers.public_http import NonPublicAddress, NonPublicConnect, public_only_transport
 
 T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0  # how long a server's ``server/discover`` result is reused before probing again
@@ -60,6 +60,23 @@ class _Watch:
 
     status: int | None = None
     oversized: bool = False
+    refused_address: bool = False  # the dial-time address check refused a connection (§11.5)
+
+
+class _Watched(httpx2.AsyncBaseTransport):
+    """One session's view of the shared pool: notes a connection the dial-time address check refused (the SDK
+    reports it only as a failed handshake)."""
+
+    def __init__(self, pool: httpx2.AsyncBaseTransport, watch: _Watch) -> None:
+        self._pool = pool
+        self._watch = watch
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._pool.handle_async_request(request)
+        except httpx2.ConnectError as exc:
+            self._watch.refused_address = self._watch.refused_address or _refused_address(exc)
+            raise
 
 
 class _Refused(Exception):
@@ -179,8 +196,6 @@ class SdkMcpClient:
             self._discovered.pop(server.url, None)
             if (failed := _inner(exc, McpCallFailed)) is not None:
                 raise failed from None
-            if _refused_address(exc):
-                raise not_public() from None
             rpc = _inner(exc, MCPError)
             code, message = (rpc.code, scrubbed(rpc.message, server)) if rpc is not None else (None, None)
             raise self._mapped(watch, connected, code, message) from None
@@ -197,6 +212,8 @@ class SdkMcpClient:
     def _mapped(self, watch: _Watch, connected: bool, code: int | None, message: str | None) -> McpCallFailed:
         if watch.oversized:
             return too_large(self._max_result_bytes)
+        if watch.refused_address:
+            return not_public()
         if watch.status == 401:
             return McpCallFailed(Failure.UNAUTHORIZED, "The MCP app refused the credential (HTTP 401).")
         if watch.status is not None and 300 <= watch.status < 400:
@@ -234,7 +251,7 @@ class SdkMcpClient:
             follow_redirects=False,
             trust_env=False,
             event_hooks={"response": [on_response]},
-            transport=self._transport,
+            transport=_Watched(self._transport, watch),
         )
         transport = streamable_http_client(server.url, http_client=http, max_sse_event_size=limit)
         known = self._discovered.get(server.url)
@@ -293,7 +310,7 @@ def _refused_address(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, NonPublicAddress):
+        if isinstance(current, (NonPublicAddress, NonPublicConnect)):
             return True
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)
