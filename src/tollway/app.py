@@ -36,6 +36,7 @@ from tollway.providers.registry import AdapterRegistry
 from tollway.services.agents.agent_loop import AgentLoop
 from tollway.services.agents.mcp_calls import McpCalls
 from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.mcp_free_tier import FreeTierGate
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
@@ -206,7 +207,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         max_result_bytes=settings.mcp_max_result_bytes,
         allow_private=settings.allow_private_urls,
     )
-    mcp_calls = McpCalls(calls, mcp_connections, mcp_client, McpFreeCallStore(engine))
+    mcp_calls = McpCalls(calls, mcp_connections, mcp_client, FreeTierGate(McpFreeCallStore(engine)))
     responses.agents = AgentLoop(responses, mcp_calls, calls)  # `mcp` tools of /v1/responses (SPEC §16.3)
 
     def invalidate_caches() -> None:
