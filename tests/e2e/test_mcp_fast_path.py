@@ -231,6 +231,7 @@ async def test_an_oversized_result_fails_unbilled_naming_the_limit(
     before = len(app.agents)
     small = await post(tenant, key, tools_call("2025-11-25", "big", {"n": 100}))
     assert len(small.json()["result"]["content"][0]["text"]) == 100 and sent_directly(app, before)
+    await rows(tenant, end_user_id, 4)  # each usage row commits with its ledger rows
     budget = [Decimal(str(r["amount_usd"])) for r in tenant.budget_rows(end_user_id)]
     assert budget == [Decimal("-0.0023")] * 3  # two warm-up calls and the small result; the oversized one is free
 
