@@ -53,6 +53,13 @@ def streaming_app() -> Iterator[McpApp]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def legacy_app() -> Iterator[McpApp]:
+    server = McpApp(legacy=True).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def new_platform(gateway: GatewayServer, admin: httpx.Client) -> Iterator[NewPlatform]:
     made: list[Platform] = []
@@ -280,6 +287,32 @@ async def test_an_app_answering_with_sse(
     assert [Decimal(str(r["amount_usd"])) for r in tenant.budget_rows(end_user_id)] == [Decimal("-0.0023")] * 2
 
 
+# -- an app of the handshake era ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [None, MODERN])
+async def test_a_handshake_era_app_is_called_in_one_kept_session(
+    new_platform: NewPlatform, legacy_app: McpApp, sdk_served: list[str], version: str | None
+) -> None:
+    """An app that speaks only the ``initialize`` handshake (stateful, with ``Mcp-Session-Id``): after the SDK found
+    that out, the proxy opens one session of its own and sends each later call as one POST in it."""
+    tenant = billed_tenant(new_platform, legacy_app)
+    end_user_id, key = tenant.end_user(budget_usd="1")
+    await warmed(tenant, key, legacy_app)
+    start = len(legacy_app.methods)
+    agents = len(legacy_app.agents)
+    for i in range(3):
+        answer = await post(tenant, key, tools_call(version, "echo", {"text": f"call {i}"}))
+        assert answer.json()["result"]["content"] == [{"type": "text", "text": f"call {i}"}], answer.text
+    methods, sessions = legacy_app.methods[start:], legacy_app.sessions[start:]
+    assert methods[-3:] == ["tools/call"] * 3  # after a handshake, unless an earlier test left the session open
+    assert methods[:-3] in ([], ["initialize", "notifications/initialized"])
+    assert sessions[-1] is not None and set(sessions[-3:]) == {sessions[-1]}
+    assert sdk_served == [] and all("aiohttp" in (a or "") for a in legacy_app.agents[agents:])
+    billed = await rows(tenant, end_user_id, 4)
+    assert [Decimal(str(r["cost_usd"])) for r in billed] == [Decimal("0.002")] * 4
+
+
 # -- everything else goes through the SDK ----------------------------------------------------------------------------
 
 
@@ -307,3 +340,27 @@ async def test_other_requests_still_go_through_the_sdk(
     statuses = [(await post(tenant, key, request)).status_code for request in requests]
     assert statuses[:2] == [200, 200] and all(400 <= s < 500 for s in statuses[2:]), statuses
     assert sdk_served == ["POST"] * 4
+
+
+async def test_a_session_the_app_forgot_is_opened_again_and_the_call_sent_once_more(
+    new_platform: NewPlatform, sdk_served: list[str]
+) -> None:
+    app = McpApp(legacy=True).start()
+    try:
+        tenant = billed_tenant(new_platform, app)
+        end_user_id, key = tenant.end_user(budget_usd="1")
+        await warmed(tenant, key, app)
+        first = await post(tenant, key, tools_call("2025-06-18", "echo", {"text": "before"}))
+        assert first.json()["result"]["content"][0]["text"] == "before"
+        app.stop()  # a restart: the app forgets its sessions
+        app.start()
+        start = len(app.methods)
+        again = await post(tenant, key, tools_call("2025-06-18", "echo", {"text": "after"}))
+        assert again.json()["result"]["content"][0]["text"] == "after", again.text
+    finally:
+        app.stop()
+    methods = app.methods[start:]
+    assert methods == ["tools/call", "initialize", "notifications/initialized", "tools/call"]
+    assert app.calls.count("echo") == 3 and sdk_served == []  # the refused first try was never served
+    billed = await rows(tenant, end_user_id, 3)
+    assert [Decimal(str(r["cost_usd"])) for r in billed] == [Decimal("0.002")] * 3

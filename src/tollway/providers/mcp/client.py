@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import socket
 import ssl
 import time
@@ -32,16 +33,17 @@ import orjson
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
-from tollway.providers.mcp.exchange import DirectCalls
+from tollway.providers.mcp.exchange import DirectCalls, HandshakeSession, SessionGone
 from tollway.providers.mcp.failures import not_public, over_limit, scrubbed, too_large
 from tollway.providers.public_http import NonPublicAddress, NonPublicConnect, public_only_transport
 
 T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0  # how long a server's ``server/discover`` result is reused before probing again
+_MAX_SESSIONS = 10_000  # handshake-era sessions kept per process; forgotten all at once past this
 _POOL = httpx2.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=5.0)
 
 _RELAYED: dict[str, type[types.Result]] = {
@@ -105,6 +107,8 @@ class SdkMcpClient:
             context=context,
         )
         self._discovered: dict[str, tuple[float, types.DiscoverResult]] = {}  # server URL -> (expiry, result)
+        self._handshake_only: dict[str, float] = {}  # server URL -> expiry: it speaks only the initialize handshake
+        self._sessions: dict[tuple[str, str], HandshakeSession] = {}  # (URL, credential digest) -> its session
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -134,6 +138,9 @@ class SdkMcpClient:
                 if exc.failure is not Failure.RPC_ERROR:
                     self._discovered.pop(server.url, None)
                 raise
+        handshake_until = self._handshake_only.get(server.url)
+        if handshake_until is not None and handshake_until > time.monotonic():
+            return await self._call_in_session(server, name, arguments)
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments))
 
         async def step(client: Client) -> ToolResult:
@@ -148,6 +155,31 @@ class SdkMcpClient:
             return ToolResult(body, bool(result.is_error))
 
         return await self._run(server, step, self._call_timeout_s)
+
+    async def _call_in_session(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        """A handshake-era app's call in the session kept for this app and credential: one POST once the session is
+        open; a session the app has forgotten (404) is opened again and the call sent once more (it was not
+        served). Any other failure forgets the session and what the app speaks (the next call asks the SDK)."""
+        key = (server.url, _credential_digest(server))
+        for attempt in range(2):
+            session = self._sessions.get(key)
+            try:
+                if session is None:
+                    session = await self._direct.open_session(server)
+                    if len(self._sessions) >= _MAX_SESSIONS:
+                        self._sessions.clear()
+                    self._sessions[key] = session
+                return await self._direct.call_tool(server, session.version, name, arguments, session)
+            except SessionGone:
+                self._sessions.pop(key, None)
+                if attempt:
+                    break
+            except McpCallFailed as exc:
+                if exc.failure is not Failure.RPC_ERROR:
+                    self._sessions.pop(key, None)
+                    self._handshake_only.pop(server.url, None)
+                raise
+        raise McpCallFailed(Failure.UNREACHABLE, "The MCP app could not be reached (its session ended twice).")
 
     async def relay(self, server: McpServer, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Any other request the proxy relays unbilled (resources, prompts, completion): the app's result as sent."""
@@ -265,6 +297,8 @@ class SdkMcpClient:
             found = client.session.discover_result
             if found is not None and _newest(found) is not None:
                 self._discovered[server.url] = (time.monotonic() + DISCOVERY_TTL_S, found)
+            elif client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                self._handshake_only[server.url] = time.monotonic() + DISCOVERY_TTL_S
             yield client
 
     async def _check_address(self, url: str) -> None:
@@ -299,6 +333,12 @@ def _json(model: Any) -> dict[str, Any]:
 
 def _encoded(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
+
+
+def _credential_digest(server: McpServer) -> str:
+    """Sessions are per credential (an app may bind them to the caller): a digest, so no token is kept as a key."""
+    pairs = sorted((k.lower(), v) for k, v in server.headers.items() if not k.lower().startswith("mcp-param-"))
+    return hashlib.sha256(orjson.dumps(pairs)).hexdigest()
 
 
 def _refused_address(exc: BaseException) -> bool:

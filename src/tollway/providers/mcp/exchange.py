@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import mcp_types as types
 import orjson
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 from mcp_types import methods as wire
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
 
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
@@ -34,6 +37,25 @@ METHOD = "tools/call"
 CLIENT_INFO = {"name": "tollway-mcp-proxy", "version": "1"}
 _ENVELOPE_SLACK = 4096  # the JSON-RPC envelope around a result at the size limit
 _ACCEPT = "application/json, text/event-stream"
+
+
+class SessionGone(Exception):
+    """The app answered 404 to a request in a session it no longer knows (expired, or the app restarted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeSession:
+    """A handshake-era app's session (2024-11-05 … 2025-11-25): the negotiated version, and the session id a
+    stateful app assigned (None for a stateless one), sent on every later request as that version requires."""
+
+    version: str
+    session_id: str | None
+
+    def headers(self) -> dict[str, str]:
+        headers = {MCP_PROTOCOL_VERSION_HEADER: self.version}
+        if self.session_id is not None:
+            headers[MCP_SESSION_ID_HEADER] = self.session_id
+        return headers
 
 
 class DirectCalls:
@@ -65,38 +87,91 @@ class DirectCalls:
             await self._session.close()
 
     async def call_tool(
-        self, server: McpServer, version: str, name: str, arguments: dict[str, Any] | None
+        self,
+        server: McpServer,
+        version: str,
+        name: str,
+        arguments: dict[str, Any] | None,
+        session: HandshakeSession | None = None,
     ) -> ToolResult:
+        """The call at ``version``: a 2026-07-28 envelope, or within ``session`` (a handshake-era app's: its
+        negotiated version and ``Mcp-Session-Id``). Raises ``SessionGone`` when the app no longer knows the session
+        (HTTP 404 to a request carrying its id: the call was not served)."""
         if not self._allow_private and not server.url.startswith("https://"):
             raise not_public()
         request_id = next(self._ids)
         params: dict[str, Any] = {"name": name}
         if arguments is not None:
             params["arguments"] = arguments
-        params["_meta"] = {
-            PROTOCOL_VERSION_META_KEY: version,
-            CLIENT_INFO_META_KEY: CLIENT_INFO,
-            CLIENT_CAPABILITIES_META_KEY: {},
-        }
+        headers = {**server.headers, "Content-Type": "application/json", "Accept": _ACCEPT}
+        if session is None:
+            params["_meta"] = {
+                PROTOCOL_VERSION_META_KEY: version,
+                CLIENT_INFO_META_KEY: CLIENT_INFO,
+                CLIENT_CAPABILITIES_META_KEY: {},
+            }
+            headers |= {
+                MCP_PROTOCOL_VERSION_HEADER: version,
+                MCP_METHOD_HEADER: METHOD,
+                MCP_NAME_HEADER: encode_header_value(name),
+            }
+        else:
+            headers |= session.headers()
         body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": METHOD, "params": params})
-        headers = {
-            **server.headers,
-            "Content-Type": "application/json",
-            "Accept": _ACCEPT,
-            MCP_PROTOCOL_VERSION_HEADER: version,
-            MCP_METHOD_HEADER: METHOD,
-            MCP_NAME_HEADER: encode_header_value(name),
-        }
         try:
             async with asyncio.timeout(self._call_timeout_s):
-                message = await self._exchange(server, body, headers, request_id)
+                message, _ = await self._exchange(server, body, headers, request_id, session)
         except TimeoutError:
             raise McpCallFailed(Failure.CALL_TIMEOUT, over_limit("the MCP tool call", self._call_timeout_s)) from None
         return self._result(server, version, message)
 
+    async def open_session(self, server: McpServer) -> HandshakeSession:
+        """The ``initialize`` handshake with a handshake-era app (its newest version both sides speak, and the
+        session id it assigns, if any) and ``notifications/initialized``, within the 15 s of connecting."""
+        if not self._allow_private and not server.url.startswith("https://"):
+            raise not_public()
+        request_id = next(self._ids)
+        params = {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": params})
+        headers = {**server.headers, "Content-Type": "application/json", "Accept": _ACCEPT}
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                message, session_id = await self._exchange(server, body, headers, request_id, None)
+                result = message.get("result")
+                version = result.get("protocolVersion") if isinstance(result, dict) else None
+                if version not in HANDSHAKE_PROTOCOL_VERSIONS:
+                    raise McpCallFailed(Failure.UNREACHABLE, "The MCP app could not be reached (no MCP handshake).")
+                session = HandshakeSession(str(version), session_id)
+                note = orjson.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                async with self._http().post(
+                    server.url, data=note, headers={**headers, **session.headers()}, allow_redirects=False
+                ) as response:
+                    if response.status >= 300:
+                        raise McpCallFailed(
+                            Failure.UNREACHABLE, f"The MCP app could not be reached (HTTP {response.status})."
+                        )
+        except TimeoutError:
+            message_text = over_limit("connecting to the MCP app", CONNECT_TIMEOUT_S)
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, message_text) from None
+        except aiohttp.ClientError:
+            raise McpCallFailed(Failure.UNREACHABLE, "The MCP app could not be reached.") from None
+        except McpCallFailed as exc:
+            if exc.failure.reached:  # an answer to the handshake that is not one: the app was never served a call
+                raise McpCallFailed(
+                    Failure.UNREACHABLE, "The MCP app could not be reached (no MCP handshake)."
+                ) from None
+            raise
+        return session
+
     async def _exchange(
-        self, server: McpServer, body: bytes, headers: dict[str, str], request_id: int
-    ) -> dict[str, Any]:
+        self,
+        server: McpServer,
+        body: bytes,
+        headers: dict[str, str],
+        request_id: int,
+        session: HandshakeSession | None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """The JSON-RPC answer with ``request_id`` (JSON or SSE) and the ``Mcp-Session-Id`` the app sent, if any."""
         cap = self._max_result_bytes + _ENVELOPE_SLACK
         try:
             async with self._http().post(server.url, data=body, headers=headers, allow_redirects=False) as response:
@@ -105,6 +180,8 @@ class DirectCalls:
                     raise McpCallFailed(Failure.UNREACHABLE, f"The MCP app answered a redirect (HTTP {status}).")
                 if status == 401:
                     raise McpCallFailed(Failure.UNAUTHORIZED, "The MCP app refused the credential (HTTP 401).")
+                if status == 404 and session is not None and session.session_id is not None:
+                    raise SessionGone
                 length = response.content_length
                 if length is not None and length > cap:
                     raise too_large(self._max_result_bytes)
@@ -117,7 +194,7 @@ class DirectCalls:
                     found = None
                 if found is None or found.get("id") != request_id:
                     raise McpCallFailed(Failure.NO_ANSWER, f"The MCP app gave no answer (HTTP {status}).")
-                return found
+                return found, response.headers.get(MCP_SESSION_ID_HEADER)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, NonPublicAddress):
                 raise not_public() from None
