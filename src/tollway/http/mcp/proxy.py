@@ -5,6 +5,9 @@ caller's credential.
 - **Stateless**: every POST stands alone (no ``Mcp-Session-Id``), so any instance behind a load balancer serves any
   request and nothing is lost on a restart; answers are JSON. The SDK negotiates every protocol version it knows:
   the ``initialize`` handshake (2024-11-05 … 2025-11-25) and the per-request envelope of 2026-07-28.
+- **The fast path**: a POST with a single ``tools/call`` at a version the SDK serves is answered by ``fast_call.py``
+  without the SDK's per-request session (the same handler, ``McpProxy.call_tool``, and the SDK's per-version types);
+  everything else goes to the SDK's session manager, the body replayed.
 - **Access**: the key is checked per request before the SDK sees it (401 and an unknown or foreign slug's 404 are
   HTTP answers with the §3 body). Everything refused later is a JSON-RPC error whose ``data`` is the §3 body
   ``{"error": {message, type, code, param}}`` (plus ``retry_after`` seconds for 429 and 503): code -32602 for a

@@ -4,13 +4,19 @@ Streamable HTTP (the SDK negotiates the protocol version: ``server/discover``, e
 Cheap per request (the proxy's added latency, docs/performance.md): every session's HTTP client shares one
 connection pool and one TLS context (building a context reads the CA bundle, ~40 ms), and a server that answered
 ``server/discover`` (2026-07-28) has its result remembered for ``DISCOVERY_TTL_S``, so the next sessions adopt it
-and send only their request; any failure forgets it (the next session probes again). Servers that only know the
-``initialize`` handshake get it on every session: their sessions cannot be resumed by a stateless proxy.
+and send only their request; any failure forgets it (the next session probes again).
+
+``tools/call``, the hot method, needs no SDK session once the app is known (``exchange.py``): to a 2026-07-28 app it
+is one POST with the per-request envelope; an app that speaks only the ``initialize`` handshake gets one session per
+credential, opened once and kept (its ``Mcp-Session-Id`` and negotiated version on every later call; reopened when
+the app answers 404 to it). Listings, resources and prompts always take an SDK session.
 
 Limits: connecting (and listing) 15 s, one tool call ``TOLLWAY_MCP_CALL_TIMEOUT_S``, a result at most
 ``TOLLWAY_MCP_MAX_RESULT_BYTES``. Redirects are never followed (a 3xx fails the request as unreachable); the app's
-address follows §11.5 unless private URLs are allowed. Every failure becomes ``McpCallFailed`` naming whether the
-app answered, which decides billing in ``services/agents/mcp_calls.py``.
+address follows §11.5 unless private URLs are allowed, checked up front and again at each dial (``public_http.py``:
+the SDK's ``httpx2`` pool dials only addresses it checked, so a name rebound to a private address is refused).
+Every failure becomes ``McpCallFailed`` naming whether the app answered, which decides billing in
+``services/agents/mcp_calls.py``.
 """
 
 from __future__ import annotations
