@@ -49,6 +49,9 @@ from tollway.providers.public_http import NonPublicAddress, NonPublicConnect, pu
 
 T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0  # how long a server's ``server/discover`` result is reused before probing again
+# The app refused the envelope itself (it no longer speaks the version, or disagrees with its headers): what it speaks
+# is asked again on the next call.
+_ENVELOPE_REFUSALS = frozenset({types.UNSUPPORTED_PROTOCOL_VERSION, types.HEADER_MISMATCH})
 _MAX_SESSIONS = 10_000  # handshake-era sessions kept per process; forgotten all at once past this
 _POOL = httpx2.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=5.0)
 
@@ -141,7 +144,7 @@ class SdkMcpClient:
             try:
                 return await self._direct.call_tool(server, version, name, arguments)
             except McpCallFailed as exc:
-                if exc.failure is not Failure.RPC_ERROR:
+                if exc.failure is not Failure.RPC_ERROR or exc.code in _ENVELOPE_REFUSALS:
                     self._discovered.pop(server.url, None)
                 raise
         handshake_until = self._handshake_only.get(server.url)
