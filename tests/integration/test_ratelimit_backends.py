@@ -447,6 +447,11 @@ class FakeSource:
         await asyncio.sleep(0.01)
         return self.override, self.defaults
 
+    async def limits_of_many(self, end_users: list[tuple[str, str]]) -> dict[str, tuple[RateLimits | None, RateLimits]]:
+        self.loads += 1  # one query for all of them
+        await asyncio.sleep(0.01)
+        return {user: (self.override, self.defaults) for _platform, user in end_users}
+
 
 class MonotonicClock:
     def __init__(self) -> None:
