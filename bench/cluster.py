@@ -32,6 +32,17 @@ class Credentials:
     secret_key: str = field(default_factory=lambda: base64.b64encode(os.urandom(32)).decode())
 
 
+@dataclass(frozen=True)
+class Instance:
+    base: str  # http://127.0.0.1:port
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU the process has used so far, all its threads included."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait(process: subprocess.Popen[bytes], port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -47,8 +58,8 @@ def _wait(process: subprocess.Popen[bytes], port: int, timeout: float = 60) -> N
 @contextmanager
 def instances(
     database_url: str, count: int, credentials: Credentials, redis_url: str | None = None, pin: int | None = None
-) -> Iterator[list[str]]:
-    """``count`` instances; yields their base URLs. ``pin`` pins them all to one core (a lone instance on core 0
+) -> Iterator[list[Instance]]:
+    """``count`` instances. ``pin`` pins them all to one core (a lone instance on core 0
     leaves core 1 to the upstream and wrk); unpinned, the kernel spreads them over the cores."""
     work = Path(tempfile.mkdtemp(prefix="tollway-scale-"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -72,7 +83,8 @@ def instances(
             argv = [TOLLWAY, "serve"]
             processes.append(subprocess.Popen(pinned(pin, argv) if pin is not None else argv, env=env))
             _wait(processes[-1], port)  # one at a time: the first applies the migrations
-        yield [f"http://127.0.0.1:{port}" for port in ports]
+        # taskset execs tollway: each process is the instance itself.
+        yield [Instance(f"http://127.0.0.1:{port}", p.pid) for port, p in zip(ports, processes, strict=True)]
     finally:
         for process in processes:
             process.terminate()

@@ -37,7 +37,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import walletlock
-from bench.cluster import TOLLWAY, Credentials, instances
+from bench.cluster import TOLLWAY, Credentials, Instance, instances
 from bench.crowd import CROWD_LIMITS, ROTATED_KEYS, Crowd, WrkResult, seed_crowd, wrk_rotating
 from bench.run import BODY, ROOT, free_port, latency_block, pinned, seed, wait_port
 from tests.support.redis_server import RedisServer, redis_binary
@@ -54,7 +54,8 @@ def gateway(
     database_url: str, upstream_port: int, redis_url: str | None, credentials: Credentials
 ) -> Iterator[dict[str, str]]:
     """One seeded instance pinned to core 0; yields its chat URL and the end-user key of the bench's seed."""
-    with instances(database_url, 1, credentials, redis_url, pin=0) as [base]:
+    with instances(database_url, 1, credentials, redis_url, pin=0) as [instance]:
+        base = instance.base
         upstream = f"http://127.0.0.1:{upstream_port}/v1"
         _key, user_key = asyncio.run(seed(base, credentials.admin_key, upstream, "fake/default", CROWD_LIMITS))
         yield {"url": base + "/v1/chat/completions", "user_key": user_key}
@@ -112,15 +113,15 @@ async def _interleaved(
 # -- 2. Many end users, 1/2/4 instances ------------------------------------------------------------------------------
 
 
-def split_load(bases: list[str], keys: list[str], seconds: int) -> WrkResult:
+def split_load(nodes: list[Instance], keys: list[str], seconds: int) -> WrkResult:
     """``CONNECTIONS`` spread evenly over the instances, one wrk each on core 1: the requests per second add up;
     the tail is the worst instance's."""
-    each = CONNECTIONS // len(bases)
-    with ThreadPoolExecutor(len(bases)) as pool:
+    each = CONNECTIONS // len(nodes)
+    with ThreadPoolExecutor(len(nodes)) as pool:
         runs = list(
             pool.map(
-                lambda base: wrk_rotating(base + "/v1/chat/completions", keys, BODY, seconds, each, pinned(1, [])),
-                bases,
+                lambda node: wrk_rotating(node.base + "/v1/chat/completions", keys, BODY, seconds, each, pinned(1, [])),
+                nodes,
             )
         )
     return WrkResult(
@@ -132,18 +133,27 @@ def split_load(bases: list[str], keys: list[str], seconds: int) -> WrkResult:
     )
 
 
-def crowd_throughput(bases: list[str], crowd: Crowd) -> dict[str, Any]:
+def measured_load(nodes: list[Instance], keys: list[str], seconds: int) -> dict[str, Any]:
+    """``split_load``, with the instances' CPU per answered request: a figure the other work on a shared machine
+    moves far less than requests per second."""
+    before = sum(node.cpu_seconds() for node in nodes)
+    result = split_load(nodes, keys, seconds)
+    used = sum(node.cpu_seconds() for node in nodes) - before
+    return {**asdict(result), "cpu_us_per_request": used / max(1.0, result.rps * seconds) * 1e6}
+
+
+def crowd_throughput(nodes: list[Instance], crowd: Crowd) -> dict[str, Any]:
     """A warm-up over the 50 keys (every instance's caches and pools), then one end user's key, then 50 of them."""
-    split_load(bases, crowd.user_keys[:ROTATED_KEYS], 3)
-    one = split_load(bases, crowd.user_keys[:1], SECONDS)
-    fifty = split_load(bases, crowd.user_keys[:ROTATED_KEYS], SECONDS)
-    return {"one_key": asdict(one), "fifty_keys": asdict(fifty), "keys_ratio": fifty.rps / one.rps}
+    split_load(nodes, crowd.user_keys[:ROTATED_KEYS], 3)
+    one = measured_load(nodes, crowd.user_keys[:1], SECONDS)
+    fifty = measured_load(nodes, crowd.user_keys[:ROTATED_KEYS], SECONDS)
+    return {"one_key": one, "fifty_keys": fifty, "keys_ratio": fifty["rps"] / one["rps"]}
 
 
-def seeded(bases: list[str], upstream_port: int, credentials: Credentials) -> Crowd:
+def seeded(nodes: list[Instance], upstream_port: int, credentials: Credentials) -> Crowd:
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
-    asyncio.run(seed(bases[0], credentials.admin_key, upstream, "fake/default", CROWD_LIMITS))
-    return asyncio.run(seed_crowd(bases[0], credentials.admin_key))
+    asyncio.run(seed(nodes[0].base, credentials.admin_key, upstream, "fake/default", CROWD_LIMITS))
+    return asyncio.run(seed_crowd(nodes[0].base, credentials.admin_key))
 
 
 def sqlite_crowd(upstream_port: int) -> dict[str, Any]:
@@ -154,11 +164,11 @@ def sqlite_crowd(upstream_port: int) -> dict[str, Any]:
     database = f"sqlite:///{work / 'bench.db'}"
     try:
         stage("embedded SQLite: seeding 1,000 end users")
-        with instances(database, 1, credentials, pin=0) as bases:
-            crowd = seeded(bases, upstream_port, credentials)
+        with instances(database, 1, credentials, pin=0) as nodes:
+            crowd = seeded(nodes, upstream_port, credentials)
         stage("embedded SQLite, 1 instance")
-        with instances(database, 1, credentials, pin=0) as bases:
-            return crowd_throughput(bases, crowd)
+        with instances(database, 1, credentials, pin=0) as nodes:
+            return crowd_throughput(nodes, crowd)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -169,16 +179,16 @@ def postgres_crowd(upstream_port: int, redis: RedisServer, postgres: PostgresSer
     credentials = Credentials()
     template = postgres.new_database()
     stage("PostgreSQL: seeding 1,000 end users")
-    with instances(template, 1, credentials, redis.url) as bases:
-        crowd = seeded(bases, upstream_port, credentials)
+    with instances(template, 1, credentials, redis.url) as nodes:
+        crowd = seeded(nodes, upstream_port, credentials)
     runs: dict[str, Any] = {}
     for count in INSTANCE_COUNTS:
         stage(f"PostgreSQL + Redis, {count} instance(s)")
         database = _copy_database(postgres, template, f"scale_{count}")
-        with instances(database, count, credentials, redis.url, pin=0 if count == 1 else None) as bases:
-            runs[f"instances_{count}"] = crowd_throughput(bases, crowd)
+        with instances(database, count, credentials, redis.url, pin=0 if count == 1 else None) as nodes:
+            runs[f"instances_{count}"] = crowd_throughput(nodes, crowd)
             asyncio.run(walletlock.install(database))
-            split_load(bases, crowd.user_keys[:ROTATED_KEYS], PROBE_SECONDS)
+            split_load(nodes, crowd.user_keys[:ROTATED_KEYS], PROBE_SECONDS)
             runs[f"instances_{count}"]["wallet_lock"] = asyncio.run(walletlock.collect(database))
     return runs
 
@@ -222,7 +232,7 @@ def ratios(sqlite: dict[str, Any], pg: dict[str, Any] | None) -> dict[str, Any]:
 
 def _cell(run: dict[str, Any]) -> str:
     errors = f", {run['socket_errors']} without answer" if run["socket_errors"] else ""
-    return f"{run['rps']:.0f} req/s (p99 {run['p99_ms']:.0f} ms{errors})"
+    return f"{run['rps']:.0f} req/s, {run['cpu_us_per_request']:.0f} µs CPU (p99 {run['p99_ms']:.0f} ms{errors})"
 
 
 def crowd_rows(results: dict[str, Any]) -> str:
@@ -233,7 +243,10 @@ def crowd_rows(results: dict[str, Any]) -> str:
             rows.append(f"| PostgreSQL + Redis, {count} instance(s) | not measured: {results['skipped']} | | | |")
             continue
         lock = run["wallet_lock"]
-        lock_cell = f"{lock['p50_ms']:.2f} / {lock['p99_ms']:.2f} ms ({lock['transactions']:.0f} transactions)"
+        lock_cell = (
+            f"{lock['p50_ms']:.2f} / {lock['p99_ms']:.2f} ms (transactions {lock['transaction_p50_ms']:.1f} / "
+            f"{lock['transaction_p99_ms']:.1f} ms, {lock['transactions']:.0f} of them)"
+        )
         rows.append(
             f"| PostgreSQL + Redis, {count} instance{'s' if count > 1 else ''} | {_crowd_cells(run)} | {lock_cell} |"
         )
@@ -272,15 +285,17 @@ def write_report(results: dict[str, Any]) -> None:
 | added p99, concurrency 1 | +{lim["in_process"]["end_user_added_p99_ms"]:.3f} ms | +{lim["redis"]["end_user_added_p99_ms"]:.3f} ms | | |"""
     )
     table = f"""<!-- scale:start -->
-Last run: {results["when"]} ({results["cpus"]} cores). End-user path with RPM, RPD and TPM limits set.
+Last run: {results["when"]} ({results["cpus"]} cores; load average {results["load"]}: other processes shared the
+machine). End-user path with RPM, RPD and TPM limits set.
 
 {limiter}
 
 One platform with 1,000 end users (budget, rate limits, 15 % markup each); wrk at concurrency {CONNECTIONS} for
 {SECONDS} s rotating over one end user's key, then over {ROTATED_KEYS} of them; instances are separate processes,
-each loaded by its own wrk with {CONNECTIONS} ÷ N connections. Wallet row lock: p50 / p99 of the time from the start
-of each transaction that changed the platform's wallet row to its commit, {PROBE_SECONDS} s over {ROTATED_KEYS} keys
-(bench/walletlock.py).
+each loaded by its own wrk with {CONNECTIONS} ÷ N connections. µs CPU: the instances' CPU time per answered request
+(PostgreSQL's and Redis's not included). Wallet row lock: p50 / p99 of the time from the start of each transaction
+that changed the platform's wallet row (or the previous holder's commit, when it queued) to its commit, and of the
+whole transactions, {PROBE_SECONDS} s over {ROTATED_KEYS} keys (bench/walletlock.py).
 
 | Configuration | one key | {ROTATED_KEYS} of 1,000 keys | {ROTATED_KEYS} keys ÷ one | wallet row lock p50 / p99 |
 |---|---|---|---|---|
@@ -306,6 +321,7 @@ def main() -> None:
         print(
             f"bench-scale: {' and '.join(skipped)} not installed: SKIPPING the PostgreSQL + Redis figures", flush=True
         )
+    loaded_at_start = os.getloadavg()[0]
     upstream_port = free_port()
     upstream = subprocess.Popen(
         pinned(1, [TOLLWAY, "fake-upstream", "--port", str(upstream_port)]), stdout=subprocess.DEVNULL
@@ -335,6 +351,7 @@ def main() -> None:
         if postgres is not None:
             postgres.stop()
     results["ratios"] = ratios(results["sqlite"], results["postgres"])
+    results["load"] = f"{loaded_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     write_report(results)
     print(json.dumps(results, indent=2))
 

@@ -5,11 +5,14 @@ A row lock is held from the statement that takes it (``SELECT … FOR UPDATE`` o
 transaction, and PostgreSQL keeps no statistics of row-lock hold times (``pg_locks`` shows a row lock only while
 someone waits for it). So the probe asks PostgreSQL's own clock: a deferred constraint trigger on ``wallets`` fires
 at the COMMIT of every transaction that changed a wallet row and notes the transaction's start (``now()``) and the
-moment of the commit (``clock_timestamp()``), microsecond timestamps of the server. Their difference bounds the
-lock's hold from above: the lock cannot be taken before the transaction starts, and is released once the commit
-record is written (on the bench's server, with ``fsync=off``, microseconds after the trigger). It covers whatever
-the gateway does while the lock is held (its own CPU between statements included), which statement timings such
-as ``pg_stat_statements`` would miss. A transaction that locks a wallet row without changing it is not seen.
+moment of the commit (``clock_timestamp()``), microsecond timestamps of the server. The lock cannot be taken before
+the transaction starts, nor before the previous holder of the same row commits (it is exclusive), and it is
+released once the commit record is written (on the bench's server, with ``fsync=off``, microseconds after the
+trigger): so ``commit − max(start, previous commit on the row)`` bounds each hold from above, without the time
+spent queueing for the lock (reported apart, as the transaction's duration). It covers whatever the gateway does
+while the lock is held (its own CPU between statements included), which statement timings such as
+``pg_stat_statements`` would miss. A transaction that locks a wallet row without changing it is not seen (it only
+makes the bound looser).
 
 The trigger is installed only for the probe run and costs one insert into an unlogged table per transaction.
 """
@@ -21,11 +24,11 @@ import asyncpg
 _INSTALL = """
 CREATE SCHEMA IF NOT EXISTS bench_probe;
 CREATE UNLOGGED TABLE IF NOT EXISTS bench_probe.wallet_locks (
-    xid xid8 NOT NULL, began timestamptz NOT NULL, committing timestamptz NOT NULL
+    wallet_id text NOT NULL, xid xid8 NOT NULL, began timestamptz NOT NULL, committing timestamptz NOT NULL
 );
 CREATE OR REPLACE FUNCTION bench_probe.note_wallet_lock() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO bench_probe.wallet_locks VALUES (pg_current_xact_id(), now(), clock_timestamp());
+    INSERT INTO bench_probe.wallet_locks VALUES (NEW.id::text, pg_current_xact_id(), now(), clock_timestamp());
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS bench_probe_wallet_lock ON wallets;
@@ -38,16 +41,26 @@ DROP TRIGGER IF EXISTS bench_probe_wallet_lock ON wallets;
 DROP SCHEMA IF EXISTS bench_probe CASCADE;
 """
 
-# One row per transaction: a transaction that changed the row twice fired the trigger twice, at the same commit.
+# One row per transaction and wallet (a transaction that changed the row twice fired the trigger twice, at the same
+# commit). ``transaction_ms``: start to commit, which includes any wait for the lock. ``held_ms`` removes that wait:
+# the lock is exclusive, so a transaction got it no earlier than the commit of the one before it on the same row.
 _SUMMARY = """
+WITH per_transaction AS (
+    SELECT wallet_id, min(began) AS began, max(committing) AS committing
+    FROM bench_probe.wallet_locks GROUP BY wallet_id, xid
+), timed AS (
+    SELECT extract(epoch FROM committing - began) * 1000 AS transaction_ms,
+           extract(epoch FROM committing - greatest(began, coalesce(
+               lag(committing) OVER (PARTITION BY wallet_id ORDER BY committing), began))) * 1000 AS held_ms
+    FROM per_transaction
+)
 SELECT count(*) AS transactions,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY held_ms) AS p50_ms,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY held_ms) AS p99_ms,
-       max(held_ms) AS max_ms
-FROM (
-    SELECT extract(epoch FROM max(committing) - min(began)) * 1000 AS held_ms
-    FROM bench_probe.wallet_locks GROUP BY xid
-) AS per_transaction
+       max(held_ms) AS max_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY transaction_ms) AS transaction_p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY transaction_ms) AS transaction_p99_ms
+FROM timed
 """
 
 
@@ -72,4 +85,5 @@ async def collect(database_url: str) -> dict[str, float]:
     finally:
         await connection.close()
     assert row is not None and row["transactions"], "no transaction changed a wallet row during the probe"
-    return {name: float(row[name]) for name in ("transactions", "p50_ms", "p99_ms", "max_ms")}
+    names = ("transactions", "p50_ms", "p99_ms", "max_ms", "transaction_p50_ms", "transaction_p99_ms")
+    return {name: float(row[name]) for name in names}
