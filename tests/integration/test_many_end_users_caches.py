@@ -1,6 +1,7 @@
 """The hot path's per-end-user caches with many end users in use (issue 18), on the real SQL stores (SQLite and
 PostgreSQL): background refreshes of keys and of rate limits are gathered into one query, not one per end user,
-and still carry every change (a revoked key, a new override) within the caches' lifetime."""
+keep what is in use fresh without waiting for a request, and still carry every change (a revoked key, a new
+override) within the caches' lifetime."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ async def test_key_refreshes_of_many_end_users_are_one_query_and_drop_a_revoked_
     crowd: Crowd, statements: list[str]
 ) -> None:
     clock = Clock()
-    auth = Authenticator(KeyStore(crowd.engine), _no_operator, 0, clock=clock)
+    auth = Authenticator(KeyStore(crowd.engine), _no_operator, 0, clock=clock, keep_fresh_s=0)
     for user, _key, raw in crowd.users:
         assert (await auth.authenticate_key(raw, "127.0.0.1")).end_user_id == user
     assert sum("api_keys" in s for s in statements) == USERS  # first sight: one lookup each
@@ -113,7 +114,7 @@ async def test_limit_reloads_of_many_end_users_are_gathered_and_see_a_new_overri
     crowd: Crowd, statements: list[str]
 ) -> None:
     clock, store = Clock(), RateOverrideStore(crowd.engine)
-    cache = LimitCache(store, clock=clock)
+    cache = LimitCache(store, clock=clock, keep_fresh_s=0)
     for user, _key, _raw in crowd.users:
         assert (await cache.get(crowd.platform_id, user)).limits == RateLimits()
     changed = crowd.users[3][0]
@@ -139,7 +140,7 @@ async def test_a_request_waiting_for_a_gathered_reload_does_not_wait_for_the_gat
     """An entry that expires while its reload is still gathering company: the request starts the reload at once
     and shares it, instead of waiting out the gathering or loading a second time."""
     clock, store = Clock(), RateOverrideStore(crowd.engine)
-    cache = LimitCache(store, clock=clock, gather_s=60)
+    cache = LimitCache(store, clock=clock, gather_s=60, keep_fresh_s=0)
     user = crowd.users[0][0]
     await cache.get(crowd.platform_id, user)
     clock.now += CACHE_TTL_S - 0.01
@@ -153,3 +154,47 @@ async def test_a_request_waiting_for_a_gathered_reload_does_not_wait_for_the_gat
     assert (await cache.get(crowd.platform_id, user)).limits == RateLimits(rpm=3)
     assert loop.time() - started < 30  # not held back by the 60 s gathering window
     assert len(statements) == 2  # one reload (two statements), shared
+
+
+async def test_keys_in_use_stay_fresh_between_requests(crowd: Crowd, statements: list[str]) -> None:
+    """The cache's clock stands still, so an entry never expires here: only the refreshes that keep used keys fresh,
+    with no request in between, can drop a revoked key."""
+    clock = Clock()
+    auth = Authenticator(KeyStore(crowd.engine), _no_operator, 0, clock=clock)
+    for _user, _key, raw in crowd.users:
+        await auth.authenticate_key(raw, "127.0.0.1")
+    clock.now += REFRESH_AFTER_S + 0.01
+    for _user, _key, raw in crowd.users:  # queues the first gathered refresh
+        await auth.authenticate_key(raw, "127.0.0.1")
+    await asyncio.sleep(0.3)
+    _user, revoked_key, revoked_raw = crowd.users[0]
+    assert await ApiKeyStore(crowd.engine).revoke(crowd.platform_id, revoked_key, datetime.now(UTC))
+    statements.clear()
+
+    await asyncio.sleep(1.2)  # no request: the next refreshes come by themselves, every ~0.5 s, one query each
+
+    refreshes = sum("api_keys" in s for s in statements)
+    assert 1 <= refreshes <= 3, statements
+    with pytest.raises(AuthenticationError):
+        await auth.authenticate_key(revoked_raw, "127.0.0.1")
+    assert (await auth.authenticate_key(crowd.users[1][2], "127.0.0.1")).end_user_id == crowd.users[1][0]
+
+
+async def test_limits_in_use_stay_fresh_between_requests(crowd: Crowd, statements: list[str]) -> None:
+    clock, store = Clock(), RateOverrideStore(crowd.engine)
+    cache = LimitCache(store, clock=clock)
+    for user, _key, _raw in crowd.users:
+        await cache.get(crowd.platform_id, user)
+    clock.now += CACHE_TTL_S / 2 + 0.01
+    for user, _key, _raw in crowd.users:  # queues the first gathered reload
+        await cache.get(crowd.platform_id, user)
+    await asyncio.sleep(0.3)
+    changed = crowd.users[5][0]
+    assert await store.put(crowd.platform_id, changed, RateLimits(rpm=4), datetime.now(UTC))
+    statements.clear()
+
+    await asyncio.sleep(1.2)  # no request: the reloads come by themselves, two statements each
+
+    assert 2 <= len(statements) <= 6, statements
+    assert (await cache.get(crowd.platform_id, changed)).limits == RateLimits(rpm=4)
+    assert (await cache.get(crowd.platform_id, crowd.users[6][0])).limits == RateLimits()

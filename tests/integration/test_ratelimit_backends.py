@@ -520,7 +520,7 @@ async def test_platform_keys_and_unlimited_end_users_skip_the_backend() -> None:
 
 async def test_limit_cache_lives_under_a_second_shares_loads_and_invalidates() -> None:
     source, clock = FakeSource(), MonotonicClock()
-    cache = LimitCache(source, clock=clock)
+    cache = LimitCache(source, clock=clock, keep_fresh_s=0)  # no reloads but those the reads start
     results = await asyncio.gather(*(cache.get("p", "u") for _ in range(50)))
     assert source.loads == 1 and {r.resolution for r in results} == {Resolution.NONE}
     source.override = RateLimits(rpm=5)

@@ -27,6 +27,10 @@ REFRESH_AFTER_S = 0.5  # looked up again in the background from here on
 # Background lookups are gathered for this long and made in one query: with many end users' keys in use, a query
 # per key and refresh (two a second each) cost a third of a busy instance's CPU on SQLite (issue 18).
 REFRESH_GATHER_S = 0.05
+# A key used within this long is kept fresh by the gathered refreshes themselves, request or not: when requests
+# for a key come further apart than its entry lives (many end users, traffic spread over instances), each one would
+# otherwise find its entry expired and wait for its own lookup.
+KEEP_FRESH_S = 10.0
 _TOUCH_EVERY_S = 60.0
 _FAILURE_WINDOW_S = 60.0
 _OPERATOR_REFRESH_S = 0.9
@@ -40,9 +44,11 @@ class Authenticator:
         operator_digest: Callable[[], Awaitable[bytes | None]],
         failure_limit: int,
         clock: Callable[[], float] = time.monotonic,
+        keep_fresh_s: float = KEEP_FRESH_S,
     ) -> None:
         self._keys = keys
         self._clock = clock
+        self._keep_fresh_s = keep_fresh_s
         self._operator_digest_source = operator_digest
         self._operator_digest: bytes | None = None
         self._operator_checked_at = float("-inf")
@@ -52,7 +58,8 @@ class Authenticator:
         self._touched: dict[str, float] = {}
         self._failures: dict[str, deque[float]] = {}
         self.pending_touches: set[str] = set()
-        self._due: dict[bytes, str] = {}  # digest -> raw key, waiting for the next gathered refresh
+        self._due: dict[bytes, bool] = {}  # digest -> shaped like the operator key; waiting for the next refresh
+        self._used: dict[bytes, float] = {}  # digest -> when a request last presented it
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._refreshes: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by invalidate(): a refresh begun before it must not write back
@@ -82,7 +89,8 @@ class Authenticator:
             cached_at, principal, expires_mono = cached
             if now - cached_at < POSITIVE_CACHE_S and (expires_mono is None or now < expires_mono):
                 if now - cached_at >= REFRESH_AFTER_S and digest not in self._due:
-                    self._queue_refresh(raw, digest)
+                    self._queue_refresh(digest, raw.startswith("sk-admin_"))
+                self._used[digest] = now
                 self._note_use(principal, now)
                 return principal
             del self._cache[digest]
@@ -92,12 +100,14 @@ class Authenticator:
             raise AuthenticationError()
         if len(self._cache) > 100_000:
             self._cache.clear()
+            self._used.clear()
         self._cache[digest] = (now, found, expires_mono)
+        self._used[digest] = now
         self._note_use(found, now)
         return found
 
-    def _queue_refresh(self, raw: str, digest: bytes) -> None:
-        self._due[digest] = raw
+    def _queue_refresh(self, digest: bytes, operator_shaped: bool) -> None:
+        self._due[digest] = operator_shaped
         if self._refresh_timer is None:
             loop = asyncio.get_running_loop()
             self._refresh_timer = loop.call_later(REFRESH_GATHER_S, self._start_refresh)
@@ -109,10 +119,16 @@ class Authenticator:
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
-    async def _refresh(self, due: dict[bytes, str]) -> None:
+    def _requeue(self, keep: dict[bytes, bool]) -> None:
+        for digest, operator_shaped in keep.items():
+            if digest in self._cache and digest not in self._due:
+                self._queue_refresh(digest, operator_shaped)
+
+    async def _refresh(self, due: dict[bytes, bool]) -> None:
         """Refresh-ahead (as ``services/freshness.py``), gathered: the keys are looked up again in one query while
         their cached principals are still served; a key that is gone is dropped, so its next request is refused.
-        While a key waits here it is not queued again, so a lookup that fails is retried by the next request."""
+        While a key waits here it is not queued again, so a lookup that fails is retried by the next request. Keys
+        used within ``keep_fresh_s`` are queued again for when their new entries pass ``REFRESH_AFTER_S``."""
         started = self._clock()
         generation = self._generation
         try:
@@ -123,24 +139,31 @@ class Authenticator:
             return
         if generation != self._generation:
             return
-        for digest, raw in due.items():
-            found, expires_mono = self._resolve(raw, digest, operator, records.get(digest), started)
+        keep: dict[bytes, bool] = {}
+        for digest, operator_shaped in due.items():
+            found, expires_mono = self._resolve(operator_shaped, digest, operator, records.get(digest), started)
             if found is None:
                 self._cache.pop(digest, None)
             else:
                 self._cache[digest] = (started, found, expires_mono)
+            if found is not None and started - self._used.get(digest, float("-inf")) < self._keep_fresh_s:
+                keep[digest] = operator_shaped
+            else:
+                self._used.pop(digest, None)
+        if keep:
+            asyncio.get_running_loop().call_later(REFRESH_AFTER_S - REFRESH_GATHER_S, self._requeue, keep)
 
     async def _lookup(self, raw: str, digest: bytes, now: float) -> tuple[Principal | None, float | None]:
         operator = await self._current_operator_digest(now)
         record = await self._keys.find_active(digest)
-        return self._resolve(raw, digest, operator, record, now)
+        return self._resolve(raw.startswith("sk-admin_"), digest, operator, record, now)
 
     def _resolve(
-        self, raw: str, digest: bytes, operator: bytes | None, record: KeyRecord | None, now: float
+        self, operator_shaped: bool, digest: bytes, operator: bytes | None, record: KeyRecord | None, now: float
     ) -> tuple[Principal | None, float | None]:
         # Same code path for every key: the operator comparison runs for all of them, in constant time.
         is_operator = hmac.compare_digest(digest, operator or _DUMMY_DIGEST) and operator is not None
-        if is_operator and raw.startswith("sk-admin_"):
+        if is_operator and operator_shaped:
             return Principal(kind=KeyKind.OPERATOR, key_id=None), None
         if record is None:
             return None, None

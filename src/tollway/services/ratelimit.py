@@ -41,6 +41,10 @@ _CACHE_SWEEP_SIZE: Final = 4096
 # Background reloads are gathered for this long and made in one query: with many end users in use, a query per end
 # user and reload (two a second each) cost a large part of a busy instance's CPU on SQLite (issue 18).
 RELOAD_GATHER_S: Final = 0.05
+# An end user seen within this long is kept fresh by the gathered reloads themselves, request or not (as
+# services/auth.py does for keys): with traffic spread over many end users and instances, requests for one end user
+# come further apart than its entry lives, and each would otherwise wait for its own load.
+KEEP_FRESH_S: Final = 10.0
 
 
 # -- limits of an end user --------------------------------------------------------------------------------------
@@ -60,10 +64,13 @@ class LimitCache:
         ttl_s: float = CACHE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         gather_s: float = RELOAD_GATHER_S,
+        keep_fresh_s: float = KEEP_FRESH_S,
     ) -> None:
         self._source = source
         self._ttl_s = ttl_s
         self._gather_s = gather_s
+        self._keep_fresh_s = keep_fresh_s
+        self._used: dict[str, float] = {}  # end user -> when a request last read its limits
         self._clock = clock
         self._entries: dict[str, tuple[float, EffectiveLimits]] = {}
         self._loading: dict[str, asyncio.Future[EffectiveLimits]] = {}
@@ -73,9 +80,11 @@ class LimitCache:
         self._generation = 0
 
     async def get(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
+        now = self._clock()
+        self._used[end_user_id] = now
         cached = self._entries.get(end_user_id)
         if cached is not None:
-            remaining = cached[0] - self._clock()
+            remaining = cached[0] - now
             if remaining > 0:
                 if remaining <= self._ttl_s / 2 and end_user_id not in self._loading:
                     self._queue_reload(platform_id, end_user_id)
@@ -129,11 +138,23 @@ class LimitCache:
             for end_user_id, (_platform_id, future) in due.items():
                 self._settle(end_user_id, future, error)
             return
-        for end_user_id, (_platform_id, future) in due.items():
+        keep: list[tuple[str, str]] = []
+        for end_user_id, (platform_id, future) in due.items():
             effective = resolve_limits(*found[end_user_id])
             if generation == self._generation:
                 self._store(end_user_id, started, effective)
             self._settle(end_user_id, future, effective)
+            if started - self._used.get(end_user_id, float("-inf")) < self._keep_fresh_s:
+                keep.append((platform_id, end_user_id))
+            else:
+                self._used.pop(end_user_id, None)
+        if keep:  # queued again for when the new entries pass half their life
+            asyncio.get_running_loop().call_later(max(0.0, self._ttl_s / 2 - self._gather_s), self._requeue, keep)
+
+    def _requeue(self, keep: list[tuple[str, str]]) -> None:
+        for platform_id, end_user_id in keep:
+            if end_user_id in self._entries and end_user_id not in self._loading:
+                self._queue_reload(platform_id, end_user_id)
 
     def _settle(
         self, end_user_id: str, future: asyncio.Future[EffectiveLimits], outcome: EffectiveLimits | Exception
@@ -151,6 +172,7 @@ class LimitCache:
         if len(self._entries) >= _CACHE_SWEEP_SIZE:
             now = self._clock()
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._used = {k: v for k, v in self._used.items() if now - v < self._keep_fresh_s}
         self._entries[end_user_id] = (started + self._ttl_s, effective)
 
     def invalidate(self, end_user_id: str | None = None) -> None:
