@@ -60,6 +60,8 @@ class Authenticator:
         self.pending_touches: set[str] = set()
         self._due: dict[bytes, bool] = {}  # digest -> shaped like the operator key; waiting for the next refresh
         self._used: dict[bytes, float] = {}  # digest -> when a request last presented it
+        self._kept: dict[bytes, bool] = {}  # kept fresh: queued again when ``_keep_timer`` fires
+        self._keep_timer: asyncio.TimerHandle | None = None
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._refreshes: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by invalidate(): a refresh begun before it must not write back
@@ -103,6 +105,8 @@ class Authenticator:
             self._used.clear()
         self._cache[digest] = (now, found, expires_mono)
         self._used[digest] = now
+        if self._keep_fresh_s > 0:  # kept fresh from now on while in use, even if requests come seconds apart
+            self._keep({digest: raw.startswith("sk-admin_")})
         self._note_use(found, now)
         return found
 
@@ -119,8 +123,17 @@ class Authenticator:
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
-    def _requeue(self, keep: dict[bytes, bool]) -> None:
-        for digest, operator_shaped in keep.items():
+    def _keep(self, keys: dict[bytes, bool]) -> None:
+        """Queue ``keys`` again once they near the refresh point; keys kept meanwhile join the same refresh."""
+        self._kept.update(keys)
+        if self._keep_timer is None:
+            loop = asyncio.get_running_loop()
+            self._keep_timer = loop.call_later(REFRESH_AFTER_S - REFRESH_GATHER_S, self._requeue)
+
+    def _requeue(self) -> None:
+        self._keep_timer = None
+        kept, self._kept = self._kept, {}
+        for digest, operator_shaped in kept.items():
             if digest in self._cache and digest not in self._due:
                 self._queue_refresh(digest, operator_shaped)
 
@@ -151,7 +164,7 @@ class Authenticator:
             else:
                 self._used.pop(digest, None)
         if keep:
-            asyncio.get_running_loop().call_later(REFRESH_AFTER_S - REFRESH_GATHER_S, self._requeue, keep)
+            self._keep(keep)
 
     async def _lookup(self, raw: str, digest: bytes, now: float) -> tuple[Principal | None, float | None]:
         operator = await self._current_operator_digest(now)

@@ -71,6 +71,8 @@ class LimitCache:
         self._gather_s = gather_s
         self._keep_fresh_s = keep_fresh_s
         self._used: dict[str, float] = {}  # end user -> when a request last read its limits
+        self._kept: dict[str, str] = {}  # end user -> platform, queued again when ``_keep_timer`` fires
+        self._keep_timer: asyncio.TimerHandle | None = None
         self._clock = clock
         self._entries: dict[str, tuple[float, EffectiveLimits]] = {}
         self._loading: dict[str, asyncio.Future[EffectiveLimits]] = {}
@@ -110,6 +112,8 @@ class LimitCache:
         effective = resolve_limits(override, defaults)
         if generation == self._generation:
             self._store(end_user_id, started, effective)
+            if self._keep_fresh_s > 0:  # kept fresh from now on while in use, even if requests come seconds apart
+                self._keep({end_user_id: platform_id})
         return effective
 
     def _queue_reload(self, platform_id: str, end_user_id: str) -> None:
@@ -138,21 +142,31 @@ class LimitCache:
             for end_user_id, (_platform_id, future) in due.items():
                 self._settle(end_user_id, future, error)
             return
-        keep: list[tuple[str, str]] = []
+        keep: dict[str, str] = {}
         for end_user_id, (platform_id, future) in due.items():
             effective = resolve_limits(*found[end_user_id])
             if generation == self._generation:
                 self._store(end_user_id, started, effective)
             self._settle(end_user_id, future, effective)
             if started - self._used.get(end_user_id, float("-inf")) < self._keep_fresh_s:
-                keep.append((platform_id, end_user_id))
+                keep[end_user_id] = platform_id
             else:
                 self._used.pop(end_user_id, None)
-        if keep:  # queued again for when the new entries pass half their life
-            asyncio.get_running_loop().call_later(max(0.0, self._ttl_s / 2 - self._gather_s), self._requeue, keep)
+        if keep:
+            self._keep(keep)
 
-    def _requeue(self, keep: list[tuple[str, str]]) -> None:
-        for platform_id, end_user_id in keep:
+    def _keep(self, end_users: dict[str, str]) -> None:
+        """Queue these end users (id -> platform) again once their entries near half their life; end users kept
+        meanwhile join the same reload."""
+        self._kept.update(end_users)
+        if self._keep_timer is None:
+            delay = max(0.0, self._ttl_s / 2 - self._gather_s)
+            self._keep_timer = asyncio.get_running_loop().call_later(delay, self._requeue)
+
+    def _requeue(self) -> None:
+        self._keep_timer = None
+        kept, self._kept = self._kept, {}
+        for end_user_id, platform_id in kept.items():
             if end_user_id in self._entries and end_user_id not in self._loading:
                 self._queue_reload(platform_id, end_user_id)
 
