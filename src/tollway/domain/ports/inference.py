@@ -16,6 +16,10 @@ from tollway.domain.threads import Deletion, Thread, ThreadLease
 class KeyLookup(Protocol):
     async def find_active(self, digest: bytes) -> KeyRecord | None: ...
 
+    async def find_active_many(self, digests: list[bytes]) -> dict[bytes, KeyRecord]:
+        """``find_active`` of several keys in one query (by digest; a key that is not live is absent)."""
+        ...
+
     async def find_active_by_id(self, key_id: str) -> KeyRecord | None:
         """The same conditions as ``find_active`` (live key, platform and end user), by the key's id."""
         ...
