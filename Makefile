@@ -51,13 +51,16 @@ check: $(BIN)/.installed
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	cd sdk/python && ../../$(BIN)/ruff check src tests && ../../$(BIN)/ruff format --check src tests && ../../$(BIN)/mypy
+	cd sdk/python && ../../$(BIN)/ruff check src tests scripts && ../../$(BIN)/ruff format --check src tests scripts && ../../$(BIN)/mypy
 
 ## bench: added latency and throughput of Tollway against direct-to-upstream; writes docs/performance.md
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 
-## bench-scale: Redis against in-process rate limits, and 1 against 2 workers (PostgreSQL + Redis)
+## bench-scale: Redis against in-process rate limits; one platform with 1,000 end users, wrk over 50 of their keys
+## beside one, on embedded SQLite and on PostgreSQL + Redis with 1, 2 and 4 instances, and the wallet row's lock hold
+## time (about 6 minutes; writes bench/results/scale.json and docs/performance.md; without the PostgreSQL or Redis
+## binaries it says so and measures SQLite only)
 bench-scale: $(BIN)/.installed
 	$(BIN)/python bench/scale.py
 

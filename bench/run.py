@@ -29,6 +29,10 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench.crowd needs the root
+
+from bench.crowd import ROTATED_KEYS, seed_crowd, wrk_rotating
+
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 64}
 # The embeddings line: one input, as the openai SDK sends it by default (base64 vectors, passed through).
@@ -314,6 +318,27 @@ def wrk_run(
     return float(match.group(1)), (p50, p99, p999)
 
 
+def measure_crowd(base: str, admin_key: str, seconds: int) -> dict[str, float]:
+    """The end-user path at concurrency 32 as platforms load it (issue 18): a platform with 1,000 end users, wrk
+    rotating over 50 of their keys, beside one of them (bench/crowd.py)."""
+    crowd = asyncio.run(seed_crowd(base, admin_key))
+    url, pin = base + "/v1/chat/completions", pinned(1, [])
+    wrk_rotating(url, crowd.user_keys[:ROTATED_KEYS], BODY, 3, 32, pin)  # warm every end user's caches
+    one = wrk_rotating(url, crowd.user_keys[:1], BODY, seconds, 32, pin)
+    many = wrk_rotating(url, crowd.user_keys[:ROTATED_KEYS], BODY, seconds, 32, pin)
+    return {"one_key_rps": one.rps, "one_key_p99_ms": one.p99_ms, "keys_rps": many.rps, "keys_p99_ms": many.p99_ms}
+
+
+def crowd_row(crowd: dict[str, float] | None) -> str:
+    if not crowd:
+        return f"| end-user path, concurrency 32, {ROTATED_KEYS} of 1,000 end users' keys | | not measured | | |"
+    return (
+        f"| end-user path, concurrency 32: one end user's key / {ROTATED_KEYS} of 1,000 end users' keys | | "
+        f"{crowd['one_key_rps']:.0f} / {crowd['keys_rps']:.0f} req/s (p99 {crowd['one_key_p99_ms']:.0f} / "
+        f"{crowd['keys_p99_ms']:.0f} ms) | **{crowd['keys_rps'] / crowd['one_key_rps']:.2f}×** | ≥ 0.9× |"
+    )
+
+
 CONSOLE_PAGES = {
     "operator": ["/console", "/console/providers", "/console/models", "/console/reconcile", "/console/platforms/{pid}"],
     "platform": [
@@ -409,6 +434,7 @@ platform-key path, `{results["upstream_model"]}` upstream.
 | p50 latency, concurrency 1 | {lat["direct_p50_ms"]:.3f} ms | {lat["gateway_p50_ms"]:.3f} ms | **+{lat["added_p50_ms"]:.3f} ms** | ≤ 1.0 ms |
 | p99 latency, concurrency 1 | {lat["direct_p99_ms"]:.3f} ms | {lat["gateway_p99_ms"]:.3f} ms | **+{lat["added_p99_ms"]:.3f} ms** | ≤ 2.0 ms |
 | throughput, concurrency 32 | {thr["direct_rps"]:.0f} req/s | {thr["gateway_rps"]:.0f} req/s | **{thr["ratio"]:.2f}×** of direct | ≥ 1,500 req/s |
+{crowd_row(results.get("crowd"))}
 | end-user path (budget hold + markup), p50, concurrency 1 | | {lat["end_user_p50_ms"]:.3f} ms | **+{lat["end_user_added_p50_ms"]:.3f} ms**, {lat["end_user_added_p50_ms"] / lat["added_p50_ms"]:.2f}× the platform path | ≤ 1.5× |
 | end-user path, p99, concurrency 1 | | | +{lat["end_user_added_p99_ms"]:.3f} ms | |
 | end-user path, wrk 1 connection × {results["tail_seconds"]} s: p50 / p99 / p99.9 | {tail["direct_p50_ms"]:.2f} / {tail["direct_p99_ms"]:.2f} / {tail["direct_p999_ms"]:.2f} ms | {tail["gateway_p50_ms"]:.2f} / {tail["gateway_p99_ms"]:.2f} / {tail["gateway_p999_ms"]:.2f} ms | **+{tail["added_p50_ms"]:.2f} / +{tail["added_p99_ms"]:.2f} / +{tail["added_p999_ms"]:.2f} ms** | p99 ≤ +3 ms |
@@ -490,6 +516,7 @@ def main() -> None:
         tail |= {f"added_{k}": tail_gateway[k] - tail_direct[k] for k in tail_direct}
         direct_rps = wrk(upstream + "/chat/completions", "sk-x", direct_body, args.seconds, 32, 1)
         gateway_rps = wrk(gateway + "/chat/completions", key, BODY, args.seconds, 32, 1)
+        crowd = measure_crowd(gateway.removesuffix("/v1"), admin_key, args.seconds)
         embed_direct = {**EMBED_BODY, "model": EMBED_UPSTREAM}
         embeddings = asyncio.run(
             measure_latency(
@@ -526,6 +553,7 @@ def main() -> None:
         "upstream_model": args.upstream_model,
         "latency": latency,
         "throughput": {"direct_rps": direct_rps, "gateway_rps": gateway_rps, "ratio": gateway_rps / direct_rps},
+        "crowd": crowd,
         "embeddings": embeddings,
         "tail": tail,
         "tail_seconds": args.tail_seconds,

@@ -26,7 +26,7 @@ from tollway.http.drain import Drain
 from tollway.http.mcp.proxy import McpProxy
 from tollway.http.middleware import RequestContextMiddleware, route_templates
 from tollway.http.responses import error_response
-from tollway.http.routes import HOT_PATHS, build_routes
+from tollway.http.routes import HOT_PATHS, HOT_PREFIXED_PATHS, build_routes
 from tollway.observability.metrics import Metrics
 from tollway.payments.stripe_checkout import StripeCheckout
 from tollway.providers.mcp.client import SdkMcpClient
@@ -36,6 +36,7 @@ from tollway.providers.registry import AdapterRegistry
 from tollway.services.agents.agent_loop import AgentLoop
 from tollway.services.agents.mcp_calls import McpCalls
 from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.mcp_free_tier import FreeTierGate
 from tollway.services.agents.threads import Threads
 from tollway.services.auth import Authenticator
 from tollway.services.bootstrap import ensure_operator_key, load_sealer, operator_digest_source
@@ -187,7 +188,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     health = DeploymentHealth()  # per process, shared by chat and Responses: the same rows, the same breakers
     chat = ChatCompletions(calls, adapters, health)
     store = ResponseStore(engine, settings.response_retention_days)
-    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.total_timeout_s)
+    threads = Threads(ThreadStore(engine, settings.response_retention_days), settings.thread_lease_s)
     responses = ResponsesService(calls, adapters, health, store, threads)
     images = ImagesService(calls, adapters)
     operations = Operations(DatabaseHealth(engine, settings), limiter, MoneyAuditStore(engine), metrics)
@@ -206,7 +207,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         max_result_bytes=settings.mcp_max_result_bytes,
         allow_private=settings.allow_private_urls,
     )
-    mcp_calls = McpCalls(calls, mcp_connections, mcp_client, McpFreeCallStore(engine))
+    mcp_calls = McpCalls(calls, mcp_connections, mcp_client, FreeTierGate(McpFreeCallStore(engine)))
     responses.agents = AgentLoop(responses, mcp_calls, calls)  # `mcp` tools of /v1/responses (SPEC §16.3)
 
     def invalidate_caches() -> None:
@@ -232,7 +233,7 @@ async def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         mcp_connections=mcp_connections,
         mcp_calls=mcp_calls,
         console=Console(
-            ConsoleSessions(SqlConsoleSessions(engine), authenticator), SpendReports(SqlUsageAggregates(engine))
+            ConsoleSessions(SqlConsoleSessions(engine), authenticator, sealer), SpendReports(SqlUsageAggregates(engine))
         ),
     )
     return Runtime(
@@ -349,6 +350,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
         finally:
             drain.remove_signal_hook()
             await proxy_running.aclose()
+            services.responses.threads.close()
             for task in runtime.background:
                 task.cancel()
             await presence.leave()
@@ -377,7 +379,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
     )
     # A trailing slash is another, unknown path (404), never a 307 whose Location comes from Host (SPEC §15).
     app.router.redirect_slashes = False
-    served: Any = fastpath.wrap(app, routes, HOT_PATHS)
+    served: Any = fastpath.wrap(app, routes, HOT_PATHS, HOT_PREFIXED_PATHS)
     if settings.cors_origin_list:
         served = InferenceCORS(served, settings.cors_origin_list)
     return RequestContextMiddleware(

@@ -88,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from tollway.observability.logs import configure_logging
+    from tollway.serving import uvicorn_options
     from tollway.storage.sql.migrate import upgrade
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
@@ -97,21 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if settings.redis_url is None:
         _ensure_alone(settings)
     _install_uvloop()
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": settings.log_level,
-        "log_config": None,  # our JSON handler on the root logger (observability/logs.py)
-        "access_log": False,
-        # The client address comes from our middleware, which believes proxy headers only from
-        # TOLLWAY_TRUSTED_PROXIES (SPEC §15); uvicorn's own handling would trust 127.0.0.1.
-        "proxy_headers": False,
-        "lifespan": "on",
-        # Streams are ended at drain_s (http/drain.py); this bounds everything else still running.
-        "timeout_graceful_shutdown": settings.drain_s + 5,
-    }
+    options = uvicorn_options(settings)
     signal.signal(signal.SIGTERM, _exit_after_drain)
     try:
         if settings.workers > 1:

@@ -29,6 +29,7 @@ from tollway.domain.money import NANOS_PER_USD, usd_to_nanos
 from tollway.domain.pricing import Prices, Usage, charge_nanos, cost_nanos
 from tollway.fake_upstream.mcp_app import bind, demo_mcp_server
 from tollway.fake_upstream.server import DIALECT_PATHS, FakeUpstream, start_fake_upstream
+from tollway.serving import uvicorn_options
 from tollway.settings import Settings
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.demo_history import PastCall, PastTopup, record_history
@@ -301,7 +302,7 @@ async def _serve(root: Path, sock: socket.socket, fake: FakeUpstream) -> None:
     mcp_socket, mcp_url = bind()
     mcp_server = demo_mcp_server()
     mcp_serving = asyncio.create_task(mcp_server.serve(sockets=[mcp_socket]))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings)))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     image_token_allowance: int = Field(default=3000, ge=0)
     auth_failure_limit: int = Field(default=300, ge=0)
     response_retention_days: int = Field(default=30, ge=1)
+    thread_lease_s: float = Field(default=60, gt=0)  # SPEC §16.4: a thread's claim, renewed while its request runs
     drain_s: float = Field(default=30, ge=0)
     webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
     cors_origins: str | None = None

@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import DemoApp, sign_in
+from tests.support.oauth_server import OAuthServer
 
 pytestmark = pytest.mark.browser
 
@@ -55,7 +56,20 @@ def test_end_user_budget_and_a_key_that_is_revoked(page: Page, app: DemoApp) -> 
     page.click("form[method=post][action='/console/end-users'] button[type=submit]")
     first_key = page.locator("#secret-value").inner_text()
     assert first_key.startswith("sk-eu_")
-    page.click("#created-link")
+    # post/redirect/get: the page showing the key was fetched with GET, so a reload asks nothing, re-sends
+    # nothing and shows the key no more
+    shown_at = page.url
+    assert "?shown=" in shown_at and first_key not in shown_at
+    page.on("dialog", lambda dialog: pytest.fail(f"the browser asked: {dialog.message}"))
+    page.reload()
+    expect(page.locator(".notice")).to_contain_text("shown once and is not shown again")
+    assert page.locator("#secret-value").count() == 0 and first_key not in page.content()
+    page.go_back()  # the sign-in or list page before the form: nothing is sent again either
+    page.goto(shown_at)
+    assert page.locator("#secret-value").count() == 0
+    page.goto(f"{app.url}/console/end-users?external_id=browser-user")
+    assert page.locator("#end-users tbody tr").count() == 1  # one end user: the form was sent once
+    page.click("#end-users a >> text=browser-user")
     detail = page.url
 
     page.fill("#b-max", "3.5")
@@ -249,3 +263,35 @@ def test_sign_out_ends_the_session(context: BrowserContext, app: DemoApp) -> Non
     context.add_cookies([session])  # the old session id, put back, is dead on the server
     page.goto(f"{app.url}/console/usage")
     assert page.url == f"{app.url}/console/sign-in"
+
+
+def test_connecting_an_mcp_app_comes_back_to_the_console_across_sites(page: Page, app: DemoApp) -> None:
+    """The authorization server is another site (localhost, where the console is 127.0.0.1), as it is in real life:
+    the SameSite=Strict session cookie does not ride the callback's redirects, and the console's return page still
+    lands the end user, signed in, on their connections with the outcome."""
+    oauth = OAuthServer().start()
+    oauth.consent_page = True
+    elsewhere = oauth.authorize_url.replace("127.0.0.1", "localhost")  # another site than the console's, to a browser
+    try:
+        with httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {app.platform_key}"}) as api:
+            created = api.post(
+                f"/v1/platforms/{app.platform_id}/mcp/apps",
+                json={
+                    "slug": "browser-notes",
+                    "name": "Browser Notes",
+                    "server_url": "http://127.0.0.1:9/mcp",
+                    "auth": oauth.app_auth(["notes.read"], authorize_url=elsewhere),
+                },
+            )
+            assert created.status_code == 201, created.text
+        sign_in(page, app, app.end_user_key)
+        page.goto(f"{app.url}/console/mcp")
+        page.locator("tr[data-slug='browser-notes'] button >> text=Connect").click()
+        page.click("#authorize-link")  # to the app's authorization server on localhost
+        page.click("#approve")  # its page sends the browser to the callback: a navigation started by another site
+        page.wait_for_url(re.compile(r".*/console/mcp\?mcp_app=browser-notes&status=connected$"))
+        expect(page.locator("#mcp-outcome")).to_have_text("Browser Notes is connected.")
+        expect(page.locator(".top .who")).to_have_text("end user")  # still signed in
+        expect(page.locator("tr[data-slug='browser-notes']")).to_contain_text("Disconnect")
+    finally:
+        oauth.stop()

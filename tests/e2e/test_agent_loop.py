@@ -48,6 +48,10 @@ MODELS = {
     "ext-agent": 'fake/agent?name=ext__echo&args={"text":"outside"}&in=5&out=10',
     "napper": 'fake/agent?name=tools__sleep&args={"s":1}&in=5&out=10&delay_ms=20',
     "ten": 'fake/agent?name=tools__echo&args={"text":"x"}&calls=10&in=5&out=10',
+    "dozer": 'fake/agent?name=tools__sleep&args={"s":6}&in=5&out=10',  # a tool call longer than a short lease
+    "late-agent": 'fake/agent?name=tools__echo&args={"text":"hi"}&in=5&out=10&ms=3000',  # each turn's first byte late
+    "late-echo": "fake/echo?ms=3000",
+    "plain": "fake/echo",
 }
 TIGHT = 'fake/agent?name=tools__echo&args={"text":"hi"}&in=5&out=10'  # exactly 10 output tokens, never clamped
 
@@ -621,3 +625,128 @@ def test_a_refusal_after_something_was_billed_fails_the_response_with_its_output
             sdk.responses.retrieve(response.id)
     rows = compat.rows(raw.headers["x-request-id"], 1)
     assert [(r["request_type"], r["iteration"]) for r in rows] == [("response", 0)]
+
+
+# -- tool_choice {"type": "mcp"} --------------------------------------------------------------------------------------
+
+
+def _forced(body: dict[str, Any]) -> str | None:
+    """The function an upstream request forces (``"required"``: any of its tools), None when the model chooses; in
+    every wire format (OpenAI chat and Responses, Anthropic, Gemini)."""
+    config = body.get("toolConfig")
+    if config is not None:
+        calling = config["functionCallingConfig"]
+        names = calling.get("allowedFunctionNames")
+        return None if calling["mode"] != "ANY" else names[0] if names else "required"
+    choice = body.get("tool_choice")
+    if choice is None or choice == "auto" or (isinstance(choice, dict) and choice["type"] == "auto"):
+        return None
+    if choice == "required" or choice["type"] == "any":
+        return "required"
+    return str(choice.get("name") or choice["function"]["name"])
+
+
+def _offered(body: dict[str, Any]) -> list[str]:
+    """The names of the tools an upstream request offers, in every wire format."""
+    tools = body.get("tools") or []
+    if tools and "functionDeclarations" in tools[0]:
+        return [t["name"] for t in tools[0]["functionDeclarations"]]
+    return [t["function"]["name"] if "function" in t else t["name"] for t in tools]
+
+
+def _sent(fake: FakeUpstreamThread, mark: str) -> list[dict[str, Any]]:
+    """The upstream requests (the model turns) of the response whose input holds ``mark``, in order."""
+    return [r.body for r in fake.requests if isinstance(r.body, dict) and mark in str(r.body)]
+
+
+def test_tool_choice_mcp_forces_the_named_tool_on_the_first_turn_only(
+    tenant: Tenant, fake_upstream: FakeUpstreamThread
+) -> None:
+    _, key = tenant.end_user()
+    mark = uuid.uuid4().hex
+    choice = {"type": "mcp", "server_label": "tools", "name": "echo"}
+    with tenant.sdk(key) as sdk:
+        response = sdk.responses.create(
+            model=model(tenant, "echo-agent"), input=f"hi {mark}", tools=[mcp_tool(tenant)], tool_choice=choice
+        )
+    assert response.status == "completed" and response.output_text == "The tool returned: hi"
+    assert types_of(response.output) == ["mcp_list_tools", "mcp_call", "message"]
+    assert response.tool_choice.model_dump(exclude_none=True) == choice  # echoed as sent (the SDK's ToolChoiceMcp)
+    turns = _sent(fake_upstream, mark)
+    assert [_forced(body) for body in turns] == ["tools__echo", None]  # then the model chooses again, as OpenAI does
+    assert "tools__sleep" in _offered(turns[0])  # a named tool is forced by name: every tool is still offered
+
+
+def test_tool_choice_mcp_without_a_name_requires_one_of_the_servers_tools(
+    tenant: Tenant, fake_upstream: FakeUpstreamThread
+) -> None:
+    _, key = tenant.end_user()
+    mark = uuid.uuid4().hex
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    tools = [mcp_tool(tenant, allowed_tools=["echo", "fail"]), weather]
+    with tenant.sdk(key) as sdk:
+        response = sdk.responses.create(
+            model=model(tenant, "echo-agent"),
+            input=f"hi {mark}",
+            tools=tools,  # type: ignore[arg-type]
+            tool_choice={"type": "mcp", "server_label": "tools"},
+        )
+    assert response.status == "completed" and response.output[1].output == "hi"
+    first, second = _sent(fake_upstream, mark)
+    assert (_forced(first), sorted(_offered(first))) == ("required", ["tools__echo", "tools__fail"])
+    assert (_forced(second), sorted(_offered(second))) == (None, ["get_weather", "tools__echo", "tools__fail"])
+
+
+def test_tool_choice_mcp_must_name_a_server_and_a_tool_it_offers(
+    compat: Tenant, fake_upstream: FakeUpstreamThread, app: McpApp
+) -> None:
+    _, key = compat.end_user()
+    mark = uuid.uuid4().hex
+    served = len(app.calls)
+    cases = [
+        ({"type": "mcp", "server_label": "elsewhere"}, [mcp_tool(compat)], "tool_choice.server_label"),
+        ({"type": "mcp", "server_label": "tools", "name": "nope"}, [mcp_tool(compat)], "tool_choice.name"),
+        ({"type": "mcp", "server_label": "tools", "name": "fail"}, [mcp_tool(compat, allowed_tools=["echo"])],
+         "tool_choice.name"),
+        ({"type": "mcp", "server_label": "tools", "name": 7}, [mcp_tool(compat)], "tool_choice.name"),
+        ({"type": "mcp", "server_label": "tools", "extra": 1}, [mcp_tool(compat)], "tool_choice.extra"),
+    ]  # fmt: skip
+    with compat.sdk(key) as sdk:
+        for choice, tools, param in cases:
+            for stream in (False, True):
+                with pytest.raises(openai.BadRequestError) as caught:
+                    sdk.responses.create(
+                        model=model(compat, "echo-agent"),
+                        input=f"hi {mark}",
+                        tools=tools,
+                        tool_choice=choice,  # type: ignore[arg-type]
+                        stream=stream,
+                    )
+                assert caught.value.body["param"] == param, caught.value.body  # type: ignore[index]
+    assert _sent(fake_upstream, mark) == [] and len(app.calls) == served  # no model turn, no tool call
+
+
+def test_tool_choice_mcp_is_not_forced_again_when_the_request_answers_its_approval(
+    compat: Tenant, fake_upstream: FakeUpstreamThread, app: McpApp
+) -> None:
+    # The Agents SDK's HostedMCPTool sends the same tool_choice with the approval: the approved call satisfies it, so
+    # the model answers instead of asking for the same call again.
+    _, key = compat.end_user()
+    mark = uuid.uuid4().hex
+    tools = [mcp_tool(compat, require_approval="always")]
+    choice = {"type": "mcp", "server_label": "tools", "name": "echo"}
+    with compat.sdk(key) as sdk:
+        first = sdk.responses.create(
+            model=model(compat, "echo-agent"), input=f"hi {mark}", tools=tools, tool_choice=choice
+        )
+        assert types_of(first.output) == ["mcp_list_tools", "mcp_approval_request"]
+        approval = {"type": "mcp_approval_response", "approval_request_id": first.output[1].id, "approve": True}
+        second = sdk.responses.create(
+            model=model(compat, "echo-agent"),
+            input=[approval],
+            tools=tools,
+            tool_choice=choice,
+            previous_response_id=first.id,
+        )
+    assert types_of(second.output) == ["mcp_call", "message"] and second.output_text == "The tool returned: hi"
+    assert [_forced(body) for body in _sent(fake_upstream, mark)] == ["tools__echo", None]

@@ -216,6 +216,7 @@ def _auth(oauth: OAuthServer, **change: Any) -> dict[str, Any]:
         ("no-scopes", "auth.scopes"),
         ("scope-space", "auth.scopes[0]"),
         ("scope-number", "auth.scopes[1]"),
+        ("scope-repeated", "auth.scopes[2]"),
         ("bad-token-url", "auth.token_url"),
         ("bad-revocation-url", "auth.revocation_url"),
         ("unknown-auth-field", "auth.audience"),
@@ -244,6 +245,7 @@ def test_app_validation_names_the_field(
             "no-scopes": _auth(oauth, scopes=...),
             "scope-space": _auth(oauth, scopes=["a b"]),
             "scope-number": _auth(oauth, scopes=["a", 2]),
+            "scope-repeated": _auth(oauth, scopes=["a", "b", "a"]),  # as API keys' scopes: a 400, never merged
             "bad-token-url": _auth(oauth, token_url="gopher://127.0.0.1/token"),
             "bad-revocation-url": _auth(oauth, revocation_url="nope"),
             "unknown-auth-field": _auth(oauth, audience="x"),

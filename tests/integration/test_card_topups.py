@@ -10,7 +10,9 @@ import asyncio
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import STORES, database_url_for, make_settings
@@ -29,6 +32,9 @@ from tests.support.redis_server import start_redis_or_skip
 from tests.support.servers import GatewayServer, PostgresServer, free_port, running_gateway
 from tests.support.stripe_signing import signature, signed
 from tests.support.webhook_receiver import WebhookReceiver
+from tollway.payments.stripe_checkout import StripeCheckout
+from tollway.services.management.card_topups import CardTopups
+from tollway.services.management.idempotency import idempotent_request
 from tollway.settings import Settings
 from tollway.storage.sql.tables import card_payments, wallet_transactions
 
@@ -235,6 +241,104 @@ def test_a_stripe_refusal_is_a_502_that_names_no_secret(setup: StripeSetup) -> N
     assert error["code"] == "upstream_error"
     assert error["message"].startswith("Stripe returned HTTP 500")
     assert setup.fake.secret_key not in failed.text and setup.webhook_secret not in failed.text
+
+
+# -- Idempotency-Key (SPEC §9.7) --------------------------------------------------------------------------------
+
+
+def _keyed(platform: Platform, key: str, content: bytes) -> httpx.Response:
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    return platform.client.post(f"/v1/platforms/{platform.id}/wallet/checkout", content=content, headers=headers)
+
+
+BODY = orjson.dumps({"amount_usd": "20", **RETURN})
+# the same body formatted otherwise (key order, spaces): the same request under §9.7's fingerprint
+SAME_BODY = b'{ "cancel_url": "%s", "success_url": "%s", "amount_usd": "20" }' % (
+    RETURN["cancel_url"].encode(),
+    RETURN["success_url"].encode(),
+)
+
+
+def test_a_repeated_idempotency_key_replays_the_first_session(setup: StripeSetup) -> None:
+    platform, other = setup.platform(), setup.platform()
+    key = "checkout-" + secrets.token_hex(8)
+    before = len(setup.fake.received())
+    first = _keyed(platform, key, BODY)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = _keyed(platform, key, SAME_BODY)
+    assert again.status_code == 201, again.text
+    assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    calls = setup.fake.received()[before:]
+    assert len(calls) == 1  # the repeat never reached Stripe
+    # Stripe gets a key of its own for the creation, derived from ours (never ours as such)
+    stripe_key = calls[0].headers["Idempotency-Key"]
+    assert stripe_key.startswith("tollway-checkout-") and key not in stripe_key
+    # another body under the same key: 422, and nothing asked of Stripe
+    changed = _keyed(platform, key, orjson.dumps({"amount_usd": "21", **RETURN}))
+    assert changed.status_code == 422, changed.text
+    assert changed.json()["error"]["code"] == "idempotency_key_mismatch"
+    assert changed.json()["error"]["param"] == "Idempotency-Key"
+    # the same key and body on another platform is that platform's request: its own session under its own key
+    theirs = _keyed(other, key, BODY)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["session_id"] != first.json()["session_id"]
+    calls = setup.fake.received()[before:]
+    assert len(calls) == 2 and calls[1].headers["Idempotency-Key"] != stripe_key
+    # a malformed key is a 400 at the header before Stripe is called; without a key each request is a new session
+    bad = _keyed(platform, "k" * 256, BODY)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "Idempotency-Key"
+    assert len(setup.fake.received()) == before + 2
+    unkeyed = [platform.checkout(amount_usd="20", **RETURN).json()["session_id"] for _ in range(2)]
+    assert unkeyed[0] != unkeyed[1]
+    assert platform.balance() == 0 and platform.topups() == []
+
+
+def test_a_key_whose_first_request_still_runs_is_409(setup: StripeSetup) -> None:
+    platform = setup.platform()
+    key = "slow-" + secrets.token_hex(8)
+    before = len(setup.fake.received())
+    setup.fake.answering.clear()  # Stripe creates the session but holds its answer
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(_keyed, platform, key, BODY)
+            deadline = time.monotonic() + 30
+            while len(setup.fake.received()) == before:
+                assert time.monotonic() < deadline, "the first request never reached Stripe"
+                time.sleep(0.02)
+            running = _keyed(platform, key, BODY)
+            setup.fake.answering.set()
+            answered = first.result(60)
+    finally:
+        setup.fake.answering.set()
+    assert running.status_code == 409, running.text
+    assert running.json()["error"]["code"] == "idempotency_in_progress"
+    assert running.json()["error"]["param"] == "Idempotency-Key"
+    assert answered.status_code == 201, answered.text
+    replayed = _keyed(platform, key, BODY)
+    assert replayed.content == answered.content and replayed.headers["idempotent-replayed"] == "true"
+    assert len(setup.fake.received()) == before + 1
+
+
+async def test_a_retry_under_the_same_key_opens_no_second_session_at_stripe(setup: StripeSetup) -> None:
+    """What a retry does after a crash between Stripe's answer and storing it (the key's claim is given up when its
+    lease ends, and the retry calls Stripe again): Stripe is asked under the same derived key and answers with the
+    first session, so the payer is never offered two."""
+    fake = setup.fake
+    stripe = StripeCheckout(fake.secret_key, setup.webhook_secret, api_base=fake.url, timeout_s=30)
+    topups = CardTopups(stripe, unit_of_work=None)  # type: ignore[arg-type]  # opening a session writes no row
+    platform_id = str(uuid.uuid4())
+    path = f"/v1/platforms/{platform_id}/wallet/checkout"
+    body = {"amount_usd": "20", **RETURN}
+    try:
+        order = topups.order(platform_id, body)
+        sessions = [
+            await topups.open(order, idempotent_request(platform_id, "POST", path, "retried", body)) for _ in range(2)
+        ]
+    finally:
+        await stripe.close()
+    assert sessions[0] == sessions[1]
+    assert sum(1 for s in fake.sessions.values() if s["client_reference_id"] == platform_id) == 1
 
 
 # -- the webhook ------------------------------------------------------------------------------------------------

@@ -5,11 +5,13 @@ their key, and actions that go through the API's services (same errors, same eff
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from tests.conftest import make_settings
 from tests.integration.test_card_topups import stripe_secrets
 from tests.support.console import ConsoleClient, csrf_of, error_of, secret_of
 from tests.support.fake_stripe import FakeStripe
+from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer, running_gateway
 from tests.support.stripe_signing import signed
 from tollway.demo import seed, seed_history
@@ -160,8 +163,140 @@ def test_a_form_without_the_csrf_token_is_refused_and_changes_nothing(
     with demo.api(demo.seeded["platform_key"]) as api:
         listed = api.get(f"/v1/platforms/{demo.seeded['platform_id']}/end-users", params={"external_id": "csrf-victim"})
         assert listed.json()["total"] == 0
-    done = platform_console.submit(path, path, {"external_id": "csrf-ok"})  # the same form with its token works
+    done = platform_console.created(path, path, {"external_id": "csrf-ok"})  # the same form with its token works
     assert done.status_code == 200 and secret_of(done.text).startswith("sk-eu_")
+
+
+def _shown_once(client: ConsoleClient, page: str, action: str, data: dict[str, Any], prefix: str) -> str:
+    """Post/redirect/get: the form answers 303 to a page named by a random id (never the secret); that page shows
+    the secret once; reloading it shows it no more, re-sends nothing, and says so."""
+    sent = client.submit(page, action, data)
+    assert sent.status_code == 303, sent.text[:500]
+    location = sent.headers["location"]
+    assert re.fullmatch(r"/console[a-z0-9/-]*\?shown=[A-Za-z0-9_-]{22}", location), location
+    shown = client.get(location)
+    assert shown.status_code == 200, shown.text[:500]
+    secret = secret_of(shown.text)
+    assert secret.startswith(prefix) and secret not in location and secret not in sent.text
+    reloaded = client.get(location)
+    assert reloaded.status_code == 200 and secret not in reloaded.text and 'id="secret-value"' not in reloaded.text
+    assert "shown once and is not shown again" in reloaded.text
+    return secret
+
+
+def test_forms_that_create_a_secret_redirect_and_show_it_once(demo: Demo, platform_console: ConsoleClient) -> None:
+    pid = demo.seeded["platform_id"]
+    with demo.api(demo.seeded["platform_key"]) as api:
+        keys_before = api.get(f"/v1/platforms/{pid}/api-keys", params={"limit": 100}).json()["total"]
+        key = _shown_once(
+            platform_console, "/console/keys", "/console/keys", {"name": "prg", "scopes": "inference"}, "sk-plat_"
+        )
+        # the reload created no second key, and the key works
+        assert api.get(f"/v1/platforms/{pid}/api-keys", params={"limit": 100}).json()["total"] == keys_before + 1
+        with demo.api(key) as created:
+            assert created.get("/v1/models").status_code == 200
+        user_key = _shown_once(
+            platform_console, "/console/end-users", "/console/end-users", {"external_id": "prg-user"}, "sk-eu_"
+        )
+        user = api.get(f"/v1/platforms/{pid}/end-users", params={"external_id": "prg-user"}).json()["data"][0]
+        with demo.api(user_key) as end_user:
+            assert end_user.get("/v1/me/rate-limits").status_code == 200
+        page = f"/console/end-users/{user['id']}"
+        _shown_once(platform_console, page, f"{page}/keys", {"name": "second"}, "sk-eu_")
+        hooks = "/console/webhooks"
+        _shown_once(
+            platform_console, hooks, hooks, {"url": "http://127.0.0.1:9/prg", "events": "wallet.low_balance"}, "whsec_"
+        )
+        hook = next(h for h in api.get(f"/v1/platforms/{pid}/webhooks").json()["data"] if h["url"].endswith("/prg"))
+        _shown_once(platform_console, f"{hooks}/{hook['id']}", f"{hooks}/{hook['id']}/rotate-secret", {}, "whsec_")
+    # another browser signed in with the same key cannot open the page of this one's secret
+    sent = platform_console.submit("/console/keys", "/console/keys", {"name": "prg-2", "scopes": "inference"})
+    with ConsoleClient(demo.url) as other:
+        assert other.sign_in(demo.seeded["platform_key"]).status_code == 303
+        assert 'id="secret-value"' not in other.get(sent.headers["location"]).text
+    assert secret_of(platform_console.get(sent.headers["location"]).text).startswith("sk-plat_")
+
+
+def test_operator_forms_that_create_a_key_redirect_and_show_it_once(demo: Demo) -> None:
+    with ConsoleClient(demo.url) as op:
+        assert op.sign_in(demo.admin_key).status_code == 303
+        _shown_once(op, "/console", "/console/platforms", {"name": "PRG Co"}, "sk-plat_")
+        with demo.api(demo.admin_key) as api:
+            made = [
+                p for p in api.get("/v1/admin/platforms", params={"limit": 100}).json()["data"] if p["name"] == "PRG Co"
+            ]
+        assert len(made) == 1  # the reload made no second platform
+        page = f"/console/platforms/{made[0]['id']}"
+        _shown_once(op, page, f"{page}/api-keys", {"name": "recovery"}, "sk-plat_")
+
+
+def _connect_in_console(console: ConsoleClient, slug: str, oauth: OAuthServer) -> httpx.Response:
+    """Starts the connection from the console, lets the authorization server answer, and follows the browser back
+    the way a browser would: the callback's redirect, then the console's own step to the connections page."""
+    started = console.submit("/console/mcp", f"/console/mcp/{slug}/connect")
+    assert started.status_code == 200, started.text[:500]
+    found = re.search(r'href="([^"]+)" id="authorize-link"', started.text)
+    assert found is not None, started.text[:2000]
+    authorize_url = html.unescape(found.group(1))
+    assert dict(parse_qsl(urlsplit(authorize_url).query))["redirect_uri"].endswith("/v1/mcp/oauth/callback")
+    at_server = httpx.get(authorize_url, timeout=30)  # the user approves (or not) at the app
+    assert at_server.status_code == 302, at_server.text
+    callback = httpx.get(at_server.headers["location"], timeout=30)  # no console cookie crosses from another site
+    assert callback.status_code == 303, callback.text
+    back = callback.headers["location"]
+    assert back.startswith(console.http.base_url.join("/console/mcp/returned?").__str__()), back
+    returned = httpx.get(back, timeout=30)  # without the session cookie (SameSite=Strict): no sign-in detour
+    assert returned.status_code == 200, returned.text[:500]
+    target = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', returned.text)
+    assert target is not None, returned.text
+    path = html.unescape(target.group(1))
+    assert path.startswith("/console/mcp?")  # our own page, whatever the query said
+    return console.get(path)  # the same-site step: the session cookie goes along
+
+
+def test_connecting_an_mcp_app_in_the_console_comes_back_to_the_console(demo: Demo) -> None:
+    oauth = OAuthServer().start()
+    slug = "console-notes"
+    try:
+        with demo.api(demo.seeded["platform_key"]) as api:
+            app = {
+                "slug": slug,
+                "name": "Console Notes",
+                "server_url": UNUSED_MCP_URL,
+                "auth": oauth.app_auth(["notes.read"]),
+            }
+            created = api.post(f"/v1/platforms/{demo.seeded['platform_id']}/mcp/apps", json=app)
+            assert created.status_code == 201, created.text
+        with ConsoleClient(demo.url) as console:
+            assert console.sign_in(demo.seeded["end_user_key"]).status_code == 303
+            oauth.deny = True
+            refused = _connect_in_console(console, slug, oauth)
+            assert "Console Notes was not connected: the authorization was declined at the app." in refused.text
+            assert "<code>access_denied</code>" in refused.text
+            oauth.deny = False
+            connected = _connect_in_console(console, slug, oauth)
+            assert 'id="mcp-outcome">Console Notes is connected.' in connected.text
+            row = re.search(rf'<tr data-slug="{slug}">.*?</tr>', connected.text, re.S)
+            assert row is not None and "since " in row.group(0) and "Disconnect" in row.group(0)
+            # the platform's mcp_redirect_origins are untouched: the console's return is Tollway's own page
+            with demo.api(demo.seeded["end_user_key"]) as me:
+                config = me.get("/v1/me/mcp-config").json()["apps"]
+            assert next(a for a in config if a["slug"] == slug)["connected"] is True
+            # the returning page keeps only a valid slug, status and code, and always leads to our own page
+            forged = httpx.get(
+                f"{demo.url}/console/mcp/returned",
+                params={"mcp_app": "https://evil.example/", "status": "connected"},
+                timeout=30,
+            )
+            assert 'content="0; url=/console/mcp"' in forged.text
+            odd = httpx.get(
+                f"{demo.url}/console/mcp/returned",
+                params={"mcp_app": slug, "status": "error", "error": "<script>"},
+                timeout=30,
+            )
+            assert "<script>" not in odd.text and "error=oauth_error" in odd.text
+    finally:
+        oauth.stop()
 
 
 def test_a_session_of_one_platform_never_shows_another_platforms_objects(
@@ -248,7 +383,7 @@ def test_console_errors_are_the_api_errors(demo: Demo, platform_console: Console
 
 
 def test_budget_suspension_and_topup_go_through_the_budget_service(demo: Demo, platform_console: ConsoleClient) -> None:
-    user = platform_console.submit("/console/end-users", "/console/end-users", {"external_id": "budgeted"})
+    user = platform_console.created("/console/end-users", "/console/end-users", {"external_id": "budgeted"})
     user_id = re.search(r'href="/console/end-users/([0-9a-f-]{36})" id="created-link"', user.text).group(1)  # type: ignore[union-attr]
     page = f"/console/end-users/{user_id}"
     assert platform_console.submit(page, f"{page}/budget", {"max_usd": "2.5", "period": "daily"}).status_code == 303
@@ -473,7 +608,7 @@ def test_the_operator_manages_the_catalog_and_wallets(demo: Demo) -> None:
         )
         assert api.get(f"/v1/admin/providers/{provider['id']}").json()["is_active"] is False
 
-        created = op.submit("/console", "/console/platforms", {"name": "Console Made"})
+        created = op.created("/console", "/console/platforms", {"name": "Console Made"})
         new_key = secret_of(created.text)
         with demo.api(new_key) as platform_api:
             me = platform_api.get("/v1/models")
@@ -494,14 +629,14 @@ def test_the_operator_manages_the_catalog_and_wallets(demo: Demo) -> None:
         wallet = api.get(f"/v1/admin/platforms/{pid}").json()["wallet"]
         assert wallet["balance_usd"] == 12.5
         assert 'id="balance">$12.50<' in op.get(page).text
-        recovery = op.submit(page, f"{page}/api-keys", {"name": "recovery"})
+        recovery = op.created(page, f"{page}/api-keys", {"name": "recovery"})
         assert secret_of(recovery.text).startswith("sk-plat_")
 
 
 def test_a_platform_manages_its_keys_configs_hooks_and_end_users(demo: Demo, platform_console: ConsoleClient) -> None:
     pid = demo.seeded["platform_id"]
     with demo.api(demo.seeded["platform_key"]) as api:
-        made = platform_console.submit("/console/keys", "/console/keys", {"name": "ci", "scopes": "inference"})
+        made = platform_console.created("/console/keys", "/console/keys", {"name": "ci", "scopes": "inference"})
         raw = secret_of(made.text)
         key = next(k for k in api.get(f"/v1/platforms/{pid}/api-keys").json()["data"] if k["name"] == "ci")
         assert key["scopes"] == ["inference"] and key["key_prefix"] == raw[:12]
@@ -522,14 +657,14 @@ def test_a_platform_manages_its_keys_configs_hooks_and_end_users(demo: Demo, pla
         )  # type: ignore[index]
 
         hooks = "/console/webhooks"
-        made = platform_console.submit(hooks, hooks, {"url": "http://127.0.0.1:9/h", "events": "wallet.low_balance"})
+        made = platform_console.created(hooks, hooks, {"url": "http://127.0.0.1:9/h", "events": "wallet.low_balance"})
         first_secret = secret_of(made.text)
         hook = next(
             h for h in api.get(f"/v1/platforms/{pid}/webhooks").json()["data"] if h["url"] == "http://127.0.0.1:9/h"
         )
         assert hook["events"] == ["wallet.low_balance"] and first_secret.startswith("whsec_")
         page = f"{hooks}/{hook['id']}"
-        rotated = platform_console.submit(page, f"{page}/rotate-secret")
+        rotated = platform_console.created(page, f"{page}/rotate-secret")
         assert secret_of(rotated.text).startswith("whsec_") and secret_of(rotated.text) != first_secret
         assert platform_console.submit(page, page, {"is_active": "false"}).status_code == 303
         assert api.get(f"/v1/platforms/{pid}/webhooks/{hook['id']}").json()["is_active"] is False

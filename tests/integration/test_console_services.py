@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import STORES, database_url_for, make_settings
+from tollway.domain.console import SHOWN_ONCE_TTL, ShownOnce
 from tollway.domain.keys import KeyKind, key_digest
 from tollway.domain.reconciliation import ReconcileReport
+from tollway.domain.sealing import Sealer
 from tollway.services.auth import Authenticator
 from tollway.services.console.sessions import ConsoleSessions
 from tollway.services.console.spend import OTHER_USERS_LABEL, PLATFORM_KEYS_LABEL, SpendReports
@@ -126,12 +128,15 @@ async def test_history_refuses_what_would_break_an_invariant(tenant: Tenant) -> 
     assert (await reconcile(tenant.engine)).ok
 
 
+SEALER = Sealer(bytes(range(32)))
+
+
 def _sessions(tenant: Tenant, operator: list[bytes | None]) -> ConsoleSessions:
     async def current_operator() -> bytes | None:
         return operator[0]
 
     return ConsoleSessions(
-        SqlConsoleSessions(tenant.engine), Authenticator(KeyStore(tenant.engine), current_operator, 0)
+        SqlConsoleSessions(tenant.engine), Authenticator(KeyStore(tenant.engine), current_operator, 0), SEALER
     )
 
 
@@ -173,3 +178,26 @@ async def test_an_operator_session_ends_when_the_operator_key_changes(tenant: Te
     operator[0] = key_digest("sk-admin_" + "b" * 40)  # rotate-admin-key
     sessions = _sessions(tenant, operator)  # a fresh cache: another instance, or a second later
     assert await sessions.resume(session_id, now=NOW) is None
+
+
+async def test_a_secret_shown_once_is_sealed_at_rest_and_taken_once(tenant: Tenant) -> None:
+    sessions = _sessions(tenant, [None])
+    _, mine = await sessions.sign_in(tenant.platform_key, "127.0.0.1", now=NOW)
+    _, other = await sessions.sign_in(tenant.platform_key, "127.0.0.1", now=NOW)
+    secret = "sk-eu_" + "s" * 43
+    shown = ShownOnce("Key created", secret, "Shown once.", "/console/end-users/x", "Open x")
+    display_id = await sessions.show_once(mine, shown, now=NOW)
+    assert secret not in display_id
+    async with tenant.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(console_sessions))).all()
+    assert all(secret.encode() not in bytes(row.shown_once or b"") for row in rows)  # sealed, never in clear
+    # another session (another browser) and another display id get nothing, and leave it in place
+    assert await sessions.take_shown_once(other, display_id, now=NOW) is None
+    assert await sessions.take_shown_once(mine, "x" * len(display_id), now=NOW) is None
+    assert await sessions.take_shown_once(mine, display_id, now=NOW) == shown
+    assert await sessions.take_shown_once(mine, display_id, now=NOW) is None  # once: a reload shows nothing
+    async with tenant.engine.connect() as conn:
+        assert all(row.shown_once is None for row in (await conn.execute(sa.select(console_sessions))).all())
+    # a page opened too late shows nothing either
+    late = await sessions.show_once(mine, shown, now=NOW)
+    assert await sessions.take_shown_once(mine, late, now=NOW + SHOWN_ONCE_TTL + timedelta(seconds=1)) is None

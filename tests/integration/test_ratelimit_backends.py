@@ -447,6 +447,11 @@ class FakeSource:
         await asyncio.sleep(0.01)
         return self.override, self.defaults
 
+    async def limits_of_many(self, end_users: list[tuple[str, str]]) -> dict[str, tuple[RateLimits | None, RateLimits]]:
+        self.loads += 1  # one query for all of them
+        await asyncio.sleep(0.01)
+        return {user: (self.override, self.defaults) for _platform, user in end_users}
+
 
 class MonotonicClock:
     def __init__(self) -> None:
@@ -515,7 +520,7 @@ async def test_platform_keys_and_unlimited_end_users_skip_the_backend() -> None:
 
 async def test_limit_cache_lives_under_a_second_shares_loads_and_invalidates() -> None:
     source, clock = FakeSource(), MonotonicClock()
-    cache = LimitCache(source, clock=clock)
+    cache = LimitCache(source, clock=clock, keep_fresh_s=0)  # no reloads but those the reads start
     results = await asyncio.gather(*(cache.get("p", "u") for _ in range(50)))
     assert source.loads == 1 and {r.resolution for r in results} == {Resolution.NONE}
     source.override = RateLimits(rpm=5)

@@ -1,6 +1,7 @@
 """The thread store on real SQLite and PostgreSQL (SPEC §16.4): exactly one of concurrent claims wins (on PostgreSQL
 through two engines, as two instances would), an expired lease is taken over and its old holder cannot free it, a
-thread never used is gone at release, and retention prunes threads whose responses all expired."""
+claim held by a running request is renewed past its lease until released (and renews nothing after), a thread never
+used is gone at release, and retention prunes threads whose responses all expired."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from tests.conftest import STORES, database_url_for, make_settings
 from tollway.domain.clock import utcnow
 from tollway.domain.ids import new_id
 from tollway.domain.stored_responses import Owner
-from tollway.domain.threads import Deletion
+from tollway.domain.threads import Deletion, ThreadLease
+from tollway.errors import ThreadBusy
+from tollway.services.agents.threads import Threads
 from tollway.settings import Settings
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.migrate import upgrade
@@ -99,6 +102,42 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_free_it(settin
                 left = await conn.execute(sa.select(sa.func.count()).select_from(stored_responses))
                 assert left.scalar_one() == 0
         finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+LEASE_S = 1.5  # renewed every 0.5 s
+
+
+def test_a_claim_is_renewed_while_held_and_no_longer_once_released(settings: Settings) -> None:
+    async def run() -> None:
+        owner = await _platform(settings)
+        engine = create_engine(settings)
+        store = ThreadStore(engine, 30)
+        service = Threads(store, LEASE_S)
+        try:
+            long = await service.claim(owner, "long", "req-long", {})
+            soon = await service.claim(owner, "soon", "req-soon", {})
+            assert service.held == 2
+            await asyncio.sleep(LEASE_S * 2.5)  # two and a half leases: each expired by now without its renewals
+            for name in ("long", "soon"):
+                with pytest.raises(ThreadBusy):
+                    await service.claim(owner, name, f"req-other-{name}", {})
+            stale = ThreadLease(long.key, "long", "req-nobody")
+            assert await store.renew(stale, utcnow() + timedelta(minutes=5)) is False  # only its holder renews it
+            await service.release(long)
+            service.release_soon(soon)  # as a stream's ``finally`` does
+            assert service.held == 0
+            await asyncio.sleep(0.2)
+            for name in ("long", "soon"):  # free at once, not when a lease lapses
+                taken = await store.claim(owner, name, f"req-next-{name}", {}, utcnow() + timedelta(minutes=5))
+                assert taken is not None
+            # No renewal outlives its claim: every task the service started has ended.
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            assert others == []
+        finally:
+            service.close()
             await engine.dispose()
 
     asyncio.run(run())

@@ -42,6 +42,12 @@ class ConsoleClient:
         assert page.status_code == 200, page.text
         return self.http.post(action, data={"csrf": csrf_of(page.text), **(data or {})})
 
+    def created(self, page_path: str, action: str, data: dict[str, Any] | None = None) -> httpx.Response:
+        """Submits a form that creates a secret and follows its redirect (post/redirect/get) to the page showing it."""
+        sent = self.submit(page_path, action, data)
+        assert sent.status_code == 303, sent.text[:500]
+        return self.http.get(sent.headers["location"])
+
     @property
     def session_cookie(self) -> str | None:
         return self.http.cookies.get("tollway_session")

@@ -1,8 +1,9 @@
 """A fake Stripe API for card top-up tests (SPEC §17.2): a real aiohttp server on a free port, in a thread with its
 own loop, that the official ``stripe`` library is pointed at (``TOLLWAY_STRIPE_API_BASE``). It implements
-``POST /v1/checkout/sessions`` as Stripe does (form-encoded, nested ``a[0][b]`` keys, Bearer secret key), answers a
-realistic Checkout Session object, and records what it received. ``completed_event`` builds the signed webhook's
-body Stripe would send when that session is paid; tests sign it themselves with Stripe's scheme."""
+``POST /v1/checkout/sessions`` as Stripe does (form-encoded, nested ``a[0][b]`` keys, Bearer secret key,
+``Idempotency-Key``: a repeated key gets its first answer, or a 400 ``idempotency_error`` when the parameters
+differ), answers a realistic Checkout Session object, and records what it received. ``completed_event`` builds the
+signed webhook's body Stripe would send when that session is paid; tests sign it themselves with Stripe's scheme."""
 
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ class FakeStripe:
         self.url = f"http://127.0.0.1:{self.port}"
         self.calls: list[StripeCall] = []
         self.sessions: dict[str, dict[str, Any]] = {}
+        self._answers: dict[str, tuple[dict[str, str], int, bytes]] = {}  # Idempotency-Key -> form, status, body
         self.refuse_with: int | None = None  # answer every call with this status and a Stripe error body
+        self.answering = threading.Event()  # cleared: sessions are created but their answers wait until it is set
+        self.answering.set()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -53,14 +57,33 @@ class FakeStripe:
             return _error(401, "invalid_request_error", f"Invalid API Key provided: {self.secret_key[:8]}****")
         if refuse is not None:
             return _error(refuse, "api_error", "Something went wrong on Stripe's end.")
-        if request.content_type != "application/x-www-form-urlencoded":
-            return _error(400, "invalid_request_error", "Form-encoded body expected.")
+        # Stripe's idempotency: a key's first answer is replayed for the same parameters (a 400 for others).
+        key = request.headers.get("Idempotency-Key")
+        with self._lock:
+            first = self._answers.get(key) if key else None
+        if first is not None:
+            first_form, status, body = first
+            if first_form != form:
+                return _error(400, "idempotency_error", "Keys for idempotent requests can only be used with the same "
+                              "parameters they were first used with.")  # fmt: skip
+            replayed = {"Idempotent-Replayed": "true"}
+            return web.Response(status=status, body=body, headers=replayed, content_type="application/json")
+        status, body = self._answer(request.content_type, form)
+        if key:
+            with self._lock:
+                self._answers[key] = (form, status, body)
+        await asyncio.get_running_loop().run_in_executor(None, self.answering.wait, 60)
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    def _answer(self, content_type: str, form: dict[str, str]) -> tuple[int, bytes]:
+        if content_type != "application/x-www-form-urlencoded":
+            return _error_body(400, "invalid_request_error", "Form-encoded body expected.")
         if form.get("mode") != "payment" or "success_url" not in form:
-            return _error(400, "invalid_request_error", "Missing required param: mode or success_url.")
+            return _error_body(400, "invalid_request_error", "Missing required param: mode or success_url.")
         session = _session(form)
         with self._lock:
             self.sessions[session["id"]] = session
-        return web.Response(body=orjson.dumps(session), content_type="application/json")
+        return 200, orjson.dumps(session)
 
     # -- for tests ----------------------------------------------------------------------------------------------
 
@@ -141,6 +164,10 @@ def _session(form: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _error_body(status: int, error_type: str, message: str) -> tuple[int, bytes]:
+    return status, orjson.dumps({"error": {"type": error_type, "message": message}})
+
+
 def _error(status: int, error_type: str, message: str) -> web.Response:
-    body = {"error": {"type": error_type, "message": message}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    status, body = _error_body(status, error_type, message)
+    return web.Response(status=status, body=body, content_type="application/json")

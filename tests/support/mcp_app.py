@@ -1,13 +1,18 @@
 """A real MCP server built with the official ``mcp`` SDK for the MCP proxy tests (SPEC §16.3): a Streamable HTTP app
 served by uvicorn on a free port, in a thread. Its tools return text, fail (``isError`` results and JSON-RPC
 errors), take time, return an oversized result; with ``token_check`` every request must carry a bearer token the
-check accepts (401 otherwise), as an app behind an OAuth authorization server does. It records the calls it
-served and the Authorization headers it saw, for tests to assert on."""
+check accepts (401 otherwise), as an app behind an OAuth authorization server does. With ``streaming`` it answers
+in SSE mode, and its extra ``progress`` tool sends a progress notification before its result, so the answer is an
+SSE stream. With ``legacy`` it is an app of the handshake era: stateful (an ``Mcp-Session-Id`` from
+``initialize``), and a 2026-07-28 request gets the 400 an older server answers to a version it does not know. It
+records the calls it served and the Authorization and User-Agent headers it saw, for tests to assert
+on."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +23,7 @@ import uvicorn
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
@@ -44,8 +50,19 @@ TOOLS = [
 ]
 
 
+PROGRESS = _tool("progress", "Reports progress, then echoes its text.", {"text": {"type": "string"}})
+
+
 class McpApp:
-    def __init__(self, token_check: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self, token_check: Callable[[str], bool] | None = None, *, streaming: bool = False, legacy: bool = False
+    ) -> None:
+        self.streaming = streaming
+        self.legacy = legacy
+        self.methods: list[str] = []  # the JSON-RPC methods of the POSTs it received (legacy apps only)
+        self.sessions: list[str | None] = []  # their Mcp-Session-Id headers
+        self.tools = [*TOOLS, PROGRESS] if streaming else TOOLS
+        self.agents: list[str | None] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.redirect_url = f"http://127.0.0.1:{self.port}/moved"
@@ -57,7 +74,7 @@ class McpApp:
         self._thread: threading.Thread | None = None
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=TOOLS)
+        return types.ListToolsResult(tools=self.tools)
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         args = params.arguments or {}
@@ -72,6 +89,9 @@ class McpApp:
             return types.CallToolResult(content=[types.TextContent(text="awake")])
         if params.name == "big":
             return types.CallToolResult(content=[types.TextContent(text="x" * int(args.get("n", 10)))])
+        if params.name == "progress" and self.streaming:
+            await ctx.session.send_progress_notification("work", 0.5, related_request_id=ctx.request_id)
+            return types.CallToolResult(content=[types.TextContent(text=str(args.get("text", "")))])
         if params.name == "secret":
             return types.CallToolResult(content=[types.TextContent(text="classified")])
         if params.name == "leak":
@@ -87,20 +107,59 @@ class McpApp:
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization")
         value = auth.decode() if auth is not None else None
+        agent = headers.get(b"user-agent")
         with self._lock:
             self.authorizations.append(value)
+            self.agents.append(agent.decode() if agent is not None else None)
         if self.token_check is not None:
             token = (value or "").removeprefix("Bearer ")
             if not self.token_check(token):
                 await JSONResponse({"error": "invalid_token"}, 401)(scope, receive, send)
                 return
+        if self.legacy:
+            version = headers.get(b"mcp-protocol-version", b"").decode()
+            if version and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+                body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Unsupported version"}}
+                await JSONResponse(body, 400)(scope, receive, send)
+                return
+            receive = await self._noted(scope, receive)
         await manager.handle_request(scope, receive, send)
+
+    async def _noted(self, scope: Scope, receive: Receive) -> Receive:
+        """Notes the method and session id of a POST (its body read here and handed on)."""
+        if scope["method"] != "POST":
+            return receive
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            method = str(json.loads(body).get("method"))
+        except (ValueError, AttributeError):
+            method = "?"
+        session = dict(scope["headers"]).get(b"mcp-session-id")
+        with self._lock:
+            self.methods.append(method)
+            self.sessions.append(session.decode() if session is not None else None)
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
 
     def start(self) -> McpApp:
         server: Server[Any] = Server(
             "test-app", on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_list_prompts=self._list_prompts
         )
-        manager = StreamableHTTPSessionManager(server, stateless=True, json_response=True)
+        manager = StreamableHTTPSessionManager(server, stateless=not self.legacy, json_response=not self.streaming)
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import html
 import secrets
 import threading
 import time
@@ -22,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.support.canary import WATCH
@@ -57,6 +58,9 @@ class OAuthServer:
         self.refresh_delay_s = 0.0  # widens the window in which concurrent refreshes would overlap
         self.refuse_refresh = False
         self.deny = False  # the user refuses at the authorize page
+        # True: /authorize answers a page with an "Approve" link, so that the redirect to the callback is started by
+        # this server's page (another site than the gateway's), as when a real user consents
+        self.consent_page = False
         self.refreshes = 0
         self.exchanges = 0
         self.revoked: list[tuple[str, str | None]] = []
@@ -72,6 +76,10 @@ class OAuthServer:
     # -- endpoints ------------------------------------------------------------------------------------------------
 
     async def _authorize(self, request: Request) -> Response:
+        if self.consent_page and request.url.path == "/authorize":
+            approve = "/authorize/approve?" + urlencode(dict(request.query_params))
+            page = f'<!doctype html><title>Consent</title><a id="approve" href="{html.escape(approve)}">Approve</a>'
+            return HTMLResponse(page)
         q = dict(request.query_params)
         with self._lock:
             self.authorize_requests.append(q)
@@ -166,6 +174,18 @@ class OAuthServer:
     def authorize_url(self) -> str:
         return self.url + "/authorize"
 
+    def app_auth(self, scopes: list[str], **changes: Any) -> dict[str, Any]:
+        """An MCP app's ``auth`` object (SPEC §16.1) for this server, with ``changes`` applied."""
+        auth = {
+            "type": "oauth2",
+            "authorize_url": self.authorize_url,
+            "token_url": self.token_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "scopes": scopes,
+        }
+        return {**auth, **changes}
+
     @property
     def token_url(self) -> str:
         return self.url + "/token"
@@ -178,6 +198,7 @@ class OAuthServer:
         app = Starlette(
             routes=[
                 Route("/authorize", self._authorize, methods=["GET"]),
+                Route("/authorize/approve", self._authorize, methods=["GET"]),
                 Route("/token", self._token, methods=["POST"]),
                 Route("/revoke", self._revoke, methods=["POST"]),
                 Route("/whoami", self._whoami, methods=["GET"]),

@@ -20,6 +20,7 @@ from pathlib import Path
 import uvicorn
 
 from tollway.app import create_app
+from tollway.serving import uvicorn_options
 from tollway.settings import Settings
 from tollway.storage.sql.migrate import upgrade
 
@@ -140,16 +141,8 @@ class GatewayServer:
 
     def start(self) -> None:
         asyncio.run(upgrade(self.settings))
-        config = uvicorn.Config(
-            create_app(self.settings),
-            host=self.settings.host,
-            port=self.settings.port,
-            loop="asyncio",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
+        # Exactly as ``tollway serve`` runs it (uvloop, no proxy-header trust of its own, the same shutdown bound).
+        config = uvicorn.Config(create_app(self.settings), **uvicorn_options(self.settings))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="tollway-gateway", daemon=True)
         self._thread.start()

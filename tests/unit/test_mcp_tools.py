@@ -1,6 +1,6 @@
 """``{type: "mcp"}`` tools of /v1/responses (SPEC §16.3) as pure rules: field validation naming ``tools[i].…``, the
-approval rules, the names tools are offered under, approval responses checked against the chain, and the model's
-view of ``mcp_*`` items."""
+approval rules, the names tools are offered under, approval responses checked against the chain, the model's view
+of ``mcp_*`` items, and ``tool_choice: {"type": "mcp"}`` validated and translated into a forced function."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from tollway.domain.chat_request import parse_chat_request
 from tollway.domain.mcp_items import DENIED, check_approvals, intercept, listed_tools, model_items, result_text
-from tollway.domain.mcp_tools import function_name, offered_tools, parse_mcp_tool
+from tollway.domain.mcp_tools import check_forced, forced_choice, function_name, offered_tools, parse_mcp_tool
 from tollway.domain.responses_request import parse_responses_request
-from tollway.errors import InvalidRequest, UnsupportedParameter
+from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
 URL = "https://tools.example.com/mcp"
 
@@ -192,3 +192,62 @@ def test_chat_completions_point_mcp_tools_to_responses() -> None:
     with pytest.raises(UnsupportedParameter) as caught:
         parse_chat_request(body)
     assert caught.value.param == "tools[0].type" and "/v1/responses" in caught.value.message
+
+
+def test_tool_choice_mcp_is_parsed_against_the_requests_servers() -> None:
+    choice = {"type": "mcp", "server_label": "tools", "name": "echo"}
+    assert request(tool(), tool_choice=choice).tool_choice == choice
+    assert request(tool(), tool_choice={"type": "mcp", "server_label": "tools"}).tool_choice == {
+        "type": "mcp",
+        "server_label": "tools",
+    }
+    for bad, param in [
+        ({"type": "mcp", "server_label": "other"}, "tool_choice.server_label"),
+        ({"type": "mcp"}, "tool_choice.server_label"),
+        ({"type": "mcp", "server_label": "tools", "name": ""}, "tool_choice.name"),
+        ({"type": "mcp", "server_label": "tools", "name": ["echo"]}, "tool_choice.name"),
+        ({"type": "mcp", "server_label": "tools", "mode": "auto"}, "tool_choice.mode"),
+        ({"type": "web_search"}, "tool_choice.type"),
+    ]:
+        with pytest.raises(InvalidRequest) as caught:
+            request(tool(), tool_choice=bad)
+        assert caught.value.param == param, bad
+    with pytest.raises(InvalidRequest) as caught:  # no mcp tools at all
+        parse_responses_request({"model": "m", "input": "hi", "tool_choice": {"type": "mcp", "server_label": "t"}})
+    assert caught.value.param == "tool_choice.server_label"
+
+
+def test_a_forced_tool_must_be_one_the_server_offers() -> None:
+    server = parse_mcp_tool(tool(allowed_tools=["echo", "fail"]), 0)
+    listing = {"tools": [{"name": "echo"}, {"name": "fail"}, {"name": "secret"}]}
+    check_forced({"server_label": "tools", "name": "echo"}, server, listing, None)
+    check_forced({"server_label": "tools"}, server, listing, None)
+    for name in ("secret", "nope"):  # listed but not allowed, and not listed
+        with pytest.raises(InvalidRequest) as caught:
+            check_forced({"server_label": "tools", "name": name}, server, listing, None)
+        assert caught.value.param == "tool_choice.name"
+    with pytest.raises(InvalidRequest) as caught:
+        check_forced({"server_label": "tools"}, server, {"tools": [{"name": "secret"}]}, None)
+    assert caught.value.param == "tool_choice.server_label"
+    with pytest.raises(UpstreamError) as failed:
+        check_forced({"server_label": "tools", "name": "echo"}, server, None, "Timed out while listing.")
+    assert "Timed out while listing." in failed.value.message
+
+
+def test_a_forced_tool_becomes_a_forced_function_or_required() -> None:
+    one = parse_mcp_tool(tool(), 0)
+    two = parse_mcp_tool(tool(server_label="other"), 1)
+    listings = {
+        "tools": {"tools": [{"name": "echo"}, {"name": "fail"}]},
+        "other": {"tools": [{"name": "echo"}]},
+    }
+    offered = offered_tools([one, two], listings, ("get_weather",))
+    assert forced_choice({"server_label": "tools", "name": "fail"}, offered) == (
+        {"type": "function", "name": "tools__fail"},
+        ["tools__fail"],
+    )
+    assert forced_choice({"server_label": "tools"}, offered) == ("required", ["tools__echo", "tools__fail"])
+    assert forced_choice({"server_label": "other"}, offered) == (
+        {"type": "function", "name": "other__echo"},
+        ["other__echo"],
+    )

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +173,25 @@ def test_the_viewer_is_pinned() -> None:
 @pytest.mark.parametrize("name", ["tollway-docs.js", "swagger-ui-bundle.js", "swagger-ui.css"])
 def test_the_viewer_ships_in_the_package(name: str) -> None:
     assert (Path(document.__file__).parent.parent / "static" / "docs" / name).is_file()
+
+
+def test_the_document_is_the_same_bytes_in_every_process() -> None:
+    """Instances behind one load balancer serve one document: nothing in it may follow a set's iteration order,
+    which changes with the hash seed of each process (these two seeds order the platform key scopes differently)."""
+    script = (
+        "import sys, orjson\n"
+        "from tollway.http.openapi.document import build_document\n"
+        "from tollway.http.routes import build_routes\n"
+        "sys.stdout.buffer.write(orjson.dumps(build_document(build_routes())))\n"
+    )
+    documents = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(documents) == 1

@@ -27,6 +27,9 @@ class CheckoutOrder:
     amount_cents: int
     success_url: str
     cancel_url: str
+    # The gateway's own idempotency key for this creation, derived from the caller's Idempotency-Key (SPEC §9.7) so
+    # that a retried request never opens a second session; None: the gateway library's key for its own retries.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The console's values (SPEC §17.1): a signed-in session as stored, and the daily usage aggregates its charts draw.
+"""The console's values (SPEC §17.1): a signed-in session as stored, a secret a form shows once, and the daily usage
+aggregates its charts draw.
 
 A session is known by a digest of its id (the cookie holds the id); it names the key it was opened with by id,
 never by the key, so that every request can re-check the key through the same lookup the API uses."""
@@ -14,6 +15,9 @@ from tollway.domain.keys import KeyKind
 
 IDLE_EXPIRY: Final = timedelta(hours=12)
 TOUCH_EVERY: Final = timedelta(minutes=1)  # last_seen_at is written at most this often per session
+# A form that creates a secret redirects to the page that shows it (post/redirect/get); that page must be opened
+# within this long, once.
+SHOWN_ONCE_TTL: Final = timedelta(minutes=10)
 
 
 def session_digest(session_id: str) -> bytes:
@@ -37,6 +41,23 @@ class StoredSession:
 
     def due_touch(self, now: datetime) -> bool:
         return now - self.last_seen_at >= TOUCH_EVERY
+
+
+@dataclass(frozen=True, slots=True)
+class ShownOnce:
+    """A new key or signing secret as the page after its creating form shows it, exactly once: a title, the secret,
+    a note, and optionally a link to the new object (a console path)."""
+
+    title: str
+    secret: str
+    note: str
+    link: str | None = None
+    link_text: str | None = None
+
+
+def shown_once_context(id_hash: bytes) -> str:
+    """The sealing context of a session's shown-once secret: it opens for this session only."""
+    return f"console-shown-once/{id_hash.hex()}"
 
 
 @dataclass(frozen=True, slots=True)

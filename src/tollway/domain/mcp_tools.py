@@ -1,5 +1,6 @@
 """``{type: "mcp"}`` tools of ``POST /v1/responses`` (SPEC §16.3) as values and rules: the tool's fields validated,
-which tools a server offers and which need approval, and the stable names they are offered to the model under
+which tools a server offers and which need approval, the stable names they are offered to the model under, and
+OpenAI's ``tool_choice: {"type": "mcp", "server_label", "name"?}`` as the forced function of the first model turn
 (the ``mcp_*`` items are in ``mcp_items.py``). Pure.
 
 **Names offered to the model.** Every provider sees an MCP tool as an ordinary function tool named
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tollway.domain.chat_messages import check_fields
-from tollway.errors import InvalidRequest, UnsupportedParameter
+from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
 MAX_TOOL_CALLS_DEFAULT: Final = 32
 MAX_LISTED_TOOLS: Final = 128  # tools kept from one server's listing (the chat APIs' tool limit)
@@ -275,3 +276,51 @@ def function_tool(name: str, offered: Offered) -> dict[str, Any]:
     schema = offered.tool.get("input_schema")
     parameters = schema if isinstance(schema, dict) else {"type": "object", "properties": {}}
     return {"type": "function", "name": name, "description": description, "parameters": parameters}
+
+
+# -- tool_choice {"type": "mcp"} ------------------------------------------------------------------------------
+
+
+def mcp_choice(choice: object) -> Mapping[str, Any] | None:
+    """The request's ``tool_choice`` when it is OpenAI's ``{"type": "mcp", "server_label", "name"?}``."""
+    if isinstance(choice, dict) and choice.get("type") == "mcp":
+        return choice
+    return None
+
+
+def check_forced(
+    choice: Mapping[str, Any], server: McpTool, listing: Mapping[str, Any] | None, error: str | None
+) -> None:
+    """A forced MCP tool must be one the server offers: its listing (this request's, or the chain's) has it and the
+    tool's ``allowed_tools`` lets it through. Unknown → 400 at ``tool_choice.name``; a server whose tools could not
+    be listed cannot be forced (502, the listing's error)."""
+    label, name = choice["server_label"], choice.get("name")
+    if listing is None:
+        raise UpstreamError(f"tool_choice names the MCP server {label!r}, whose tools could not be listed: {error}")
+    offered = [tool for tool in listing.get("tools") or () if server.offers(tool)]
+    if name is None and not offered:
+        raise InvalidRequest(
+            f"tool_choice.server_label {label!r} names an MCP server that offers no tools.", "tool_choice.server_label"
+        )
+    if name is not None and not any(tool["name"] == name for tool in offered):
+        raise InvalidRequest(
+            f"tool_choice.name {name!r} is not a tool the MCP server {label!r} offers; its tools are listed in the "
+            "response's mcp_list_tools item.",
+            "tool_choice.name",
+        )
+
+
+def forced_choice(choice: Mapping[str, Any], offered: Mapping[str, Offered]) -> tuple[str | dict[str, Any], list[str]]:
+    """``tool_choice: {"type": "mcp"}`` as the first model turn sees it, the MCP tools being function tools: the
+    function names it allows, and the choice that forces one of them: that function when it is one (a named tool,
+    or a server offering a single tool), else ``"required"`` with only the server's functions offered on that
+    turn. Later turns choose freely (``auto``), as OpenAI does."""
+    label, name = choice["server_label"], choice.get("name")
+    names = [
+        function
+        for function, tool in offered.items()
+        if tool.server.server_label == label and (name is None or tool.tool["name"] == name)
+    ]
+    if len(names) == 1:
+        return {"type": "function", "name": names[0]}, names
+    return "required", names

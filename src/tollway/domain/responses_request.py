@@ -36,6 +36,7 @@ _FIELDS: Final = frozenset(
 REQUEST_FIELDS: Final = _FIELDS  # the top-level fields the OpenAPI document lists (http/openapi)
 _TOOL_FIELDS: Final = frozenset({"type", "name", "description", "parameters", "strict"})
 _TOOL_CHOICE_FIELDS: Final = frozenset({"type", "name"})
+_MCP_CHOICE_FIELDS: Final = frozenset({"type", "server_label", "name"})
 _TEXT_FIELDS: Final = frozenset({"format", "verbosity"})
 _PLAIN_FORMAT_FIELDS: Final = frozenset({"type"})
 _SCHEMA_FORMAT_FIELDS: Final = frozenset({"type", "name", "description", "schema", "strict"})
@@ -61,7 +62,8 @@ class ResponsesRequest:
     instructions: str | None
     tools: list[dict[str, Any]]  # Responses function tools, [] when absent (``mcp`` tools are in ``mcp``)
     tool_names: tuple[str, ...]
-    tool_choice: str | dict[str, Any] | None  # "none" / "auto" / "required" / {"type": "function", "name"}
+    # "none" / "auto" / "required" / {"type": "function", "name"} / {"type": "mcp", "server_label", "name"?}
+    tool_choice: str | dict[str, Any] | None
     parallel_tool_calls: bool | None
     previous_response_id: str | None
     stream: bool
@@ -117,7 +119,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         instructions=instructions,
         tools=tools,
         tool_names=tool_names,
-        tool_choice=_tool_choice(body.get("tool_choice"), tool_names, bool(mcp)),
+        tool_choice=_tool_choice(body.get("tool_choice"), tool_names, mcp),
         parallel_tool_calls=_boolean(body, "parallel_tool_calls"),
         previous_response_id=previous,
         stream=_boolean(body, "stream") or False,
@@ -198,15 +200,17 @@ def _tools(
     return functions, tuple(names), tuple(servers), declared
 
 
-def _tool_choice(value: object, tool_names: tuple[str, ...], mcp: bool) -> str | dict[str, Any] | None:
+def _tool_choice(value: object, tool_names: tuple[str, ...], mcp: tuple[McpTool, ...]) -> str | dict[str, Any] | None:
     if value is None:
         return None
     if type(value) is str and value in _TOOL_MODES:
         mode = value
+    elif type(value) is dict and value.get("type") == "mcp":
+        return _mcp_choice(value, mcp)
     elif type(value) is dict:
         check_fields(value, _TOOL_CHOICE_FIELDS, "tool_choice", "tool_choice")
         if value.get("type") != "function":
-            raise InvalidRequest('tool_choice.type must be "function".', "tool_choice.type")
+            raise InvalidRequest('tool_choice.type must be "function" or "mcp".', "tool_choice.type")
         if value.get("name") not in tool_names:
             raise InvalidRequest(
                 "tool_choice.name must be the name of a function declared in tools.", "tool_choice.name"
@@ -214,10 +218,29 @@ def _tool_choice(value: object, tool_names: tuple[str, ...], mcp: bool) -> str |
         mode = "function"
     else:
         raise InvalidRequest(
-            'tool_choice must be none, auto, required or {"type": "function", "name": ...}.', "tool_choice"
+            'tool_choice must be none, auto, required, {"type": "function", "name": ...} or '
+            '{"type": "mcp", "server_label": ...}.',
+            "tool_choice",
         )
     if mode != "none" and not tool_names and not (mcp and mode != "function"):
         raise InvalidRequest(f"tool_choice {mode!r} requires tools; declare at least one tool.", "tool_choice")
+    return value
+
+
+def _mcp_choice(value: dict[str, Any], mcp: tuple[McpTool, ...]) -> dict[str, Any]:
+    """OpenAI's ``{"type": "mcp", "server_label", "name"?}``: the first model turn must call that server's tool
+    ``name`` (any of its tools without one). The label must be one of the request's ``mcp`` tools; the name is
+    checked against the server's listing by the tool loop (``mcp_tools.forced_choice``)."""
+    check_fields(value, _MCP_CHOICE_FIELDS, "tool_choice", "an mcp tool_choice")
+    label = value.get("server_label")
+    if type(label) is not str or label not in {tool.server_label for tool in mcp}:
+        raise InvalidRequest(
+            "tool_choice.server_label must be the server_label of one of the request's mcp tools.",
+            "tool_choice.server_label",
+        )
+    name = value.get("name")
+    if name is not None and (type(name) is not str or not 1 <= len(name) <= 128):
+        raise InvalidRequest("tool_choice.name must be a tool name (1 to 128 characters).", "tool_choice.name")
     return value
 
 

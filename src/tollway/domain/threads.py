@@ -19,9 +19,10 @@ from tollway.domain.stored_responses import StoredResponse
 from tollway.errors import InvalidRequest
 
 THREAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# A claim outlives the longest request it can cover (the total upstream timeout) by this margin, so that an instance
-# that dies mid-request never locks its thread for longer than that.
-LEASE_MARGIN_S: Final = 60.0
+# A claim lasts ``TOLLWAY_THREAD_LEASE_S`` and the request holding it renews it this many times per lease, so one
+# or two renewals may fail (a slow or briefly unreachable database) before it could lapse under a running request,
+# while an instance that dies frees its threads within one lease.
+RENEWALS_PER_LEASE: Final = 3
 _ID_RULE: Final = "1 to 64 letters, digits, underscores or dashes"
 
 

@@ -17,6 +17,8 @@ HOT_PATHS = (
     "/v1/embeddings",
     "/v1/moderations",
 )
+# Matched by their prefix ahead of the router (``http/fastpath.py``): the MCP proxy (SPEC §16.3).
+HOT_PREFIXED_PATHS = ("/v1/mcp/{slug}",)
 
 
 def build_routes(*, console: bool = True) -> list[BaseRoute]:

@@ -1,12 +1,15 @@
 """The only code that writes SSE bytes: chunk events, the closing ``[DONE]``, and the mid-stream error event; and
-the named ``event: <type>`` events of the Responses API and of Anthropic's Messages API."""
+the named ``event: <type>`` events of the Responses API and of Anthropic's Messages API; and the streaming answer
+that tells its service when it is over."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from tollway.domain import json_bytes
 from tollway.domain.messages_output import error_body
@@ -14,6 +17,25 @@ from tollway.errors import ServiceUnavailable, TollwayError
 from tollway.observability.context import current_request
 
 DONE = b"data: [DONE]\n\n"
+
+
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` answer that calls ``ended`` once it is over, however it ended. Starlette never starts
+    the body of a response whose client has already left, so a relay's own ``finally`` cannot be relied on to free
+    what the relay was handed (a thread's lease, an opened upstream turn)."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], headers: Mapping[str, str], ended: Callable[[], None] | None
+    ) -> None:
+        super().__init__(content, headers=headers, media_type="text/event-stream")
+        self._ended = ended
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._ended is not None:
+                self._ended()
 
 
 def data_event(payload: Any) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any, Final
 import aiohttp
 import orjson
 import stripe
+from stripe import RequestOptions
 from stripe.params.checkout import SessionCreateParams
 
 from tollway.domain.card_topups import CURRENCY, CheckoutOrder, CheckoutSession
@@ -59,7 +60,7 @@ class StripeCheckout:
             "cancel_url": order.cancel_url,
         }
         try:
-            session = await self._client.v1.checkout.sessions.create_async(params)
+            session = await self._client.v1.checkout.sessions.create_async(params, _options(order))
         except stripe.APIConnectionError:
             raise UpstreamError("Stripe could not be reached; no Checkout Session was created.") from None
         except stripe.StripeError as exc:
@@ -85,6 +86,12 @@ class StripeCheckout:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def _options(order: CheckoutOrder) -> RequestOptions:
+    """Stripe's ``Idempotency-Key`` for the creation: the order's when the caller sent one (Stripe then answers a
+    repeat with the first session), else none of ours (the library adds a random one that covers its retries)."""
+    return {"idempotency_key": order.idempotency_key} if order.idempotency_key else {}
 
 
 def _refusal(exc: stripe.StripeError) -> UpstreamError:

@@ -24,6 +24,13 @@ log = logging.getLogger("tollway.auth")
 
 POSITIVE_CACHE_S = 0.9
 REFRESH_AFTER_S = 0.5  # looked up again in the background from here on
+# Background lookups are gathered for this long and made in one query: with many end users' keys in use, a query
+# per key and refresh (two a second each) cost a third of a busy instance's CPU on SQLite (issue 18).
+REFRESH_GATHER_S = 0.05
+# A key used within this long is kept fresh by the gathered refreshes themselves, request or not: when requests
+# for a key come further apart than its entry lives (many end users, traffic spread over instances), each one would
+# otherwise find its entry expired and wait for its own lookup.
+KEEP_FRESH_S = 10.0
 _TOUCH_EVERY_S = 60.0
 _FAILURE_WINDOW_S = 60.0
 _OPERATOR_REFRESH_S = 0.9
@@ -36,8 +43,12 @@ class Authenticator:
         keys: KeyLookup,
         operator_digest: Callable[[], Awaitable[bytes | None]],
         failure_limit: int,
+        clock: Callable[[], float] = time.monotonic,
+        keep_fresh_s: float = KEEP_FRESH_S,
     ) -> None:
         self._keys = keys
+        self._clock = clock
+        self._keep_fresh_s = keep_fresh_s
         self._operator_digest_source = operator_digest
         self._operator_digest: bytes | None = None
         self._operator_checked_at = float("-inf")
@@ -47,7 +58,12 @@ class Authenticator:
         self._touched: dict[str, float] = {}
         self._failures: dict[str, deque[float]] = {}
         self.pending_touches: set[str] = set()
-        self._refreshing: dict[bytes, asyncio.Task[None]] = {}
+        self._due: dict[bytes, bool] = {}  # digest -> shaped like the operator key; waiting for the next refresh
+        self._used: dict[bytes, float] = {}  # digest -> when a request last presented it
+        self._kept: dict[bytes, bool] = {}  # kept fresh: queued again when ``_keep_timer`` fires
+        self._keep_timer: asyncio.TimerHandle | None = None
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self._refreshes: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by invalidate(): a refresh begun before it must not write back
 
     def invalidate(self) -> None:
@@ -63,7 +79,7 @@ class Authenticator:
 
     async def authenticate_key(self, raw: str | None, client_ip: str) -> Principal:
         """The principal of a key as sent (``None`` or a malformed header counts as a failed attempt)."""
-        now = time.monotonic()
+        now = self._clock()
         if raw is not None and (not raw or len(raw) > 512):
             raw = None
         if raw is None:
@@ -74,9 +90,9 @@ class Authenticator:
         if cached is not None:
             cached_at, principal, expires_mono = cached
             if now - cached_at < POSITIVE_CACHE_S and (expires_mono is None or now < expires_mono):
-                if now - cached_at >= REFRESH_AFTER_S and digest not in self._refreshing:
-                    task = asyncio.get_running_loop().create_task(self._refresh(raw, digest))
-                    self._refreshing[digest] = task
+                if now - cached_at >= REFRESH_AFTER_S and digest not in self._due:
+                    self._queue_refresh(digest, raw.startswith("sk-admin_"))
+                self._used[digest] = now
                 self._note_use(principal, now)
                 return principal
             del self._cache[digest]
@@ -86,35 +102,81 @@ class Authenticator:
             raise AuthenticationError()
         if len(self._cache) > 100_000:
             self._cache.clear()
+            self._used.clear()
         self._cache[digest] = (now, found, expires_mono)
+        self._used[digest] = now
+        if self._keep_fresh_s > 0:  # kept fresh from now on while in use, even if requests come seconds apart
+            self._keep({digest: raw.startswith("sk-admin_")})
         self._note_use(found, now)
         return found
 
-    async def _refresh(self, raw: str, digest: bytes) -> None:
-        """Refresh-ahead (as ``services/freshness.py``): the key is looked up again in the background while the
-        cached principal is still served; a key that is gone is dropped, so the next request is refused."""
-        started = time.monotonic()
+    def _queue_refresh(self, digest: bytes, operator_shaped: bool) -> None:
+        self._due[digest] = operator_shaped
+        if self._refresh_timer is None:
+            loop = asyncio.get_running_loop()
+            self._refresh_timer = loop.call_later(REFRESH_GATHER_S, self._start_refresh)
+
+    def _start_refresh(self) -> None:
+        self._refresh_timer = None
+        due, self._due = self._due, {}
+        task = asyncio.get_running_loop().create_task(self._refresh(due))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    def _keep(self, keys: dict[bytes, bool]) -> None:
+        """Queue ``keys`` again once they near the refresh point; keys kept meanwhile join the same refresh."""
+        self._kept.update(keys)
+        if self._keep_timer is None:
+            loop = asyncio.get_running_loop()
+            self._keep_timer = loop.call_later(REFRESH_AFTER_S - REFRESH_GATHER_S, self._requeue)
+
+    def _requeue(self) -> None:
+        self._keep_timer = None
+        kept, self._kept = self._kept, {}
+        for digest, operator_shaped in kept.items():
+            if digest in self._cache and digest not in self._due:
+                self._queue_refresh(digest, operator_shaped)
+
+    async def _refresh(self, due: dict[bytes, bool]) -> None:
+        """Refresh-ahead (as ``services/freshness.py``), gathered: the keys are looked up again in one query while
+        their cached principals are still served; a key that is gone is dropped, so its next request is refused.
+        While a key waits here it is not queued again, so a lookup that fails is retried by the next request. Keys
+        used within ``keep_fresh_s`` are queued again for when their new entries pass ``REFRESH_AFTER_S``."""
+        started = self._clock()
         generation = self._generation
         try:
-            found, expires_mono = await self._lookup(raw, digest, started)
+            operator = await self._current_operator_digest(started)
+            records = await self._keys.find_active_many(list(due))
         except Exception:  # the next request past the cache lifetime looks it up in the foreground
             log.warning("background key lookup failed", exc_info=True)
             return
-        finally:
-            self._refreshing.pop(digest, None)
         if generation != self._generation:
             return
-        if found is None:
-            self._cache.pop(digest, None)
-        else:
-            self._cache[digest] = (started, found, expires_mono)
+        keep: dict[bytes, bool] = {}
+        for digest, operator_shaped in due.items():
+            found, expires_mono = self._resolve(operator_shaped, digest, operator, records.get(digest), started)
+            if found is None:
+                self._cache.pop(digest, None)
+            else:
+                self._cache[digest] = (started, found, expires_mono)
+            if found is not None and started - self._used.get(digest, float("-inf")) < self._keep_fresh_s:
+                keep[digest] = operator_shaped
+            else:
+                self._used.pop(digest, None)
+        if keep:
+            self._keep(keep)
 
     async def _lookup(self, raw: str, digest: bytes, now: float) -> tuple[Principal | None, float | None]:
         operator = await self._current_operator_digest(now)
+        record = await self._keys.find_active(digest)
+        return self._resolve(raw.startswith("sk-admin_"), digest, operator, record, now)
+
+    def _resolve(
+        self, operator_shaped: bool, digest: bytes, operator: bytes | None, record: KeyRecord | None, now: float
+    ) -> tuple[Principal | None, float | None]:
         # Same code path for every key: the operator comparison runs for all of them, in constant time.
         is_operator = hmac.compare_digest(digest, operator or _DUMMY_DIGEST) and operator is not None
-        record = await self._keys.find_active(digest)
-        if is_operator and raw.startswith("sk-admin_"):
+        if is_operator and operator_shaped:
             return Principal(kind=KeyKind.OPERATOR, key_id=None), None
         if record is None:
             return None, None
@@ -126,7 +188,7 @@ class Authenticator:
     async def principal_by_key_id(self, key_id: str) -> Principal | None:
         """The principal of a live key named by id (console sessions re-check the key they were opened with): the
         API's lookup conditions, cached like a digest lookup (≤ 0.9 s, dropped by ``invalidate``)."""
-        now = time.monotonic()
+        now = self._clock()
         cached = self._by_id.get(key_id)
         if cached is not None and now - cached[0] < POSITIVE_CACHE_S and (cached[2] is None or now < cached[2]):
             return cached[1]
@@ -143,7 +205,7 @@ class Authenticator:
     async def operator_check(self) -> bytes | None:
         """A digest of the current operator key's digest (None when there is none): a console session of the
         operator ends when it changes (``tollway rotate-admin-key``)."""
-        digest = await self._current_operator_digest(time.monotonic())
+        digest = await self._current_operator_digest(self._clock())
         return None if digest is None else hashlib.sha256(digest).digest()
 
     async def _current_operator_digest(self, now: float) -> bytes | None:
@@ -169,7 +231,7 @@ class Authenticator:
         window = self._failures.get(client_ip)
         if window is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         while window and now - window[0] >= _FAILURE_WINDOW_S:
             window.popleft()
         if len(window) > self._failure_limit:

@@ -3,7 +3,7 @@ end-user self-service APIs, typed models with exact ``Decimal`` amounts, auto-pa
 calls, retries that honour ``Retry-After``, one exception class per error code, and ``.openai()`` for inference."""
 
 from tollway_sdk import types
-from tollway_sdk._client import AsyncTollway, Tollway
+from tollway_sdk._async.client import AsyncTollway
 from tollway_sdk._errors import (
     APIConnectionError,
     APIStatusError,
@@ -47,6 +47,7 @@ from tollway_sdk._errors import (
     from_openai_error,
 )
 from tollway_sdk._pagination import AsyncPage, AsyncPaginator, SyncPage
+from tollway_sdk._sync.client import Tollway
 from tollway_sdk._types import NOT_GIVEN, USD, NotGiven
 from tollway_sdk._version import __version__
 

@@ -1,13 +1,11 @@
-"""The HTTP machinery under both clients: building a request from a ``Call``, sending it with retries
-(``_retries.py``), decoding the answer with exact decimals (``_json.py``) or raising the error class of its code
-(``_errors.py``). ``SyncAPIClient`` and ``AsyncAPIClient`` differ only in how they wait."""
+"""What both clients share: building a request from a ``Call`` and reading its answer with exact decimals
+(``_json.py``) or raising the error class of its code (``_errors.py``). The loop that sends a request with retries
+(``_retries.py``) is ``_async/api_client.py`` and, generated from it, ``_sync/api_client.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,101 +99,6 @@ class BaseClient:
         return call.parse(body)
 
 
-class SyncAPIClient(BaseClient):
-    def __init__(
-        self,
-        *,
-        api_key: str | None,
-        base_url: str | httpx.URL | None,
-        timeout: float | httpx.Timeout,
-        max_retries: int,
-        default_headers: Mapping[str, str] | None,
-        http_client: httpx.Client | None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-        )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=timeout, follow_redirects=False)
-
-    def request(self, call: Call[T]) -> T:
-        request = self._build_request(self._http, call)
-        retryable = self._retries.may_retry(request)
-        retries_done = 0
-        while True:
-            try:
-                response = self._http.send(request)
-            except httpx.TransportError as exc:
-                if retryable and retries_done < self.max_retries:
-                    time.sleep(self._retries.backoff(retries_done))
-                    retries_done += 1
-                    continue
-                raise _connection_error(exc, request) from exc
-            asked = self._retries.retry_after(response) if retryable else None
-            if asked is not None and retries_done < self.max_retries:
-                response.close()
-                time.sleep(self._retries.delay(retries_done, asked))
-                retries_done += 1
-                continue
-            return self._answer(call, response)
-
-    def close(self) -> None:
-        """Close the connection pool (only when the client created it)."""
-        if self._owns_http:
-            self._http.close()
-
-
-class AsyncAPIClient(BaseClient):
-    def __init__(
-        self,
-        *,
-        api_key: str | None,
-        base_url: str | httpx.URL | None,
-        timeout: float | httpx.Timeout,
-        max_retries: int,
-        default_headers: Mapping[str, str] | None,
-        http_client: httpx.AsyncClient | None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-        )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-
-    async def request(self, call: Call[T]) -> T:
-        request = self._build_request(self._http, call)
-        retryable = self._retries.may_retry(request)
-        retries_done = 0
-        while True:
-            try:
-                response = await self._http.send(request)
-            except httpx.TransportError as exc:
-                if retryable and retries_done < self.max_retries:
-                    await asyncio.sleep(self._retries.backoff(retries_done))
-                    retries_done += 1
-                    continue
-                raise _connection_error(exc, request) from exc
-            asked = self._retries.retry_after(response) if retryable else None
-            if asked is not None and retries_done < self.max_retries:
-                await response.aclose()
-                await asyncio.sleep(self._retries.delay(retries_done, asked))
-                retries_done += 1
-                continue
-            return self._answer(call, response)
-
-    async def close(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-
 def _deployment_url(value: str | httpx.URL | None) -> httpx.URL:
     """The deployment's root URL; a trailing ``/v1`` (as given to OpenAI clients) is accepted and dropped."""
     text = str(value or DEFAULT_BASE_URL).rstrip("/")
@@ -213,7 +116,7 @@ def _decode(response: httpx.Response) -> Any:
         return response.text
 
 
-def _connection_error(exc: httpx.TransportError, request: httpx.Request) -> APIConnectionError:
+def connection_error(exc: httpx.TransportError, request: httpx.Request) -> APIConnectionError:
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(request=request)
     return APIConnectionError(f"Could not connect to Tollway: {exc}", request=request)

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from tollway_sdk._base_client import AsyncAPIClient, Call, SyncAPIClient
+from tollway_sdk._async.api_client import AsyncAPIClient
+from tollway_sdk._base_client import Call
 from tollway_sdk._errors import TollwayError
+from tollway_sdk._sync.api_client import SyncAPIClient
 
 T = TypeVar("T")
 

@@ -8,9 +8,11 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from tollway_sdk._base_client import AsyncAPIClient, Call, SyncAPIClient
+from tollway_sdk._async.api_client import AsyncAPIClient
+from tollway_sdk._base_client import Call
 from tollway_sdk._errors import TollwayError
 from tollway_sdk._pagination import AsyncPaginator, ListCall, SyncPage
+from tollway_sdk._sync.api_client import SyncAPIClient
 from tollway_sdk._types import NotGiven
 
 T = TypeVar("T")

@@ -18,6 +18,14 @@ class ConsoleSessionStore(Protocol):
 
     async def delete(self, id_hash: bytes) -> None: ...
 
+    async def hold_shown_once(self, id_hash: bytes, display_id: str, sealed: bytes) -> None:
+        """Keeps one sealed secret for the session's next page ``display_id`` (replacing one not shown yet)."""
+        ...
+
+    async def take_shown_once(self, id_hash: bytes, display_id: str) -> bytes | None:
+        """The sealed secret held for ``display_id``, removed in the same step: one caller gets it, once."""
+        ...
+
     async def prune(self, idle_before: datetime) -> int:
         """Deletes the sessions last seen before ``idle_before``; returns how many."""
         ...

@@ -16,6 +16,10 @@ from tollway.domain.threads import Deletion, Thread, ThreadLease
 class KeyLookup(Protocol):
     async def find_active(self, digest: bytes) -> KeyRecord | None: ...
 
+    async def find_active_many(self, digests: list[bytes]) -> dict[bytes, KeyRecord]:
+        """``find_active`` of several keys in one query (by digest; a key that is not live is absent)."""
+        ...
+
     async def find_active_by_id(self, key_id: str) -> KeyRecord | None:
         """The same conditions as ``find_active`` (live key, platform and end user), by the key's id."""
         ...
@@ -68,6 +72,10 @@ class ThreadRepository(Protocol):
     ) -> ThreadLease | None:
         """Create the thread if new, and take it for ``holder`` until ``lease_until`` unless another request holds
         an unexpired lease (then None). Exactly one of concurrent claims wins, across instances."""
+        ...
+
+    async def renew(self, lease: ThreadLease, lease_until: datetime) -> bool:
+        """Extend the lease to ``lease_until`` if ``lease.holder`` still holds the thread (False: it does not)."""
         ...
 
     async def release(self, lease: ThreadLease) -> None:

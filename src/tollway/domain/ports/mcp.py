@@ -106,8 +106,8 @@ class McpFreeCalls(Protocol):
 
 
 class McpServers(Protocol):
-    """An MCP client to apps' servers (SPEC §16.3), one session per request; every failure raises
-    ``McpCallFailed`` saying whether the app answered."""
+    """An MCP client to apps' servers (SPEC §16.3); every failure raises ``McpCallFailed`` saying whether the app
+    answered."""
 
     async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
         """The app's ``tools/list`` result (JSON), within the 15 s of connecting and listing."""

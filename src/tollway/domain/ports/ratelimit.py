@@ -63,3 +63,7 @@ class LimitSource(Protocol):
         """The end user's override (None without one) and the platform's defaults; raises ``ServiceUnavailable``
         when the database cannot be reached."""
         ...
+
+    async def limits_of_many(self, end_users: list[tuple[str, str]]) -> dict[str, tuple[RateLimits | None, RateLimits]]:
+        """``limits_of`` of several (platform id, end-user id) pairs in one round trip, by end-user id."""
+        ...

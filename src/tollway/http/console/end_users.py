@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.console import ShownOnce
 from tollway.domain.idempotency import StoredResponse
 from tollway.domain.keys import KeyKind
 from tollway.domain.platform_settings import BudgetPeriod
@@ -19,7 +20,7 @@ from tollway.errors import NotFound, TollwayError
 from tollway.http.console.forms import Form
 from tollway.http.console.pages import redirect, render
 from tollway.http.console.platform import own_platform
-from tollway.http.console.session import form, page
+from tollway.http.console.session import form, page, show_once
 from tollway.http.management import render as api
 from tollway.http.management.end_users import render_budget, render_budget_transaction, render_end_user
 from tollway.http.management.params import paging, path_id, query_text
@@ -42,9 +43,7 @@ _LIMIT_FIELDS: Final = {"rpm_limit": "int|null", "tpm_limit": "int|null", "rpd_l
 # -- the list (§5.4) ------------------------------------------------------------------------------------------
 
 
-async def _list_view(
-    request: Request, session: ActiveSession, *, error: TollwayError | None = None, created: Any = None
-) -> Response:
+async def _list_view(request: Request, session: ActiveSession, *, error: TollwayError | None = None) -> Response:
     pages = paging(request)
     external_id = query_text(request, "external_id") or None
     rows, total = await management(request).end_users.list_end_users(
@@ -53,7 +52,7 @@ async def _list_view(
     query = f"external_id={external_id}&" if external_id else ""
     return render(
         request, session, "pl_end_users.html", error=error, end_users=[render_end_user(r) for r in rows],
-        total=total, pages=pages, created=created, search=external_id or "", query=query,
+        total=total, pages=pages, search=external_id or "", query=query,
     )  # fmt: skip
 
 
@@ -70,12 +69,16 @@ async def create_end_user(request: Request, session: ActiveSession) -> Response:
     except TollwayError as error:
         return await _list_view(request, session, error=error)
     services(request).invalidate_caches()
-    created = {
-        "end_user": render_end_user(creation.end_user),
-        "api_key": api.api_key(creation.api_key, raw_key),
-        "existing": not creation.created,
-    }
-    return await _list_view(request, session, created=created)
+    user = creation.end_user
+    title = f"Existing end user {user['external_id']}: a fresh key" if not creation.created else None
+    shown = ShownOnce(
+        title or f"End user {user['external_id']} created",
+        raw_key,
+        "Its end-user key, shown once: copy it now.",
+        link=f"/console/end-users/{user['id']}",
+        link_text=f"Open {user['external_id']}",
+    )
+    return await show_once(request, session, "/console/end-users", shown)
 
 
 # -- one end user ---------------------------------------------------------------------------------------------
@@ -87,7 +90,6 @@ async def _detail_view(
     end_user_id: str,
     *,
     error: TollwayError | None = None,
-    created_key: Any = None,
 ) -> Response:
     platform_id = own_platform(session)
     m = management(request)
@@ -113,7 +115,6 @@ async def _detail_view(
         ledger=ledger,
         override=override,
         keys=[api.api_key(row) for row in keys],
-        created_key=created_key,
         periods=[period.value for period in BudgetPeriod],
         idempotency={name: secrets.token_urlsafe(16) for name in ("budget", "suspend", "topup")},
     )
@@ -139,7 +140,7 @@ def _end_user_action(
         except TollwayError as error:
             return await _detail_view(request, session, end_user_id, error=error)
         if shown is not None:
-            return await _detail_view(request, session, end_user_id, created_key=shown)
+            return await show_once(request, session, f"/console/end-users/{end_user_id}", shown)
         return redirect(f"/console/end-users/{end_user_id}", "saved")
 
     endpoint.__name__ = run.__name__
@@ -217,11 +218,11 @@ async def set_active(request: Request, session: ActiveSession, end_user_id: str,
 
 
 @_end_user_action
-async def create_key(request: Request, session: ActiveSession, end_user_id: str, submitted: Form) -> dict[str, Any]:
+async def create_key(request: Request, session: ActiveSession, end_user_id: str, submitted: Form) -> ShownOnce:
     body = submitted.body({"name": "text", "expires_at": "text"})
-    row, raw_key = await management(request).end_users.issue_key(own_platform(session), end_user_id, body)
+    _row, raw_key = await management(request).end_users.issue_key(own_platform(session), end_user_id, body)
     services(request).invalidate_caches()
-    return api.api_key(row, raw_key)
+    return ShownOnce("Key created", raw_key, "The end user's new key, shown once: copy it now.")
 
 
 @page(PLATFORM)

@@ -1,17 +1,20 @@
 """MCP in the console (SPEC §16.1, §16.2, §17.1): a platform's MCP apps (add, activate/deactivate, delete; secrets are
 sealed and never shown) and its end users' connections; an end user's apps with their MCP server URLs, connecting an
-OAuth app (the page links to the app's authorization page) and disconnecting. The same services as the API."""
+OAuth app (the page links to the app's authorization page, and the OAuth callback brings the browser back to the
+console) and disconnecting. The same services as the API."""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.domain.clock import rfc3339
 from tollway.domain.keys import KeyKind
+from tollway.domain.mcp import APP_SLUG
 from tollway.errors import TollwayError
 from tollway.http.console.forms import Form
 from tollway.http.console.pages import redirect, render
@@ -23,6 +26,16 @@ from tollway.http.state import management, services
 from tollway.services.console.sessions import ActiveSession
 
 AUTH_TYPES: Final = ("none", "header", "oauth2")
+# Where the OAuth callback sends the browser after a connection started in the console (§16.2's redirect_uri).
+RETURNED_PATH: Final = "/console/mcp/returned"
+_ERROR_CODE: Final = re.compile(r"[a-z0-9_.-]{1,64}")
+# What the connections page says about the callback's outcome: fixed sentences; the code is shown only as a code.
+_CONNECT_FAULTS: Final = {
+    "access_denied": "the authorization was declined at the app",
+    "app_unavailable": "the app is no longer offered",
+    "temporarily_unavailable": "the app's authorization server could not be reached; try again",
+    "server_error": "Tollway could not finish the connection; try again",
+}
 _LIST: Final = re.compile(r"[\s,]+")
 
 
@@ -123,7 +136,24 @@ async def _connections_view(
         }
         for entry in await connections.config(platform_id, end_user_id)
     ]
-    return render(request, session, "eu_mcp.html", error=error, apps=entries, authorize=authorize)
+    outcome = _returned_outcome(request, entries)
+    return render(request, session, "eu_mcp.html", error=error, apps=entries, authorize=authorize, outcome=outcome)
+
+
+def _returned_outcome(request: Request, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The result of a connection the console started, from the ``?mcp_app=&status=`` the callback added (§16.2),
+    about one of the caller's own apps only."""
+    params = request.query_params
+    app = next((entry for entry in entries if entry["slug"] == params.get("mcp_app")), None)
+    status = params.get("status")
+    if app is None or status not in ("connected", "error"):
+        return None
+    if status == "connected":
+        return {"ok": True, "text": f"{app['name']} is connected.", "code": None}
+    code = params.get("error", "")
+    code = code if _ERROR_CODE.fullmatch(code) else "oauth_error"
+    reason = _CONNECT_FAULTS.get(code, "the app's authorization server refused it")
+    return {"ok": False, "text": f"{app['name']} was not connected: {reason}.", "code": code}
 
 
 @page(KeyKind.END_USER)
@@ -137,11 +167,30 @@ async def connect(request: Request, session: ActiveSession) -> Response:
     platform_id, end_user_id = _owner(session)
     slug = str(request.path_params["slug"])
     try:
-        started = await services(request).mcp_connections.connect(platform_id, end_user_id, slug, {})
+        started = await services(request).mcp_connections.connect(
+            platform_id, end_user_id, slug, {}, return_to=RETURNED_PATH
+        )
     except TollwayError as error:
         return await _connections_view(request, session, error=error)
     authorize = {"slug": slug, "url": started.authorize_url, "expires_at": rfc3339(started.expires_at)}
     return await _connections_view(request, session, authorize=authorize)
+
+
+async def returned(request: Request) -> Response:
+    """The console's ``redirect_uri`` (§16.2): the browser arrives here from the app's authorization server, another
+    site, so its SameSite=Strict session cookie is not sent. This page needs no session: it sends the browser on to
+    the connections page itself (a navigation from our own page, which carries the cookie), keeping only a valid app
+    slug, status and error code of the callback's query."""
+    params = request.query_params
+    slug, status = params.get("mcp_app", ""), params.get("status", "")
+    query: dict[str, str] = {}
+    if APP_SLUG.fullmatch(slug) and status in ("connected", "error"):
+        query = {"mcp_app": slug, "status": status}
+        if status == "error":
+            code = params.get("error", "")
+            query["error"] = code if _ERROR_CODE.fullmatch(code) else "oauth_error"
+    target = "/console/mcp" + (f"?{urlencode(query)}" if query else "")
+    return render(request, None, "eu_mcp_returned.html", target=target)
 
 
 @page(KeyKind.END_USER)

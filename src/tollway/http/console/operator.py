@@ -11,12 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.domain.catalog import ProviderKind
+from tollway.domain.console import ShownOnce
 from tollway.domain.idempotency import StoredResponse
 from tollway.domain.keys import KeyKind
 from tollway.domain.records import Record
 from tollway.errors import TollwayError
 from tollway.http.console.pages import redirect, render
-from tollway.http.console.session import form, page
+from tollway.http.console.session import form, page, show_once
 from tollway.http.management import render as api
 from tollway.http.management.params import paging, path_id, request_id
 from tollway.http.state import management, services
@@ -44,9 +45,7 @@ _MODEL_EDITABLE: Final = {k: v for k, v in _MODEL_FIELDS.items() if k not in ("s
 # -- platforms and wallets (§4.3) -----------------------------------------------------------------------------
 
 
-async def platforms_page(
-    request: Request, session: ActiveSession, *, error: TollwayError | None = None, created: Any = None
-) -> Response:
+async def platforms_page(request: Request, session: ActiveSession, *, error: TollwayError | None = None) -> Response:
     m = management(request)
     pages = paging(request)
     rows, total = await m.platforms.list_platforms(pages.offset, pages.limit)
@@ -54,9 +53,7 @@ async def platforms_page(
     for row in rows:
         wallet = api.wallet(await m.accounts.wallet(row["id"]), row["settings"])
         listed.append({"platform": api.platform(row), "wallet": wallet})
-    return render(
-        request, session, "op_platforms.html", error=error, platforms=listed, total=total, pages=pages, created=created
-    )
+    return render(request, session, "op_platforms.html", error=error, platforms=listed, total=total, pages=pages)
 
 
 @page(OPERATOR)
@@ -67,12 +64,13 @@ async def create_platform(request: Request, session: ActiveSession) -> Response:
     except TollwayError as error:
         return await platforms_page(request, session, error=error)
     services(request).invalidate_caches()
-    shown = {"platform": api.platform(created.platform), "api_key": api.api_key(created.api_key, created.raw_key)}
-    return await platforms_page(request, session, created=shown)
+    title = f"Platform {created.platform['name']} created"
+    note = "Its platform key, shown once: copy it now. Tollway keeps only a digest."
+    return await show_once(request, session, "/console", ShownOnce(title, created.raw_key, note))
 
 
 async def _platform_view(
-    request: Request, session: ActiveSession, platform_id: str, *, error: TollwayError | None = None, key: Any = None
+    request: Request, session: ActiveSession, platform_id: str, *, error: TollwayError | None = None
 ) -> Response:
     m = management(request)
     platform = await m.platforms.get(platform_id)
@@ -86,7 +84,6 @@ async def _platform_view(
         wallet=api.wallet(wallet, platform["settings"]),
         transactions=[api.wallet_transaction(row) for row in recent],
         idempotency_key=secrets.token_urlsafe(16),
-        key=key,
     )
 
 
@@ -124,11 +121,12 @@ async def create_platform_key(request: Request, session: ActiveSession) -> Respo
     platform_id = path_id(request, "pid")
     body = form(request).body({"name": "text"})
     try:
-        row, raw_key = await management(request).platform_keys.issue(platform_id, body)
+        _row, raw_key = await management(request).platform_keys.issue(platform_id, body)
     except TollwayError as error:
         return await _platform_view(request, session, platform_id, error=error)
     services(request).invalidate_caches()
-    return await _platform_view(request, session, platform_id, key=api.api_key(row, raw_key))
+    shown = ShownOnce("Recovery key created", raw_key, "A new platform key, shown once: copy it now.")
+    return await show_once(request, session, f"/console/platforms/{platform_id}", shown)
 
 
 # -- providers (§4.1) -----------------------------------------------------------------------------------------

@@ -70,6 +70,10 @@ NOTICES: Final = {
     "topped-up": "The wallet is credited.",
     "disconnected": "Disconnected: the app's tokens are deleted.",
 }
+# The query parameter naming the secret a page shows once (post/redirect/get), and what the page says when that
+# secret was already shown (a reload) or is too old.
+SHOWN_PARAM: Final = "shown"
+SHOWN_ALREADY: Final = "That secret was shown once and is not shown again; create a new one if it was not copied."
 # What the wallet page says when Stripe Checkout sends the payer back (``?checkout=``, SPEC §17.2).
 CHECKOUT_NOTICES: Final = {
     "paid": "Payment received: the wallet is credited as soon as Stripe confirms it (usually within seconds).",
@@ -127,6 +131,9 @@ def render(
 ) -> Response:
     kind = session.principal.kind if session is not None else None
     notice = NOTICES.get(request.query_params.get("ok", ""))
+    shown_once = getattr(request.state, "shown_once", None)
+    if shown_once is None and SHOWN_PARAM in request.query_params and request.method == "GET":
+        notice = SHOWN_ALREADY
     nav = [
         (href, label)
         for href, label in (NAV[kind] if kind is not None else ())
@@ -140,6 +147,7 @@ def render(
         path=request.url.path,
         notice=notice,
         error=error,
+        shown_once=shown_once,
         **context,
     )
     return secured(HTMLResponse(html, status_code=error.status if error is not None and status == 200 else status))

@@ -9,10 +9,11 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.console import ShownOnce
 from tollway.domain.keys import KeyKind
 from tollway.errors import TollwayError
 from tollway.http.console.pages import CHECKOUT_NOTICES, redirect, render
-from tollway.http.console.session import form, page
+from tollway.http.console.session import form, page, show_once
 from tollway.http.management import render as api
 from tollway.http.management.params import paging, path_id, query_text, query_time
 from tollway.http.state import management, services
@@ -53,16 +54,14 @@ async def wallet_page(request: Request, session: ActiveSession) -> Response:
 # -- platform API keys (§5.2) ---------------------------------------------------------------------------------
 
 
-async def _keys_view(
-    request: Request, session: ActiveSession, *, error: TollwayError | None = None, created: Any = None
-) -> Response:
+async def _keys_view(request: Request, session: ActiveSession, *, error: TollwayError | None = None) -> Response:
     pages = paging(request)
     rows, total = await management(request).platform_keys.list_keys(
         own_platform(session), "platform", None, pages.offset, pages.limit
     )
     keys = [api.api_key(row) for row in rows]
     return render(
-        request, session, "pl_keys.html", error=error, keys=keys, total=total, pages=pages, created=created,
+        request, session, "pl_keys.html", error=error, keys=keys, total=total, pages=pages,
         own_key_id=session.principal.key_id,
     )  # fmt: skip
 
@@ -81,7 +80,9 @@ async def create_platform_key(request: Request, session: ActiveSession) -> Respo
     except TollwayError as error:
         return await _keys_view(request, session, error=error)
     services(request).invalidate_caches()
-    return await _keys_view(request, session, created=api.api_key(row, raw_key))
+    title = f"Key {row['name'] or raw_key[:12]} created"
+    shown = ShownOnce(title, raw_key, "Shown once: copy it now. Tollway keeps only a digest.")
+    return await show_once(request, session, "/console/keys", shown)
 
 
 @page(PLATFORM)

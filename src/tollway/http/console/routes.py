@@ -116,6 +116,7 @@ routes: list[BaseRoute] = [
     Route("/console/usage", logs.usage_page, methods=["GET"]),
     Route("/console/usage.csv", logs.usage_csv, methods=["GET"]),
     Route("/console/mcp", mcp.connections_page, methods=["GET"]),
+    Route(mcp.RETURNED_PATH, mcp.returned, methods=["GET"]),
     Route("/console/mcp/{slug}/connect", mcp.connect, methods=["POST"]),
     Route("/console/mcp/{slug}/disconnect", mcp.disconnect, methods=["POST"]),
     # anything else under /console: a 404 page (signed in) or the sign-in page

@@ -1,7 +1,11 @@
 """From the session cookie to the signed-in principal, for every console page: no session (or one that ended) sends
 the browser to the sign-in page; a page of another kind of key is 403 ``wrong_key_type``; every POST must carry the
 session's CSRF token (and, when the browser sends ``Origin``, come from this origin), else 403 ``forbidden`` and
-nothing runs. A ``TollwayError`` from a service is shown as its §3 message with its status."""
+nothing runs. A ``TollwayError`` from a service is shown as its §3 message with its status.
+
+A form that creates a secret answers with ``show_once``: the secret stays (sealed) in the server-side session and the
+browser is redirected to the page that shows it, opened by a random ``?shown=`` id; ``page`` takes it for that GET,
+once (post/redirect/get: a reload neither re-sends the form nor shows the secret again)."""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from typing import cast
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.console import ShownOnce
 from tollway.domain.keys import KeyKind
 from tollway.errors import Forbidden, TollwayError, WrongKeyType
 from tollway.http.console.forms import Form, read_form
-from tollway.http.console.pages import KIND_NAMES, redirect, render
+from tollway.http.console.pages import KIND_NAMES, SHOWN_PARAM, redirect, render
 from tollway.http.console.security import SESSION_COOKIE, clear_cookie, same_origin, tokens_match
 from tollway.http.state import services
 from tollway.observability.context import bind_principal
@@ -44,6 +49,12 @@ async def _checked_form(request: Request, session: ActiveSession) -> Form:
     return submitted
 
 
+async def show_once(request: Request, session: ActiveSession, path: str, shown: ShownOnce) -> Response:
+    """Post/redirect/get for a form that created a secret: ``path`` (one of our own pages) shows it once."""
+    display_id = await services(request).console.sessions.show_once(session, shown)
+    return redirect(f"{path}?{SHOWN_PARAM}={display_id}")
+
+
 def page(*kinds: KeyKind) -> Callable[[View], Endpoint]:
     allowed = kinds or ALL_KINDS
 
@@ -63,6 +74,11 @@ def page(*kinds: KeyKind) -> Callable[[View], Endpoint]:
                     raise WrongKeyType(f"This page needs a {names} key.")
                 if request.method == "POST":
                     request.state.console_form = await _checked_form(request, session)
+                elif SHOWN_PARAM in request.query_params:
+                    sessions = services(request).console.sessions
+                    request.state.shown_once = await sessions.take_shown_once(
+                        session, request.query_params[SHOWN_PARAM]
+                    )
                 return await view(request, session)
             except TollwayError as error:
                 return render(request, session, "error.html", error=error)

@@ -8,12 +8,13 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.domain.console import ShownOnce
 from tollway.domain.keys import KeyKind
 from tollway.domain.webhooks import ALL_EVENTS, DEFAULT_EVENTS
 from tollway.errors import TollwayError
 from tollway.http.console.pages import redirect, render
 from tollway.http.console.platform import own_platform
-from tollway.http.console.session import form, page
+from tollway.http.console.session import form, page, show_once
 from tollway.http.management.params import paging, path_id, query_text
 from tollway.http.management.webhooks import render_delivery, render_endpoint
 from tollway.http.state import management
@@ -23,14 +24,12 @@ PLATFORM: Final = KeyKind.PLATFORM
 DELIVERY_STATUSES: Final = ("pending", "succeeded", "failed")
 
 
-async def _list_view(
-    request: Request, session: ActiveSession, *, error: TollwayError | None = None, created: Any = None
-) -> Response:
+async def _list_view(request: Request, session: ActiveSession, *, error: TollwayError | None = None) -> Response:
     pages = paging(request)
     rows, total = await management(request).webhooks.list_endpoints(own_platform(session), pages.offset, pages.limit)
     return render(
         request, session, "pl_webhooks.html", error=error, endpoints=[render_endpoint(r) for r in rows],
-        total=total, pages=pages, created=created, events=ALL_EVENTS, default_events=DEFAULT_EVENTS,
+        total=total, pages=pages, events=ALL_EVENTS, default_events=DEFAULT_EVENTS,
     )  # fmt: skip
 
 
@@ -48,7 +47,11 @@ async def create_endpoint(request: Request, session: ActiveSession) -> Response:
         row, secret = await management(request).webhooks.create(own_platform(session), body)
     except TollwayError as error:
         return await _list_view(request, session, error=error)
-    return await _list_view(request, session, created={"endpoint": render_endpoint(row), "secret": secret})
+    note = "Its signing secret, shown once: copy it now."
+    shown = ShownOnce(
+        "Endpoint created", secret, note, link=f"/console/webhooks/{row['id']}", link_text="Open the endpoint"
+    )
+    return await show_once(request, session, "/console/webhooks", shown)
 
 
 async def _endpoint_view(
@@ -57,7 +60,6 @@ async def _endpoint_view(
     endpoint_id: str,
     *,
     error: TollwayError | None = None,
-    secret: str | None = None,
 ) -> Response:
     platform_id = own_platform(session)
     hooks = management(request).webhooks
@@ -66,7 +68,7 @@ async def _endpoint_view(
     status = query_text(request, "status") or None
     rows, total = await hooks.deliveries(platform_id, endpoint_id, status, pages.offset, pages.limit)
     return render(
-        request, session, "pl_webhook.html", error=error, endpoint=endpoint, secret=secret,
+        request, session, "pl_webhook.html", error=error, endpoint=endpoint,
         deliveries=[render_delivery(r) for r in rows], total=total, pages=pages, statuses=DELIVERY_STATUSES,
         chosen=status or "", query=f"status={status}&" if status else "",
     )  # fmt: skip
@@ -92,7 +94,10 @@ async def update_endpoint(request: Request, session: ActiveSession) -> Response:
 async def rotate_secret(request: Request, session: ActiveSession) -> Response:
     endpoint_id = path_id(request, "id")
     secret, _ = await management(request).webhooks.rotate(own_platform(session), endpoint_id)
-    return await _endpoint_view(request, session, endpoint_id, secret=secret)
+    note = "Shown once: copy it now. For 24 hours deliveries are signed with both the old and the new secret."
+    return await show_once(
+        request, session, f"/console/webhooks/{endpoint_id}", ShownOnce("New signing secret", secret, note)
+    )
 
 
 @page(PLATFORM)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from tollway.domain.responses_request import parse_responses_request
 from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
-from tollway.http.sse import named_events
+from tollway.http.sse import EventStreamResponse, named_events
 from tollway.http.state import services
 from tollway.services.inference.answers import Completion
 from tollway.services.inference.call import CallContext
@@ -38,8 +38,7 @@ async def create_response(request: Request) -> Response:
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
-    events = named_events(outcome.events, outcome.on_drain)
-    return StreamingResponse(events, headers=headers, media_type="text/event-stream")
+    return EventStreamResponse(named_events(outcome.events, outcome.on_drain), headers, outcome.ended)
 
 
 async def _context(request: Request) -> CallContext:

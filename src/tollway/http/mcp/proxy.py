@@ -5,6 +5,9 @@ caller's credential.
 - **Stateless**: every POST stands alone (no ``Mcp-Session-Id``), so any instance behind a load balancer serves any
   request and nothing is lost on a restart; answers are JSON. The SDK negotiates every protocol version it knows:
   the ``initialize`` handshake (2024-11-05 … 2025-11-25) and the per-request envelope of 2026-07-28.
+- **The fast path**: a POST with a single ``tools/call`` at a version the SDK serves is answered by ``fast_call.py``
+  without the SDK's per-request session (the same handler, ``McpProxy.call_tool``, and the SDK's per-version types);
+  everything else goes to the SDK's session manager, the body replayed.
 - **Access**: the key is checked per request before the SDK sees it (401 and an unknown or foreign slug's 404 are
   HTTP answers with the §3 body). Everything refused later is a JSON-RPC error whose ``data`` is the §3 body
   ``{"error": {message, type, code, param}}`` (plus ``retry_after`` seconds for 429 and 503): code -32602 for a
@@ -29,6 +32,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_PARAM_HEADER_PREFIX
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -37,8 +41,10 @@ from starlette.types import Receive, Scope, Send
 from tollway.domain.mcp_calls import McpApp
 from tollway.domain.tenancy import Principal
 from tollway.errors import InternalError, RequestTooLarge, TollwayError
+from tollway.http.body import read_limited
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
+from tollway.http.mcp import fast_call
 from tollway.http.responses import error_response
 from tollway.http.state import services
 from tollway.services.agents.mcp_calls import McpAppError, McpCalls
@@ -49,6 +55,7 @@ R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
 _SCOPE_KEY = "tollway.mcp_caller"
 _SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
 REFUSED = -32000  # JSON-RPC server-defined error: Tollway refused the request (data: the §3 body)
 
 
@@ -94,12 +101,17 @@ async def _answering(work: Awaitable[T]) -> T:
         raise _refusal(InternalError()) from None
 
 
-async def _result(model: type[R], body: dict[str, Any]) -> R:
+def _without_identity(body: dict[str, Any]) -> dict[str, Any]:
+    """The app's result without its ``serverInfo`` stamp: the app's own identity stays behind the proxy."""
     meta = body.get("_meta")
-    if isinstance(meta, dict) and _SERVER_INFO in meta:  # the app's own identity stays behind the proxy
+    if isinstance(meta, dict) and _SERVER_INFO in meta:
         rest = {k: v for k, v in meta.items() if k != _SERVER_INFO}
-        body = {**body, "_meta": rest} if rest else {k: v for k, v in body.items() if k != "_meta"}
-    return model.model_validate(body)
+        return {**body, "_meta": rest} if rest else {k: v for k, v in body.items() if k != "_meta"}
+    return body
+
+
+async def _result(model: type[R], body: dict[str, Any]) -> R:
+    return model.model_validate(_without_identity(body))
 
 
 def _params(params: BaseModel | None) -> dict[str, Any] | None:
@@ -146,13 +158,27 @@ class McpProxy:
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        caller = _caller(ctx)
+        request = ctx.request
+        assert isinstance(request, Request), "the proxy is served over Streamable HTTP only"
+        body = await self.call_tool(_caller(ctx), params, request)
+        return await _answering(_result(types.CallToolResult, body))
+
+    async def call_tool(self, caller: Caller, params: types.CallToolRequestParams, request: Request) -> dict[str, Any]:
+        """One billed MCP call (the SDK's handler and the fast path alike): the app's result without its identity,
+        or an ``MCPError`` (a refusal with the §3 body, or the app's own error)."""
         call_ctx = CallContext(caller.principal, caller.request_id, caller.session_id, caller.received_at)
+        forwarded = {name: value for name, value in request.headers.items() if name.startswith(_PARAM_PREFIX)}
         # Shielded: a client that leaves mid-call does not cancel it; it ends (and settles) exactly once anyway.
-        work = asyncio.ensure_future(self._calls.call(call_ctx, caller.app, params.name, params.arguments))
+        work = asyncio.ensure_future(self._calls.call(call_ctx, caller.app, params.name, params.arguments, forwarded))
         work.add_done_callback(_retrieve)
         result = await _answering(asyncio.shield(work))
-        return await _answering(_result(types.CallToolResult, result.body))
+        return _without_identity(result.body)
+
+    async def answer_fast(self, envelope: fast_call.Envelope, caller: Caller, request: Request, send: Send) -> None:
+        """A ``tools/call`` the fast path recognised (``fast_call.py``), answered without an SDK server session."""
+        await fast_call.answer(
+            envelope, send, lambda params: self.call_tool(caller, params, request), self.server.server_info_stamp
+        )
 
     def _relay(self, model: type[R], method: str) -> Callable[[ServerRequestContext[Any], Any], Awaitable[R]]:
         async def handle(ctx: ServerRequestContext[Any], params: Any) -> R:
@@ -192,8 +218,20 @@ class ProxyEndpoint:
             log.exception("MCP proxy request failed before the SDK")
             await error_response(InternalError())(scope, receive, send)
             return
-        scope[_SCOPE_KEY] = Caller(principal, app, request.state.request_id, session_id, received)
+        caller = Caller(principal, app, request.state.request_id, session_id, received)
+        scope[_SCOPE_KEY] = caller
         proxy = cast(McpProxy, request.app.state.mcp_proxy)
+        if request.method == "POST":
+            try:
+                body = await read_limited(request, limit)
+            except TollwayError as error:
+                await error_response(error)(scope, receive, send)
+                return
+            envelope = fast_call.recognise(request, body)
+            if envelope is not None:
+                await proxy.answer_fast(envelope, caller, request, send)
+                return
+            receive = fast_call.replaying(body, receive)
         await proxy.manager.handle_request(scope, receive, send)
 
 

@@ -110,7 +110,7 @@ OPERATIONS: Final = {
     ),
     ("POST", f"{_BASE}/wallet/checkout"): Operation(
         "createCheckout", "Add funds by card (Stripe Checkout)", "Platform: wallet", _PL, ref("CheckoutSession"), 201,
-        body=CHECKOUT_BODY, params=(PID,), errors=(UpstreamError,),
+        body=CHECKOUT_BODY, params=(PID, IDEMPOTENCY_KEY), errors=(UpstreamError, *_IDEMPOTENT),
         description="404 not_found when card top-ups are not configured; the wallet is credited once Stripe says "
         "the session was paid (SPEC §17.2).",
     ),

@@ -6,6 +6,7 @@ schemathesis; the OpenAI- and Anthropic-shaped inference answers are described b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 from tollway.domain.keys import END_USER_SCOPES, PLATFORM_SCOPES
@@ -34,14 +35,48 @@ def nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def exact(**properties: Schema) -> Schema:
-    """An object with exactly these keys, all present."""
+def object_schema(properties: dict[str, Schema], required: Iterable[str] | None = None, *, closed: bool) -> Schema:
+    """An object of these ``properties``, all of them ``required`` unless named; ``closed`` allows no other key."""
     return {
         "type": "object",
         "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
+        "required": list(properties if required is None else required),
+        "additionalProperties": not closed,
     }
+
+
+def exact(**properties: Schema) -> Schema:
+    """An object with exactly these keys, all present."""
+    return object_schema(properties, closed=True)
+
+
+def _stored(*, tenant: bool = True, updated: bool = True, **fields: Schema) -> dict[str, Schema]:
+    """The fields of a stored object: ``id`` (and ``platform_id`` when it belongs to a tenant), its own ``fields``,
+    then ``created_at`` (and ``updated_at`` when it can change)."""
+    head: dict[str, Schema] = {"id": UUID, "platform_id": UUID} if tenant else {"id": UUID}
+    tail: dict[str, Schema] = {"created_at": TIME, "updated_at": TIME} if updated else {"created_at": TIME}
+    return {**head, **fields, **tail}
+
+
+def _limits(suffix: str) -> dict[str, Schema]:
+    """The three nullable rate limits (SPEC §10), named ``rpm``, ``tpm``, ``rpd`` followed by ``suffix``."""
+    return {f"{name}{suffix}": nullable(INTEGER) for name in ("rpm", "tpm", "rpd")}
+
+
+def _ledger_row(owner: dict[str, Schema], note: str, **after: Schema) -> Schema:
+    """A wallet or budget transaction (SPEC §9.5): what it belongs to, the amount, the ``after`` balances and a
+    nullable ``note``."""
+    return exact(
+        id=UUID,
+        **owner,
+        type=STRING,
+        amount_usd=USD,
+        **after,
+        **{note: nullable(STRING)},
+        metadata=OBJECT,
+        request_id=nullable(STRING),
+        created_at=TIME,
+    )
 
 
 def enum(*values: str) -> Schema:
@@ -67,137 +102,96 @@ _ERROR_BODY: Final = exact(
 _SETTINGS: Final = exact(
     default_budget=nullable(exact(max_usd=USD, period=enum("one_time", "daily", "monthly"))),
     markup_percentage={"type": "number", "minimum": 0, "maximum": 1000},
-    rate_limits=exact(rpm=nullable(INTEGER), tpm=nullable(INTEGER), rpd=nullable(INTEGER)),
+    rate_limits=exact(**_limits("")),
     wallet_low_balance_threshold=nullable(USD),
     mcp_free_calls_per_month=INTEGER,
     mcp_external_servers=BOOLEAN,
     mcp_redirect_origins={"type": "array", "items": STRING},
 )
-_WALLET_FIELDS: Final[dict[str, Schema]] = {
-    "id": UUID,
-    "platform_id": UUID,
-    "currency": enum("usd"),
-    "balance_usd": USD,
-    "held_usd": USD,
-    "available_usd": USD,
-    "low_balance_threshold": nullable(USD),
-    "created_at": TIME,
-    "updated_at": TIME,
-}
-_API_KEY_FIELDS: Final[dict[str, Schema]] = {
-    "id": UUID,
-    "platform_id": UUID,
-    "end_user_id": nullable(UUID),
-    "type": enum("platform", "end_user"),
-    "name": nullable(STRING),
-    "key_prefix": STRING,
-    "scopes": {"type": "array", "items": enum(*sorted({*PLATFORM_SCOPES, *END_USER_SCOPES}))},
-    "is_active": BOOLEAN,
-    "expires_at": nullable(TIME),
-    "last_used_at": nullable(TIME),
-    "revoked_at": nullable(TIME),
-    "created_at": TIME,
-}
-_USAGE_FIELDS: Final[dict[str, Schema]] = {
-    "id": UUID,
-    "platform_id": UUID,
-    "end_user_id": nullable(UUID),
-    "request_type": enum("chat.completion", "response", "image", "embedding", "moderation", "messages", "mcp"),
-    "model": STRING,
-    "provider_id": nullable(UUID),
-    "provider_model": nullable(STRING),
-    "prompt_tokens": INTEGER,
-    "completion_tokens": INTEGER,
-    "total_tokens": INTEGER,
-    "cached_tokens": INTEGER,
-    "latency_ms": nullable(INTEGER),
-    "ttft_ms": nullable(INTEGER),
-    "cost_usd": USD,
-    "charged_usd": nullable(USD),
-    "uncollected_usd": USD,
-    "status": enum("success", "error", "interrupted"),
-    "finish_reason": nullable(STRING),
-    "error_code": nullable(STRING),
-    "token_count_method": enum("reported", "estimated"),
-    "request_id": nullable(STRING),
-    "session_id": nullable(STRING),
-    "response_id": nullable(STRING),
-    "iteration": nullable(INTEGER),
-    "thread_id": nullable(STRING),
-    "mcp_app": nullable(STRING),
-    "mcp_tool": nullable(STRING),
-    "mcp_free": nullable(BOOLEAN),
-    "metadata": OBJECT,
-    "created_at": TIME,
-}
-_HIDDEN_FROM_END_USERS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")
-_BUDGET: Final = exact(
-    id=UUID,
-    platform_id=UUID,
-    end_user_id=UUID,
-    max_usd=USD,
-    used_usd=USD,
-    remaining_usd=USD,
+_WALLET_FIELDS: Final = _stored(
+    currency=enum("usd"),
+    balance_usd=USD,
     held_usd=USD,
     available_usd=USD,
-    period=enum("one_time", "daily", "monthly"),
-    period_start=TIME,
-    next_reset_at=nullable(TIME),
-    auto_replenish=BOOLEAN,
-    replenish_amount=nullable(USD),
     low_balance_threshold=nullable(USD),
+)
+_API_KEY_FIELDS: Final = _stored(
+    updated=False,
+    end_user_id=nullable(UUID),
+    type=enum("platform", "end_user"),
+    name=nullable(STRING),
+    key_prefix=STRING,
+    scopes={"type": "array", "items": enum(*sorted({*PLATFORM_SCOPES, *END_USER_SCOPES}))},
     is_active=BOOLEAN,
-    is_suspended=BOOLEAN,
-    created_at=TIME,
-    updated_at=TIME,
+    expires_at=nullable(TIME),
+    last_used_at=nullable(TIME),
+    revoked_at=nullable(TIME),
 )
-_WALLET_TXN: Final = exact(
-    id=UUID,
-    wallet_id=UUID,
-    type=STRING,
-    amount_usd=USD,
-    balance_usd_after=USD,
-    description=nullable(STRING),
-    metadata=OBJECT,
+_USAGE_FIELDS: Final = _stored(
+    updated=False,
+    end_user_id=nullable(UUID),
+    request_type=enum("chat.completion", "response", "image", "embedding", "moderation", "messages", "mcp"),
+    model=STRING,
+    provider_id=nullable(UUID),
+    provider_model=nullable(STRING),
+    prompt_tokens=INTEGER,
+    completion_tokens=INTEGER,
+    total_tokens=INTEGER,
+    cached_tokens=INTEGER,
+    latency_ms=nullable(INTEGER),
+    ttft_ms=nullable(INTEGER),
+    cost_usd=USD,
+    charged_usd=nullable(USD),
+    uncollected_usd=USD,
+    status=enum("success", "error", "interrupted"),
+    finish_reason=nullable(STRING),
+    error_code=nullable(STRING),
+    token_count_method=enum("reported", "estimated"),
     request_id=nullable(STRING),
-    created_at=TIME,
+    session_id=nullable(STRING),
+    response_id=nullable(STRING),
+    iteration=nullable(INTEGER),
+    thread_id=nullable(STRING),
+    mcp_app=nullable(STRING),
+    mcp_tool=nullable(STRING),
+    mcp_free=nullable(BOOLEAN),
+    metadata=OBJECT,
 )
-_BUDGET_TXN: Final = exact(
-    id=UUID,
-    budget_id=UUID,
-    platform_id=UUID,
-    end_user_id=UUID,
-    type=STRING,
-    amount_usd=USD,
+_HIDDEN_FROM_END_USERS: Final = ("cost_usd", "uncollected_usd", "provider_id", "provider_model")
+_BUDGET: Final = exact(
+    **_stored(
+        end_user_id=UUID,
+        max_usd=USD,
+        used_usd=USD,
+        remaining_usd=USD,
+        held_usd=USD,
+        available_usd=USD,
+        period=enum("one_time", "daily", "monthly"),
+        period_start=TIME,
+        next_reset_at=nullable(TIME),
+        auto_replenish=BOOLEAN,
+        replenish_amount=nullable(USD),
+        low_balance_threshold=nullable(USD),
+        is_active=BOOLEAN,
+        is_suspended=BOOLEAN,
+    )
+)
+_WALLET_TXN: Final = _ledger_row({"wallet_id": UUID}, "description", balance_usd_after=USD)
+_BUDGET_TXN: Final = _ledger_row(
+    {"budget_id": UUID, "platform_id": UUID, "end_user_id": UUID},
+    "reason",
     max_usd_after=USD,
     used_usd_after=USD,
     remaining_usd_after=USD,
-    reason=nullable(STRING),
-    metadata=OBJECT,
-    request_id=nullable(STRING),
-    created_at=TIME,
 )
-_ENDPOINT_FIELDS: Final[dict[str, Schema]] = {
-    "id": UUID,
-    "platform_id": UUID,
-    "url": STRING,
-    "events": {"type": "array", "items": enum(*ALL_EVENTS)},
-    "description": nullable(STRING),
-    "is_active": BOOLEAN,
-    "disabled_reason": nullable(enum("gone", "manual")),
-    "created_at": TIME,
-    "updated_at": TIME,
-}
-_END_USER_FIELDS: Final[dict[str, Schema]] = {
-    "id": UUID,
-    "platform_id": UUID,
-    "external_id": STRING,
-    "display_name": nullable(STRING),
-    "metadata": OBJECT,
-    "is_active": BOOLEAN,
-    "created_at": TIME,
-    "updated_at": TIME,
-}
+_ENDPOINT_FIELDS: Final = _stored(
+    url=STRING,
+    events={"type": "array", "items": enum(*ALL_EVENTS)},
+    description=nullable(STRING),
+    is_active=BOOLEAN,
+    disabled_reason=nullable(enum("gone", "manual")),
+)
+_END_USER_FIELDS: Final = _stored(external_id=STRING, display_name=nullable(STRING), metadata=OBJECT, is_active=BOOLEAN)
 _THREAD_FIELDS: Final[dict[str, Schema]] = {
     "id": STRING,
     "object": enum("thread"),
@@ -211,55 +205,52 @@ _USAGE_OPEN: Final[Schema] = {"type": "object", "additionalProperties": True}
 
 def _open(required: tuple[str, ...], **properties: Schema) -> Schema:
     """An OpenAI- or Anthropic-shaped object: its main fields described, others allowed."""
-    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": True}
+    return object_schema(properties, required, closed=False)
 
 
 COMPONENTS: Final[dict[str, Schema]] = {
     "Error": exact(error=_ERROR_BODY),
-    "AnthropicError": {
-        "type": "object",
-        "properties": {
+    "AnthropicError": object_schema(
+        {
             "type": enum("error"),
             "error": _open(("type", "message"), type=STRING, message=STRING),
             "request_id": STRING,
         },
-        "required": ["type", "error"],
-        "additionalProperties": False,
-    },
+        ("type", "error"),
+        closed=True,
+    ),
     "Provider": exact(
-        id=UUID,
-        slug=STRING,
-        name=STRING,
-        kind=enum("openai", "openai_compatible", "anthropic", "gemini", "asi1"),
-        base_url=STRING,
-        is_active=BOOLEAN,
-        created_at=TIME,
-        updated_at=TIME,
+        **_stored(
+            tenant=False,
+            slug=STRING,
+            name=STRING,
+            kind=enum("openai", "openai_compatible", "anthropic", "gemini", "asi1"),
+            base_url=STRING,
+            is_active=BOOLEAN,
+        )
     ),
     "ModelRow": exact(
-        id=UUID,
-        slug=STRING,
-        provider_id=UUID,
-        upstream_model=STRING,
-        input_price_per_mtok=USD,
-        output_price_per_mtok=USD,
-        cached_input_price_per_mtok=nullable(USD),
-        cache_write_price_per_mtok=nullable(USD),
-        price_per_image=nullable(USD),
-        price_per_request=nullable(USD),
-        priority=INTEGER,
-        min_output_tokens=nullable(INTEGER),
-        max_output_tokens=INTEGER,
-        context_window=nullable(INTEGER),
-        is_active=BOOLEAN,
-        created_at=TIME,
-        updated_at=TIME,
+        **_stored(
+            tenant=False,
+            slug=STRING,
+            provider_id=UUID,
+            upstream_model=STRING,
+            input_price_per_mtok=USD,
+            output_price_per_mtok=USD,
+            cached_input_price_per_mtok=nullable(USD),
+            cache_write_price_per_mtok=nullable(USD),
+            price_per_image=nullable(USD),
+            price_per_request=nullable(USD),
+            priority=INTEGER,
+            min_output_tokens=nullable(INTEGER),
+            max_output_tokens=INTEGER,
+            context_window=nullable(INTEGER),
+            is_active=BOOLEAN,
+        )
     ),
     "PriceImportReport": OBJECT,
     "PlatformSettings": _SETTINGS,
-    "Platform": exact(
-        id=UUID, name=STRING, slug=STRING, settings=ref("PlatformSettings"), created_at=TIME, updated_at=TIME
-    ),
+    "Platform": exact(**_stored(tenant=False, name=STRING, slug=STRING, settings=ref("PlatformSettings"))),
     "Wallet": exact(**_WALLET_FIELDS),
     "WalletWithRecent": exact(
         **_WALLET_FIELDS, recent_transactions={"type": "array", "items": ref("WalletTransaction")}
@@ -271,14 +262,7 @@ COMPONENTS: Final[dict[str, Schema]] = {
     "PlatformWithWallet": exact(platform=ref("Platform"), wallet=ref("Wallet")),
     "WalletTopupResult": exact(wallet=ref("Wallet"), transaction=ref("WalletTransaction")),
     "LlmConfig": exact(
-        id=UUID,
-        platform_id=UUID,
-        provider_id=UUID,
-        provider_slug=STRING,
-        is_default=BOOLEAN,
-        is_active=BOOLEAN,
-        created_at=TIME,
-        updated_at=TIME,
+        **_stored(provider_id=UUID, provider_slug=STRING, is_default=BOOLEAN, is_active=BOOLEAN),
     ),
     "UsageLog": exact(**_USAGE_FIELDS),
     "OwnUsageLog": exact(**{k: v for k, v in _USAGE_FIELDS.items() if k not in _HIDDEN_FROM_END_USERS}),
@@ -287,19 +271,8 @@ COMPONENTS: Final[dict[str, Schema]] = {
     "Budget": _BUDGET,
     "BudgetTransaction": _BUDGET_TXN,
     "BudgetChange": exact(budget=ref("Budget"), transaction=ref("BudgetTransaction")),
-    "RateLimitOverride": exact(
-        end_user_id=UUID,
-        rpm_limit=nullable(INTEGER),
-        tpm_limit=nullable(INTEGER),
-        rpd_limit=nullable(INTEGER),
-        updated_at=TIME,
-    ),
-    "EffectiveRateLimits": exact(
-        rpm_limit=nullable(INTEGER),
-        tpm_limit=nullable(INTEGER),
-        rpd_limit=nullable(INTEGER),
-        resolution=enum("explicit", "default", "none"),
-    ),
+    "RateLimitOverride": exact(end_user_id=UUID, **_limits("_limit"), updated_at=TIME),
+    "EffectiveRateLimits": exact(**_limits("_limit"), resolution=enum("explicit", "default", "none")),
     "WebhookEndpoint": exact(**_ENDPOINT_FIELDS),
     "WebhookEndpointWithSecret": exact(**_ENDPOINT_FIELDS, secret={"type": "string", "pattern": "^whsec_"}),
     "RotatedSecret": exact(secret={"type": "string", "pattern": "^whsec_"}, previous_secret_expires_at=TIME),
@@ -315,18 +288,16 @@ COMPONENTS: Final[dict[str, Schema]] = {
         created_at=TIME,
     ),
     "McpApp": exact(
-        id=UUID,
-        platform_id=UUID,
-        slug=STRING,
-        name=STRING,
-        server_url=STRING,
-        auth=_open(("type",), type=enum("none", "header", "oauth2")),
-        has_secret=BOOLEAN,
-        price_per_call_usd=USD,
-        allowed_tools=nullable({"type": "array", "items": STRING}),
-        is_active=BOOLEAN,
-        created_at=TIME,
-        updated_at=TIME,
+        **_stored(
+            slug=STRING,
+            name=STRING,
+            server_url=STRING,
+            auth=_open(("type",), type=enum("none", "header", "oauth2")),
+            has_secret=BOOLEAN,
+            price_per_call_usd=USD,
+            allowed_tools=nullable({"type": "array", "items": STRING}),
+            is_active=BOOLEAN,
+        )
     ),
     "McpConnection": exact(
         app_slug=STRING,

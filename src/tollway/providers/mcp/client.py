@@ -4,19 +4,26 @@ Streamable HTTP (the SDK negotiates the protocol version: ``server/discover``, e
 Cheap per request (the proxy's added latency, docs/performance.md): every session's HTTP client shares one
 connection pool and one TLS context (building a context reads the CA bundle, ~40 ms), and a server that answered
 ``server/discover`` (2026-07-28) has its result remembered for ``DISCOVERY_TTL_S``, so the next sessions adopt it
-and send only their request; any failure forgets it (the next session probes again). Servers that only know the
-``initialize`` handshake get it on every session: their sessions cannot be resumed by a stateless proxy.
+and send only their request; any failure forgets it (the next session probes again).
+
+``tools/call``, the hot method, needs no SDK session once the app is known (``exchange.py``): to a 2026-07-28 app it
+is one POST with the per-request envelope; an app that speaks only the ``initialize`` handshake gets one session per
+credential, opened once and kept (its ``Mcp-Session-Id`` and negotiated version on every later call; reopened when
+the app answers 404 to it). Listings, resources and prompts always take an SDK session.
 
 Limits: connecting (and listing) 15 s, one tool call ``TOLLWAY_MCP_CALL_TIMEOUT_S``, a result at most
 ``TOLLWAY_MCP_MAX_RESULT_BYTES``. Redirects are never followed (a 3xx fails the request as unreachable); the app's
-address follows §11.5 unless private URLs are allowed. Every failure becomes ``McpCallFailed`` naming whether the
-app answered, which decides billing in ``services/agents/mcp_calls.py``.
+address follows §11.5 unless private URLs are allowed, checked up front and again at each dial (``public_http.py``:
+the SDK's ``httpx2`` pool dials only addresses it checked, so a name rebound to a private address is refused).
+Every failure becomes ``McpCallFailed`` naming whether the app answered, which decides billing in
+``services/agents/mcp_calls.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import socket
 import ssl
 import time
@@ -32,14 +39,20 @@ import orjson
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
-from tollway.providers.transport import redact
+from tollway.providers.mcp.exchange import DirectCalls, HandshakeSession, SessionGone
+from tollway.providers.mcp.failures import not_public, over_limit, scrubbed, too_large
+from tollway.providers.public_http import NonPublicAddress, NonPublicConnect, public_only_transport
 
 T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0  # how long a server's ``server/discover`` result is reused before probing again
+# The app refused the envelope itself (it no longer speaks the version, or disagrees with its headers): what it speaks
+# is asked again on the next call.
+_ENVELOPE_REFUSALS = frozenset({types.UNSUPPORTED_PROTOCOL_VERSION, types.HEADER_MISMATCH})
+_MAX_SESSIONS = 10_000  # handshake-era sessions kept per process; forgotten all at once past this
 _POOL = httpx2.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=5.0)
 
 _RELAYED: dict[str, type[types.Result]] = {
@@ -58,6 +71,23 @@ class _Watch:
 
     status: int | None = None
     oversized: bool = False
+    refused_address: bool = False  # the dial-time address check refused a connection (§11.5)
+
+
+class _Watched(httpx2.AsyncBaseTransport):
+    """One session's view of the shared pool: notes a connection the dial-time address check refused (the SDK
+    reports it only as a failed handshake)."""
+
+    def __init__(self, pool: httpx2.AsyncBaseTransport, watch: _Watch) -> None:
+        self._pool = pool
+        self._watch = watch
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._pool.handle_async_request(request)
+        except httpx2.ConnectError as exc:
+            self._watch.refused_address = self._watch.refused_address or _refused_address(exc)
+            raise
 
 
 class _Refused(Exception):
@@ -71,12 +101,34 @@ class SdkMcpClient:
         self._call_timeout_s = call_timeout_s
         self._max_result_bytes = max_result_bytes
         self._allow_private = allow_private
-        # One pool for every app (requests carry their own credential headers); closed by ``aclose``.
-        self._transport = httpx2.AsyncHTTPTransport(verify=ssl.create_default_context(), limits=_POOL, trust_env=False)
+        # One pool for every app (requests carry their own credential headers); closed by ``aclose``. Unless private
+        # URLs are allowed, every connection it opens dials only a checked public address (§11.5, DNS rebinding).
+        context = ssl.create_default_context()
+        self._transport = (
+            httpx2.AsyncHTTPTransport(verify=context, limits=_POOL, trust_env=False)
+            if allow_private
+            else public_only_transport(context, _POOL)
+        )
+        self._direct = DirectCalls(
+            call_timeout_s=call_timeout_s,
+            max_result_bytes=max_result_bytes,
+            allow_private=allow_private,
+            context=context,
+        )
         self._discovered: dict[str, tuple[float, types.DiscoverResult]] = {}  # server URL -> (expiry, result)
+        self._handshake_only: dict[str, float] = {}  # server URL -> expiry: it speaks only the initialize handshake
+        self._sessions: dict[tuple[str, str], HandshakeSession] = {}  # (URL, credential digest) -> its session
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+        await self._direct.aclose()
+
+    def _known_version(self, url: str) -> str | None:
+        """The 2026-07-28-era version a server's remembered ``server/discover`` answer lets a call use directly."""
+        known = self._discovered.get(url)
+        if known is None or known[0] <= time.monotonic():
+            return None
+        return _newest(known[1])
 
     async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
@@ -87,6 +139,17 @@ class SdkMcpClient:
         return await self._run(server, step, None)
 
     async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        version = self._known_version(server.url)
+        if version is not None:  # one POST, no SDK session (exchange.py); any failure forgets the discovery
+            try:
+                return await self._direct.call_tool(server, version, name, arguments)
+            except McpCallFailed as exc:
+                if exc.failure is not Failure.RPC_ERROR or exc.code in _ENVELOPE_REFUSALS:
+                    self._discovered.pop(server.url, None)
+                raise
+        handshake_until = self._handshake_only.get(server.url)
+        if handshake_until is not None and handshake_until > time.monotonic():
+            return await self._call_in_session(server, name, arguments)
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments))
 
         async def step(client: Client) -> ToolResult:
@@ -97,10 +160,35 @@ class SdkMcpClient:
                 raise McpCallFailed(Failure.NO_ANSWER, "The MCP app answered the tool call with no result.")
             body = _json(result)
             if len(_encoded(body)) > self._max_result_bytes:
-                raise _too_large(self._max_result_bytes)
+                raise too_large(self._max_result_bytes)
             return ToolResult(body, bool(result.is_error))
 
         return await self._run(server, step, self._call_timeout_s)
+
+    async def _call_in_session(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+        """A handshake-era app's call in the session kept for this app and credential: one POST once the session is
+        open; a session the app has forgotten (404) is opened again and the call sent once more (it was not
+        served). Any other failure forgets the session and what the app speaks (the next call asks the SDK)."""
+        key = (server.url, _credential_digest(server))
+        for attempt in range(2):
+            session = self._sessions.get(key)
+            try:
+                if session is None:
+                    session = await self._direct.open_session(server)
+                    if len(self._sessions) >= _MAX_SESSIONS:
+                        self._sessions.clear()
+                    self._sessions[key] = session
+                return await self._direct.call_tool(server, session.version, name, arguments, session)
+            except SessionGone:
+                self._sessions.pop(key, None)
+                if attempt:
+                    break
+            except McpCallFailed as exc:
+                if exc.failure is not Failure.RPC_ERROR:
+                    self._sessions.pop(key, None)
+                    self._handshake_only.pop(server.url, None)
+                raise
+        raise McpCallFailed(Failure.UNREACHABLE, "The MCP app could not be reached (its session ended twice).")
 
     async def relay(self, server: McpServer, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Any other request the proxy relays unbilled (resources, prompts, completion): the app's result as sent."""
@@ -144,27 +232,29 @@ class SdkMcpClient:
             raise
         except MCPError as exc:
             self._discovered.pop(server.url, None)
-            raise self._mapped(watch, connected, exc.code, _scrubbed(exc.message, server)) from None
+            raise self._mapped(watch, connected, exc.code, scrubbed(exc.message, server)) from None
         except (Exception, BaseExceptionGroup) as exc:
             self._discovered.pop(server.url, None)
             if (failed := _inner(exc, McpCallFailed)) is not None:
                 raise failed from None
             rpc = _inner(exc, MCPError)
-            code, message = (rpc.code, _scrubbed(rpc.message, server)) if rpc is not None else (None, None)
+            code, message = (rpc.code, scrubbed(rpc.message, server)) if rpc is not None else (None, None)
             raise self._mapped(watch, connected, code, message) from None
         if outcome:
             return outcome[0]
         self._discovered.pop(server.url, None)
         if not connected:
-            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, over_limit("connecting to the MCP app", CONNECT_TIMEOUT_S))
         if step_timeout_s is None:
             listing = "connecting to the MCP app and listing its tools"
-            raise McpCallFailed(Failure.CONNECT_TIMEOUT, _limit(listing, CONNECT_TIMEOUT_S))
-        raise McpCallFailed(Failure.CALL_TIMEOUT, _limit(what, step_timeout_s))
+            raise McpCallFailed(Failure.CONNECT_TIMEOUT, over_limit(listing, CONNECT_TIMEOUT_S))
+        raise McpCallFailed(Failure.CALL_TIMEOUT, over_limit(what, step_timeout_s))
 
     def _mapped(self, watch: _Watch, connected: bool, code: int | None, message: str | None) -> McpCallFailed:
         if watch.oversized:
-            return _too_large(self._max_result_bytes)
+            return too_large(self._max_result_bytes)
+        if watch.refused_address:
+            return not_public()
         if watch.status == 401:
             return McpCallFailed(Failure.UNAUTHORIZED, "The MCP app refused the credential (HTTP 401).")
         if watch.status is not None and 300 <= watch.status < 400:
@@ -202,7 +292,7 @@ class SdkMcpClient:
             follow_redirects=False,
             trust_env=False,
             event_hooks={"response": [on_response]},
-            transport=self._transport,
+            transport=_Watched(self._transport, watch),
         )
         transport = streamable_http_client(server.url, http_client=http, max_sse_event_size=limit)
         known = self._discovered.get(server.url)
@@ -216,6 +306,8 @@ class SdkMcpClient:
             found = client.session.discover_result
             if found is not None and _newest(found) is not None:
                 self._discovered[server.url] = (time.monotonic() + DISCOVERY_TTL_S, found)
+            elif client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                self._handshake_only[server.url] = time.monotonic() + DISCOVERY_TTL_S
             yield client
 
     async def _check_address(self, url: str) -> None:
@@ -234,7 +326,7 @@ class SdkMcpClient:
                 raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's host name does not resolve.") from None
             addresses = [a for a in (parse_address(str(info[4][0])) for info in infos) if a is not None]
         if parts.scheme != "https" or not addresses or not all(is_public(a) for a in addresses):
-            raise McpCallFailed(Failure.UNREACHABLE, "The MCP app's URL must be https on a public address.")
+            raise not_public()
 
 
 def _newest(found: types.DiscoverResult) -> str | None:
@@ -252,19 +344,27 @@ def _encoded(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
 
 
-def _scrubbed(message: str, server: McpServer) -> str:
-    """The app's error message without the caller's credential or anything shaped like a key (SPEC §15)."""
-    for value in server.headers.values():
-        message = redact(message, value.removeprefix("Bearer ").strip() or None)
-    return redact(message, None)[:512]
+def _credential_digest(server: McpServer) -> str:
+    """Sessions are per credential (an app may bind them to the caller): a digest, so no token is kept as a key."""
+    pairs = sorted((k.lower(), v) for k, v in server.headers.items() if not k.lower().startswith("mcp-param-"))
+    return hashlib.sha256(orjson.dumps(pairs)).hexdigest()
 
 
-def _too_large(limit: int) -> McpCallFailed:
-    return McpCallFailed(Failure.TOO_LARGE, f"The MCP tool result exceeded the limit of {limit} bytes.")
-
-
-def _limit(what: str, seconds: float) -> str:
-    return f"Timed out: {what} took longer than the limit of {seconds:g} s."
+def _refused_address(exc: BaseException) -> bool:
+    """Whether the dial-time address check (``PublicOnlyBackend``) refused a connection somewhere inside ``exc``."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (NonPublicAddress, NonPublicConnect)):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
 
 
 E = TypeVar("E", bound=BaseException)

@@ -14,8 +14,9 @@ A request with ``mcp`` tools (or answering an approval request) runs here instea
    ``<request_id>-c<n>``) whose result goes back to the model, or, when approval is required, an
    ``mcp_approval_request`` that ends the response;
 4. the loop ends when the model answers without calling a tool, calls a ``function`` tool of the request (returned
-   as usual), at ``max_tool_calls`` (``incomplete``), or when money cannot cover the next step (``incomplete``,
-   ``budget_exhausted`` or ``wallet_insufficient``): whatever was done stays billed and is returned. A failure once
+   as usual), at ``max_tool_calls`` (``incomplete``), or when money refuses the next step (``incomplete``, the
+   refusal's code as the reason: ``budget_exhausted``, ``wallet_insufficient``, or ``budget_suspended`` when the
+   budget is suspended while the loop runs): whatever was done stays billed and is returned. A failure once
    something was billed ends the response ``failed`` with its output; before, it is the usual error answer.
 
 ``usage`` sums the turns; ``usage.cost`` is everything the request charged, MCP calls included. The output

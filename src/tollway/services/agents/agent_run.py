@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,8 +28,11 @@ from tollway.domain.mcp_tools import (
     MAX_TOOL_CALLS_DEFAULT,
     McpTool,
     Offered,
+    check_forced,
+    forced_choice,
     function_name,
     function_tool,
+    mcp_choice,
     offered_tools,
 )
 from tollway.domain.pricing import Usage
@@ -40,7 +43,7 @@ from tollway.domain.stored_responses import Owner
 from tollway.domain.threads import ThreadLease
 from tollway.domain.upstream import StreamChunk
 from tollway.domain.usage import CallStatus
-from tollway.errors import BillingError, TollwayError, UpstreamError, WalletInsufficient
+from tollway.errors import BillingError, TollwayError, UpstreamError
 from tollway.services.agents.mcp_calls import McpAppError, McpCalls
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.call import CallContext
@@ -103,6 +106,7 @@ class LoopRun:
         self.servers = {server.tool.server_label: server for server in servers}
         self.approvals = approvals
         self.listings = listings_in(self.context)
+        self.listing_errors: dict[str, str] = {}  # server label -> why this request could not list it
         self.writer = AgentEventStream(skeleton(request, ctx.labels), summary=request.reasoning_summary is not None)
         self.max_calls = min(request.options.max_tool_calls or MAX_TOOL_CALLS_DEFAULT, MAX_STEPS)
         self.iteration = 0
@@ -113,6 +117,7 @@ class LoopRun:
         self.end: tuple[str, dict[str, str] | None] | None = None  # (status, incomplete_details) once decided
         self.error: TollwayError | None = None
         self.offered: dict[str, Offered] = {}
+        self._unrelayed: tuple[ResponseTurn, Candidate, Any] | None = None  # the opened first turn, until relayed
 
     # -- the two ways of answering ---------------------------------------------------------------------------------
 
@@ -147,24 +152,53 @@ class LoopRun:
         return Completion(body, provider, headers)
 
     async def stream(self) -> StreamedCompletion:
+        """The prelude (``response.created``, the listings, the approved calls) and the first turn are run before
+        the answer starts, so that their refusals are still plain error answers; the relay then sends the prelude
+        and the turns.
+
+        The prelude carries nothing billable of its own: listings are free, and each approved call is settled (its
+        settlement written ahead to the journal, SPEC §9.4) before its events are even built. What is billable while
+        the prelude goes out is the first turn, already opened upstream: its provisional journal record is written
+        when it is confirmed (``_open_stream``), so before the prelude's first byte, as a plain stream writes it
+        before its ``response.created``; and a client that leaves before the relay reaches the turn (before or during
+        the prelude) has it settled as a stream cut before its output (``_ended``)."""
         prelude = self.writer.opening()  # numbered first: response.created leads the stream
         prelude += [event async for event in self._prelude()]
         first = await self._open_stream() if self.end is None else None
+        self._unrelayed = first
         provider = first[1].provider.slug if first is not None else ""
         headers = first[0].call.headers if first is not None else {}
-        return StreamedCompletion(self._relay(prelude, first), provider, headers, self._drained)
+        return StreamedCompletion(self._relay(prelude, first), provider, headers, self._drained, self._ended)
 
     def _drained(self, error: TollwayError) -> list[dict[str, Any]]:
         return self.writer.fail(error.code, error.message)
 
+    def _ended(self) -> None:
+        """The stream is over (``StreamedCompletion.ended``, and the relay's ``finally``): a first turn the relay
+        never reached (the client left before or during the prelude) settles as a stream cut before its output, its
+        upstream closed; the thread is released at once. Idempotent: whatever the relay already did is not redone."""
+        if self._unrelayed is not None:
+            turn, candidate, opened = self._unrelayed
+            self._unrelayed = None
+            opened[0].close()
+            self._settle(turn, candidate, StreamTally(self.ctx.received_at), self.writer.delivered_bytes)
+        if self.lease is not None:  # cut off: no waiting inside a cancelled stream
+            self.responses.threads.release_soon(self.lease)
+            self.lease = None
+
     # -- before the first turn ---------------------------------------------------------------------------------------
 
     async def _prelude(self) -> AsyncIterator[dict[str, Any]]:
-        """Listings of servers the chain has not listed yet, then the calls approved in this input."""
+        """Listings of servers the chain has not listed yet, then the calls approved in this input. A tool forced by
+        ``tool_choice`` is checked against the listings before anything is called (a 400 or 502 answer)."""
         for server in self.servers.values():
             if server.tool.server_label not in self.listings:
                 async for event in self._list(server):
                     yield event
+        choice = mcp_choice(self.request.tool_choice)
+        if choice is not None:
+            label = choice["server_label"]
+            check_forced(choice, self.servers[label].tool, self.listings.get(label), self.listing_errors.get(label))
         for request_item, approved in self.approvals:
             if not approved or self.end is not None:
                 continue
@@ -192,7 +226,7 @@ class LoopRun:
             item["tools"] = listed_tools(listing)
             self.listings[server.tool.server_label] = item
         else:
-            item["error"] = error
+            item["error"] = self.listing_errors[server.tool.server_label] = error
         for event in writer.close(item, f"response.mcp_list_tools.{'failed' if error else 'completed'}"):
             yield event
 
@@ -200,18 +234,39 @@ class LoopRun:
 
     def _turn_inputs(self) -> tuple[ResponsesRequest, list[dict[str, Any]]]:
         """The request as the model sees it this turn: its function tools plus the MCP tools as function tools,
-        and the context with ``mcp_*`` items as function calls and results."""
+        and the context with ``mcp_*`` items as function calls and results. ``tool_choice: {"type": "mcp"}`` forces
+        the first turn to call that server's tool (``forced_choice``); later turns choose freely."""
         request = self.request
         servers = [server.tool for server in self.servers.values()]
         self.offered = offered_tools(servers, self.listings, request.tool_names)
         names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
         tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
+        choice, mcp = request.tool_choice, mcp_choice(request.tool_choice)
+        if mcp is not None and (self.iteration > 0 or self._answered(mcp)):
+            choice = None
+        elif mcp is not None:
+            choice, forced = forced_choice(mcp, self.offered)
+            if choice == "required":  # one of the server's tools: only those are offered on this turn
+                tools = [tool for tool in tools if tool["name"] in forced]
         turn_request = dataclasses.replace(
-            request, tools=tools, tool_names=request.tool_names + tuple(self.offered), mcp=(), declared_tools=None
+            request,
+            tools=tools,
+            tool_names=tuple(tool["name"] for tool in tools),
+            tool_choice=choice,
+            mcp=(),
+            declared_tools=None,
         )
         context = self.context + output_as_input(self.writer.output)
         items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
         return turn_request, items
+
+    def _answered(self, choice: Mapping[str, Any]) -> bool:
+        """Whether this request answers an approval request for the forced tool: the model called it already (in
+        the turn that asked), so its next turn chooses freely, rather than ask for the same call again."""
+        label, name = choice["server_label"], choice.get("name")
+        return any(
+            asked["server_label"] == label and name in (None, asked["name"]) for asked, _approved in self.approvals
+        )
 
     def _turn_ctx(self) -> CallContext:
         ctx, n = self.ctx, self.iteration
@@ -238,6 +293,9 @@ class LoopRun:
         except TollwayError as error:
             self._failed(error)
             return None
+        # Before any byte of the answer that follows (for the first turn: before the prelude), a provisional journal
+        # record, so that an instance killed from here on still bills the turn for its prompt (SPEC §9.4).
+        turn.call.opening(candidate)
         self.writer.start_turn(self.offered)
         return turn, candidate, opened
 
@@ -246,8 +304,9 @@ class LoopRun:
         if not self.billed:
             raise error
         if isinstance(error, BillingError):
-            reason = "wallet_insufficient" if isinstance(error, WalletInsufficient) else "budget_exhausted"
-            self.end = ("incomplete", {"reason": reason})
+            # Money refused the next step: the §3 code is the reason (budget_exhausted, wallet_insufficient, or
+            # budget_suspended when the budget was suspended while the loop ran).
+            self.end = ("incomplete", {"reason": error.code})
         else:
             self.end, self.error = ("failed", None), error
 
@@ -266,6 +325,7 @@ class LoopRun:
                 yield event
             opened = first
             while opened is not None:
+                self._unrelayed = None  # the turn's relay settles it from here on
                 async for event in self._relay_turn(*opened):
                     yield event
                 if self.end is not None:
@@ -277,8 +337,7 @@ class LoopRun:
             for event in body_events:
                 yield event
         finally:
-            if self.lease is not None:  # cut off: no waiting inside a cancelled stream
-                self.responses.threads.release_soon(self.lease)
+            self._ended()
 
     async def _keep(self, body: dict[str, Any]) -> None:
         """Store the response (or append it to its thread) unless it failed, as a failed stream is not (§16.4)."""
@@ -295,14 +354,14 @@ class LoopRun:
     async def _relay_turn(self, turn: ResponseTurn, candidate: Candidate, opened: Any) -> AsyncIterator[dict[str, Any]]:
         """One streamed turn into the shared writer; it settles before the turn's last events, else in ``finally``
         (a client gone included). Its journal records come before the bytes they account for (SPEC §9.4): the turn's
-        provisional record before its first event, each checkpoint before the events of its chunk."""
+        provisional record was written when it was opened (``_open_stream``), each checkpoint goes before the events
+        of its chunk."""
         stream, iterator, first = opened
         call, writer = turn.call, self.writer
         tally = StreamTally(self.ctx.received_at)
         base = writer.delivered_bytes
         settled = False
         try:
-            call.opening(candidate)
             chunk: StreamChunk | None = first
             while chunk is not None:
                 events = chunk_events(writer, tally, chunk)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -180,11 +180,21 @@ class McpCalls:
 
     # -- the billed call ----------------------------------------------------------------------------------------------
 
-    async def call(self, ctx: CallContext, app: McpApp, tool: str, arguments: dict[str, Any] | None) -> ToolResult:
-        """One MCP call, settled exactly once (see the module docstring). Refusals raise their §3 error."""
+    async def call(
+        self,
+        ctx: CallContext,
+        app: McpApp,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        forwarded: Mapping[str, str] | None = None,
+    ) -> ToolResult:
+        """One MCP call, settled exactly once (see the module docstring). Refusals raise their §3 error.
+        ``forwarded``: the caller's ``Mcp-Param-*`` headers, sent on to the app beside its credential."""
         if not tool_allowed(app.allowed_tools, tool):
             raise InvalidRequest(f"The tool '{tool}' is not allowed on the MCP app '{app.slug}'.", "params.name")
         server = await self.server(ctx.principal, app)
+        if forwarded:
+            server = McpServer(server.url, {**forwarded, **server.headers})
         return await self.call_server(ctx, app, server, tool, arguments)
 
     async def call_server(

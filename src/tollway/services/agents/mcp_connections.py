@@ -126,12 +126,21 @@ class McpConnections:
 
     # -- connect and callback -------------------------------------------------------------------------------------
 
-    async def connect(self, platform_id: str, end_user_id: str, slug: str, body: Mapping[str, Any]) -> Authorization:
+    async def connect(
+        self, platform_id: str, end_user_id: str, slug: str, body: Mapping[str, Any], *, return_to: str | None = None
+    ) -> Authorization:
+        """``body`` is the API's ``{redirect_uri?}`` (its origin must be in ``mcp_redirect_origins``). ``return_to``
+        is a path of this gateway's own, under ``TOLLWAY_PUBLIC_URL``, that the console chooses (never the caller's
+        input): the browser comes back there after the callback, whatever the platform's origins."""
         CONNECT_BODY.check(body)
         app = await self.active_app(platform_id, slug)
         if app["auth_type"] != AuthType.OAUTH2.value:
             raise InvalidRequest(f"The MCP app '{slug}' does not use OAuth; it needs no connection.", None)
-        redirect_uri = await self._redirect_uri(platform_id, CONNECT_BODY.read(body, "redirect_uri"))
+        if return_to is not None:
+            assert return_to.startswith("/") and not return_to.startswith("//")  # a path of ours, set in code
+            redirect_uri: str | None = self._public_url + return_to
+        else:
+            redirect_uri = await self._redirect_uri(platform_id, CONNECT_BODY.read(body, "redirect_uri"))
         state, verifier, now = new_state(), new_code_verifier(), self._now()
         digest = state_digest(state)
         expires_at = now + STATE_TTL

@@ -3,25 +3,40 @@
 Sign-in authenticates the key through the API's ``Authenticator`` (same lookup, same failure throttle). Every later
 request re-checks the key the session was opened with, by id, through the same lookup conditions (cached ≤ 0.9 s),
 so a revoked key, a deleted platform or end user, or a rotated operator key ends the session at its next request.
-Sessions also end after 12 h without a request, and at sign-out."""
+Sessions also end after 12 h without a request, and at sign-out.
+
+A form that creates a secret (a key, a webhook signing secret) leaves it, sealed, in its session and redirects to the
+page that shows it (post/redirect/get): that page takes it once, so reloading it neither re-sends the form nor shows
+the secret again, and the secret is never in a URL."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
+import orjson
+
 from tollway.domain.clock import utcnow
-from tollway.domain.console import IDLE_EXPIRY, StoredSession, session_digest
+from tollway.domain.console import (
+    IDLE_EXPIRY,
+    SHOWN_ONCE_TTL,
+    ShownOnce,
+    StoredSession,
+    session_digest,
+    shown_once_context,
+)
 from tollway.domain.keys import KeyKind
 from tollway.domain.ports.console import ConsoleSessionStore
+from tollway.domain.sealing import Sealer, SealError
 from tollway.domain.tenancy import Principal
 from tollway.errors import Forbidden
 from tollway.services.auth import Authenticator
 
 MAX_SESSION_ID_CHARS: Final = 128
+DISPLAY_ID_CHARS: Final = 22  # secrets.token_urlsafe(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +49,10 @@ class ActiveSession:
 
 
 class ConsoleSessions:
-    def __init__(self, store: ConsoleSessionStore, authenticator: Authenticator) -> None:
+    def __init__(self, store: ConsoleSessionStore, authenticator: Authenticator, sealer: Sealer) -> None:
         self._store = store
         self._auth = authenticator
+        self._sealer = sealer
 
     async def sign_in(self, raw_key: str, client_ip: str, now: datetime | None = None) -> tuple[str, ActiveSession]:
         """``(session id for the cookie, the session)``; a bad key raises the API's 401 (or its throttle's 429), a
@@ -81,6 +97,32 @@ class ConsoleSessions:
 
     async def sign_out(self, session: ActiveSession) -> None:
         await self._store.delete(session.id_hash)
+
+    async def show_once(self, session: ActiveSession, shown: ShownOnce, now: datetime | None = None) -> str:
+        """Keeps ``shown`` (sealed with the secret key, for this session only) for the next page; returns the random
+        id that page is opened with. One per session: a newer one replaces one not shown yet."""
+        display_id = secrets.token_urlsafe(16)
+        payload = orjson.dumps({"at": (now or utcnow()).timestamp(), "shown": shown}).decode()
+        sealed = self._sealer.seal(payload, shown_once_context(session.id_hash))
+        await self._store.hold_shown_once(session.id_hash, display_id, sealed)
+        return display_id
+
+    async def take_shown_once(
+        self, session: ActiveSession, display_id: str | None, now: datetime | None = None
+    ) -> ShownOnce | None:
+        """What ``show_once`` kept for ``display_id``, the first time only, and only within ``SHOWN_ONCE_TTL``."""
+        if not display_id or len(display_id) != DISPLAY_ID_CHARS:
+            return None
+        sealed = await self._store.take_shown_once(session.id_hash, display_id)
+        if sealed is None:
+            return None
+        try:
+            held = orjson.loads(self._sealer.open(sealed, shown_once_context(session.id_hash)))
+        except SealError:  # the secret key changed since
+            return None
+        if (now or utcnow()) - datetime.fromtimestamp(held["at"], UTC) > SHOWN_ONCE_TTL:
+            return None
+        return ShownOnce(**held["shown"])
 
     async def prune(self, now: datetime) -> int:
         return await self._store.prune(now - IDLE_EXPIRY)

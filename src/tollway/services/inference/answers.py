@@ -24,3 +24,6 @@ class StreamedCompletion:
     headers: dict[str, str] = field(default_factory=dict)
     # The closing events of a stream cut by a graceful shutdown (Responses: ``response.failed``); None: an error.
     on_drain: Callable[[TollwayError], list[dict[str, Any]]] | None = None
+    # Called by the HTTP layer once the response is over, however it ended: also when ``events`` never started (its
+    # client left before the first event), where no ``finally`` of the relay runs. Frees what such a relay holds.
+    ended: Callable[[], None] | None = None

@@ -264,6 +264,7 @@ class ResponseTurn:
         self.service, self.call, self.request = service, call, request
         self.chat, self.items, self.owner = chat, items, owner
         self.lease = lease  # the thread this turn holds, released when its stream ends
+        self._unrelayed: tuple[Candidate, ChatStream] | None = None  # an opened stream whose relay has not started
         self.writer = ResponseEventStream(
             skeleton(request, call.ctx.labels), summary=request.reasoning_summary is not None
         )
@@ -310,8 +311,23 @@ class ResponseTurn:
     async def stream(self) -> StreamedCompletion:
         candidate, (stream, iterator, first) = await self.call.attempt(self.open_stream)
         await self.call.confirm(stream)
+        self._unrelayed = candidate, stream
         events = self._relay(candidate, stream, iterator, first)
-        return StreamedCompletion(events, candidate.provider.slug, self.call.headers, self.drained)
+        return StreamedCompletion(events, candidate.provider.slug, self.call.headers, self.drained, self.ended)
+
+    def ended(self) -> None:
+        """The answer is over (``StreamedCompletion.ended``). A relay that never started (its client left before the
+        first event) has its work done here: the turn settles as a stream cut before its output (for its prompt,
+        SPEC §7.3), its upstream is closed, and the thread is released at once rather than when its lease expires.
+        Otherwise the relay did all of it (or its ``finally`` does)."""
+        if self._unrelayed is not None:
+            candidate, stream = self._unrelayed
+            self._unrelayed = None
+            stream.close()
+            StreamTally(self.call.ctx.received_at).settle(self.call, candidate)
+        if self.lease is not None:
+            self.service._threads.release_soon(self.lease)
+            self.lease = None
 
     def drained(self, error: TollwayError) -> list[dict[str, Any]]:
         """A graceful shutdown cut the stream (SPEC §14.3): it ends with ``response.failed``, in sequence."""
@@ -331,6 +347,7 @@ class ResponseTurn:
         failed or was cut off is not appended (SPEC §16.4)."""
         call, writer = self.call, self.writer
         tally = StreamTally(call.ctx.received_at)
+        self._unrelayed = None  # settled by this relay from here on
         try:
             call.opening(candidate)
             for event in writer.opening():

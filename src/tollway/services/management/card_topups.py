@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -29,11 +29,13 @@ from tollway.domain.conflicts import BalanceOverflow
 from tollway.domain.ports.management import UnitOfWorkFactory
 from tollway.domain.ports.payments import InvalidEvent, PaymentGateway
 from tollway.errors import InvalidRequest, NotFound
+from tollway.services.management.idempotency import IdempotentRequest
 
 log = logging.getLogger("tollway.card_topups")
 
 URL_MAX: Final = 2048
 DESCRIPTION: Final = "Card top-up (Stripe Checkout)"
+STRIPE_KEY_PURPOSE: Final = "tollway-checkout"  # Stripe's Idempotency-Key: this, a dash, 64 hex digits (≤ 255)
 NOT_CONFIGURED: Final = (
     "Card top-ups are not enabled on this gateway: the operator sets TOLLWAY_STRIPE_SECRET_KEY and "
     "TOLLWAY_STRIPE_WEBHOOK_SECRET to turn them on."
@@ -138,12 +140,23 @@ class CardTopups:
             raise NotFound(NOT_CONFIGURED)
         return self._gateway
 
-    async def checkout(self, platform_id: str, body: Mapping[str, Any]) -> CheckoutSession:
+    def order(self, platform_id: str, body: Mapping[str, Any]) -> CheckoutOrder:
+        """The validated checkout request (400 naming the field), before any Idempotency-Key is looked at (§9.7)."""
+        self.enabled()
+        return parse_checkout(platform_id, body, self._defaults)
+
+    async def open(self, order: CheckoutOrder, key: IdempotentRequest | None = None) -> CheckoutSession:
         """Opens a Checkout Session for the caller's own (live) platform; nothing is credited until Stripe says
-        the session was paid."""
+        the session was paid. Under an Idempotency-Key, Stripe gets a key derived from it, so a retry of the same
+        request (after a lost answer or a crash) is answered with the same session, never a second one."""
         gateway = self.enabled()
-        order = parse_checkout(platform_id, body, self._defaults)
+        if key is not None:
+            order = replace(order, idempotency_key=key.derived_key(STRIPE_KEY_PURPOSE))
         return await gateway.create_checkout(order)
+
+    async def checkout(self, platform_id: str, body: Mapping[str, Any]) -> CheckoutSession:
+        """``order`` then ``open``, without an Idempotency-Key (the console's Add funds form)."""
+        return await self.open(self.order(platform_id, body))
 
     async def receive(self, payload: bytes, signature: str | None, request_id: str | None) -> None:
         """A Stripe webhook delivery: 400 (``InvalidRequest`` at ``Stripe-Signature``) unless it is signed and

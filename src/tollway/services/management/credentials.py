@@ -115,7 +115,7 @@ PLATFORM_KEY_BODY: Final = key_body(
             "type": "array",
             "minItems": 1,
             "uniqueItems": True,
-            "items": {"type": "string", "enum": list(PLATFORM_SCOPES)},
+            "items": {"type": "string", "enum": sorted(PLATFORM_SCOPES)},
         },
         _scopes,
     ),

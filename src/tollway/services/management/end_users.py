@@ -63,7 +63,7 @@ END_USER_KEY_BODY: Final = key_body(
             "type": "array",
             "minItems": 1,
             "uniqueItems": True,
-            "items": {"type": "string", "enum": list(END_USER_SCOPES)},
+            "items": {"type": "string", "enum": sorted(END_USER_SCOPES)},
         },
         _scopes,
     ),

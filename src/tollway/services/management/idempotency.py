@@ -1,6 +1,6 @@
 """The Idempotency-Key protocol of SPEC §9.7 for management writes (budget topup, debit and PATCH; operator wallet
-topup): validation of the header, the request fingerprint, and running an operation at most once per key with its
-first outcome stored and replayed byte for byte.
+topup; a card top-up's Checkout Session): validation of the header, the request fingerprint, and running an
+operation at most once per key with its first outcome stored and replayed byte for byte.
 
 The order is the SPEC's: access checks, then body validation (callers do both first), then the key, then the
 operation. 400/401/403/413 and 5xx outcomes are not stored, so the key stays usable after them.
@@ -9,7 +9,7 @@ operation. 400/401/403/413 and 5xx outcomes are not stored, so the key stays usa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,6 +37,15 @@ _KEY_MAX: Final = 255
 class IdempotentRequest:
     identity: IdempotencyIdentity
     fingerprint: str
+
+    def derived_key(self, purpose: str) -> str:
+        """The key another service deduplicates this request's call by (Stripe's ``Idempotency-Key``): the same for
+        the same scope, path, key and body, so a retry after a crash between the call and storing its outcome
+        makes the same call again rather than a second one; different across tenants, which share that service's
+        key space. 64 hex digits after ``purpose``."""
+        ident = self.identity
+        parts = (purpose, ident.scope, ident.method, ident.path, ident.key, self.fingerprint)
+        return f"{purpose}-" + hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +121,36 @@ class Idempotency:
     ) -> Outcome:
         """Runs ``action`` in one transaction and renders its result, or replays the key's stored outcome. With a key,
         the record is completed in the action's transaction, so it commits together with the ledger rows."""
+        return await self._once(request, lambda claim: self._run(action, render, claim), now)
+
+    async def execute_call(
+        self,
+        request: IdempotentRequest | None,
+        call: Callable[[], Awaitable[T]],
+        render: Callable[[T], StoredResponse],
+        now: datetime | None = None,
+    ) -> Outcome:
+        """Like ``execute`` for an operation that writes no row of ours but calls another service (a payment
+        gateway): ``call`` runs outside any transaction and the record is completed after it. The call must be
+        deduplicated by the other service under ``request.derived_key`` so that a retry is never a second call."""
+
+        async def run(claim: tuple[Claim, datetime] | None) -> StoredResponse:
+            response = render(await call())
+            if claim is not None and not await self._claims.store(claim[0], response, claim[1]):
+                raise _ClaimLost
+            return response
+
+        return await self._once(request, run, now)
+
+    async def _once(
+        self,
+        request: IdempotentRequest | None,
+        run: Callable[[tuple[Claim, datetime] | None], Awaitable[StoredResponse]],
+        now: datetime | None,
+    ) -> Outcome:
+        """``run`` once per key: a replay of the stored outcome, 422 for another body, 409 while the first runs."""
         if request is None:
-            response = await self._run(action, render)
+            response = await run(None)
             return Outcome(response.status, response.body, replayed=False)
         claimed = await self._claims.claim(request.identity, request.fingerprint, now or utcnow(), CLAIM_LEASE)
         if not isinstance(claimed, Claim):
@@ -126,7 +163,7 @@ class Idempotency:
             return Outcome(claimed.response.status, claimed.response.body, replayed=True)
         expires_at = claimed.created_at + RETENTION
         try:
-            response = await self._run(action, render, (claimed, expires_at))
+            response = await run((claimed, expires_at))
         except _ClaimLost:
             raise IdempotencyInProgress(f"A request with this {HEADER} is still being processed.", HEADER) from None
         except TollwayError as error:

@@ -188,8 +188,9 @@ def _scopes(value: object) -> list[str]:
         scope = f.as_str(item, param, max_len=200)
         if any(ch.isspace() or ch in '"\\' for ch in scope):
             raise InvalidRequest(f"{param} must not contain spaces, quotes or backslashes (RFC 6749 §3.3).", param)
-        if scope not in chosen:
-            chosen.append(scope)
+        if scope in chosen:  # as API keys' scopes (SPEC §2.1): a repeat is a mistake worth naming
+            raise InvalidRequest(f"{param} repeats {scope!r}: name each scope once.", param)
+        chosen.append(scope)
     return chosen
 
 
@@ -240,6 +241,7 @@ AUTH_SCHEMA: Final = {
                 "scopes": {
                     "type": "array",
                     "maxItems": SCOPES_MAX,
+                    "uniqueItems": True,
                     "items": {"type": "string", "minLength": 1, "maxLength": 200},
                 },
                 "revocation_url": {"anyOf": [_URL_SCHEMA, {"type": "null"}]},

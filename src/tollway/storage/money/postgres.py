@@ -8,7 +8,7 @@ trip or while Python runs, the wallet row locked last and only for the end of on
    wallet and budget had left at every decision, and whether a decision depended on an exact amount (a refusal, a
    clamped limit, a settlement over what was available, a low-balance event, a period reset, any webhook event).
    An exact batch is never decided from kept rows: it reads them afresh.
-3. ``tollway_money_apply`` (migration 0015) writes it in its own transaction. From kept rows it first checks what
+3. ``tollway_money_apply`` (migration 0016) writes it in its own transaction. From kept rows it first checks what
    they assumed (``verify``: the platforms' settings, no budget since created for an end user without one, the same
    webhook subscriptions). The holds it resolves are locked and must still be active; the wallets, then the
    budgets, are locked by their UPDATE at the very end, which applies the batch only if its guard holds. Exact

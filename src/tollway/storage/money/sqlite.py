@@ -3,12 +3,23 @@
 A batch is a handful of statements that SQLite runs in tens of microseconds, far less than a thread hop and the
 GIL hand-off it causes, so it runs right on the event loop with a zero busy timeout. If another writer holds the
 database lock at that moment, the batch goes to a thread that waits for it instead, so the loop never blocks on
-a lock. Checkpoints of the write-ahead log run in a thread too, never inside a commit on the loop, and keep the
-log bounded.
+a lock.
 
 A batch that places holds runs in two steps (``begin``, then ``finish``): its decisions are final once taken under
 the write lock, so the callers learn them at once and send their upstream requests while the rows are written and
 committed (``MoneyWriter`` holds their answers back until the commit succeeded).
+
+Checkpoints of the write-ahead log run in the same thread, never inside a commit on the loop, every
+``CHECKPOINT_EVERY_S``. They keep the log short and, above all, make SQLite start it over. A PASSIVE checkpoint never
+stalls writers but only copies the frames that existed when it began, so under steady writes the log was never
+fully copied, never started over, and grew until something truncated it: every commit appended to an ever longer
+file, and each checkpoint's fsync flushed tens of megabytes of newly allocated blocks, the stall of up to 40 ms that
+one call in a hundred saw on a disk-backed database (issue 18). So a checkpoint now runs short PASSIVE passes, each
+copying what arrived during the previous one, until a pass finds nothing new; if writes keep outrunning them, a
+RESTART copies the last few frames under the write lock (its short busy timeout bounds how long it waits for a
+reader, and the writers with it). Either way the next commit starts the log over at its beginning, writing into
+blocks the file already has; the log holds a quarter second of writes, and ``journal_size_limit`` trims the file
+after a burst.
 """
 
 from __future__ import annotations
@@ -26,7 +37,18 @@ from tollway.storage.money.batch import Batch, Result, prepare_batch
 from tollway.storage.money.driver_sql import DriverSQL
 from tollway.storage.money.rows import RowCache
 
-CHECKPOINT_EVERY_S = 1.0
+CHECKPOINT_EVERY_S = 0.25
+# PASSIVE passes of one checkpoint at most: each copies what arrived during the previous one, so they shrink fast.
+# A pass that finds nothing new ends the checkpoint: everything is copied, and the next commit starts the log over
+# by itself. When the passes never catch up (steady writes), a RESTART copies the little that is left under the write
+# lock and makes sure the log starts over.
+CATCH_UP_PASSES = 6
+# How long the RESTART waits for a reader still on the old log (the writers wait as long): a long read only
+# postpones the restart to the next checkpoint.
+RESTART_BUSY_MS = 10
+# The log file is trimmed to this once restarted, and truncated outright if it ever grows past the larger bound
+# (readers kept it from restarting for a long time).
+WAL_KEEP_BYTES = 16 * 1024 * 1024
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
 
 
@@ -37,6 +59,7 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
+    conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
     return conn
 
 
@@ -102,6 +125,7 @@ class SqliteMoneyConnection:
         self._inline = _connect(path, 0)
         self._cache = RowCache()  # rows as the inline connection last committed them
         self._waiting = _connect(path, 30_000)
+        self._checkpointer = _connect(path, RESTART_BUSY_MS)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-sqlite")
         self._checkpoint_task: asyncio.Task[None] | None = None
 
@@ -148,14 +172,24 @@ class SqliteMoneyConnection:
                 await loop.run_in_executor(self._thread, self._checkpoint)
 
     def _checkpoint(self) -> None:
-        """PASSIVE never stalls writers but cannot restart a log that grows under constant writes; once the log
-        passes ``WAL_TRUNCATE_BYTES`` a TRUNCATE checkpoint resets it (a short stall, rare)."""
+        """One checkpoint (in the thread): PASSIVE passes until one finds nothing new, else a RESTART for the last
+        frames; either way the next commit starts the log over (see the module docstring)."""
         try:
             size = os.path.getsize(self._path + "-wal")
         except OSError:
             return
-        mode = "TRUNCATE" if size > WAL_TRUNCATE_BYTES else "PASSIVE"
-        self._waiting.execute(f"PRAGMA wal_checkpoint({mode})")
+        if size > WAL_TRUNCATE_BYTES:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return
+        seen = 0
+        for _ in range(CATCH_UP_PASSES):
+            _busy, log, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log <= 0 or copied < log:
+                return  # nothing written since the log restarted, or a reader on an older snapshot: next time
+            if log == seen:
+                return  # nothing arrived during the previous pass: all is copied, and the next commit restarts the log
+            seen = log
+        self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     def close(self) -> None:
         if self._checkpoint_task is not None:
@@ -163,3 +197,4 @@ class SqliteMoneyConnection:
         self._thread.shutdown(wait=True)
         self._inline.close()
         self._waiting.close()
+        self._checkpointer.close()

@@ -67,6 +67,27 @@ class SqlConsoleSessions:
         async with self._engine.begin() as conn:
             await conn.execute(sa.delete(console_sessions).where(console_sessions.c.id_hash == id_hash))
 
+    async def hold_shown_once(self, id_hash: bytes, display_id: str, sealed: bytes) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(console_sessions)
+                .where(console_sessions.c.id_hash == id_hash)
+                .values(shown_once_id=display_id, shown_once=sealed)
+            )
+
+    async def take_shown_once(self, id_hash: bytes, display_id: str) -> bytes | None:
+        # Read, then clear only if it is still there: of two concurrent takers, one clears it (rowcount 1) and the
+        # other finds it gone (on PostgreSQL the second UPDATE waits for the first and re-checks its condition).
+        held = sa.and_(console_sessions.c.id_hash == id_hash, console_sessions.c.shown_once_id == display_id)
+        async with self._engine.begin() as conn:
+            sealed = (await conn.execute(sa.select(console_sessions.c.shown_once).where(held))).scalar()
+            if sealed is None:
+                return None
+            cleared = await conn.execute(
+                sa.update(console_sessions).where(held).values(shown_once_id=None, shown_once=None)
+            )
+        return bytes(sealed) if cleared.rowcount == 1 else None
+
     async def prune(self, idle_before: datetime) -> int:
         async with self._engine.begin() as conn:
             result = await conn.execute(

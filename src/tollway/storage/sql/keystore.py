@@ -46,6 +46,10 @@ _LIVE_KEYS = (
 )
 _LOOKUP = _LIVE_KEYS.where(api_keys.c.key_hash == sa.bindparam("digest"))
 _BY_ID = _LIVE_KEYS.where(api_keys.c.id == sa.bindparam("key_id"))
+_MANY = _LIVE_KEYS.add_columns(api_keys.c.key_hash).where(
+    api_keys.c.key_hash.in_(sa.bindparam("digests", expanding=True))
+)
+_MANY_CHUNK = 500  # bound parameters per query, well under SQLite's limit
 
 
 def _record(row: Any) -> KeyRecord | None:
@@ -72,6 +76,17 @@ class KeyStore:
         async with self._reader.connect() as conn:
             row = (await conn.execute(_LOOKUP, {"digest": digest})).first()
         return _record(row)
+
+    async def find_active_many(self, digests: list[bytes]) -> dict[bytes, KeyRecord]:
+        found: dict[bytes, KeyRecord] = {}
+        async with self._reader.connect() as conn:
+            for start in range(0, len(digests), _MANY_CHUNK):
+                chunk = digests[start : start + _MANY_CHUNK]
+                for row in await conn.execute(_MANY, {"digests": chunk}):
+                    record = _record(row)
+                    if record is not None:
+                        found[bytes(row.key_hash)] = record
+        return found
 
     async def find_active_by_id(self, key_id: str) -> KeyRecord | None:
         async with self._reader.connect() as conn:

@@ -107,3 +107,33 @@ class RateOverrideStore:
         if row.end_user_id is None:
             return None, defaults
         return RateLimits(row.rpm_limit, row.tpm_limit, row.rpd_limit), defaults
+
+    async def limits_of_many(self, end_users: list[tuple[str, str]]) -> dict[str, tuple[RateLimits | None, RateLimits]]:
+        """``limits_of`` of many end users: their platforms' settings and their overrides, two queries on one
+        connection (chunked under SQLite's limit on bound parameters)."""
+        settings: dict[str, RateLimits] = {}
+        overrides: dict[str, tuple[str, RateLimits]] = {}
+        platform_ids = sorted({platform_id for platform_id, _user in end_users})
+        user_ids = [user for _platform_id, user in end_users]
+        async with self._reader.connect() as conn:
+            for chunk in _chunks(platform_ids):
+                query = sa.select(platforms.c.id, platforms.c.settings).where(platforms.c.id.in_(chunk))
+                for row in await conn.execute(query):
+                    settings[row.id] = PlatformSettings.from_stored(row.settings).rate_limits
+            for chunk in _chunks(user_ids):
+                query = sa.select(_overrides).where(_overrides.c.end_user_id.in_(chunk))
+                for row in await conn.execute(query):
+                    limits = RateLimits(row.rpm_limit, row.tpm_limit, row.rpd_limit)
+                    overrides[row.end_user_id] = (row.platform_id, limits)
+        found: dict[str, tuple[RateLimits | None, RateLimits]] = {}
+        for platform_id, user in end_users:
+            defaults, override = settings.get(platform_id), overrides.get(user)
+            if defaults is None:  # as limits_of: no such platform, no limits
+                found[user] = (None, RateLimits())
+            else:
+                found[user] = (override[1] if override is not None and override[0] == platform_id else None, defaults)
+        return found
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]

@@ -546,5 +546,8 @@ console_sessions = sa.Table(
     sa.Column("csrf_token", sa.String(64), nullable=False),
     _ts("created_at"),
     _ts("last_seen_at"),
+    # A new key or secret that a console form shows once (sealed), and the random id of the page that shows it.
+    sa.Column("shown_once_id", sa.String(32), nullable=True),
+    sa.Column("shown_once", sa.LargeBinary, nullable=True),
     sa.Index("ix_console_sessions_last_seen_at", "last_seen_at"),
 )

@@ -100,6 +100,12 @@ class ThreadStore:
             return None  # the thread exists and is held (or another request created it a moment ago)
         return ThreadLease(key, thread_id, holder)
 
+    async def renew(self, lease: ThreadLease, lease_until: datetime) -> bool:
+        held = sa.update(threads).where(_t.id == lease.key, _t.busy_request_id == lease.holder)
+        async with self._engine.begin() as conn:
+            renewed = await conn.execute(held.values(busy_until=lease_until))
+        return bool(renewed.rowcount)
+
     async def release(self, lease: ThreadLease) -> None:
         held = (_t.id == lease.key, _t.busy_request_id == lease.holder)
         async with self._engine.begin() as conn:

@@ -5,8 +5,8 @@ and must still be active, then the new rows are inserted, and the wallets, then 
 only when what the batch decided still holds for their current values (``storage/money/postgres.py`` explains the
 guards); otherwise it raises SQLSTATE TW409 and writes nothing. PostgreSQL only: SQLite has no such functions.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-07 02:40:00
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
