@@ -451,11 +451,13 @@ def prepare_batch(
     now: datetime,
     sql: DriverSQL,
     cache: RowCache | None = None,
+    batch_class: type[Batch] = Batch,
 ) -> tuple[Batch, list[Result]]:
     """Lock and read the batch's rows and decide every command in memory (results line up with the commands);
-    nothing is written until ``Batch.flush``. With ``cache`` (embedded SQLite, validated by the caller) the rows
-    it holds are not read again, and it absorbs the batch once the caller has committed (``RowCache.committed``)."""
-    batch = Batch(conn, now, sql, cache)
+    nothing is written until ``Batch.flush``. With ``cache`` (embedded SQLite, validated by the caller; on
+    PostgreSQL a snapshot, ``postgres.py``) the rows it holds are not read again, and it absorbs the batch once the
+    caller has committed (``RowCache.committed``). ``batch_class``: PostgreSQL decides with a traced ``Batch``."""
+    batch = batch_class(conn, now, sql, cache)
     batch.load(commands)
     results: list[Result] = [None] * len(commands)
     # The sweeper's commands go last: a settlement in the same batch captures its hold in full first.

@@ -48,9 +48,10 @@ from tollway.domain.holds import (
 )
 from tollway.domain.ids import new_id
 from tollway.settings import Settings
-from tollway.storage.money.batch import Result, apply_batch
+from tollway.storage.money.batch import Result
 from tollway.storage.money.driver_sql import DriverSQL
 from tollway.storage.money.journal import COMPACT_BYTES, SettlementJournal
+from tollway.storage.money.postgres import PostgresMoney
 from tollway.storage.money.sqlite import SqliteMoneyConnection
 from tollway.storage.sql.db import reader
 
@@ -91,6 +92,7 @@ class MoneyWriter:
         self._engine = engine
         self._reader = reader(engine)
         self._sqlite = SqliteMoneyConnection(settings) if settings.is_sqlite else None
+        self.postgres = None if settings.is_sqlite else PostgresMoney(settings.database_url, engine)
         self._queue: asyncio.Queue[tuple[MoneyCommand, asyncio.Future[Result]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._busy = False
@@ -131,6 +133,8 @@ class MoneyWriter:
         self.journal.close()
         if self._sqlite is not None:
             self._sqlite.close()
+        if self.postgres is not None:
+            await self.postgres.close()
 
     def submit(self, command: MoneyCommand) -> asyncio.Future[Result]:
         """Queue a command; a settlement or a checkpoint is written ahead to the journal first (SPEC §9.4)."""
@@ -432,8 +436,8 @@ class MoneyWriter:
         now = self._clock()
         if self._sqlite is not None:
             return await self._sqlite.apply(commands, now, self._sql)
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(apply_batch, commands, now, self._sql)
+        assert self.postgres is not None
+        return await self.postgres.apply(commands, now, self._sql)
 
 
 class HoldNotRecorded(Exception):
