@@ -107,8 +107,8 @@ def test_the_log_starts_over_several_times_a_second_under_steady_calls(embedded:
 
 
 def test_a_long_read_postpones_the_restart_without_holding_up_calls(embedded: GatewayServer, tenant: Tenant) -> None:
-    """A RESTART waits for readers still on the old log while holding the write lock; it gives up after a few
-    milliseconds, so a read that lasts seconds (an export, a report) never holds up the money path."""
+    """A RESTART would wait for readers still on the old log while holding the write lock; it gives up at once
+    instead and is tried again, so a read that lasts seconds (an export, a report) never holds up the money path."""
     wal = _wal(embedded)
     reader = sqlite3.connect(embedded.settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
     try:

@@ -9,17 +9,18 @@ A batch that places holds runs in two steps (``begin``, then ``finish``): its de
 the write lock, so the callers learn them at once and send their upstream requests while the rows are written and
 committed (``MoneyWriter`` holds their answers back until the commit succeeded).
 
-Checkpoints of the write-ahead log run in the same thread, never inside a commit on the loop, every
+Checkpoints of the write-ahead log run in a thread of their own, never inside a commit on the loop, every
 ``CHECKPOINT_EVERY_S``. They keep the log short and, above all, make SQLite start it over. A PASSIVE checkpoint never
 stalls writers but only copies the frames that existed when it began, so under steady writes the log was never
 fully copied, never started over, and grew until something truncated it: every commit appended to an ever longer
 file, and each checkpoint's fsync flushed tens of megabytes of newly allocated blocks, the stall of up to 40 ms that
 one call in a hundred saw on a disk-backed database (issue 18). So a checkpoint now runs short PASSIVE passes, each
-copying what arrived during the previous one, until a pass finds nothing new; if writes keep outrunning them, a
-RESTART copies the last few frames under the write lock (its short busy timeout bounds how long it waits for a
-reader, and the writers with it). Either way the next commit starts the log over at its beginning, writing into
-blocks the file already has; the log holds a quarter second of writes, and ``journal_size_limit`` trims the file
-after a burst.
+copying what arrived during the previous one, until a pass finds nothing new; then a RESTART copies the last few
+frames under the write lock and starts the log over. The RESTART never waits under that lock: with a busy timeout
+of 0, a reader still on the old log (the caches read often) or a commit under way makes it give up at once, and it
+is tried again a millisecond later, in the checkpoints' own thread, so a batch waiting for the lock never queues
+behind it. The next commit then writes from the log's beginning, into blocks the file already has; the log holds a
+quarter second of writes, and ``journal_size_limit`` trims the file after a burst.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -39,13 +41,15 @@ from tollway.storage.money.rows import RowCache
 
 CHECKPOINT_EVERY_S = 0.25
 # PASSIVE passes of one checkpoint at most: each copies what arrived during the previous one, so they shrink fast.
-# A pass that finds nothing new ends the checkpoint: everything is copied, and the next commit starts the log over
-# by itself. When the passes never catch up (steady writes), a RESTART copies the little that is left under the write
-# lock and makes sure the log starts over.
+# A pass that finds nothing new (or the last pass) ends them, and a RESTART copies what little is left under the write
+# lock and starts the log over. (A commit would start it over by itself once everything is copied, but only if no
+# reader is on the log at that moment; the caches' reads often are.)
 CATCH_UP_PASSES = 6
-# How long the RESTART waits for a reader still on the old log (the writers wait as long): a long read only
-# postpones the restart to the next checkpoint.
-RESTART_BUSY_MS = 10
+# The RESTART never waits under the write lock (busy timeout 0: a reader still on the old log, or a commit under
+# way, makes it give up at once); it is tried again after ``RESTART_RETRY_S``, up to ``RESTART_TRIES`` times, and
+# after that at the next checkpoint.
+RESTART_TRIES = 20
+RESTART_RETRY_S = 0.001
 # The log file is trimmed to this once restarted, and truncated outright if it ever grows past the larger bound
 # (readers kept it from restarting for a long time).
 WAL_KEEP_BYTES = 16 * 1024 * 1024
@@ -125,8 +129,10 @@ class SqliteMoneyConnection:
         self._inline = _connect(path, 0)
         self._cache = RowCache()  # rows as the inline connection last committed them
         self._waiting = _connect(path, 30_000)
-        self._checkpointer = _connect(path, RESTART_BUSY_MS)
+        self._checkpointer = _connect(path, 0)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-sqlite")
+        # Checkpoints have a thread of their own: a batch waiting for the lock never queues behind one.
+        self._checkpoint_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money-checkpoint")
         self._checkpoint_task: asyncio.Task[None] | None = None
 
     def begin(self, commands: list[MoneyCommand], now: datetime, sql: DriverSQL) -> tuple[Batch, list[Result]] | None:
@@ -169,32 +175,40 @@ class SqliteMoneyConnection:
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
             with contextlib.suppress(sqlite3.Error):
-                await loop.run_in_executor(self._thread, self._checkpoint)
+                await loop.run_in_executor(self._checkpoint_thread, self._checkpoint)
 
     def _checkpoint(self) -> None:
-        """One checkpoint (in the thread): PASSIVE passes until one finds nothing new, else a RESTART for the last
-        frames; either way the next commit starts the log over (see the module docstring)."""
+        """One checkpoint (in its thread): PASSIVE passes until one finds nothing new, then a RESTART for the last
+        frames, tried until no reader or commit is in its way (see the module docstring)."""
         try:
             size = os.path.getsize(self._path + "-wal")
         except OSError:
             return
-        if size > WAL_TRUNCATE_BYTES:
+        if size > WAL_TRUNCATE_BYTES:  # readers kept the log from restarting for long: try to cut it back
             self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             return
         seen = 0
         for _ in range(CATCH_UP_PASSES):
             _busy, log, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if log <= 0 or copied < log:
-                return  # nothing written since the log restarted, or a reader on an older snapshot: next time
+            if log <= 0:
+                return  # nothing written since the log restarted
+            if copied < log:  # a reader still needs frames the pass could not copy: give it a moment
+                time.sleep(RESTART_RETRY_S)
+                continue
             if log == seen:
-                return  # nothing arrived during the previous pass: all is copied, and the next commit restarts the log
+                break  # nothing arrived during the previous pass
             seen = log
-        self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        for _ in range(RESTART_TRIES):
+            busy, _log, _copied = self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if not busy:
+                return
+            time.sleep(RESTART_RETRY_S)
 
     def close(self) -> None:
         if self._checkpoint_task is not None:
             self._checkpoint_task.cancel()
         self._thread.shutdown(wait=True)
+        self._checkpoint_thread.shutdown(wait=True)
         self._inline.close()
         self._waiting.close()
         self._checkpointer.close()
