@@ -1,8 +1,8 @@
 """The single money writer of an instance: group commit for holds, settlements, releases and log rows.
 
 Commands queue up while a transaction is in flight and the next transaction carries all of them, so the database
-sees one commit per batch however many calls run at once, and a hold never waits for a window (a lone call's hold
-commits on its own). Hold placement is awaited; settlements and checkpoints are queued.
+sees one commit per batch however many calls run at once, and a lone call never waits for a window (its hold and
+its settlement commit on their own). Hold placement is awaited; settlements and checkpoints are queued.
 
 A settlement is never dropped (SPEC §9.4 "Nothing delivered is ever free"). Every settlement and stream checkpoint
 is written ahead to this instance's journal (``journal.py``: one ``os.write``, no fsync) as it is submitted, before
@@ -58,12 +58,11 @@ from tollway.storage.sql.db import reader
 log = logging.getLogger("tollway.money")
 
 _MAX_BATCH = 256
-# A batch of only deferrable commands (settlements, releases, logs: never awaited by a request) lingers this long for
-# holds to ride along, so the commits stay few: on embedded SQLite always (a lone caller's settlement commits with its
-# next call's hold: one commit per call instead of two, a seventh fewer pages through the log and half the commits'
-# locking; the settlement is already in the journal), on PostgreSQL under load (the previous batch carried several
-# holds; a lone caller's settlement commits at once, as the next hold would wait for its round trip). Holds never
-# wait.
+# Under load (the previous batch carried several holds) a batch of only deferrable commands (settlements, releases,
+# logs: never awaited by a request) lingers this long for holds to ride along, so the commits stay few. A lone
+# caller's settlement commits at once, while the client reads its answer, so that what the client reads next (its
+# budget, the wallet, its usage) already includes the call. (Letting it ride with the next hold's commit on SQLite
+# saved a seventh of the log's pages but let a read right after the call miss it.) Holds never wait.
 _LINGER_S = 0.005
 # Under load (the previous batch carried several holds) a hold waits this long for company: each SQLite commit
 # rewrites the same hot pages, so fewer, larger commits cost far less; a lone caller never waits.
@@ -178,7 +177,7 @@ class MoneyWriter:
         while True:
             batch = [await self._queue.get()]
             if not isinstance(batch[0][0], HoldRequest):
-                if (self._busy or self._sqlite is not None) and self._queue.empty():
+                if self._busy and self._queue.empty():
                     await self._linger()
             elif self._busy:
                 await asyncio.sleep(_GATHER_S)
