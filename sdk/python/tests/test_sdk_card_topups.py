@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import STRIPE_WEBHOOK_SECRET, Tenant
-from tollway_sdk import InvalidRequestError
+from tollway_sdk import IdempotencyKeyMismatchError, InvalidRequestError
 from tollway_sdk.types import CheckoutSession
 
 from tests.support.fake_stripe import FakeStripe
@@ -40,3 +40,14 @@ def test_checkout_amount_rules_name_the_field(tenant: Tenant) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         tenant.client.platform.wallet.create_checkout(amount_usd="4.99")
     assert caught.value.param == "amount_usd"
+
+
+def test_checkout_under_one_idempotency_key_opens_one_session(tenant: Tenant) -> None:
+    wallet = tenant.client.platform.wallet
+    first = wallet.create_checkout(amount_usd="20", idempotency_key="checkout-retry-1")
+    again = wallet.create_checkout(amount_usd="20", idempotency_key="checkout-retry-1")
+    other = wallet.create_checkout(amount_usd="20")
+    assert again.session_id == first.session_id and again.checkout_url == first.checkout_url
+    assert other.session_id != first.session_id
+    with pytest.raises(IdempotencyKeyMismatchError):  # the same key with another body (SPEC §9.7)
+        wallet.create_checkout(amount_usd="25", idempotency_key="checkout-retry-1")

@@ -25,10 +25,11 @@ class _Calls(Scoped):
         return ListCall(self._platform("wallet", "transactions"), parser(WalletTransaction), filters)
 
     def _checkout(
-        self, amount_usd: USD, success_url: str | NotGiven, cancel_url: str | NotGiven
+        self, amount_usd: USD, success_url: str | NotGiven, cancel_url: str | NotGiven, key: str | None
     ) -> Call[CheckoutSession]:
         fields = body(amount_usd=usd(amount_usd, "amount_usd"), success_url=success_url, cancel_url=cancel_url)
-        return Call("POST", self._platform("wallet", "checkout"), parser(CheckoutSession), body=fields)
+        path = self._platform("wallet", "checkout")
+        return Call("POST", path, parser(CheckoutSession), body=fields, money=True, idempotency_key=key)
 
 
 class WalletResource(_Calls, SyncAPIResource):
@@ -53,6 +54,9 @@ class WalletResource(_Calls, SyncAPIResource):
         amount_usd: USD,
         success_url: str | NotGiven = NOT_GIVEN,
         cancel_url: str | NotGiven = NOT_GIVEN,
+        idempotency_key: str | None = None,
     ) -> CheckoutSession:
-        """A Stripe Checkout Session for $5–$10,000; the wallet is credited when Stripe reports the payment."""
-        return self._request(self._checkout(amount_usd, success_url, cancel_url))
+        """A Stripe Checkout Session for $5–$10,000; the wallet is credited when Stripe reports the payment. Sent
+        with an ``Idempotency-Key`` (generated unless given, and the same on every retry), so a retried request
+        never opens a second session."""
+        return self._request(self._checkout(amount_usd, success_url, cancel_url, idempotency_key))
