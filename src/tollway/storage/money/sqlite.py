@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +49,9 @@ CATCH_UP_PASSES = 6
 # after that at the next checkpoint.
 RESTART_TRIES = 20
 RESTART_RETRY_S = 0.001
-# The log file is trimmed to this once restarted, and truncated outright if it ever grows past the larger bound
-# (readers kept it from restarting for a long time).
+# The log file is trimmed to this by the first commit after a restart, however long readers kept the log from
+# restarting before.
 WAL_KEEP_BYTES = 16 * 1024 * 1024
-WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -125,7 +123,6 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SqliteMoneyConnection:
     def __init__(self, settings: Settings) -> None:
         path = settings.database_url.removeprefix("sqlite:///")
-        self._path = path
         self._inline = _connect(path, 0)
         self._cache = RowCache()  # rows as the inline connection last committed them
         self._waiting = _connect(path, 30_000)
@@ -180,13 +177,6 @@ class SqliteMoneyConnection:
     def _checkpoint(self) -> None:
         """One checkpoint (in its thread): PASSIVE passes until one finds nothing new, then a RESTART for the last
         frames, tried until no reader or commit is in its way (see the module docstring)."""
-        try:
-            size = os.path.getsize(self._path + "-wal")
-        except OSError:
-            return
-        if size > WAL_TRUNCATE_BYTES:  # readers kept the log from restarting for long: try to cut it back
-            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            return
         seen = 0
         for _ in range(CATCH_UP_PASSES):
             _busy, log, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
