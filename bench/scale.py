@@ -133,13 +133,29 @@ def split_load(nodes: list[Instance], keys: list[str], seconds: int) -> WrkResul
     )
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by every process of the machine so far (``/proc/stat``: all but idle and I/O wait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def measured_load(nodes: list[Instance], keys: list[str], seconds: int) -> dict[str, Any]:
-    """``split_load``, with the instances' CPU per answered request: a figure the other work on a shared machine
-    moves far less than requests per second."""
-    before = sum(node.cpu_seconds() for node in nodes)
+    """``split_load``, with the instances' CPU per answered request (a figure the other work on a shared machine
+    moves far less than requests per second), and the whole machine's: the instances, PostgreSQL, Redis, the
+    upstream, wrk and anything else running. The machine's CPU per request bounds what more instances could serve:
+    two cores give at most ``2 s ÷ machine CPU per request`` requests a second, however the work is spread."""
+    before, machine_before = sum(node.cpu_seconds() for node in nodes), machine_busy_seconds()
     result = split_load(nodes, keys, seconds)
     used = sum(node.cpu_seconds() for node in nodes) - before
-    return {**asdict(result), "cpu_us_per_request": used / max(1.0, result.rps * seconds) * 1e6}
+    machine = machine_busy_seconds() - machine_before
+    requests = max(1.0, result.rps * seconds)
+    return {
+        **asdict(result),
+        "cpu_us_per_request": used / requests * 1e6,
+        "machine_cpu_us_per_request": machine / requests * 1e6,
+        "machine_busy_cores": machine / seconds,
+    }
 
 
 def crowd_throughput(nodes: list[Instance], crowd: Crowd) -> dict[str, Any]:
@@ -222,9 +238,23 @@ def ratios(sqlite: dict[str, Any], pg: dict[str, Any] | None) -> dict[str, Any]:
     found: dict[str, Any] = {"keys_worst": min(run["keys_ratio"] for run in configurations)}
     if pg:
         found["two_vs_one"] = both(pg["instances_2"], pg["instances_1"])
+        found["machine_ceiling"] = ceiling(pg["instances_1"])
         found["four_vs_one"] = both(pg["instances_4"], pg["instances_1"])
         found["postgres_vs_sqlite"] = both(pg["instances_1"], sqlite)
     return found
+
+
+def ceiling(run: dict[str, Any]) -> dict[str, float]:
+    """The most any number of instances could serve on this machine over what one served: all its cores busy at the
+    machine CPU per request the one instance's run cost (more instances only add to that cost, as they preempt each
+    other)."""
+    cores = os.cpu_count() or 1
+
+    def most(load: dict[str, Any]) -> float:
+        return cores * 1e6 / load["machine_cpu_us_per_request"] / load["rps"]
+
+    one, fifty = most(run["one_key"]), most(run["fifty_keys"])
+    return {"one_key": one, "fifty_keys": fifty, "worse": min(one, fifty)}
 
 
 # -- report ----------------------------------------------------------------------------------------------------------
@@ -232,7 +262,14 @@ def ratios(sqlite: dict[str, Any], pg: dict[str, Any] | None) -> dict[str, Any]:
 
 def _cell(run: dict[str, Any]) -> str:
     errors = f", {run['socket_errors']} without answer" if run["socket_errors"] else ""
-    return f"{run['rps']:.0f} req/s, {run['cpu_us_per_request']:.0f} µs CPU (p99 {run['p99_ms']:.0f} ms{errors})"
+    machine = (
+        f"; machine {run['machine_cpu_us_per_request']:.0f} µs, {run['machine_busy_cores']:.2f} cores busy"
+        if "machine_cpu_us_per_request" in run
+        else ""
+    )
+    return (
+        f"{run['rps']:.0f} req/s, {run['cpu_us_per_request']:.0f} µs CPU{machine} (p99 {run['p99_ms']:.0f} ms{errors})"
+    )
 
 
 def crowd_rows(results: dict[str, Any]) -> str:
@@ -244,8 +281,10 @@ def crowd_rows(results: dict[str, Any]) -> str:
             continue
         lock = run["wallet_lock"]
         lock_cell = (
-            f"{lock['p50_ms']:.2f} / {lock['p99_ms']:.2f} ms (transactions {lock['transaction_p50_ms']:.1f} / "
-            f"{lock['transaction_p99_ms']:.1f} ms, {lock['transactions']:.0f} of them)"
+            f"{lock['p50_ms']:.2f} / {lock['p99_ms']:.2f} ms (bound {lock['bound_p50_ms']:.2f} / "
+            f"{lock['bound_p99_ms']:.2f} ms; transactions {lock['transaction_p50_ms']:.1f} / "
+            f"{lock['transaction_p99_ms']:.1f} ms; {lock['by_function']:.0f} of {lock['transactions']:.0f} by the "
+            "function)"
         )
         rows.append(
             f"| PostgreSQL + Redis, {count} instance{'s' if count > 1 else ''} | {_crowd_cells(run)} | {lock_cell} |"
@@ -262,6 +301,7 @@ def ratio_rows(found: dict[str, Any]) -> str:
     for name, label, target in (
         ("two_vs_one", "2 instances ÷ 1 (PostgreSQL + Redis)", "≥ 1.3×"),
         ("four_vs_one", "4 instances ÷ 1 (PostgreSQL + Redis)", ""),
+        ("machine_ceiling", "the most this machine's cores allow over 1 instance (machine CPU per request)", ""),
         ("postgres_vs_sqlite", "1 instance on PostgreSQL + Redis ÷ embedded SQLite", "≥ 0.8×"),
     ):
         if name in found:
@@ -293,9 +333,12 @@ machine). End-user path with RPM, RPD and TPM limits set.
 One platform with 1,000 end users (budget, rate limits, 15 % markup each); wrk at concurrency {CONNECTIONS} for
 {SECONDS} s rotating over one end user's key, then over {ROTATED_KEYS} of them; instances are separate processes,
 each loaded by its own wrk with {CONNECTIONS} ÷ N connections. µs CPU: the instances' CPU time per answered request
-(PostgreSQL's and Redis's not included). Wallet row lock: p50 / p99 of the time from the start of each transaction
-that changed the platform's wallet row (or the previous holder's commit, when it queued) to its commit, and of the
-whole transactions, {PROBE_SECONDS} s over {ROTATED_KEYS} keys (bench/walletlock.py).
+(PostgreSQL's and Redis's not included); machine: every process's CPU time per answered request (the instances,
+PostgreSQL, Redis, the upstream, wrk), and the cores it kept busy. Wallet row lock: p50 / p99 of how long each
+transaction that changed the platform's wallet row held it, from the `UPDATE` that locked it to the commit for
+`tollway_money_apply`'s transactions, and bounded from above (from the transaction's start, or the previous holder's
+commit when it queued) for the locked path's; then that bound for all, and the whole transactions, {PROBE_SECONDS} s
+over {ROTATED_KEYS} keys (bench/walletlock.py).
 
 | Configuration | one key | {ROTATED_KEYS} of 1,000 keys | {ROTATED_KEYS} keys ÷ one | wallet row lock p50 / p99 |
 |---|---|---|---|---|

@@ -14,7 +14,15 @@ while the lock is held (its own CPU between statements included), which statemen
 ``pg_stat_statements`` would miss. A transaction that locks a wallet row without changing it is not seen (it only
 makes the bound looser).
 
-The trigger is installed only for the probe run and costs one insert into an unlogged table per transaction.
+A second trigger, ``BEFORE UPDATE`` on each wallet row, notes when the ``UPDATE`` got the row: PostgreSQL locks the
+row before it runs a row's BEFORE triggers (waiting there for a previous holder), so for a transaction whose first
+lock on the row is that ``UPDATE``, as in ``tollway_money_apply`` (storage/money/postgres.py, the call that carries
+nearly every batch), ``commit − locked`` is the hold itself, not a bound. A transaction of the locked path takes the
+row earlier with ``SELECT … FOR UPDATE``, which fires no trigger, so for those (told apart by the statement running
+when the row was updated) the bound above is used instead. Both are reported: ``held`` (exact for the function, the
+bound for the rest) and ``bound`` (the bound for all).
+
+The triggers are installed only for the probe run and cost one insert into an unlogged table per transaction.
 """
 
 from __future__ import annotations
@@ -26,41 +34,65 @@ CREATE SCHEMA IF NOT EXISTS bench_probe;
 CREATE UNLOGGED TABLE IF NOT EXISTS bench_probe.wallet_locks (
     wallet_id text NOT NULL, xid xid8 NOT NULL, began timestamptz NOT NULL, committing timestamptz NOT NULL
 );
+CREATE UNLOGGED TABLE IF NOT EXISTS bench_probe.wallet_updates (
+    wallet_id text NOT NULL, xid xid8 NOT NULL, locked timestamptz NOT NULL, by_function boolean NOT NULL
+);
 CREATE OR REPLACE FUNCTION bench_probe.note_wallet_lock() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO bench_probe.wallet_locks VALUES (NEW.id::text, pg_current_xact_id(), now(), clock_timestamp());
     RETURN NULL;
 END $$;
+CREATE OR REPLACE FUNCTION bench_probe.note_wallet_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench_probe.wallet_updates VALUES (NEW.id::text, pg_current_xact_id(), clock_timestamp(),
+        current_query() LIKE '%tollway_money_apply%');
+    RETURN NEW;
+END $$;
 DROP TRIGGER IF EXISTS bench_probe_wallet_lock ON wallets;
 CREATE CONSTRAINT TRIGGER bench_probe_wallet_lock AFTER UPDATE ON wallets
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bench_probe.note_wallet_lock();
+DROP TRIGGER IF EXISTS bench_probe_wallet_update ON wallets;
+CREATE TRIGGER bench_probe_wallet_update BEFORE UPDATE ON wallets
+    FOR EACH ROW EXECUTE FUNCTION bench_probe.note_wallet_update();
 """
 
 _REMOVE = """
 DROP TRIGGER IF EXISTS bench_probe_wallet_lock ON wallets;
+DROP TRIGGER IF EXISTS bench_probe_wallet_update ON wallets;
 DROP SCHEMA IF EXISTS bench_probe CASCADE;
 """
 
-# One row per transaction and wallet (a transaction that changed the row twice fired the trigger twice, at the same
-# commit). ``transaction_ms``: start to commit, which includes any wait for the lock. ``held_ms`` removes that wait:
+# One row per transaction and wallet (a transaction that changed the row twice fired the triggers twice, at the same
+# commit). ``transaction_ms``: start to commit, which includes any wait for the lock. ``bound_ms`` removes that wait:
 # the lock is exclusive, so a transaction got it no earlier than the commit of the one before it on the same row.
+# ``held_ms``: from the first UPDATE's lock to the commit for the function's transactions, ``bound_ms`` for the rest.
 _SUMMARY = """
 WITH per_transaction AS (
-    SELECT wallet_id, min(began) AS began, max(committing) AS committing
-    FROM bench_probe.wallet_locks GROUP BY wallet_id, xid
+    SELECT l.wallet_id, l.xid, min(l.began) AS began, max(l.committing) AS committing,
+           (SELECT min(u.locked) FROM bench_probe.wallet_updates u
+            WHERE u.wallet_id = l.wallet_id AND u.xid = l.xid) AS locked,
+           coalesce((SELECT bool_and(u.by_function) FROM bench_probe.wallet_updates u
+            WHERE u.wallet_id = l.wallet_id AND u.xid = l.xid), false) AS by_function
+    FROM bench_probe.wallet_locks l GROUP BY l.wallet_id, l.xid
 ), timed AS (
-    SELECT extract(epoch FROM committing - began) * 1000 AS transaction_ms,
+    SELECT by_function, extract(epoch FROM committing - began) * 1000 AS transaction_ms,
            extract(epoch FROM committing - greatest(began, coalesce(
-               lag(committing) OVER (PARTITION BY wallet_id ORDER BY committing), began))) * 1000 AS held_ms
+               lag(committing) OVER (PARTITION BY wallet_id ORDER BY committing), began))) * 1000 AS bound_ms,
+           extract(epoch FROM committing - locked) * 1000 AS from_update_ms
     FROM per_transaction
+), held AS (
+    SELECT *, CASE WHEN by_function THEN from_update_ms ELSE bound_ms END AS held_ms FROM timed
 )
 SELECT count(*) AS transactions,
+       count(*) FILTER (WHERE by_function) AS by_function,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY held_ms) AS p50_ms,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY held_ms) AS p99_ms,
        max(held_ms) AS max_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY bound_ms) AS bound_p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY bound_ms) AS bound_p99_ms,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY transaction_ms) AS transaction_p50_ms,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY transaction_ms) AS transaction_p99_ms
-FROM timed
+FROM held
 """
 
 
@@ -77,7 +109,8 @@ async def install(database_url: str) -> None:
 
 
 async def collect(database_url: str) -> dict[str, float]:
-    """The probe's figures (transactions seen, p50, p99 and max of the hold in ms); removes the trigger."""
+    """The probe's figures (transactions seen, how many by the function, p50, p99 and max of the hold in ms, the
+    bound's and the whole transactions' p50 and p99); removes the triggers."""
     connection = await asyncpg.connect(_dsn(database_url))
     try:
         row = await connection.fetchrow(_SUMMARY)
@@ -85,5 +118,15 @@ async def collect(database_url: str) -> dict[str, float]:
     finally:
         await connection.close()
     assert row is not None and row["transactions"], "no transaction changed a wallet row during the probe"
-    names = ("transactions", "p50_ms", "p99_ms", "max_ms", "transaction_p50_ms", "transaction_p99_ms")
+    names = (
+        "transactions",
+        "by_function",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "bound_p50_ms",
+        "bound_p99_ms",
+        "transaction_p50_ms",
+        "transaction_p99_ms",
+    )
     return {name: float(row[name]) for name in names}
