@@ -111,10 +111,13 @@ def test_readyz_answers_within_two_seconds_while_postgres_is_frozen(
         assert client.get("/readyz").status_code == 200
         frozen = private_postgres.freeze()
         try:
-            for _ in range(3):
+            for attempt in range(3):
                 started = time.monotonic()
                 response = client.get("/readyz")
-                assert time.monotonic() - started < 2.0
+                took = time.monotonic() - started
+                assert took < 2.0
+                if attempt == 0:  # the database check gets 1 s (SPEC §13.4), then the probe gives up on it
+                    assert took >= 0.95, took
                 assert response.status_code == 503, response.text
                 assert response.json()["error"]["code"] == "service_unavailable"
                 assert int(response.headers["retry-after"]) >= 1

@@ -16,7 +16,7 @@ log = logging.getLogger("tollway.health")
 STORE_GAUGES_TIMEOUT_S = 2.0
 # /readyz answers within 2 s even while the database hangs (frozen, a network partition): a check that takes longer
 # than this fails the probe.
-READINESS_TIMEOUT_S = 1.5
+READINESS_TIMEOUT_S = 1.0
 
 
 class Operations:
