@@ -185,14 +185,15 @@ def test_a_stream_read_to_its_end_is_charged_once_by_its_relay(
 def test_a_stream_left_after_it_started_is_billed_once_for_what_it_delivered(
     gateway: GatewayServer, account: Account, path: str
 ) -> None:
-    # 40 words, one every 100 ms: the client hangs up after 1 s, mid-stream. The answer's end must not settle it as
-    # a stream cut before its output; the relay (closed once abandoned) bills what it delivered.
+    # 40 words, one every 100 ms: the client hangs up 0.5 s after the first body bytes, mid-stream. The answer's end
+    # must not settle it as a stream cut before its output; the relay (closed once abandoned) bills what it delivered.
     async def visit(instance: AsgiServer) -> tuple[list[Message], list[dict[str, Any]]]:
-        sent = await instance.post_and_leave(path, _body(path, "words"), account.key, leave_after_s=1.0)
+        body = _body(path, "words")
+        sent = await instance.post_and_leave(path, body, account.key, leave_after_s=0.5, after_bodies=1)
         return sent, await asyncio.to_thread(_settled, account)
 
     sent, rows = _serve(gateway, visit)
-    assert sent and sent[0]["type"] == "http.response.start"
+    assert sent[0]["type"] == "http.response.start" and len(sent) >= 2
     assert len(rows) == 1, rows
     (row,) = rows
     assert (row["status"], row["finish_reason"], row["token_count_method"]) == ("interrupted", "stop", "estimated")
