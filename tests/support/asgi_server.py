@@ -59,13 +59,17 @@ class AsgiServer:
         await self._app(self._scope(path, raw, key), receive, send)
         return sent
 
-    async def post_and_leave(self, path: str, body: dict[str, Any], key: str, leave_after_s: float) -> list[Message]:
-        """POST ``body``; the client hangs up ``leave_after_s`` later. Returns what the app managed to send before
-        (nothing, when it had not answered by then)."""
+    async def post_and_leave(
+        self, path: str, body: dict[str, Any], key: str, leave_after_s: float, after_bodies: int = 0
+    ) -> list[Message]:
+        """POST ``body``; the client hangs up ``leave_after_s`` later, counted from when the app has sent
+        ``after_bodies`` body messages (0: from the request). Returns what the app managed to send before (nothing,
+        when it had not answered by then)."""
         raw = orjson.dumps(body)
         gone = asyncio.Event()
         delivered = False
         sent: list[Message] = []
+        loop = asyncio.get_running_loop()
 
         async def receive() -> Message:
             nonlocal delivered
@@ -79,8 +83,11 @@ class AsgiServer:
             if gone.is_set():
                 raise OSError("the client has gone")  # ASGI 2.4
             sent.append(message)
+            if after_bodies and sum(m["type"] == "http.response.body" for m in sent) == after_bodies:
+                loop.call_later(leave_after_s, gone.set)
 
-        asyncio.get_running_loop().call_later(leave_after_s, gone.set)
+        if not after_bodies:
+            loop.call_later(leave_after_s, gone.set)
         await self._app(self._scope(path, raw, key), receive, send)
         return sent
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from tollway.domain.chat_request import parse_chat_request
 from tollway.errors import InvalidRequest
 from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.responses import json_response
-from tollway.http.sse import chat_events
+from tollway.http.sse import EventStreamResponse, chat_events
 from tollway.http.state import services
 from tollway.services.inference.answers import Completion
 from tollway.services.inference.call import CallContext
@@ -41,4 +41,4 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
-    return StreamingResponse(chat_events(outcome.events), headers=headers, media_type="text/event-stream")
+    return EventStreamResponse(chat_events(outcome.events), headers, outcome.ended)

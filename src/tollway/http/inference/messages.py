@@ -10,7 +10,7 @@ import time
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from tollway.domain.messages_output import MESSAGES, error_body
 from tollway.domain.messages_request import in_anthropic_terms, parse_messages_request
@@ -19,7 +19,7 @@ from tollway.http.body import disconnect_probe, read_json
 from tollway.http.guards import require_inference
 from tollway.http.inference.chat import session_id_header
 from tollway.http.responses import json_response
-from tollway.http.sse import messages_events
+from tollway.http.sse import EventStreamResponse, messages_events
 from tollway.http.state import services
 from tollway.services.inference.answers import Completion
 from tollway.services.inference.call import CallContext
@@ -65,4 +65,4 @@ async def _create_message(request: Request) -> Response:
     if isinstance(outcome, Completion):
         return json_response(outcome.body, headers={"x-tollway-provider": outcome.provider_slug, **outcome.headers})
     headers = {**_SSE_HEADERS, "x-tollway-provider": outcome.provider_slug, **outcome.headers}
-    return StreamingResponse(messages_events(outcome.events), headers=headers, media_type="text/event-stream")
+    return EventStreamResponse(messages_events(outcome.events), headers, outcome.ended)

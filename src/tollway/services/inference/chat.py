@@ -3,7 +3,8 @@ the one call lifecycle with the chat adapter as its upstream step, answered in t
 
 A stream checkpoints before the events of each chunk are sent and settles before its terminal events (both are in
 the journal before the client sees them, SPEC §9.4); a client that leaves or an upstream that breaks is settled
-from the relay's ``finally``, billed once for what was delivered.
+from the relay's ``finally``, billed once for what was delivered, and a client that left before the first event (the
+relay never started) is settled for its prompt when the answer is over (``Unrelayed``, ``StreamedCompletion.ended``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tollway.services.inference.call import (
     token_demand,
 )
 from tollway.services.inference.routing import PlatformCatalog
-from tollway.services.inference.streams import Opened, StreamTally, first_event, metered
+from tollway.services.inference.streams import Opened, StreamTally, Unrelayed, first_event, metered
 
 __all__ = ["ChatCompletions", "chat_plan"]
 
@@ -115,8 +116,9 @@ class ChatCompletions:
 
         candidate, (stream, iterator, first) = await call.attempt(open_stream)
         await call.confirm(stream)
-        events = _relay(call, shape.chunks(request), candidate, stream, iterator, first)
-        return StreamedCompletion(events, candidate.provider.slug, call.headers)
+        unrelayed = Unrelayed(call, candidate, stream)
+        events = _relay(call, shape.chunks(request), candidate, stream, iterator, first, unrelayed)
+        return StreamedCompletion(events, candidate.provider.slug, call.headers, ended=unrelayed.ended)
 
 
 async def _relay(
@@ -126,10 +128,12 @@ async def _relay(
     stream: ChatStream,
     iterator: AsyncIterator[StreamChunk],
     first: StreamChunk,
+    unrelayed: Unrelayed,
 ) -> AsyncIterator[dict[str, Any] | TollwayError]:
     """The shaped events of the stream; settles exactly once: before the closing events (or the error event), else
     in ``finally``."""
     tally = StreamTally(call.ctx.received_at)
+    unrelayed.take()  # settled by this relay from here on
     try:
         call.opening(candidate)
         for event in shaper.opening():

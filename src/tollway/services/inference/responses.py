@@ -47,7 +47,7 @@ from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, PaidCall, token_demand
 from tollway.services.inference.chat import chat_plan
 from tollway.services.inference.routing import PlatformCatalog
-from tollway.services.inference.streams import Opened, StreamTally, first_event, metered
+from tollway.services.inference.streams import Opened, StreamTally, Unrelayed, first_event, metered
 
 if TYPE_CHECKING:
     from tollway.services.agents.agent_loop import AgentLoop
@@ -264,7 +264,7 @@ class ResponseTurn:
         self.service, self.call, self.request = service, call, request
         self.chat, self.items, self.owner = chat, items, owner
         self.lease = lease  # the thread this turn holds, released when its stream ends
-        self._unrelayed: tuple[Candidate, ChatStream] | None = None  # an opened stream whose relay has not started
+        self._unrelayed: Unrelayed | None = None  # the opened stream, until its relay takes it
         self.writer = ResponseEventStream(
             skeleton(request, call.ctx.labels), summary=request.reasoning_summary is not None
         )
@@ -311,7 +311,7 @@ class ResponseTurn:
     async def stream(self) -> StreamedCompletion:
         candidate, (stream, iterator, first) = await self.call.attempt(self.open_stream)
         await self.call.confirm(stream)
-        self._unrelayed = candidate, stream
+        self._unrelayed = Unrelayed(self.call, candidate, stream)
         events = self._relay(candidate, stream, iterator, first)
         return StreamedCompletion(events, candidate.provider.slug, self.call.headers, self.drained, self.ended)
 
@@ -321,10 +321,7 @@ class ResponseTurn:
         SPEC §7.3), its upstream is closed, and the thread is released at once rather than when its lease expires.
         Otherwise the relay did all of it (or its ``finally`` does)."""
         if self._unrelayed is not None:
-            candidate, stream = self._unrelayed
-            self._unrelayed = None
-            stream.close()
-            StreamTally(self.call.ctx.received_at).settle(self.call, candidate)
+            self._unrelayed.ended()
         if self.lease is not None:
             self.service._threads.release_soon(self.lease)
             self.lease = None
@@ -347,7 +344,8 @@ class ResponseTurn:
         failed or was cut off is not appended (SPEC §16.4)."""
         call, writer = self.call, self.writer
         tally = StreamTally(call.ctx.received_at)
-        self._unrelayed = None  # settled by this relay from here on
+        if self._unrelayed is not None:
+            self._unrelayed.take()  # settled by this relay from here on
         try:
             call.opening(candidate)
             for event in writer.opening():

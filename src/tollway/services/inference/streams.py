@@ -1,6 +1,7 @@
 """What every streamed paid call shares: waiting for the first upstream event (until then a failure can still fall
 back), counting what was delivered, and the one settlement: before the terminal event when the stream ends, else
-from the relay's ``finally`` (SPEC §7.3, §9.4)."""
+from the relay's ``finally`` (SPEC §7.3, §9.4), else, for a relay that never started, when the answer is over
+(``Unrelayed``)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,27 @@ class StreamTally:
             finish = "stop"
         outcome = Outcome(self.status, finish, self.error_code)
         return call.settle(candidate, self.metered(call.plan), outcome, self.ttft_ms)
+
+
+class Unrelayed:
+    """An opened stream until its relay takes it (``take``, the relay's first step). The HTTP layer calls ``ended``
+    once the answer is over, however it ended (``StreamedCompletion.ended``): a stream never taken (its client left
+    before the first event, so the server never started the body and no relay ``finally`` runs) has its upstream
+    closed and its call settled at once as a stream cut before its output, for its prompt (SPEC §7.3), rather than
+    left to the hold sweeper. Once taken, the relay settles and ``ended`` does nothing."""
+
+    __slots__ = ("_opened",)
+
+    def __init__(self, call: PaidCall, candidate: Candidate, stream: ChatStream) -> None:
+        self._opened: tuple[PaidCall, Candidate, ChatStream] | None = (call, candidate, stream)
+
+    def take(self) -> None:
+        self._opened = None
+
+    def ended(self) -> None:
+        if self._opened is None:
+            return
+        call, candidate, stream = self._opened
+        self._opened = None
+        stream.close()
+        StreamTally(call.ctx.received_at).settle(call, candidate)
