@@ -1,0 +1,32 @@
+"""``Mcp-Param-*`` headers of a ``tools/call`` to an app of MCP 2026-07-28 ("Custom Headers from Tool Parameters"):
+the arguments a tool's ``inputSchema`` marks with ``x-mcp-header`` (string, integer or boolean properties reached by
+``properties`` keys only), each as ``Mcp-Param-{name}``, its value as text (``true``/``false`` for booleans) and
+Base64-wrapped (``=?base64?…?=``) when it is not plain printable ASCII without edge spaces. An argument that is
+absent or null sends no header. The SDK's own functions (``mcp.shared.inbound``) decide and encode, so the gateway
+mirrors exactly what the SDK's servers check; an app of an older revision gets none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.shared.inbound import find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
+
+PREFIX = "mcp-param-"
+
+
+def mirrored(input_schema: Mapping[str, Any] | None, arguments: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The ``Mcp-Param-*`` headers the call must carry, or None when the schema is unknown (or its annotations are
+    invalid, so the tool mirrors nothing): then the headers the server was given travel as they are."""
+    if input_schema is None or find_invalid_x_mcp_header(input_schema) is not None:
+        return None
+    return mcp_param_headers(x_mcp_header_map(input_schema), arguments or {})
+
+
+def with_mirrored(headers: Mapping[str, str], params: dict[str, str] | None) -> dict[str, str]:
+    """``headers`` with ``params`` in place of any ``Mcp-Param-*`` they carried (a caller's, relayed by the proxy):
+    one copy of each, as the app refuses a duplicated one."""
+    if params is None:
+        return dict(headers)
+    return {**{k: v for k, v in headers.items() if not k.lower().startswith(PREFIX)}, **params}
