@@ -217,6 +217,19 @@ def test_forms_that_create_a_secret_redirect_and_show_it_once(demo: Demo, platfo
     assert secret_of(platform_console.get(sent.headers["location"]).text).startswith("sk-plat_")
 
 
+def test_keys_created_in_two_tabs_are_each_shown_once(demo: Demo, platform_console: ConsoleClient) -> None:
+    """Two forms sent before either page is opened: each page shows its own key (one no longer replaces the other)."""
+    sent = [
+        platform_console.submit("/console/keys", "/console/keys", {"name": f"tab-{n}", "scopes": "inference"})
+        for n in (1, 2)
+    ]
+    assert [s.status_code for s in sent] == [303, 303]
+    pages = [s.headers["location"] for s in sent]
+    secrets = [secret_of(platform_console.get(page).text) for page in reversed(pages)]
+    assert len(set(secrets)) == 2 and all(secret.startswith("sk-plat_") for secret in secrets)
+    assert all('id="secret-value"' not in platform_console.get(page).text for page in pages)
+
+
 def test_operator_forms_that_create_a_key_redirect_and_show_it_once(demo: Demo) -> None:
     with ConsoleClient(demo.url) as op:
         assert op.sign_in(demo.admin_key).status_code == 303
