@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.providers.mcp.params import mirrored, with_mirrored
+from tollway.providers.mcp.params import Mirrored, mirrored, with_mirrored
 from tollway.services.agents.mcp_schemas import SCHEMA_TTL_S, ToolSchemas
 
 SCHEMA: dict[str, Any] = {
@@ -21,9 +21,15 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+def headers(schema: Any, arguments: Any) -> dict[str, str]:
+    found = mirrored(schema, arguments)
+    assert found is not None
+    return found.headers
+
+
 def test_each_marked_argument_becomes_its_header() -> None:
     arguments = {"region": "us-west1", "shard": -7, "dry": True, "target": {"zone": "b"}, "query": "q"}
-    assert mirrored(SCHEMA, arguments) == {
+    assert headers(SCHEMA, arguments) == {
         "Mcp-Param-Region": "us-west1",
         "Mcp-Param-Shard": "-7",
         "Mcp-Param-Dry-Run": "true",
@@ -32,10 +38,10 @@ def test_each_marked_argument_becomes_its_header() -> None:
 
 
 def test_absent_and_null_arguments_send_no_header_and_unsafe_values_are_base64() -> None:
-    assert mirrored(SCHEMA, {"region": None, "query": "q"}) == {}
-    assert mirrored(SCHEMA, None) == {}
-    assert mirrored(SCHEMA, {"region": "Hello, 世界"}) == {"Mcp-Param-Region": "=?base64?SGVsbG8sIOS4lueVjA==?="}
-    assert mirrored(SCHEMA, {"region": "=?base64?literal?="}) == {
+    assert headers(SCHEMA, {"region": None, "query": "q"}) == {}
+    assert headers(SCHEMA, None) == {}
+    assert headers(SCHEMA, {"region": "Hello, 世界"}) == {"Mcp-Param-Region": "=?base64?SGVsbG8sIOS4lueVjA==?="}
+    assert headers(SCHEMA, {"region": "=?base64?literal?="}) == {
         "Mcp-Param-Region": "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
     }
 
@@ -51,9 +57,12 @@ def test_an_unknown_or_invalid_schema_mirrors_nothing_and_keeps_the_given_header
     assert with_mirrored(given, None) == given
 
 
-def test_mirrored_headers_replace_the_callers_of_any_case() -> None:
-    given = {"Authorization": "Bearer t", "mcp-param-region": "stale", "MCP-PARAM-OTHER": "x"}
-    assert with_mirrored(given, {"Mcp-Param-Region": "eu"}) == {"Authorization": "Bearer t", "Mcp-Param-Region": "eu"}
+def test_mirrored_headers_replace_the_callers_declared_ones_of_any_case() -> None:
+    given = {"Authorization": "Bearer t", "mcp-param-region": "stale", "MCP-PARAM-SHARD": "9", "Mcp-Param-Other": "x"}
+    sent = with_mirrored(given, mirrored(SCHEMA, {"region": "eu"}))
+    # a declared header whose argument is absent goes; one the schema does not declare travels on (intermediary)
+    assert sent == {"Authorization": "Bearer t", "Mcp-Param-Other": "x", "Mcp-Param-Region": "eu"}
+    assert with_mirrored(given, Mirrored({}, frozenset())) == given
 
 
 def test_the_schema_cache_learns_pages_and_forgets_after_its_ttl() -> None:

@@ -165,9 +165,9 @@ class SdkMcpClient:
 
         async def step(client: Client, http: httpx2.AsyncClient) -> ToolResult:
             if params is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                for header in [h for h in http.headers if h.lower().startswith(PREFIX)]:
+                for header in [h for h in http.headers if h.lower() in params.declared]:
                     del http.headers[header]
-                http.headers.update(params)
+                http.headers.update(params.headers)
             # The request itself, not ``session.call_tool``: that one lists the tools after every call to check the
             # result against an output schema, a second round trip; the caller (who listed them) checks it.
             result = await client.session.send_request(request, types.CallToolResult)
