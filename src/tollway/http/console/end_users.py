@@ -155,13 +155,13 @@ def _stored(_result: object) -> StoredResponse:
     return StoredResponse(200, orjson.dumps({}))
 
 
-async def _patch_budget(
-    request: Request, platform_id: str, end_user_id: str, body: dict[str, Any], key: str | None
-) -> None:
+async def _patch_budget(request: Request, platform_id: str, end_user_id: str, body: dict[str, Any], key: str) -> None:
     m = management(request)
     action = m.budgets.update(platform_id, end_user_id, budget_rules.parse_patch(body))
     idem = idempotent_request(platform_id, "PATCH", _budget_path(platform_id, end_user_id), key, body)
-    await m.idempotency.execute(idem, action, lambda b: StoredResponse(200, orjson.dumps(render_budget(b))))
+    await first_answer(
+        lambda: m.idempotency.execute(idem, action, lambda b: StoredResponse(200, orjson.dumps(render_budget(b))))
+    )
 
 
 @_end_user_action
@@ -177,13 +177,13 @@ async def save_budget(request: Request, session: ActiveSession, end_user_id: str
         body = {k: v for k, v in body.items() if v is not None}
         await m.budgets.create(platform_id, end_user_id, budget_rules.parse_spec(body))
         return
-    await _patch_budget(request, platform_id, end_user_id, body, submitted.text("idempotency_key"))
+    await _patch_budget(request, platform_id, end_user_id, body, idempotency_key(session, submitted))
 
 
 @_end_user_action
 async def set_suspension(request: Request, session: ActiveSession, end_user_id: str, submitted: Form) -> None:
     body = {"is_suspended": submitted.get("is_suspended") == "true"}
-    await _patch_budget(request, own_platform(session), end_user_id, body, submitted.text("idempotency_key"))
+    await _patch_budget(request, own_platform(session), end_user_id, body, idempotency_key(session, submitted))
 
 
 @_end_user_action

@@ -1,9 +1,9 @@
 """One-time keys of the console's money forms (SPEC §17.1, §9.7): each rendering of a form that moves money (Add
-funds, an operator's wallet top-up, an end user's budget top-up) carries a fresh random key in a hidden field, and
-the operation runs under an Idempotency-Key derived from that key and the session (an HMAC keyed by the session's
-CSRF secret). A form sent twice (a double click, a browser resubmitting it) is one operation: the second sending
-gets the first one's answer, and waits for it while the first still runs. The same key sent from another session is
-another operation (it cannot replay this session's answer)."""
+funds, an operator's wallet top-up, an end user's budget: its top-up, changes and suspension) carries a fresh random
+key in a hidden field, and the operation runs under an Idempotency-Key derived from that key and the session (an
+HMAC keyed by the session's CSRF secret). A form sent twice (a double click, a browser resubmitting it) is one
+operation: the second sending gets the first one's answer, and waits for it while the first still runs. The same key
+sent from another session is another operation (it cannot replay this session's answer)."""
 
 from __future__ import annotations
 
