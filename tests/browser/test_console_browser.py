@@ -295,3 +295,37 @@ def test_connecting_an_mcp_app_comes_back_to_the_console_across_sites(page: Page
         expect(page.locator("tr[data-slug='browser-notes']")).to_contain_text("Disconnect")
     finally:
         oauth.stop()
+
+
+# Sends the form's fields twice at once from the page (same origin, the session cookie), as the browser would.
+DOUBLE_SUBMIT = """async (selector) => {
+  const form = document.querySelector(selector);
+  const body = () => new URLSearchParams(new FormData(form));
+  const send = () => fetch(form.action, {method: "POST", body: body(), redirect: "manual"});
+  const answers = await Promise.all([send(), send()]);
+  return answers.map((a) => (a.type === "opaqueredirect" ? 303 : a.status));
+}"""
+
+
+def test_a_budget_top_up_form_sent_twice_credits_once(page: Page, app: DemoApp) -> None:
+    """The top-up form's one-time key: the form as rendered, sent twice at once from the page (what a double click or
+    a browser resubmitting it does), credits the budget once."""
+    sign_in(page, app, app.platform_key)
+    page.click("nav.nav >> text=End users")
+    page.fill("#u-ext", "double-click")
+    page.click("form[method=post][action='/console/end-users'] button[type=submit]")
+    page.goto(f"{app.url}/console/end-users?external_id=double-click")
+    page.click("#end-users a >> text=double-click")
+    page.fill("#b-max", "2")
+    page.click("#budget button[type=submit] >> text=Create budget")
+    expect(page.locator("#budget-max")).to_have_text("$2.00")
+    page.fill("#bt-amount", "1.25")
+    statuses = page.evaluate(DOUBLE_SUBMIT, "form[action$='/budget/topup']")
+    assert statuses == [303, 303]  # both answered as the first: back to the page
+    page.reload()
+    expect(page.locator("#budget-max")).to_have_text("$3.25")
+    user_id = page.url.split("/console/end-users/")[1].split("?")[0]
+    with httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {app.platform_key}"}) as api:
+        rows = api.get(f"/v1/platforms/{app.platform_id}/end-users/{user_id}/budget/transactions").json()["data"]
+    topups = [r for r in rows if r["type"] == "topup"]
+    assert [Decimal(str(r["amount_usd"])) for r in topups] == [Decimal("1.25")]

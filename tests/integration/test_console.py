@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.integration.test_card_topups import stripe_secrets
-from tests.support.console import ConsoleClient, csrf_of, error_of, secret_of
+from tests.support.console import ConsoleClient, csrf_of, error_of, form_fields, secret_of
 from tests.support.fake_stripe import FakeStripe
 from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer, running_gateway
@@ -215,6 +215,19 @@ def test_forms_that_create_a_secret_redirect_and_show_it_once(demo: Demo, platfo
         assert other.sign_in(demo.seeded["platform_key"]).status_code == 303
         assert 'id="secret-value"' not in other.get(sent.headers["location"]).text
     assert secret_of(platform_console.get(sent.headers["location"]).text).startswith("sk-plat_")
+
+
+def test_keys_created_in_two_tabs_are_each_shown_once(demo: Demo, platform_console: ConsoleClient) -> None:
+    """Two forms sent before either page is opened: each page shows its own key (one no longer replaces the other)."""
+    sent = [
+        platform_console.submit("/console/keys", "/console/keys", {"name": f"tab-{n}", "scopes": "inference"})
+        for n in (1, 2)
+    ]
+    assert [s.status_code for s in sent] == [303, 303]
+    pages = [s.headers["location"] for s in sent]
+    secrets = [secret_of(platform_console.get(page).text) for page in reversed(pages)]
+    assert len(set(secrets)) == 2 and all(secret.startswith("sk-plat_") for secret in secrets)
+    assert all('id="secret-value"' not in platform_console.get(page).text for page in pages)
 
 
 def test_operator_forms_that_create_a_key_redirect_and_show_it_once(demo: Demo) -> None:
@@ -568,6 +581,71 @@ def test_add_funds_opens_a_checkout_and_the_webhook_credits_the_wallet(tmp_path:
             assert httpx.post(server.url + "/v1/stripe/webhook", content=payload, headers=headers).status_code == 200
             wallet = console.get("/console/wallet", params={"checkout": "paid"})
             assert 'id="checkout-notice"' in wallet.text and 'id="balance">$20.00<' in wallet.text
+    finally:
+        fake.stop()
+
+
+def _checkout_link(page: httpx.Response) -> str:
+    assert page.status_code == 200, page.text[:500]
+    link = re.search(r'href="([^"]+)" id="checkout-link"', page.text)
+    assert link is not None, page.text[:500]
+    return html.unescape(link.group(1))
+
+
+def test_add_funds_sent_twice_opens_one_checkout_and_credits_once(tmp_path: Path) -> None:
+    """The Add funds form carries a one-time key bound to the session: sent twice (one after the other, or both at
+    once as a double click does), it opens one Checkout Session and shows the same link, and the wallet is credited
+    once; the same key from another session is another operation; a form without its key is refused (400)."""
+    secret_key, webhook_secret = stripe_secrets()
+    fake = FakeStripe(secret_key).start()
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'twice.db'}",
+        stripe_secret_key=secret_key,
+        stripe_webhook_secret=webhook_secret,
+        stripe_api_base=fake.url,
+    )
+    try:
+        with (
+            running_gateway(settings) as server,
+            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {settings.admin_key}"}) as admin,
+            ConsoleClient(server.url) as console,
+            ConsoleClient(server.url) as other,
+        ):
+            created = admin.post("/v1/admin/platforms", json={"name": "Twice Co"}).json()
+            pid, key = created["platform"]["id"], created["api_key"]["raw_key"]
+            console.sign_in(key)
+            fields = form_fields(console.get("/console/add-funds").text, "/console/add-funds")
+            sent = {**fields, "amount_usd": "20"}
+            links = [_checkout_link(console.http.post("/console/add-funds", data=sent)) for _ in range(2)]
+            assert len(fake.received()) == 1 and links[0] == links[1]
+
+            async def double_click() -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=server.url, cookies=console.http.cookies, timeout=30) as http:
+                    again = form_fields(console.get("/console/add-funds").text, "/console/add-funds")
+                    data = {**again, "amount_usd": "30"}
+                    return list(await asyncio.gather(*(http.post("/console/add-funds", data=data) for _ in range(2))))
+
+            clicked = [_checkout_link(page) for page in asyncio.run(double_click())]
+            assert len(fake.received()) == 2 and clicked[0] == clicked[1] != links[0]
+
+            other.sign_in(key)  # the first form's key from another session: a new operation, a new session
+            theirs = {**sent, "csrf": csrf_of(other.get("/console/add-funds").text)}
+            assert _checkout_link(other.http.post("/console/add-funds", data=theirs)) not in (links[0], clicked[0])
+            assert len(fake.received()) == 3
+            keyless = {k: v for k, v in sent.items() if k != "idempotency_key"}
+            refused = console.http.post("/console/add-funds", data=keyless)
+            assert refused.status_code == 400 and len(fake.received()) == 3
+            assert error_of(refused.text) is not None and "one-time key" in error_of(refused.text)[1]  # type: ignore[index]
+
+            session_id = next(s for s, body in fake.sessions.items() if body["url"] == links[0])
+            payload, headers = signed(fake.completed_event(session_id), webhook_secret)
+            for _ in range(2):  # Stripe redelivers: still one credit
+                assert (
+                    httpx.post(server.url + "/v1/stripe/webhook", content=payload, headers=headers).status_code == 200
+                )
+            wallet = admin.get(f"/v1/admin/platforms/{pid}").json()["wallet"]
+            assert wallet["balance_usd"] == 20
     finally:
         fake.stop()
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import STORES, database_url_for, make_settings
-from tollway.domain.console import SHOWN_ONCE_TTL, ShownOnce
+from tollway.domain.console import MAX_PENDING_SECRETS, SHOWN_ONCE_TTL, ShownOnce
 from tollway.domain.keys import KeyKind, key_digest
 from tollway.domain.reconciliation import ReconcileReport
 from tollway.domain.sealing import Sealer
@@ -31,7 +31,7 @@ from tollway.storage.sql.end_users import EndUserStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.migrate import upgrade
 from tollway.storage.sql.reconcile import reconcile
-from tollway.storage.sql.tables import console_sessions
+from tollway.storage.sql.tables import console_pending_secrets, console_sessions
 from tollway.storage.sql.tenants import PlatformStore
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # the window: 2026-02-09 00:00 to 2026-03-11 00:00 (UTC)
@@ -189,15 +189,65 @@ async def test_a_secret_shown_once_is_sealed_at_rest_and_taken_once(tenant: Tena
     display_id = await sessions.show_once(mine, shown, now=NOW)
     assert secret not in display_id
     async with tenant.engine.connect() as conn:
-        rows = (await conn.execute(sa.select(console_sessions))).all()
-    assert all(secret.encode() not in bytes(row.shown_once or b"") for row in rows)  # sealed, never in clear
+        rows = (await conn.execute(sa.select(console_pending_secrets))).all()
+    assert len(rows) == 1 and secret.encode() not in bytes(rows[0].sealed)  # sealed, never in clear
     # another session (another browser) and another display id get nothing, and leave it in place
     assert await sessions.take_shown_once(other, display_id, now=NOW) is None
     assert await sessions.take_shown_once(mine, "x" * len(display_id), now=NOW) is None
     assert await sessions.take_shown_once(mine, display_id, now=NOW) == shown
     assert await sessions.take_shown_once(mine, display_id, now=NOW) is None  # once: a reload shows nothing
-    async with tenant.engine.connect() as conn:
-        assert all(row.shown_once is None for row in (await conn.execute(sa.select(console_sessions))).all())
+    assert await _pending(tenant.engine) == 0
     # a page opened too late shows nothing either
     late = await sessions.show_once(mine, shown, now=NOW)
     assert await sessions.take_shown_once(mine, late, now=NOW + SHOWN_ONCE_TTL + timedelta(seconds=1)) is None
+
+
+async def _pending(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(console_pending_secrets)
+        return int((await conn.execute(query)).scalar_one())
+
+
+def _secret(n: int) -> ShownOnce:
+    return ShownOnce(f"Key {n}", f"sk-eu_{n:043d}", "Shown once.", None, None)
+
+
+async def test_several_secrets_wait_at_once_and_each_is_shown_once(tenant: Tenant) -> None:
+    """Forms sent from several tabs: each secret waits under its own page id, and each page shows its own, once."""
+    sessions = _sessions(tenant, [None])
+    _, mine = await sessions.sign_in(tenant.platform_key, "127.0.0.1", now=NOW)
+    ids = [await sessions.show_once(mine, _secret(n), now=NOW + timedelta(seconds=n)) for n in range(3)]
+    assert len(set(ids)) == 3 and await _pending(tenant.engine) == 3
+    for n in (2, 0, 1):  # in any order
+        assert await sessions.take_shown_once(mine, ids[n], now=NOW + timedelta(minutes=1)) == _secret(n)
+        assert await sessions.take_shown_once(mine, ids[n], now=NOW + timedelta(minutes=1)) is None
+    assert await _pending(tenant.engine) == 0
+    # at most MAX_PENDING_SECRETS wait: one more drops the one expiring first
+    many = [
+        await sessions.show_once(mine, _secret(n), now=NOW + timedelta(seconds=n))
+        for n in range(MAX_PENDING_SECRETS + 1)
+    ]
+    assert await _pending(tenant.engine) == MAX_PENDING_SECRETS
+    later = NOW + timedelta(minutes=2)
+    assert await sessions.take_shown_once(mine, many[0], now=later) is None
+    assert await sessions.take_shown_once(mine, many[-1], now=later) == _secret(MAX_PENDING_SECRETS)
+
+
+async def test_a_secret_never_shown_is_deleted_when_it_expires(tenant: Tenant) -> None:
+    sessions = _sessions(tenant, [None])
+    session_id, mine = await sessions.sign_in(tenant.platform_key, "127.0.0.1", now=NOW)
+    old = await sessions.show_once(mine, _secret(1), now=NOW)
+    expired = NOW + SHOWN_ONCE_TTL + timedelta(seconds=1)
+    # the next form deletes the session's expired ones; the hourly pruning deletes everyone's
+    fresh = await sessions.show_once(mine, _secret(2), now=expired)
+    assert await _pending(tenant.engine) == 1
+    assert await sessions.take_shown_once(mine, old, now=expired) is None
+    await sessions.show_once(mine, _secret(3), now=expired)
+    assert await sessions.prune(expired + SHOWN_ONCE_TTL + timedelta(seconds=1)) == 0  # the session lives on
+    assert await _pending(tenant.engine) == 0
+    assert await sessions.take_shown_once(mine, fresh, now=expired) is None
+    assert await sessions.resume(session_id, now=expired) is not None
+    # a session that ends takes its waiting secrets with it
+    await sessions.show_once(mine, _secret(4), now=expired)
+    await sessions.sign_out(mine)
+    assert await _pending(tenant.engine) == 0

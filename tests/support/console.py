@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_HIDDEN = re.compile(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">')
 _ERROR = re.compile(
     r'<div class="error" role="alert" id="error">\s*<strong>([a-z_]+)</strong>\s*(.*?)\s*(?:<span|</div>)', re.S
 )
@@ -37,10 +38,11 @@ class ConsoleClient:
         return self.http.get(path, **kwargs)
 
     def submit(self, page_path: str, action: str, data: dict[str, Any] | None = None) -> httpx.Response:
-        """Loads ``page_path`` and posts ``data`` to ``action`` with that page's CSRF token."""
+        """Loads ``page_path`` and posts ``data`` to ``action`` with that page's CSRF token and the hidden fields of
+        its form for ``action`` (a money form's one-time key), as a browser would."""
         page = self.http.get(page_path)
         assert page.status_code == 200, page.text
-        return self.http.post(action, data={"csrf": csrf_of(page.text), **(data or {})})
+        return self.http.post(action, data={**form_fields(page.text, action), **(data or {})})
 
     def created(self, page_path: str, action: str, data: dict[str, Any] | None = None) -> httpx.Response:
         """Submits a form that creates a secret and follows its redirect (post/redirect/get) to the page showing it."""
@@ -57,6 +59,15 @@ def csrf_of(html: str) -> str:
     found = _CSRF.search(html)
     assert found is not None, html[:500]
     return found.group(1)
+
+
+def form_fields(html: str, action: str) -> dict[str, str]:
+    """The hidden fields (the CSRF token included) of the page's first form posting to ``action``."""
+    start = html.find(f'action="{action}"')
+    fields = {"csrf": csrf_of(html)}
+    if start >= 0:
+        fields |= dict(_HIDDEN.findall(html[start : html.find("</form>", start)]))
+    return fields
 
 
 def error_of(html: str) -> tuple[str, str] | None:

@@ -3,10 +3,12 @@ served by uvicorn on a free port, in a thread. Its tools return text, fail (``is
 errors), take time, return an oversized result; with ``token_check`` every request must carry a bearer token the
 check accepts (401 otherwise), as an app behind an OAuth authorization server does. With ``streaming`` it answers
 in SSE mode, and its extra ``progress`` tool sends a progress notification before its result, so the answer is an
-SSE stream. With ``legacy`` it is an app of the handshake era: stateful (an ``Mcp-Session-Id`` from
-``initialize``), and a 2026-07-28 request gets the 400 an older server answers to a version it does not know. It
-records the calls it served and the Authorization and User-Agent headers it saw, for tests to assert
-on."""
+SSE stream. With ``param_headers`` it also has ``locate``, whose ``region`` argument is marked ``x-mcp-header:
+Region`` (MCP 2026-07-28): the SDK's server refuses a call whose ``Mcp-Param-Region`` header does not match (-32020,
+HTTP 400), and the tool checks the header itself and records it. With ``legacy`` it is an app of the handshake era:
+stateful (an ``Mcp-Session-Id`` from ``initialize``), and a 2026-07-28 request gets the 400 an older server answers
+to a version it does not know. It records the calls it served and the Authorization and User-Agent headers it saw,
+for tests to assert on."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import uvicorn
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import decode_header_value
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,18 +53,35 @@ TOOLS = [
 ]
 
 
+LOCATE = types.Tool(
+    name="locate",
+    description="Answers where its query runs; the region travels as the Mcp-Param-Region header too.",
+    input_schema={
+        "type": "object",
+        "properties": {"region": {"type": "string", "x-mcp-header": "Region"}, "query": {"type": "string"}},
+        "required": ["region", "query"],
+    },
+)
 PROGRESS = _tool("progress", "Reports progress, then echoes its text.", {"text": {"type": "string"}})
 
 
 class McpApp:
     def __init__(
-        self, token_check: Callable[[str], bool] | None = None, *, streaming: bool = False, legacy: bool = False
+        self,
+        token_check: Callable[[str], bool] | None = None,
+        *,
+        streaming: bool = False,
+        legacy: bool = False,
+        param_headers: bool = False,
     ) -> None:
         self.streaming = streaming
         self.legacy = legacy
         self.methods: list[str] = []  # the JSON-RPC methods of the POSTs it received (legacy apps only)
         self.sessions: list[str | None] = []  # their Mcp-Session-Id headers
         self.tools = [*TOOLS, PROGRESS] if streaming else TOOLS
+        if param_headers:
+            self.tools = [*self.tools, LOCATE]
+        self.regions: list[str | None] = []  # the raw Mcp-Param-Region headers of the ``locate`` calls it served
         self.agents: list[str | None] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
@@ -92,6 +112,13 @@ class McpApp:
         if params.name == "progress" and self.streaming:
             await ctx.session.send_progress_notification("work", 0.5, related_request_id=ctx.request_id)
             return types.CallToolResult(content=[types.TextContent(text=str(args.get("text", "")))])
+        if params.name == "locate" and any(t.name == "locate" for t in self.tools):
+            raw = ctx.request.headers.get("mcp-param-region") if ctx.request is not None else None
+            with self._lock:
+                self.regions.append(raw)
+            if not self.legacy and decode_header_value(raw) != args.get("region"):  # a 2026-07-28 tool only
+                raise MCPError(types.HEADER_MISMATCH, "Header mismatch: Mcp-Param-Region")
+            return types.CallToolResult(content=[types.TextContent(text=f"{args.get('query')} in {args['region']}")])
         if params.name == "secret":
             return types.CallToolResult(content=[types.TextContent(text="classified")])
         if params.name == "leak":

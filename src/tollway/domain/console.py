@@ -17,7 +17,8 @@ IDLE_EXPIRY: Final = timedelta(hours=12)
 TOUCH_EVERY: Final = timedelta(minutes=1)  # last_seen_at is written at most this often per session
 # A form that creates a secret redirects to the page that shows it (post/redirect/get); that page must be opened
 # within this long, once.
-SHOWN_ONCE_TTL: Final = timedelta(minutes=10)
+SHOWN_ONCE_TTL: Final = timedelta(minutes=10)  # a secret not shown within this is deleted unseen
+MAX_PENDING_SECRETS: Final = 16  # secrets a session holds unseen at once; one more drops the one expiring first
 
 
 def session_digest(session_id: str) -> bytes:

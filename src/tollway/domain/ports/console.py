@@ -18,16 +18,21 @@ class ConsoleSessionStore(Protocol):
 
     async def delete(self, id_hash: bytes) -> None: ...
 
-    async def hold_shown_once(self, id_hash: bytes, display_id: str, sealed: bytes) -> None:
-        """Keeps one sealed secret for the session's next page ``display_id`` (replacing one not shown yet)."""
+    async def hold_shown_once(
+        self, id_hash: bytes, display_id: str, sealed: bytes, expires_at: datetime, now: datetime
+    ) -> None:
+        """Keeps a sealed secret for the session's page ``display_id`` until ``expires_at``, beside the others it
+        holds (at most ``MAX_PENDING_SECRETS``: the one expiring first makes room); drops its expired ones."""
         ...
 
-    async def take_shown_once(self, id_hash: bytes, display_id: str) -> bytes | None:
-        """The sealed secret held for ``display_id``, removed in the same step: one caller gets it, once."""
+    async def take_shown_once(self, id_hash: bytes, display_id: str, now: datetime) -> bytes | None:
+        """The sealed secret held for ``display_id`` if it has not expired, removed in the same step: one caller
+        gets it, once."""
         ...
 
-    async def prune(self, idle_before: datetime) -> int:
-        """Deletes the sessions last seen before ``idle_before``; returns how many."""
+    async def prune(self, idle_before: datetime, now: datetime) -> int:
+        """Deletes the sessions last seen before ``idle_before`` (their pending secrets with them) and every pending
+        secret expired at ``now``; returns how many sessions."""
         ...
 
 

@@ -113,8 +113,16 @@ class McpServers(Protocol):
         """The app's ``tools/list`` result (JSON), within the 15 s of connecting and listing."""
         ...
 
-    async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
-        """One ``tools/call`` within ``TOLLWAY_MCP_CALL_TIMEOUT_S``, its result within the size limit."""
+    async def call_tool(
+        self,
+        server: McpServer,
+        name: str,
+        arguments: dict[str, Any] | None,
+        input_schema: Mapping[str, Any] | None = None,
+    ) -> ToolResult:
+        """One ``tools/call`` within ``TOLLWAY_MCP_CALL_TIMEOUT_S``, its result within the size limit.
+        ``input_schema``: the tool's listed schema, if known; to an app of MCP 2026-07-28 the call mirrors its
+        ``x-mcp-header`` arguments into ``Mcp-Param-*`` headers (replacing any the server's headers carry)."""
         ...
 
     async def relay(self, server: McpServer, method: str, params: dict[str, Any] | None) -> dict[str, Any]:

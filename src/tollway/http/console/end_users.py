@@ -4,7 +4,6 @@ Budget writes run through the API's Idempotency service with a key of the form, 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -17,6 +16,7 @@ from tollway.domain.idempotency import StoredResponse
 from tollway.domain.keys import KeyKind
 from tollway.domain.platform_settings import BudgetPeriod
 from tollway.errors import NotFound, TollwayError
+from tollway.http.console.form_keys import first_answer, idempotency_key, new_form_key
 from tollway.http.console.forms import Form
 from tollway.http.console.pages import redirect, render
 from tollway.http.console.platform import own_platform
@@ -116,7 +116,7 @@ async def _detail_view(
         override=override,
         keys=[api.api_key(row) for row in keys],
         periods=[period.value for period in BudgetPeriod],
-        idempotency={name: secrets.token_urlsafe(16) for name in ("budget", "suspend", "topup")},
+        idempotency={name: new_form_key() for name in ("budget", "suspend", "topup")},
     )
 
 
@@ -155,13 +155,13 @@ def _stored(_result: object) -> StoredResponse:
     return StoredResponse(200, orjson.dumps({}))
 
 
-async def _patch_budget(
-    request: Request, platform_id: str, end_user_id: str, body: dict[str, Any], key: str | None
-) -> None:
+async def _patch_budget(request: Request, platform_id: str, end_user_id: str, body: dict[str, Any], key: str) -> None:
     m = management(request)
     action = m.budgets.update(platform_id, end_user_id, budget_rules.parse_patch(body))
     idem = idempotent_request(platform_id, "PATCH", _budget_path(platform_id, end_user_id), key, body)
-    await m.idempotency.execute(idem, action, lambda b: StoredResponse(200, orjson.dumps(render_budget(b))))
+    await first_answer(
+        lambda: m.idempotency.execute(idem, action, lambda b: StoredResponse(200, orjson.dumps(render_budget(b))))
+    )
 
 
 @_end_user_action
@@ -177,13 +177,13 @@ async def save_budget(request: Request, session: ActiveSession, end_user_id: str
         body = {k: v for k, v in body.items() if v is not None}
         await m.budgets.create(platform_id, end_user_id, budget_rules.parse_spec(body))
         return
-    await _patch_budget(request, platform_id, end_user_id, body, submitted.text("idempotency_key"))
+    await _patch_budget(request, platform_id, end_user_id, body, idempotency_key(session, submitted))
 
 
 @_end_user_action
 async def set_suspension(request: Request, session: ActiveSession, end_user_id: str, submitted: Form) -> None:
     body = {"is_suspended": submitted.get("is_suspended") == "true"}
-    await _patch_budget(request, own_platform(session), end_user_id, body, submitted.text("idempotency_key"))
+    await _patch_budget(request, own_platform(session), end_user_id, body, idempotency_key(session, submitted))
 
 
 @_end_user_action
@@ -193,8 +193,8 @@ async def topup_budget(request: Request, session: ActiveSession, end_user_id: st
     m = management(request)
     action = m.budgets.topup(platform_id, end_user_id, budget_rules.parse_topup(body))
     path = _budget_path(platform_id, end_user_id, "/topup")
-    idem = idempotent_request(platform_id, "POST", path, submitted.text("idempotency_key"), body)
-    await m.idempotency.execute(idem, action, _stored)
+    idem = idempotent_request(platform_id, "POST", path, idempotency_key(session, submitted), body)
+    await first_answer(lambda: m.idempotency.execute(idem, action, _stored))
 
 
 @_end_user_action

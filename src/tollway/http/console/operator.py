@@ -3,7 +3,6 @@ and their prices, reconciliation. Each action calls the operator API's service w
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, Final
 
 import orjson
@@ -16,6 +15,7 @@ from tollway.domain.idempotency import StoredResponse
 from tollway.domain.keys import KeyKind
 from tollway.domain.records import Record
 from tollway.errors import TollwayError
+from tollway.http.console.form_keys import first_answer, idempotency_key, new_form_key
 from tollway.http.console.pages import redirect, render
 from tollway.http.console.session import form, page, show_once
 from tollway.http.management import render as api
@@ -83,7 +83,7 @@ async def _platform_view(
         platform=api.platform(platform),
         wallet=api.wallet(wallet, platform["settings"]),
         transactions=[api.wallet_transaction(row) for row in recent],
-        idempotency_key=secrets.token_urlsafe(16),
+        idempotency_key=new_form_key(),
     )
 
 
@@ -94,7 +94,7 @@ async def platform_page(request: Request, session: ActiveSession) -> Response:
 
 @page(OPERATOR)
 async def topup_wallet(request: Request, session: ActiveSession) -> Response:
-    """The operator top-up of §4.3 under the form's own Idempotency-Key: a form sent twice credits once."""
+    """The operator top-up of §4.3 under the form's one-time key (``form_keys.py``): a form sent twice credits once."""
     platform_id = path_id(request, "pid")
     submitted = form(request)
     m = management(request)
@@ -103,14 +103,14 @@ async def topup_wallet(request: Request, session: ActiveSession) -> Response:
         body = submitted.body({"amount_usd": "usd", "description": "text"})
         action = m.accounts.topup_action(platform_id, parse_wallet_topup(body), request_id(request))
         api_path = f"/v1/admin/platforms/{platform_id}/wallet/topup"
-        key = idempotent_request("operator", "POST", api_path, submitted.text("idempotency_key"), body)
+        key = idempotent_request("operator", "POST", api_path, idempotency_key(session, submitted), body)
 
         def rendered(result: tuple[Record, Record]) -> StoredResponse:
             wallet, txn = result
             content = {"wallet": api.wallet(wallet, platform["settings"]), "transaction": api.wallet_transaction(txn)}
             return StoredResponse(200, orjson.dumps(content))
 
-        await m.idempotency.execute(key, action, rendered)
+        await first_answer(lambda: m.idempotency.execute(key, action, rendered))
     except TollwayError as error:
         return await _platform_view(request, session, platform_id, error=error)
     return redirect(f"/console/platforms/{platform_id}", "topped-up")

@@ -13,8 +13,8 @@ unknown or mismatched versions, duplicated routing headers. What the fast path a
 - **handshake versions** (no ``MCP-Protocol-Version`` header, which the transport reads as 2025-03-26, or one of
   2024-11-05 … 2025-11-25): the stateless transport's JSON answer, HTTP 200 for results and JSON-RPC errors alike;
 - **2026-07-28** (the header names it and the envelope in ``params._meta`` passes the SDK's own classification,
-  headers included): the single-exchange answer, HTTP status from the SDK's table (400 for -32602, 404 for
-  -32601). ``Mcp-Param-*`` headers travel on to the app, which knows the tool's schema and checks them.
+  headers included): the single-exchange answer, HTTP status from the SDK's table (400 for -32602 and -32020, 404
+  for -32601). ``Mcp-Param-*`` headers are checked against the tool's known schema by ``McpProxy.call_tool``.
 """
 
 from __future__ import annotations

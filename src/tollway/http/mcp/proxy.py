@@ -15,6 +15,12 @@ caller's credential.
 - **Methods**: ``tools/list`` (filtered by ``allowed_tools``) and ``tools/call`` (an MCP call, billed:
   ``services/agents/mcp_calls.py``); resources, resource templates, prompts and completion are relayed unbilled;
   the app's own JSON-RPC errors are relayed as it sent them.
+- **Header parameters (2026-07-28)**: a ``tools/call`` at that revision whose tool's schema the gateway knows (from a
+  listing within ``SCHEMA_TTL_S``) must carry the ``Mcp-Param-*`` headers its ``x-mcp-header`` arguments ask for,
+  equal to the body's values once decoded; otherwise -32020 ``HeaderMismatch`` with HTTP 400, before anything is
+  billed or sent to the app. Headers of a tool whose schema is unknown travel on to the app, which checks them.
+  The SDK's own pre-dispatch check is switched off (``get_tool_input_schema``): it would list the app's tools on
+  every call; the handler's check below covers both paths.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import MCP_PARAM_HEADER_PREFIX
+from mcp.shared.inbound import MCP_PARAM_HEADER_PREFIX, MCP_PROTOCOL_VERSION_HEADER, validate_mcp_param_headers
+from mcp_types import HEADER_MISMATCH
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -137,6 +145,7 @@ class McpProxy:
             on_list_prompts=self._relay(types.ListPromptsResult, "prompts/list"),
             on_get_prompt=self._relay(types.GetPromptResult, "prompts/get"),
             on_completion=self._relay(types.CompleteResult, "completion/complete"),
+            get_tool_input_schema=_unchecked,
         )
         self.manager = StreamableHTTPSessionManager(
             self.server, stateless=True, json_response=True, max_request_body_size=max_body_bytes
@@ -160,12 +169,18 @@ class McpProxy:
     ) -> types.CallToolResult:
         request = ctx.request
         assert isinstance(request, Request), "the proxy is served over Streamable HTTP only"
-        body = await self.call_tool(_caller(ctx), params, request)
+        modern = request.headers.get(MCP_PROTOCOL_VERSION_HEADER) in MODERN_PROTOCOL_VERSIONS
+        body = await self.call_tool(_caller(ctx), params, request, modern)
         return await _answering(_result(types.CallToolResult, body))
 
-    async def call_tool(self, caller: Caller, params: types.CallToolRequestParams, request: Request) -> dict[str, Any]:
+    async def call_tool(
+        self, caller: Caller, params: types.CallToolRequestParams, request: Request, modern: bool
+    ) -> dict[str, Any]:
         """One billed MCP call (the SDK's handler and the fast path alike): the app's result without its identity,
-        or an ``MCPError`` (a refusal with the §3 body, or the app's own error)."""
+        or an ``MCPError`` (a refusal with the §3 body, or the app's own error). ``modern``: the caller speaks
+        2026-07-28, whose ``Mcp-Param-*`` headers are checked first."""
+        if modern:
+            self._check_param_headers(caller, params, request)
         call_ctx = CallContext(caller.principal, caller.request_id, caller.session_id, caller.received_at)
         forwarded = {name: value for name, value in request.headers.items() if name.startswith(_PARAM_PREFIX)}
         # Shielded: a client that leaves mid-call does not cancel it; it ends (and settles) exactly once anyway.
@@ -174,10 +189,24 @@ class McpProxy:
         result = await _answering(asyncio.shield(work))
         return _without_identity(result.body)
 
+    def _check_param_headers(self, caller: Caller, params: types.CallToolRequestParams, request: Request) -> None:
+        """MCP 2026-07-28's server validation of ``Mcp-Param-*`` headers, for a tool whose schema is known: each
+        ``x-mcp-header`` argument present in the body needs its header, equal after decoding; none for an absent
+        or null one; never twice. A failure is -32020 (HTTP 400), before the call is billed or sent."""
+        schema = self._calls.tool_schema(caller.app, params.name)
+        if schema is None:
+            return
+        rejection = validate_mcp_param_headers(schema, params.arguments or {}, request.headers)
+        if rejection is not None:
+            raise MCPError(HEADER_MISMATCH, f"Header mismatch: {rejection.message}")
+
     async def answer_fast(self, envelope: fast_call.Envelope, caller: Caller, request: Request, send: Send) -> None:
         """A ``tools/call`` the fast path recognised (``fast_call.py``), answered without an SDK server session."""
         await fast_call.answer(
-            envelope, send, lambda params: self.call_tool(caller, params, request), self.server.server_info_stamp
+            envelope,
+            send,
+            lambda params: self.call_tool(caller, params, request, envelope.modern),
+            self.server.server_info_stamp,
         )
 
     def _relay(self, model: type[R], method: str) -> Callable[[ServerRequestContext[Any], Any], Awaitable[R]]:
@@ -187,6 +216,11 @@ class McpProxy:
             return await _answering(_result(model, body))
 
         return handle
+
+
+def _unchecked(_name: str) -> None:
+    """The SDK's pre-dispatch header check gets no schema (it would list the app's tools per call to find one);
+    ``McpProxy._check_param_headers`` checks with the schemas the gateway already knows."""
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -9,7 +9,9 @@ and send only their request; any failure forgets it (the next session probes aga
 ``tools/call``, the hot method, needs no SDK session once the app is known (``exchange.py``): to a 2026-07-28 app it
 is one POST with the per-request envelope; an app that speaks only the ``initialize`` handshake gets one session per
 credential, opened once and kept (its ``Mcp-Session-Id`` and negotiated version on every later call; reopened when
-the app answers 404 to it). Listings, resources and prompts always take an SDK session.
+the app answers 404 to it). Listings, resources and prompts always take an SDK session. A call to a 2026-07-28 app
+carries the ``Mcp-Param-*`` headers its tool's schema asks for (``params.py``), on both paths; once the SDK session
+has negotiated that revision, they are set on its HTTP client before the request.
 
 Limits: connecting (and listing) 15 s, one tool call ``TOLLWAY_MCP_CALL_TIMEOUT_S``, a result at most
 ``TOLLWAY_MCP_MAX_RESULT_BYTES``. Redirects are never followed (a 3xx fails the request as unreachable); the app's
@@ -27,7 +29,7 @@ import hashlib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -45,6 +47,7 @@ from tollway.domain.addresses import is_public, parse_address
 from tollway.domain.mcp_calls import CONNECT_TIMEOUT_S, Failure, McpCallFailed, McpServer, ToolResult
 from tollway.providers.mcp.exchange import DirectCalls, HandshakeSession, SessionGone
 from tollway.providers.mcp.failures import not_public, over_limit, scrubbed, too_large
+from tollway.providers.mcp.params import PREFIX, mirrored, with_mirrored
 from tollway.providers.public_http import NonPublicAddress, NonPublicConnect, public_only_transport
 
 T = TypeVar("T")
@@ -133,16 +136,24 @@ class SdkMcpClient:
     async def list_tools(self, server: McpServer, cursor: str | None) -> dict[str, Any]:
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
 
-        async def step(client: Client) -> dict[str, Any]:
+        async def step(client: Client, _http: httpx2.AsyncClient) -> dict[str, Any]:
             return _json(await client.session.list_tools(params=params))
 
         return await self._run(server, step, None)
 
-    async def call_tool(self, server: McpServer, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+    async def call_tool(
+        self,
+        server: McpServer,
+        name: str,
+        arguments: dict[str, Any] | None,
+        input_schema: Mapping[str, Any] | None = None,
+    ) -> ToolResult:
+        params = mirrored(input_schema, arguments)
         version = self._known_version(server.url)
         if version is not None:  # one POST, no SDK session (exchange.py); any failure forgets the discovery
+            direct = McpServer(server.url, with_mirrored(server.headers, params))
             try:
-                return await self._direct.call_tool(server, version, name, arguments)
+                return await self._direct.call_tool(direct, version, name, arguments)
             except McpCallFailed as exc:
                 if exc.failure is not Failure.RPC_ERROR or exc.code in _ENVELOPE_REFUSALS:
                     self._discovered.pop(server.url, None)
@@ -152,7 +163,11 @@ class SdkMcpClient:
             return await self._call_in_session(server, name, arguments)
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments))
 
-        async def step(client: Client) -> ToolResult:
+        async def step(client: Client, http: httpx2.AsyncClient) -> ToolResult:
+            if params is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                for header in [h for h in http.headers if h.lower() in params.declared]:
+                    del http.headers[header]
+                http.headers.update(params.headers)
             # The request itself, not ``session.call_tool``: that one lists the tools after every call to check the
             # result against an output schema, a second round trip; the caller (who listed them) checks it.
             result = await client.session.send_request(request, types.CallToolResult)
@@ -198,7 +213,7 @@ class SdkMcpClient:
         message: dict[str, Any] = {"method": method} if params is None else {"method": method, "params": params}
         request = types.client_request_adapter.validate_python(message)
 
-        async def step(client: Client) -> dict[str, Any]:
+        async def step(client: Client, _http: httpx2.AsyncClient) -> dict[str, Any]:
             return _json(await client.session.send_request(request, result_type))
 
         return await self._run(server, step, self._call_timeout_s, f"the MCP request {method}")
@@ -208,7 +223,7 @@ class SdkMcpClient:
     async def _run(
         self,
         server: McpServer,
-        step: Callable[[Client], Awaitable[T]],
+        step: Callable[[Client, httpx2.AsyncClient], Awaitable[T]],
         step_timeout_s: float | None,
         what: str = "the MCP tool call",
     ) -> T:
@@ -222,11 +237,11 @@ class SdkMcpClient:
             # One cancel scope for the whole session (the SDK's task groups must nest inside it): 15 s to connect,
             # then the step's own limit from the moment the session is up.
             with anyio.CancelScope(deadline=anyio.current_time() + CONNECT_TIMEOUT_S) as scope:
-                async with self._client(server, watch) as client:
+                async with self._client(server, watch) as (client, http):
                     connected = True
                     if step_timeout_s is not None:
                         scope.deadline = anyio.current_time() + step_timeout_s
-                    outcome.append(await step(client))
+                    outcome.append(await step(client, http))
         except McpCallFailed:
             self._discovered.pop(server.url, None)
             raise
@@ -268,7 +283,7 @@ class SdkMcpClient:
         return McpCallFailed(Failure.NO_ANSWER, f"The MCP app gave no answer ({reason}).")
 
     @contextlib.asynccontextmanager
-    async def _client(self, server: McpServer, watch: _Watch) -> AsyncIterator[Client]:
+    async def _client(self, server: McpServer, watch: _Watch) -> AsyncIterator[tuple[Client, httpx2.AsyncClient]]:
         limit = self._max_result_bytes
 
         async def on_response(response: httpx2.Response) -> None:
@@ -300,7 +315,7 @@ class SdkMcpClient:
             mode = _newest(known[1])
             assert mode is not None, "only results with a mutual modern version are remembered"
             async with Client(transport, cache=None, mode=mode, prior_discover=known[1]) as client:
-                yield client
+                yield client, http
             return
         async with Client(transport, cache=None) as client:
             found = client.session.discover_result
@@ -308,7 +323,7 @@ class SdkMcpClient:
                 self._discovered[server.url] = (time.monotonic() + DISCOVERY_TTL_S, found)
             elif client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
                 self._handshake_only[server.url] = time.monotonic() + DISCOVERY_TTL_S
-            yield client
+            yield client, http
 
     async def _check_address(self, url: str) -> None:
         """§11.5 at connection time: every address the app's host resolves to must be public."""
@@ -346,7 +361,7 @@ def _encoded(body: dict[str, Any]) -> bytes:
 
 def _credential_digest(server: McpServer) -> str:
     """Sessions are per credential (an app may bind them to the caller): a digest, so no token is kept as a key."""
-    pairs = sorted((k.lower(), v) for k, v in server.headers.items() if not k.lower().startswith("mcp-param-"))
+    pairs = sorted((k.lower(), v) for k, v in server.headers.items() if not k.lower().startswith(PREFIX))
     return hashlib.sha256(orjson.dumps(pairs)).hexdigest()
 
 

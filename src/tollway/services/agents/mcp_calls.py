@@ -22,6 +22,11 @@ every slot was taken at its start (a slot given back later by a failed call goes
 
 **401 from an OAuth app**: the token is refreshed once (``McpConnections.access_token(rejected=…)``) and the request
 is sent once more; nothing was billed for the refused attempt (the app never served it).
+
+**Header parameters (MCP 2026-07-28)**: every listing read here teaches ``ToolSchemas`` the tools' schemas; a call
+hands the MCP client the tool's schema, from which it mirrors ``x-mcp-header`` arguments into ``Mcp-Param-*``
+headers for apps of that revision. An app that refuses a call's headers (``HeaderMismatch``, the call not served) has
+its tools listed again and gets the call once more, within the same hold.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
+
+from mcp_types import HEADER_MISMATCH
 
 from tollway.domain.clock import utcnow
 from tollway.domain.keys import KeyKind
@@ -58,6 +65,7 @@ from tollway.domain.tenancy import Principal
 from tollway.domain.usage import CallStatus
 from tollway.errors import InvalidRequest, TollwayError, UpstreamError, UpstreamTimeout, WrongKeyType
 from tollway.services.agents.mcp_connections import McpConnections
+from tollway.services.agents.mcp_schemas import ToolSchemas
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, Plan
 
@@ -94,6 +102,7 @@ class McpCalls:
         self._free = free_calls
         self._now = clock
         self._health = DeploymentHealth()  # unused by MCP calls (no fallback), required by the lifecycle
+        self._schemas = ToolSchemas()
 
     # -- the app and its credential ---------------------------------------------------------------------------------
 
@@ -139,7 +148,12 @@ class McpCalls:
             listing = await self._with_credential(principal, app, server, lambda s: self._servers.list_tools(s, cursor))
         except McpCallFailed as exc:
             raise _error(app, exc) from None
+        self._schemas.learn(server.url, listing)
         return filter_tools(listing, app.allowed_tools)
+
+    def tool_schema(self, app: McpApp, tool: str) -> dict[str, Any] | None:
+        """The ``inputSchema`` the app's server last listed for ``tool`` (within ``SCHEMA_TTL_S``), else None."""
+        return self._schemas.get(app.server_url, tool)
 
     async def relay(self, principal: Principal, app: McpApp, method: str, params: dict[str, Any] | None) -> Any:
         """Resources, prompts, completion: relayed as they are, unbilled (only tool calls are MCP calls)."""
@@ -165,6 +179,7 @@ class McpCalls:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 for _ in range(_LIST_PAGES):
                     page = await self._with_credential(principal, app, server, self._lister(cursor))
+                    self._schemas.learn(server.url, page)
                     tools += page.get("tools") or []
                     cursor = page.get("nextCursor")
                     if not isinstance(cursor, str) or not cursor:
@@ -226,9 +241,7 @@ class McpCalls:
             call = await self._calls.open(billed_ctx, plan, MCP_CALLS, _NO_TOKENS, self._health)
             with call:
                 try:
-                    result = await self._with_credential(
-                        ctx.principal, app, server, lambda s: self._servers.call_tool(s, tool, arguments)
-                    )
+                    result = await self._call_tool(ctx.principal, app, server, tool, arguments)
                 except McpCallFailed as exc:
                     if not exc.failure.reached:
                         raise
@@ -250,6 +263,27 @@ class McpCalls:
         finally:
             if free and not billed:
                 await self._free.give_back(ctx.platform_id, month)
+
+    async def _call_tool(
+        self, principal: Principal, app: McpApp, server: McpServer, tool: str, arguments: dict[str, Any] | None
+    ) -> ToolResult:
+        """The ``tools/call`` with the tool's known schema; an app that refuses its headers (HeaderMismatch: not
+        served) has its tools listed again and gets the call once more (MCP 2026-07-28, client behaviour)."""
+        try:
+            return await self._with_credential(principal, app, server, self._caller(tool, arguments))
+        except McpCallFailed as exc:
+            if exc.failure is not Failure.RPC_ERROR or exc.code != HEADER_MISMATCH:
+                raise
+            refused = exc
+        self._schemas.forget(server.url)
+        try:
+            await self.list_server(principal, app, server)
+        except McpCallFailed:
+            raise refused from None  # the app's refusal is the call's answer, not the listing's failure
+        return await self._with_credential(principal, app, server, self._caller(tool, arguments))
+
+    def _caller(self, tool: str, arguments: dict[str, Any] | None) -> Callable[[McpServer], Awaitable[ToolResult]]:
+        return lambda s: self._servers.call_tool(s, tool, arguments, self._schemas.get(s.url, tool))
 
 
 def _app(record: Record) -> McpApp:

@@ -5,9 +5,13 @@ request re-checks the key the session was opened with, by id, through the same l
 so a revoked key, a deleted platform or end user, or a rotated operator key ends the session at its next request.
 Sessions also end after 12 h without a request, and at sign-out.
 
-A form that creates a secret (a key, a webhook signing secret) leaves it, sealed, in its session and redirects to the
-page that shows it (post/redirect/get): that page takes it once, so reloading it neither re-sends the form nor shows
-the secret again, and the secret is never in a URL."""
+A form that creates a secret (a key, a webhook signing secret) leaves it, sealed for its session, beside the session
+and redirects to the page that shows it (post/redirect/get), named by a random id: that page takes it once, so
+reloading it neither re-sends the form nor shows the secret again, and the secret is never in a URL. A session may
+hold several (forms sent from several tabs: up to ``MAX_PENDING_SECRETS``), each shown once by its own page; one
+not shown within ``SHOWN_ONCE_TTL`` (10 minutes: time enough to follow a redirect, short enough that an abandoned
+secret does not wait at rest for the session's 12 h) is deleted unseen, by the next form or the hourly pruning, and
+never shown after that."""
 
 from __future__ import annotations
 
@@ -99,12 +103,13 @@ class ConsoleSessions:
         await self._store.delete(session.id_hash)
 
     async def show_once(self, session: ActiveSession, shown: ShownOnce, now: datetime | None = None) -> str:
-        """Keeps ``shown`` (sealed with the secret key, for this session only) for the next page; returns the random
-        id that page is opened with. One per session: a newer one replaces one not shown yet."""
+        """Keeps ``shown`` (sealed with the secret key, for this session only) for its page, until ``SHOWN_ONCE_TTL``;
+        returns the random id that page is opened with. Others the session holds stay until shown or expired."""
         display_id = secrets.token_urlsafe(16)
-        payload = orjson.dumps({"at": (now or utcnow()).timestamp(), "shown": shown}).decode()
+        moment = now or utcnow()
+        payload = orjson.dumps({"at": moment.timestamp(), "shown": shown}).decode()
         sealed = self._sealer.seal(payload, shown_once_context(session.id_hash))
-        await self._store.hold_shown_once(session.id_hash, display_id, sealed)
+        await self._store.hold_shown_once(session.id_hash, display_id, sealed, moment + SHOWN_ONCE_TTL, moment)
         return display_id
 
     async def take_shown_once(
@@ -113,19 +118,21 @@ class ConsoleSessions:
         """What ``show_once`` kept for ``display_id``, the first time only, and only within ``SHOWN_ONCE_TTL``."""
         if not display_id or len(display_id) != DISPLAY_ID_CHARS:
             return None
-        sealed = await self._store.take_shown_once(session.id_hash, display_id)
+        moment = now or utcnow()
+        sealed = await self._store.take_shown_once(session.id_hash, display_id, moment)
         if sealed is None:
             return None
         try:
             held = orjson.loads(self._sealer.open(sealed, shown_once_context(session.id_hash)))
         except SealError:  # the secret key changed since
             return None
-        if (now or utcnow()) - datetime.fromtimestamp(held["at"], UTC) > SHOWN_ONCE_TTL:
+        if moment - datetime.fromtimestamp(held["at"], UTC) > SHOWN_ONCE_TTL:
             return None
         return ShownOnce(**held["shown"])
 
     async def prune(self, now: datetime) -> int:
-        return await self._store.prune(now - IDLE_EXPIRY)
+        """Ends the sessions idle for 12 h and deletes every secret left unseen past ``SHOWN_ONCE_TTL``."""
+        return await self._store.prune(now - IDLE_EXPIRY, now)
 
     async def _principal(self, stored: StoredSession) -> Principal | None:
         if stored.kind is KeyKind.OPERATOR:

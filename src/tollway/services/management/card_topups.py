@@ -154,10 +154,6 @@ class CardTopups:
             order = replace(order, idempotency_key=key.derived_key(STRIPE_KEY_PURPOSE))
         return await gateway.create_checkout(order)
 
-    async def checkout(self, platform_id: str, body: Mapping[str, Any]) -> CheckoutSession:
-        """``order`` then ``open``, without an Idempotency-Key (the console's Add funds form)."""
-        return await self.open(self.order(platform_id, body))
-
     async def receive(self, payload: bytes, signature: str | None, request_id: str | None) -> None:
         """A Stripe webhook delivery: 400 (``InvalidRequest`` at ``Stripe-Signature``) unless it is signed and
         recent; otherwise acknowledged, crediting the wallet only for a paid session not credited before."""

@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import as_utc
-from tollway.domain.console import ModelDay, Spender, SpenderDay, StoredSession
+from tollway.domain.console import MAX_PENDING_SECRETS, ModelDay, Spender, SpenderDay, StoredSession
 from tollway.domain.keys import KeyKind
 from tollway.storage.sql.db import reader
-from tollway.storage.sql.tables import console_sessions, end_users, usage_logs
+from tollway.storage.sql.tables import console_pending_secrets, console_sessions, end_users, usage_logs
+
+_pending = console_pending_secrets.c
 
 
 class SqlConsoleSessions:
@@ -65,31 +67,38 @@ class SqlConsoleSessions:
 
     async def delete(self, id_hash: bytes) -> None:
         async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(console_pending_secrets).where(_pending.id_hash == id_hash))
             await conn.execute(sa.delete(console_sessions).where(console_sessions.c.id_hash == id_hash))
 
-    async def hold_shown_once(self, id_hash: bytes, display_id: str, sealed: bytes) -> None:
+    async def hold_shown_once(
+        self, id_hash: bytes, display_id: str, sealed: bytes, expires_at: datetime, now: datetime
+    ) -> None:
+        mine = _pending.id_hash == id_hash
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(console_pending_secrets).where(mine, _pending.expires_at <= now))
+            kept = sa.select(_pending.display_id).where(mine).order_by(_pending.expires_at.desc())
+            room = kept.limit(MAX_PENDING_SECRETS - 1)
+            await conn.execute(sa.delete(console_pending_secrets).where(mine, _pending.display_id.not_in(room)))
+            values = {"id_hash": id_hash, "display_id": display_id, "sealed": sealed, "expires_at": expires_at}
+            await conn.execute(sa.insert(console_pending_secrets).values(values))
+
+    async def take_shown_once(self, id_hash: bytes, display_id: str, now: datetime) -> bytes | None:
+        # Read, then delete only if it is still there: of two concurrent takers, one deletes it (rowcount 1) and the
+        # other finds it gone (on PostgreSQL the second DELETE waits for the first and re-checks its condition).
+        held = sa.and_(_pending.id_hash == id_hash, _pending.display_id == display_id)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(_pending.sealed, _pending.expires_at).where(held))).first()
+            if row is None:
+                return None
+            taken = await conn.execute(sa.delete(console_pending_secrets).where(held))
+        return bytes(row.sealed) if taken.rowcount == 1 and as_utc(row.expires_at) > now else None
+
+    async def prune(self, idle_before: datetime, now: datetime) -> int:
+        idle = sa.select(console_sessions.c.id_hash).where(console_sessions.c.last_seen_at < idle_before)
         async with self._engine.begin() as conn:
             await conn.execute(
-                sa.update(console_sessions)
-                .where(console_sessions.c.id_hash == id_hash)
-                .values(shown_once_id=display_id, shown_once=sealed)
+                sa.delete(console_pending_secrets).where(sa.or_(_pending.expires_at <= now, _pending.id_hash.in_(idle)))
             )
-
-    async def take_shown_once(self, id_hash: bytes, display_id: str) -> bytes | None:
-        # Read, then clear only if it is still there: of two concurrent takers, one clears it (rowcount 1) and the
-        # other finds it gone (on PostgreSQL the second UPDATE waits for the first and re-checks its condition).
-        held = sa.and_(console_sessions.c.id_hash == id_hash, console_sessions.c.shown_once_id == display_id)
-        async with self._engine.begin() as conn:
-            sealed = (await conn.execute(sa.select(console_sessions.c.shown_once).where(held))).scalar()
-            if sealed is None:
-                return None
-            cleared = await conn.execute(
-                sa.update(console_sessions).where(held).values(shown_once_id=None, shown_once=None)
-            )
-        return bytes(sealed) if cleared.rowcount == 1 else None
-
-    async def prune(self, idle_before: datetime) -> int:
-        async with self._engine.begin() as conn:
             result = await conn.execute(
                 sa.delete(console_sessions).where(console_sessions.c.last_seen_at < idle_before)
             )

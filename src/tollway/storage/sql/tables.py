@@ -546,8 +546,17 @@ console_sessions = sa.Table(
     sa.Column("csrf_token", sa.String(64), nullable=False),
     _ts("created_at"),
     _ts("last_seen_at"),
-    # A new key or secret that a console form shows once (sealed), and the random id of the page that shows it.
-    sa.Column("shown_once_id", sa.String(32), nullable=True),
-    sa.Column("shown_once", sa.LargeBinary, nullable=True),
     sa.Index("ix_console_sessions_last_seen_at", "last_seen_at"),
+)
+
+# New keys and secrets that console forms show once, sealed for their session, each under the random id of the page
+# that shows it, until it is shown or expires (several per session: one per form sent).
+console_pending_secrets = sa.Table(
+    "console_pending_secrets",
+    metadata,
+    sa.Column("id_hash", sa.LargeBinary(32), primary_key=True),
+    sa.Column("display_id", sa.String(32), primary_key=True),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+    _ts("expires_at"),
+    sa.Index("ix_console_pending_secrets_expires_at", "expires_at"),
 )
