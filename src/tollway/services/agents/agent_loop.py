@@ -36,8 +36,9 @@ from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner
 from tollway.domain.threads import ThreadLease
 from tollway.errors import InvalidRequest
-from tollway.services.agents.agent_run import LoopRun, Server
+from tollway.services.agents.agent_run import LoopRun
 from tollway.services.agents.mcp_calls import McpCalls
+from tollway.services.agents.mcp_steps import Server
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.call import CallContext, CallLifecycle
 from tollway.services.inference.responses import ResponsesService
