@@ -10,7 +10,15 @@ import pytest
 
 from tollway.domain.chat_request import parse_chat_request
 from tollway.domain.mcp_items import DENIED, check_approvals, intercept, listed_tools, model_items, result_text
-from tollway.domain.mcp_tools import check_forced, forced_choice, function_name, offered_tools, parse_mcp_tool
+from tollway.domain.mcp_tools import (
+    check_forced,
+    forced_choice,
+    forces,
+    function_name,
+    offered_tools,
+    parse_mcp_tool,
+    turn_choice,
+)
 from tollway.domain.responses_request import parse_responses_request
 from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
@@ -251,3 +259,20 @@ def test_a_forced_tool_becomes_a_forced_function_or_required() -> None:
         {"type": "function", "name": "other__echo"},
         ["other__echo"],
     )
+
+
+@pytest.mark.parametrize(
+    ("choice", "later"),
+    [
+        ("required", "auto"),
+        ({"type": "function", "name": "get_weather"}, "auto"),
+        ({"type": "mcp", "server_label": "tools"}, "auto"),
+        ("auto", "auto"),
+        ("none", "none"),
+        (None, None),
+    ],
+)
+def test_a_forcing_choice_binds_the_first_turn_only(choice: Any, later: Any) -> None:
+    assert forces(choice) is (later == "auto" and choice != "auto")
+    assert turn_choice(choice, has_tools=True) == later
+    assert turn_choice(choice, has_tools=False) == (None if forces(choice) else choice)  # auto needs a tool

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tollway.domain.catalog import Candidate
@@ -17,10 +17,12 @@ from tollway.domain.mcp_tools import (
     Offered,
     check_forced,
     forced_choice,
+    forces,
     function_name,
     function_tool,
     mcp_choice,
     offered_tools,
+    turn_choice,
 )
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_items import output_as_input
@@ -185,16 +187,17 @@ class LoopRun:
 
     def _turn_inputs(self) -> tuple[ResponsesRequest, list[dict[str, Any]]]:
         """The request as the model sees it this turn: its function tools plus the MCP tools as function tools,
-        and the context with ``mcp_*`` items as function calls and results. ``tool_choice: {"type": "mcp"}`` forces
-        the first turn to call that server's tool (``forced_choice``); later turns choose freely."""
+        and the context with ``mcp_*`` items as function calls and results. A forcing ``tool_choice`` (``required``,
+        a function, an MCP server's tool: ``forced_choice``) binds the loop's first turn only; later turns, and a
+        first turn that follows the approval of a call the forced turn asked for, choose freely (``turn_choice``)."""
         request = self.request
         servers = [server.tool for server in self.steps.servers.values()]
         self.offered = offered_tools(servers, self.steps.listings, request.tool_names)
         names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
         tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
         choice, mcp = request.tool_choice, mcp_choice(request.tool_choice)
-        if mcp is not None and (self.iteration > 0 or self._answered(mcp)):
-            choice = None
+        if forces(choice) and (self.iteration > 0 or self._answered(choice)):
+            choice = turn_choice(choice, bool(tools))
         elif mcp is not None:
             choice, forced = forced_choice(mcp, self.offered)
             if choice == "required":  # one of the server's tools: only those are offered on this turn
@@ -211,10 +214,14 @@ class LoopRun:
         items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
         return turn_request, items
 
-    def _answered(self, choice: Mapping[str, Any]) -> bool:
-        """Whether this request answers an approval request for the forced tool: the model called it already (in
-        the turn that asked), so its next turn chooses freely, rather than ask for the same call again."""
-        label, name = choice["server_label"], choice.get("name")
+    def _answered(self, choice: object) -> bool:
+        """Whether this request answers an approval request for the forced tool (any tool, for ``required`` or a
+        function): the model called it already, in the forced turn that asked, so its next turn chooses freely,
+        rather than ask for the same call again."""
+        forced = mcp_choice(choice)
+        if forced is None:
+            return bool(self.approvals)
+        label, name = forced["server_label"], forced.get("name")
         return any(
             asked["server_label"] == label and name in (None, asked["name"]) for asked, _approved in self.approvals
         )
