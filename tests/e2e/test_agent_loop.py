@@ -827,3 +827,33 @@ def test_tool_choice_required_is_not_forced_again_when_the_request_answers_its_a
         )
     assert types_of(second.output) == ["mcp_call", "message"] and second.output_text == "The tool returned: hi"
     assert [_mode(body) for body in _sent(fake_upstream, mark)] == ["required", "auto"]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "param"),
+    [
+        (["echo", "fail", "echo"], "tools[0].allowed_tools[2]"),
+        ({"tool_names": ["echo", "echo"]}, "tools[0].allowed_tools.tool_names[1]"),
+    ],
+    ids=["list", "tool_names"],
+)
+def test_a_repeated_allowed_tool_is_a_400_naming_the_repeat(
+    compat: Tenant, fake_upstream: FakeUpstreamThread, app: McpApp, allowed: Any, param: str
+) -> None:
+    end_user_id, key = compat.end_user()
+    mark = uuid.uuid4().hex
+    served = len(app.calls)
+    with compat.sdk(key) as sdk:
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as caught:
+                sdk.responses.create(
+                    model=model(compat, "echo-agent"),
+                    input=f"hi {mark}",
+                    tools=[mcp_tool(compat, allowed_tools=allowed)],
+                    stream=stream,
+                )
+            error = caught.value.body
+            assert (error["code"], error["param"]) == ("invalid_request", param), error  # type: ignore[index]
+            assert "repeats 'echo'" in error["message"]  # type: ignore[index]
+    assert _sent(fake_upstream, mark) == [] and len(app.calls) == served  # no model turn, no tool call
+    assert compat.budget_rows(end_user_id) == []

@@ -44,6 +44,8 @@ def request(*tools: dict[str, Any], **extra: Any) -> Any:
         ({"allowed_tools": [1]}, "tools[1].allowed_tools[0]"),
         ({"allowed_tools": {"tool_names": "echo"}}, "tools[1].allowed_tools.tool_names"),
         ({"allowed_tools": {"names": ["echo"]}}, "tools[1].allowed_tools.names"),
+        ({"allowed_tools": ["echo", "fail", "echo"]}, "tools[1].allowed_tools[2]"),
+        ({"allowed_tools": {"tool_names": ["echo", "echo"]}}, "tools[1].allowed_tools.tool_names[1]"),
         ({"require_approval": "sometimes"}, "tools[1].require_approval"),
         ({"require_approval": {"never": ["echo"]}}, "tools[1].require_approval.never"),
         ({"require_approval": {"maybe": {}}}, "tools[1].require_approval.maybe"),
