@@ -13,12 +13,11 @@ from tollway.domain.mcp_items import DENIED, check_approvals, intercept, listed_
 from tollway.domain.mcp_tools import (
     check_forced,
     forced_choice,
-    forces,
     function_name,
     offered_tools,
     parse_mcp_tool,
-    turn_choice,
 )
+from tollway.domain.mcp_turns import answered, forces, turn_choice
 from tollway.domain.responses_request import parse_responses_request
 from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
@@ -278,3 +277,13 @@ def test_a_forcing_choice_binds_the_first_turn_only(choice: Any, later: Any) -> 
     assert forces(choice) is (later == "auto" and choice != "auto")
     assert turn_choice(choice, has_tools=True) == later
     assert turn_choice(choice, has_tools=False) == (None if forces(choice) else choice)  # auto needs a tool
+
+
+def test_an_approval_answers_the_forcing_choice_of_the_turn_that_asked() -> None:
+    asked = [({"server_label": "tools", "name": "echo"}, False)]  # denied counts too: the model called it already
+    assert answered("required", asked) and answered({"type": "function", "name": "get_weather"}, asked)
+    assert answered({"type": "mcp", "server_label": "tools"}, asked)
+    assert answered({"type": "mcp", "server_label": "tools", "name": "echo"}, asked)
+    assert not answered({"type": "mcp", "server_label": "tools", "name": "fail"}, asked)
+    assert not answered({"type": "mcp", "server_label": "other"}, asked)
+    assert not answered("required", [])

@@ -291,21 +291,6 @@ def mcp_choice(choice: object) -> Mapping[str, Any] | None:
     return None
 
 
-def forces(choice: object) -> bool:
-    """Whether a ``tool_choice`` forces a tool call: ``"required"``, ``{"type": "function"}`` or ``{"type": "mcp"}``.
-    In a loop the gateway runs, such a choice binds the first model turn only (``turn_choice``)."""
-    return choice == "required" or (isinstance(choice, dict) and choice.get("type") in ("function", "mcp"))
-
-
-def turn_choice(choice: str | dict[str, Any] | None, has_tools: bool) -> str | dict[str, Any] | None:
-    """The ``tool_choice`` of a model turn after the loop's first: a forced choice becomes ``"auto"`` (None when the
-    turn offers no tool, as ``auto`` needs one), so that the model can answer and the loop end; as OpenAI applies
-    ``tool_choice`` to the model's first choice. Other choices (``auto``, ``none``) hold for every turn."""
-    if not forces(choice):
-        return choice
-    return "auto" if has_tools else None
-
-
 def check_forced(
     choice: Mapping[str, Any], server: McpTool, listing: Mapping[str, Any] | None, error: str | None
 ) -> None:
@@ -332,7 +317,7 @@ def forced_choice(choice: Mapping[str, Any], offered: Mapping[str, Offered]) -> 
     """``tool_choice: {"type": "mcp"}`` as the first model turn sees it, the MCP tools being function tools: the
     function names it allows, and the choice that forces one of them: that function when it is one (a named tool,
     or a server offering a single tool), else ``"required"`` with only the server's functions offered on that
-    turn. Later turns choose freely (``auto``, ``turn_choice``), as OpenAI does."""
+    turn. Later turns choose freely (``auto``, ``mcp_turns.turn_choice``), as OpenAI does."""
     label, name = choice["server_label"], choice.get("name")
     names = [
         function

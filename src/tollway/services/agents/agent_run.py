@@ -11,19 +11,9 @@ from typing import Any
 
 from tollway.domain.catalog import Candidate
 from tollway.domain.mcp_events import AgentEventStream
-from tollway.domain.mcp_items import intercept, listings_in, mcp_call_item, model_items
-from tollway.domain.mcp_tools import (
-    MAX_TOOL_CALLS_DEFAULT,
-    Offered,
-    check_forced,
-    forced_choice,
-    forces,
-    function_name,
-    function_tool,
-    mcp_choice,
-    offered_tools,
-    turn_choice,
-)
+from tollway.domain.mcp_items import intercept, listings_in, mcp_call_item
+from tollway.domain.mcp_tools import MAX_TOOL_CALLS_DEFAULT, Offered, check_forced, mcp_choice
+from tollway.domain.mcp_turns import answered, turn_inputs
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_items import output_as_input
 from tollway.domain.responses_output import status_of
@@ -186,45 +176,13 @@ class LoopRun:
     # -- model turns ---------------------------------------------------------------------------------------------------
 
     def _turn_inputs(self) -> tuple[ResponsesRequest, list[dict[str, Any]]]:
-        """The request as the model sees it this turn: its function tools plus the MCP tools as function tools,
-        and the context with ``mcp_*`` items as function calls and results. A forcing ``tool_choice`` (``required``,
-        a function, an MCP server's tool: ``forced_choice``) binds the loop's first turn only; later turns, and a
-        first turn that follows the approval of a call the forced turn asked for, choose freely (``turn_choice``)."""
-        request = self.request
+        """The request and context as the model sees them this turn (``mcp_turns.turn_inputs``). A forcing
+        ``tool_choice`` binds the loop's first turn only, unless this request answers the approval it asked for."""
+        first = self.iteration == 0 and not answered(self.request.tool_choice, self.approvals)
         servers = [server.tool for server in self.steps.servers.values()]
-        self.offered = offered_tools(servers, self.steps.listings, request.tool_names)
-        names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
-        tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
-        choice, mcp = request.tool_choice, mcp_choice(request.tool_choice)
-        if forces(choice) and (self.iteration > 0 or self._answered(choice)):
-            choice = turn_choice(choice, bool(tools))
-        elif mcp is not None:
-            choice, forced = forced_choice(mcp, self.offered)
-            if choice == "required":  # one of the server's tools: only those are offered on this turn
-                tools = [tool for tool in tools if tool["name"] in forced]
-        turn_request = dataclasses.replace(
-            request,
-            tools=tools,
-            tool_names=tuple(tool["name"] for tool in tools),
-            tool_choice=choice,
-            mcp=(),
-            declared_tools=None,
-        )
         context = self.context + output_as_input(self.writer.output)
-        items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
-        return turn_request, items
-
-    def _answered(self, choice: object) -> bool:
-        """Whether this request answers an approval request for the forced tool (any tool, for ``required`` or a
-        function): the model called it already, in the forced turn that asked, so its next turn chooses freely,
-        rather than ask for the same call again."""
-        forced = mcp_choice(choice)
-        if forced is None:
-            return bool(self.approvals)
-        label, name = forced["server_label"], forced.get("name")
-        return any(
-            asked["server_label"] == label and name in (None, asked["name"]) for asked, _approved in self.approvals
-        )
+        request, items, self.offered = turn_inputs(self.request, servers, self.steps.listings, context, first)
+        return request, items
 
     def _turn_ctx(self) -> CallContext:
         ctx, n = self.ctx, self.iteration
