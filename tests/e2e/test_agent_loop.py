@@ -750,3 +750,110 @@ def test_tool_choice_mcp_is_not_forced_again_when_the_request_answers_its_approv
         )
     assert types_of(second.output) == ["mcp_call", "message"] and second.output_text == "The tool returned: hi"
     assert [_forced(body) for body in _sent(fake_upstream, mark)] == ["tools__echo", None]
+
+
+# -- a forcing tool_choice binds the first turn only -------------------------------------------------------------------
+
+
+def _mode(body: dict[str, Any]) -> str | None:
+    """The tool_choice an upstream request carries, in every wire format: the forced function's name, "required",
+    "auto", "none", or None when it carries none."""
+    forced = _forced(body)
+    if forced is not None:
+        return forced
+    config = body.get("toolConfig")
+    choice = config["functionCallingConfig"]["mode"].lower() if config is not None else body.get("tool_choice")
+    return str(choice["type"]) if isinstance(choice, dict) else choice
+
+
+WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+FORCING = [  # (tool_choice, whether a function tool is declared too, what the first upstream request forces)
+    ("required", False, "required"),
+    ({"type": "function", "name": "get_weather"}, True, "get_weather"),
+    ({"type": "mcp", "server_label": "tools", "name": "echo"}, False, "tools__echo"),
+]
+
+
+@pytest.mark.parametrize(("choice", "weather", "first"), FORCING, ids=["required", "function", "mcp"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_forcing_tool_choice_binds_the_first_turn_of_the_loop_only(
+    tenant: Tenant,
+    fake_upstream: FakeUpstreamThread,
+    choice: Any,
+    weather: bool,
+    first: str,
+    stream: bool,
+) -> None:
+    # OpenAI applies tool_choice to the model's first choice; forcing every turn would make the model call a tool
+    # until max_tool_calls. The fake model calls the MCP tool once (even when told to call get_weather), then answers.
+    _, key = tenant.end_user()
+    mark = uuid.uuid4().hex
+    tools = [mcp_tool(tenant)] + ([WEATHER] if weather else [])
+    with tenant.sdk(key) as sdk:
+        body: dict[str, Any] = {"model": model(tenant, "echo-agent"), "input": f"hi {mark}", "tools": tools}
+        if stream:
+            events = list(sdk.responses.create(**body, tool_choice=choice, stream=True))
+            assert events[-1].type == "response.completed"
+            response = events[-1].response
+        else:
+            response = sdk.responses.create(**body, tool_choice=choice)
+    assert response.status == "completed" and response.output_text == "The tool returned: hi"
+    assert types_of(response.output) == ["mcp_list_tools", "mcp_call", "message"]
+    assert response.output[1].status == "completed" and response.output[1].output == "hi"
+    assert response.incomplete_details is None
+    assert [_mode(sent) for sent in _sent(fake_upstream, mark)] == [first, "auto"]
+
+
+def test_tool_choice_required_is_not_forced_again_when_the_request_answers_its_approval(
+    compat: Tenant, fake_upstream: FakeUpstreamThread
+) -> None:
+    # The forced turn asked for the approval: the approved call satisfies "required", so the model answers instead of
+    # asking for another call (and another approval) on every request of the chain.
+    _, key = compat.end_user()
+    mark = uuid.uuid4().hex
+    tools = [mcp_tool(compat, require_approval="always")]
+    with compat.sdk(key) as sdk:
+        first = sdk.responses.create(
+            model=model(compat, "echo-agent"), input=f"hi {mark}", tools=tools, tool_choice="required"
+        )
+        assert types_of(first.output) == ["mcp_list_tools", "mcp_approval_request"]
+        approval = {"type": "mcp_approval_response", "approval_request_id": first.output[1].id, "approve": True}
+        second = sdk.responses.create(
+            model=model(compat, "echo-agent"),
+            input=[approval],
+            tools=tools,
+            tool_choice="required",
+            previous_response_id=first.id,
+        )
+    assert types_of(second.output) == ["mcp_call", "message"] and second.output_text == "The tool returned: hi"
+    assert [_mode(body) for body in _sent(fake_upstream, mark)] == ["required", "auto"]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "param"),
+    [
+        (["echo", "fail", "echo"], "tools[0].allowed_tools[2]"),
+        ({"tool_names": ["echo", "echo"]}, "tools[0].allowed_tools.tool_names[1]"),
+    ],
+    ids=["list", "tool_names"],
+)
+def test_a_repeated_allowed_tool_is_a_400_naming_the_repeat(
+    compat: Tenant, fake_upstream: FakeUpstreamThread, app: McpApp, allowed: Any, param: str
+) -> None:
+    end_user_id, key = compat.end_user()
+    mark = uuid.uuid4().hex
+    served = len(app.calls)
+    with compat.sdk(key) as sdk:
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as caught:
+                sdk.responses.create(
+                    model=model(compat, "echo-agent"),
+                    input=f"hi {mark}",
+                    tools=[mcp_tool(compat, allowed_tools=allowed)],
+                    stream=stream,
+                )
+            error = caught.value.body
+            assert (error["code"], error["param"]) == ("invalid_request", param), error  # type: ignore[index]
+            assert "repeats 'echo'" in error["message"]  # type: ignore[index]
+    assert _sent(fake_upstream, mark) == [] and len(app.calls) == served  # no model turn, no tool call
+    assert compat.budget_rows(end_user_id) == []

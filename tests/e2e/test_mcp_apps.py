@@ -139,7 +139,7 @@ def test_app_crud_shapes_and_secrets_never_returned(platform: Platform, oauth: O
                 "server_url": "http://127.0.0.1:9/mcp",
                 "auth": {"type": "header", "name": "Authorization", "value": HEADER_VALUE},
                 "price_per_call_usd": "0.0125",
-                "allowed_tools": ["search", "fetch", "search"],
+                "allowed_tools": ["search", "fetch"],
                 "is_active": False,
             },
         ),
@@ -227,6 +227,7 @@ def _auth(oauth: OAuthServer, **change: Any) -> dict[str, Any]:
         ({"allowed_tools": "search"}, "allowed_tools"),
         ({"allowed_tools": ["ok", 3]}, "allowed_tools[1]"),
         ({"allowed_tools": [""]}, "allowed_tools[0]"),
+        ({"allowed_tools": ["search", "fetch", "search"]}, "allowed_tools[2]"),  # as scopes: a 400, never merged
         ({"is_active": "yes"}, "is_active"),
         ({"has_secret": False}, "has_secret"),
         ({"platform_id": "x"}, "platform_id"),
@@ -267,6 +268,11 @@ def test_slug_unique_per_platform_and_patch_rules(
     # Switching the type needs the new type's secret.
     switch = {"auth": {"type": "header", "name": "X-Key"}}
     _error(platform.client.patch(f"{apps}/{other['id']}", json=switch), 400, "invalid_request", "auth.value")
+    # A repeated tool name is a 400 naming the repeat, and nothing changes.
+    repeated = {"name": "Renamed", "allowed_tools": ["list", "list"]}
+    _error(platform.client.patch(f"{apps}/{other['id']}", json=repeated), 400, "invalid_request", "allowed_tools[1]")
+    kept = _ok(platform.client.get(f"{apps}/{other['id']}"))
+    assert (kept["name"], kept["allowed_tools"]) == (other["name"], None)
     assert platform.client.delete(f"{apps}/{other['id']}").status_code == 204
     # Another platform may use the same slug.
     second = make_platform(gateway, admin)

@@ -10,7 +10,14 @@ import pytest
 
 from tollway.domain.chat_request import parse_chat_request
 from tollway.domain.mcp_items import DENIED, check_approvals, intercept, listed_tools, model_items, result_text
-from tollway.domain.mcp_tools import check_forced, forced_choice, function_name, offered_tools, parse_mcp_tool
+from tollway.domain.mcp_tools import (
+    check_forced,
+    forced_choice,
+    function_name,
+    offered_tools,
+    parse_mcp_tool,
+)
+from tollway.domain.mcp_turns import answered, forces, turn_choice
 from tollway.domain.responses_request import parse_responses_request
 from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
@@ -36,6 +43,8 @@ def request(*tools: dict[str, Any], **extra: Any) -> Any:
         ({"allowed_tools": [1]}, "tools[1].allowed_tools[0]"),
         ({"allowed_tools": {"tool_names": "echo"}}, "tools[1].allowed_tools.tool_names"),
         ({"allowed_tools": {"names": ["echo"]}}, "tools[1].allowed_tools.names"),
+        ({"allowed_tools": ["echo", "fail", "echo"]}, "tools[1].allowed_tools[2]"),
+        ({"allowed_tools": {"tool_names": ["echo", "echo"]}}, "tools[1].allowed_tools.tool_names[1]"),
         ({"require_approval": "sometimes"}, "tools[1].require_approval"),
         ({"require_approval": {"never": ["echo"]}}, "tools[1].require_approval.never"),
         ({"require_approval": {"maybe": {}}}, "tools[1].require_approval.maybe"),
@@ -251,3 +260,30 @@ def test_a_forced_tool_becomes_a_forced_function_or_required() -> None:
         {"type": "function", "name": "other__echo"},
         ["other__echo"],
     )
+
+
+@pytest.mark.parametrize(
+    ("choice", "later"),
+    [
+        ("required", "auto"),
+        ({"type": "function", "name": "get_weather"}, "auto"),
+        ({"type": "mcp", "server_label": "tools"}, "auto"),
+        ("auto", "auto"),
+        ("none", "none"),
+        (None, None),
+    ],
+)
+def test_a_forcing_choice_binds_the_first_turn_only(choice: Any, later: Any) -> None:
+    assert forces(choice) is (later == "auto" and choice != "auto")
+    assert turn_choice(choice, has_tools=True) == later
+    assert turn_choice(choice, has_tools=False) == (None if forces(choice) else choice)  # auto needs a tool
+
+
+def test_an_approval_answers_the_forcing_choice_of_the_turn_that_asked() -> None:
+    asked = [({"server_label": "tools", "name": "echo"}, False)]  # denied counts too: the model called it already
+    assert answered("required", asked) and answered({"type": "function", "name": "get_weather"}, asked)
+    assert answered({"type": "mcp", "server_label": "tools"}, asked)
+    assert answered({"type": "mcp", "server_label": "tools", "name": "echo"}, asked)
+    assert not answered({"type": "mcp", "server_label": "tools", "name": "fail"}, asked)
+    assert not answered({"type": "mcp", "server_label": "other"}, asked)
+    assert not answered("required", [])

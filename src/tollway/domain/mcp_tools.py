@@ -141,16 +141,19 @@ def parse_mcp_tool(tool: dict[str, Any], index: int) -> McpTool:
     )
 
 
-def _names(value: object, path: str) -> tuple[str, ...]:
+def _names(value: object, path: str, unique: bool = False) -> tuple[str, ...]:
+    """A list of tool names; with ``unique`` (``allowed_tools``, as an MCP app's) a repeated name is refused."""
     if type(value) is not list or len(value) > MAX_LISTED_TOOLS:
         raise InvalidRequest(f"{path} must be a list of at most {MAX_LISTED_TOOLS} tool names.", path)
     for i, name in enumerate(value):
         if type(name) is not str or not 1 <= len(name) <= 128:
             raise InvalidRequest(f"{path}[{i}] must be a tool name (1 to 128 characters).", f"{path}[{i}]")
+        if unique and name in value[:i]:
+            raise InvalidRequest(f"{path}[{i}] repeats {name!r}: name each tool once.", f"{path}[{i}]")
     return tuple(value)
 
 
-def _filter(value: object, path: str) -> ToolFilter:
+def _filter(value: object, path: str, unique: bool = False) -> ToolFilter:
     if type(value) is not dict:
         raise InvalidRequest(f'{path} must be an object such as {{"tool_names": [...]}}.', path)
     check_fields(value, _FILTER_FIELDS, path, "a tool filter")
@@ -158,16 +161,16 @@ def _filter(value: object, path: str) -> ToolFilter:
     if read_only is not None and type(read_only) is not bool:
         raise InvalidRequest(f"{path}.read_only must be a boolean.", f"{path}.read_only")
     names = value.get("tool_names")
-    return ToolFilter(None if names is None else _names(names, f"{path}.tool_names"), read_only)
+    return ToolFilter(None if names is None else _names(names, f"{path}.tool_names", unique), read_only)
 
 
 def _allowed(value: object, path: str) -> ToolFilter | None:
     if value is None:
         return None
     if type(value) is list:
-        return ToolFilter(_names(value, path))
+        return ToolFilter(_names(value, path, unique=True))
     if type(value) is dict:
-        return _filter(value, path)
+        return _filter(value, path, unique=True)
     raise InvalidRequest(f'{path} must be a list of tool names or {{"tool_names": [...]}}.', path)
 
 
@@ -314,7 +317,7 @@ def forced_choice(choice: Mapping[str, Any], offered: Mapping[str, Offered]) -> 
     """``tool_choice: {"type": "mcp"}`` as the first model turn sees it, the MCP tools being function tools: the
     function names it allows, and the choice that forces one of them: that function when it is one (a named tool,
     or a server offering a single tool), else ``"required"`` with only the server's functions offered on that
-    turn. Later turns choose freely (``auto``), as OpenAI does."""
+    turn. Later turns choose freely (``auto``, ``mcp_turns.turn_choice``), as OpenAI does."""
     label, name = choice["server_label"], choice.get("name")
     names = [
         function

@@ -12,7 +12,9 @@ A request with ``mcp`` tools (or answering an approval request) runs here instea
    openai providers called natively included (``mcp`` tools are never passed to OpenAI). A call to one is an
    ``mcp_call`` run through the billed MCP call service (``McpCalls.call_priced``, request id
    ``<request_id>-c<n>``) whose result goes back to the model, or, when approval is required, an
-   ``mcp_approval_request`` that ends the response;
+   ``mcp_approval_request`` that ends the response. A forcing ``tool_choice`` (``required``, a function, an MCP
+   server's tool) binds the first turn only, later turns sending ``auto``: else the model would call a tool on every
+   turn until ``max_tool_calls``;
 4. the loop ends when the model answers without calling a tool, calls a ``function`` tool of the request (returned
    as usual), at ``max_tool_calls`` (``incomplete``), or when money refuses the next step (``incomplete``, the
    refusal's code as the reason: ``budget_exhausted``, ``wallet_insufficient``, or ``budget_suspended`` when the
@@ -36,8 +38,9 @@ from tollway.domain.responses_request import ResponsesRequest
 from tollway.domain.stored_responses import Owner
 from tollway.domain.threads import ThreadLease
 from tollway.errors import InvalidRequest
-from tollway.services.agents.agent_run import LoopRun, Server
+from tollway.services.agents.agent_run import LoopRun
 from tollway.services.agents.mcp_calls import McpCalls
+from tollway.services.agents.mcp_steps import Server
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.call import CallContext, CallLifecycle
 from tollway.services.inference.responses import ResponsesService

@@ -1,40 +1,19 @@
 """One request's run of the Responses tool loop (SPEC §16.3; the design is in ``agent_loop.py``): the MCP listings,
 the approved calls, the model turns (JSON or streamed into one event sequence) and their MCP calls, the end and
-the stored result."""
+the stored result. The MCP steps themselves (a listing, a call) are run by ``McpSteps`` (``mcp_steps.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import AsyncIterator
+from typing import Any
 
 from tollway.domain.catalog import Candidate
-from tollway.domain.mcp_calls import McpApp, McpCallFailed, McpServer
 from tollway.domain.mcp_events import AgentEventStream
-from tollway.domain.mcp_items import (
-    intercept,
-    list_tools_item,
-    listed_tools,
-    listings_in,
-    mcp_call_item,
-    model_items,
-    result_text,
-    tool_arguments,
-)
-from tollway.domain.mcp_tools import (
-    MAX_TOOL_CALLS_DEFAULT,
-    McpTool,
-    Offered,
-    check_forced,
-    forced_choice,
-    function_name,
-    function_tool,
-    mcp_choice,
-    offered_tools,
-)
+from tollway.domain.mcp_items import intercept, listings_in, mcp_call_item
+from tollway.domain.mcp_tools import MAX_TOOL_CALLS_DEFAULT, Offered, check_forced, mcp_choice
+from tollway.domain.mcp_turns import answered, turn_inputs
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_items import output_as_input
 from tollway.domain.responses_output import status_of
@@ -44,22 +23,14 @@ from tollway.domain.threads import ThreadLease
 from tollway.domain.upstream import StreamChunk
 from tollway.domain.usage import CallStatus
 from tollway.errors import BillingError, TollwayError, UpstreamError
-from tollway.services.agents.mcp_calls import McpAppError, McpCalls
+from tollway.services.agents.mcp_calls import McpCalls
+from tollway.services.agents.mcp_steps import MAX_STEPS, McpSteps, Server, step_id
 from tollway.services.inference.answers import Completion, StreamedCompletion
 from tollway.services.inference.call import CallContext
 from tollway.services.inference.responses import ResponsesService, ResponseTurn, chunk_events, skeleton
 from tollway.services.inference.streams import StreamTally
 
 log = logging.getLogger("tollway.agents")
-
-_STEP_DIGITS: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
-# Turns and calls after the first get the request id plus "-t"/"-c" and two base-36 digits (the 40 characters of
-# holds.request_id), so a response makes at most this many MCP calls whatever ``max_tool_calls`` says.
-MAX_STEPS: Final = 36 * 36 - 2
-
-
-def _step_id(request_id: str, kind: str, n: int) -> str:
-    return f"{request_id}-{kind}{_STEP_DIGITS[n // 36]}{_STEP_DIGITS[n % 36]}"
 
 
 def _add(total: Usage, usage: Usage) -> Usage:
@@ -73,16 +44,6 @@ def _add(total: Usage, usage: Usage) -> Usage:
         reasoning,
         total.cache_write_tokens + usage.cache_write_tokens,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    """An ``mcp`` tool of the request, resolved: the app it names (or a priced-at-0 stand-in for an external
-    server) and where its requests go, with which credential."""
-
-    tool: McpTool
-    app: McpApp
-    target: McpServer
 
 
 class LoopRun:
@@ -100,20 +61,16 @@ class LoopRun:
         servers: list[Server],
         approvals: list[tuple[dict[str, Any], bool]],
     ) -> None:
-        self.responses, self.mcp = responses, mcp
+        self.responses = responses
         self.ctx, self.request, self.owner, self.lease = ctx, request, owner, lease
         self.context = previous + request.input
-        self.servers = {server.tool.server_label: server for server in servers}
         self.approvals = approvals
-        self.listings = listings_in(self.context)
-        self.listing_errors: dict[str, str] = {}  # server label -> why this request could not list it
         self.writer = AgentEventStream(skeleton(request, ctx.labels), summary=request.reasoning_summary is not None)
+        self.steps = McpSteps(mcp, ctx, self.writer, servers, listings_in(self.context))
         self.max_calls = min(request.options.max_tool_calls or MAX_TOOL_CALLS_DEFAULT, MAX_STEPS)
-        self.iteration = 0
-        self.calls = 0  # MCP calls sent (or refused before sending) in this response
-        self.billed = False  # whether anything was settled: from then on, failures end the response
+        self.iteration = 0  # model turns settled so far
         self.usage = Usage(0, 0)
-        self.cost = 0
+        self.cost = 0  # what the model turns charged (the MCP calls' is ``steps.cost``)
         self.end: tuple[str, dict[str, str] | None] | None = None  # (status, incomplete_details) once decided
         self.error: TollwayError | None = None
         self.offered: dict[str, Offered] = {}
@@ -186,19 +143,26 @@ class LoopRun:
             self.responses.threads.release_soon(self.lease)
             self.lease = None
 
+    @property
+    def billed(self) -> bool:
+        """Whether anything was settled (a turn, or an MCP call that reached the call service): from then on,
+        failures end the response."""
+        return self.iteration > 0 or self.steps.reached
+
     # -- before the first turn ---------------------------------------------------------------------------------------
 
     async def _prelude(self) -> AsyncIterator[dict[str, Any]]:
         """Listings of servers the chain has not listed yet, then the calls approved in this input. A tool forced by
         ``tool_choice`` is checked against the listings before anything is called (a 400 or 502 answer)."""
-        for server in self.servers.values():
-            if server.tool.server_label not in self.listings:
-                async for event in self._list(server):
+        steps = self.steps
+        for server in steps.servers.values():
+            if server.tool.server_label not in steps.listings:
+                async for event in steps.list_server(server):
                     yield event
         choice = mcp_choice(self.request.tool_choice)
         if choice is not None:
             label = choice["server_label"]
-            check_forced(choice, self.servers[label].tool, self.listings.get(label), self.listing_errors.get(label))
+            check_forced(choice, steps.servers[label].tool, steps.listings.get(label), steps.listing_errors.get(label))
         for request_item, approved in self.approvals:
             if not approved or self.end is not None:
                 continue
@@ -209,68 +173,20 @@ class LoopRun:
             async for event in self._call(item):
                 yield event
 
-    async def _list(self, server: Server) -> AsyncIterator[dict[str, Any]]:
-        writer, item = self.writer, list_tools_item(server.tool.server_label)
-        for event in writer.add(item) + writer.progress(item, "response.mcp_list_tools.in_progress"):
-            yield event
-        error: str | None = None
-        try:
-            listing = await self.mcp.list_server(self.ctx.principal, server.app, server.target)
-        except McpCallFailed as exc:
-            error = exc.message
-        except McpAppError as exc:
-            error = f"The MCP server answered tools/list with error {exc.code}: {exc.message}"
-        except TollwayError as exc:  # a connection that expired on refresh, an unreachable authorization server
-            error = exc.message
-        if error is None:
-            item["tools"] = listed_tools(listing)
-            self.listings[server.tool.server_label] = item
-        else:
-            item["error"] = self.listing_errors[server.tool.server_label] = error
-        for event in writer.close(item, f"response.mcp_list_tools.{'failed' if error else 'completed'}"):
-            yield event
-
     # -- model turns ---------------------------------------------------------------------------------------------------
 
     def _turn_inputs(self) -> tuple[ResponsesRequest, list[dict[str, Any]]]:
-        """The request as the model sees it this turn: its function tools plus the MCP tools as function tools,
-        and the context with ``mcp_*`` items as function calls and results. ``tool_choice: {"type": "mcp"}`` forces
-        the first turn to call that server's tool (``forced_choice``); later turns choose freely."""
-        request = self.request
-        servers = [server.tool for server in self.servers.values()]
-        self.offered = offered_tools(servers, self.listings, request.tool_names)
-        names = {(o.server.server_label, o.tool["name"]): name for name, o in self.offered.items()}
-        tools = request.tools + [function_tool(name, offered) for name, offered in self.offered.items()]
-        choice, mcp = request.tool_choice, mcp_choice(request.tool_choice)
-        if mcp is not None and (self.iteration > 0 or self._answered(mcp)):
-            choice = None
-        elif mcp is not None:
-            choice, forced = forced_choice(mcp, self.offered)
-            if choice == "required":  # one of the server's tools: only those are offered on this turn
-                tools = [tool for tool in tools if tool["name"] in forced]
-        turn_request = dataclasses.replace(
-            request,
-            tools=tools,
-            tool_names=tuple(tool["name"] for tool in tools),
-            tool_choice=choice,
-            mcp=(),
-            declared_tools=None,
-        )
+        """The request and context as the model sees them this turn (``mcp_turns.turn_inputs``). A forcing
+        ``tool_choice`` binds the loop's first turn only, unless this request answers the approval it asked for."""
+        first = self.iteration == 0 and not answered(self.request.tool_choice, self.approvals)
+        servers = [server.tool for server in self.steps.servers.values()]
         context = self.context + output_as_input(self.writer.output)
-        items = model_items(context, lambda label, tool: names.get((label, tool)) or function_name(label, tool))
-        return turn_request, items
-
-    def _answered(self, choice: Mapping[str, Any]) -> bool:
-        """Whether this request answers an approval request for the forced tool: the model called it already (in
-        the turn that asked), so its next turn chooses freely, rather than ask for the same call again."""
-        label, name = choice["server_label"], choice.get("name")
-        return any(
-            asked["server_label"] == label and name in (None, asked["name"]) for asked, _approved in self.approvals
-        )
+        request, items, self.offered = turn_inputs(self.request, servers, self.steps.listings, context, first)
+        return request, items
 
     def _turn_ctx(self) -> CallContext:
         ctx, n = self.ctx, self.iteration
-        request_id = ctx.request_id if n == 0 else _step_id(ctx.request_id, "t", n)
+        request_id = ctx.request_id if n == 0 else step_id(ctx.request_id, "t", n)
         return dataclasses.replace(ctx, request_id=request_id, labels=dataclasses.replace(ctx.labels, iteration=n))
 
     async def _open(self) -> ResponseTurn | None:
@@ -313,7 +229,6 @@ class LoopRun:
     def _tally(self, usage: Usage, cost_nanos: int) -> None:
         self.usage = _add(self.usage, usage)
         self.cost += cost_nanos
-        self.billed = True
         self.iteration += 1
 
     async def _relay(
@@ -406,7 +321,7 @@ class LoopRun:
         for item in pending:
             if self.end is not None:
                 break
-            if self.calls >= self.max_calls:
+            if self.steps.calls >= self.max_calls:
                 item["status"], item["error"] = "incomplete", f"Not run: max_tool_calls ({self.max_calls}) reached."
                 self.end = ("incomplete", {"reason": "max_tool_calls"})
                 break
@@ -416,71 +331,18 @@ class LoopRun:
             self.end = ("completed", None)
 
     async def _call(self, item: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Run one ``mcp_call`` item through the billed MCP call service and record how it ended."""
-        writer = self.writer
-        for event in writer.progress(item, "response.mcp_call.in_progress"):
-            yield event
-        self.calls += 1
-        server = self.servers.get(item["server_label"])
-        arguments = tool_arguments(item["arguments"])
-        item["error"] = self._refusal(item, server, arguments)
-        if item["error"] is None and server is not None:
-            await self._send(item, server, arguments)
-        if item["status"] == "incomplete":
-            return  # not run: money ended the loop; the item is closed with the response
-        done = "completed" if item["status"] == "completed" else "failed"
-        item["status"] = done
-        for event in writer.close(item, f"response.mcp_call.{done}"):
-            yield event
-
-    def _refusal(self, item: dict[str, Any], server: Server | None, arguments: dict[str, Any] | None) -> str | None:
-        """Why a call cannot be sent (a failed ``mcp_call``, not billed), or None."""
-        label, name = item["server_label"], item["name"]
-        if server is None:
-            return f"The MCP server {label!r} is not among this request's tools."
-        listing = self.listings.get(label)
-        tools = listing.get("tools") or () if listing is not None else ()
-        if not any(t["name"] == name and server.tool.offers(t) for t in tools):
-            return f"The tool {name!r} is not offered by the MCP server {label!r}."
-        if arguments is None:
-            return "The tool call's arguments are not a JSON object."
-        return None
-
-    async def _send(self, item: dict[str, Any], server: Server, arguments: dict[str, Any] | None) -> None:
-        ctx = self.ctx  # the call belongs to the turn that asked for it (approved calls: the turn that follows)
-        labels = dataclasses.replace(ctx.labels, iteration=max(self.iteration - 1, 0))
-        call_ctx = dataclasses.replace(ctx, request_id=_step_id(ctx.request_id, "c", self.calls), labels=labels)
-        # Shielded: a client that leaves mid-call stops the loop after this call, which still settles.
-        task = asyncio.ensure_future(self.mcp.call_priced(call_ctx, server.app, server.target, item["name"], arguments))
+        """One ``mcp_call`` item run by ``McpSteps``; money refusing it ends the loop (``_failed``)."""
         try:
-            result, charged = await asyncio.shield(task)
-        except BillingError as exc:
-            item["status"], item["error"] = "incomplete", f"Not run: {exc.message}"
-            self._failed(exc)
-            return
-        except McpAppError as exc:
-            item["error"] = f"The MCP server answered with error {exc.code}: {exc.message}"
-        except TollwayError as exc:  # a limit (timeout, size), unreachable, rate limited, not connected
-            item["error"] = exc.message
-        else:
-            self.cost += charged
-            if result.is_error:
-                item["error"] = result_text(result.body) or "The tool reported an error."
-            else:
-                item["output"], item["status"] = result_text(result.body), "completed"
-        self.billed = True  # from now on what was done is returned, whatever ends the loop
+            async for event in self.steps.call(item, self.iteration):
+                yield event
+        except BillingError as error:
+            self._failed(error)
 
     # -- the end -------------------------------------------------------------------------------------------------
 
-    def _close_unrun(self) -> None:
-        for item in self.writer.items:
-            if item.get("type") == "mcp_call" and item.get("status") == "in_progress":
-                item["status"] = "incomplete"
-                item["error"] = item.get("error") or "Not run: the response ended first."
-
     def _terminal_events(self) -> list[dict[str, Any]]:
-        self._close_unrun()
-        cost = self.cost
+        self.steps.close_unrun()
+        cost = self.cost + self.steps.cost
         if self.error is not None:
             return self.writer.failed(self.error.code, self.error.message, self.usage, cost)
         status, incomplete = self.end or ("completed", None)

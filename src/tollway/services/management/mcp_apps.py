@@ -203,9 +203,11 @@ def _tools(value: object, param: str = "allowed_tools") -> list[str] | None:
         )
     chosen: list[str] = []
     for index, item in enumerate(value):
-        name = f.as_str(item, f"allowed_tools[{index}]", max_len=TOOL_NAME_MAX)
-        if name not in chosen:
-            chosen.append(name)
+        param = f"allowed_tools[{index}]"
+        name = f.as_str(item, param, max_len=TOOL_NAME_MAX)
+        if name in chosen:  # as API keys' scopes (SPEC §2.1): a repeat is a mistake worth naming, never merged
+            raise InvalidRequest(f"{param} repeats {name!r}: name each tool once.", param)
+        chosen.append(name)
     return chosen
 
 
@@ -262,7 +264,12 @@ APP_BODY: Final = Body(
         Custom(
             {
                 "anyOf": [
-                    {"type": "array", "maxItems": TOOLS_MAX, "items": {"type": "string", "maxLength": TOOL_NAME_MAX}},
+                    {
+                        "type": "array",
+                        "maxItems": TOOLS_MAX,
+                        "uniqueItems": True,
+                        "items": {"type": "string", "maxLength": TOOL_NAME_MAX},
+                    },
                     {"type": "null"},
                 ]
             },
