@@ -8,7 +8,8 @@ The build at ``BEFORE_COMMIT`` (exported with ``git archive``) and this tree's r
 of one seeded database (``CREATE DATABASE … TEMPLATE``), each pinned to core 0, measured in turn in interleaved
 blocks (the other idle meanwhile), so the load other sessions put on this shared machine falls on both alike. CPU
 per request is the instance's user + system CPU over a block divided by the requests wrk counted (as
-``bench/scale.py``); requests per second are printed beside it.
+``bench/scale.py``); requests per second are printed beside it, and what PostgreSQL spent on each instance's
+database per request: transactions (``pg_stat_database``) and its backends' CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +71,44 @@ def instance(database: str, credentials: Credentials, redis_url: str, src: Path 
         yield node
 
 
+def _psql(postgres: PostgresServer, query: str) -> list[list[str]]:
+    argv = ["psql", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-Atc", query]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return [line.split("|") for line in out.splitlines() if line]
+
+
+def _server_side(postgres: PostgresServer, database: str) -> dict[str, Any]:
+    """The database's transactions so far (``pg_stat_database``), and the CPU ticks of each of its backends."""
+    [[commits, rollbacks]] = _psql(
+        postgres, f"SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = '{database}'"
+    )
+    ticks = {}
+    for [pid] in _psql(postgres, f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks[pid] = int(fields[11]) + int(fields[12])
+    return {"commits": int(commits), "rollbacks": int(rollbacks), "ticks": ticks}
+
+
+def server_load(
+    postgres: PostgresServer, database: str, node: Instance, keys: list[str], seconds: int
+) -> dict[str, Any]:
+    """``measured_load``, with what PostgreSQL spent on the instance's database per request: transactions (its
+    statistics are flushed by each backend at most once a second, so ±1 s of them) and its backends' CPU."""
+    before = _server_side(postgres, database)
+    run = measured_load([node], keys, seconds)
+    time.sleep(1.5)  # idle backends flush their statistics
+    after = _server_side(postgres, database)
+    requests = max(1.0, run["rps"] * seconds)
+    ticks = sum(t - before["ticks"].get(pid, 0) for pid, t in after["ticks"].items())
+    return {
+        **run,
+        "pg_commits_per_request": (after["commits"] - before["commits"]) / requests,
+        "pg_rollbacks_per_request": (after["rollbacks"] - before["rollbacks"]) / requests,
+        "pg_cpu_us_per_request": ticks / os.sysconf("SC_CLK_TCK") / requests * 1e6,
+    }
+
+
 def main() -> None:
     before_commit = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -103,11 +143,13 @@ def main() -> None:
                 for name, node in nodes.items() if round_ % 2 == 0 else reversed(nodes.items()):
                     for keys in ("one_key", "fifty_keys"):
                         chosen = crowd.user_keys[: 1 if keys == "one_key" else ROTATED_KEYS]
-                        run = measured_load([node], chosen, SECONDS)
+                        run = server_load(postgres, name, node, chosen, SECONDS)
                         results.setdefault(name, {}).setdefault(keys, []).append(run)
                         print(
                             f"round {round_ + 1} {name:6} {keys:10} {run['rps']:7.0f} req/s"
-                            f" {run['cpu_us_per_request']:6.0f} µs CPU/request  load {os.getloadavg()[0]:.1f}",
+                            f" {run['cpu_us_per_request']:6.0f} µs CPU/request; PostgreSQL"
+                            f" {run['pg_cpu_us_per_request']:4.0f} µs CPU, {run['pg_commits_per_request']:.2f} commits,"
+                            f" {run['pg_rollbacks_per_request']:.2f} rollbacks per request; load {os.getloadavg()[0]:.1f}",
                             file=sys.stderr,
                             flush=True,
                         )
@@ -123,6 +165,11 @@ def main() -> None:
                 "rps": [round(r["rps"]) for r in runs],
                 "median_cpu_us": round(statistics.median(r["cpu_us_per_request"] for r in runs)),
                 "median_rps": round(statistics.median(r["rps"] for r in runs)),
+                "pg_cpu_us_per_request": [round(r["pg_cpu_us_per_request"]) for r in runs],
+                "pg_transactions_per_request": [
+                    round(r["pg_commits_per_request"] + r["pg_rollbacks_per_request"], 2) for r in runs
+                ],
+                "pg_rollbacks_per_request": [round(r["pg_rollbacks_per_request"], 2) for r in runs],
             }
             for keys, runs in by_keys.items()
         }
