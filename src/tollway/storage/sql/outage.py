@@ -53,7 +53,5 @@ def map_outages(sync_engine: sa.Engine) -> None:
 
     @sa.event.listens_for(sync_engine, "handle_error")
     def _statement(context: sa.engine.ExceptionContext) -> None:
-        if context.is_pre_ping:  # the pool replaces the connection itself
-            return
         if context.is_disconnect or unreachable(context.original_exception):
             raise ServiceUnavailable(UNREACHABLE) from context.original_exception
