@@ -49,7 +49,10 @@ class Batch:
         self.now = now
         self.sql = sql
         self.stamp = sql.ts(now)  # the encoded timestamp of every row this batch writes
-        self.lock = "" if sql.sqlite else " FOR UPDATE"
+        # PostgreSQL: the rows a batch changes are never deleted nor their keys changed, so the lock that every
+        # UPDATE of them takes anyway (NO KEY UPDATE) serialises the writers, and inserts of rows that reference
+        # them (their foreign keys take KEY SHARE) are not blocked. SQLite holds the write lock from BEGIN IMMEDIATE.
+        self.lock = "" if sql.sqlite else " FOR NO KEY UPDATE"
         self.wallets: dict[str, WalletRow] = {}
         self.budgets: dict[str, BudgetRow] = {}
         self.budget_of_user: dict[str, BudgetRow] = {}
@@ -65,9 +68,9 @@ class Batch:
         self.late: late.LateState | None = None  # what settlements of already resolved holds need (``late.py``)
         self.replaced: list[dict[str, str]] = []  # the sweeper's log rows late settlements replace
 
-    def _select(self, sql: str, prefix: str, ids: list[str]) -> list[Any]:
-        clause, params = self.sql.in_list(prefix, ids)
-        return self.sql.execute(self.conn, sql.replace("(:ids)", clause) + self.lock, params)
+    def _select(self, sql: str, ids: list[str]) -> list[Any]:
+        text, params = self.sql.any_of(sql, {"ids": ids})
+        return self.sql.execute(self.conn, text + self.lock, params)
 
     def load(self, commands: list[MoneyCommand]) -> None:
         """Lock and read the rows the batch touches, in the fixed order wallets -> budgets (reads come from the
@@ -82,7 +85,7 @@ class Batch:
                 "SELECT id, request_id, platform_id, end_user_id, budget_id, wallet_nanos, budget_nanos, status,"
                 " terms, checkpoint FROM holds WHERE id IN (:ids) ORDER BY id"
             )
-            for r in self._select(sql, "h", missing):
+            for r in self._select(sql, missing):
                 terms, checkpoint = from_json(r[8]) or {}, from_json(r[9])
                 self.holds[r[0]] = HoldRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
         self.late = late.load(self, commands)
@@ -98,9 +101,9 @@ class Batch:
                 " wallets.low_balance_armed, platforms.settings FROM wallets JOIN platforms"
                 " ON platforms.id = wallets.platform_id WHERE wallets.platform_id IN (:ids) ORDER BY wallets.id"
             )
-            clause, params = self.sql.in_list("p", missing)
-            lock = "" if self.sql.sqlite else " FOR UPDATE OF wallets"
-            for r in self.sql.execute(self.conn, sql.replace("(:ids)", clause) + lock, params):
+            text, params = self.sql.any_of(sql, {"ids": missing})
+            lock = self.lock + " OF wallets" if self.lock else ""
+            for r in self.sql.execute(self.conn, text + lock, params):
                 threshold = PlatformSettings.from_stored(from_json(r[5])).wallet_low_balance_threshold_nanos
                 self.wallets[r[1]] = WalletRow(r[0], r[2], r[3], bool(r[4]), threshold)
         captured = {
@@ -128,19 +131,14 @@ class Batch:
             budget_ids -= self.budgets.keys()
         if end_users or budget_ids:
             # Both sets, by id: the live budgets of the batch's end users and those its holds were placed on.
-            clause_u, params_u = self.sql.in_list("u", sorted(end_users) or [""])
-            clause_b, params_b = self.sql.in_list("b", sorted(budget_ids) or [""])
-            sql = (
-                (
-                    "SELECT id, platform_id, end_user_id, max_nanos, used_nanos, held_nanos, is_suspended, is_active,"
-                    " low_balance_threshold_nanos, low_balance_armed, period, period_start, auto_replenish,"
-                    " replenish_nanos FROM budgets"
-                    " WHERE (end_user_id IN (:users) AND is_active = :active) OR id IN (:budgets) ORDER BY id"
-                )
-                .replace("(:users)", clause_u)
-                .replace("(:budgets)", clause_b)
+            sql, params = self.sql.any_of(
+                "SELECT id, platform_id, end_user_id, max_nanos, used_nanos, held_nanos, is_suspended, is_active,"
+                " low_balance_threshold_nanos, low_balance_armed, period, period_start, auto_replenish,"
+                " replenish_nanos FROM budgets"
+                " WHERE (end_user_id IN (:users) AND is_active = :active) OR id IN (:budgets) ORDER BY id",
+                {"users": sorted(end_users) or [""], "budgets": sorted(budget_ids) or [""]},
             )
-            rows = self.sql.execute(self.conn, sql + self.lock, {**params_u, **params_b, "active": True})
+            rows = self.sql.execute(self.conn, sql + self.lock, {**params, "active": True})
             for r in rows:
                 replenish = r[13] if r[12] else None
                 budget = BudgetRow(
@@ -320,8 +318,8 @@ class Batch:
         if outbox is None or not outbox.pending:
             return
         if self.external_ids:
-            clause, params = self.sql.in_list("e", sorted(self.external_ids))
-            rows = self.sql.execute(self.conn, statements.SELECT_EXTERNAL_IDS.replace("(:ids)", clause), params)
+            text, params = self.sql.any_of(statements.SELECT_EXTERNAL_IDS, {"ids": sorted(self.external_ids)})
+            rows = self.sql.execute(self.conn, text, params)
             self.external_ids.update({r[0]: r[1] for r in rows})
             for event in outbox.pending:
                 if "external_id" in event.data:

@@ -72,3 +72,23 @@ class DriverSQL:
         """``(:p0, :p1, …)`` and its parameters, for an IN clause over a batch's ids."""
         params = {f"{prefix}{i}": v for i, v in enumerate(values)}
         return "(" + ", ".join(f":{name}" for name in params) + ")", params
+
+    def any_of(self, sql: str, lists: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
+        """``sql`` with each ``IN (:name)`` matched against the ids in ``lists[name]``, and its parameters.
+
+        PostgreSQL: ``= ANY(:name)`` with one text array parameter, so the statement has one shape however many
+        ids a batch has, and asyncpg prepares it once per connection (a list of placeholders gave every batch size
+        its own statement to prepare). SQLite: ``IN (:name0, :name1, …)``, one placeholder per id.
+        """
+        params: dict[str, Any] = {}
+        for name, values in lists.items():
+            marker = f"IN (:{name})"
+            assert marker in sql, marker
+            if self.sqlite:
+                clause, expanded = self.in_list(name, values)
+                sql = sql.replace(marker, "IN " + clause)
+                params.update(expanded)
+            else:
+                sql = sql.replace(marker, f"= ANY(:{name}::text[])")
+                params[name] = list(values)
+        return sql, params

@@ -18,8 +18,8 @@ checkpoint showed). The late settlement still charges what the call really cost,
 
 Exactly once: a settlement's usage-log row has its hold's id as id (``Batch.settle``), so a hold whose row exists
 was settled already (a retry after a commit whose answer was lost, a journal replayed twice, an entry adopted by
-two instances): the settlement is a no-op. The hold row is locked (FOR UPDATE) before these reads, so two late
-settlements of one hold serialise and the second sees the first's row.
+two instances): the settlement is a no-op. The hold row is locked (on PostgreSQL ``FOR NO KEY UPDATE``) before these
+reads, so two late settlements of one hold serialise and the second sees the first's row.
 """
 
 from __future__ import annotations
@@ -81,14 +81,16 @@ def load(batch: Batch, commands: list[MoneyCommand]) -> LateState | None:
     if not late:
         return None
     sql, conn = batch.sql, batch.conn
-    clause, params = sql.in_list("h", sorted({h.id for h in late}))
-    settled = {r[0] for r in sql.execute(conn, _SETTLED.replace("(:ids)", clause), params)}
-    clause, params = sql.in_list("r", sorted({h.request_id for h in late}))
+    text, params = sql.any_of(_SETTLED, {"ids": sorted({h.id for h in late})})
+    settled = {r[0] for r in sql.execute(conn, text, params)}
+    request_ids = {"ids": sorted({h.request_id for h in late})}
     paid: dict[str, Paid] = {h.request_id: Paid() for h in late}
-    for request_id, kind, amount in sql.execute(conn, _WALLET_PAID.replace("(:ids)", clause), params):
+    text, params = sql.any_of(_WALLET_PAID, request_ids)
+    for request_id, kind, amount in sql.execute(conn, text, params):
         paid[request_id].taken -= int(amount)
         paid[request_id].has_usage_row |= kind == "usage"
-    budget_rows = sql.execute(conn, _BUDGET_PAID.replace("(:ids)", clause), params)
+    text, params = sql.any_of(_BUDGET_PAID, request_ids)
+    budget_rows = sql.execute(conn, text, params)
     for request_id, kind, amount in budget_rows:
         paid[request_id].charged -= int(amount)
         paid[request_id].has_inference_row |= kind == "inference"

@@ -4,6 +4,12 @@
 ``map_outages`` translates at the engine: refused or timed-out connections, PostgreSQL's connection and
 operator-intervention states (SQLSTATE classes 08 and 57P: shutting down, starting up, terminated), and
 connections lost mid-statement. Other database errors (constraint violations, SQLite's lock waits) pass as they are.
+
+On PostgreSQL it also keeps the pool from handing out a connection the server closed (a restart, an idle
+connection terminated): the driver notices the closed socket as soon as the event loop reads it, so the check at
+checkout costs no round trip (a pre-ping cost three), and the pool connects afresh instead. A connection lost after
+the check (the server going away mid-call) is a 503 for that statement, and the pool drops every connection it
+made before it (SQLAlchemy's invalidation on a disconnect), so the next call connects afresh.
 """
 
 from __future__ import annotations
@@ -38,9 +44,14 @@ def map_outages(sync_engine: sa.Engine) -> None:
                 raise ServiceUnavailable(UNREACHABLE) from exc
             raise
 
+    if sync_engine.dialect.name == "postgresql":
+
+        @sa.event.listens_for(sync_engine, "checkout")
+        def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+            if dbapi_conn.driver_connection.is_closed():
+                raise sa.exc.DisconnectionError("the server closed this pooled connection")
+
     @sa.event.listens_for(sync_engine, "handle_error")
     def _statement(context: sa.engine.ExceptionContext) -> None:
-        if context.is_pre_ping:  # the pool replaces the connection itself
-            return
         if context.is_disconnect or unreachable(context.original_exception):
             raise ServiceUnavailable(UNREACHABLE) from context.original_exception

@@ -1,0 +1,166 @@
+"""What PostgreSQL sees of the hot path (issue 18), counted in the server's own statement log (``log_statement =
+all`` on the test's database): a read is one statement, not a pre-ping and a transaction around it; a pooled
+connection the server closed (a restart) is replaced without an error; and the locked money batch sends one
+statement shape per query however many end users and holds a batch has, locking with ``FOR NO KEY UPDATE``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.integration.test_pg_money_path import _tenant
+from tests.support.servers import PostgresServer
+from tollway.domain.clock import utcnow
+from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, MoneyCommand, Release
+from tollway.domain.pricing import Prices
+from tollway.settings import Settings
+from tollway.storage.money.batch import Result, apply_batch
+from tollway.storage.money.driver_sql import DriverSQL
+from tollway.storage.sql.budgets import BudgetStore
+from tollway.storage.sql.catalog import CatalogStore
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.keystore import KeyStore
+from tollway.storage.sql.rate_overrides import RateOverrideStore
+
+pytestmark = pytest.mark.postgres
+
+# One logged statement: "LOG:  statement: BEGIN;" (simple protocol) or "LOG:  execute <name>: SELECT …" (extended).
+_LOGGED = re.compile(r" LOG:  (?:statement|execute ([^:]+)): (.*?)(?=\n\S|\Z)", re.S)
+
+
+class StatementLog:
+    """The statements the server logged for one database, from a point on."""
+
+    def __init__(self, server: PostgresServer, database_url: str) -> None:
+        self.path = server.dir / "log"
+        name = database_url.rsplit("/", 1)[1]
+        psql = ["psql", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-c"]
+        subprocess.run([*psql, f"ALTER DATABASE {name} SET log_statement = 'all'"], check=True, capture_output=True)
+        self.start = 0
+
+    def mark(self) -> None:
+        self.start = self.path.stat().st_size
+
+    def since(self) -> list[tuple[str | None, str]]:
+        """(prepared statement name or None, text) of each statement logged since ``mark``."""
+        time.sleep(0.1)  # the server writes its log line as it runs the statement; let it land
+        text = self.path.read_bytes()[self.start :].decode()
+        return [(name, " ".join(sql.split())) for name, sql in _LOGGED.findall(text)]
+
+
+@pytest.fixture
+def seeded(private_postgres: PostgresServer, tmp_path: Path) -> tuple[Settings, str, list[str], StatementLog]:
+    settings = make_settings(tmp_path, private_postgres.new_database())
+    platform_id, users = asyncio.run(_tenant(settings, 10**12, [10**10] * 12))
+    return settings, platform_id, users, StatementLog(private_postgres, settings.database_url)
+
+
+def test_hot_path_reads_are_one_statement_each(
+    seeded: tuple[Settings, str, list[str], StatementLog],
+) -> None:
+    settings, platform_id, users, log = seeded
+
+    async def run() -> list[list[tuple[str | None, str]]]:
+        engine = create_engine(settings)
+        keys, catalog = KeyStore(engine), CatalogStore(engine)
+        limits, budgets = RateOverrideStore(engine), BudgetStore(engine)
+        reads: list[Callable[[], Awaitable[Any]]] = [
+            lambda: keys.find_active(b"k" * 32),
+            lambda: catalog.platform_settings(platform_id),
+            lambda: catalog.usable_rows(platform_id),
+            lambda: limits.limits_of(platform_id, users[0]),
+            lambda: budgets.find(platform_id, users[0]),
+        ]
+        try:
+            for read in reads:  # the pool's connection and its prepared statements exist after a first round
+                await read()
+            seen = []
+            for read in reads:
+                log.mark()
+                await read()
+                seen.append(log.since())
+            return seen
+        finally:
+            await engine.dispose()
+
+    for statements in asyncio.run(run()):
+        # Before: BEGIN, the pre-ping (an empty statement, not logged), ROLLBACK, BEGIN, the SELECT, ROLLBACK.
+        assert len(statements) == 1, statements
+        assert statements[0][1].startswith("SELECT"), statements
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced(
+    seeded: tuple[Settings, str, list[str], StatementLog], private_postgres: PostgresServer
+) -> None:
+    settings, platform_id, _users, _log = seeded
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        catalog = CatalogStore(engine)
+        try:
+            assert await catalog.platform_settings(platform_id) is not None
+            private_postgres.halt()  # fast shutdown: the server terminates the pooled connection
+            private_postgres.resume()
+            await asyncio.sleep(0.2)
+            # No pre-ping any more: the pool sees the closed connection at checkout and connects afresh.
+            assert await catalog.platform_settings(platform_id) is not None
+            async with engine.begin() as conn:  # and a transaction too
+                assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _hold(platform_id: str, user: str) -> HoldRequest:
+    terms = (CandidateTerms("m", Prices(1_000 * 1_000_000, 0), output_limit=1, min_output=1, prompt_tokens=1),)
+    return HoldRequest("req_" + uuid.uuid4().hex, platform_id, user, terms, 1, 0, utcnow() + timedelta(minutes=5))
+
+
+def test_a_locked_batch_sends_one_statement_shape_per_query(
+    seeded: tuple[Settings, str, list[str], StatementLog],
+) -> None:
+    """Batches over 1, 3, 7 and 12 end users (holds placed, then released): each SELECT of the locked path has one
+    text and one prepared statement, and the rows and amounts are the same as ever."""
+    settings, platform_id, users, log = seeded
+    sql = DriverSQL("postgresql")
+
+    async def batch(commands: list[MoneyCommand]) -> list[Result]:
+        async with engine.begin() as conn:
+            return await conn.run_sync(apply_batch, commands, utcnow(), sql)
+
+    async def run() -> None:
+        try:
+            for size in (1, 3, 7, 12):
+                grants = await batch([_hold(platform_id, user) for user in users[:size]])
+                assert all(isinstance(g, HoldGrant) and g.wallet_nanos == g.budget_nanos == 1_000 for g in grants)
+                assert len({g.budget_id for g in grants if isinstance(g, HoldGrant)}) == size  # one budget each
+                released = await batch([Release(g.hold_id) for g in grants if isinstance(g, HoldGrant)])
+                assert released == [True] * size
+        finally:
+            await engine.dispose()
+
+    engine = create_engine(settings)
+    log.mark()
+    asyncio.run(run())
+    selects = [(name, text) for name, text in log.since() if text.startswith("SELECT")]
+    shapes = Counter(text for _name, text in selects)
+    names = {text: {name for name, t in selects if t == text} for text in shapes}
+    by_table = Counter(re.search(r" FROM (\w+)", text).group(1) for text in shapes)  # type: ignore[union-attr]
+    # Before: a new text (and a new prepared statement) for each number of end users or holds in a batch.
+    assert by_table == {"budgets": 1, "wallets": 1, "holds": 1}, shapes
+    assert shapes[next(t for t in shapes if " FROM budgets" in t)] == 8  # every batch read its budgets
+    assert all(len(n) == 1 for n in names.values()), names  # prepared once, on the one connection
+    for text in shapes:
+        assert text.endswith(("FOR NO KEY UPDATE", "FOR NO KEY UPDATE OF wallets")), text
