@@ -133,7 +133,14 @@ def postgres_stopped(run: Run) -> None:
     assert refused > 0  # the load did meet the outage
     # What an operator reads (docs/operations.md): each settlement journaled, then each one committed (or found
     # applied already, when its commit went through but the answer was lost with the connection).
-    journaled, committed, applied = (run.cluster.logged(line) - logged[line] for line in JOURNAL_LINES)
+    # The instances' log lines reach the test through a reader thread per pipe, so the last ones may still be on
+    # their way when the journals are empty: wait a little for them.
+    deadline = time.monotonic() + 10
+    while True:
+        journaled, committed, applied = (run.cluster.logged(line) - logged[line] for line in JOURNAL_LINES)
+        if (journaled >= peak and committed + applied == journaled) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert journaled >= peak and committed + applied == journaled, (journaled, committed, applied)
     run.notes.append(
         f"PostgreSQL down 8 s: {refused} answers 503, up to {peak} settlements journaled, ready "
