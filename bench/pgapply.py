@@ -1,0 +1,244 @@
+"""The server time of ``tollway_money_apply`` per money batch, over one end user and over many (issue 18).
+
+A throwaway PostgreSQL (``tests/support/servers.py``), migrated, with one platform whose end users each have a
+budget. The production writer's PostgreSQL path (``storage/money/postgres.PostgresMoney``) is driven directly with
+batches of ``--calls`` holds, then a batch of their settlements, the holds spread over ``1`` end user (one budget
+row per batch) or over ``--users`` (one budget row per hold). Each variant of the function (``0016``: a PL/pgSQL loop
+of one ``UPDATE`` per row; ``0017``: one set-based ``UPDATE`` per table) is installed in turn with ``CREATE OR
+REPLACE`` in every run, so that the variants are measured under the same load of this shared machine, interleaved.
+
+Per batch: the client side is the writer's ``apply`` (decide from the kept rows, one round trip, absorb the result);
+the server side is the function's own time (``pg_stat_user_functions.total_time`` with ``track_functions = 'pl'``),
+read after every batch (the writer's session is told to flush its statistics with ``pg_stat_force_next_flush``).
+
+    .venv/bin/python bench/pgapply.py [--runs 3] [--rounds 40] [--calls 32] [--users 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import importlib
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.servers import PostgresServer
+
+from tollway.domain.budgets import BudgetSpec
+from tollway.domain.clock import utcnow
+from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, MoneyCommand, Settlement
+from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.pricing import Prices
+from tollway.domain.usage import CallStatus, UsageRecord
+from tollway.services.management.budgets import Budgets
+from tollway.services.management.end_users import EndUsers
+from tollway.services.management.platforms import Platforms
+from tollway.settings import Settings
+from tollway.storage.money.driver_sql import DriverSQL
+from tollway.storage.money.postgres import PostgresMoney
+from tollway.storage.sql.budgets import BudgetStore
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.migrate import upgrade
+from tollway.storage.sql.tables import wallets
+from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
+
+HOLD = 1_000_000
+COST = 700_001
+_VERSIONS = "tollway.storage.sql.migrations.versions."
+STATS = "SELECT calls, total_time FROM pg_stat_user_functions WHERE funcname = 'tollway_money_apply'"
+
+
+def variants() -> dict[str, str]:
+    """The function's text per migration that defines it (the ones that exist on this branch)."""
+    found = {}
+    for name, module in (("0016", "0016_pg_money_functions"), ("0017", "0017_pg_money_set_based")):
+        try:
+            found[name] = importlib.import_module(_VERSIONS + module).APPLY
+        except ModuleNotFoundError:
+            continue
+    return found
+
+
+async def seed(settings: Settings, users: int) -> tuple[str, list[str]]:
+    """One platform with a wallet that never runs out and ``users`` end users, each with a large budget."""
+    await upgrade(settings)
+    engine = create_engine(settings)
+    try:
+        platform_id = (await Platforms(PlatformStore(engine)).create({"name": "pgapply"})).platform["id"]
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(wallets).where(wallets.c.platform_id == platform_id).values(balance_nanos=10**16)
+            )
+        budget_service = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
+        ids = []
+        for _ in range(users):
+            created, _ = await EndUsers(EndUserStore(engine)).create(platform_id, {"external_id": uuid.uuid4().hex})
+            user = created.end_user["id"]
+            await budget_service.create(
+                platform_id, user, BudgetSpec(10**15, BudgetPeriod.ONE_TIME, False, None, None), utcnow()
+            )
+            ids.append(user)
+        return platform_id, ids
+    finally:
+        await engine.dispose()
+
+
+def hold(platform_id: str, user: str) -> HoldRequest:
+    terms = (CandidateTerms("m", Prices(HOLD * 1_000_000, 0), output_limit=1, min_output=1, prompt_tokens=1),)
+    return HoldRequest("req_" + uuid.uuid4().hex, platform_id, user, terms, 1, 0, utcnow() + timedelta(minutes=5))
+
+
+def settlement(grant: HoldGrant, request: HoldRequest) -> Settlement:
+    record = UsageRecord(
+        request.request_id, request.platform_id, request.end_user_id, "chat.completion", None, "m", None, 1, 0, 0, 3,
+        None, COST, COST, CallStatus.SUCCESS, "stop", None, "reported", None, {},
+    )  # fmt: skip
+    return Settlement(grant.hold_id, record, COST)
+
+
+class Driver:
+    def __init__(self, settings: Settings, platform_id: str, users: list[str]) -> None:
+        self.settings = settings
+        self.platform_id = platform_id
+        self.users = users
+        self.sql = DriverSQL("postgresql")
+        self.dsn = "postgresql://" + settings.database_url.split("://", 1)[1]
+
+    async def scenario(self, users: int, rounds: int, calls: int) -> dict[str, list[float]]:
+        """``rounds`` × (a batch of ``calls`` holds over ``users`` end users, then their settlements), through a fresh
+        writer; per batch kind, the client milliseconds and the function's server microseconds."""
+        engine = create_engine(self.settings)
+        money = PostgresMoney(self.settings.database_url, engine)
+        money.idle_s = 3600.0  # decided from kept rows however slow the machine is between batches
+        stats = await asyncpg.connect(self.dsn)
+        out: dict[str, list[float]] = {"hold_ms": [], "settle_ms": [], "hold_us": [], "settle_us": []}
+        offset = 0
+        try:
+            for round_ in range(rounds + 2):  # two rounds to warm up (the snapshot read, the statements prepared)
+                requests = [hold(self.platform_id, self.users[(offset + i) % users]) for i in range(calls)]
+                offset += calls
+                grants = await self._timed(money, stats, list(requests), "hold", out, round_ >= 2)
+                assert all(isinstance(g, HoldGrant) for g in grants), grants
+                settle: list[MoneyCommand] = [
+                    settlement(g, r) for g, r in zip(grants, requests, strict=True) if isinstance(g, HoldGrant)
+                ]
+                done = await self._timed(money, stats, settle, "settle", out, round_ >= 2)
+                assert all(d is True for d in done), done
+            assert money.locked == 0 and money.conflicts == 0, (money.locked, money.conflicts)
+        finally:
+            await money.close()
+            await stats.close()
+            await engine.dispose()
+        return out
+
+    async def _timed(
+        self, money: PostgresMoney, stats: asyncpg.Connection, commands: list[MoneyCommand], kind: str,
+        out: dict[str, list[float]], keep: bool,
+    ) -> list[Any]:  # fmt: skip
+        before = await stats.fetchrow(STATS)
+        started = time.perf_counter()
+        results = await money.apply(commands, utcnow(), self.sql)
+        elapsed = time.perf_counter() - started
+        conn = await money._connection()
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        after = await _flushed(stats, before)
+        if keep:
+            out[kind + "_ms"].append(elapsed * 1000)
+            out[kind + "_us"].append((after["total_time"] - (before["total_time"] if before else 0.0)) * 1000)
+        return results
+
+
+async def _flushed(stats: asyncpg.Connection, before: Any) -> Any:
+    """The function's counters once the writer's session flushed the batch's call."""
+    calls = before["calls"] if before else 0
+    for _ in range(200):
+        row = await stats.fetchrow(STATS)
+        if row is not None and row["calls"] > calls:
+            return row
+        await asyncio.sleep(0.005)
+    raise RuntimeError("the writer's function statistics were not flushed")
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+async def run_once(
+    server: PostgresServer, texts: dict[str, str], rounds: int, calls: int, users: int, data: Path
+) -> dict[str, dict[int, dict[str, float]]]:
+    url = server.new_database()
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect("postgresql://" + url.split("://", 1)[1])
+    try:
+        await admin.execute(f"ALTER DATABASE {name} SET track_functions = 'pl'")
+    finally:
+        await admin.close()
+    settings = Settings(
+        database_url=url, admin_key="sk-admin_" + secrets.token_urlsafe(32),
+        secret_key=base64.b64encode(os.urandom(32)).decode(), data_dir=data, log_level="warning",
+    )  # type: ignore[call-arg]  # fmt: skip
+    platform_id, ids = await seed(settings, users)
+    driver = Driver(settings, platform_id, ids)
+    figures: dict[str, dict[int, dict[str, float]]] = {}
+    for variant, text in texts.items():
+        admin = await asyncpg.connect(driver.dsn)
+        try:
+            await admin.execute(text)
+        finally:
+            await admin.close()
+        figures[variant] = {}
+        for spread in (1, users):
+            out = await driver.scenario(spread, rounds, calls)
+            figures[variant][spread] = {key: _median(values) for key, values in out.items()}
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--calls", type=int, default=32)
+    parser.add_argument("--users", type=int, default=50)
+    args = parser.parse_args()
+    texts = variants()
+    server = PostgresServer()
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="pgapply-") as tmp:
+            print(f"{args.calls} calls a batch, {args.rounds} rounds, medians per batch; function: server µs")
+            print("run variant users | hold: fn µs, client ms | settle: fn µs, client ms")
+            for run in range(1, args.runs + 1):
+                # Alternate which variant goes first, so that neither always meets the machine's load first.
+                order = dict(sorted(texts.items(), reverse=run % 2 == 0))
+                figures = asyncio.run(
+                    run_once(server, order, args.rounds, args.calls, args.users, Path(tmp) / str(run))
+                )
+                for variant, by_spread in figures.items():
+                    for spread, f in by_spread.items():
+                        print(
+                            f"{run} {variant} {spread:>3} | {f['hold_us']:7.0f} µs {f['hold_ms']:6.2f} ms"
+                            f" | {f['settle_us']:7.0f} µs {f['settle_ms']:6.2f} ms",
+                            flush=True,
+                        )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
