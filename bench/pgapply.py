@@ -5,7 +5,8 @@ budget. The production writer's PostgreSQL path (``storage/money/postgres.Postgr
 batches of ``--calls`` holds, then a batch of their settlements, the holds spread over ``1`` end user (one budget
 row per batch) or over ``--users`` (one budget row per hold). Each variant of the function (``0016``: a PL/pgSQL loop
 of one ``UPDATE`` per row; ``0017``: one set-based ``UPDATE`` per table) is installed in turn with ``CREATE OR
-REPLACE`` in every run, so that the variants are measured under the same load of this shared machine, interleaved.
+REPLACE`` in every run, so that the variants are measured under the same load of this shared machine, interleaved;
+every measurement (variant, number of end users) has a freshly seeded database of its own.
 
 Per batch: the client side is the writer's ``apply`` (decide from the kept rows, one round trip, absorb the result);
 the server side is the function's own time (``pg_stat_user_functions.total_time`` with ``track_functions = 'pl'``),
@@ -179,9 +180,11 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-async def run_once(
-    server: PostgresServer, texts: dict[str, str], rounds: int, calls: int, users: int, data: Path
-) -> dict[str, dict[int, dict[str, float]]]:
+async def measured(
+    server: PostgresServer, text: str, spread: int, args: argparse.Namespace, data: Path
+) -> dict[str, float]:
+    """One variant over ``spread`` end users, on a database of its own (so that every measurement starts from the
+    same tables: the holds table grows by ``2 × calls`` rows a round)."""
     url = server.new_database()
     name = url.rsplit("/", 1)[1]
     admin = await asyncpg.connect("postgresql://" + url.split("://", 1)[1])
@@ -191,22 +194,17 @@ async def run_once(
         await admin.close()
     settings = Settings(
         database_url=url, admin_key="sk-admin_" + secrets.token_urlsafe(32),
-        secret_key=base64.b64encode(os.urandom(32)).decode(), data_dir=data, log_level="warning",
+        secret_key=base64.b64encode(os.urandom(32)).decode(), data_dir=data / name, log_level="warning",
     )  # type: ignore[call-arg]  # fmt: skip
-    platform_id, ids = await seed(settings, users)
+    platform_id, ids = await seed(settings, args.users)
     driver = Driver(settings, platform_id, ids)
-    figures: dict[str, dict[int, dict[str, float]]] = {}
-    for variant, text in texts.items():
-        admin = await asyncpg.connect(driver.dsn)
-        try:
-            await admin.execute(text)
-        finally:
-            await admin.close()
-        figures[variant] = {}
-        for spread in (1, users):
-            out = await driver.scenario(spread, rounds, calls)
-            figures[variant][spread] = {key: _median(values) for key, values in out.items()}
-    return figures
+    admin = await asyncpg.connect(driver.dsn)
+    try:
+        await admin.execute(text)
+    finally:
+        await admin.close()
+    out = await driver.scenario(spread, args.rounds, args.calls)
+    return {key: _median(values) for key, values in out.items()}
 
 
 def main() -> None:
@@ -225,12 +223,9 @@ def main() -> None:
             print("run variant users | hold: fn µs, client ms | settle: fn µs, client ms")
             for run in range(1, args.runs + 1):
                 # Alternate which variant goes first, so that neither always meets the machine's load first.
-                order = dict(sorted(texts.items(), reverse=run % 2 == 0))
-                figures = asyncio.run(
-                    run_once(server, order, args.rounds, args.calls, args.users, Path(tmp) / str(run))
-                )
-                for variant, by_spread in figures.items():
-                    for spread, f in by_spread.items():
+                for variant, text in sorted(texts.items(), reverse=run % 2 == 0):
+                    for spread in (1, args.users):
+                        f = asyncio.run(measured(server, text, spread, args, Path(tmp)))
                         print(
                             f"{run} {variant} {spread:>3} | {f['hold_us']:7.0f} µs {f['hold_ms']:6.2f} ms"
                             f" | {f['settle_us']:7.0f} µs {f['settle_ms']:6.2f} ms",
