@@ -62,7 +62,9 @@ from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 HOLD = 1_000_000
 COST = 700_001
 _VERSIONS = "tollway.storage.sql.migrations.versions."
-STATS = "SELECT calls, total_time FROM pg_stat_user_functions WHERE funcname = 'tollway_money_apply'"
+STATS = """SELECT calls, total_time FROM pg_stat_user_functions
+WHERE funcname = 'tollway_money_apply' AND schemaname = $1"""
+SQL = DriverSQL("postgresql")
 
 
 def variants() -> dict[str, str]:
@@ -113,63 +115,55 @@ def settlement(grant: HoldGrant, request: HoldRequest) -> Settlement:
     return Settlement(grant.hold_id, record, COST)
 
 
-class Driver:
-    def __init__(self, settings: Settings, platform_id: str, users: list[str]) -> None:
-        self.settings = settings
-        self.platform_id = platform_id
+class Writer:
+    """One variant's writer: the production ``PostgresMoney`` on a connection whose ``search_path`` finds that
+    variant's function first (each variant is installed in a schema of its own; the tables stay in ``public``)."""
+
+    def __init__(self, settings: Settings, variant: str, users: list[str]) -> None:
+        self.variant = variant
         self.users = users
-        self.sql = DriverSQL("postgresql")
-        self.dsn = "postgresql://" + settings.database_url.split("://", 1)[1]
+        self.engine = create_engine(settings)
+        self.money = PostgresMoney(f"{settings.database_url}?search_path=v{variant},public", self.engine)
+        self.money.idle_s = 3600.0  # decided from kept rows however slow the machine is between batches
+        self.offset = 0
+        self.out: dict[str, list[float]] = {"hold_ms": [], "settle_ms": [], "hold_us": [], "settle_us": []}
 
-    async def scenario(self, users: int, rounds: int, calls: int) -> dict[str, list[float]]:
-        """``rounds`` × (a batch of ``calls`` holds over ``users`` end users, then their settlements), through a fresh
-        writer; per batch kind, the client milliseconds and the function's server microseconds."""
-        engine = create_engine(self.settings)
-        money = PostgresMoney(self.settings.database_url, engine)
-        money.idle_s = 3600.0  # decided from kept rows however slow the machine is between batches
-        stats = await asyncpg.connect(self.dsn)
-        out: dict[str, list[float]] = {"hold_ms": [], "settle_ms": [], "hold_us": [], "settle_us": []}
-        offset = 0
-        try:
-            for round_ in range(rounds + 2):  # two rounds to warm up (the snapshot read, the statements prepared)
-                requests = [hold(self.platform_id, self.users[(offset + i) % users]) for i in range(calls)]
-                offset += calls
-                grants = await self._timed(money, stats, list(requests), "hold", out, round_ >= 2)
-                assert all(isinstance(g, HoldGrant) for g in grants), grants
-                settle: list[MoneyCommand] = [
-                    settlement(g, r) for g, r in zip(grants, requests, strict=True) if isinstance(g, HoldGrant)
-                ]
-                done = await self._timed(money, stats, settle, "settle", out, round_ >= 2)
-                assert all(d is True for d in done), done
-            assert money.locked == 0 and money.conflicts == 0, (money.locked, money.conflicts)
-        finally:
-            await money.close()
-            await stats.close()
-            await engine.dispose()
-        return out
+    async def round(self, platform_id: str, spread: int, calls: int, stats: asyncpg.Connection, keep: bool) -> None:
+        """A batch of ``calls`` holds over ``spread`` of this writer's end users, then one of their settlements."""
+        requests = [hold(platform_id, self.users[(self.offset + i) % spread]) for i in range(calls)]
+        self.offset += calls
+        grants = await self._timed(list(requests), "hold", stats, keep)
+        assert all(isinstance(g, HoldGrant) for g in grants), grants
+        settle: list[MoneyCommand] = [
+            settlement(g, r) for g, r in zip(grants, requests, strict=True) if isinstance(g, HoldGrant)
+        ]
+        done = await self._timed(settle, "settle", stats, keep)
+        assert all(d is True for d in done), done
 
-    async def _timed(
-        self, money: PostgresMoney, stats: asyncpg.Connection, commands: list[MoneyCommand], kind: str,
-        out: dict[str, list[float]], keep: bool,
-    ) -> list[Any]:  # fmt: skip
-        before = await stats.fetchrow(STATS)
+    async def _timed(self, commands: list[MoneyCommand], kind: str, stats: asyncpg.Connection, keep: bool) -> Any:
+        before = await stats.fetchrow(STATS, "v" + self.variant)
         started = time.perf_counter()
-        results = await money.apply(commands, utcnow(), self.sql)
+        results = await self.money.apply(commands, utcnow(), SQL)
         elapsed = time.perf_counter() - started
-        conn = await money._connection()
+        conn = await self.money._connection()
         await conn.execute("SELECT pg_stat_force_next_flush()")
-        after = await _flushed(stats, before)
+        after = await _flushed(stats, before, "v" + self.variant)
         if keep:
-            out[kind + "_ms"].append(elapsed * 1000)
-            out[kind + "_us"].append((after["total_time"] - (before["total_time"] if before else 0.0)) * 1000)
+            self.out[kind + "_ms"].append(elapsed * 1000)
+            self.out[kind + "_us"].append((after["total_time"] - (before["total_time"] if before else 0.0)) * 1000)
         return results
 
+    async def close(self) -> None:
+        assert self.money.locked == 0 and self.money.conflicts == 0, (self.money.locked, self.money.conflicts)
+        await self.money.close()
+        await self.engine.dispose()
 
-async def _flushed(stats: asyncpg.Connection, before: Any) -> Any:
+
+async def _flushed(stats: asyncpg.Connection, before: Any, schema: str) -> Any:
     """The function's counters once the writer's session flushed the batch's call."""
     calls = before["calls"] if before else 0
     for _ in range(200):
-        row = await stats.fetchrow(STATS)
+        row = await stats.fetchrow(STATS, schema)
         if row is not None and row["calls"] > calls:
             return row
         await asyncio.sleep(0.005)
@@ -181,13 +175,15 @@ def _median(values: list[float]) -> float:
 
 
 async def measured(
-    server: PostgresServer, text: str, spread: int, args: argparse.Namespace, data: Path
-) -> dict[str, float]:
-    """One variant over ``spread`` end users, on a database of its own (so that every measurement starts from the
-    same tables: the holds table grows by ``2 × calls`` rows a round)."""
+    server: PostgresServer, texts: dict[str, str], spread: int, args: argparse.Namespace, data: Path
+) -> dict[str, dict[str, float]]:
+    """Every variant over ``spread`` end users, side by side on one freshly seeded database (each with end users of
+    its own), batch after batch in turn, the order alternating every round: the tables grow alike for all, and the
+    machine's load falls on all alike."""
     url = server.new_database()
     name = url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect("postgresql://" + url.split("://", 1)[1])
+    dsn = "postgresql://" + url.split("://", 1)[1]
+    admin = await asyncpg.connect(dsn)
     try:
         await admin.execute(f"ALTER DATABASE {name} SET track_functions = 'pl'")
     finally:
@@ -196,15 +192,25 @@ async def measured(
         database_url=url, admin_key="sk-admin_" + secrets.token_urlsafe(32),
         secret_key=base64.b64encode(os.urandom(32)).decode(), data_dir=data / name, log_level="warning",
     )  # type: ignore[call-arg]  # fmt: skip
-    platform_id, ids = await seed(settings, args.users)
-    driver = Driver(settings, platform_id, ids)
-    admin = await asyncpg.connect(driver.dsn)
+    platform_id, ids = await seed(settings, args.users * len(texts))
+    admin = await asyncpg.connect(dsn)
     try:
-        await admin.execute(text)
+        for variant, text in texts.items():
+            await admin.execute(f"CREATE SCHEMA v{variant}; SET search_path = v{variant}, public")
+            await admin.execute(text)
     finally:
         await admin.close()
-    out = await driver.scenario(spread, args.rounds, args.calls)
-    return {key: _median(values) for key, values in out.items()}
+    writers = [Writer(settings, variant, ids[i * args.users : (i + 1) * args.users]) for i, variant in enumerate(texts)]
+    stats = await asyncpg.connect(dsn)
+    try:
+        for round_ in range(args.rounds + 2):  # two rounds to warm up (the snapshot read, the statements prepared)
+            for writer in writers if round_ % 2 == 0 else writers[::-1]:
+                await writer.round(platform_id, spread, args.calls, stats, round_ >= 2)
+    finally:
+        await stats.close()
+        for writer in writers:
+            await writer.close()
+    return {w.variant: {key: _median(values) for key, values in w.out.items()} for w in writers}
 
 
 def main() -> None:
@@ -222,10 +228,9 @@ def main() -> None:
             print(f"{args.calls} calls a batch, {args.rounds} rounds, medians per batch; function: server µs")
             print("run variant users | hold: fn µs, client ms | settle: fn µs, client ms")
             for run in range(1, args.runs + 1):
-                # Alternate which variant goes first, so that neither always meets the machine's load first.
-                for variant, text in sorted(texts.items(), reverse=run % 2 == 0):
-                    for spread in (1, args.users):
-                        f = asyncio.run(measured(server, text, spread, args, Path(tmp)))
+                for spread in (1, args.users):
+                    figures = asyncio.run(measured(server, texts, spread, args, Path(tmp)))
+                    for variant, f in figures.items():
                         print(
                             f"{run} {variant} {spread:>3} | {f['hold_us']:7.0f} µs {f['hold_ms']:6.2f} ms"
                             f" | {f['settle_us']:7.0f} µs {f['settle_ms']:6.2f} ms",

@@ -2,8 +2,8 @@
 
 ``tollway_money_apply`` (migration 0016) updated the wallets and the budgets of a batch one row at a time, in a
 PL/pgSQL loop: per row one ``UPDATE … RETURNING`` (each an executor start-up) and two jsonb concatenations. With
-many end users a batch touches a budget row per call, and that loop was most of the function's time. Here each table
-takes two statements whatever the number of rows:
+many end users a batch touches a budget row per call, so that loop grew with them. Here each table takes two
+statements whatever the number of rows:
 
 1. ``SELECT … ORDER BY id FOR NO KEY UPDATE`` locks the batch's rows in id order (the row locking runs above the
    sort, so rows are locked in the order they are returned). An ``UPDATE … FROM`` alone locks rows in whatever
@@ -16,9 +16,16 @@ takes two statements whatever the number of rows:
    checks its guard against them, as the one-row ``UPDATE`` did after waiting for a row. If fewer rows were updated
    than the batch sent, a guard failed: SQLSTATE TW409 and nothing is written, as before.
 
-The holds it resolves are locked and updated by ``id = ANY(…)`` too: joined only to ``jsonb_to_recordset`` (which the
-planner takes for 100 rows), the ``UPDATE`` of their status read the whole holds table, and every settlement batch
-grew slower as the table grew.
+Every statement on an existing table names its rows by ``id = ANY(…)``, and the function runs with
+``enable_seqscan = off``: PL/pgSQL keeps one generic plan per statement for the session, planned on the first calls,
+and a session that started while a table was small kept a sequential scan for it (on the holds, each settlement
+batch read the whole table: 0016's ``UPDATE`` of their status joined to ``jsonb_to_recordset`` alone did the same
+with a hash join), so its batches grew slower as the table grew (``bench/pgapply.py``: 9–18 ms a settlement batch
+against 3–4 ms with the primary key). Without a sequential scan every statement reads its rows through an index
+whatever the tables' sizes were when it was planned.
+
+A statement with nothing to write (no resolved holds in a batch of holds, no ledger rows in a batch of holds) is not
+run.
 
 The same order as before: the holds, the new rows, the wallets, their ledger rows, the budgets, theirs. The payload
 and the result are unchanged (``storage/money/postgres.py``), so the writer works with either version.
@@ -43,7 +50,8 @@ depends_on: str | Sequence[str] | None = None
 APPLY_0016: str = importlib.import_module("tollway.storage.sql.migrations.versions.0016_pg_money_functions").APPLY
 
 APPLY = """
-CREATE OR REPLACE FUNCTION tollway_money_apply(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION tollway_money_apply(p jsonb) RETURNS jsonb LANGUAGE plpgsql
+SET enable_seqscan = off AS $fn$
 DECLARE
     n_locked integer;
     n_updated integer;
@@ -69,9 +77,9 @@ BEGIN
             RAISE EXCEPTION 'money batch conflict: cached rows changed' USING ERRCODE = 'TW409';
         END IF;
     END IF;
-    -- Every statement on an existing table names its rows by ``id = ANY(…_ids)``, which the planner reads through
-    -- the primary key (joined to a function's rows alone, it read the whole table; filtered on the holds' status
-    -- too, every entry of the status index, active or dead). A statement with no rows to write is not run.
+    -- Every statement on an existing table names its rows by ``id = ANY(…_ids)``, read through the primary key
+    -- (the function runs with enable_seqscan off: see the migration's docstring). A statement with no rows to
+    -- write is not run.
     SELECT ARRAY(SELECT jsonb_array_elements_text(p->'locked')),
         ARRAY(SELECT x->>'id' FROM jsonb_array_elements(p->'wallets') x),
         ARRAY(SELECT x->>'id' FROM jsonb_array_elements(p->'budgets') x)
