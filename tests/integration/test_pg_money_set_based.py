@@ -314,10 +314,13 @@ def _body(create: str) -> str:
     return create.split("$fn$")[1]
 
 
-async def _function_body(settings: Settings) -> str:
+async def _function(settings: Settings) -> tuple[str, list[str] | None]:
+    """The function's body and its settings (``SET …`` clauses) as the database has them."""
     conn = await asyncpg.connect(_dsn(settings))
     try:
-        return str(await conn.fetchval("SELECT prosrc FROM pg_proc WHERE proname = 'tollway_money_apply'"))
+        row = await conn.fetchrow("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'tollway_money_apply'")
+        assert row is not None
+        return str(row["prosrc"]), row["proconfig"]
     finally:
         await conn.close()
 
@@ -338,12 +341,13 @@ def test_migration_0017_goes_down_to_0016s_function_and_back(pg_settings: Settin
             await engine.dispose()
         return await _state(pg_settings)
 
-    assert asyncio.run(_function_body(pg_settings)) == _body(SET_BASED)
+    set_based = (_body(SET_BASED), ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"])
+    assert asyncio.run(_function(pg_settings)) == set_based
     command.downgrade(config, "0016")
-    assert asyncio.run(_function_body(pg_settings)) == _body(APPLY_0016)
+    assert asyncio.run(_function(pg_settings)) == (_body(APPLY_0016), None)
     assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0016's function
     command.upgrade(config, "head")
-    assert asyncio.run(_function_body(pg_settings)) == _body(SET_BASED)
+    assert asyncio.run(_function(pg_settings)) == set_based
     after = asyncio.run(calls())
 
     assert set(after["budgets"].values()) == {(2 * COST, 0)}
