@@ -3,16 +3,17 @@
 A throwaway PostgreSQL (``tests/support/servers.py``), migrated, with one platform whose end users each have a
 budget. The production writer's PostgreSQL path (``storage/money/postgres.PostgresMoney``) is driven directly with
 batches of ``--calls`` holds, then a batch of their settlements, the holds spread over ``1`` end user (one budget
-row per batch) or over ``--users`` (one budget row per hold). Each variant of the function (``0016``: a PL/pgSQL loop
-of one ``UPDATE`` per row; ``0017``: one set-based ``UPDATE`` per table) is installed in turn with ``CREATE OR
-REPLACE`` in every run, so that the variants are measured under the same load of this shared machine, interleaved;
-every measurement (variant, number of end users) has a freshly seeded database of its own.
+row per batch) or over ``--users`` (one budget row per hold). Every variant of the function (``0016``: a PL/pgSQL
+loop of one ``UPDATE`` per row; ``0017``: one set-based ``UPDATE`` per table) is installed in a schema of its own and
+has a writer of its own whose ``search_path`` finds it first, with end users of its own, on one freshly seeded
+database per run and number of end users: the writers take turns batch by batch (the order alternating every round),
+so the tables grow alike for every variant and this shared machine's load falls on all of them alike.
 
 Per batch: the client side is the writer's ``apply`` (decide from the kept rows, one round trip, absorb the result);
 the server side is the function's own time (``pg_stat_user_functions.total_time`` with ``track_functions = 'pl'``),
 read after every batch (the writer's session is told to flush its statistics with ``pg_stat_force_next_flush``).
 
-    .venv/bin/python bench/pgapply.py [--runs 3] [--rounds 40] [--calls 32] [--users 50]
+    .venv/bin/python bench/pgapply.py [--runs 3] [--rounds 40] [--calls 32] [--users 50]   # docs: --rounds 100
 """
 
 from __future__ import annotations
