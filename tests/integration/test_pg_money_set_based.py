@@ -1,0 +1,355 @@
+"""``tollway_money_apply`` writes a batch's wallets and budgets set-based (migration 0017): one guarded ``UPDATE`` per
+table for any number of rows, the rows locked in id order first. A guard failing on one row of fifty refuses the
+whole batch; two writers updating overlapping budgets in opposite orders never deadlock; the migration goes down to
+0016's function and back, and the writer works with either."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from tests.conftest import make_settings
+from tests.support.invariants import assert_invariants
+from tests.support.servers import PostgresServer
+from tollway.domain.budgets import BudgetSpec
+from tollway.domain.clock import utcnow
+from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, MoneyCommand, Settlement
+from tollway.domain.platform_settings import BudgetPeriod
+from tollway.domain.pricing import Prices
+from tollway.domain.usage import CallStatus, UsageRecord
+from tollway.services.management.budgets import Budgets
+from tollway.services.management.end_users import EndUsers
+from tollway.services.management.platforms import Platforms
+from tollway.settings import Settings
+from tollway.storage.money.batch import Result
+from tollway.storage.money.driver_sql import DriverSQL
+from tollway.storage.money.postgres import APPLY, CONFLICT, SNAPSHOT, Planned, PostgresMoney, _keys, plan
+from tollway.storage.sql.budgets import BudgetStore
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.migrate import alembic_config, upgrade
+from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
+from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
+
+pytestmark = pytest.mark.postgres
+
+SET_BASED = importlib.import_module("tollway.storage.sql.migrations.versions.0017_pg_money_set_based").APPLY
+APPLY_0016 = importlib.import_module("tollway.storage.sql.migrations.versions.0016_pg_money_functions").APPLY
+
+WALLET = 10**13
+BUDGET = 10**11
+HOLD = 1_000_000
+COST = 700_001
+SQL = DriverSQL("postgresql")
+
+
+@pytest.fixture
+def pg_settings(postgres_server: PostgresServer, tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, postgres_server.new_database())
+
+
+def _dsn(settings: Settings) -> str:
+    return "postgresql://" + settings.database_url.split("://", 1)[1]
+
+
+async def _tenant(settings: Settings, users: int) -> tuple[str, list[str]]:
+    """A platform whose wallet holds ``WALLET`` and ``users`` end users with a budget of ``BUDGET`` each."""
+    await upgrade(settings)
+    engine = create_engine(settings)
+    try:
+        platform_id = (await Platforms(PlatformStore(engine)).create({"name": "set-based"})).platform["id"]
+        async with engine.begin() as conn:  # a top-up, with its ledger row
+            wallet_id = (
+                await conn.execute(sa.select(wallets.c.id).where(wallets.c.platform_id == platform_id))
+            ).scalar_one()
+            await conn.execute(sa.update(wallets).where(wallets.c.id == wallet_id).values(balance_nanos=WALLET))
+            await conn.execute(
+                sa.insert(wallet_transactions).values(
+                    id=str(uuid.uuid4()), wallet_id=wallet_id, platform_id=platform_id, type="topup",
+                    amount_nanos=WALLET, balance_after_nanos=WALLET, description="set-based", metadata={},
+                    request_id=None, created_at=utcnow(),
+                )
+            )  # fmt: skip
+        budget_service = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
+        ids = []
+        for _ in range(users):
+            created, _ = await EndUsers(EndUserStore(engine)).create(platform_id, {"external_id": uuid.uuid4().hex})
+            user = created.end_user["id"]
+            await budget_service.create(
+                platform_id, user, BudgetSpec(BUDGET, BudgetPeriod.ONE_TIME, False, None, None), utcnow()
+            )
+            ids.append(user)
+        return platform_id, ids
+    finally:
+        await engine.dispose()
+
+
+def _hold(platform_id: str, user: str) -> HoldRequest:
+    terms = (CandidateTerms("m", Prices(HOLD * 1_000_000, 0), output_limit=1, min_output=1, prompt_tokens=1),)
+    return HoldRequest("req_" + uuid.uuid4().hex, platform_id, user, terms, 1, 0, utcnow() + timedelta(minutes=5))
+
+
+def _settlement(grant: HoldGrant, request: HoldRequest) -> Settlement:
+    record = UsageRecord(
+        request.request_id, request.platform_id, request.end_user_id, "chat.completion", None, "m", None, 1, 0, 0, 3,
+        None, COST, COST, CallStatus.SUCCESS, "stop", None, "reported", None, {},
+    )  # fmt: skip
+    return Settlement(grant.hold_id, record, COST)
+
+
+async def _holds(money: PostgresMoney, platform_id: str, users: list[str]) -> list[MoneyCommand]:
+    """One batch of a hold per end user, in the order given; their settlements."""
+    requests = [_hold(platform_id, user) for user in users]
+    grants = await money.apply(list(requests), utcnow(), SQL)
+    assert all(isinstance(g, HoldGrant) and g.budget_nanos == HOLD for g in grants), grants
+    return [_settlement(g, r) for g, r in zip(grants, requests, strict=True) if isinstance(g, HoldGrant)]
+
+
+async def _state(settings: Settings) -> dict[str, Any]:
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            return {
+                "wallets": (await conn.execute(sa.select(wallets.c.balance_nanos, wallets.c.held_nanos))).all(),
+                "budgets": {r.id: (r.used_nanos, r.held_nanos) for r in (await conn.execute(sa.select(budgets))).all()},
+                "holds": sorted((await conn.execute(sa.select(holds.c.status))).scalars()),
+                "logs": (await conn.execute(sa.select(sa.func.count()).select_from(usage_logs))).scalar_one(),
+                "wallet_rows": (await conn.execute(sa.select(wallet_transactions))).all(),
+                "budget_rows": (await conn.execute(sa.select(budget_transactions))).all(),
+            }
+    finally:
+        await engine.dispose()
+
+
+def test_one_budget_of_fifty_failing_its_guard_refuses_the_batch_then_the_retry_commits_it(
+    pg_settings: Settings,
+) -> None:
+    platform_id, users = asyncio.run(_tenant(pg_settings, 50))
+
+    async def scenario() -> tuple[asyncpg.PostgresError, str, dict[str, Any], dict[str, Any], PostgresMoney]:
+        engine = create_engine(pg_settings)
+        money = PostgresMoney(pg_settings.database_url, engine)
+        money.idle_s = 3600.0  # the settlements are decided from the rows kept from the holds' batch
+        probe = await asyncpg.connect(_dsn(pg_settings))
+        try:
+            settlements = await _holds(money, platform_id, users)
+            # Another instance's management call changes one budget's low-balance threshold behind the writer:
+            # a guard of the settlements' batch (nothing a low-balance rule reads may have changed).
+            changed = await probe.fetchval(
+                "UPDATE budgets SET low_balance_threshold_nanos = 1 WHERE end_user_id = $1 RETURNING id", users[17]
+            )
+            keys = _keys(settlements)
+            cached = money.cache.snapshot(*keys)
+            assert cached is not None
+            planned = plan(settlements, utcnow(), SQL, cached, keys[2])
+            assert planned is not None and not planned.exact and len(planned.payload["budgets"]) == 50
+            before = await _state(pg_settings)
+            with pytest.raises(asyncpg.PostgresError) as refused:
+                await probe.fetchval(APPLY, orjson.dumps(planned.payload).decode())
+            untouched = await _state(pg_settings)
+            assert untouched == before
+            results = await money.apply(settlements, utcnow(), SQL)
+            assert results == [True] * 50
+            return refused.value, changed, before, await _state(pg_settings), money
+        finally:
+            await probe.close()
+            await money.close()
+            await engine.dispose()
+
+    refused, changed, before, after, money = asyncio.run(scenario())
+
+    assert refused.sqlstate == CONFLICT and str(refused) == f"money batch conflict: budget {changed}"
+    assert before["holds"] == ["active"] * 50 and before["logs"] == 0
+    assert set(before["budgets"].values()) == {(0, HOLD)}
+    # The writer's own path: the conflict, then the batch read afresh and written, exactly once, with no lock path.
+    assert money.conflicts == 1 and money.locked == 0
+    assert after["holds"] == ["captured"] * 50 and after["logs"] == 50
+    assert set(after["budgets"].values()) == {(COST, 0)}
+    assert after["wallets"] == [(WALLET - 50 * COST, 0)]
+    usage = sorted((r for r in after["wallet_rows"] if r.type == "usage"), key=lambda r: -r.balance_after_nanos)
+    assert [r.balance_after_nanos for r in usage] == [WALLET - (i + 1) * COST for i in range(50)]
+    inference = [r for r in after["budget_rows"] if r.type == "inference"]
+    assert len(inference) == 50 and {(r.used_after_nanos, r.remaining_after_nanos) for r in inference} == {
+        (COST, BUDGET - COST)
+    }
+    assert_invariants(pg_settings)
+
+
+async def _decided(conn: asyncpg.Connection, commands: list[MoneyCommand], descending: bool) -> Planned:
+    """The batch as the writer decides it from rows read afresh, its budgets listed in id order, or reversed."""
+    keys = _keys(commands)
+    snapshot = orjson.loads(await conn.fetchval(SNAPSHOT, *keys))
+    planned = plan(commands, utcnow(), SQL, snapshot, keys[2])
+    assert planned is not None and not planned.exact
+    del planned.payload["verify"]
+    planned.payload["budgets"].sort(key=lambda b: b["id"], reverse=descending)
+    return planned
+
+
+async def _applied(conn: asyncpg.Connection, planned: Planned) -> list[Result]:
+    await conn.fetchval(APPLY, orjson.dumps(planned.payload).decode())
+    return planned.results
+
+
+def test_two_writers_updating_overlapping_budgets_in_opposite_orders_never_deadlock(pg_settings: Settings) -> None:
+    """One writer sends every batch's budgets in ascending id order, the other in descending order, over 24 shared
+    budgets, batch after batch at once: no deadlock, no conflict, exact amounts. (Batches of one platform also queue
+    on its wallet row, locked before any budget, so this cannot deadlock whatever the budgets' order; the next test
+    checks the order itself.)"""
+    rounds, width = 25, 32
+    platform_id, users = asyncio.run(_tenant(pg_settings, 40))
+    shares = {"up": users[:width], "down": users[-width:]}
+
+    async def writer(descending: bool, ready: asyncio.Barrier) -> int:
+        """Every batch is decided before the first is written (with room to spare, a batch decided from older rows
+        still passes its guards), then written back to back, so that the two writers' budget updates overlap."""
+        conn = await asyncpg.connect(_dsn(pg_settings))
+        mine = shares["down" if descending else "up"]
+        try:
+            requests = [[_hold(platform_id, user) for user in mine] for _ in range(rounds)]
+            placing = [await _decided(conn, list(batch), descending) for batch in requests]
+            await ready.wait()
+            grants = [await _applied(conn, planned) for planned in placing]
+            settling = [
+                await _decided(conn, [_settlement(g, r) for g, r in zip(batch, asked, strict=True)], descending)
+                for batch, asked in zip(grants, requests, strict=True)
+            ]
+            await ready.wait()
+            for planned in settling:
+                assert await _applied(conn, planned) == [True] * width
+            return rounds
+        finally:
+            await conn.close()
+
+    async def both() -> list[int]:
+        ready = asyncio.Barrier(2)
+        return await asyncio.gather(writer(False, ready), writer(True, ready))
+
+    assert asyncio.run(both()) == [rounds, rounds]  # no deadlock (SQLSTATE 40P01) and no conflict raised
+
+    after = asyncio.run(_state(pg_settings))
+    budget_of = {b.end_user_id: b.id for b in asyncio.run(_budget_rows(pg_settings))}
+    shared = set(shares["up"]) & set(shares["down"])
+    assert len(shared) == 24
+    for user in users:
+        settled = rounds * (2 if user in shared else 1)
+        assert after["budgets"][budget_of[user]] == (settled * COST, 0), user
+    assert after["wallets"] == [(WALLET - 2 * rounds * width * COST, 0)]
+    assert after["holds"] == ["captured"] * (2 * rounds * width) and after["logs"] == 2 * rounds * width
+    usage = sorted((r for r in after["wallet_rows"] if r.type == "usage"), key=lambda r: -r.balance_after_nanos)
+    assert [r.balance_after_nanos for r in usage] == [WALLET - (i + 1) * COST for i in range(2 * rounds * width)]
+    for user in shared:
+        rows = after["budget_rows"]
+        inference = sorted(r.used_after_nanos for r in rows if r.budget_id == budget_of[user] and r.type == "inference")
+        assert inference == [(i + 1) * COST for i in range(2 * rounds)]
+    assert_invariants(pg_settings)
+
+
+def test_the_function_locks_a_batchs_budgets_in_id_order_whatever_order_they_are_sent_in(
+    pg_settings: Settings,
+) -> None:
+    """A set-based UPDATE locks rows in the order its join visits them (here: as sent), and two transactions locking
+    the same budgets in different orders deadlock. With the middle one of nine budgets locked by someone else, the
+    function, sent the budgets in descending order, waits there holding exactly the four below it."""
+    platform_id, users = asyncio.run(_tenant(pg_settings, 9))
+
+    async def scenario() -> tuple[list[str], set[str], list[Result]]:
+        writer, blocker, probe = [await asyncpg.connect(_dsn(pg_settings)) for _ in range(3)]
+        try:
+            planned = await _decided(writer, [_hold(platform_id, user) for user in users], descending=True)
+            ids = sorted(b["id"] for b in planned.payload["budgets"])
+            assert [b["id"] for b in planned.payload["budgets"]] == ids[::-1]
+            blocking = blocker.transaction()
+            await blocking.start()
+            await blocker.execute("SELECT 1 FROM budgets WHERE id = $1 FOR NO KEY UPDATE", ids[4])
+            applying = asyncio.create_task(_applied(writer, planned))
+            for _ in range(1000):  # until the function waits for the blocked row
+                if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the function never waited for the blocked budget")
+            probing = probe.transaction()
+            await probing.start()
+            free = await probe.fetch(
+                "SELECT id FROM budgets WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED", ids
+            )
+            await probing.rollback()
+            await blocking.rollback()
+            return ids, set(ids) - {r["id"] for r in free} - {ids[4]}, await applying
+        finally:
+            for conn in (writer, blocker, probe):
+                await conn.close()
+
+    ids, locked, grants = asyncio.run(scenario())
+
+    assert locked == set(ids[:4])
+    assert all(isinstance(g, HoldGrant) for g in grants)
+    after = asyncio.run(_state(pg_settings))
+    assert set(after["budgets"].values()) == {(0, HOLD)} and after["wallets"] == [(WALLET, 9 * HOLD)]
+    assert_invariants(pg_settings)
+
+
+async def _budget_rows(settings: Settings) -> list[Any]:
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(sa.select(budgets))).all())
+    finally:
+        await engine.dispose()
+
+
+def _body(create: str) -> str:
+    return create.split("$fn$")[1]
+
+
+async def _function(settings: Settings) -> tuple[str, list[str] | None]:
+    """The function's body and its settings (``SET …`` clauses) as the database has them."""
+    conn = await asyncpg.connect(_dsn(settings))
+    try:
+        row = await conn.fetchrow("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'tollway_money_apply'")
+        assert row is not None
+        return str(row["prosrc"]), row["proconfig"]
+    finally:
+        await conn.close()
+
+
+def test_migration_0017_goes_down_to_0016s_function_and_back(pg_settings: Settings) -> None:
+    platform_id, users = asyncio.run(_tenant(pg_settings, 3))  # migrated to head
+    config = alembic_config(pg_settings)
+
+    async def calls() -> dict[str, Any]:
+        engine = create_engine(pg_settings)
+        money = PostgresMoney(pg_settings.database_url, engine)
+        try:
+            settlements = await _holds(money, platform_id, users)
+            assert await money.apply(settlements, utcnow(), SQL) == [True] * len(users)
+            assert money.conflicts == 0 and money.locked == 0
+        finally:
+            await money.close()
+            await engine.dispose()
+        return await _state(pg_settings)
+
+    set_based = (_body(SET_BASED), ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"])
+    assert asyncio.run(_function(pg_settings)) == set_based
+    command.downgrade(config, "0016")
+    assert asyncio.run(_function(pg_settings)) == (_body(APPLY_0016), None)
+    assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0016's function
+    command.upgrade(config, "head")
+    assert asyncio.run(_function(pg_settings)) == set_based
+    after = asyncio.run(calls())
+
+    assert set(after["budgets"].values()) == {(2 * COST, 0)}
+    assert after["wallets"] == [(WALLET - 2 * len(users) * COST, 0)]
+    assert_invariants(pg_settings)
