@@ -1,5 +1,5 @@
 """End-user budgets and their append-only ledger in SQL (SPEC §5.5, §9.5, §9.8): rows read, locked (PostgreSQL
-``FOR UPDATE``; SQLite transactions already hold the write lock from ``BEGIN IMMEDIATE``) and written back exactly as
+``FOR NO KEY UPDATE``; SQLite transactions already hold the write lock from ``BEGIN IMMEDIATE``) and written back exactly as
 ``domain/budget_changes.py`` decided, each change with its ledger rows and outbox rows in one transaction.
 
 Inference holds and settlements do not come here: the money writer's batches (``storage/money``) apply them, with
@@ -106,7 +106,7 @@ def _managed(platform_id: str, end_user_id: str) -> sa.Select[Any]:
 async def lock_managed(conn: AsyncConnection, platform_id: str, end_user_id: str) -> BudgetRow | None:
     """Inside the caller's transaction: lock the budget of a live end user of this platform (active or not); None
     when the end user is unknown, deleted or has no budget."""
-    row = (await conn.execute(_managed(platform_id, end_user_id).with_for_update(of=budgets))).first()
+    row = (await conn.execute(_managed(platform_id, end_user_id).with_for_update(of=budgets, key_share=True))).first()
     return None if row is None else budget_row(row._mapping)
 
 
@@ -210,7 +210,9 @@ class SqlBudgetLedger:
 
 
 async def _locked_by_id(conn: AsyncConnection, budget_id: str) -> BudgetRow:
-    row = (await conn.execute(sa.select(budgets).where(budgets.c.id == budget_id).with_for_update())).first()
+    row = (
+        await conn.execute(sa.select(budgets).where(budgets.c.id == budget_id).with_for_update(key_share=True))
+    ).first()
     if row is None:
         raise LookupError(f"no budget {budget_id}")
     return budget_row(row._mapping)

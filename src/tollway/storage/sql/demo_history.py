@@ -54,7 +54,9 @@ async def record_history(engine: AsyncEngine, platform_id: str, topup: PastTopup
         raise HistoryRefused("the opening top-up must come before every call")
     async with engine.begin() as conn:
         wallet = (
-            await conn.execute(sa.select(wallets).where(wallets.c.platform_id == platform_id).with_for_update())
+            await conn.execute(
+                sa.select(wallets).where(wallets.c.platform_id == platform_id).with_for_update(key_share=True)
+            )
         ).first()
         if wallet is None:
             raise HistoryRefused("no wallet for this platform")

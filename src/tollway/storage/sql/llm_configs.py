@@ -36,7 +36,7 @@ async def _require_active_provider(conn: AsyncConnection, provider_id: str) -> N
 
 async def _lock_platform(conn: AsyncConnection, platform_id: str) -> None:
     """Serialises config writes per platform, so concurrent writes cannot leave two defaults for one provider."""
-    await conn.execute(sa.select(platforms.c.id).where(platforms.c.id == platform_id).with_for_update())
+    await conn.execute(sa.select(platforms.c.id).where(platforms.c.id == platform_id).with_for_update(key_share=True))
 
 
 async def _one(conn: AsyncConnection, platform_id: str, config_id: str) -> Record | None:

@@ -103,7 +103,9 @@ class PlatformStore:
         happens under the row lock, so concurrent PATCHes of different settings keys do not undo each other."""
         async with self._engine.begin() as conn:
             current = (
-                await conn.execute(sa.select(platforms.c.settings).where(_live(platform_id)).with_for_update())
+                await conn.execute(
+                    sa.select(platforms.c.settings).where(_live(platform_id)).with_for_update(key_share=True)
+                )
             ).first()
             if current is None:
                 return None
