@@ -92,13 +92,24 @@ async def test_a_key_in_flight_is_not_queued_again() -> None:
     cache.database = {"a": "a1"}
     cache.gate.clear()
     cache.refresh.queue("a", "p")
+    assert "a" in cache.refresh.pending
     await until(lambda: len(cache.calls) == 1)
+    assert "a" in cache.refresh.pending
     cache.refresh.queue("a", "p")  # a read while it is being reloaded
     await asyncio.sleep(0.2)
     cache.gate.set()
     await until(lambda: "a" in cache.entries)
+    assert "a" not in cache.refresh.pending
     await asyncio.sleep(0.2)
     assert cache.calls == [{"a": "p"}]
+
+
+async def test_sweep_forgets_only_reads_older_than_the_keep_window() -> None:
+    cache = Cache(Clock())
+    cache.refresh.used.update({"old": 100.0, "recent": 105.0})
+    used = cache.refresh.used
+    cache.refresh.sweep(100.0 + KEEP_FRESH_S + 1)
+    assert cache.refresh.used == {"recent": 105.0} and cache.refresh.used is used  # the owner's alias stays valid
 
 
 async def test_a_key_in_use_is_reloaded_again_without_a_request() -> None:
@@ -106,7 +117,7 @@ async def test_a_key_in_use_is_reloaded_again_without_a_request() -> None:
     cache = Cache(clock)
     cache.database = {"a": "a1"}
     cache.entries["a"] = (clock.now, "a0")  # loaded in the foreground ...
-    cache.refresh.touch("a", clock.now)
+    cache.refresh.used["a"] = clock.now
     cache.refresh.keep("a", "p")  # ... and kept fresh from there
     await until(lambda: cache.entries["a"][1] == "a1")
     cache.database["a"] = "a2"
@@ -122,12 +133,12 @@ async def test_a_key_unused_for_longer_than_the_keep_window_is_dropped() -> None
     cache.database = {"a": "a1", "b": "b1"}
     for key in ("a", "b"):
         cache.entries[key] = (clock.now, "old")
-        cache.refresh.touch(key, clock.now)
+        cache.refresh.used[key] = clock.now
         cache.refresh.keep(key, "p")
     cache.gate.clear()
     await until(lambda: len(cache.calls) == 1)  # began within the window: both kept
     clock.now += KEEP_FRESH_S + 1
-    cache.refresh.touch("b", clock.now)  # "b" is read again, "a" is not
+    cache.refresh.used["b"] = clock.now  # "b" is read again, "a" is not
     cache.gate.set()
     await until(lambda: len(cache.calls) == 3)  # "a"'s last reload, then "b" alone
     assert cache.calls[:3] == [{"a": "p", "b": "p"}, {"a": "p", "b": "p"}, {"b": "p"}]
@@ -138,7 +149,7 @@ async def test_a_key_gone_from_the_database_is_not_kept() -> None:
     clock = Clock()
     cache = Cache(clock)
     cache.entries["a"] = (clock.now, "a0")  # the database no longer has it (a revoked key)
-    cache.refresh.touch("a", clock.now)
+    cache.refresh.used["a"] = clock.now
     cache.refresh.keep("a", "p")
     await until(lambda: "a" not in cache.entries)
     await asyncio.sleep(0.3)
@@ -187,7 +198,7 @@ async def test_a_failed_load_is_logged_reported_to_its_waiters_and_retried_by_th
     cache = Cache(clock)
     cache.database = {"a": "a1"}
     cache.entries["a"] = (clock.now, "a0")
-    cache.refresh.touch("a", clock.now)
+    cache.refresh.used["a"] = clock.now
     cache.fail = True
     cache.refresh.queue("a", "p")
     waiting = cache.refresh.waiter("a")
@@ -210,7 +221,7 @@ async def test_close_leaves_nothing_running() -> None:
     cache = Cache(clock)
     cache.database = {"a": "a1"}
     cache.entries["b"] = (clock.now, "b0")
-    cache.refresh.touch("b", clock.now)
+    cache.refresh.used["b"] = clock.now
     cache.refresh.keep("b", "p")  # a keep timer
     cache.gate.clear()
     cache.refresh.queue("a", "p")
@@ -223,4 +234,18 @@ async def test_close_leaves_nothing_running() -> None:
     cache.refresh.queue("c", "p")
     cache.refresh.keep("c", "p")
     await asyncio.sleep(0.3)
+    assert cache.calls == [{"a": "p"}]
+
+
+async def test_a_load_that_begins_after_invalidate_writes_back() -> None:
+    clock = Clock()
+    cache = Cache(clock, gather_s=60.0)
+    cache.database = {"a": "a1"}
+    cache.refresh.queue("a", "p")  # still gathering: it has read nothing yet
+    cache.refresh.invalidate()
+    cache.database["a"] = "a2"
+    waiting = cache.refresh.waiter("a")
+    assert waiting is not None
+    assert await asyncio.wait_for(waiting, 20) == "a2"
+    assert cache.entries["a"] == (100.0, "a2")
     assert cache.calls == [{"a": "p"}]

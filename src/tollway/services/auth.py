@@ -73,6 +73,7 @@ class Authenticator:
             what="key lookup",
             clock=clock,
         )
+        self._refreshing, self._used = self._refreshes.pending, self._refreshes.used  # read on every request
 
     def invalidate(self) -> None:
         """Drop every cached lookup (called after this instance revokes or deletes something)."""
@@ -98,9 +99,9 @@ class Authenticator:
         if cached is not None:
             cached_at, principal, expires_mono = cached
             if now - cached_at < POSITIVE_CACHE_S and (expires_mono is None or now < expires_mono):
-                if now - cached_at >= REFRESH_AFTER_S:
+                if now - cached_at >= REFRESH_AFTER_S and digest not in self._refreshing:
                     self._refreshes.queue(digest, raw.startswith("sk-admin_"))
-                self._refreshes.touch(digest, now)
+                self._used[digest] = now
                 self._note_use(principal, now)
                 return principal
             del self._cache[digest]
@@ -112,7 +113,7 @@ class Authenticator:
             self._cache.clear()
             self._refreshes.sweep(now)
         self._cache[digest] = (now, found, expires_mono)
-        self._refreshes.touch(digest, now)
+        self._used[digest] = now
         self._refreshes.keep(digest, raw.startswith("sk-admin_"))  # kept fresh from now on while in use
         self._note_use(found, now)
         return found

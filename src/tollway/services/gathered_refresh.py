@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Container, Hashable, Mapping
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -60,21 +60,22 @@ class GatheredRefresh(Generic[K, D, V]):
         self._clock = clock
         self._gathering: _Batch[K, D, V] | None = None
         self._gather_timer: asyncio.TimerHandle | None = None
-        self._in_flight: dict[K, _Batch[K, D, V]] = {}
-        self._used: dict[K, float] = {}  # key -> when a request last read its entry
+        self._pending: dict[K, _Batch[K, D, V]] = {}  # key -> the batch that reloads it (gathering or in flight)
+        # For the owner's reads, which check and write these themselves, a dict operation each (no call per read):
+        # ``pending``: the keys due or being reloaded (``queue`` would do nothing for them); ``used``: when a request
+        # last read each key's entry (a key read within ``keep_fresh_s`` of a reload's start is kept fresh). Both
+        # stay the same objects for the owner's life.
+        self.pending: Container[K] = self._pending
+        self.used: dict[K, float] = {}
         self._kept: dict[K, D] = {}  # queued again when ``_keep_timer`` fires
         self._keep_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by invalidate(): a load begun before it must not write back
         self._closed = False
 
-    def touch(self, key: K, now: float) -> None:
-        """A request read ``key``'s entry at ``now``: it is kept fresh for ``keep_fresh_s`` from here."""
-        self._used[key] = now
-
     def queue(self, key: K, data: D) -> None:
         """Reload ``key`` in the next gathered query, unless it is due or being reloaded already."""
-        if key in self._in_flight:
+        if key in self._pending:
             return
         batch = self._gathering
         if batch is None:
@@ -82,9 +83,8 @@ class GatheredRefresh(Generic[K, D, V]):
                 return
             batch = self._gathering = _Batch()
             self._gather_timer = asyncio.get_running_loop().call_later(self._gather_s, self._start)
-        elif key in batch.due:
-            return
         batch.due[key] = data
+        self._pending[key] = batch
 
     def keep(self, key: K, data: D) -> None:
         """After a foreground load: queue ``key`` again at its refresh point; keys kept meanwhile share the query."""
@@ -97,13 +97,11 @@ class GatheredRefresh(Generic[K, D, V]):
     def waiter(self, key: K) -> asyncio.Future[V] | None:
         """A request needs ``key``'s new value now: the outcome of its reload (started at once if it is still
         gathering), or None when no reload of ``key`` is due or running."""
-        batch = self._gathering
-        if batch is not None and key in batch.due:
+        batch = self._pending.get(key)
+        if batch is None:
+            return None
+        if batch is self._gathering:
             self._start()  # a request waits for it: gather no longer
-        else:
-            batch = self._in_flight.get(key)
-            if batch is None:
-                return None
         future = batch.waiters.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -115,14 +113,17 @@ class GatheredRefresh(Generic[K, D, V]):
         """No load begun before now writes back; a later ``waiter`` for ``key`` (None: every key) does not share
         one of them. Requests already waiting still get what they began waiting for."""
         self._generation += 1
+        gathering = self._gathering
         if key is None:
-            self._in_flight.clear()
-        else:
-            self._in_flight.pop(key, None)
+            for stale in [k for k, batch in self._pending.items() if batch is not gathering]:
+                del self._pending[stale]
+        elif key in self._pending and self._pending[key] is not gathering:
+            del self._pending[key]
 
     def sweep(self, now: float) -> None:
         """Forget the reads older than the keep window (the owner bounds its memory)."""
-        self._used = {k: t for k, t in self._used.items() if now - t < self._keep_fresh_s}
+        for key in [k for k, t in self.used.items() if now - t >= self._keep_fresh_s]:
+            del self.used[key]
 
     async def close(self) -> None:
         """At shutdown: no more timers, and the loads in flight are cancelled and awaited."""
@@ -132,6 +133,7 @@ class GatheredRefresh(Generic[K, D, V]):
                 timer.cancel()
         self._gather_timer = self._keep_timer = None
         self._gathering = None
+        self._pending.clear()
         self._kept.clear()
         tasks = list(self._tasks)
         for task in tasks:
@@ -145,8 +147,6 @@ class GatheredRefresh(Generic[K, D, V]):
         batch, self._gathering = self._gathering, None
         if batch is None:
             return
-        for key in batch.due:
-            self._in_flight[key] = batch
         task = asyncio.get_running_loop().create_task(self._reload(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -176,11 +176,11 @@ class GatheredRefresh(Generic[K, D, V]):
         current = generation == self._generation
         for key, data, value in values:
             if current:
-                used = started - self._used.get(key, float("-inf")) < self._keep_fresh_s
+                used = started - self.used.get(key, float("-inf")) < self._keep_fresh_s
                 if self._store(key, value, started) and used:
                     self.keep(key, data)
                 else:
-                    self._used.pop(key, None)
+                    self.used.pop(key, None)
             waiting = batch.waiters.get(key)
             if waiting is not None and not waiting.done():
                 waiting.set_result(value)
@@ -188,8 +188,8 @@ class GatheredRefresh(Generic[K, D, V]):
     def _finish(self, batch: _Batch[K, D, V]) -> None:
         """Its keys are no longer being reloaded: the next ``queue`` of one of them starts another reload."""
         for key in batch.due:
-            if self._in_flight.get(key) is batch:
-                del self._in_flight[key]
+            if self._pending.get(key) is batch:
+                del self._pending[key]
 
 
 def _fail(waiters: Mapping[Any, asyncio.Future[Any]], error: Exception | None) -> None:

@@ -85,15 +85,20 @@ class LimitCache:
             what="rate-limit reload",
             clock=clock,
         )
+        self._reloading, self._used = self._reloads.pending, self._reloads.used  # read on every request
 
     async def get(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
         now = self._clock()
-        self._reloads.touch(end_user_id, now)
+        self._used[end_user_id] = now
         cached = self._entries.get(end_user_id)
         if cached is not None:
             remaining = cached[0] - now
             if remaining > 0:
-                if remaining <= self._ttl_s / 2 and end_user_id not in self._loading:
+                if (
+                    remaining <= self._ttl_s / 2
+                    and end_user_id not in self._loading
+                    and end_user_id not in self._reloading
+                ):
                     self._reloads.queue(end_user_id, platform_id)
                 return cached[1]
         future = (
