@@ -35,6 +35,7 @@ class Cache:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail = False
+        self.outage_on_cancel = False  # as the SQL stores report a statement cancelled mid-flight
         self.refresh: GatheredRefresh[str, str, str | None] = GatheredRefresh(
             self.load,
             self.store,
@@ -50,7 +51,12 @@ class Cache:
     async def load(self, due: Mapping[str, str], started: float) -> dict[str, str | None]:
         self.calls.append(dict(due))
         read = {key: self.database.get(key) for key in due}
-        await self.gate.wait()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            if self.outage_on_cancel:
+                raise RuntimeError("database unreachable") from None
+            raise
         if self.fail:
             raise RuntimeError("database down")
         return read
@@ -249,3 +255,16 @@ async def test_a_load_that_begins_after_invalidate_writes_back() -> None:
     assert await asyncio.wait_for(waiting, 20) == "a2"
     assert cache.entries["a"] == (100.0, "a2")
     assert cache.calls == [{"a": "p"}]
+
+
+async def test_a_load_that_reports_its_cancellation_as_a_failure_is_not_logged_at_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SQL stores map a statement cancelled mid-flight to an outage error: at shutdown that is no failure."""
+    cache = Cache(Clock())
+    cache.gate.clear()
+    cache.outage_on_cancel = True
+    cache.refresh.queue("a", "p")
+    await until(lambda: len(cache.calls) == 1)
+    await cache.refresh.close()
+    assert [r.getMessage() for r in caplog.records] == []

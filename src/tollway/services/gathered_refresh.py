@@ -164,7 +164,8 @@ class GatheredRefresh(Generic[K, D, V]):
             found = await self._load(batch.due, started)
             values = [(key, data, found[key]) for key, data in batch.due.items()]
         except Exception as error:  # the next read past the entry's life loads in the foreground and reports it
-            self._log.warning("background %s failed", self._what, exc_info=True)
+            if not self._closed:  # (a store may report a query cancelled by ``close`` as an outage)
+                self._log.warning("background %s failed", self._what, exc_info=True)
             self._finish(batch)
             _fail(batch.waiters, error)
             return
