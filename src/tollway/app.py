@@ -355,6 +355,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Any:
                 task.cancel()
             await presence.leave()
             await runtime.money.stop()
+            await services.authenticator.close()  # no gathered key refresh left to run on a disposed engine
             await runtime.rate_limiter.close()
             await runtime.http.close()
             await runtime.oauth_http.close()

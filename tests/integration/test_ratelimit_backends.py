@@ -21,7 +21,7 @@ from tollway.domain.platform_settings import RateLimits
 from tollway.domain.ports.ratelimit import RateLimitBackend
 from tollway.domain.ratelimit import Decision, Dimension, Resolution, TokenDemand
 from tollway.errors import RateLimited, ServiceUnavailable
-from tollway.services.ratelimit import FailoverBackend, LimitCache, RateLimiter
+from tollway.services.ratelimit import CACHE_TTL_S, FailoverBackend, LimitCache, RateLimiter
 from tollway.settings import redis_endpoint
 from tollway.storage.ratelimit.memory import InProcessRateLimitBackend
 from tollway.storage.ratelimit.redis import ADMIT_LUA, CORRECTION_DELAY_S, RedisRateLimitBackend
@@ -536,6 +536,76 @@ async def test_limit_cache_lives_under_a_second_shares_loads_and_invalidates() -
     cache.invalidate()
     assert (await cache.get("p", "u")).resolution is Resolution.DEFAULT
     assert source.loads == 4
+
+
+class FlakySource(FakeSource):
+    """The database goes away: every query raises what the SQL source raises then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def limits_of(self, platform_id: str, end_user_id: str) -> tuple[RateLimits | None, RateLimits]:
+        if self.down:
+            raise ServiceUnavailable("The database is unreachable.")
+        return await super().limits_of(platform_id, end_user_id)
+
+    async def limits_of_many(self, end_users: list[tuple[str, str]]) -> dict[str, tuple[RateLimits | None, RateLimits]]:
+        if self.down:
+            raise ServiceUnavailable("The database is unreachable.")
+        return await super().limits_of_many(end_users)
+
+
+async def test_a_failed_background_reload_is_logged_and_the_next_read_past_the_entry_reports_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, clock = FlakySource(), MonotonicClock()
+    cache = LimitCache(source, clock=clock, keep_fresh_s=0)
+    await cache.get("p", "u")
+    source.down = True
+    clock.now += CACHE_TTL_S / 2 + 0.01
+    assert (await cache.get("p", "u")).resolution is Resolution.NONE  # served; the reload fails in the background
+    for _ in range(400):
+        if any(r.getMessage() == "background rate-limit reload failed" for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    assert [r.levelname for r in caplog.records if r.getMessage() == "background rate-limit reload failed"] == [
+        "WARNING"
+    ]
+    clock.now += CACHE_TTL_S / 2  # past the entry's life
+    with pytest.raises(ServiceUnavailable):
+        await cache.get("p", "u")
+    source.down = False
+    assert (await cache.get("p", "u")).resolution is Resolution.NONE
+    await cache.close()
+
+
+async def test_a_request_waiting_for_a_gathering_reload_that_fails_gets_the_error() -> None:
+    source, clock = FlakySource(), MonotonicClock()
+    cache = LimitCache(source, clock=clock, gather_s=60, keep_fresh_s=0)
+    await cache.get("p", "u")
+    clock.now += CACHE_TTL_S - 0.01
+    await cache.get("p", "u")  # queues the reload, gathering for a minute
+    source.down = True
+    clock.now += 0.02
+    loads = source.loads
+    with pytest.raises(ServiceUnavailable):
+        await asyncio.wait_for(cache.get("p", "u"), 20)
+    assert source.loads == loads  # the gathered reload was the one that failed, not a second load
+    await cache.close()
+
+
+async def test_closing_the_limiter_leaves_no_reload_running() -> None:
+    source, clock = FakeSource(), MonotonicClock()
+    limiter = RateLimiter(InProcessRateLimitBackend(), LimitCache(source, clock=clock))
+    await limiter.effective_limits("p", "u")  # kept fresh from here: a keep timer is armed
+    clock.now += CACHE_TTL_S / 2 + 0.01
+    await limiter.effective_limits("p", "u")  # and a reload is gathering
+    await limiter.close()
+    loads = source.loads
+    await asyncio.sleep(0.6)
+    assert source.loads == loads
+    assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 async def test_an_unreachable_database_is_503(tmp_path: Path) -> None:

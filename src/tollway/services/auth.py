@@ -6,19 +6,19 @@ cached, so a revoked key stops working on every instance within the cache lifeti
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from tollway.domain.clock import utcnow
 from tollway.domain.keys import END_USER_SCOPES, PLATFORM_SCOPES, KeyKind, key_digest
 from tollway.domain.ports.inference import KeyLookup
 from tollway.domain.tenancy import KeyRecord, Principal
 from tollway.errors import AuthenticationError, RateLimited
+from tollway.services.gathered_refresh import GatheredRefresh
 
 log = logging.getLogger("tollway.auth")
 
@@ -36,6 +36,8 @@ _FAILURE_WINDOW_S = 60.0
 _OPERATOR_REFRESH_S = 0.9
 _DUMMY_DIGEST = b"\x00" * 32
 
+_Found = tuple[Principal | None, float | None]  # a key's principal (None: refused) and when it expires, monotonic
+
 
 class Authenticator:
     def __init__(
@@ -48,7 +50,6 @@ class Authenticator:
     ) -> None:
         self._keys = keys
         self._clock = clock
-        self._keep_fresh_s = keep_fresh_s
         self._operator_digest_source = operator_digest
         self._operator_digest: bytes | None = None
         self._operator_checked_at = float("-inf")
@@ -58,19 +59,27 @@ class Authenticator:
         self._touched: dict[str, float] = {}
         self._failures: dict[str, deque[float]] = {}
         self.pending_touches: set[str] = set()
-        self._due: dict[bytes, bool] = {}  # digest -> shaped like the operator key; waiting for the next refresh
-        self._used: dict[bytes, float] = {}  # digest -> when a request last presented it
-        self._kept: dict[bytes, bool] = {}  # kept fresh: queued again when ``_keep_timer`` fires
-        self._keep_timer: asyncio.TimerHandle | None = None
-        self._refresh_timer: asyncio.TimerHandle | None = None
-        self._refreshes: set[asyncio.Task[None]] = set()
-        self._generation = 0  # bumped by invalidate(): a refresh begun before it must not write back
+        # Refresh-ahead (as ``services/freshness.py``), gathered: due keys are looked up again in one query while
+        # their cached principals are still served; a key that is gone is dropped, so its next request is refused.
+        # A key carries whether it is shaped like the operator key.
+        self._refreshes: GatheredRefresh[bytes, bool, _Found] = GatheredRefresh(
+            self._refresh,
+            self._refreshed,
+            lambda digest: digest in self._cache,
+            refresh_after_s=REFRESH_AFTER_S,
+            gather_s=REFRESH_GATHER_S,
+            keep_fresh_s=keep_fresh_s,
+            log=log,
+            what="key lookup",
+            clock=clock,
+        )
+        self._refreshing, self._used = self._refreshes.pending, self._refreshes.used  # read on every request
 
     def invalidate(self) -> None:
         """Drop every cached lookup (called after this instance revokes or deletes something)."""
         self._cache.clear()
         self._by_id.clear()
-        self._generation += 1
+        self._refreshes.invalidate()
         self._operator_checked_at = float("-inf")
 
     async def authenticate(self, authorization: str | None, client_ip: str) -> Principal:
@@ -90,8 +99,8 @@ class Authenticator:
         if cached is not None:
             cached_at, principal, expires_mono = cached
             if now - cached_at < POSITIVE_CACHE_S and (expires_mono is None or now < expires_mono):
-                if now - cached_at >= REFRESH_AFTER_S and digest not in self._due:
-                    self._queue_refresh(digest, raw.startswith("sk-admin_"))
+                if now - cached_at >= REFRESH_AFTER_S and digest not in self._refreshing:
+                    self._refreshes.queue(digest, raw.startswith("sk-admin_"))
                 self._used[digest] = now
                 self._note_use(principal, now)
                 return principal
@@ -102,69 +111,29 @@ class Authenticator:
             raise AuthenticationError()
         if len(self._cache) > 100_000:
             self._cache.clear()
-            self._used.clear()
+            self._refreshes.sweep(now)
         self._cache[digest] = (now, found, expires_mono)
         self._used[digest] = now
-        if self._keep_fresh_s > 0:  # kept fresh from now on while in use, even if requests come seconds apart
-            self._keep({digest: raw.startswith("sk-admin_")})
+        self._refreshes.keep(digest, raw.startswith("sk-admin_"))  # kept fresh from now on while in use
         self._note_use(found, now)
         return found
 
-    def _queue_refresh(self, digest: bytes, operator_shaped: bool) -> None:
-        self._due[digest] = operator_shaped
-        if self._refresh_timer is None:
-            loop = asyncio.get_running_loop()
-            self._refresh_timer = loop.call_later(REFRESH_GATHER_S, self._start_refresh)
+    async def _refresh(self, due: Mapping[bytes, bool], started: float) -> dict[bytes, _Found]:
+        operator = await self._current_operator_digest(started)
+        records = await self._keys.find_active_many(list(due))
+        return {d: self._resolve(shaped, d, operator, records.get(d), started) for d, shaped in due.items()}
 
-    def _start_refresh(self) -> None:
-        self._refresh_timer = None
-        due, self._due = self._due, {}
-        task = asyncio.get_running_loop().create_task(self._refresh(due))
-        self._refreshes.add(task)
-        task.add_done_callback(self._refreshes.discard)
+    def _refreshed(self, digest: bytes, found: _Found, started: float) -> bool:
+        principal, expires_mono = found
+        if principal is None:
+            self._cache.pop(digest, None)
+            return False
+        self._cache[digest] = (started, principal, expires_mono)
+        return True
 
-    def _keep(self, keys: dict[bytes, bool]) -> None:
-        """Queue ``keys`` again once they near the refresh point; keys kept meanwhile join the same refresh."""
-        self._kept.update(keys)
-        if self._keep_timer is None:
-            loop = asyncio.get_running_loop()
-            self._keep_timer = loop.call_later(REFRESH_AFTER_S - REFRESH_GATHER_S, self._requeue)
-
-    def _requeue(self) -> None:
-        self._keep_timer = None
-        kept, self._kept = self._kept, {}
-        for digest, operator_shaped in kept.items():
-            if digest in self._cache and digest not in self._due:
-                self._queue_refresh(digest, operator_shaped)
-
-    async def _refresh(self, due: dict[bytes, bool]) -> None:
-        """Refresh-ahead (as ``services/freshness.py``), gathered: the keys are looked up again in one query while
-        their cached principals are still served; a key that is gone is dropped, so its next request is refused.
-        While a key waits here it is not queued again, so a lookup that fails is retried by the next request. Keys
-        used within ``keep_fresh_s`` are queued again for when their new entries pass ``REFRESH_AFTER_S``."""
-        started = self._clock()
-        generation = self._generation
-        try:
-            operator = await self._current_operator_digest(started)
-            records = await self._keys.find_active_many(list(due))
-        except Exception:  # the next request past the cache lifetime looks it up in the foreground
-            log.warning("background key lookup failed", exc_info=True)
-            return
-        if generation != self._generation:
-            return
-        keep: dict[bytes, bool] = {}
-        for digest, operator_shaped in due.items():
-            found, expires_mono = self._resolve(operator_shaped, digest, operator, records.get(digest), started)
-            if found is None:
-                self._cache.pop(digest, None)
-            else:
-                self._cache[digest] = (started, found, expires_mono)
-            if found is not None and started - self._used.get(digest, float("-inf")) < self._keep_fresh_s:
-                keep[digest] = operator_shaped
-            else:
-                self._used.pop(digest, None)
-        if keep:
-            self._keep(keep)
+    async def close(self) -> None:
+        """At shutdown: no background lookup left running."""
+        await self._refreshes.close()
 
     async def _lookup(self, raw: str, digest: bytes, now: float) -> tuple[Principal | None, float | None]:
         operator = await self._current_operator_digest(now)

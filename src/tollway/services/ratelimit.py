@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ from tollway.domain.ratelimit import (
 )
 from tollway.errors import RateLimited
 from tollway.observability.metrics import Metrics
+from tollway.services.gathered_refresh import GatheredRefresh
 from tollway.services.ratelimit_failover import FailoverBackend
 
 __all__ = ["CACHE_TTL_S", "UNLIMITED", "Admission", "FailoverBackend", "LimitCache", "RateLimiter"]
@@ -68,18 +69,23 @@ class LimitCache:
     ) -> None:
         self._source = source
         self._ttl_s = ttl_s
-        self._gather_s = gather_s
-        self._keep_fresh_s = keep_fresh_s
-        self._used: dict[str, float] = {}  # end user -> when a request last read its limits
-        self._kept: dict[str, str] = {}  # end user -> platform, queued again when ``_keep_timer`` fires
-        self._keep_timer: asyncio.TimerHandle | None = None
         self._clock = clock
-        self._entries: dict[str, tuple[float, EffectiveLimits]] = {}
-        self._loading: dict[str, asyncio.Future[EffectiveLimits]] = {}
-        self._due: dict[str, tuple[str, asyncio.Future[EffectiveLimits]]] = {}  # end user -> (platform, its load)
-        self._reload_timer: asyncio.TimerHandle | None = None
-        self._reloads: set[asyncio.Task[None]] = set()
+        self._entries: dict[str, tuple[float, EffectiveLimits]] = {}  # end user -> (expiry, limits)
+        self._loading: dict[str, asyncio.Future[EffectiveLimits]] = {}  # foreground loads, shared by their readers
         self._generation = 0
+        # An end user due for a reload carries its platform.
+        self._reloads: GatheredRefresh[str, str, EffectiveLimits] = GatheredRefresh(
+            self._reload,
+            self._reloaded,
+            lambda end_user_id: end_user_id in self._entries and end_user_id not in self._loading,
+            refresh_after_s=ttl_s / 2,
+            gather_s=gather_s,
+            keep_fresh_s=keep_fresh_s,
+            log=log,
+            what="rate-limit reload",
+            clock=clock,
+        )
+        self._reloading, self._used = self._reloads.pending, self._reloads.used  # read on every request
 
     async def get(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
         now = self._clock()
@@ -88,12 +94,18 @@ class LimitCache:
         if cached is not None:
             remaining = cached[0] - now
             if remaining > 0:
-                if remaining <= self._ttl_s / 2 and end_user_id not in self._loading:
-                    self._queue_reload(platform_id, end_user_id)
+                if (
+                    remaining <= self._ttl_s / 2
+                    and end_user_id not in self._loading
+                    and end_user_id not in self._reloading
+                ):
+                    self._reloads.queue(end_user_id, platform_id)
                 return cached[1]
-        if end_user_id in self._due:
-            self._start_reload()  # a request waits for it now: gather no longer
-        future = self._loading.get(end_user_id) or self._start_load(platform_id, end_user_id)
+        future = (
+            self._loading.get(end_user_id)
+            or self._reloads.waiter(end_user_id)  # its reload, started now if it is still gathering
+            or self._start_load(platform_id, end_user_id)
+        )
         return await asyncio.shield(future)
 
     def _start_load(self, platform_id: str, end_user_id: str) -> asyncio.Future[EffectiveLimits]:
@@ -112,91 +124,37 @@ class LimitCache:
         effective = resolve_limits(override, defaults)
         if generation == self._generation:
             self._store(end_user_id, started, effective)
-            if self._keep_fresh_s > 0:  # kept fresh from now on while in use, even if requests come seconds apart
-                self._keep({end_user_id: platform_id})
+            self._reloads.keep(end_user_id, platform_id)  # kept fresh from now on while in use
         return effective
 
-    def _queue_reload(self, platform_id: str, end_user_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EffectiveLimits] = loop.create_future()
-        future.add_done_callback(_retrieve)
-        self._loading[end_user_id] = future
-        self._due[end_user_id] = (platform_id, future)
-        if self._reload_timer is None:
-            self._reload_timer = loop.call_later(self._gather_s, self._start_reload)
+    async def _reload(self, due: Mapping[str, str], started: float) -> dict[str, EffectiveLimits]:
+        found = await self._source.limits_of_many([(platform_id, user) for user, platform_id in due.items()])
+        return {end_user_id: resolve_limits(*found[end_user_id]) for end_user_id in due}
 
-    def _start_reload(self) -> None:
-        if self._reload_timer is not None:
-            self._reload_timer.cancel()
-            self._reload_timer = None
-        due, self._due = self._due, {}
-        task = asyncio.get_running_loop().create_task(self._reload(due))
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
-
-    async def _reload(self, due: dict[str, tuple[str, asyncio.Future[EffectiveLimits]]]) -> None:
-        started, generation = self._clock(), self._generation
-        try:
-            found = await self._source.limits_of_many([(platform_id, user) for user, (platform_id, _f) in due.items()])
-        except Exception as error:  # a request waiting for one of them gets the error (503), as from ``_load``
-            for end_user_id, (_platform_id, future) in due.items():
-                self._settle(end_user_id, future, error)
-            return
-        keep: dict[str, str] = {}
-        for end_user_id, (platform_id, future) in due.items():
-            effective = resolve_limits(*found[end_user_id])
-            if generation == self._generation:
-                self._store(end_user_id, started, effective)
-            self._settle(end_user_id, future, effective)
-            if started - self._used.get(end_user_id, float("-inf")) < self._keep_fresh_s:
-                keep[end_user_id] = platform_id
-            else:
-                self._used.pop(end_user_id, None)
-        if keep:
-            self._keep(keep)
-
-    def _keep(self, end_users: dict[str, str]) -> None:
-        """Queue these end users (id -> platform) again once their entries near half their life; end users kept
-        meanwhile join the same reload."""
-        self._kept.update(end_users)
-        if self._keep_timer is None:
-            delay = max(0.0, self._ttl_s / 2 - self._gather_s)
-            self._keep_timer = asyncio.get_running_loop().call_later(delay, self._requeue)
-
-    def _requeue(self) -> None:
-        self._keep_timer = None
-        kept, self._kept = self._kept, {}
-        for end_user_id, platform_id in kept.items():
-            if end_user_id in self._entries and end_user_id not in self._loading:
-                self._queue_reload(platform_id, end_user_id)
-
-    def _settle(
-        self, end_user_id: str, future: asyncio.Future[EffectiveLimits], outcome: EffectiveLimits | Exception
-    ) -> None:
-        if self._loading.get(end_user_id) is future:
-            del self._loading[end_user_id]
-        if future.done():
-            return
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+    def _reloaded(self, end_user_id: str, effective: EffectiveLimits, started: float) -> bool:
+        self._store(end_user_id, started, effective)
+        return True
 
     def _store(self, end_user_id: str, started: float, effective: EffectiveLimits) -> None:
         if len(self._entries) >= _CACHE_SWEEP_SIZE:
             now = self._clock()
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            self._used = {k: v for k, v in self._used.items() if now - v < self._keep_fresh_s}
+            self._reloads.sweep(now)
         self._entries[end_user_id] = (started + self._ttl_s, effective)
 
     def invalidate(self, end_user_id: str | None = None) -> None:
         self._generation += 1
+        self._reloads.invalidate(end_user_id)
         if end_user_id is None:
             self._entries.clear()
             self._loading.clear()
         else:
             self._entries.pop(end_user_id, None)
             self._loading.pop(end_user_id, None)
+
+    async def close(self) -> None:
+        """At shutdown: no background reload left running."""
+        await self._reloads.close()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -291,4 +249,5 @@ class RateLimiter:
         await self._backend.drain()
 
     async def close(self) -> None:
+        await self._limits.close()
         await self._backend.close()
