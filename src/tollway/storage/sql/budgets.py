@@ -1,6 +1,6 @@
 """End-user budgets and their append-only ledger in SQL (SPEC §5.5, §9.5, §9.8): rows read, locked (PostgreSQL
-``FOR NO KEY UPDATE``; SQLite transactions already hold the write lock from ``BEGIN IMMEDIATE``) and written back exactly as
-``domain/budget_changes.py`` decided, each change with its ledger rows and outbox rows in one transaction.
+``FOR NO KEY UPDATE``; SQLite transactions already hold the write lock from ``BEGIN IMMEDIATE``) and written back
+exactly as ``domain/budget_changes.py`` decided, each change with its ledger rows and outbox rows in one transaction.
 
 Inference holds and settlements do not come here: the money writer's batches (``storage/money``) apply them, with
 the same reset and low-balance rules of ``domain/budgets.py``.
