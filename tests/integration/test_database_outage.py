@@ -4,6 +4,7 @@ the gateway serves again once the database is back, without a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import make_settings
 from tests.support.seed import create_cent_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer, PostgresServer
 from tollway.fake_upstream.server import FakeUpstreamThread
+from tollway.storage.sql.db import create_engine
 
 CACHE_S = 1.2  # past every in-process cache of keys, catalog and limits (≤ 0.9 s)
 CENT = {"model": "cent", "messages": [{"role": "user", "content": "hi"}]}
@@ -127,3 +130,32 @@ def test_readyz_answers_within_two_seconds_while_postgres_is_frozen(
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "not ready 10 s after PostgreSQL was thawed"
             time.sleep(0.1)
+
+
+@pytest.mark.postgres
+def test_a_cancelled_statement_is_a_cancellation_not_an_outage(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    """A query cut short by a timeout or a cancelled task raises what cancelled it, not 503 ``ServiceUnavailable``
+    (the driver flags the interrupted statement as a disconnect), and the engine still works afterwards."""
+
+    async def run() -> None:
+        engine = create_engine(make_settings(tmp_path, postgres_server.new_database()))
+        try:
+
+            async def sleep_in_database() -> None:
+                async with engine.connect() as conn:
+                    await conn.execute(sa.text("SELECT pg_sleep(5)"))
+
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await sleep_in_database()
+            task = asyncio.create_task(sleep_in_database())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with engine.connect() as conn:
+                assert (await conn.execute(sa.text("SELECT 1"))).scalar() == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

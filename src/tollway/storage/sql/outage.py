@@ -53,5 +53,9 @@ def map_outages(sync_engine: sa.Engine) -> None:
 
     @sa.event.listens_for(sync_engine, "handle_error")
     def _statement(context: sa.engine.ExceptionContext) -> None:
+        # A statement interrupted by a cancellation (a timeout, a client gone, shutdown) is flagged as a disconnect,
+        # so that the pool drops the connection; the cancellation itself must travel on as it is.
+        if not isinstance(context.original_exception, Exception):
+            return
         if context.is_disconnect or unreachable(context.original_exception):
             raise ServiceUnavailable(UNREACHABLE) from context.original_exception
