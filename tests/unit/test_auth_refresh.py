@@ -11,6 +11,7 @@ import pytest
 
 from tollway.domain.keys import key_digest
 from tollway.domain.tenancy import KeyRecord
+from tollway.errors import AuthenticationError
 from tollway.services.auth import POSITIVE_CACHE_S, REFRESH_AFTER_S, Authenticator
 
 RAW = "sk-user_" + "k" * 40
@@ -91,3 +92,32 @@ async def test_close_leaves_no_refresh_running() -> None:
     await asyncio.sleep(0.7)
     assert keys.queries == queries
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_lookup_begun_before_invalidate_answers_its_request_and_is_not_kept() -> None:
+    """This instance revokes a key (``invalidate``) while a request's lookup of it is on its way: that request gets
+    what the lookup found, but the key's next request looks it up again instead of using the stale answer."""
+    keys, clock = Keys(), Clock()
+    auth = Authenticator(keys, _no_operator, 0, clock=clock, keep_fresh_s=0)
+    gate = asyncio.Event()
+    find_many = keys.find_active_many
+
+    async def slow(digests: list[bytes]) -> dict[bytes, KeyRecord]:
+        await gate.wait()
+        return await find_many(digests)
+
+    keys.find_active_many = slow  # type: ignore[method-assign]
+    first = asyncio.create_task(auth.authenticate_key(RAW, "127.0.0.1"))
+    await asyncio.sleep(0.01)
+    auth.invalidate()  # the revocation commits meanwhile
+    gate.set()
+    assert (await first).end_user_id == "eu_1"
+
+    async def revoked(digests: list[bytes]) -> dict[bytes, KeyRecord]:
+        keys.queries += 1
+        return {}
+
+    keys.find_active_many = revoked  # type: ignore[method-assign]
+    with pytest.raises(AuthenticationError):
+        await auth.authenticate_key(RAW, "127.0.0.1")
+    await auth.close()
