@@ -1,0 +1,120 @@
+"""``assert_invariants`` reads every ledger's "after" amounts as a running balance, on SQLite and PostgreSQL: a
+ledger whose amounts add up (invariant 1 holds) but whose rows were computed from the same state fails it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import STORES, database_url_for, make_settings
+from tests.support.invariants import assert_invariants
+from tollway.domain.budgets import BudgetSpec
+from tollway.domain.platform_settings import BudgetPeriod
+from tollway.services.management.budgets import Budgets
+from tollway.services.management.end_users import EndUsers
+from tollway.services.management.platforms import Platforms
+from tollway.settings import Settings
+from tollway.storage.sql.budgets import BudgetStore
+from tollway.storage.sql.db import create_engine
+from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.migrate import upgrade
+from tollway.storage.sql.tables import budget_transactions, budgets, wallet_transactions, wallets
+from tollway.storage.sql.tenants import PlatformStore
+from tollway.storage.sql.unit_of_work import SqlUnitOfWork
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(params=STORES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    config = make_settings(tmp_path, database_url_for(request.param, tmp_path, request))
+    asyncio.run(upgrade(config))
+    return config
+
+
+async def _tenant(settings: Settings) -> tuple[str, str, str, str]:
+    """A platform, its wallet, an end user and their budget of $1 (its opening row written by the service)."""
+    engine = create_engine(settings)
+    try:
+        platform_id = (await Platforms(PlatformStore(engine)).create({"name": "Chain"})).platform["id"]
+        created, _ = await EndUsers(EndUserStore(engine)).create(platform_id, {"external_id": "chain"})
+        user = created.end_user["id"]
+        budgets_service = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
+        change = await budgets_service.create(platform_id, user, BudgetSpec(10**9, BudgetPeriod.ONE_TIME, False), NOW)
+        async with engine.connect() as conn:
+            wallet_id = (await conn.execute(sa.select(wallets.c.id))).scalar_one()
+    finally:
+        await engine.dispose()
+    return platform_id, wallet_id, user, change.budget.id
+
+
+def _wallet_row(platform_id: str, wallet_id: str, kind: str, amount: int, after: int) -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()), "wallet_id": wallet_id, "platform_id": platform_id, "type": kind,
+        "amount_nanos": amount, "balance_after_nanos": after, "description": None, "metadata": {},
+        "request_id": "req_" + uuid.uuid4().hex, "created_at": NOW,
+    }  # fmt: skip
+
+
+def _budget_row(platform_id: str, user: str, budget_id: str, amount: int, used_after: int) -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()), "budget_id": budget_id, "platform_id": platform_id, "end_user_id": user,
+        "type": "inference", "amount_nanos": amount, "max_after_nanos": 10**9, "used_after_nanos": used_after,
+        "remaining_after_nanos": 10**9 - used_after, "reason": None, "metadata": {},
+        "request_id": "req_" + uuid.uuid4().hex, "created_at": NOW,
+    }  # fmt: skip
+
+
+async def _write(
+    settings: Settings, wallet_rows: list[dict[str, object]], budget_rows: list[dict[str, object]]
+) -> None:
+    """Appends the rows and sets the accounts to the sum of their ledgers (invariant 1 keeps holding)."""
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            for row in wallet_rows:
+                await conn.execute(sa.insert(wallet_transactions).values(row))
+                await conn.execute(
+                    sa.update(wallets)
+                    .where(wallets.c.id == row["wallet_id"])
+                    .values(balance_nanos=wallets.c.balance_nanos + row["amount_nanos"])
+                )
+            for row in budget_rows:
+                await conn.execute(sa.insert(budget_transactions).values(row))
+                await conn.execute(
+                    sa.update(budgets)
+                    .where(budgets.c.id == row["budget_id"])
+                    .values(used_nanos=budgets.c.used_nanos - row["amount_nanos"])
+                )
+    finally:
+        await engine.dispose()
+
+
+def test_a_chained_ledger_passes_and_two_rows_from_one_state_fail(settings: Settings) -> None:
+    platform_id, wallet_id, user, budget_id = asyncio.run(_tenant(settings))
+    wallet_ok = [
+        _wallet_row(platform_id, wallet_id, "topup", 1_000, 1_000),
+        _wallet_row(platform_id, wallet_id, "usage", -100, 900),
+    ]
+    asyncio.run(_write(settings, wallet_ok, [_budget_row(platform_id, user, budget_id, -100, 100)]))
+    assert_invariants(settings)
+
+    # A second writer that charged from the same states: every sum still agrees, the running balances do not.
+    asyncio.run(
+        _write(
+            settings,
+            [_wallet_row(platform_id, wallet_id, "usage", -100, 900)],
+            [_budget_row(platform_id, user, budget_id, -100, 100)],
+        )
+    )
+    with pytest.raises(AssertionError) as failure:
+        assert_invariants(settings)
+    message = str(failure.value)
+    assert f"wallet {wallet_id}: at balance 900" in message
+    assert f"budget {budget_id}: at max 1000000000 used 100" in message
+    assert "!= ledger" not in message  # invariant 1 holds: only the chain is broken
