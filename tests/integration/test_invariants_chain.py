@@ -7,21 +7,28 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from tests.conftest import STORES, database_url_for, make_settings
+from tests.integration.test_pg_money_path import _run
+from tests.integration.test_pg_money_path import _tenant as _pg_tenant
 from tests.support.invariants import assert_invariants
+from tests.support.servers import PostgresServer
+from tollway.domain.budget_changes import BudgetPatch
 from tollway.domain.budgets import BudgetSpec
 from tollway.domain.platform_settings import BudgetPeriod
-from tollway.services.management.budgets import Budgets
+from tollway.services.management.accounts import Accounts, WalletTopup
+from tollway.services.management.budgets import Budgets, Movement
 from tollway.services.management.end_users import EndUsers
 from tollway.services.management.platforms import Platforms
 from tollway.settings import Settings
 from tollway.storage.sql.budgets import BudgetStore
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.end_users import EndUserStore
+from tollway.storage.sql.ledger import LedgerStore
 from tollway.storage.sql.migrate import upgrade
 from tollway.storage.sql.tables import budget_transactions, budgets, wallet_transactions, wallets
 from tollway.storage.sql.tenants import PlatformStore
@@ -118,3 +125,52 @@ def test_a_chained_ledger_passes_and_two_rows_from_one_state_fail(settings: Sett
     assert f"wallet {wallet_id}: at balance 900" in message
     assert f"budget {budget_id}: at max 1000000000 used 100" in message
     assert "!= ledger" not in message  # invariant 1 holds: only the chain is broken
+
+
+@pytest.mark.postgres
+def test_two_money_writers_beside_management_writes_keep_every_chain(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """PostgreSQL's one-round-trip path moves a batch's "after" amounts by what other writers committed meanwhile
+    (``tollway_money_apply``'s offsets): two money writers settle calls while wallet top-ups, budget top-ups,
+    debits and PATCHes of max commit between their snapshots and their writes. Every chain still holds."""
+    settings = make_settings(tmp_path, postgres_server.new_database())
+    platform_id, users = asyncio.run(_pg_tenant(settings, 10**12, [10**11, 10**11, 10**11]))
+    hold, cost, calls = 1_000_000, 700_001, 600
+
+    async def management(done: asyncio.Event) -> int:
+        engine = create_engine(settings)
+        service = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
+        accounts = Accounts(LedgerStore(engine))
+        steps = 0
+        try:
+            while not done.is_set():
+                user = users[steps % len(users)]
+                actions = [
+                    accounts.topup_action(platform_id, WalletTopup(1_000 + steps, None, {}), None),
+                    service.topup(platform_id, user, Movement(2_000 + steps, None)),
+                    service.debit(platform_id, user, Movement(300 + steps, "chain")),
+                    service.update(platform_id, user, BudgetPatch(max_nanos=10**11 + 10 * steps)),
+                ]
+                async with SqlUnitOfWork(engine) as uow:
+                    await actions[steps % len(actions)](uow)
+                    await uow.commit()
+                steps += 1
+                await asyncio.sleep(0)
+        finally:
+            await engine.dispose()
+        return steps
+
+    async def scenario() -> tuple[Any, int]:
+        done = asyncio.Event()
+        side = asyncio.create_task(management(done))
+        try:
+            result = await _run(settings, platform_id, users, calls, hold, cost)
+        finally:
+            done.set()
+        return result, await side
+
+    (outcomes, paths), steps = asyncio.run(scenario())
+    assert all(outcomes) and steps >= 4, (outcomes.count(False), steps)  # management commits interleaved
+    assert any(cached > 0 for _, _, cached in paths), paths  # the one-round-trip path ran
+    assert_invariants(settings)

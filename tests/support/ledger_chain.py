@@ -151,7 +151,9 @@ def _budget_move(row: BudgetEntry) -> tuple[Move, list[str]]:
 def path_problems(moves: Sequence[Move], start: State, end: State) -> list[str]:
     """Why the moves are not one path from ``start`` to ``end`` that uses each move once (empty: they are)."""
     fixed = [m for m in moves if m.before is not None]
-    free = [m for m in moves if m.before is None]
+    # Resets in a fixed order, so that interchangeable ones (same remaining before, same state after) are tried in
+    # one order only.
+    free = sorted((m for m in moves if m.before is None), key=_reset_key)
     surplus: Counter[State] = Counter()  # departures - arrivals, of the moves whose departure is known
     for move in moves:
         surplus[move.after] -= 1
@@ -183,12 +185,15 @@ def path_problems(moves: Sequence[Move], start: State, end: State) -> list[str]:
 def _assignments(free: Sequence[Move], owed: dict[State, int]) -> Iterator[list[State]]:
     """Every way to give each reset a departure state with its remaining, using exactly the departures owed."""
     chosen: list[State] = []
+    states = sorted(owed)
 
     def place(i: int) -> Iterator[list[State]]:
         if i == len(free):
             yield list(chosen)
             return
-        for state in sorted(owed):
+        # A reset interchangeable with the previous one takes a state no earlier than it did (no mirrored retries).
+        same = i > 0 and _reset_key(free[i]) == _reset_key(free[i - 1])
+        for state in states[states.index(chosen[-1]) if same else 0 :]:
             if owed[state] > 0 and state[0] - state[1] == free[i].remaining_before:
                 owed[state] -= 1
                 chosen.append(state)
@@ -210,6 +215,7 @@ def _unreachable(
 
     def root(state: State) -> State:
         while parent.get(state, state) != state:
+            parent[state] = parent.get(parent[state], parent[state])  # path halving
             state = parent[state]
         return state
 
@@ -221,6 +227,10 @@ def _unreachable(
     if root(end) != home:
         stray.append(f"the current state {_show(end)}")
     return stray
+
+
+def _reset_key(move: Move) -> tuple[int, State]:
+    return (move.remaining_before or 0, move.after)
 
 
 def _degree_fault(state: State, moves: Sequence[Move], start: State, end: State) -> str:

@@ -177,3 +177,27 @@ def test_a_separate_cycle_is_off_the_path() -> None:
     problems = path_problems(moves, (0,), (10,))
     assert problems and "x" in problems[0] and "y" in problems[0]
     assert path_problems(moves[:1], (0,), (10,)) == []
+
+
+def test_interchangeable_resets_from_states_of_equal_remaining() -> None:
+    """Forty resets that each could leave from either of two states with remaining 90 (a debit of 10, or max
+    lowered by 10): decided without trying their orderings."""
+    rows = [b("opening_balance", 100, 100, 0)]
+    for _ in range(20):
+        rows += [b("debit", -10, 100, 10), b("reset", 10, 100, 0)]  # used 10 back
+        rows += [b("adjustment", -10, 90, 0), b("reset", 10, 100, 0)]  # max replenished from 90 to 100
+    assert budget_problems("b", shuffled(rows, 7), 100, 0) == []  # type: ignore[arg-type]
+    assert budget_problems("b", rows[:-1], 90, 0) == []
+    assert budget_problems("b", [*rows, b("reset", 11, 100, 0)], 100, 0) != []
+
+
+def test_a_long_ledger_is_checked_quickly() -> None:
+    balance, rows = 0, []
+    for i in range(20_000):
+        amount = 1_000 if i % 3 == 0 else -(i % 7) - 1
+        amount = amount if balance + amount >= 0 else 500
+        balance += amount
+        rows.append(w("topup" if amount > 0 else "usage", amount, balance))
+    assert wallet_problems("w", shuffled(rows, 1), balance) == []  # type: ignore[arg-type]
+    rows[10_000] = w(rows[10_000].type, rows[10_000].amount_nanos, rows[10_000].balance_after_nanos + 1)
+    assert wallet_problems("w", rows, balance) != []
