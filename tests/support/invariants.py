@@ -141,22 +141,6 @@ def assert_invariants(settings: Settings) -> None:
     assert not problems, "\n".join(problems)
 
 
-def assert_ledger_chains(settings: Settings) -> None:
-    """Only the ledger chains (part of ``assert_invariants``), for a database whose other invariants a test bent."""
-
-    async def run() -> list[str]:
-        engine = create_engine(settings)
-        snapshot = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
-        try:
-            async with engine.connect() as raw:
-                return await _chain_violations(await raw.execution_options(**snapshot))
-        finally:
-            await engine.dispose()
-
-    problems = asyncio.run(run())
-    assert not problems, "\n".join(problems)
-
-
 def count(settings: Settings, table: Any, *where: Any) -> int:
     async def run() -> int:
         engine = create_engine(settings)
