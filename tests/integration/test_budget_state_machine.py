@@ -5,7 +5,8 @@ same batches inference uses), time moving forward through period boundaries (laz
 are checked on the committed rows:
 
 - remaining (max − used) equals the sum of the budget's ledger amounts, and every row's ``remaining_after`` is
-  its ``max_after − used_after``;
+  its ``max_after − used_after``; the rows' "after" amounts chain from (0, 0) to the budget's current max and used
+  (``tests/support/ledger_chain.py``);
 - held equals the sum of the holds still open, and available = remaining − held ≥ 0;
 - ledger rows are append-only: every row seen before is still there, unchanged;
 - at most one ``inference`` row per request id.
@@ -36,6 +37,7 @@ from hypothesis.stateful import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import STORES, database_url_for, make_settings
+from tests.support.ledger_chain import BudgetEntry, budget_problems
 from tollway.domain.budget_changes import BudgetPatch
 from tollway.domain.budgets import BudgetSpec, period_start_at
 from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, Refusal, Release, Settlement
@@ -347,6 +349,9 @@ class BudgetMachine(RuleBasedStateMachine):
         assert row["held_nanos"] == sum(amount for _, amount in self.holds.values())
         assert remaining - row["held_nanos"] >= 0
         assert all(t["remaining_after_nanos"] == t["max_after_nanos"] - t["used_after_nanos"] for t in rows)
+        after = ("max_after_nanos", "used_after_nanos", "remaining_after_nanos")
+        entries = [BudgetEntry(t["id"], t["type"], t["amount_nanos"], *(t[k] for k in after)) for t in rows]
+        assert budget_problems(row["id"], entries, row["max_nanos"], row["used_nanos"]) == []
         inference = [t["request_id"] for t in rows if t["type"] == "inference"]
         assert len(inference) == len(set(inference))
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.support.ledger_chain import BudgetEntry, WalletEntry, budget_problems, wallet_problems
 from tollway.settings import Settings
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
@@ -104,8 +107,32 @@ async def _violations(settings: Settings) -> list[str]:
                     problems.append(f"request {r.request_id}: wallet row != cost - uncollected")
                 if r.request_id in charges and charges[r.request_id] != (r.charged_nanos or 0):
                     problems.append(f"request {r.request_id}: budget rows != charged")
+            problems += await _chain_violations(conn)
     finally:
         await engine.dispose()
+    return problems
+
+
+async def _chain_violations(conn: AsyncConnection) -> list[str]:
+    """Every ledger's "after" amounts form one running balance from the opening state to the current one
+    (SPEC §9.5; ``ledger_chain.py``)."""
+    problems: list[str] = []
+    w = wallet_transactions.c
+    wallet_rows: dict[str, list[WalletEntry]] = defaultdict(list)
+    for r in await conn.execute(sa.select(w.wallet_id, w.id, w.type, w.amount_nanos, w.balance_after_nanos)):
+        wallet_rows[r.wallet_id].append(WalletEntry(r.id, r.type, r.amount_nanos, r.balance_after_nanos))
+    for wallet in await conn.execute(sa.select(wallets.c.id, wallets.c.balance_nanos)):
+        problems += wallet_problems(wallet.id, wallet_rows.pop(wallet.id, []), wallet.balance_nanos)
+    b = budget_transactions.c
+    budget_rows: dict[str, list[BudgetEntry]] = defaultdict(list)
+    after = (b.max_after_nanos, b.used_after_nanos, b.remaining_after_nanos)
+    for r in await conn.execute(sa.select(b.budget_id, b.id, b.type, b.amount_nanos, *after)):
+        entry = BudgetEntry(r.id, r.type, r.amount_nanos, r[4], r[5], r[6])
+        budget_rows[r.budget_id].append(entry)
+    for budget in await conn.execute(sa.select(budgets.c.id, budgets.c.max_nanos, budgets.c.used_nanos)):
+        problems += budget_problems(budget.id, budget_rows.pop(budget.id, []), budget.max_nanos, budget.used_nanos)
+    problems += [f"wallet {account}: ledger rows of no wallet" for account in wallet_rows]
+    problems += [f"budget {account}: ledger rows of no budget" for account in budget_rows]
     return problems
 
 
