@@ -74,14 +74,12 @@ class Authenticator:
             clock=clock,
         )
         self._refreshing, self._used = self._refreshes.pending, self._refreshes.used  # read on every request
-        self._generation = 0  # bumped by invalidate(): a lookup begun before it answers its request, and is not kept
 
     def invalidate(self) -> None:
         """Drop every cached lookup (called after this instance revokes or deletes something)."""
         self._cache.clear()
         self._by_id.clear()
         self._refreshes.invalidate()
-        self._generation += 1
         self._operator_checked_at = float("-inf")
 
     async def authenticate(self, authorization: str | None, client_ip: str) -> Principal:
@@ -107,12 +105,12 @@ class Authenticator:
                 self._note_use(principal, now)
                 return principal
             del self._cache[digest]
-        generation = self._generation
+        generation = self._refreshes.generation  # a lookup begun before invalidate() answers its request, unkept
         found, expires_mono = await self._lookup(raw, digest, now)
         if found is None:
             self._record_failure(client_ip, now)
             raise AuthenticationError()
-        if generation != self._generation:
+        if generation != self._refreshes.generation:
             self._note_use(found, now)
             return found
         if len(self._cache) > 100_000:

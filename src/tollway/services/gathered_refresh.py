@@ -120,6 +120,11 @@ class GatheredRefresh(Generic[K, D, V]):
         elif key in self._pending and self._pending[key] is not gathering:
             del self._pending[key]
 
+    @property
+    def generation(self) -> int:
+        """Bumped by every ``invalidate``: the owner's own foreground loads compare it before writing back."""
+        return self._generation
+
     def sweep(self, now: float) -> None:
         """Forget the reads older than the keep window (the owner bounds its memory)."""
         for key in [k for k, t in self.used.items() if now - t >= self._keep_fresh_s]:
@@ -164,7 +169,7 @@ class GatheredRefresh(Generic[K, D, V]):
             found = await self._load(batch.due, started)
             values = [(key, data, found[key]) for key, data in batch.due.items()]
         except Exception as error:  # the next read past the entry's life loads in the foreground and reports it
-            if not self._closed:  # (a store may report a query cancelled by ``close`` as an outage)
+            if not self._closed:  # (a loader may turn a cancellation by ``close`` into an error of its own)
                 self._log.warning("background %s failed", self._what, exc_info=True)
             self._finish(batch)
             _fail(batch.waiters, error)

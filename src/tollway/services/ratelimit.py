@@ -72,7 +72,6 @@ class LimitCache:
         self._clock = clock
         self._entries: dict[str, tuple[float, EffectiveLimits]] = {}  # end user -> (expiry, limits)
         self._loading: dict[str, asyncio.Future[EffectiveLimits]] = {}  # foreground loads, shared by their readers
-        self._generation = 0
         # An end user due for a reload carries its platform.
         self._reloads: GatheredRefresh[str, str, EffectiveLimits] = GatheredRefresh(
             self._reload,
@@ -115,14 +114,14 @@ class LimitCache:
         return task
 
     async def _load(self, platform_id: str, end_user_id: str) -> EffectiveLimits:
-        started, generation = self._clock(), self._generation
+        started, generation = self._clock(), self._reloads.generation
         try:
             override, defaults = await self._source.limits_of(platform_id, end_user_id)
         finally:
             if self._loading.get(end_user_id) is asyncio.current_task():
                 del self._loading[end_user_id]
         effective = resolve_limits(override, defaults)
-        if generation == self._generation:
+        if generation == self._reloads.generation:  # nothing invalidated since the load began
             self._store(end_user_id, started, effective)
             self._reloads.keep(end_user_id, platform_id)  # kept fresh from now on while in use
         return effective
@@ -143,7 +142,6 @@ class LimitCache:
         self._entries[end_user_id] = (started + self._ttl_s, effective)
 
     def invalidate(self, end_user_id: str | None = None) -> None:
-        self._generation += 1
         self._reloads.invalidate(end_user_id)
         if end_user_id is None:
             self._entries.clear()
