@@ -57,10 +57,17 @@ def _wait(process: subprocess.Popen[bytes], port: int, timeout: float = 60) -> N
 
 @contextmanager
 def instances(
-    database_url: str, count: int, credentials: Credentials, redis_url: str | None = None, pin: int | None = None
+    database_url: str,
+    count: int,
+    credentials: Credentials,
+    redis_url: str | None = None,
+    pin: int | None = None,
+    spread: bool = False,
 ) -> Iterator[list[Instance]]:
-    """``count`` instances. ``pin`` pins them all to one core (a lone instance on core 0
-    leaves core 1 to the upstream and wrk); unpinned, the kernel spreads them over the cores."""
+    """``count`` instances. ``pin`` pins them all to one core (a lone instance on core 0 leaves core 1 to the
+    upstream and wrk); ``spread`` pins instance i to core i mod the number of cores, as docs/deployment.md deploys
+    several instances on one host: left to the kernel, instances migrate between the cores as they wake, and every
+    request costs more CPU (docs/performance.md, "Many end users, 1, 2 and 4 instances")."""
     work = Path(tempfile.mkdtemp(prefix="tollway-scale-"))
     processes: list[subprocess.Popen[bytes]] = []
     ports = [free_port() for _ in range(count)]
@@ -81,7 +88,8 @@ def instances(
             if redis_url:
                 env["TOLLWAY_REDIS_URL"] = redis_url
             argv = [TOLLWAY, "serve"]
-            processes.append(subprocess.Popen(pinned(pin, argv) if pin is not None else argv, env=env))
+            core = index % (os.cpu_count() or 1) if spread else pin
+            processes.append(subprocess.Popen(pinned(core, argv) if core is not None else argv, env=env))
             _wait(processes[-1], port)  # one at a time: the first applies the migrations
         # taskset execs tollway: each process is the instance itself.
         yield [Instance(f"http://127.0.0.1:{port}", p.pid) for port, p in zip(ports, processes, strict=True)]

@@ -201,7 +201,7 @@ def postgres_crowd(upstream_port: int, redis: RedisServer, postgres: PostgresSer
     for count in INSTANCE_COUNTS:
         stage(f"PostgreSQL + Redis, {count} instance(s)")
         database = _copy_database(postgres, template, f"scale_{count}")
-        with instances(database, count, credentials, redis.url, pin=0 if count == 1 else None) as nodes:
+        with instances(database, count, credentials, redis.url, pin=0, spread=count > 1) as nodes:
             runs[f"instances_{count}"] = crowd_throughput(nodes, crowd)
             asyncio.run(walletlock.install(database))
             split_load(nodes, crowd.user_keys[:ROTATED_KEYS], PROBE_SECONDS)
