@@ -1,7 +1,9 @@
 """``tollway_money_apply`` writes a batch's wallets and budgets set-based (migration 0017): one guarded ``UPDATE`` per
-table for any number of rows, the rows locked in id order first. A guard failing on one row of fifty refuses the
-whole batch; two writers updating overlapping budgets in opposite orders never deadlock; the migration goes down to
-0016's function and back, and the writer works with either."""
+table for any number of rows, the rows locked in id order first, the budgets before the wallets (migration 0019), so
+the wallet row every call writes is never held while a budget is waited for; the locked path takes the same order. A
+guard failing on one row of fifty refuses the whole batch; two writers updating overlapping budgets in opposite
+orders never deadlock; the migrations go down to 0017's and 0016's functions and back, and the writer works with
+each."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 
 pytestmark = pytest.mark.postgres
 
+WALLET_LAST = importlib.import_module("tollway.storage.sql.migrations.versions.0019_pg_money_wallet_last").APPLY
 SET_BASED = importlib.import_module("tollway.storage.sql.migrations.versions.0017_pg_money_set_based").APPLY
 APPLY_0016 = importlib.import_module("tollway.storage.sql.migrations.versions.0016_pg_money_functions").APPLY
 
@@ -197,6 +200,10 @@ async def _decided(conn: asyncpg.Connection, commands: list[MoneyCommand], desce
     return planned
 
 
+# The platform's wallet row, if nobody holds its lock (run inside a transaction: the probe's lock lasts until its end).
+_WALLET_FREE = "SELECT id FROM wallets WHERE platform_id = $1 FOR NO KEY UPDATE SKIP LOCKED"
+
+
 async def _applied(conn: asyncpg.Connection, planned: Planned) -> list[Result]:
     await conn.fetchval(APPLY, orjson.dumps(planned.payload).decode())
     return planned.results
@@ -204,9 +211,8 @@ async def _applied(conn: asyncpg.Connection, planned: Planned) -> list[Result]:
 
 def test_two_writers_updating_overlapping_budgets_in_opposite_orders_never_deadlock(pg_settings: Settings) -> None:
     """One writer sends every batch's budgets in ascending id order, the other in descending order, over 24 shared
-    budgets, batch after batch at once: no deadlock, no conflict, exact amounts. (Batches of one platform also queue
-    on its wallet row, locked before any budget, so this cannot deadlock whatever the budgets' order; the next test
-    checks the order itself.)"""
+    budgets, batch after batch at once: no deadlock, no conflict, exact amounts. (The budgets are locked before the
+    wallet row, so only their id order keeps the two apart; the next test checks that order itself.)"""
     rounds, width = 25, 32
     platform_id, users = asyncio.run(_tenant(pg_settings, 40))
     shares = {"up": users[:width], "down": users[-width:]}
@@ -261,10 +267,11 @@ def test_the_function_locks_a_batchs_budgets_in_id_order_whatever_order_they_are
 ) -> None:
     """A set-based UPDATE locks rows in the order its join visits them (here: as sent), and two transactions locking
     the same budgets in different orders deadlock. With the middle one of nine budgets locked by someone else, the
-    function, sent the budgets in descending order, waits there holding exactly the four below it."""
+    function, sent the budgets in descending order, waits there holding exactly the four below it, and not the
+    platform's wallet row, which it locks last."""
     platform_id, users = asyncio.run(_tenant(pg_settings, 9))
 
-    async def scenario() -> tuple[list[str], set[str], list[Result]]:
+    async def scenario() -> tuple[list[str], set[str], int, list[Result]]:
         writer, blocker, probe = [await asyncpg.connect(_dsn(pg_settings)) for _ in range(3)]
         try:
             planned = await _decided(writer, [_hold(platform_id, user) for user in users], descending=True)
@@ -285,16 +292,18 @@ def test_the_function_locks_a_batchs_budgets_in_id_order_whatever_order_they_are
             free = await probe.fetch(
                 "SELECT id FROM budgets WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED", ids
             )
+            wallet_free = len(await probe.fetch(_WALLET_FREE, platform_id))
             await probing.rollback()
             await blocking.rollback()
-            return ids, set(ids) - {r["id"] for r in free} - {ids[4]}, await applying
+            return ids, set(ids) - {r["id"] for r in free} - {ids[4]}, wallet_free, await applying
         finally:
             for conn in (writer, blocker, probe):
                 await conn.close()
 
-    ids, locked, grants = asyncio.run(scenario())
+    ids, locked, wallet_free, grants = asyncio.run(scenario())
 
     assert locked == set(ids[:4])
+    assert wallet_free == 1
     assert all(isinstance(g, HoldGrant) for g in grants)
     after = asyncio.run(_state(pg_settings))
     assert set(after["budgets"].values()) == {(0, HOLD)} and after["wallets"] == [(WALLET, 9 * HOLD)]
@@ -325,7 +334,7 @@ async def _function(settings: Settings) -> tuple[str, list[str] | None]:
         await conn.close()
 
 
-def test_migration_0017_goes_down_to_0016s_function_and_back(pg_settings: Settings) -> None:
+def test_migrations_go_down_to_0017s_and_0016s_functions_and_back(pg_settings: Settings) -> None:
     platform_id, users = asyncio.run(_tenant(pg_settings, 3))  # migrated to head
     config = alembic_config(pg_settings)
 
@@ -341,15 +350,63 @@ def test_migration_0017_goes_down_to_0016s_function_and_back(pg_settings: Settin
             await engine.dispose()
         return await _state(pg_settings)
 
-    set_based = (_body(SET_BASED), ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"])
+    generic = ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"]
+    wallet_last, set_based = (_body(WALLET_LAST), generic), (_body(SET_BASED), generic)
+    assert asyncio.run(_function(pg_settings)) == wallet_last
+    command.downgrade(config, "0018")
     assert asyncio.run(_function(pg_settings)) == set_based
+    assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0017's function
     command.downgrade(config, "0016")
     assert asyncio.run(_function(pg_settings)) == (_body(APPLY_0016), None)
     assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0016's function
     command.upgrade(config, "head")
-    assert asyncio.run(_function(pg_settings)) == set_based
+    assert asyncio.run(_function(pg_settings)) == wallet_last
     after = asyncio.run(calls())
 
-    assert set(after["budgets"].values()) == {(2 * COST, 0)}
-    assert after["wallets"] == [(WALLET - 2 * len(users) * COST, 0)]
+    assert set(after["budgets"].values()) == {(3 * COST, 0)}
+    assert after["wallets"] == [(WALLET - 3 * len(users) * COST, 0)]
+    assert_invariants(pg_settings)
+
+
+def test_the_locked_path_locks_the_budgets_before_the_wallet(pg_settings: Settings) -> None:
+    """The fallback that reads its rows locked before deciding (``Batch.load``) takes the function's order: with one
+    of the batch's budgets locked by someone else, it waits there without holding the platform's wallet row, so it
+    can never deadlock against a function call that holds the budgets and waits for the wallet."""
+    platform_id, users = asyncio.run(_tenant(pg_settings, 3))
+
+    async def scenario() -> tuple[int, list[Result], PostgresMoney]:
+        engine = create_engine(pg_settings)
+        money = PostgresMoney(pg_settings.database_url, engine)
+        blocker, probe = [await asyncpg.connect(_dsn(pg_settings)) for _ in range(2)]
+        try:
+            settlements = await _holds(money, platform_id, users)
+            blocking = blocker.transaction()
+            await blocking.start()
+            await blocker.execute("SELECT 1 FROM budgets WHERE end_user_id = $1 FOR NO KEY UPDATE", users[1])
+            locked = asyncio.create_task(money._locked(settlements, utcnow(), SQL))
+            for _ in range(1000):  # until the locked path waits for the blocked budget
+                if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the locked path never waited for the blocked budget")
+            probing = probe.transaction()
+            await probing.start()
+            wallet_free = len(await probe.fetch(_WALLET_FREE, platform_id))
+            await probing.rollback()
+            await blocking.rollback()
+            return wallet_free, await locked, money
+        finally:
+            for conn in (blocker, probe):
+                await conn.close()
+            await money.close()
+            await engine.dispose()
+
+    wallet_free, results, money = asyncio.run(scenario())
+
+    assert wallet_free == 1
+    assert results == [True] * 3 and money.locked == 1
+    after = asyncio.run(_state(pg_settings))
+    assert set(after["budgets"].values()) == {(COST, 0)}
+    assert after["wallets"] == [(WALLET - 3 * COST, 0)]
     assert_invariants(pg_settings)

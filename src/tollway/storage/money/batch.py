@@ -2,9 +2,11 @@
 
 Synchronous on purpose: on SQLite the whole batch runs in the writer thread in one hop, on PostgreSQL through
 ``AsyncConnection.run_sync``; statements are static driver SQL (``driver_sql``) because compiling Core statements
-cost more than running them. Lock order is fixed (SPEC §8): every wallet of the batch, by id, then every budget,
-by id. Changes are computed in memory from the locked rows, then written with one UPDATE per touched row and bulk
-INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
+cost more than running them. Lock order is fixed: the holds, then every budget of the batch by id, then every
+wallet by id, last, as ``tollway_money_apply`` takes them (migration 0019: the wallet row, which every call of a
+platform writes, is held for the shortest time; SPEC §8 names wallet before budget, and the decisions do not depend
+on the order). Changes are computed in memory from the locked rows, then written with one UPDATE per touched row and
+bulk INSERTs; the CHECK constraints of ``tables.py`` stay the last line of defence.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ class Batch:
         return self.sql.execute(self.conn, text + self.lock, params)
 
     def load(self, commands: list[MoneyCommand]) -> None:
-        """Lock and read the rows the batch touches, in the fixed order wallets -> budgets (reads come from the
-        cache when it is valid; only what it lacks is selected)."""
+        """Lock and read the rows the batch touches, in the fixed order holds -> budgets -> wallets, the order of
+        ``tollway_money_apply`` (migration 0019: the wallet row, which every call of a platform writes, is locked
+        last); reads come from the cache when it is valid; only what it lacks is selected."""
         cache = self.cache
         hold_ids = {c.hold_id for c in commands if isinstance(c, Settlement | Release | Checkpoint | Expire | Recover)}
         if cache is not None:
@@ -89,6 +92,7 @@ class Batch:
                 terms, checkpoint = from_json(r[8]) or {}, from_json(r[9])
                 self.holds[r[0]] = HoldRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], terms, checkpoint)
         self.late = late.load(self, commands)
+        self._load_budgets(commands)
         platform_ids = {c.platform_id for c in commands if isinstance(c, HoldRequest)}
         platform_ids |= {h.platform_id for h in self.holds.values()}
         if cache is not None:
@@ -115,7 +119,6 @@ class Batch:
             self.outbox_platforms = sorted(captured)
             known = cache.subscriptions if cache is not None else {}
             self.outbox = DriverOutbox(self.conn, self.sql, self.outbox_platforms, known)
-        self._load_budgets(commands)
 
     def _load_budgets(self, commands: list[MoneyCommand]) -> None:
         cache = self.cache
