@@ -410,19 +410,28 @@ class Batch:
 
     def flush(self) -> None:
         sql, conn, now = self.sql, self.conn, self.stamp
-        for wallet in self.wallets.values():
-            if wallet.dirty:
-                params = {
-                    "balance": wallet.balance, "held": wallet.held, "armed": wallet.armed, "now": now, "id": wallet.id,
-                }  # fmt: skip
-                sql.execute(conn, statements.UPDATE_WALLET, params)
-        for budget in self.budgets.values():
-            if budget.dirty:
-                params = {
-                    "max": budget.max, "used": budget.used, "held": budget.held, "armed": budget.armed,
-                    "period_start": sql.ts(budget.period_start), "now": now, "id": budget.id,
-                }  # fmt: skip
-                sql.execute(conn, statements.UPDATE_BUDGET, params)
+        wallets = [
+            {"balance": w.balance, "held": w.held, "armed": w.armed, "now": now, "id": w.id}
+            for w in self.wallets.values()
+            if w.dirty
+        ]
+        budgets = [
+            {
+                "max": b.max,
+                "used": b.used,
+                "held": b.held,
+                "armed": b.armed,
+                "period_start": sql.ts(b.period_start),
+                "now": now,
+                "id": b.id,
+            }
+            for b in self.budgets.values()
+            if b.dirty
+        ]
+        if wallets:
+            sql.executemany(conn, statements.UPDATE_WALLET, wallets)
+        if budgets:  # one budget row per end user of the batch: up to one per call with many end users
+            sql.executemany(conn, statements.UPDATE_BUDGET, budgets)
         checkpoints = [
             {"checkpoint": sql.json(h.checkpoint), "id": h.id} for h in self.holds.values() if h.checkpoint is not None
         ]
