@@ -8,11 +8,12 @@ trip or while Python runs, the wallet row locked last and only for the end of on
    wallet and budget had left at every decision, and whether a decision depended on an exact amount (a refusal, a
    clamped limit, a settlement over what was available, a low-balance event, a period reset, any webhook event).
    An exact batch is never decided from kept rows: it reads them afresh.
-3. ``tollway_money_apply`` (migrations 0016, 0017) writes it in its own transaction. From kept rows it first checks what
-   they assumed (``verify``: the platforms' settings, no budget since created for an end user without one, the same
-   webhook subscriptions). The holds it resolves are locked and must still be active; the wallets, then the
-   budgets, are locked at the very end (each table's rows in id order) and updated by one UPDATE per table, which
-   applies the batch only if every row's guard holds. Exact
+3. ``tollway_money_apply`` (migrations 0016, 0017, 0019) writes it in its own transaction. From kept rows it first
+   checks what they assumed (``verify``: the platforms' settings, no budget since created for an end user without
+   one, the same webhook subscriptions). The holds it resolves are locked and must still be active; the budgets,
+   then the wallets, are locked at the very end (each table's rows in id order; the wallet row, which every call of
+   the platform writes, last of all) and updated by one UPDATE per table, which applies the batch only if every
+   row's guard holds. Exact
    batches need the row the batch read (its ``xmin``). Otherwise the row needs at least ``need`` available (every
    decision of the batch had room, so the same decisions hold for the current amounts, and the ledger rows' "after"
    amounts move by what other instances committed meanwhile) and nothing a low-balance rule reads may have
