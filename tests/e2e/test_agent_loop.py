@@ -23,7 +23,7 @@ from tests.conftest import STORES, database_url_for, make_settings
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.seed import FAKE_PROVIDER_KEY, create_model, create_provider
-from tests.support.servers import GatewayServer
+from tests.support.servers import GatewayServer, free_port
 from tollway.fake_upstream.server import FakeUpstreamThread
 
 CALL_TIMEOUT_S = 1.5
@@ -857,3 +857,98 @@ def test_a_repeated_allowed_tool_is_a_400_naming_the_repeat(
             assert "repeats 'echo'" in error["message"]  # type: ignore[index]
     assert _sent(fake_upstream, mark) == [] and len(app.calls) == served  # no model turn, no tool call
     assert compat.budget_rows(end_user_id) == []
+
+
+# -- tool_choice "required" when the MCP servers offer no tool -----------------------------------------------------
+
+
+def _app_on(tenant: Tenant, server_url: str, **extra: Any) -> str:
+    """One more app of the tenant's platform (a fresh slug): its proxy URL, which an ``mcp`` tool names."""
+    slug = f"app-{uuid.uuid4().hex[:8]}"
+    body = {"slug": slug, "name": slug, "server_url": server_url, "auth": {"type": "none"}, **extra}
+    _ok(tenant.client.post(f"{tenant.base}/mcp/apps", json=body), 201)
+    return f"{tenant.gateway.url}/v1/mcp/{slug}"
+
+
+def test_tool_choice_required_with_an_mcp_server_that_cannot_be_listed_is_the_listings_error(
+    compat: Tenant, fake_upstream: FakeUpstreamThread
+) -> None:
+    """The request's only tools are on a server that cannot be listed: "required" has nothing to require. The answer
+    is the listing's failure (502, its error as the ``mcp_list_tools`` item reports it without tool_choice), as for a
+    forced ``{"type": "mcp"}`` tool, not the provider translation's complaint that no tools were declared."""
+    _, key = compat.end_user()
+    down = mcp_tool(compat, server_label="down", server_url=_app_on(compat, f"http://127.0.0.1:{free_port()}/mcp"))
+    with compat.sdk(key) as sdk:
+        listed = sdk.responses.create(model=model(compat, "plain"), input="hi", tools=[down])  # type: ignore[list-item]
+        (item,) = [i for i in listed.output if i.type == "mcp_list_tools"]
+        listing_error = item.error  # type: ignore[union-attr]
+        assert listing_error, item
+        mark = uuid.uuid4().hex
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as caught:
+                sdk.responses.create(
+                    model=model(compat, "plain"),
+                    input=f"hi {mark}",
+                    tools=[down],  # type: ignore[list-item]
+                    tool_choice="required",
+                    stream=stream,
+                )
+            error = caught.value.body
+            assert caught.value.status_code == 502, error
+            assert error["code"] == "upstream_error" and listing_error in error["message"], error  # type: ignore[index]
+            assert "'down'" in error["message"] and "required" in error["message"]  # type: ignore[index]
+    assert _sent(fake_upstream, mark) == []  # no model turn
+
+
+@pytest.mark.parametrize("where", ["request", "app"])
+def test_tool_choice_required_with_no_allowed_mcp_tool_is_a_400_at_tool_choice(
+    compat: Tenant, fake_upstream: FakeUpstreamThread, app: McpApp, where: str
+) -> None:
+    """The server was listed but offers none of its tools: the request's ``allowed_tools`` keep none of them, or the
+    platform's app allows none. A 400 naming ``tool_choice`` says why no tool is available (as a forced
+    ``{"type": "mcp"}`` server offering none is a 400 naming it)."""
+    end_user_id, key = compat.end_user()
+    if where == "request":
+        tool = mcp_tool(compat, allowed_tools=["nope"])
+        reason = "tools[0].allowed_tools"
+    else:
+        tool = mcp_tool(compat, server_label="empty", server_url=_app_on(compat, app.url, allowed_tools=["nope"]))
+        reason = "'empty' lists no tools"
+    mark = uuid.uuid4().hex
+    served = len(app.calls)
+    with compat.sdk(key) as sdk:
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as caught:
+                sdk.responses.create(
+                    model=model(compat, "echo-agent"),
+                    input=f"hi {mark}",
+                    tools=[tool],  # type: ignore[list-item]
+                    tool_choice="required",
+                    stream=stream,
+                )
+            error = caught.value.body
+            assert (error["code"], error["param"]) == ("invalid_request", "tool_choice"), error  # type: ignore[index]
+            assert reason in error["message"] and "no tool" in error["message"], error  # type: ignore[index]
+    assert _sent(fake_upstream, mark) == [] and len(app.calls) == served  # no model turn, no tool call
+    assert compat.budget_rows(end_user_id) == []
+
+
+def test_tool_choice_auto_with_an_mcp_server_that_cannot_be_listed_still_answers(
+    compat: Tenant, fake_upstream: FakeUpstreamThread
+) -> None:
+    """``auto`` needs no tool: with none offered (the only server failed its listing) the model answers, and the
+    upstream request carries no tool_choice (a chat API refuses ``auto`` without tools)."""
+    _, key = compat.end_user()
+    down = mcp_tool(compat, server_label="down", server_url=_app_on(compat, f"http://127.0.0.1:{free_port()}/mcp"))
+    mark = uuid.uuid4().hex
+    with compat.sdk(key) as sdk:
+        response = sdk.responses.create(
+            model=model(compat, "plain"),
+            input=f"hi {mark}",
+            tools=[down],  # type: ignore[list-item]
+            tool_choice="auto",
+        )
+    assert response.status == "completed" and types_of(response.output) == ["mcp_list_tools", "message"]
+    assert response.output[0].error  # type: ignore[union-attr]
+    (sent,) = _sent(fake_upstream, mark)
+    assert "tool_choice" not in sent and "tools" not in sent

@@ -26,8 +26,9 @@ import pytest
 
 from tests.conftest import STORES, database_url_for, make_settings
 from tests.e2e.test_mcp_fast_path import MODERN, post, rows, tools_call
-from tests.e2e.test_mcp_proxy import Platform, make_platform, mcp
+from tests.e2e.test_mcp_proxy import Platform, _connect, make_platform, mcp
 from tests.support.mcp_app import McpApp
+from tests.support.oauth_server import OAuthServer
 from tests.support.seed import FAKE_PROVIDER_KEY, create_model, create_provider
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
@@ -172,3 +173,109 @@ async def test_a_refused_header_less_call_is_listed_and_sent_once_more(platform:
     await rows(platform, end_user_id, 1)
     assert _billed(platform, end_user_id) == [("success", "locate", Decimal(PRICE))]
     assert _budget(platform, end_user_id) == [Decimal("-0.0023")]
+
+
+# -- whose listing a check uses ----------------------------------------------------------------------------------------
+
+
+async def _listing(tenant: Platform, key: str, marked: bool) -> None:
+    """The caller lists the tools through the proxy and sees ``locate`` as the app lists it to their credential."""
+    async with mcp(tenant.url("tools"), key, mode=MODERN) as client:
+        listing = await client.list_tools()
+    (locate,) = [t for t in listing.tools if t.name == "locate"]
+    assert ("x-mcp-header" in locate.input_schema["properties"]["region"]) is marked
+
+
+async def _served(tenant: Platform, key: str, app: McpApp) -> None:
+    """A header-less 2026-07-28 ``locate`` call of a caller the app lists it to unmarked: served."""
+    served = len(app.calls)
+    answer = await post(tenant, key, _locate(None))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"]["content"][0]["text"] == "q in us-west1"
+    assert len(app.calls) == served + 1
+
+
+async def _refused(tenant: Platform, key: str, app: McpApp) -> None:
+    """A header-less 2026-07-28 ``locate`` call of a caller the app lists it to marked: -32020 from the gateway's own
+    check, the app never contacted (not even to be refused and the call sent again with the header)."""
+    served = len(app.calls)
+    answer = await post(tenant, key, _locate(None))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == -32020
+    assert len(app.calls) == served
+
+
+async def test_two_platforms_on_one_server_are_each_checked_against_their_own_listing(
+    gateway: GatewayServer, admin: httpx.Client, header_app: McpApp
+) -> None:
+    """Two platforms register the same server URL with their own credential; the app lists ``locate`` with its header
+    mark to one and without it to the other. The one listed last must not decide the other's checks."""
+    marked, plain = "tok-" + uuid.uuid4().hex, "tok-" + uuid.uuid4().hex
+    header_app.unmarked.add(plain)
+    tenants: list[Platform] = []
+    for token in (marked, plain):
+        tenant = make_platform(gateway, admin, mcp_free_calls_per_month=0)
+        tenant.add_app(
+            "tools", header_app.url, auth={"type": "header", "name": "Authorization", "value": f"Bearer {token}"}
+        )
+        tenants.append(tenant)
+    strict, lax = tenants
+    try:
+        _, strict_key = strict.end_user(budget_usd="1")
+        lax_id, lax_key = lax.end_user(budget_usd="1")
+        await _listing(lax, lax_key, marked=False)
+        await _listing(strict, strict_key, marked=True)  # the latest listing of the URL is the marked one
+        await _served(lax, lax_key, header_app)
+        await _refused(strict, strict_key, header_app)
+        await _listing(lax, lax_key, marked=False)  # now the latest is the unmarked one
+        await _refused(strict, strict_key, header_app)
+        await _served(lax, lax_key, header_app)
+        await rows(lax, lax_id, 2)
+        assert _billed(lax, lax_id) == [("success", "locate", Decimal(PRICE))] * 2
+        await asyncio.sleep(0.3)
+        assert strict.logs(request_type="mcp") == []
+    finally:
+        for tenant in tenants:
+            tenant.client.close()
+
+
+async def test_an_oauth_apps_listing_serves_only_its_own_end_users_checks(
+    gateway: GatewayServer, admin: httpx.Client, oauth: OAuthServer
+) -> None:
+    """One platform's OAuth app lists ``locate`` marked to one end user's token and unmarked to another's: each end
+    user's calls are checked against their own listing, whichever was listed last."""
+    app = McpApp(token_check=oauth.is_valid, param_headers=True).start()
+    tenant = make_platform(gateway, admin, mcp_free_calls_per_month=0)
+    try:
+        _add_oauth_app(tenant, oauth, app)
+        strict_id, strict_key = tenant.end_user(budget_usd="1")
+        lax_id, lax_key = tenant.end_user(budget_usd="1")
+        _connect(gateway, strict_key, "tools")
+        _connect(gateway, lax_key, "tools")
+        await _listing(tenant, lax_key, marked=True)
+        app.unmarked.add((app.authorizations[-1] or "").removeprefix("Bearer "))  # the lax end user's token
+        await _listing(tenant, lax_key, marked=False)
+        await _listing(tenant, strict_key, marked=True)
+        await _served(tenant, lax_key, app)
+        await _refused(tenant, strict_key, app)
+        await _listing(tenant, lax_key, marked=False)
+        await _refused(tenant, strict_key, app)
+        await _served(tenant, lax_key, app)
+        await rows(tenant, lax_id, 2)
+        assert _billed(tenant, lax_id) == [("success", "locate", Decimal(PRICE))] * 2
+        assert tenant.logs(request_type="mcp", end_user_id=strict_id) == []
+    finally:
+        tenant.client.close()
+        app.stop()
+
+
+def _add_oauth_app(tenant: Platform, oauth: OAuthServer, app: McpApp) -> None:
+    auth = {
+        "type": "oauth2",
+        "authorize_url": oauth.authorize_url,
+        "token_url": oauth.token_url,
+        "client_id": oauth.client_id,
+        "client_secret": oauth.client_secret,
+        "scopes": ["tools.read"],
+    }
+    tenant.add_app("tools", app.url, auth=auth)

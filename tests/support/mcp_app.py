@@ -5,10 +5,11 @@ check accepts (401 otherwise), as an app behind an OAuth authorization server do
 in SSE mode, and its extra ``progress`` tool sends a progress notification before its result, so the answer is an
 SSE stream. With ``param_headers`` it also has ``locate``, whose ``region`` argument is marked ``x-mcp-header:
 Region`` (MCP 2026-07-28): the SDK's server refuses a call whose ``Mcp-Param-Region`` header does not match (-32020,
-HTTP 400), and the tool checks the header itself and records it. With ``legacy`` it is an app of the handshake era:
-stateful (an ``Mcp-Session-Id`` from ``initialize``), and a 2026-07-28 request gets the 400 an older server answers
-to a version it does not know. It records the calls it served and the Authorization and User-Agent headers it saw,
-for tests to assert on."""
+HTTP 400), and the tool checks the header itself and records it; a caller whose bearer token is in ``unmarked`` is
+listed ``locate`` without the mark (and served without the header), as an app that lists per credential does. With
+``legacy`` it is an app of the handshake era: stateful (an ``Mcp-Session-Id`` from ``initialize``), and a 2026-07-28
+request gets the 400 an older server answers to a version it does not know. It records the calls it served and the
+Authorization and User-Agent headers it saw, for tests to assert on."""
 
 from __future__ import annotations
 
@@ -62,6 +63,15 @@ LOCATE = types.Tool(
         "required": ["region", "query"],
     },
 )
+LOCATE_UNMARKED = types.Tool(
+    name="locate",
+    description="Answers where its query runs (no header parameters for this caller).",
+    input_schema={
+        "type": "object",
+        "properties": {"region": {"type": "string"}, "query": {"type": "string"}},
+        "required": ["region", "query"],
+    },
+)
 PROGRESS = _tool("progress", "Reports progress, then echoes its text.", {"text": {"type": "string"}})
 
 
@@ -82,6 +92,7 @@ class McpApp:
         if param_headers:
             self.tools = [*self.tools, LOCATE]
         self.regions: list[str | None] = []  # the raw Mcp-Param-Region headers of the ``locate`` calls it served
+        self.unmarked: set[str] = set()  # bearer tokens listed ``locate`` without its x-mcp-header mark
         self.agents: list[str | None] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
@@ -93,7 +104,15 @@ class McpApp:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
+    def _unmarked(self, ctx: Any) -> bool:
+        """Whether the request's bearer token is one this app lists ``locate`` to without the header mark."""
+        request = ctx.request
+        value = request.headers.get("authorization") if request is not None else None
+        return (value or "").removeprefix("Bearer ") in self.unmarked
+
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        if self._unmarked(ctx):
+            return types.ListToolsResult(tools=[LOCATE_UNMARKED if t is LOCATE else t for t in self.tools])
         return types.ListToolsResult(tools=self.tools)
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -116,7 +135,8 @@ class McpApp:
             raw = ctx.request.headers.get("mcp-param-region") if ctx.request is not None else None
             with self._lock:
                 self.regions.append(raw)
-            if not self.legacy and decode_header_value(raw) != args.get("region"):  # a 2026-07-28 tool only
+            checked = not self.legacy and not self._unmarked(ctx)  # a 2026-07-28 tool, marked for this caller
+            if checked and decode_header_value(raw) != args.get("region"):
                 raise MCPError(types.HEADER_MISMATCH, "Header mismatch: Mcp-Param-Region")
             return types.CallToolResult(content=[types.TextContent(text=f"{args.get('query')} in {args['region']}")])
         if params.name == "secret":

@@ -1,13 +1,16 @@
 """Which ``Mcp-Param-*`` headers a call mirrors (``providers/mcp/params.py``, MCP 2026-07-28) and what the schema
 cache keeps (``services/agents/mcp_schemas.py``): types, nesting, absent and null arguments, encoding, invalid
-annotations, replacing a caller's headers, expiry."""
+annotations, replacing a caller's headers, expiry, and whose listing a schema serves (its scope)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from tollway.domain.keys import KeyKind
+from tollway.domain.mcp_calls import McpApp
+from tollway.domain.tenancy import Principal
 from tollway.providers.mcp.params import Mirrored, mirrored, with_mirrored
-from tollway.services.agents.mcp_schemas import SCHEMA_TTL_S, ToolSchemas
+from tollway.services.agents.mcp_schemas import SCHEMA_TTL_S, ToolSchemas, listing_scope
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -68,13 +71,47 @@ def test_mirrored_headers_replace_the_callers_declared_ones_of_any_case() -> Non
 def test_the_schema_cache_learns_pages_and_forgets_after_its_ttl() -> None:
     now = [100.0]
     schemas = ToolSchemas(clock=lambda: now[0])
-    schemas.learn("https://a/mcp", {"tools": [{"name": "t1", "inputSchema": SCHEMA}]})
-    schemas.learn("https://a/mcp", {"tools": [{"name": "t2"}, {"no": "name"}], "nextCursor": "2"})
-    assert schemas.get("https://a/mcp", "t1") == SCHEMA and schemas.get("https://a/mcp", "t2") == {}
-    assert schemas.get("https://a/mcp", "t3") is None and schemas.get("https://b/mcp", "t1") is None
+    a, b = ("p1", "app-a", "", "https://a/mcp"), ("p1", "app-b", "", "https://b/mcp")
+    schemas.learn(a, {"tools": [{"name": "t1", "inputSchema": SCHEMA}]})
+    schemas.learn(a, {"tools": [{"name": "t2"}, {"no": "name"}], "nextCursor": "2"})
+    assert schemas.get(a, "t1") == SCHEMA and schemas.get(a, "t2") == {}
+    assert schemas.get(a, "t3") is None and schemas.get(b, "t1") is None
     now[0] += SCHEMA_TTL_S
-    assert schemas.get("https://a/mcp", "t1") is None
-    schemas.learn("https://a/mcp", {"tools": [{"name": "t2"}]})
-    assert schemas.get("https://a/mcp", "t1") is None  # an expired listing is not merged into a fresh one
-    schemas.forget("https://a/mcp")
-    assert schemas.get("https://a/mcp", "t2") is None
+    assert schemas.get(a, "t1") is None
+    schemas.learn(a, {"tools": [{"name": "t2"}]})
+    assert schemas.get(a, "t1") is None  # an expired listing is not merged into a fresh one
+    schemas.forget(a)
+    assert schemas.get(a, "t2") is None
+
+
+URL = "https://mcp.example.com/mcp"
+
+
+def _app(app_id: str, *, oauth: bool = False, external: bool = False) -> McpApp:
+    return McpApp(app_id, "tools", "Tools", URL, 1_000_000, None, oauth=oauth, external=external)
+
+
+def _caller(platform_id: str, end_user_id: str | None = None) -> Principal:
+    kind = KeyKind.END_USER if end_user_id is not None else KeyKind.PLATFORM
+    return Principal(kind, "k1", platform_id, end_user_id)
+
+
+def test_a_listing_serves_only_its_platforms_app_and_an_oauth_apps_end_user() -> None:
+    """Two platforms' apps on one server URL never share a listing; an OAuth app's (and an external server's)
+    listing is the end user's own, a ``none``/``header`` app's is shared by the platform's callers (one credential)."""
+    schemas = ToolSchemas()
+    shared, oauth, external = _app("app-1"), _app("app-2", oauth=True), _app("external:x", external=True)
+    for app in (shared, oauth, external):
+        schemas.learn(listing_scope(_caller("p1", "u1"), app), {"tools": [{"name": "t", "inputSchema": SCHEMA}]})
+    assert schemas.get(listing_scope(_caller("p1", "u2"), shared), "t") == SCHEMA
+    assert schemas.get(listing_scope(_caller("p1"), shared), "t") == SCHEMA  # a platform key: the same credential
+    assert schemas.get(listing_scope(_caller("p2", "u1"), _app("app-3")), "t") is None  # another platform's app
+    assert schemas.get(listing_scope(_caller("p1", "u1"), oauth), "t") == SCHEMA
+    assert schemas.get(listing_scope(_caller("p1", "u2"), oauth), "t") is None  # another end user's connection
+    assert schemas.get(listing_scope(_caller("p1", "u1"), external), "t") == SCHEMA
+    assert schemas.get(listing_scope(_caller("p1", "u2"), external), "t") is None
+    assert schemas.get(listing_scope(_caller("p2", "u1"), external), "t") is None  # the same stand-in id elsewhere
+    moved = McpApp("app-1", "tools", "Tools", "https://moved.example.com/mcp", 1_000_000, None, oauth=False)
+    assert schemas.get(listing_scope(_caller("p1", "u1"), moved), "t") is None  # its server_url changed
+    schemas.forget(listing_scope(_caller("p1", "u1"), oauth))
+    assert schemas.get(listing_scope(_caller("p1", "u1"), shared), "t") == SCHEMA  # forgetting one scope only

@@ -12,12 +12,13 @@ from tollway.domain.chat_request import parse_chat_request
 from tollway.domain.mcp_items import DENIED, check_approvals, intercept, listed_tools, model_items, result_text
 from tollway.domain.mcp_tools import (
     check_forced,
+    check_required,
     forced_choice,
     function_name,
     offered_tools,
     parse_mcp_tool,
 )
-from tollway.domain.mcp_turns import answered, forces, turn_choice
+from tollway.domain.mcp_turns import answered, forces, turn_choice, turn_inputs
 from tollway.domain.responses_request import parse_responses_request
 from tollway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
@@ -241,6 +242,34 @@ def test_a_forced_tool_must_be_one_the_server_offers() -> None:
     with pytest.raises(UpstreamError) as failed:
         check_forced({"server_label": "tools", "name": "echo"}, server, None, "Timed out while listing.")
     assert "Timed out while listing." in failed.value.message
+
+
+def test_required_needs_a_tool_one_of_the_servers_offers() -> None:
+    """``tool_choice: "required"`` with only MCP tools: fine when any server offers a tool; else the listing's error
+    when a server could not be listed (502), else a 400 at ``tool_choice`` saying why each offers none."""
+    one = parse_mcp_tool(tool(allowed_tools=["echo"]), 0)
+    two = parse_mcp_tool(tool(server_label="other"), 1)
+    check_required([one, two], {"tools": {"tools": [{"name": "echo"}]}}, {"other": "Timed out."})
+    check_required([one, two], {"tools": {"tools": []}, "other": {"tools": [{"name": "fail"}]}}, {})
+    with pytest.raises(UpstreamError) as failed:
+        check_required([one, two], {"tools": {"tools": [{"name": "fail"}]}}, {"other": "Timed out while listing."})
+    assert "'other': Timed out while listing." in failed.value.message and "'tools'" not in failed.value.message
+    with pytest.raises(InvalidRequest) as refused:
+        check_required([one, two], {"tools": {"tools": [{"name": "fail"}]}, "other": {"tools": []}}, {})
+    assert refused.value.param == "tool_choice"
+    assert "'tools' lists 1 tool, none allowed by tools[0].allowed_tools" in refused.value.message
+    assert "'other' lists no tools" in refused.value.message
+
+
+def test_a_turn_offering_no_tool_sends_no_auto() -> None:
+    """``auto`` over a chat API needs a tool: a turn whose only MCP server was not listed sends no tool_choice."""
+    for choice, first in (("auto", True), ("auto", False), ("required", False)):
+        parsed = request(tool(), tool_choice=choice)
+        turn, _items, offered = turn_inputs(parsed, list(parsed.mcp), {}, [], first)
+        assert (turn.tools, turn.tool_choice, offered) == ([], None, {})
+    listed = {"tools": {"tools": [{"name": "echo"}]}}
+    parsed = request(tool(), tool_choice="auto")
+    assert turn_inputs(parsed, list(parsed.mcp), listed, [], True)[0].tool_choice == "auto"
 
 
 def test_a_forced_tool_becomes_a_forced_function_or_required() -> None:

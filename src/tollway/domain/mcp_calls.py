@@ -36,6 +36,7 @@ class McpApp:
     price_nanos: int
     allowed_tools: tuple[str, ...] | None
     oauth: bool  # an end user's OAuth connection supplies the bearer token
+    external: bool = False  # a stand-in for an external server of a Responses request (its headers: the request's)
 
 
 @dataclass(frozen=True, slots=True)

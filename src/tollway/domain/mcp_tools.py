@@ -313,6 +313,43 @@ def check_forced(
         )
 
 
+def check_required(
+    servers: list[McpTool], listings: Mapping[str, Mapping[str, Any]], errors: Mapping[str, str]
+) -> None:
+    """``tool_choice: "required"`` on a request whose only tools are ``mcp`` ones (the first model turn forced): one
+    of them must be offered, else there is nothing to require. As for a forced ``{"type": "mcp"}`` server: when a
+    server whose tools could not be listed might have offered one, the answer is its listing's error (502); when
+    every server was listed and offers none, a 400 at ``tool_choice`` says why for each."""
+    if any(server.offers(tool) for server in servers for tool in _listed(listings.get(server.server_label))):
+        return
+    failed = [server for server in servers if server.server_label not in listings]
+    if failed:
+        causes = "; ".join(f"{s.server_label!r}: {errors.get(s.server_label, 'no listing')}" for s in failed)
+        raise UpstreamError(
+            "tool_choice 'required' needs a tool to call, and the request's only tools are on MCP servers whose tools "
+            f"could not be listed ({causes})."
+        )
+    reasons = []
+    for server in servers:
+        listed = _listed(listings.get(server.server_label))
+        label = repr(server.server_label)
+        if listed:
+            tools = f"{len(listed)} tool{'' if len(listed) == 1 else 's'}"
+            reasons.append(f"{label} lists {tools}, none allowed by tools[{server.index}].allowed_tools")
+        else:
+            reasons.append(f"{label} lists no tools")
+    raise InvalidRequest(
+        "tool_choice 'required' needs a tool to call, but there is no tool to offer the model: the request declares "
+        f"no function tools and its MCP servers offer none ({'; '.join(reasons)}).",
+        "tool_choice",
+    )
+
+
+def _listed(listing: Mapping[str, Any] | None) -> list[Any]:
+    tools = listing.get("tools") if listing is not None else None
+    return tools if isinstance(tools, list) else []
+
+
 def forced_choice(choice: Mapping[str, Any], offered: Mapping[str, Offered]) -> tuple[str | dict[str, Any], list[str]]:
     """``tool_choice: {"type": "mcp"}`` as the first model turn sees it, the MCP tools being function tools: the
     function names it allows, and the choice that forces one of them: that function when it is one (a named tool,

@@ -6,7 +6,9 @@ and results, and the turn's ``tool_choice``. Pure.
 model turn only, as OpenAI applies ``tool_choice`` to the model's first choice: later turns send ``auto``, so that the
 model can answer and the loop end (forced on every turn, it would call a tool until ``max_tool_calls``). A request
 that answers an approval request the forced turn asked for starts with a free turn too: the model called the tool
-already, and forcing it again would only ask for another call and another approval.
+already, and forcing it again would only ask for another call and another approval. A turn that offers no tool at all
+(its only MCP servers could not be listed) sends no ``auto``, which chat APIs refuse without tools; ``"required"``
+with nothing to require never reaches a turn (``mcp_tools.check_required``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def turn_inputs(
         choice, forced = forced_choice(mcp, offered)
         if choice == "required":  # one of the server's tools: only those are offered on this turn
             tools = [tool for tool in tools if tool["name"] in forced]
+    if choice == "auto" and not tools:
+        choice = None  # no server offered a tool (a failed listing): ``auto`` needs one, and means the same without
     turn_request = dataclasses.replace(
         request,
         tools=tools,

@@ -16,11 +16,12 @@ caller's credential.
   ``services/agents/mcp_calls.py``); resources, resource templates, prompts and completion are relayed unbilled;
   the app's own JSON-RPC errors are relayed as it sent them.
 - **Header parameters (2026-07-28)**: a ``tools/call`` at that revision whose tool's schema the gateway knows (from a
-  listing within ``SCHEMA_TTL_S``) must carry the ``Mcp-Param-*`` headers its ``x-mcp-header`` arguments ask for,
-  equal to the body's values once decoded; otherwise -32020 ``HeaderMismatch`` with HTTP 400, before anything is
-  billed or sent to the app. Headers of a tool whose schema is unknown travel on to the app, which checks them.
-  The SDK's own pre-dispatch check is switched off (``get_tool_input_schema``): it would list the app's tools on
-  every call; the handler's check below covers both paths.
+  listing of the same scope within ``SCHEMA_TTL_S``: this platform's app, and for an OAuth app this end user's
+  connection; never another tenant's listing of the same server) must carry the ``Mcp-Param-*`` headers its
+  ``x-mcp-header`` arguments ask for, equal to the body's values once decoded; otherwise -32020 ``HeaderMismatch``
+  with HTTP 400, before anything is billed or sent to the app. Headers of a tool whose schema is unknown travel on
+  to the app, which checks them. The SDK's own pre-dispatch check is switched off (``get_tool_input_schema``): it
+  would list the app's tools on every call; the handler's check below covers both paths.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ class McpProxy:
         """MCP 2026-07-28's server validation of ``Mcp-Param-*`` headers, for a tool whose schema is known: each
         ``x-mcp-header`` argument present in the body needs its header, equal after decoding; none for an absent
         or null one; never twice. A failure is -32020 (HTTP 400), before the call is billed or sent."""
-        schema = self._calls.tool_schema(caller.app, params.name)
+        schema = self._calls.tool_schema(caller.principal, caller.app, params.name)
         if schema is None:
             return
         rejection = validate_mcp_param_headers(schema, params.arguments or {}, request.headers)

@@ -83,5 +83,5 @@ class AgentLoop:
         except UnsafeUrl as exc:
             raise InvalidRequest(param + str(exc).removeprefix("url"), param) from None
         label = tool.server_label
-        external = McpApp(f"external:{label}", label, label, tool.server_url, 0, None, False)
+        external = McpApp(f"external:{label}", label, label, tool.server_url, 0, None, False, external=True)
         return Server(tool, external, McpServer(tool.server_url, dict(tool.headers)))

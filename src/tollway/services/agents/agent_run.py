@@ -12,7 +12,7 @@ from typing import Any
 from tollway.domain.catalog import Candidate
 from tollway.domain.mcp_events import AgentEventStream
 from tollway.domain.mcp_items import intercept, listings_in, mcp_call_item
-from tollway.domain.mcp_tools import MAX_TOOL_CALLS_DEFAULT, Offered, check_forced, mcp_choice
+from tollway.domain.mcp_tools import MAX_TOOL_CALLS_DEFAULT, Offered, check_forced, check_required, mcp_choice
 from tollway.domain.mcp_turns import answered, turn_inputs
 from tollway.domain.pricing import Usage
 from tollway.domain.responses_items import output_as_input
@@ -153,7 +153,8 @@ class LoopRun:
 
     async def _prelude(self) -> AsyncIterator[dict[str, Any]]:
         """Listings of servers the chain has not listed yet, then the calls approved in this input. A tool forced by
-        ``tool_choice`` is checked against the listings before anything is called (a 400 or 502 answer)."""
+        ``tool_choice`` is checked against the listings before anything is called (a 400 or 502 answer), and so is
+        ``"required"`` when only MCP servers could supply the tool it requires."""
         steps = self.steps
         for server in steps.servers.values():
             if server.tool.server_label not in steps.listings:
@@ -163,6 +164,10 @@ class LoopRun:
         if choice is not None:
             label = choice["server_label"]
             check_forced(choice, steps.servers[label].tool, steps.listings.get(label), steps.listing_errors.get(label))
+        request = self.request
+        if request.tool_choice == "required" and not request.tools and not answered("required", self.approvals):
+            servers = [server.tool for server in steps.servers.values()]
+            check_required(servers, steps.listings, steps.listing_errors)
         for request_item, approved in self.approvals:
             if not approved or self.end is not None:
                 continue

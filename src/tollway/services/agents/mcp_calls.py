@@ -23,10 +23,11 @@ every slot was taken at its start (a slot given back later by a failed call goes
 **401 from an OAuth app**: the token is refreshed once (``McpConnections.access_token(rejected=…)``) and the request
 is sent once more; nothing was billed for the refused attempt (the app never served it).
 
-**Header parameters (MCP 2026-07-28)**: every listing read here teaches ``ToolSchemas`` the tools' schemas; a call
-hands the MCP client the tool's schema, from which it mirrors ``x-mcp-header`` arguments into ``Mcp-Param-*``
-headers for apps of that revision. An app that refuses a call's headers (``HeaderMismatch``, the call not served) has
-its tools listed again and gets the call once more, within the same hold.
+**Header parameters (MCP 2026-07-28)**: every listing read here teaches ``ToolSchemas`` the tools' schemas, in the
+listing's scope (the platform, the app, the end user for an OAuth app or an external server: ``listing_scope``); a
+call hands the MCP client the tool's schema of its own scope, from which it mirrors ``x-mcp-header`` arguments into
+``Mcp-Param-*`` headers for apps of that revision. An app that refuses a call's headers (``HeaderMismatch``, the call
+not served) has its tools listed again (in that scope) and gets the call once more, within the same hold.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from tollway.domain.tenancy import Principal
 from tollway.domain.usage import CallStatus
 from tollway.errors import InvalidRequest, TollwayError, UpstreamError, UpstreamTimeout, WrongKeyType
 from tollway.services.agents.mcp_connections import McpConnections
-from tollway.services.agents.mcp_schemas import ToolSchemas
+from tollway.services.agents.mcp_schemas import Scope, ToolSchemas, listing_scope
 from tollway.services.inference.breaker import DeploymentHealth
 from tollway.services.inference.call import CallContext, CallLifecycle, Outcome, Plan
 
@@ -148,12 +149,13 @@ class McpCalls:
             listing = await self._with_credential(principal, app, server, lambda s: self._servers.list_tools(s, cursor))
         except McpCallFailed as exc:
             raise _error(app, exc) from None
-        self._schemas.learn(server.url, listing)
+        self._schemas.learn(listing_scope(principal, app), listing)
         return filter_tools(listing, app.allowed_tools)
 
-    def tool_schema(self, app: McpApp, tool: str) -> dict[str, Any] | None:
-        """The ``inputSchema`` the app's server last listed for ``tool`` (within ``SCHEMA_TTL_S``), else None."""
-        return self._schemas.get(app.server_url, tool)
+    def tool_schema(self, principal: Principal, app: McpApp, tool: str) -> dict[str, Any] | None:
+        """The ``inputSchema`` the app's server last listed for ``tool`` to this caller's scope (the platform's app,
+        and for an OAuth app this end user's connection; within ``SCHEMA_TTL_S``), else None."""
+        return self._schemas.get(listing_scope(principal, app), tool)
 
     async def relay(self, principal: Principal, app: McpApp, method: str, params: dict[str, Any] | None) -> Any:
         """Resources, prompts, completion: relayed as they are, unbilled (only tool calls are MCP calls)."""
@@ -175,11 +177,12 @@ class McpCalls:
         listing together, filtered by the app's ``allowed_tools``; unbilled. Raises ``McpCallFailed``."""
         tools: list[Any] = []
         cursor: str | None = None
+        scope = listing_scope(principal, app)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 for _ in range(_LIST_PAGES):
                     page = await self._with_credential(principal, app, server, self._lister(cursor))
-                    self._schemas.learn(server.url, page)
+                    self._schemas.learn(scope, page)
                     tools += page.get("tools") or []
                     cursor = page.get("nextCursor")
                     if not isinstance(cursor, str) or not cursor:
@@ -269,21 +272,25 @@ class McpCalls:
     ) -> ToolResult:
         """The ``tools/call`` with the tool's known schema; an app that refuses its headers (HeaderMismatch: not
         served) has its tools listed again and gets the call once more (MCP 2026-07-28, client behaviour)."""
+        scope = listing_scope(principal, app)
         try:
-            return await self._with_credential(principal, app, server, self._caller(tool, arguments))
+            return await self._with_credential(principal, app, server, self._caller(scope, tool, arguments))
         except McpCallFailed as exc:
             if exc.failure is not Failure.RPC_ERROR or exc.code != HEADER_MISMATCH:
                 raise
             refused = exc
-        self._schemas.forget(server.url)
+        self._schemas.forget(scope)
         try:
             await self.list_server(principal, app, server)
         except McpCallFailed:
             raise refused from None  # the app's refusal is the call's answer, not the listing's failure
-        return await self._with_credential(principal, app, server, self._caller(tool, arguments))
+        return await self._with_credential(principal, app, server, self._caller(scope, tool, arguments))
 
-    def _caller(self, tool: str, arguments: dict[str, Any] | None) -> Callable[[McpServer], Awaitable[ToolResult]]:
-        return lambda s: self._servers.call_tool(s, tool, arguments, self._schemas.get(s.url, tool))
+    def _caller(
+        self, scope: Scope, tool: str, arguments: dict[str, Any] | None
+    ) -> Callable[[McpServer], Awaitable[ToolResult]]:
+        """The ``tools/call`` request, made with the schema read when it is sent (after a re-listing: the new one)."""
+        return lambda s: self._servers.call_tool(s, tool, arguments, self._schemas.get(scope, tool))
 
 
 def _app(record: Record) -> McpApp:
