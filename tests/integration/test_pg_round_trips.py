@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import make_settings
 from tests.integration.test_pg_money_path import _tenant
 from tests.support.servers import PostgresServer
 from tollway.domain.clock import utcnow
 from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, MoneyCommand, Release
+from tollway.domain.platform_settings import RateLimits
 from tollway.domain.pricing import Prices
 from tollway.settings import Settings
 from tollway.storage.money.batch import Result, apply_batch
@@ -31,7 +33,9 @@ from tollway.storage.sql.budgets import BudgetStore
 from tollway.storage.sql.catalog import CatalogStore
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.keystore import KeyStore
+from tollway.storage.sql.outbox import DriverOutbox
 from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.storage.sql.tables import api_keys
 
 pytestmark = pytest.mark.postgres
 
@@ -164,3 +168,40 @@ def test_a_locked_batch_sends_one_statement_shape_per_query(
     assert all(len(n) == 1 for n in names.values()), names  # prepared once, on the one connection
     for text in shapes:
         assert text.endswith(("FOR NO KEY UPDATE", "FOR NO KEY UPDATE OF wallets")), text
+
+
+def test_gathered_refresh_reads_send_one_statement_shape_for_any_number_of_items(
+    seeded: tuple[Settings, str, list[str], StatementLog],
+) -> None:
+    """The gathered refreshes of keys and of rate limits, and the money batch's webhook-endpoint lookup, over 1, 2,
+    3 and 7 items: each query has one text and one prepared statement on the connection."""
+    settings, platform_id, users, log = seeded
+    sql = DriverSQL("postgresql")
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        keys, limits = KeyStore(engine), RateOverrideStore(engine)
+        async with engine.connect() as conn:
+            digests = [bytes(d) for d in (await conn.execute(sa.select(api_keys.c.key_hash))).scalars()]
+        log.mark()
+        try:
+            for size in (1, 2, 3, 7):
+                assert len(await keys.find_active_many(digests[:size])) == size
+                found = await limits.limits_of_many([(platform_id, user) for user in users[:size]])
+                assert found == {user: (None, RateLimits()) for user in users[:size]}
+                ids = [platform_id, *(f"no-such-platform-{i}" for i in range(1, size))]
+                async with engine.begin() as conn:
+                    outbox = await conn.run_sync(DriverOutbox, sql, ids)
+                assert outbox.subs == {p: {} for p in ids}
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    selects = [(name, text) for name, text in log.since() if text.startswith("SELECT") and " FROM " in text]
+    shapes = Counter(text for _name, text in selects)
+    names = {text: {name for name, t in selects if t == text} for text in shapes}
+    # Before: an expanding IN, a new text (and a new prepared statement) for each number of keys or end users.
+    by_table = Counter(re.search(r" FROM (\w+)", text).group(1) for text in shapes)  # type: ignore[union-attr]
+    assert by_table == {"api_keys": 1, "platforms": 1, "rate_limit_overrides": 1, "webhook_endpoints": 1}, shapes
+    assert set(shapes.values()) == {4}, shapes  # each query ran once per size
+    assert all(len(n) == 1 for n in names.values()), names  # prepared once, on the one connection
