@@ -215,7 +215,7 @@ def test_the_writers_snapshot_reads_by_index_whatever_the_tables_were_when_it_wa
     """The writer prepares its snapshot read while the holds are few and runs it 16 times; then the holds grow by
     100,000, with no ANALYZE since: the snapshot was planned once, and that plan reads every table through an index.
     Before, depending on the values of its first five executions, the statement was either planned afresh at every
-    execution (as in this scenario: 0.3 to 0.5 ms of planning per snapshot) or kept one generic plan made while the
+    execution (as in this scenario: 0.3 to 0.6 ms of planning per snapshot) or kept one generic plan made while the
     tables were small, with a sequential scan of the holds until the next ANALYZE of the table (measured: 0.6 ms a
     snapshot of 32 holds, 250 ms once 200,000 holds had been added)."""
     settings, platform_id, users, _log = seeded
