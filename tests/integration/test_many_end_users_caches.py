@@ -29,6 +29,7 @@ from tollway.storage.sql.end_users import EndUserStore
 from tollway.storage.sql.keystore import KeyStore
 from tollway.storage.sql.migrate import upgrade
 from tollway.storage.sql.rate_overrides import RateOverrideStore
+from tollway.storage.sql.tables import api_keys
 from tollway.storage.sql.tenants import PlatformStore
 
 USERS = 30
@@ -216,3 +217,22 @@ async def test_limits_in_use_stay_fresh_between_requests(crowd: Crowd, statement
     assert 2 <= len(statements) <= 6, statements
     assert (await cache.get(crowd.platform_id, changed)).limits == RateLimits(rpm=4)
     assert (await cache.get(crowd.platform_id, crowd.users[6][0])).limits == RateLimits()
+
+
+async def test_gathered_reads_answer_for_any_number_of_end_users(crowd: Crowd) -> None:
+    """``find_active_many`` and ``limits_of_many`` over 1, 2, 3 and 7 end users (one list parameter on PostgreSQL,
+    an expanding IN on SQLite): each answers for exactly the keys and end users asked about, unknown ones left out
+    or given no limits, an override only for its own platform."""
+    keys, limits = KeyStore(crowd.engine), RateOverrideStore(crowd.engine)
+    async with crowd.engine.connect() as conn:
+        rows = await conn.execute(sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.end_user_id))
+        digest_of = {row.end_user_id: bytes(row.key_hash) for row in rows}
+    with_override = crowd.users[1][0]
+    assert await limits.put(crowd.platform_id, with_override, RateLimits(rpm=5), datetime.now(UTC))
+    for size in (1, 2, 3, 7):
+        users = [user for user, _key, _raw in crowd.users[:size]]
+        found = await keys.find_active_many([digest_of[user] for user in users] + [b"x" * 32])
+        assert {digest: record.end_user_id for digest, record in found.items()} == {digest_of[u]: u for u in users}
+        asked = [(crowd.platform_id, user) for user in users] + [("no-such-platform", crowd.users[9][0])]
+        expected = {user: (RateLimits(rpm=5) if user == with_override else None, RateLimits()) for user in users}
+        assert await limits.limits_of_many(asked) == {**expected, crowd.users[9][0]: (None, RateLimits())}

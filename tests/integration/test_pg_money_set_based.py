@@ -2,8 +2,8 @@
 table for any number of rows, the rows locked in id order first, the budgets before the wallets (migration 0019), so
 the wallet row every call writes is never held while a budget is waited for; the locked path takes the same order. A
 guard failing on one row of fifty refuses the whole batch; two writers updating overlapping budgets in opposite
-orders never deadlock; the migrations go down to 0017's and 0016's functions and back, and the writer works with
-each."""
+orders never deadlock; the holds are locked ``FOR NO KEY UPDATE`` (migration 0020); the migrations go down to
+0019's, 0017's and 0016's functions and back, and the writer works with each."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ pytestmark = pytest.mark.postgres
 WALLET_LAST = importlib.import_module("tollway.storage.sql.migrations.versions.0019_pg_money_wallet_last").APPLY
 SET_BASED = importlib.import_module("tollway.storage.sql.migrations.versions.0017_pg_money_set_based").APPLY
 APPLY_0016 = importlib.import_module("tollway.storage.sql.migrations.versions.0016_pg_money_functions").APPLY
+HOLDS_NO_KEY = importlib.import_module("tollway.storage.sql.migrations.versions.0020_pg_money_holds_no_key_lock").APPLY
 
 WALLET = 10**13
 BUDGET = 10**11
@@ -334,7 +335,7 @@ async def _function(settings: Settings) -> tuple[str, list[str] | None]:
         await conn.close()
 
 
-def test_migrations_go_down_to_0017s_and_0016s_functions_and_back(pg_settings: Settings) -> None:
+def test_the_money_function_migrations_go_down_and_back(pg_settings: Settings) -> None:
     platform_id, users = asyncio.run(_tenant(pg_settings, 3))  # migrated to head
     config = alembic_config(pg_settings)
 
@@ -350,21 +351,25 @@ def test_migrations_go_down_to_0017s_and_0016s_functions_and_back(pg_settings: S
             await engine.dispose()
         return await _state(pg_settings)
 
-    generic = ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"]
-    wallet_last, set_based = (_body(WALLET_LAST), generic), (_body(SET_BASED), generic)
+    settings = ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"]
+    head, wallet_last = (_body(HOLDS_NO_KEY), settings), (_body(WALLET_LAST), settings)
+    set_based = (_body(SET_BASED), settings)
+    assert asyncio.run(_function(pg_settings)) == head
+    command.downgrade(config, "0019")
     assert asyncio.run(_function(pg_settings)) == wallet_last
+    assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0019's function
     command.downgrade(config, "0018")
     assert asyncio.run(_function(pg_settings)) == set_based
     assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0017's function
     command.downgrade(config, "0016")
     assert asyncio.run(_function(pg_settings)) == (_body(APPLY_0016), None)
-    assert asyncio.run(calls())["budgets"] != {}  # the writer works with 0016's function
+    assert asyncio.run(calls())["budgets"] != {}  # and with 0016's
     command.upgrade(config, "head")
-    assert asyncio.run(_function(pg_settings)) == wallet_last
+    assert asyncio.run(_function(pg_settings)) == head
     after = asyncio.run(calls())
 
-    assert set(after["budgets"].values()) == {(3 * COST, 0)}
-    assert after["wallets"] == [(WALLET - 3 * len(users) * COST, 0)]
+    assert set(after["budgets"].values()) == {(4 * COST, 0)}
+    assert after["wallets"] == [(WALLET - 4 * len(users) * COST, 0)]
     assert_invariants(pg_settings)
 
 
@@ -410,3 +415,38 @@ def test_the_locked_path_locks_the_budgets_before_the_wallet(pg_settings: Settin
     assert set(after["budgets"].values()) == {(COST, 0)}
     assert after["wallets"] == [(WALLET - 3 * COST, 0)]
     assert_invariants(pg_settings)
+
+
+def test_the_holds_a_batch_resolves_are_locked_for_no_key_update(pg_settings: Settings) -> None:
+    """While the function's transaction is open, its holds are locked against every other writer (``FOR NO KEY
+    UPDATE``, which an ``UPDATE`` takes) but not against ``FOR KEY SHARE``, the lock a foreign key's check takes;
+    0016, 0017 and 0019 locked them ``FOR UPDATE``, which blocked that too (migration 0020). No table references
+    ``holds``."""
+    platform_id, users = asyncio.run(_tenant(pg_settings, 2))
+
+    async def scenario() -> None:
+        engine = create_engine(pg_settings)
+        money = PostgresMoney(pg_settings.database_url, engine)
+        writer, other = await asyncpg.connect(_dsn(pg_settings)), await asyncpg.connect(_dsn(pg_settings))
+        try:
+            referencing = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = 'holds'::regclass"
+            assert await other.fetchval(referencing) == 0
+            settlements = await _holds(money, platform_id, users)
+            planned = await _decided(writer, settlements, descending=False)
+            hold_ids = sorted(planned.payload["locked"])
+            assert len(hold_ids) == 2
+            await other.execute("SET lock_timeout = '200ms'")
+            async with writer.transaction():
+                await _applied(writer, planned)
+                shared = await other.fetch("SELECT id FROM holds WHERE id = ANY($1) FOR KEY SHARE", hold_ids)
+                assert sorted(r["id"] for r in shared) == hold_ids
+                with pytest.raises(asyncpg.LockNotAvailableError):
+                    await other.execute("UPDATE holds SET checkpoint = NULL WHERE id = $1", hold_ids[0])
+            assert (await _state(pg_settings))["holds"] == ["captured", "captured"]
+        finally:
+            await writer.close()
+            await other.close()
+            await money.close()
+            await engine.dispose()
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tollway.domain import json_bytes
@@ -29,6 +30,15 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT", **{_READ_ONLY: True})
     return engine.execution_options(**{_READ_ONLY: True})
+
+
+def one_of(column: sa.ColumnElement[Any], name: str, dialect_name: str) -> sa.ColumnElement[bool]:
+    """``column`` is one of the values of the list parameter ``name``. PostgreSQL: ``= ANY(:name)`` with one array
+    parameter, one statement text however long the list, so asyncpg prepares it once per connection (an expanding
+    ``IN`` is a new text, and a new prepared statement, for every list length). SQLite has no arrays: ``IN``."""
+    if dialect_name == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
 
 
 def _sqlite_hooks(sync_engine: sa.Engine) -> None:

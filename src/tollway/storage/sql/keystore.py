@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.domain.clock import as_utc, utcnow
 from tollway.domain.tenancy import KeyRecord
-from tollway.storage.sql.db import reader
+from tollway.storage.sql.db import one_of, reader
 from tollway.storage.sql.tables import api_keys, end_users, platforms, system_meta
 
 # The API's key lookup: a live key of a live platform (and, for end-user keys, of a live end user). Authentication
@@ -46,10 +46,12 @@ _LIVE_KEYS = (
 )
 _LOOKUP = _LIVE_KEYS.where(api_keys.c.key_hash == sa.bindparam("digest"))
 _BY_ID = _LIVE_KEYS.where(api_keys.c.id == sa.bindparam("key_id"))
-_MANY = _LIVE_KEYS.add_columns(api_keys.c.key_hash).where(
-    api_keys.c.key_hash.in_(sa.bindparam("digests", expanding=True))
-)
 _MANY_CHUNK = 500  # bound parameters per query, well under SQLite's limit
+
+
+def _many(dialect_name: str) -> sa.Select[Any]:
+    """The live keys among the ``digests`` list: one statement shape for any number of keys on PostgreSQL."""
+    return _LIVE_KEYS.add_columns(api_keys.c.key_hash).where(one_of(api_keys.c.key_hash, "digests", dialect_name))
 
 
 def _record(row: Any) -> KeyRecord | None:
@@ -71,6 +73,7 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._reader = reader(engine)
+        self._many = _many(engine.dialect.name)
 
     async def find_active(self, digest: bytes) -> KeyRecord | None:
         async with self._reader.connect() as conn:
@@ -82,7 +85,7 @@ class KeyStore:
         async with self._reader.connect() as conn:
             for start in range(0, len(digests), _MANY_CHUNK):
                 chunk = digests[start : start + _MANY_CHUNK]
-                for row in await conn.execute(_MANY, {"digests": chunk}):
+                for row in await conn.execute(self._many, {"digests": chunk}):
                     record = _record(row)
                     if record is not None:
                         found[bytes(row.key_hash)] = record

@@ -145,8 +145,8 @@ class DriverOutbox:
         self.subs: Subscriptions = {p: known[p] for p in platform_ids if p in known}
         missing = sorted(set(platform_ids) - self.subs.keys())
         if missing:
-            clause, params = sql.in_list("w", missing)
-            rows = sql.execute(conn, _SELECT_ACTIVE.replace("(:ids)", clause), {**params, "active": True})
+            text, params = sql.any_of(_SELECT_ACTIVE, {"ids": missing})  # one statement shape on PostgreSQL
+            rows = sql.execute(conn, text, {**params, "active": True})
             found = index_subscriptions(rows)
             self.subs.update({p: found.get(p, {}) for p in missing})
         self.pending: list[PendingEvent] = []

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.domain.platform_settings import PlatformSettings, RateLimits
 from tollway.domain.records import Record
-from tollway.storage.sql.db import reader
+from tollway.storage.sql.db import one_of, reader
 from tollway.storage.sql.tables import end_users, platforms, rate_limit_overrides
 
 _overrides = rate_limit_overrides
@@ -35,6 +35,12 @@ class RateOverrideStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._reader = reader(engine)
+        # ``limits_of_many``'s two reads, one statement shape each for any number of end users on PostgreSQL.
+        dialect_name = engine.dialect.name
+        self._settings_of = sa.select(platforms.c.id, platforms.c.settings).where(
+            one_of(platforms.c.id, "ids", dialect_name)
+        )
+        self._overrides_of = sa.select(_overrides).where(one_of(_overrides.c.end_user_id, "ids", dialect_name))
 
     async def end_user_exists(self, platform_id: str, end_user_id: str) -> bool:
         async with self._reader.connect() as conn:
@@ -117,12 +123,10 @@ class RateOverrideStore:
         user_ids = [user for _platform_id, user in end_users]
         async with self._reader.connect() as conn:
             for chunk in _chunks(platform_ids):
-                query = sa.select(platforms.c.id, platforms.c.settings).where(platforms.c.id.in_(chunk))
-                for row in await conn.execute(query):
+                for row in await conn.execute(self._settings_of, {"ids": chunk}):
                     settings[row.id] = PlatformSettings.from_stored(row.settings).rate_limits
             for chunk in _chunks(user_ids):
-                query = sa.select(_overrides).where(_overrides.c.end_user_id.in_(chunk))
-                for row in await conn.execute(query):
+                for row in await conn.execute(self._overrides_of, {"ids": chunk}):
                     limits = RateLimits(row.rpm_limit, row.tpm_limit, row.rpd_limit)
                     overrides[row.end_user_id] = (row.platform_id, limits)
         found: dict[str, tuple[RateLimits | None, RateLimits]] = {}
