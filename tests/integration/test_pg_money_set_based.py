@@ -450,3 +450,62 @@ def test_the_holds_a_batch_resolves_are_locked_for_no_key_update(pg_settings: Se
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_a_wallet_written_between_the_functions_read_and_its_lock_gets_its_ledger_rows_after_that_write(
+    pg_settings: Settings,
+) -> None:
+    """The function writes a batch's wallet ledger rows before it locks the wallet, their "after" amounts from the
+    wallet as read without a lock. Another instance's top-up that commits in between moves the wallet by more than
+    those rows assumed: the function undoes that part and does it again with the wallet locked first, so the rows
+    still chain through the top-up, with no conflict for the writer to retry."""
+    platform_id, users = asyncio.run(_tenant(pg_settings, 3))
+    topup = 5 * 10**9
+
+    async def scenario() -> tuple[list[Result], PostgresMoney]:
+        engine = create_engine(pg_settings)
+        money = PostgresMoney(pg_settings.database_url, engine)
+        blocker, probe = [await asyncpg.connect(_dsn(pg_settings)) for _ in range(2)]
+        try:
+            settlements = await _holds(money, platform_id, users)
+            blocking = blocker.transaction()
+            await blocking.start()
+            wallet_id = await blocker.fetchval(
+                "UPDATE wallets SET balance_nanos = balance_nanos + $2 WHERE platform_id = $1 RETURNING id",
+                platform_id,
+                topup,
+            )
+            await blocker.execute(
+                "INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,"
+                " description, metadata, request_id, created_at)"
+                " VALUES ($1, $2, $3, 'topup', $4, $5, 'between', '{}'::json, NULL, now())",
+                str(uuid.uuid4()),
+                wallet_id,
+                platform_id,
+                topup,
+                WALLET + topup,
+            )
+            settling = asyncio.create_task(money.apply(settlements, utcnow(), SQL))
+            for _ in range(1000):  # until the function, its rows written, waits for the wallet's lock
+                if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the function never waited for the wallet")
+            await blocking.commit()
+            return await settling, money
+        finally:
+            for conn in (blocker, probe):
+                await conn.close()
+            await money.close()
+            await engine.dispose()
+
+    results, money = asyncio.run(scenario())
+
+    assert results == [True] * 3
+    assert money.conflicts == 0 and money.locked == 0
+    after = asyncio.run(_state(pg_settings))
+    assert after["wallets"] == [(WALLET + topup - 3 * COST, 0)]
+    usage = sorted((r for r in after["wallet_rows"] if r.type == "usage"), key=lambda r: -r.balance_after_nanos)
+    assert [r.balance_after_nanos for r in usage] == [WALLET + topup - (i + 1) * COST for i in range(3)]
+    assert_invariants(pg_settings)

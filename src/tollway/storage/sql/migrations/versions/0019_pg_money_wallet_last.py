@@ -3,9 +3,13 @@
 Every call of every instance writes its platform's wallet row; a platform with thousands of end users has one
 wallet and thousands of budgets. So the row everyone queues on is now locked last and for the shortest time: in
 ``tollway_money_apply`` (migrations 0016, 0017) the budgets are locked, updated and given their ledger rows first,
-and the wallets after them; a wallet row is held from its ``UPDATE`` through its ledger rows to the commit, and no
-budget's work waits inside that stretch. (Before, the wallets came first, so every budget of the batch, up to one
-per call, was locked, updated and written while the wallet row was held.)
+and the wallets after them. The wallets' ledger rows go in before the wallets are locked, their "after" amounts
+computed from the wallets as read a moment before without a lock, so a wallet row is held only from its ``UPDATE``
+to the commit. When another writer committed to a wallet in between (the ``UPDATE`` moved the amounts by other
+offsets than the rows assumed), that part is undone in a subtransaction and done again with the wallets locked
+first (SQLSTATE TW410, caught inside the function); the ledger rows are append-only (migration 0004), so they are
+never corrected in place. (Before, the wallets came first, so every budget of the batch, up to one per call, was
+locked, updated and written while the wallet row was held, and its ledger rows after it.)
 
 The locked path (``storage/money/batch.py``, the fallback that reads rows ``FOR NO KEY UPDATE`` before deciding)
 takes the same order: holds, budgets, wallets. Every transaction that locks both a budget and a wallet is one of
@@ -44,6 +48,8 @@ DECLARE
     wallet_ids text[];
     budget_ids text[];
     offsets jsonb := '{}'::jsonb;
+    shift jsonb := '{}'::jsonb;
+    locked boolean := false;
     wallets_now jsonb := '{}'::jsonb;
     budgets_now jsonb := '{}'::jsonb;
 BEGIN
@@ -121,8 +127,8 @@ BEGIN
             created_at, updated_at
         FROM jsonb_populate_recordset(NULL::webhook_deliveries, p->'deliveries');
     END IF;
-    -- 3. The budgets, then the wallets, last (issue 18: the platform's wallet row is the one every call of every
-    --    instance writes, so it is locked for the shortest time: its UPDATE, its ledger rows and the commit). Each
+    -- 3. The budgets, then (4.) the wallets, last (issue 18: the platform's wallet row is the one every call of
+    --    every instance writes, so it is locked for the shortest time: its UPDATE and the commit). Each
     --    table's rows are locked in id order, then one UPDATE applies the batch to every row whose guard holds.
     --    Exact: the row is the one the batch read (xmin). Otherwise the batch's decisions had room to spare: the
     --    row still has at least ``need`` available and nothing a low-balance rule reads changed, so the same
@@ -172,40 +178,67 @@ BEGIN
             x.reason, x.metadata, x.request_id, x.created_at
         FROM jsonb_populate_recordset(NULL::budget_transactions, p->'budget_rows') x;
     END IF;
+    -- 4. The wallets, last. Their ledger rows go in before the lock, their "after" amounts moved by ``shift``, what
+    --    each wallet was found to hold a moment before (read without a lock: what the UPDATE's offsets will be if
+    --    nobody writes the wallet in between); then the wallets are locked and updated, so a wallet row is held
+    --    only for its UPDATE and the commit. If another writer committed to a wallet in between, the offsets differ
+    --    from the shift: the block is undone (its rows and its lock; TW410, caught here) and done again with the
+    --    wallets locked first, the shift read under the lock and so exact. A failed guard is TW409, not caught.
     offsets := '{}'::jsonb;
-    IF cardinality(wallet_ids) > 0 THEN
-        PERFORM 1 FROM wallets WHERE id = ANY(wallet_ids) ORDER BY id FOR NO KEY UPDATE;
-        WITH done AS (
-            UPDATE wallets w SET
-                balance_nanos = w.balance_nanos + a.d_balance,
-                held_nanos = w.held_nanos + a.d_held,
-                low_balance_armed = a.armed,
-                updated_at = (p->>'now')::timestamptz
-            FROM jsonb_to_recordset(p->'wallets') AS a(id text, exact boolean, xmin text, need bigint, armed0 boolean,
-                armed boolean, floor bigint, balance bigint, d_balance bigint, d_held bigint)
-            WHERE w.id = ANY(wallet_ids) AND w.id = a.id AND CASE WHEN a.exact THEN w.xmin::text = a.xmin ELSE
-                w.low_balance_armed = a.armed0
-                AND w.balance_nanos - w.held_nanos >= coalesce(a.need, -1)
-                AND (a.floor IS NULL OR w.balance_nanos + a.d_balance > a.floor) END
-            RETURNING w.id, w.balance_nanos - a.balance AS moved,
-                jsonb_build_array(w.balance_nanos, w.held_nanos, w.low_balance_armed, w.xmin::text) AS now_row
-        )
-        SELECT count(*), coalesce(jsonb_object_agg(id, moved), '{}'::jsonb),
-            coalesce(jsonb_object_agg(id, now_row), '{}'::jsonb)
-        INTO n_updated, offsets, wallets_now FROM done;
-        IF n_updated <> jsonb_array_length(p->'wallets') THEN
-            RAISE EXCEPTION 'money batch conflict: wallet %', (SELECT string_agg(x->>'id', ', ')
-                FROM jsonb_array_elements(p->'wallets') x WHERE NOT wallets_now ? (x->>'id')) USING ERRCODE = 'TW409';
+    LOOP
+        IF cardinality(wallet_ids) > 0 THEN
+            IF locked THEN
+                PERFORM 1 FROM wallets WHERE id = ANY(wallet_ids) ORDER BY id FOR NO KEY UPDATE;
+            END IF;
+            SELECT coalesce(jsonb_object_agg(w.id, w.balance_nanos + a.d_balance - a.balance), '{}'::jsonb)
+            INTO shift
+            FROM wallets w JOIN jsonb_to_recordset(p->'wallets') AS a(id text, balance bigint, d_balance bigint)
+                ON w.id = a.id
+            WHERE w.id = ANY(wallet_ids);
         END IF;
-    END IF;
-    IF jsonb_array_length(p->'wallet_rows') > 0 THEN
-        INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,
-            description, metadata, request_id, created_at)
-        SELECT id, wallet_id, platform_id, type, amount_nanos,
-            balance_after_nanos + coalesce((offsets->>wallet_id)::bigint, 0), description, metadata, request_id,
-            created_at
-        FROM jsonb_populate_recordset(NULL::wallet_transactions, p->'wallet_rows');
-    END IF;
+        BEGIN
+            IF jsonb_array_length(p->'wallet_rows') > 0 THEN
+                INSERT INTO wallet_transactions (id, wallet_id, platform_id, type, amount_nanos, balance_after_nanos,
+                    description, metadata, request_id, created_at)
+                SELECT id, wallet_id, platform_id, type, amount_nanos,
+                    balance_after_nanos + coalesce((shift->>wallet_id)::bigint, 0), description, metadata, request_id,
+                    created_at
+                FROM jsonb_populate_recordset(NULL::wallet_transactions, p->'wallet_rows');
+            END IF;
+            IF cardinality(wallet_ids) > 0 THEN
+                PERFORM 1 FROM wallets WHERE id = ANY(wallet_ids) ORDER BY id FOR NO KEY UPDATE;
+                WITH done AS (
+                    UPDATE wallets w SET
+                        balance_nanos = w.balance_nanos + a.d_balance,
+                        held_nanos = w.held_nanos + a.d_held,
+                        low_balance_armed = a.armed,
+                        updated_at = (p->>'now')::timestamptz
+                    FROM jsonb_to_recordset(p->'wallets') AS a(id text, exact boolean, xmin text, need bigint,
+                        armed0 boolean, armed boolean, floor bigint, balance bigint, d_balance bigint, d_held bigint)
+                    WHERE w.id = ANY(wallet_ids) AND w.id = a.id AND CASE WHEN a.exact THEN w.xmin::text = a.xmin ELSE
+                        w.low_balance_armed = a.armed0
+                        AND w.balance_nanos - w.held_nanos >= coalesce(a.need, -1)
+                        AND (a.floor IS NULL OR w.balance_nanos + a.d_balance > a.floor) END
+                    RETURNING w.id, w.balance_nanos - a.balance AS moved,
+                        jsonb_build_array(w.balance_nanos, w.held_nanos, w.low_balance_armed, w.xmin::text) AS now_row
+                )
+                SELECT count(*), coalesce(jsonb_object_agg(id, moved), '{}'::jsonb),
+                    coalesce(jsonb_object_agg(id, now_row), '{}'::jsonb)
+                INTO n_updated, offsets, wallets_now FROM done;
+                IF n_updated <> jsonb_array_length(p->'wallets') THEN
+                    RAISE EXCEPTION 'money batch conflict: wallet %', (SELECT string_agg(x->>'id', ', ')
+                        FROM jsonb_array_elements(p->'wallets') x WHERE NOT wallets_now ? (x->>'id'))
+                        USING ERRCODE = 'TW409';
+                END IF;
+                IF offsets <> shift THEN
+                    RAISE EXCEPTION 'a wallet moved before its lock' USING ERRCODE = 'TW410';
+                END IF;
+            END IF;
+            EXIT;
+        EXCEPTION WHEN SQLSTATE 'TW410' THEN
+            locked := true;
+        END;
+    END LOOP;
     -- The wallets and budgets as this transaction leaves them, for the writer's cache.
     RETURN wallets_now || budgets_now;
 END
