@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.integration.test_budgets_api import _count, _execute, ledger, with_budget
 from tests.integration.test_platform_api import Tenant, _ok, assert_error, bad_request, make_tenant
@@ -354,7 +355,7 @@ def test_service_level_in_progress_and_a_lost_claim(gateway: GatewayServer, tena
 
         async def action(uow: Any) -> str:
             # Runs after the claim committed: once ``entered`` is set, the key is in progress.
-            await uow.connection.execute(sa.insert(budget_transactions).values(_marker_row(tenant.id, budget_id)))
+            await _marker_adjustment(uow.connection, budget_id)
             entered.set()
             await release.wait()
             return "ran"
@@ -392,21 +393,36 @@ def test_service_level_in_progress_and_a_lost_claim(gateway: GatewayServer, tena
     asyncio.run(scenario())
     markers = _count(gateway, sa.select(budget_transactions).where(budget_transactions.c.reason == "marker"))
     assert markers == 1  # the first action committed; the one whose claim was lost rolled back
+    assert _ok(tenant.client.get(url))["max_usd"] == 1.01  # and so did its raise of the budget by one marker
 
 
-def _marker_row(platform_id: str, budget_id: str) -> dict[str, Any]:
-    return {
+MARKER_NANOS = 10_000_000  # one cent
+
+
+async def _marker_adjustment(conn: AsyncConnection, budget_id: str) -> None:
+    """What a budget PATCH writes (SPEC §9.5 ``adjustment``): max raised by ``MARKER_NANOS`` and the ledger row with
+    the budget's amounts after it, so that the marker keeps the ledger chain (the gateway fixture checks it)."""
+    raised = (
+        await conn.execute(
+            sa.update(budgets)
+            .where(budgets.c.id == budget_id)
+            .values(max_nanos=budgets.c.max_nanos + MARKER_NANOS)
+            .returning(budgets.c.platform_id, budgets.c.end_user_id, budgets.c.max_nanos, budgets.c.used_nanos)
+        )
+    ).one()
+    row = {
         "id": str(uuid.uuid4()),
         "budget_id": budget_id,
-        "platform_id": platform_id,
-        "end_user_id": str(uuid.uuid4()),
+        "platform_id": raised.platform_id,
+        "end_user_id": raised.end_user_id,
         "type": "adjustment",
-        "amount_nanos": 0,
-        "max_after_nanos": 0,
-        "used_after_nanos": 0,
-        "remaining_after_nanos": 0,
+        "amount_nanos": MARKER_NANOS,
+        "max_after_nanos": raised.max_nanos,
+        "used_after_nanos": raised.used_nanos,
+        "remaining_after_nanos": raised.max_nanos - raised.used_nanos,
         "reason": "marker",
         "metadata": {},
         "request_id": None,
         "created_at": datetime.now(UTC),
     }
+    await conn.execute(sa.insert(budget_transactions).values(row))
