@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.servers import GatewayServer
 from tollway.storage.sql.db import create_engine
-from tollway.storage.sql.tables import usage_logs
+from tollway.storage.sql.tables import usage_logs, wallet_transactions, wallets
 
 NIL_ID = "00000000-0000-4000-8000-000000000000"
 PROVIDER_SECRET = "sk-upstream-" + "Q" * 30
@@ -413,15 +414,65 @@ def test_wallet_and_transactions(gateway: GatewayServer, admin: httpx.Client) ->
 
 
 def _insert_usage_rows(gateway: GatewayServer, rows: list[dict[str, Any]]) -> None:
+    """Inserts usage rows as settled calls: each row's collected cost is paid from its platform's wallet by a
+    ``usage`` row (SPEC §9.6 invariant 6, checked when the gateway fixture stops)."""
+
     async def insert() -> None:
         engine = create_engine(gateway.settings)
         try:
             async with engine.begin() as conn:
                 await conn.execute(sa.insert(usage_logs), rows)
+                for row in rows:
+                    await _pay(conn, row)
         finally:
             await engine.dispose()
 
     asyncio.run(insert())
+
+
+async def _pay(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """The wallet rows of a settled call, after a top-up of the same amount: the wallet's balance, which the tests
+    read, stays as it was, and its ledger stays one running balance (SPEC §9.5)."""
+    paid = row["cost_nanos"] - row["uncollected_nanos"]
+    if row["status"] == "error" or paid == 0:
+        return
+    wallet = (
+        await conn.execute(  # locks the wallet while its balance is read: a write, not a SELECT (SQLite)
+            sa.update(wallets)
+            .where(wallets.c.platform_id == row["platform_id"])
+            .values(updated_at=wallets.c.updated_at)
+            .returning(wallets.c.id, wallets.c.balance_nanos)
+        )
+    ).one()
+    common = {
+        "wallet_id": wallet.id,
+        "platform_id": row["platform_id"],
+        "metadata": {},
+        "created_at": datetime.now(UTC),
+    }
+    await conn.execute(
+        sa.insert(wallet_transactions),
+        [
+            {
+                **common,
+                "id": str(uuid.uuid4()),
+                "type": "topup",
+                "amount_nanos": paid,
+                "description": "test payment",
+                "balance_after_nanos": wallet.balance_nanos + paid,
+                "request_id": None,
+            },
+            {
+                **common,
+                "id": str(uuid.uuid4()),
+                "type": "usage",
+                "amount_nanos": -paid,
+                "description": row["model"],
+                "balance_after_nanos": wallet.balance_nanos,
+                "request_id": row["request_id"],
+            },
+        ],
+    )
 
 
 def _usage_row(platform_id: str, **extra: Any) -> dict[str, Any]:
