@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.canary import WATCH, canary_watch  # noqa: F401  (session-wide canary secrets, SPEC §15)
+from tests.support.invariants import checked_gateway
 from tests.support.servers import GatewayServer, PostgresServer, free_port, postgres_available
 from tollway.fake_upstream.server import FakeUpstreamThread
 from tollway.settings import Settings
@@ -84,12 +85,8 @@ def database_url_for(store: str, tmp: Path, request: pytest.FixtureRequest) -> s
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     tmp = tmp_path_factory.mktemp("gateway")
     settings = make_settings(tmp, database_url_for(request.param, tmp, request))
-    server = GatewayServer(settings)
-    server.start()
-    try:
+    with checked_gateway(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

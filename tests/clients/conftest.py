@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
+from tests.support.invariants import checked_gateway
 from tests.support.seed import Tenant, create_model, create_provider, create_tenant
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.server import FakeUpstreamThread
@@ -34,12 +35,8 @@ MODELS = {
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     """The embedded default (SQLite): the matrix is about the wire format, not the store."""
     tmp: Path = tmp_path_factory.mktemp("clients")
-    server = GatewayServer(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}"))
-    server.start()
-    try:
+    with checked_gateway(make_settings(tmp, f"sqlite:///{tmp / 'tollway.db'}")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

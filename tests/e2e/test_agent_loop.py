@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import STORES, database_url_for, make_settings
+from tests.support.invariants import checked_gateway
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.seed import FAKE_PROVIDER_KEY, create_model, create_provider
@@ -60,12 +61,8 @@ TIGHT = 'fake/agent?name=tools__echo&args={"text":"hi"}&in=5&out=10'  # exactly 
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     tmp = tmp_path_factory.mktemp("agent-loop")
     settings = make_settings(tmp, database_url_for(request.param, tmp, request), mcp_call_timeout_s=CALL_TIMEOUT_S)
-    server = GatewayServer(settings)
-    server.start()
-    try:
+    with checked_gateway(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:

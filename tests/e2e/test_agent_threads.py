@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import STORES, database_url_for, make_settings
 from tests.e2e.test_agent_loop import Tenant, make_tenant, mcp_tool, model
 from tests.support.asgi_server import AsgiServer
+from tests.support.invariants import checked_gateway
 from tests.support.mcp_app import McpApp
 from tests.support.servers import GatewayServer
 from tollway.app import create_app
@@ -44,12 +45,8 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tmp = tmp_path_factory.mktemp("agent-threads")
     database = database_url_for(request.param, tmp, request)
     settings = make_settings(tmp, database, mcp_call_timeout_s=30, thread_lease_s=LEASE_S)
-    server = GatewayServer(settings)
-    server.start()
-    try:
+    with checked_gateway(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.conftest import STORES, database_url_for, make_settings
 from tests.e2e.test_mcp_proxy import NewPlatform, Platform, make_platform
+from tests.support.invariants import checked_gateway
 from tests.support.mcp_app import McpApp
 from tests.support.servers import GatewayServer
 
@@ -38,12 +39,8 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         mcp_call_timeout_s=CALL_TIMEOUT_S,
         mcp_max_result_bytes=MAX_RESULT_BYTES,
     )
-    server = GatewayServer(settings)
-    server.start()
-    try:
+    with checked_gateway(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

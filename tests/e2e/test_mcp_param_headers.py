@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import STORES, database_url_for, make_settings
 from tests.e2e.test_mcp_fast_path import MODERN, post, rows, tools_call
 from tests.e2e.test_mcp_proxy import Platform, _connect, make_platform, mcp
+from tests.support.invariants import checked_gateway
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.seed import FAKE_PROVIDER_KEY, create_model, create_provider
@@ -41,12 +42,9 @@ LOCATE = f'fake/agent?name=tools__locate&args={{"region":"{REGION}","query":"rai
 @pytest.fixture(scope="module", params=STORES)
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     tmp = tmp_path_factory.mktemp("mcp-params")
-    server = GatewayServer(make_settings(tmp, database_url_for(request.param, tmp, request), mcp_call_timeout_s=5))
-    server.start()
-    try:
+    settings = make_settings(tmp, database_url_for(request.param, tmp, request), mcp_call_timeout_s=5)
+    with checked_gateway(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import STORES, database_url_for, make_settings
+from tests.support.invariants import checked_gateway
 from tests.support.mcp_app import McpApp
 from tests.support.oauth_server import OAuthServer
 from tests.support.servers import GatewayServer
@@ -44,12 +45,8 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         mcp_max_result_bytes=MAX_RESULT_BYTES,
         max_body_bytes=MAX_BODY_BYTES,
     )
-    server = GatewayServer(settings)
-    server.start()
-    try:
+    with checked_gateway(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:

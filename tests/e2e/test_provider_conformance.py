@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.e2e.providers_conftest import BACKUP_PRICES, ROWS, THOUGHT, TOOLS, Row, Stack, build_stack, session_id
+from tests.support.invariants import checked_gateway
 from tests.support.seed import FAKE_PROVIDER_KEY, logs_for
 from tests.support.servers import GatewayServer
 from tollway.fake_upstream.gemini import THOUGHT_SIGNATURE
@@ -384,10 +385,8 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
         total_timeout_s=0.6,
         upstream_max_body_bytes=2048,
     )
-    server = GatewayServer(settings)
-    server.start()
-    yield server
-    server.stop()
+    with checked_gateway(settings) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
+from tests.support.invariants import assert_invariants
 from tests.support.processes import GatewayProcess, StderrLines
 from tollway.http.openapi.document import served
 from tollway.http.routes import build_routes
@@ -120,6 +121,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     finally:
         process.stop()
         lines.finish()
+    assert_invariants(settings)
 
 
 def _keys(gateway: GatewayProcess) -> tuple[str, str, str, str, str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.ledger_chain import BudgetEntry, WalletEntry, budget_problems, wallet_problems
+from tests.support.servers import GatewayServer, running_gateway
 from tollway.settings import Settings
 from tollway.storage.sql.db import create_engine
 from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
@@ -139,6 +142,16 @@ async def _chain_violations(conn: AsyncConnection) -> list[str]:
 def assert_invariants(settings: Settings) -> None:
     problems = asyncio.run(_violations(settings))
     assert not problems, "\n".join(problems)
+
+
+@contextmanager
+def checked_gateway(settings: Settings) -> Iterator[GatewayServer]:
+    """A running gateway whose database is checked (``assert_invariants``, ledger chains included) once it has
+    stopped: the ``gateway`` fixtures serve a whole module through it, so every module that moves money ends with its
+    ledgers checked, at the price of one query set per module."""
+    with running_gateway(settings) as server:
+        yield server
+    assert_invariants(settings)
 
 
 def count(settings: Settings, table: Any, *where: Any) -> int:
