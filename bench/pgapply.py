@@ -1,7 +1,7 @@
 """The server time of ``tollway_money_apply`` per money batch, over one end user and over many (issue 18).
 
 A throwaway PostgreSQL (``tests/support/servers.py``), migrated, with one platform whose end users each have a
-budget. The production writer's PostgreSQL path (``storage/money/postgres.PostgresMoney``) is driven directly with
+budget (seeded by ``tests/support/money_seed.py``, as the set-based money tests are). The production writer's PostgreSQL path (``storage/money/postgres.PostgresMoney``) is driven directly with
 batches of ``--calls`` holds, then a batch of their settlements, the holds spread over ``1`` end user (one budget
 row per batch) or over ``--users`` (one budget row per hold). Every variant of the function (``0016``: a PL/pgSQL
 loop of one ``UPDATE`` per row; ``0017``: one set-based ``UPDATE`` per table) is installed in a schema of its own and
@@ -28,40 +28,25 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support.money_seed import funded_tenant, hold_request, settlement
 from tests.support.servers import PostgresServer
 
-from tollway.domain.budgets import BudgetSpec
 from tollway.domain.clock import utcnow
-from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, MoneyCommand, Settlement
-from tollway.domain.platform_settings import BudgetPeriod
-from tollway.domain.pricing import Prices
-from tollway.domain.usage import CallStatus, UsageRecord
-from tollway.services.management.budgets import Budgets
-from tollway.services.management.end_users import EndUsers
-from tollway.services.management.platforms import Platforms
+from tollway.domain.holds import HoldGrant, MoneyCommand
 from tollway.settings import Settings
 from tollway.storage.money.driver_sql import DriverSQL
 from tollway.storage.money.postgres import PostgresMoney
-from tollway.storage.sql.budgets import BudgetStore
 from tollway.storage.sql.db import create_engine
-from tollway.storage.sql.end_users import EndUserStore
-from tollway.storage.sql.migrate import upgrade
-from tollway.storage.sql.tables import wallets
-from tollway.storage.sql.tenants import PlatformStore
-from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 
-HOLD = 1_000_000
-COST = 700_001
+WALLET = 10**16  # a wallet that never runs out
+BUDGET = 10**15
 _VERSIONS = "tollway.storage.sql.migrations.versions."
 STATS = """SELECT calls, total_time FROM pg_stat_user_functions
 WHERE funcname = 'tollway_money_apply' AND schemaname = $1"""
@@ -79,43 +64,6 @@ def variants() -> dict[str, str]:
     return found
 
 
-async def seed(settings: Settings, users: int) -> tuple[str, list[str]]:
-    """One platform with a wallet that never runs out and ``users`` end users, each with a large budget."""
-    await upgrade(settings)
-    engine = create_engine(settings)
-    try:
-        platform_id = (await Platforms(PlatformStore(engine)).create({"name": "pgapply"})).platform["id"]
-        async with engine.begin() as conn:
-            await conn.execute(
-                sa.update(wallets).where(wallets.c.platform_id == platform_id).values(balance_nanos=10**16)
-            )
-        budget_service = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
-        ids = []
-        for _ in range(users):
-            created, _ = await EndUsers(EndUserStore(engine)).create(platform_id, {"external_id": uuid.uuid4().hex})
-            user = created.end_user["id"]
-            await budget_service.create(
-                platform_id, user, BudgetSpec(10**15, BudgetPeriod.ONE_TIME, False, None, None), utcnow()
-            )
-            ids.append(user)
-        return platform_id, ids
-    finally:
-        await engine.dispose()
-
-
-def hold(platform_id: str, user: str) -> HoldRequest:
-    terms = (CandidateTerms("m", Prices(HOLD * 1_000_000, 0), output_limit=1, min_output=1, prompt_tokens=1),)
-    return HoldRequest("req_" + uuid.uuid4().hex, platform_id, user, terms, 1, 0, utcnow() + timedelta(minutes=5))
-
-
-def settlement(grant: HoldGrant, request: HoldRequest) -> Settlement:
-    record = UsageRecord(
-        request.request_id, request.platform_id, request.end_user_id, "chat.completion", None, "m", None, 1, 0, 0, 3,
-        None, COST, COST, CallStatus.SUCCESS, "stop", None, "reported", None, {},
-    )  # fmt: skip
-    return Settlement(grant.hold_id, record, COST)
-
-
 class Writer:
     """One variant's writer: the production ``PostgresMoney`` on a connection whose ``search_path`` finds that
     variant's function first (each variant is installed in a schema of its own; the tables stay in ``public``)."""
@@ -131,7 +79,7 @@ class Writer:
 
     async def round(self, platform_id: str, spread: int, calls: int, stats: asyncpg.Connection, keep: bool) -> None:
         """A batch of ``calls`` holds over ``spread`` of this writer's end users, then one of their settlements."""
-        requests = [hold(platform_id, self.users[(self.offset + i) % spread]) for i in range(calls)]
+        requests = [hold_request(platform_id, self.users[(self.offset + i) % spread]) for i in range(calls)]
         self.offset += calls
         grants = await self._timed(list(requests), "hold", stats, keep)
         assert all(isinstance(g, HoldGrant) for g in grants), grants
@@ -193,7 +141,7 @@ async def measured(
         database_url=url, admin_key="sk-admin_" + secrets.token_urlsafe(32),
         secret_key=base64.b64encode(os.urandom(32)).decode(), data_dir=data / name, log_level="warning",
     )  # type: ignore[call-arg]  # fmt: skip
-    platform_id, ids = await seed(settings, args.users * len(texts))
+    platform_id, ids = await funded_tenant(settings, args.users * len(texts), WALLET, BUDGET, "pgapply")
     admin = await asyncpg.connect(dsn)
     try:
         for variant, text in texts.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,17 @@ from alembic import command
 
 from tests.conftest import make_settings
 from tests.support.invariants import assert_invariants
+from tests.support.money_seed import COST, HOLD, funded_tenant, hold_request, settlement
 from tests.support.servers import PostgresServer
-from tollway.domain.budgets import BudgetSpec
 from tollway.domain.clock import utcnow
-from tollway.domain.holds import CandidateTerms, HoldGrant, HoldRequest, MoneyCommand, Settlement
-from tollway.domain.platform_settings import BudgetPeriod
-from tollway.domain.pricing import Prices
-from tollway.domain.usage import CallStatus, UsageRecord
-from tollway.services.management.budgets import Budgets
-from tollway.services.management.end_users import EndUsers
-from tollway.services.management.platforms import Platforms
+from tollway.domain.holds import HoldGrant, MoneyCommand
 from tollway.settings import Settings
 from tollway.storage.money.batch import Result
 from tollway.storage.money.driver_sql import DriverSQL
 from tollway.storage.money.postgres import APPLY, CONFLICT, SNAPSHOT, Planned, PostgresMoney, _keys, plan
-from tollway.storage.sql.budgets import BudgetStore
 from tollway.storage.sql.db import create_engine
-from tollway.storage.sql.end_users import EndUserStore
-from tollway.storage.sql.migrate import alembic_config, upgrade
+from tollway.storage.sql.migrate import alembic_config
 from tollway.storage.sql.tables import budget_transactions, budgets, holds, usage_logs, wallet_transactions, wallets
-from tollway.storage.sql.tenants import PlatformStore
-from tollway.storage.sql.unit_of_work import SqlUnitOfWork
 
 pytestmark = pytest.mark.postgres
 
@@ -53,8 +42,6 @@ HOLDS_NO_KEY = importlib.import_module("tollway.storage.sql.migrations.versions.
 
 WALLET = 10**13
 BUDGET = 10**11
-HOLD = 1_000_000
-COST = 700_001
 SQL = DriverSQL("postgresql")
 
 
@@ -67,57 +54,12 @@ def _dsn(settings: Settings) -> str:
     return "postgresql://" + settings.database_url.split("://", 1)[1]
 
 
-async def _tenant(settings: Settings, users: int) -> tuple[str, list[str]]:
-    """A platform whose wallet holds ``WALLET`` and ``users`` end users with a budget of ``BUDGET`` each."""
-    await upgrade(settings)
-    engine = create_engine(settings)
-    try:
-        platform_id = (await Platforms(PlatformStore(engine)).create({"name": "set-based"})).platform["id"]
-        async with engine.begin() as conn:  # a top-up, with its ledger row
-            wallet_id = (
-                await conn.execute(sa.select(wallets.c.id).where(wallets.c.platform_id == platform_id))
-            ).scalar_one()
-            await conn.execute(sa.update(wallets).where(wallets.c.id == wallet_id).values(balance_nanos=WALLET))
-            await conn.execute(
-                sa.insert(wallet_transactions).values(
-                    id=str(uuid.uuid4()), wallet_id=wallet_id, platform_id=platform_id, type="topup",
-                    amount_nanos=WALLET, balance_after_nanos=WALLET, description="set-based", metadata={},
-                    request_id=None, created_at=utcnow(),
-                )
-            )  # fmt: skip
-        budget_service = Budgets(BudgetStore(engine), lambda: SqlUnitOfWork(engine))
-        ids = []
-        for _ in range(users):
-            created, _ = await EndUsers(EndUserStore(engine)).create(platform_id, {"external_id": uuid.uuid4().hex})
-            user = created.end_user["id"]
-            await budget_service.create(
-                platform_id, user, BudgetSpec(BUDGET, BudgetPeriod.ONE_TIME, False, None, None), utcnow()
-            )
-            ids.append(user)
-        return platform_id, ids
-    finally:
-        await engine.dispose()
-
-
-def _hold(platform_id: str, user: str) -> HoldRequest:
-    terms = (CandidateTerms("m", Prices(HOLD * 1_000_000, 0), output_limit=1, min_output=1, prompt_tokens=1),)
-    return HoldRequest("req_" + uuid.uuid4().hex, platform_id, user, terms, 1, 0, utcnow() + timedelta(minutes=5))
-
-
-def _settlement(grant: HoldGrant, request: HoldRequest) -> Settlement:
-    record = UsageRecord(
-        request.request_id, request.platform_id, request.end_user_id, "chat.completion", None, "m", None, 1, 0, 0, 3,
-        None, COST, COST, CallStatus.SUCCESS, "stop", None, "reported", None, {},
-    )  # fmt: skip
-    return Settlement(grant.hold_id, record, COST)
-
-
 async def _holds(money: PostgresMoney, platform_id: str, users: list[str]) -> list[MoneyCommand]:
     """One batch of a hold per end user, in the order given; their settlements."""
-    requests = [_hold(platform_id, user) for user in users]
+    requests = [hold_request(platform_id, user) for user in users]
     grants = await money.apply(list(requests), utcnow(), SQL)
     assert all(isinstance(g, HoldGrant) and g.budget_nanos == HOLD for g in grants), grants
-    return [_settlement(g, r) for g, r in zip(grants, requests, strict=True) if isinstance(g, HoldGrant)]
+    return [settlement(g, r) for g, r in zip(grants, requests, strict=True) if isinstance(g, HoldGrant)]
 
 
 async def _state(settings: Settings) -> dict[str, Any]:
@@ -139,7 +81,7 @@ async def _state(settings: Settings) -> dict[str, Any]:
 def test_one_budget_of_fifty_failing_its_guard_refuses_the_batch_then_the_retry_commits_it(
     pg_settings: Settings,
 ) -> None:
-    platform_id, users = asyncio.run(_tenant(pg_settings, 50))
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 50, WALLET, BUDGET, "set-based"))
 
     async def scenario() -> tuple[asyncpg.PostgresError, str, dict[str, Any], dict[str, Any], PostgresMoney]:
         engine = create_engine(pg_settings)
@@ -215,7 +157,7 @@ def test_two_writers_updating_overlapping_budgets_in_opposite_orders_never_deadl
     budgets, batch after batch at once: no deadlock, no conflict, exact amounts. (The budgets are locked before the
     wallet row, so only their id order keeps the two apart; the next test checks that order itself.)"""
     rounds, width = 25, 32
-    platform_id, users = asyncio.run(_tenant(pg_settings, 40))
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 40, WALLET, BUDGET, "set-based"))
     shares = {"up": users[:width], "down": users[-width:]}
 
     async def writer(descending: bool, ready: asyncio.Barrier) -> int:
@@ -224,12 +166,12 @@ def test_two_writers_updating_overlapping_budgets_in_opposite_orders_never_deadl
         conn = await asyncpg.connect(_dsn(pg_settings))
         mine = shares["down" if descending else "up"]
         try:
-            requests = [[_hold(platform_id, user) for user in mine] for _ in range(rounds)]
+            requests = [[hold_request(platform_id, user) for user in mine] for _ in range(rounds)]
             placing = [await _decided(conn, list(batch), descending) for batch in requests]
             await ready.wait()
             grants = [await _applied(conn, planned) for planned in placing]
             settling = [
-                await _decided(conn, [_settlement(g, r) for g, r in zip(batch, asked, strict=True)], descending)
+                await _decided(conn, [settlement(g, r) for g, r in zip(batch, asked, strict=True)], descending)
                 for batch, asked in zip(grants, requests, strict=True)
             ]
             await ready.wait()
@@ -270,12 +212,12 @@ def test_the_function_locks_a_batchs_budgets_in_id_order_whatever_order_they_are
     the same budgets in different orders deadlock. With the middle one of nine budgets locked by someone else, the
     function, sent the budgets in descending order, waits there holding exactly the four below it, and not the
     platform's wallet row, which it locks last."""
-    platform_id, users = asyncio.run(_tenant(pg_settings, 9))
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 9, WALLET, BUDGET, "set-based"))
 
     async def scenario() -> tuple[list[str], set[str], int, list[Result]]:
         writer, blocker, probe = [await asyncpg.connect(_dsn(pg_settings)) for _ in range(3)]
         try:
-            planned = await _decided(writer, [_hold(platform_id, user) for user in users], descending=True)
+            planned = await _decided(writer, [hold_request(platform_id, user) for user in users], descending=True)
             ids = sorted(b["id"] for b in planned.payload["budgets"])
             assert [b["id"] for b in planned.payload["budgets"]] == ids[::-1]
             blocking = blocker.transaction()
@@ -336,7 +278,7 @@ async def _function(settings: Settings) -> tuple[str, list[str] | None]:
 
 
 def test_the_money_function_migrations_go_down_and_back(pg_settings: Settings) -> None:
-    platform_id, users = asyncio.run(_tenant(pg_settings, 3))  # migrated to head
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 3, WALLET, BUDGET, "set-based"))  # migrated to head
     config = alembic_config(pg_settings)
 
     async def calls() -> dict[str, Any]:
@@ -377,7 +319,7 @@ def test_the_locked_path_locks_the_budgets_before_the_wallet(pg_settings: Settin
     """The fallback that reads its rows locked before deciding (``Batch.load``) takes the function's order: with one
     of the batch's budgets locked by someone else, it waits there without holding the platform's wallet row, so it
     can never deadlock against a function call that holds the budgets and waits for the wallet."""
-    platform_id, users = asyncio.run(_tenant(pg_settings, 3))
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 3, WALLET, BUDGET, "set-based"))
 
     async def scenario() -> tuple[int, list[Result], PostgresMoney]:
         engine = create_engine(pg_settings)
@@ -422,7 +364,7 @@ def test_the_holds_a_batch_resolves_are_locked_for_no_key_update(pg_settings: Se
     UPDATE``, which an ``UPDATE`` takes) but not against ``FOR KEY SHARE``, the lock a foreign key's check takes;
     0016, 0017 and 0019 locked them ``FOR UPDATE``, which blocked that too (migration 0020). No table references
     ``holds``."""
-    platform_id, users = asyncio.run(_tenant(pg_settings, 2))
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 2, WALLET, BUDGET, "set-based"))
 
     async def scenario() -> None:
         engine = create_engine(pg_settings)
@@ -459,7 +401,7 @@ def test_a_wallet_written_between_the_functions_read_and_its_lock_gets_its_ledge
     wallet as read without a lock. Another instance's top-up that commits in between moves the wallet by more than
     those rows assumed: the function undoes that part and does it again with the wallet locked first, so the rows
     still chain through the top-up, with no conflict for the writer to retry."""
-    platform_id, users = asyncio.run(_tenant(pg_settings, 3))
+    platform_id, users = asyncio.run(funded_tenant(pg_settings, 3, WALLET, BUDGET, "set-based"))
     topup = 5 * 10**9
 
     async def scenario() -> tuple[list[Result], PostgresMoney]:
