@@ -143,6 +143,15 @@ async def _decided(conn: asyncpg.Connection, commands: list[MoneyCommand], desce
     return planned
 
 
+async def _until_waiting(probe: asyncpg.Connection, failure: str) -> None:
+    """Until some transaction waits for a lock (within 10 s, else ``failure``)."""
+    for _ in range(1000):
+        if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(failure)
+
+
 # The platform's wallet row, if nobody holds its lock (run inside a transaction: the probe's lock lasts until its end).
 _WALLET_FREE = "SELECT id FROM wallets WHERE platform_id = $1 FOR NO KEY UPDATE SKIP LOCKED"
 
@@ -224,12 +233,7 @@ def test_the_function_locks_a_batchs_budgets_in_id_order_whatever_order_they_are
             await blocking.start()
             await blocker.execute("SELECT 1 FROM budgets WHERE id = $1 FOR NO KEY UPDATE", ids[4])
             applying = asyncio.create_task(_applied(writer, planned))
-            for _ in range(1000):  # until the function waits for the blocked row
-                if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the function never waited for the blocked budget")
+            await _until_waiting(probe, "the function never waited for the blocked budget")
             probing = probe.transaction()
             await probing.start()
             free = await probe.fetch(
@@ -331,12 +335,7 @@ def test_the_locked_path_locks_the_budgets_before_the_wallet(pg_settings: Settin
             await blocking.start()
             await blocker.execute("SELECT 1 FROM budgets WHERE end_user_id = $1 FOR NO KEY UPDATE", users[1])
             locked = asyncio.create_task(money._locked(settlements, utcnow(), SQL))
-            for _ in range(1000):  # until the locked path waits for the blocked budget
-                if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the locked path never waited for the blocked budget")
+            await _until_waiting(probe, "the locked path never waited for the blocked budget")
             probing = probe.transaction()
             await probing.start()
             wallet_free = len(await probe.fetch(_WALLET_FREE, platform_id))
@@ -428,12 +427,7 @@ def test_a_wallet_written_between_the_functions_read_and_its_lock_gets_its_ledge
                 WALLET + topup,
             )
             settling = asyncio.create_task(money.apply(settlements, utcnow(), SQL))
-            for _ in range(1000):  # until the function, its rows written, waits for the wallet's lock
-                if await probe.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the function never waited for the wallet")
+            await _until_waiting(probe, "the function never waited for the wallet")
             await blocking.commit()
             return await settling, money
         finally:
