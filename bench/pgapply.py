@@ -1,10 +1,12 @@
 """The server time of ``tollway_money_apply`` per money batch, over one end user and over many (issue 18).
 
 A throwaway PostgreSQL (``tests/support/servers.py``), migrated, with one platform whose end users each have a
-budget (seeded by ``tests/support/money_seed.py``, as the set-based money tests are). The production writer's PostgreSQL path (``storage/money/postgres.PostgresMoney``) is driven directly with
-batches of ``--calls`` holds, then a batch of their settlements, the holds spread over ``1`` end user (one budget
-row per batch) or over ``--users`` (one budget row per hold). Every variant of the function (``0016``: a PL/pgSQL
-loop of one ``UPDATE`` per row; ``0017``: one set-based ``UPDATE`` per table) is installed in a schema of its own and
+budget (seeded by ``tests/support/money_seed.py``, as the set-based money tests are). The production writer's
+PostgreSQL path (``storage/money/postgres.PostgresMoney``) is driven directly with batches of ``--calls`` holds, then
+a batch of their settlements, the holds spread over ``1`` end user (one budget row per batch) or over ``--users``
+(one budget row per hold). Every variant of the function (``0016``: a PL/pgSQL loop of one ``UPDATE`` per row;
+``0017``: one set-based ``UPDATE`` per table; ``0020``: the budgets before the wallets, the wallets' ledger rows
+before their lock, the holds locked ``FOR NO KEY UPDATE``) is installed in a schema of its own and
 has a writer of its own whose ``search_path`` finds it first, with end users of its own, on one freshly seeded
 database per run and number of end users: the writers take turns batch by batch (the order alternating every round),
 so the tables grow alike for every variant and this shared machine's load falls on all of them alike.
@@ -56,7 +58,11 @@ SQL = DriverSQL("postgresql")
 def variants() -> dict[str, str]:
     """The function's text per migration that defines it (the ones that exist on this branch)."""
     found = {}
-    for name, module in (("0016", "0016_pg_money_functions"), ("0017", "0017_pg_money_set_based")):
+    for name, module in (
+        ("0016", "0016_pg_money_functions"),
+        ("0017", "0017_pg_money_set_based"),
+        ("0020", "0020_pg_money_holds_no_key_lock"),
+    ):
         try:
             found[name] = importlib.import_module(_VERSIONS + module).APPLY
         except ModuleNotFoundError:
