@@ -434,14 +434,7 @@ def test_previous_response_id_and_threads_reuse_the_listing(compat: Tenant) -> N
 
 
 def test_an_app_the_end_user_has_not_connected_is_409(compat: Tenant, oauth: OAuthServer, oauth_app: McpApp) -> None:
-    auth = {
-        "type": "oauth2",
-        "authorize_url": oauth.authorize_url,
-        "token_url": oauth.token_url,
-        "client_id": oauth.client_id,
-        "client_secret": oauth.client_secret,
-        "scopes": ["notes.read"],
-    }
+    auth = oauth.app_auth(["notes.read"])
     body = {"slug": "notes", "name": "Notes", "server_url": oauth_app.url, "auth": auth, "price_per_call_usd": PRICE}
     _ok(compat.client.post(f"{compat.base}/mcp/apps", json=body), 201)
     _, key = compat.end_user()

@@ -268,12 +268,4 @@ async def test_an_oauth_apps_listing_serves_only_its_own_end_users_checks(
 
 
 def _add_oauth_app(tenant: Platform, oauth: OAuthServer, app: McpApp) -> None:
-    auth = {
-        "type": "oauth2",
-        "authorize_url": oauth.authorize_url,
-        "token_url": oauth.token_url,
-        "client_id": oauth.client_id,
-        "client_secret": oauth.client_secret,
-        "scopes": ["tools.read"],
-    }
-    tenant.add_app("tools", app.url, auth=auth)
+    tenant.add_app("tools", app.url, auth=oauth.app_auth(["tools.read"]))

@@ -413,14 +413,7 @@ def _revoke(oauth: OAuthServer, token: str) -> None:
 
 
 def _add_notes(platform: Platform, oauth: OAuthServer, oauth_app: McpApp) -> str:
-    auth = {
-        "type": "oauth2",
-        "authorize_url": oauth.authorize_url,
-        "token_url": oauth.token_url,
-        "client_id": oauth.client_id,
-        "client_secret": oauth.client_secret,
-        "scopes": ["notes.read"],
-    }
+    auth = oauth.app_auth(["notes.read"])
     body = {"slug": "notes", "name": "Notes", "server_url": oauth_app.url, "auth": auth, "price_per_call_usd": PRICE}
     _ok(platform.client.post(f"{platform.base}/mcp/apps", json=body), 201)
     return "notes"
